@@ -1,0 +1,182 @@
+// The forwarding snapshot: everything a worker needs to place a packet, built once per config and
+// never changed afterwards (its packet counters aside), so workers share it without locks.
+
+import TernWire
+
+public enum Encapsulation: UInt8, Sendable {
+    /// IP in IP: IPv4 outer (protocol 4 or 41) or IPv6 outer (next header 4 or 41).
+    case ipip
+    /// GUE variant 0 over UDP.
+    case gue
+}
+
+/// What a snapshot is built from: one entry per VIP. Backend order does not matter.
+public struct ServiceSpec: Sendable {
+    public var address: IPAddress
+    /// 0 means every port of `ipProtocol`.
+    public var port: UInt16
+    public var ipProtocol: UInt8
+    public var encapsulation: Encapsulation
+    public var guePort: UInt16
+    public var backends: [(address: IPAddress, weight: Int)]
+
+    public init(
+        address: IPAddress, port: UInt16, ipProtocol: UInt8, encapsulation: Encapsulation, guePort: UInt16 = 0,
+        backends: [(address: IPAddress, weight: Int)]
+    ) {
+        self.address = address
+        self.port = port
+        self.ipProtocol = ipProtocol
+        self.encapsulation = encapsulation
+        self.guePort = guePort
+        self.backends = backends
+    }
+}
+
+public struct SnapshotSpec: Sendable {
+    public var services: [ServiceSpec]
+    public var tableSize: Int
+    public var tunnelSourceV4: IPAddress?
+    public var tunnelSourceV6: IPAddress?
+
+    public init(services: [ServiceSpec], tableSize: Int, tunnelSourceV4: IPAddress?, tunnelSourceV6: IPAddress?) {
+        self.services = services
+        self.tableSize = tableSize
+        self.tunnelSourceV4 = tunnelSourceV4
+        self.tunnelSourceV6 = tunnelSourceV6
+    }
+}
+
+/// One VIP as the packet path sees it.
+public struct VIPRecord: Sendable {
+    public var address: IPAddress
+    public var port: UInt16
+    public var ipProtocol: UInt8
+    public var encapsulation: Encapsulation
+    public var guePort: UInt16
+    /// This VIP's backends are `backends[firstBackend ..< firstBackend + backendCount]`, in address order.
+    public var firstBackend: Int
+    public var backendCount: Int
+    /// This VIP's Maglev table is `tables[tableBase ..< tableBase + tableSize]`.
+    public var tableBase: Int
+}
+
+public struct BackendRecord: Sendable {
+    public var address: IPAddress
+    public var weight: Int
+}
+
+/// A backend as a VIP's flow table entries name it: its position among the VIP's backends.
+public typealias BackendSlot = UInt16
+
+public struct ForwardingSnapshot: ~Copyable {
+    /// Tells flow-table entries written under an older snapshot from current ones.
+    public let generation: UInt16
+    public let tableSize: Int
+    public let tunnelSourceV4: IPAddress
+    public let tunnelSourceV6: IPAddress
+    public let vips: UnsafeMutableBufferPointer<VIPRecord>
+    public let backends: UnsafeMutableBufferPointer<BackendRecord>
+    public let tables: UnsafeMutableBufferPointer<UInt16>
+    public let addresses: AddressMap
+    public let services: ServiceMap
+    /// Per worker: packets per VIP then per backend, each worker's block on its own cache lines.
+    public let counters: UnsafeMutableBufferPointer<UInt64>
+    public let counterStride: Int
+    public let workerCount: Int
+
+    /// Builds the snapshot; VIPs keep the spec's order, each VIP's backends are sorted by address.
+    public init(_ spec: SnapshotSpec, generation: UInt16, workers: Int = 1) {
+        self.generation = generation
+        self.tableSize = spec.tableSize
+        self.tunnelSourceV4 = spec.tunnelSourceV4 ?? IPAddress(v4: 0)
+        self.tunnelSourceV6 = spec.tunnelSourceV6 ?? IPAddress(high: 0, low: 0, isV6: true)
+        let services = spec.services
+        let backendTotal = services.reduce(0) { $0 + $1.backends.count }
+        vips = .allocate(capacity: services.count)
+        backends = .allocate(capacity: backendTotal)
+        tables = .allocate(capacity: services.count * spec.tableSize)
+        var next = 0
+        for (i, service) in services.enumerated() {
+            let sorted = service.backends.sorted { $0.address < $1.address }
+            for (j, backend) in sorted.enumerated() {
+                backends.initializeElement(at: next + j, to: BackendRecord(address: backend.address, weight: backend.weight))
+            }
+            let base = i * spec.tableSize
+            Maglev.build(
+                backends: sorted,
+                into: UnsafeMutableBufferPointer(rebasing: tables[base..<base + spec.tableSize]))
+            vips.initializeElement(
+                at: i,
+                to: VIPRecord(
+                    address: service.address, port: service.port, ipProtocol: service.ipProtocol,
+                    encapsulation: service.encapsulation, guePort: service.guePort,
+                    firstBackend: next, backendCount: sorted.count, tableBase: base))
+            next += sorted.count
+        }
+        addresses = AddressMap(services)
+        self.services = ServiceMap(services)
+        workerCount = workers
+        counterStride = (services.count + backendTotal + 7) & ~7
+        counters = .allocate(capacity: max(1, counterStride * workers))
+        counters.initialize(repeating: 0)
+    }
+
+    deinit {
+        vips.deallocate()
+        backends.deallocate()
+        tables.deallocate()
+        addresses.deallocate()
+        services.deallocate()
+        counters.deallocate()
+    }
+
+    /// The VIP index for a destination, or -1 when the address is a VIP address but no VIP serves
+    /// that port and protocol. Call only after `addresses.find` succeeded.
+    @inlinable @inline(__always)
+    public func findVIP(address entry: Int, port: UInt16, ipProtocol: UInt8) -> Int {
+        let a = addresses.entries[entry]
+        if a.hasPortVIPs {
+            let exact = services.find(address: a.address, port: port, ipProtocol: ipProtocol)
+            if exact >= 0 { return exact }
+        }
+        if ipProtocol == IPProtocol.tcp { return Int(a.anyPortTCP) }
+        if ipProtocol == IPProtocol.udp { return Int(a.anyPortUDP) }
+        return -1
+    }
+
+    /// The backend slot Maglev picks for a flow hash, or `Maglev.emptySlot`.
+    @inlinable @inline(__always)
+    public func maglevSlot(vip: Int, hash: UInt64) -> BackendSlot {
+        tables[vips[vip].tableBase + Maglev.slot(forHash: hash, tableSize: tableSize)]
+    }
+
+    /// The slot of a backend address among a VIP's backends, or nil (slow path after a reload).
+    public func slot(of address: IPAddress, vip: Int) -> BackendSlot? {
+        let v = vips[vip]
+        for i in 0..<v.backendCount where backends[v.firstBackend + i].address == address {
+            return BackendSlot(i)
+        }
+        return nil
+    }
+
+    /// Adds one packet to a VIP's and a backend's counters in `worker`'s block.
+    @inlinable @inline(__always)
+    public func countForwarded(worker: Int, vip: Int, backend: Int) {
+        let block = counters.baseAddress! + worker &* counterStride
+        block[vip] &+= 1
+        block[vips.count &+ backend] &+= 1
+    }
+
+    /// Packets forwarded to each VIP and backend, summed over workers.
+    public func packetTotals() -> (perVIP: [UInt64], perBackend: [UInt64]) {
+        var perVIP = [UInt64](repeating: 0, count: vips.count)
+        var perBackend = [UInt64](repeating: 0, count: backends.count)
+        for w in 0..<workerCount {
+            let block = counters.baseAddress! + w * counterStride
+            for i in 0..<vips.count { perVIP[i] += block[i] }
+            for i in 0..<backends.count { perBackend[i] += block[vips.count + i] }
+        }
+        return (perVIP, perBackend)
+    }
+}

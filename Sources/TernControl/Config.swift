@@ -1,0 +1,108 @@
+// Tern's configuration, as validated values. See configs/reference.toml for every key.
+
+import TernBalancing
+import TernWire
+
+public struct NodeConfig: Equatable, Sendable {
+    public var name: String
+    public var tunnelSourceV4: IPAddress?
+    public var tunnelSourceV6: IPAddress?
+}
+
+/// Restart-only: a reload that changes it is refused.
+public struct DataplaneConfig: Equatable, Sendable {
+    public var workers = 1
+    public var burstSize = 32
+    public var flowTableEntries = 1_048_576
+    public var tcpIdleTimeoutSeconds = 300
+    public var udpIdleTimeoutSeconds = 30
+}
+
+/// Restart-only: a reload that changes it is refused.
+public struct PortConfig: Equatable, Sendable {
+    public var device: String
+    public var gatewayMAC: MACAddress
+    /// The port's own MAC, when set; otherwise the device's (`ternctl simulate` then uses
+    /// `PortConfig.simulatedMAC`).
+    public var mac: MACAddress?
+    public var mtu = 1500
+
+    public static let simulatedMAC = MACAddress(value: 0x02_00_00_00_00_01)
+}
+
+public struct BackendConfig: Equatable, Sendable {
+    public var address: IPAddress
+    public var weight: Int
+}
+
+public struct VIPConfig: Equatable, Sendable {
+    public var address: IPAddress
+    public var port: UInt16
+    public var ipProtocol: UInt8
+    public var encapsulation: Encapsulation
+    public var guePort: UInt16
+    public var backends: [BackendConfig]
+
+    public var protocolName: String { ipProtocol == IPProtocol.tcp ? "tcp" : "udp" }
+
+    /// `192.0.2.10:80/tcp` or `[2001:db8::1]:443/udp`.
+    public var name: String {
+        let a = address.isV6 ? "[\(address)]" : "\(address)"
+        return "\(a):\(port)/\(protocolName)"
+    }
+}
+
+public struct TernConfig: Equatable, Sendable {
+    public var node: NodeConfig
+    public var dataplane: DataplaneConfig
+    public var ports: [PortConfig]
+    public var tableSize: Int
+    public var vips: [VIPConfig]
+
+    public var backendCount: Int { vips.reduce(0) { $0 + $1.backends.count } }
+
+    /// One line for logs and `ternctl check`.
+    public var summary: String {
+        let workers = dataplane.workers
+        return "\(vips.count) VIPs, \(backendCount) backends, \(ports.count) port\(ports.count == 1 ? "" : "s"), "
+            + "\(workers) worker\(workers == 1 ? "" : "s"), table size \(tableSize)"
+    }
+
+    /// What the forwarding snapshot is built from.
+    public var snapshotSpec: SnapshotSpec {
+        SnapshotSpec(
+            services: vips.map { v in
+                ServiceSpec(
+                    address: v.address, port: v.port, ipProtocol: v.ipProtocol, encapsulation: v.encapsulation,
+                    guePort: v.guePort, backends: v.backends.map { ($0.address, $0.weight) })
+            },
+            tableSize: tableSize, tunnelSourceV4: node.tunnelSourceV4, tunnelSourceV6: node.tunnelSourceV6)
+    }
+
+    /// The VIP a selector names, if any.
+    public func vip(matching s: VIPSelector) -> VIPConfig? {
+        vips.first { $0.address == s.address && $0.port == s.port && $0.ipProtocol == s.ipProtocol }
+    }
+}
+
+/// `ADDR:PORT/PROTO`, as `ternctl table --vip` takes it; IPv6 addresses in brackets.
+public struct VIPSelector: Equatable, Sendable {
+    public var address: IPAddress
+    public var port: UInt16
+    public var ipProtocol: UInt8
+
+    public init?(_ text: String) {
+        guard let slash = text.lastIndex(of: "/"), let colon = text[..<slash].lastIndex(of: ":") else { return nil }
+        var host = text[..<colon]
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        let proto = text[text.index(after: slash)...]
+        guard let address = IPAddress(host), let port = UInt16(text[text.index(after: colon)..<slash]) else { return nil }
+        switch proto {
+        case "tcp": ipProtocol = IPProtocol.tcp
+        case "udp": ipProtocol = IPProtocol.udp
+        default: return nil
+        }
+        self.address = address
+        self.port = port
+    }
+}

@@ -1,0 +1,40 @@
+// Config errors name the file and either the line (TOML syntax) or the key path
+// (`vip[1].backend[0].weight`), then say what is wrong. Exit status 78 (EX_CONFIG).
+
+public struct ConfigProblem: Equatable, Sendable, CustomStringConvertible {
+    /// `vip[1].backend[0].weight`, or empty for the whole file.
+    public var keyPath: String
+    public var message: String
+
+    public init(_ keyPath: String, _ message: String) {
+        self.keyPath = keyPath
+        self.message = message
+    }
+
+    public var description: String { keyPath.isEmpty ? message : "\(keyPath): \(message)" }
+}
+
+public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    public static let exitCode: Int32 = 78
+
+    public var file: String
+    /// Set for syntax errors.
+    public var line: Int?
+    public var column: Int?
+    public var problems: [ConfigProblem]
+
+    public init(file: String, line: Int? = nil, column: Int? = nil, problems: [ConfigProblem]) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.problems = problems
+    }
+
+    /// One line per problem: `FILE:LINE:COLUMN: message` or `FILE: key.path: message`.
+    public var description: String {
+        var location = file
+        if let line { location += ":\(line)" }
+        if let column { location += ":\(column)" }
+        return problems.map { "\(location): \($0)" }.joined(separator: "\n")
+    }
+}

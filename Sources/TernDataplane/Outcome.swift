@@ -1,0 +1,79 @@
+// Verdicts and drop reasons: every packet ends in exactly one of these, and each has a counter.
+
+/// The end of one packet's trip through the pipeline.
+public enum Outcome: UInt8, CaseIterable, Sendable {
+    /// Encapsulated toward a backend; transmit it.
+    case forwarded
+    /// Not for a VIP (ARP, BGP, management traffic, any non-VIP address): the host's business.
+    case host
+    /// Answered by Tern itself (ICMP echo to a VIP address); transmit it.
+    case replied
+    /// Truncated or inconsistent headers.
+    case dropMalformed
+    /// An IP fragment to a VIP (not reassembled or tracked yet).
+    case dropFragment
+    /// To a VIP address, but no VIP serves that protocol and port (or the protocol is not TCP/UDP).
+    case dropNoService
+    /// The VIP has no backend with a weight above zero.
+    case dropNoBackend
+    /// The encapsulated packet would exceed the port's MTU.
+    case dropTooBig
+    /// Not enough room in front of the packet for the outer headers.
+    case dropNoHeadroom
+    /// ICMP to a VIP address other than an echo request.
+    case dropICMPUnsupported
+
+    public enum Verdict: String, Sendable { case forwarded, host, replied, dropped }
+
+    public var verdict: Verdict {
+        switch self {
+        case .forwarded: .forwarded
+        case .host: .host
+        case .replied: .replied
+        default: .dropped
+        }
+    }
+
+    /// Whether the packet leaves on the TX queue.
+    @inlinable @inline(__always)
+    public var transmits: Bool { self == .forwarded || self == .replied }
+
+    /// The drop reason's name in counters and JSON, or nil for verdicts that are not drops.
+    public var dropReason: String? {
+        switch self {
+        case .forwarded, .host, .replied: nil
+        case .dropMalformed: "malformed"
+        case .dropFragment: "fragment"
+        case .dropNoService: "no_service"
+        case .dropNoBackend: "no_backend"
+        case .dropTooBig: "too_big"
+        case .dropNoHeadroom: "no_headroom"
+        case .dropICMPUnsupported: "icmp_unsupported"
+        }
+    }
+
+    public static var dropReasons: [Outcome] { allCases.filter { $0.dropReason != nil } }
+}
+
+/// One counter per outcome, in a fixed-size tuple so counting never allocates.
+public struct OutcomeCounters: Sendable {
+    public static let count = Outcome.allCases.count
+    @usableFromInline var storage: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+    public init() {}
+
+    @inlinable @inline(__always)
+    public mutating func add(_ o: Outcome, _ n: UInt64 = 1) {
+        withUnsafeMutableBytes(of: &storage) { raw in
+            let p = raw.baseAddress!.assumingMemoryBound(to: UInt64.self) + Int(o.rawValue)
+            p.pointee &+= n
+        }
+    }
+
+    public subscript(_ o: Outcome) -> UInt64 {
+        withUnsafeBytes(of: storage) { $0.load(fromByteOffset: Int(o.rawValue) * 8, as: UInt64.self) }
+    }
+
+    public var received: UInt64 { Outcome.allCases.reduce(0) { $0 + self[$1] } }
+}

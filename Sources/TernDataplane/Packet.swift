@@ -1,0 +1,44 @@
+// A frame in memory with room in front of it: the only thing the pipeline knows about a packet, so
+// the same code runs on DPDK mbufs, pcap files, tests, fuzzers and benchmarks.
+
+/// `data` points at the first byte of the frame; `headroom` bytes before it may be written.
+/// The pipeline moves `data` back (and changes `length`) when it adds or removes headers.
+public struct Packet {
+    public var data: UnsafeMutableRawPointer
+    public var length: Int
+    public var headroom: Int
+
+    @inlinable
+    public init(data: UnsafeMutableRawPointer, length: Int, headroom: Int) {
+        self.data = data
+        self.length = length
+        self.headroom = headroom
+    }
+
+    /// Makes the frame start `offset` bytes from the current start (negative: into the headroom)
+    /// and be `length` bytes long.
+    @inlinable @inline(__always)
+    mutating func reframe(start offset: Int, length: Int) {
+        data += offset
+        headroom += offset
+        self.length = length
+    }
+}
+
+/// What the pipeline needs to know about the port a packet leaves on.
+public struct PortContext: Sendable {
+    /// Source MAC of everything transmitted.
+    public var mac: MACAddress
+    /// Destination MAC of everything transmitted (the next-hop router).
+    public var gatewayMAC: MACAddress
+    /// Largest IP packet (outer headers included) the path to backends carries.
+    public var mtu: Int
+
+    public init(mac: MACAddress, gatewayMAC: MACAddress, mtu: Int) {
+        self.mac = mac
+        self.gatewayMAC = gatewayMAC
+        self.mtu = mtu
+    }
+}
+
+import TernWire

@@ -1,0 +1,208 @@
+// The per-packet path, top to bottom:
+//
+//   parse L2/L3 ─ not IP ─────────────────────────────────────────────▶ host
+//        │ malformed ─────────────────────────────────────────────────▶ drop malformed
+//   destination a VIP address? ─ no ──────────────────────────────────▶ host
+//   fragment ─────────────────────────────────────────────────────────▶ drop fragment
+//   parse L4 ─ malformed ─────────────────────────────────────────────▶ drop malformed
+//   ICMP echo request ─────────────────────────────────────────────── ▶ replied (echo reply)
+//   VIP for (address, port, protocol), else the port-0 VIP ─ none ───▶ drop no_service
+//   flow table hit (backend still configured) or Maglev ─ none ──────▶ drop no_backend
+//   fits the MTU and the headroom? ─ no ──────────────────────────────▶ drop too_big / no_headroom
+//   encapsulate (IPIP or GUE, IPv4 or IPv6 outer), Ethernet to the gateway ▶ forwarded
+//
+// Nothing here allocates, retains, locks or calls through an existential: the snapshot is borrowed,
+// per-worker state is a ~Copyable struct, and everything is inlined into the caller's loop.
+
+import TernBalancing
+import TernWire
+
+/// One worker's private state: its flow table, counters and port.
+public struct Worker: ~Copyable {
+    public var flows: FlowTable
+    public var counters = OutcomeCounters()
+    public let index: Int
+    public var port: PortContext
+
+    public init(index: Int, port: PortContext, flowTableEntries: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32) {
+        self.index = index
+        self.port = port
+        flows = FlowTable(capacity: flowTableEntries, tcpIdleTimeout: tcpIdleTimeout, udpIdleTimeout: udpIdleTimeout)
+    }
+
+    /// Runs a burst through `process`, writing each packet's outcome.
+    @inlinable
+    public mutating func processBurst(
+        _ packets: UnsafeMutablePointer<Packet>, count: Int, outcomes: UnsafeMutablePointer<Outcome>,
+        snapshot: borrowing ForwardingSnapshot, now: UInt32
+    ) {
+        for i in 0..<count {
+            outcomes[i] = process(&packets[i], snapshot: snapshot, now: now)
+        }
+    }
+
+    /// Decides one packet's fate and, for `forwarded` and `replied`, rewrites it in place into the
+    /// frame to transmit. `now` is flow-table time in seconds (at least 1).
+    @inlinable
+    public mutating func process(_ packet: inout Packet, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Outcome {
+        let outcome = decide(&packet, snapshot: snapshot, now: now)
+        counters.add(outcome)
+        return outcome
+    }
+
+    @inlinable @inline(__always)
+    mutating func decide(_ packet: inout Packet, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Outcome {
+        let p = UnsafeRawPointer(packet.data)
+        var net = NetworkHeader()
+        switch Parser.parseNetwork(p, length: packet.length, into: &net) {
+        case .ok: break
+        case .notIP: return .host
+        case .malformed: return .dropMalformed
+        }
+        let addressEntry = snapshot.addresses.find(net.destination)
+        if addressEntry < 0 { return .host }
+        if net.isFragment { return .dropFragment }
+        var l4 = TransportHeader()
+        if Parser.parseTransport(p, net, into: &l4) != .ok { return .dropMalformed }
+
+        if net.ipProtocol == IPProtocol.icmp || net.ipProtocol == IPProtocol.icmpv6 {
+            let echoRequest: UInt8 = net.isV6 ? 128 : 8
+            guard l4.icmpType == echoRequest else { return .dropICMPUnsupported }
+            return replyToEcho(&packet, net)
+        }
+        let vip = snapshot.findVIP(address: addressEntry, port: l4.destinationPort, ipProtocol: net.ipProtocol)
+        if vip < 0 { return .dropNoService }
+
+        let tuple = FiveTuple(
+            source: net.source, destination: net.destination, sourcePort: l4.sourcePort,
+            destinationPort: l4.destinationPort, ipProtocol: net.ipProtocol)
+        let hash = FlowHash.hash(tuple)
+        let backend = chooseBackend(tuple, hash: hash, vip: vip, snapshot: snapshot, now: now)
+        if backend < 0 { return .dropNoBackend }
+
+        let outcome = encapsulate(&packet, net, hash: hash, vip: vip, backend: backend, snapshot: snapshot)
+        if outcome == .forwarded { snapshot.countForwarded(worker: index, vip: vip, backend: backend) }
+        return outcome
+    }
+
+    /// The backend (index into `snapshot.backends`) for a flow: the one the flow table remembers if
+    /// it is still one of the VIP's backends (even drained), otherwise Maglev's pick; -1 when the VIP
+    /// has no backend to offer.
+    @inlinable @inline(__always)
+    mutating func chooseBackend(
+        _ tuple: FiveTuple, hash: UInt64, vip: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32
+    ) -> Int {
+        let record = snapshot.vips[vip]
+        let probe = flows.probe(tuple, hash: hash, now: now)
+        if probe.found {
+            let entry = flows.entries + probe.index
+            entry.pointee.lastSeen = now
+            if entry.pointee.generation == snapshot.generation && Int(entry.pointee.backendSlot) < record.backendCount {
+                return record.firstBackend &+ Int(entry.pointee.backendSlot)
+            }
+            // Written under an older snapshot: find the same backend by address.
+            if let slot = snapshot.slot(of: entry.pointee.backendAddress, vip: vip) {
+                entry.pointee.generation = snapshot.generation
+                entry.pointee.backendSlot = slot
+                return record.firstBackend &+ Int(slot)
+            }
+        }
+        let slot = snapshot.maglevSlot(vip: vip, hash: hash)
+        if slot == Maglev.emptySlot { return -1 }
+        let backend = record.firstBackend &+ Int(slot)
+        flows.insert(
+            tuple, at: probe, backend: snapshot.backends[backend].address, slot: slot,
+            generation: snapshot.generation, now: now)
+        return backend
+    }
+
+    /// Puts the outer IP header (and UDP + GUE for GUE VIPs) and a new Ethernet header in front of
+    /// the IP packet. Link-layer padding and any VLAN tag of the received frame are left behind.
+    @inlinable @inline(__always)
+    func encapsulate(
+        _ packet: inout Packet, _ net: NetworkHeader, hash: UInt64, vip: Int, backend: Int,
+        snapshot: borrowing ForwardingSnapshot
+    ) -> Outcome {
+        let record = snapshot.vips[vip]
+        let destination = snapshot.backends[backend].address
+        let outerIP = destination.isV6 ? HeaderSize.ipv6 : HeaderSize.ipv4
+        let isGUE = record.encapsulation == .gue
+        let udpAndGUE = isGUE ? HeaderSize.udp + HeaderSize.gue : 0
+        let outerLength = net.ipLength &+ outerIP &+ udpAndGUE
+        if outerLength > port.mtu { return .dropTooBig }
+        let start = net.l3Offset &- outerIP &- udpAndGUE &- HeaderSize.ethernet
+        if start < -packet.headroom { return .dropNoHeadroom }
+
+        let p = packet.data
+        let innerProtocol = net.isV6 ? IPProtocol.ipv6 : IPProtocol.ipip
+        var o = start &+ HeaderSize.ethernet
+        if destination.isV6 {
+            HeaderBuilder.writeIPv6(
+                p, at: o, trafficClass: net.trafficClass, flowLabel: UInt32(truncatingIfNeeded: hash >> 12),
+                payloadLength: outerLength &- HeaderSize.ipv6, nextHeader: isGUE ? IPProtocol.udp : innerProtocol,
+                source: snapshot.tunnelSourceV6, destination: destination)
+        } else {
+            // An inner IPv6 packet may not be fragmented on the way, so 6in4 sets DF; an inner IPv4
+            // packet without DF keeps its own identification, which is unique for its sender.
+            let dontFragment = net.isV6 || net.dontFragment
+            let identification = dontFragment ? 0 : UnsafeRawPointer(p).be16(net.l3Offset &+ 4)
+            HeaderBuilder.writeIPv4(
+                p, at: o, tos: net.trafficClass, totalLength: outerLength, identification: identification,
+                dontFragment: dontFragment, ipProtocol: isGUE ? IPProtocol.udp : innerProtocol,
+                source: snapshot.tunnelSourceV4, destination: destination)
+        }
+        o &+= outerIP
+        if isGUE {
+            // Source port from the flow hash (49152-65535) so backends can spread flows over queues.
+            let sourcePort = 0xC000 | UInt16(truncatingIfNeeded: hash >> 50)
+            let udpLength = net.ipLength &+ udpAndGUE
+            HeaderBuilder.writeUDP(p, at: o, sourcePort: sourcePort, destinationPort: record.guePort, length: udpLength)
+            HeaderBuilder.writeGUE(p, at: o &+ HeaderSize.udp, innerProtocol: innerProtocol)
+            if destination.isV6 {
+                // IPv6 requires a UDP checksum (RFC 8200); Linux drops zero-checksum GUE over IPv6.
+                let checksum = HeaderBuilder.udpChecksumV6(
+                    UnsafeRawPointer(p), at: o, length: udpLength, source: snapshot.tunnelSourceV6, destination: destination)
+                p.storeBE16(checksum, at: o &+ 6)
+            }
+        }
+        HeaderBuilder.writeEthernet(
+            p, at: start, destination: port.gatewayMAC, source: port.mac,
+            etherType: destination.isV6 ? EtherType.ipv6 : EtherType.ipv4)
+        packet.reframe(start: start, length: outerLength &+ HeaderSize.ethernet)
+        return .forwarded
+    }
+
+    /// Turns an ICMP or ICMPv6 echo request into the echo reply in place: addresses swapped, TTL or
+    /// hop limit 64, type 0 or 129, checksums computed afresh (an incremental update cannot tell an
+    /// all-zero message's checksum 0xFFFF from 0x0000); sent back to the gateway.
+    @inlinable @inline(__always)
+    func replyToEcho(_ packet: inout Packet, _ net: NetworkHeader) -> Outcome {
+        let p = packet.data
+        let l3 = net.l3Offset
+        let l4 = net.l4Offset
+        let messageLength = net.ipEnd &- l4
+        p.storeU8(net.isV6 ? 129 : 0, at: l4)
+        p.storeBE16(0, at: l4 &+ 2)
+        if net.isV6 {
+            net.destination.store(to: p, offset: l3 &+ 8)
+            net.source.store(to: p, offset: l3 &+ 24)
+            p.storeU8(64, at: l3 &+ 7)
+            var sum = Checksum.sum(of: net.source) &+ Checksum.sum(of: net.destination)
+            sum &+= UInt64(messageLength) &+ UInt64(IPProtocol.icmpv6)
+            p.storeBE16(Checksum.finish(Checksum.add(p + l4, length: messageLength, to: sum)), at: l4 &+ 2)
+        } else {
+            net.destination.store(to: p, offset: l3 &+ 12)
+            net.source.store(to: p, offset: l3 &+ 16)
+            p.storeU8(64, at: l3 &+ 8)
+            p.storeBE16(0, at: l3 &+ 10)
+            p.storeBE16(Checksum.compute(p + l3, length: l4 &- l3), at: l3 &+ 10)
+            p.storeBE16(Checksum.compute(p + l4, length: messageLength), at: l4 &+ 2)
+        }
+        let start = l3 &- HeaderSize.ethernet
+        HeaderBuilder.writeEthernet(
+            p, at: start, destination: port.gatewayMAC, source: port.mac,
+            etherType: net.isV6 ? EtherType.ipv6 : EtherType.ipv4)
+        packet.reframe(start: start, length: net.ipLength &+ HeaderSize.ethernet)
+        return .replied
+    }
+}

@@ -1,0 +1,183 @@
+// Parsing Ethernet, IPv4/IPv6 and TCP/UDP/ICMP headers from raw frame bytes.
+//
+// Every field is read only after the bytes holding it are known to lie inside the frame, and every
+// length a header claims is checked against what is really there ("lying headers" are malformed).
+// Parsing is split at the network layer so the pipeline can hand traffic that is not for a VIP to
+// the host before looking at (and possibly rejecting) its transport header.
+
+public enum EtherType {
+    public static let ipv4: UInt16 = 0x0800
+    public static let ipv6: UInt16 = 0x86DD
+    public static let vlan: UInt16 = 0x8100
+}
+
+public enum IPProtocol {
+    public static let hopByHop: UInt8 = 0
+    public static let icmp: UInt8 = 1
+    public static let ipip: UInt8 = 4
+    public static let tcp: UInt8 = 6
+    public static let udp: UInt8 = 17
+    public static let ipv6: UInt8 = 41
+    public static let routing: UInt8 = 43
+    public static let fragment: UInt8 = 44
+    public static let icmpv6: UInt8 = 58
+    public static let destinationOptions: UInt8 = 60
+}
+
+public enum ParseStatus: Equatable, Sendable {
+    case ok
+    /// Not an IP frame (ARP, LLDP, stacked VLANs, ...): not Tern's business.
+    case notIP
+    /// Truncated or inconsistent headers.
+    case malformed
+}
+
+/// What the network layer says about a frame. Offsets are from the start of the frame.
+public struct NetworkHeader: Sendable {
+    public var l3Offset = 0
+    /// End of the IP packet as its header gives it; bytes after it are link-layer padding.
+    public var ipEnd = 0
+    public var isV6 = false
+    /// IPv4 TOS or IPv6 traffic class (DSCP and ECN).
+    public var trafficClass: UInt8 = 0
+    /// IPv4 DF bit (always false for IPv6).
+    public var dontFragment = false
+    /// IPv4 MF or a non-zero offset; IPv6 fragment header present.
+    public var isFragment = false
+    /// The upper-layer protocol after any IPv6 extension headers.
+    public var ipProtocol: UInt8 = 0
+    public var l4Offset = 0
+    public var source = IPAddress(v4: 0)
+    public var destination = IPAddress(v4: 0)
+
+    @inlinable public init() {}
+
+    /// Bytes of the IP packet (header included), without link-layer padding.
+    @inlinable public var ipLength: Int { ipEnd - l3Offset }
+}
+
+/// Ports (TCP/UDP) or type and code (ICMP, in `sourcePort` high/low bytes unused).
+public struct TransportHeader: Sendable {
+    public var sourcePort: UInt16 = 0
+    public var destinationPort: UInt16 = 0
+    public var icmpType: UInt8 = 0
+    public var icmpCode: UInt8 = 0
+
+    @inlinable public init() {}
+}
+
+public enum Parser {
+    /// Most IPv6 extension headers walked before the packet is called malformed.
+    public static let maxExtensionHeaders = 8
+
+    /// Parses Ethernet (one optional 802.1Q tag) and the IPv4 or IPv6 header, walking IPv6
+    /// hop-by-hop, routing and destination-options headers and noting a fragment header.
+    @inlinable
+    public static func parseNetwork(_ p: UnsafeRawPointer, length: Int, into h: inout NetworkHeader) -> ParseStatus {
+        guard length >= 14 else { return .malformed }
+        var etherType = p.be16(12)
+        var l3 = 14
+        if etherType == EtherType.vlan {
+            guard length >= 18 else { return .malformed }
+            etherType = p.be16(16)
+            l3 = 18
+        }
+        h.l3Offset = l3
+        if etherType == EtherType.ipv4 {
+            return parseIPv4(p, length: length, l3: l3, into: &h)
+        }
+        if etherType == EtherType.ipv6 {
+            return parseIPv6(p, length: length, l3: l3, into: &h)
+        }
+        return .notIP
+    }
+
+    @inlinable
+    static func parseIPv4(_ p: UnsafeRawPointer, length: Int, l3: Int, into h: inout NetworkHeader) -> ParseStatus {
+        guard length - l3 >= 20 else { return .malformed }
+        let versionIHL = p.u8(l3)
+        let headerLength = Int(versionIHL & 0x0F) &* 4
+        let totalLength = Int(p.be16(l3 + 2))
+        guard versionIHL >> 4 == 4, headerLength >= 20, totalLength >= headerLength, totalLength <= length - l3
+        else { return .malformed }
+        let flagsFragment = p.be16(l3 + 6)
+        h.isV6 = false
+        h.ipEnd = l3 + totalLength
+        h.trafficClass = p.u8(l3 + 1)
+        h.dontFragment = flagsFragment & 0x4000 != 0
+        h.isFragment = flagsFragment & 0x3FFF != 0
+        h.ipProtocol = p.u8(l3 + 9)
+        h.l4Offset = l3 + headerLength
+        h.source = IPAddress(loadingFrom: p, offset: l3 + 12, isV6: false)
+        h.destination = IPAddress(loadingFrom: p, offset: l3 + 16, isV6: false)
+        return .ok
+    }
+
+    @inlinable
+    static func parseIPv6(_ p: UnsafeRawPointer, length: Int, l3: Int, into h: inout NetworkHeader) -> ParseStatus {
+        guard length - l3 >= 40 else { return .malformed }
+        let word0 = p.be32(l3)
+        let payloadLength = Int(p.be16(l3 + 4))
+        // A zero payload length means a jumbogram, which no Ethernet link here can carry.
+        guard word0 >> 28 == 6, payloadLength > 0, payloadLength <= length - l3 - 40 else { return .malformed }
+        h.isV6 = true
+        h.ipEnd = l3 + 40 + payloadLength
+        h.trafficClass = UInt8(truncatingIfNeeded: word0 >> 20)
+        h.dontFragment = false
+        h.isFragment = false
+        h.source = IPAddress(loadingFrom: p, offset: l3 + 8, isV6: true)
+        h.destination = IPAddress(loadingFrom: p, offset: l3 + 24, isV6: true)
+        var next = p.u8(l3 + 6)
+        var offset = l3 + 40
+        var walked = 0
+        while next == IPProtocol.hopByHop || next == IPProtocol.routing
+            || next == IPProtocol.destinationOptions || next == IPProtocol.fragment
+        {
+            walked += 1
+            guard walked <= maxExtensionHeaders, h.ipEnd - offset >= 8 else { return .malformed }
+            if next == IPProtocol.fragment {
+                h.isFragment = true
+                next = p.u8(offset)
+                offset += 8
+            } else {
+                let extensionLength = (Int(p.u8(offset + 1)) + 1) &* 8
+                guard h.ipEnd - offset >= extensionLength else { return .malformed }
+                next = p.u8(offset)
+                offset += extensionLength
+            }
+        }
+        h.ipProtocol = next
+        h.l4Offset = offset
+        return .ok
+    }
+
+    /// Parses the TCP, UDP, ICMP or ICMPv6 header at `h.l4Offset`. Other protocols return `.ok`
+    /// with zero ports. Do not call it for fragments: only a first fragment holds the header.
+    @inlinable
+    public static func parseTransport(_ p: UnsafeRawPointer, _ h: borrowing NetworkHeader, into t: inout TransportHeader)
+        -> ParseStatus
+    {
+        let available = h.ipEnd - h.l4Offset
+        switch h.ipProtocol {
+        case IPProtocol.tcp:
+            guard available >= 20 else { return .malformed }
+            let dataOffset = Int(p.u8(h.l4Offset + 12) >> 4) &* 4
+            guard dataOffset >= 20, dataOffset <= available else { return .malformed }
+            t.sourcePort = p.be16(h.l4Offset)
+            t.destinationPort = p.be16(h.l4Offset + 2)
+        case IPProtocol.udp:
+            guard available >= 8 else { return .malformed }
+            let udpLength = Int(p.be16(h.l4Offset + 4))
+            guard udpLength >= 8, udpLength <= available else { return .malformed }
+            t.sourcePort = p.be16(h.l4Offset)
+            t.destinationPort = p.be16(h.l4Offset + 2)
+        case IPProtocol.icmp, IPProtocol.icmpv6:
+            guard available >= 8 else { return .malformed }
+            t.icmpType = p.u8(h.l4Offset)
+            t.icmpCode = p.u8(h.l4Offset + 1)
+        default:
+            break
+        }
+        return .ok
+    }
+}

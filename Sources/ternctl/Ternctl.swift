@@ -1,0 +1,46 @@
+// ternctl: check a config, replay a pcap through the packet path, print Maglev tables.
+
+import ArgumentParser
+import TernControl
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Ternctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ternctl",
+        abstract: "Tern load balancer tools: validate configs, simulate the data plane on pcap files, show Maglev tables.",
+        discussion: "Exit status: 0 success, 78 bad config (EX_CONFIG), 66 unreadable input (EX_NOINPUT), 1 other errors.",
+        subcommands: [Check.self, Simulate.self, Table.self])
+}
+
+/// Writes to stderr (fd 2) without Foundation's `FileHandle`.
+func printError(_ message: String) {
+    let line = message.hasSuffix("\n") ? message : message + "\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}
+
+/// Loads a config or exits 78 with every problem on stderr.
+func loadConfig(_ path: String) throws -> TernConfig {
+    do {
+        return try ConfigLoader.load(path: path)
+    } catch {
+        printError(error.description)
+        throw ExitCode(ConfigError.exitCode)
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a config file: exit 0 with a one-line summary, 78 with the problems.")
+
+    @Argument(help: "The TOML config file.")
+    var config: String
+
+    func run() throws {
+        let c = try loadConfig(config)
+        print("ok: \(config): \(c.summary)")
+    }
+}

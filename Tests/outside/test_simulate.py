@@ -1,0 +1,163 @@
+#!/usr/bin/python3
+"""Outside check of `ternctl simulate`: tshark and scapy, not Tern's own decoder, judge what Tern
+emits for every case in make_pcap.outside_cases().
+
+- the JSON counters match the expected outcome of every case (RX = sum of verdicts);
+- every transmitted frame decodes in tshark as the expected stack (outer IPv4/IPv6, UDP + GUE when
+  expected, inner IPv4/IPv6), every IPv4 header checksum (outer and inner) and the UDP checksum over
+  IPv6 are valid, and tshark flags nothing as malformed;
+- scapy: Ethernet to the gateway, outer header fields per DESIGN.md, the outer destination is one of
+  the VIP's backends, and the inner packet is byte-identical to the input IP packet.
+
+Usage: test_simulate.py PATH/TO/ternctl
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import logging
+logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
+from scapy.all import Ether, IP, IPv6, UDP, Dot1Q, rdpcap, raw
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_pcap  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAILURES = []
+
+
+def check(condition, message):
+    if not condition:
+        FAILURES.append(message)
+
+
+def inner_ip_bytes(frame):
+    """The IP packet inside an input frame, without VLAN tag or Ethernet padding."""
+    p = Ether(frame)
+    layer = p.payload
+    if isinstance(layer, Dot1Q):
+        layer = layer.payload
+    data = raw(layer)
+    if isinstance(layer, IP):
+        return data[:layer.len]
+    return data[:40 + layer.plen]
+
+
+def tshark_fields(path):
+    out = subprocess.run(
+        ["tshark", "-r", path, "-X", f"lua_script:{HERE}/gue.lua", "-o", "ip.check_checksum:TRUE",
+         "-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:FALSE", "-T", "fields", "-E", "separator=|",
+         "-E", "occurrence=a", "-E", "aggregator=,", "-e", "frame.protocols", "-e", "ip.checksum.status",
+         "-e", "udp.checksum.status", "-e", "_ws.malformed", "-e", "_ws.expert.severity"],
+        check=True, capture_output=True, text=True)
+    return [line.split("|") for line in out.stdout.splitlines()]
+
+
+def main(ternctl):
+    cases = make_pcap.outside_cases()
+    tmp = tempfile.mkdtemp(prefix="tern-outside-")
+    inp, outp = os.path.join(tmp, "in.pcap"), os.path.join(tmp, "out.pcap")
+    make_pcap.write_frames(inp, [make_pcap.frame_bytes(c) for c in cases])
+    result = subprocess.run([ternctl, "simulate", "--config", os.path.join(HERE, "outside.toml"), "--in", inp,
+                             "--out", outp, "--json"], check=True, capture_output=True, text=True)
+    counts = json.loads(result.stdout)
+
+    # Counters: every case's expected outcome.
+    expected = {}
+    for c in cases:
+        expected[c.outcome] = expected.get(c.outcome, 0) + 1
+    check(counts["rx"] == len(cases), f"rx {counts['rx']} != {len(cases)}")
+    for verdict in ("forwarded", "host", "replied"):
+        check(counts[verdict] == expected.get(verdict, 0), f"{verdict}: got {counts[verdict]}, expected {expected.get(verdict, 0)}")
+    for reason, n in counts["dropped"].items():
+        check(n == expected.get(reason, 0), f"dropped {reason}: got {n}, expected {expected.get(reason, 0)}")
+    check(counts["rx"] == counts["forwarded"] + counts["host"] + counts["replied"] + sum(counts["dropped"].values()),
+          "rx != sum of verdicts")
+
+    sent = [c for c in cases if c.outcome in ("forwarded", "replied")]
+    out_frames = [raw(p) for p in rdpcap(outp)]
+    check(len(out_frames) == len(sent), f"{len(out_frames)} frames written, expected {len(sent)}")
+    fields = tshark_fields(outp)
+    check(len(fields) == len(out_frames), "tshark saw a different number of frames")
+
+    for case, frame, (protocols, ip_status, udp_status, malformed, severity) in zip(sent, out_frames, fields, strict=False):
+        name = case.description
+        o = Ether(frame)
+        check(o.dst == make_pcap.ROUTER and o.src == make_pcap.US, f"{name}: Ethernet {o.src} -> {o.dst}")
+        # Random payloads may look like broken DNS and so on to tshark; only the layers Tern writes
+        # or carries up to the inner transport header must be clean.
+        layers = protocols.split(":")
+        transport = max((i for i, l in enumerate(layers) if l in ("tcp", "udp", "icmp", "icmpv6")), default=len(layers))
+        check(not malformed or transport < len(layers) - 1, f"{name}: tshark says malformed ({protocols})")
+        check("1" not in ip_status.split(",") or "0" not in ip_status.split(","), f"{name}: ip checksum status {ip_status}")
+        check(all(s == "2" or s == "1" for s in ip_status.split(",") if s), f"{name}: bad IPv4 checksum ({ip_status})")
+        input_ip = inner_ip_bytes(make_pcap.frame_bytes(case))
+        if case.outcome == "replied":
+            v6 = isinstance(o.payload, IPv6)
+            ip = o.payload
+            orig = (IPv6 if v6 else IP)(input_ip)
+            check(ip.src == orig.dst and ip.dst == orig.src, f"{name}: reply addresses")
+            if not v6:
+                check(ip.ttl == 64, f"{name}: reply TTL")
+                check("1" in ip_status.split(","), f"{name}: reply IPv4 checksum not verified by tshark")
+                recomputed = IP(raw(ip))
+                del recomputed.chksum
+                del recomputed["ICMP"].chksum
+                check(raw(IP(raw(recomputed))) == raw(ip), f"{name}: reply checksums differ from scapy's")
+                check(ip["ICMP"].type == 0, f"{name}: reply type")
+            else:
+                from scapy.all import ICMPv6EchoReply
+                check(ICMPv6EchoReply in ip, f"{name}: not an ICMPv6 echo reply")
+                recomputed = IPv6(raw(ip))
+                del recomputed[ICMPv6EchoReply].cksum
+                check(raw(IPv6(raw(recomputed))) == raw(ip), f"{name}: ICMPv6 checksum differs from scapy's")
+            continue
+
+        encap, backends = make_pcap.BACKENDS[case.vip]
+        outer = o.payload
+        inner_v6 = input_ip[0] >> 4 == 6
+        inner_name = "ipv6" if inner_v6 else "ip"
+        outer_name = "ipv6" if isinstance(outer, IPv6) else "ip"
+        stack = f"eth:ethertype:{outer_name}:" + ("udp:gue:" if encap == "gue" else "") + inner_name
+        check(protocols.startswith(stack), f"{name}: tshark stack {protocols}, expected {stack}...")
+        check(outer.dst in backends, f"{name}: outer destination {outer.dst} not in {backends}")
+        inner_proto = 41 if inner_v6 else 4
+        tos = input_ip[1] if not inner_v6 else ((input_ip[0] & 0x0F) << 4 | input_ip[1] >> 4)
+        if isinstance(outer, IP):
+            check(outer.src == "10.0.0.10", f"{name}: outer source {outer.src}")
+            check(outer.ttl == 64 and outer.tos == tos, f"{name}: outer ttl {outer.ttl} tos {outer.tos} (inner {tos})")
+            inner_df = (not inner_v6) and bool(IP(input_ip).flags.DF)
+            check(bool(outer.flags.DF) == (inner_df or inner_v6), f"{name}: outer DF")
+            check(outer.proto == (17 if encap == "gue" else inner_proto), f"{name}: outer protocol {outer.proto}")
+            recomputed = IP(raw(outer)[:20])
+            del recomputed.chksum
+            check(IP(raw(recomputed)).chksum == outer.chksum, f"{name}: scapy disagrees with the outer checksum")
+            payload = raw(outer)[20:outer.len]
+        else:
+            check(outer.src == "fc00::10", f"{name}: outer source {outer.src}")
+            check(outer.hlim == 64 and outer.tc == tos, f"{name}: outer hop limit {outer.hlim} tc {outer.tc} (inner {tos})")
+            check(outer.nh == (17 if encap == "gue" else inner_proto), f"{name}: outer next header {outer.nh}")
+            payload = raw(outer)[40:40 + outer.plen]
+        if encap == "gue":
+            udp = UDP(payload)
+            check(udp.dport == 6080 and udp.sport >= 49152, f"{name}: UDP ports {udp.sport} -> {udp.dport}")
+            check(udp.len == len(payload), f"{name}: UDP length")
+            if isinstance(outer, IPv6):
+                check(udp_status.split(",")[0] == "1", f"{name}: tshark UDP checksum status {udp_status!r} (1 = good)")
+            else:
+                check(udp.chksum == 0, f"{name}: IPv4 GUE UDP checksum should be zero")
+            check(payload[8:12] == bytes([0, inner_proto, 0, 0]), f"{name}: GUE header {payload[8:12].hex()}")
+            payload = payload[12:]
+        check(payload == input_ip, f"{name}: inner packet differs from the input ({len(payload)} vs {len(input_ip)} bytes)")
+        check(len(frame) == 14 + len(raw(outer)), f"{name}: trailing bytes after the outer packet")
+
+    if FAILURES:
+        print("\n".join(f"FAIL {f}" for f in FAILURES))
+        sys.exit(1)
+    print(f"ok: {len(cases)} cases, {len(out_frames)} transmitted frames checked by tshark and scapy")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
