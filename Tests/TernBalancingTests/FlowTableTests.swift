@@ -1,0 +1,80 @@
+import Testing
+
+@testable import TernBalancing
+@testable import TernWire
+
+func tuple(_ i: Int, proto: UInt8 = IPProtocol.tcp) -> FiveTuple {
+    FiveTuple(
+        source: IPAddress(v4: 0xC633_6400 + UInt32(i)), destination: IPAddress("192.0.2.10")!,
+        sourcePort: UInt16(truncatingIfNeeded: 1000 + i), destinationPort: 80, ipProtocol: proto)
+}
+
+let backendA = IPAddress("10.1.0.1")!
+
+@Suite struct FlowTableTests {
+    @Test func findsWhatItRemembers() {
+        var table = FlowTable(capacity: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30)
+        for i in 0..<500 {
+            let t = tuple(i)
+            let h = FlowHash.hash(t)
+            let p = table.probe(t, hash: h, now: 1)
+            #expect(!p.found)
+            table.insert(t, at: p, backend: backendA, slot: UInt16(i % 7), generation: 3, now: 1)
+        }
+        for i in 0..<500 {
+            let t = tuple(i)
+            let p = table.probe(t, hash: FlowHash.hash(t), now: 2)
+            if p.found {
+                #expect(table.entries[p.index].backendSlot == UInt16(i % 7))
+                #expect(table.entries[p.index].backendAddress == backendA)
+            }
+        }
+        #expect(table.liveCount(now: 2) == 500 - Int(table.counters.evicted))
+    }
+
+    @Test func forgetsTCPAndUDPFlowsAfterTheirOwnIdleTimeouts() {
+        var table = FlowTable(capacity: 64, tcpIdleTimeout: 300, udpIdleTimeout: 30)
+        let tcp = tuple(1)
+        let udp = tuple(2, proto: IPProtocol.udp)
+        for t in [tcp, udp] {
+            let p = table.probe(t, hash: FlowHash.hash(t), now: 10)
+            table.insert(t, at: p, backend: backendA, slot: 0, generation: 1, now: 10)
+        }
+        #expect(table.probe(udp, hash: FlowHash.hash(udp), now: 40).found)
+        #expect(!table.probe(udp, hash: FlowHash.hash(udp), now: 41).found)
+        #expect(table.probe(tcp, hash: FlowHash.hash(tcp), now: 310).found)
+        #expect(!table.probe(tcp, hash: FlowHash.hash(tcp), now: 311).found)
+        #expect(table.counters.expired == 2)
+    }
+
+    @Test func evictsTheLeastRecentlySeenFlowWhenTheWindowIsFull() {
+        // Capacity 8 = one probe window: the ninth flow must evict the oldest.
+        var table = FlowTable(capacity: 8, tcpIdleTimeout: 300, udpIdleTimeout: 30)
+        for i in 0..<8 {
+            let t = tuple(i)
+            let p = table.probe(t, hash: FlowHash.hash(t), now: UInt32(10 + i))
+            #expect(!p.evicts)
+            table.insert(t, at: p, backend: backendA, slot: 0, generation: 1, now: UInt32(10 + i))
+        }
+        let newcomer = tuple(100)
+        let p = table.probe(newcomer, hash: FlowHash.hash(newcomer), now: 20)
+        #expect(p.evicts)
+        table.insert(newcomer, at: p, backend: backendA, slot: 0, generation: 1, now: 20)
+        #expect(table.counters.evicted == 1)
+        #expect(!table.probe(tuple(0), hash: FlowHash.hash(tuple(0)), now: 20).found)
+        for i in 1..<8 { #expect(table.probe(tuple(i), hash: FlowHash.hash(tuple(i)), now: 20).found) }
+    }
+
+    @Test func reusesAnExpiredEntryOfTheSameFlowInsteadOfDuplicatingIt() {
+        var table = FlowTable(capacity: 8, tcpIdleTimeout: 5, udpIdleTimeout: 5)
+        let t = tuple(1)
+        let first = table.probe(t, hash: FlowHash.hash(t), now: 1)
+        table.insert(t, at: first, backend: backendA, slot: 0, generation: 1, now: 1)
+        let again = table.probe(t, hash: FlowHash.hash(t), now: 100)
+        #expect(!again.found && again.index == first.index)
+    }
+
+    @Test func entriesAreOneCacheLine() {
+        #expect(MemoryLayout<FlowEntry>.size == 64 && MemoryLayout<FlowEntry>.stride == 64)
+    }
+}
