@@ -40,9 +40,11 @@ config-test: build
 outside-test: release
 	$(PYTHON) Tests/outside/test_simulate.py .build/release/ternctl
 
+# swiftc's -sanitize=fuzzer links libFuzzer but does not turn on coverage by itself here: the
+# -sanitize-coverage flags are what give libFuzzer its feedback (it reports "Loaded N counters").
 fuzz-build:
 	$(SWIFT) build --product TernFuzz --sanitize=fuzzer --sanitize=address --scratch-path .build-fuzz \
-		-Xswiftc -DTERN_LIBFUZZER
+		-Xswiftc -DTERN_LIBFUZZER -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp
 
 # A short libFuzzer run of the parser and pipeline (longer: make fuzz FUZZ_SECONDS=600).
 fuzz: fuzz-build
