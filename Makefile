@@ -23,8 +23,8 @@ run: release
 	$(PYTHON) Tests/outside/make_pcap.py --demo $(OUT)/demo-in.pcap
 	.build/release/ternctl check $(CONFIG)
 	.build/release/ternctl simulate --config $(CONFIG) --in $(OUT)/demo-in.pcap --out $(OUT)/demo-out.pcap
-	@echo "--- what Tern transmits (first 12 packets):"
-	@tshark -r $(OUT)/demo-out.pcap -X lua_script:Tests/outside/gue.lua -c 12 2>/dev/null
+	@echo "--- what Tern transmits, as tshark decodes it (first 12 frames; outer header first):"
+	@$(PYTHON) Tests/outside/tshark_view.py $(OUT)/demo-out.pcap 12
 
 test: unit-test config-test outside-test fuzz
 

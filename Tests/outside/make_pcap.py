@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import logging
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
-from scapy.all import (ARP, Dot1Q, Ether, ICMP, ICMPv6EchoRequest, ICMPv6DestUnreach, IP, IPv6,
+from scapy.all import (ARP, DNS, DNSQR, Dot1Q, Ether, ICMP, ICMPv6EchoRequest, ICMPv6DestUnreach, IP, IPv6,
                        IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
                        IPOption_RR, GRE, Raw, TCP, UDP, wrpcap)
 
@@ -150,7 +150,7 @@ def demo_frames(count=2000, seed=1):
                           TCP(sport=20000 + flow, dport=80, flags="A") / Raw(b"GET / HTTP/1.1\r\n"))
         elif r < 0.90:
             frames.append(eth() / IPv6(src=f"2001:db8:1::{rnd.randrange(1, 4000):x}", dst="2001:db8::53") /
-                          UDP(sport=rnd.randrange(1024, 65536), dport=53) / Raw(b"\x12\x34\x01\x00"))
+                          UDP(sport=rnd.randrange(1024, 65536), dport=53) / DNS(id=i, qd=DNSQR(qname="www.example.com")))
         elif r < 0.95:
             frames.append(eth() / IP(src="198.51.100.200", dst="192.0.2.10") / ICMP(seq=i))
         elif r < 0.98:
