@@ -11,6 +11,7 @@ emits for every case in make_pcap.outside_cases().
 
 Usage: test_simulate.py PATH/TO/ternctl
 """
+import ipaddress
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from scapy.all import Ether, IP, IPv6, UDP, Dot1Q, rdpcap, raw
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_pcap  # noqa: E402
+import reference  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAILURES = []
@@ -53,6 +55,38 @@ def tshark_fields(path):
          "-e", "udp.checksum.status", "-e", "_ws.malformed", "-e", "_ws.expert.severity"],
         check=True, capture_output=True, text=True)
     return [line.split("|") for line in out.stdout.splitlines()]
+
+
+def check_against_reference(ternctl, cases, sent, out_frames):
+    """An independent implementation of the documented hash and Maglev builder (reference.py) must
+    build the same tables as `ternctl table` and pick the same backend for every forwarded flow."""
+    import tomllib
+    tables = {}
+    for config_path in [os.path.join(HERE, "outside.toml"), os.path.join(HERE, "../../configs/example.toml")]:
+        with open(config_path, "rb") as f:
+            config = tomllib.load(f)
+        m = config["maglev"]["table_size"]
+        for vip in config["vip"]:
+            expected = reference.build([(b["address"], b.get("weight", 100)) for b in vip["backend"]], m)
+            v6 = ":" in vip["address"]
+            name = f"{'[%s]' % vip['address'] if v6 else vip['address']}:{vip['port']}/{vip['protocol']}"
+            got = subprocess.run([ternctl, "table", "--config", config_path, "--vip", name], check=True,
+                                 capture_output=True, text=True).stdout.split()
+            check(got == [a or "-" for a in expected], f"{config_path} {name}: ternctl table differs from reference.py")
+            if config_path.endswith("outside.toml"):
+                tables[(vip["address"], vip["port"], vip["protocol"])] = expected
+    for case, frame in zip(sent, out_frames):
+        if case.outcome != "forwarded":
+            continue
+        inner = inner_ip_bytes(make_pcap.frame_bytes(case))
+        p = IPv6(inner) if inner[0] >> 4 == 6 else IP(inner)
+        l4 = p[UDP] if UDP in p else p["TCP"]
+        proto = 17 if UDP in p else 6
+        h = reference.flow_hash(p.src, p.dst, l4.sport, l4.dport, proto)
+        want = reference.pick(tables[case.vip], h)
+        outer = Ether(frame).payload
+        check(ipaddress.ip_address(outer.dst) == ipaddress.ip_address(want),
+              f"{case.description}: went to {outer.dst}, reference.py picks {want}")
 
 
 def main(ternctl):
@@ -152,6 +186,8 @@ def main(ternctl):
             payload = payload[12:]
         check(payload == input_ip, f"{name}: inner packet differs from the input ({len(payload)} vs {len(input_ip)} bytes)")
         check(len(frame) == 14 + len(raw(outer)), f"{name}: trailing bytes after the outer packet")
+
+    check_against_reference(ternctl, cases, sent, out_frames)
 
     if FAILURES:
         print("\n".join(f"FAIL {f}" for f in FAILURES))
