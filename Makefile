@@ -6,7 +6,7 @@ CONFIG      ?= configs/example.toml
 OUT         ?= out
 FUZZ_SECONDS ?= 30
 
-.PHONY: all build release run test unit-test outside-test config-test fuzz fuzz-build clean
+.PHONY: all build release run test unit-test outside-test config-test fuzz fuzz-build bench-quick clean
 
 all: build
 
@@ -50,6 +50,11 @@ fuzz-build:
 fuzz: fuzz-build
 	@mkdir -p $(OUT)/fuzz-corpus
 	.build-fuzz/debug/TernFuzz -max_total_time=$(FUZZ_SECONDS) -max_len=512 $(OUT)/fuzz-corpus
+
+# Benchmarks (figures go to bench/RESULTS.md; no assertions on them).
+bench-quick:
+	$(SWIFT) build -c release --product TernBench
+	.build/release/TernBench
 
 clean:
 	rm -rf .build .build-fuzz $(OUT)

@@ -43,6 +43,10 @@ let package = Package(
             name: "TernFuzz",
             dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport"],
             swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]),
+        // Benchmarks (bench/RESULTS.md records their figures).
+        .executableTarget(
+            name: "TernBench", dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport"],
+            path: "bench/TernBench", swiftSettings: strict),
         .testTarget(name: "TernWireTests", dependencies: ["TernWire", "TernTestSupport"], swiftSettings: strict),
         .testTarget(name: "TernBalancingTests", dependencies: ["TernWire", "TernBalancing"], swiftSettings: strict),
         .testTarget(
