@@ -5,7 +5,9 @@
 //   destination a VIP address? ─ no ──────────────────────────────────▶ host
 //   fragment ─────────────────────────────────────────────────────────▶ drop fragment
 //   parse L4 ─ malformed ─────────────────────────────────────────────▶ drop malformed
-//   ICMP echo request ─────────────────────────────────────────────── ▶ replied (echo reply)
+//   ICMP echo request ────────────────────────────────────────────────▶ replied (echo reply)
+//   ICMPv6 neighbour discovery ───────────────────────────────────────▶ host
+//   other ICMP ───────────────────────────────────────────────────────▶ drop icmp_unsupported
 //   VIP for (address, port, protocol), else the port-0 VIP ─ none ───▶ drop no_service
 //   flow table hit (backend still configured) or Maglev ─ none ──────▶ drop no_backend
 //   fits the MTU and the headroom? ─ no ──────────────────────────────▶ drop too_big / no_headroom
@@ -67,8 +69,11 @@ public struct Worker: ~Copyable {
 
         if net.ipProtocol == IPProtocol.icmp || net.ipProtocol == IPProtocol.icmpv6 {
             let echoRequest: UInt8 = net.isV6 ? 128 : 8
-            guard l4.icmpType == echoRequest else { return .dropICMPUnsupported }
-            return replyToEcho(&packet, net)
+            if l4.icmpType == echoRequest { return replyToEcho(&packet, net) }
+            // Neighbour discovery (router/neighbour solicitation and advertisement, redirect) is
+            // the host's business even when it names a VIP address.
+            if net.isV6 && (133...137).contains(l4.icmpType) { return .host }
+            return .dropICMPUnsupported
         }
         let vip = snapshot.findVIP(address: addressEntry, port: l4.destinationPort, ipProtocol: net.ipProtocol)
         if vip < 0 { return .dropNoService }

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import logging
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
-from scapy.all import (ARP, DNS, DNSQR, Dot1Q, Ether, ICMP, ICMPv6EchoRequest, ICMPv6DestUnreach, IP, IPv6,
+from scapy.all import (ARP, DNS, DNSQR, ICMPv6ND_NS, Dot1Q, Ether, ICMP, ICMPv6EchoRequest, ICMPv6DestUnreach, IP, IPv6,
                        IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
                        IPOption_RR, GRE, Raw, TCP, UDP, wrpcap)
 
@@ -94,6 +94,8 @@ def outside_cases(seed=7):
     c.append(Case("IPv4 to a non-VIP address (BGP)", eth() / IP(src="10.0.0.1", dst="10.0.0.10") / TCP(sport=179, dport=40000), "host"))
     c.append(Case("IPv6 neighbour traffic to a non-VIP", eth() / IPv6(src="fe80::1", dst="ff02::1") / ICMPv6EchoRequest(), "host"))
     c.append(Case("stacked VLANs (QinQ)", Ether(dst=US, src=ROUTER, type=0x88A8) / Dot1Q(vlan=1) / IP(dst=V4) / TCP(dport=80), "host"))
+    c.append(Case("ICMPv6 neighbour solicitation to a VIP address", eth() / IPv6(src=c6, dst=V6, hlim=255) /
+                  ICMPv6ND_NS(tgt=V6), "host"))
     c.append(Case("LLDP", Ether(dst="01:80:c2:00:00:0e", src=ROUTER, type=0x88CC) / Raw(b"\x02\x07\x04" + b"\0" * 40), "host"))
     # Replies.
     c.append(Case("ICMP echo to a VIP", eth() / IP(src=c4, dst=V4) / ICMP(id=7, seq=1) / Raw(b"ping"), "replied"))
