@@ -27,13 +27,14 @@ let package = Package(
             name: "TernControl",
             dependencies: ["TernWire", "TernBalancing", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: strict),
+        .target(name: "TernTelemetry", dependencies: ["TernBalancing", "TernDataplane"], swiftSettings: strict),
         .target(name: "TernPcap", swiftSettings: strict),
         // Frame builders shared by tests, the fuzzer and benchmarks (never linked into ternd).
         .target(name: "TernTestSupport", dependencies: ["TernWire"], swiftSettings: strict),
         .executableTarget(
             name: "ternctl",
             dependencies: [
-                "TernWire", "TernBalancing", "TernDataplane", "TernControl", "TernPcap",
+                "TernWire", "TernBalancing", "TernDataplane", "TernControl", "TernPcap", "TernTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

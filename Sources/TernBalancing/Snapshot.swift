@@ -47,6 +47,13 @@ public struct SnapshotSpec: Sendable {
     }
 }
 
+/// `192.0.2.10:80/tcp` or `[2001:db8::1]:0/udp`: how configs, logs and stats name a VIP.
+public func serviceName(address: IPAddress, port: UInt16, ipProtocol: UInt8) -> String {
+    let a = address.isV6 ? "[\(address)]" : "\(address)"
+    let proto = ipProtocol == IPProtocol.tcp ? "tcp" : ipProtocol == IPProtocol.udp ? "udp" : "proto\(ipProtocol)"
+    return "\(a):\(port)/\(proto)"
+}
+
 /// One VIP as the packet path sees it.
 public struct VIPRecord: Sendable {
     public var address: IPAddress
@@ -59,6 +66,8 @@ public struct VIPRecord: Sendable {
     public var backendCount: Int
     /// This VIP's Maglev table is `tables[tableBase ..< tableBase + tableSize]`.
     public var tableBase: Int
+
+    public var name: String { serviceName(address: address, port: port, ipProtocol: ipProtocol) }
 }
 
 public struct BackendRecord: Sendable {

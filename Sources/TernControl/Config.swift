@@ -46,10 +46,7 @@ public struct VIPConfig: Equatable, Sendable {
     public var protocolName: String { ipProtocol == IPProtocol.tcp ? "tcp" : "udp" }
 
     /// `192.0.2.10:80/tcp` or `[2001:db8::1]:443/udp`.
-    public var name: String {
-        let a = address.isV6 ? "[\(address)]" : "\(address)"
-        return "\(a):\(port)/\(protocolName)"
-    }
+    public var name: String { serviceName(address: address, port: port, ipProtocol: ipProtocol) }
 }
 
 public struct TernConfig: Equatable, Sendable {

@@ -25,19 +25,26 @@ public struct Packet {
     }
 }
 
-/// What the pipeline needs to know about the port a packet leaves on.
+/// What the pipeline needs to know about the ports a packet leaves on: encapsulated packets go
+/// toward the backends, replies back out of the port the request came in on (the same port in a
+/// one-armed setup).
 public struct PortContext: Sendable {
-    /// Source MAC of everything transmitted.
+    /// Source MAC of encapsulated packets.
     public var mac: MACAddress
-    /// Destination MAC of everything transmitted (the next-hop router).
+    /// Destination MAC of encapsulated packets (the next hop toward the backends).
     public var gatewayMAC: MACAddress
     /// Largest IP packet (outer headers included) the path to backends carries.
     public var mtu: Int
+    /// Source and destination MAC of replies.
+    public var replyMAC: MACAddress
+    public var replyGatewayMAC: MACAddress
 
-    public init(mac: MACAddress, gatewayMAC: MACAddress, mtu: Int) {
+    public init(mac: MACAddress, gatewayMAC: MACAddress, mtu: Int, replyMAC: MACAddress? = nil, replyGatewayMAC: MACAddress? = nil) {
         self.mac = mac
         self.gatewayMAC = gatewayMAC
         self.mtu = mtu
+        self.replyMAC = replyMAC ?? mac
+        self.replyGatewayMAC = replyGatewayMAC ?? gatewayMAC
     }
 }
 

@@ -205,7 +205,7 @@ public struct Worker: ~Copyable {
         }
         let start = l3 &- HeaderSize.ethernet
         HeaderBuilder.writeEthernet(
-            p, at: start, destination: port.gatewayMAC, source: port.mac,
+            p, at: start, destination: port.replyGatewayMAC, source: port.replyMAC,
             etherType: net.isV6 ? EtherType.ipv6 : EtherType.ipv4)
         packet.reframe(start: start, length: net.ipLength &+ HeaderSize.ethernet)
         return .replied

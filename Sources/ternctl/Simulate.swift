@@ -3,6 +3,7 @@ import TernBalancing
 import TernControl
 import TernDataplane
 import TernPcap
+import TernTelemetry
 
 #if canImport(Glibc)
 import Glibc
@@ -57,10 +58,14 @@ struct Simulate: ParsableCommand {
             printError(error.description)
             throw ExitCode(1)
         }
-        let report = SimulationReport(
-            config: c, counters: simulator.worker.counters, totals: simulator.snapshot.packetTotals(),
-            flows: simulator.worker.flows.counters, elapsedNanoseconds: elapsed)
-        print(json ? report.json : report.text, terminator: "")
+        var totals = PacketTotals()
+        totals.add(simulator.snapshot)
+        let received = simulator.worker.counters.received
+        let nsPerPacket = received == 0 ? 0 : elapsed / received
+        let report = TrafficReport(
+            outcomes: simulator.worker.counters, totals: totals, flows: simulator.worker.flows.counters,
+            extra: [("tx", UInt64(sent.count)), ("ns_per_packet", nsPerPacket)])
+        print(json ? report.json : report.text)
     }
 }
 
@@ -70,58 +75,3 @@ func monotonicNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
-/// Counts per verdict, drop reason, VIP and backend, as text or JSON.
-struct SimulationReport {
-    let config: TernConfig
-    let counters: OutcomeCounters
-    let totals: (perVIP: [UInt64], perBackend: [UInt64])
-    let flows: FlowTableCounters
-    let elapsedNanoseconds: UInt64
-
-    /// Backend address → packets (summed over VIPs that share a backend), in config order.
-    var perBackend: [(String, UInt64)] {
-        var order: [String] = []
-        var sums: [String: UInt64] = [:]
-        var index = 0
-        for v in config.vips {
-            // The snapshot keeps each VIP's backends in address order.
-            for b in v.backends.sorted(by: { $0.address < $1.address }) {
-                let key = b.address.description
-                if sums[key] == nil { order.append(key) }
-                sums[key, default: 0] += totals.perBackend[index]
-                index += 1
-            }
-        }
-        return order.map { ($0, sums[$0]!) }
-    }
-
-    var perVIP: [(String, UInt64)] { zip(config.vips.map(\.name), totals.perVIP).map { ($0, $1) } }
-
-    var nsPerPacket: Double {
-        counters.received == 0 ? 0 : Double(elapsedNanoseconds) / Double(counters.received)
-    }
-
-    var text: String {
-        var s = "rx \(counters.received)\n"
-        for o in [Outcome.forwarded, .host, .replied] { s += "\(o.verdict.rawValue) \(counters[o])\n" }
-        s += "dropped \(Outcome.dropReasons.reduce(0) { $0 + counters[$1] })\n"
-        for o in Outcome.dropReasons where counters[o] > 0 { s += "  \(o.dropReason!) \(counters[o])\n" }
-        for (name, n) in perVIP { s += "vip \(name) \(n)\n" }
-        for (name, n) in perBackend { s += "backend \(name) \(n)\n" }
-        s += "flows inserted \(flows.inserted) evicted \(flows.evicted)\n"
-        s += "ns/packet \(Int(nsPerPacket.rounded()))\n"
-        return s
-    }
-
-    var json: String {
-        func object(_ pairs: [(String, UInt64)]) -> String {
-            "{" + pairs.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
-        }
-        let dropped = Outcome.dropReasons.map { ($0.dropReason!, counters[$0]) }
-        return "{\"rx\":\(counters.received),\"forwarded\":\(counters[.forwarded]),\"host\":\(counters[.host]),"
-            + "\"replied\":\(counters[.replied]),\"dropped\":\(object(dropped)),"
-            + "\"per_vip\":\(object(perVIP)),\"per_backend\":\(object(perBackend)),"
-            + "\"flows\":{\"inserted\":\(flows.inserted),\"evicted\":\(flows.evicted)},"
-            + "\"ns_per_packet\":\(Int(nsPerPacket.rounded()))}\n"
-    }
-}
