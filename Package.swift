@@ -8,10 +8,19 @@ import PackageDescription
 /// Every target: Swift 6 language mode (the package default) and warnings are errors.
 let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 
+/// DPDK 22.11 from Debian. SwiftPM cannot use its pkg-config file, so the flags are spelled out;
+/// -march=corei7 is needed by rte_memcpy.h (SSSE3). Swift targets that see CDPDK get them via -Xcc.
+let dpdkCFlags = ["-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk", "-include", "rte_config.h", "-march=corei7"]
+let dpdkSwift: [SwiftSetting] = strict + [.unsafeFlags(dpdkCFlags.flatMap { ["-Xcc", $0] })]
+let dpdkLibraries: [LinkerSetting] = [
+    "rte_ethdev", "rte_net", "rte_mbuf", "rte_mempool", "rte_ring", "rte_eal", "rte_kvargs", "rte_telemetry", "rte_bus_vdev",
+].map { .linkedLibrary($0) }
+
 let package = Package(
     name: "Tern",
     products: [
         .executable(name: "ternctl", targets: ["ternctl"]),
+        .executable(name: "ternd", targets: ["ternd"]),
         .executable(name: "TernFuzz", targets: ["TernFuzz"]),
         .library(name: "TernDataplane", targets: ["TernDataplane"]),
     ],
@@ -27,6 +36,12 @@ let package = Package(
             name: "TernControl",
             dependencies: ["TernWire", "TernBalancing", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: strict),
+        // The only C: accessors for DPDK's inline functions, macros and mbuf fields, and glibc gaps.
+        .target(
+            name: "CDPDK", path: "CShims", cSettings: [.unsafeFlags(dpdkCFlags + ["-Wall", "-Werror"])],
+            linkerSettings: dpdkLibraries),
+        .target(
+            name: "TernDPDK", dependencies: ["CDPDK", "TernWire", "TernBalancing", "TernDataplane"], swiftSettings: dpdkSwift),
         .target(name: "TernTelemetry", dependencies: ["TernBalancing", "TernDataplane"], swiftSettings: strict),
         .target(name: "TernPcap", swiftSettings: strict),
         // Frame builders shared by tests, the fuzzer and benchmarks (never linked into ternd).
@@ -38,6 +53,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
+        .executableTarget(
+            name: "ternd",
+            dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernControl", "TernTelemetry"],
+            swiftSettings: dpdkSwift),
         // libFuzzer target for the parser and the pipeline. Without -DTERN_LIBFUZZER it is a corpus
         // replayer (runs each file given on the command line once), so a plain `swift build` links it.
         .executableTarget(

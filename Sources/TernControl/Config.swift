@@ -26,6 +26,9 @@ public struct PortConfig: Equatable, Sendable {
     /// `PortConfig.simulatedMAC`).
     public var mac: MACAddress?
     public var mtu = 1500
+    /// The device encapsulated packets received here leave on (another `[[port]]`); nil: this
+    /// port (one-armed). Replies always leave on the port the request came in on.
+    public var backendDevice: String? = nil
 
     public static let simulatedMAC = MACAddress(value: 0x02_00_00_00_00_01)
 }

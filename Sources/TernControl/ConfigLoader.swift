@@ -142,6 +142,7 @@ struct RawPort: Decodable {
     var gateway_mac: String
     var mac: String?
     var mtu: Int?
+    var backend_device: String?
 }
 
 struct RawMaglev: Decodable {
@@ -244,8 +245,11 @@ struct Validator {
             let gateway = mac(p.gateway_mac, "\(path).gateway_mac")
             let own = p.mac.flatMap { mac($0, "\(path).mac") }
             let mtu = int(p.mtu, "\(path).mtu", Validator.limits.mtu, default: 1500)
+            if let b = p.backend_device, !raw.contains(where: { $0.device == b }) {
+                fail("\(path).backend_device", "\"\(b)\" is not the device of any [[port]]")
+            }
             guard let gateway else { return nil }
-            return PortConfig(device: p.device, gatewayMAC: gateway, mac: own, mtu: mtu)
+            return PortConfig(device: p.device, gatewayMAC: gateway, mac: own, mtu: mtu, backendDevice: p.backend_device)
         }
     }
 

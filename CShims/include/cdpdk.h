@@ -1,0 +1,74 @@
+// CDPDK: the only C in Tern. Static-inline accessors for what Swift cannot reach in DPDK's
+// headers (mbuf fields of a cache-aligned struct, macros, rte_errno) and the glibc functions
+// Swift cannot see (CPU sets, signalfd). Every symbol is prefixed `tern_`.
+#ifndef TERN_CDPDK_H
+#define TERN_CDPDK_H
+
+#include <rte_config.h>
+#include <rte_byteorder.h>
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_prefetch.h>
+#include <rte_bus_vdev.h>
+
+#include <signal.h>
+#include <stdint.h>
+
+// ---- mbufs ------------------------------------------------------------------------------------
+
+/// The first byte of the frame (rte_pktmbuf_mtod).
+static inline void *tern_mbuf_data(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, void *); }
+static inline uint16_t tern_mbuf_data_len(const struct rte_mbuf *m) { return m->data_len; }
+static inline uint16_t tern_mbuf_headroom(const struct rte_mbuf *m) { return rte_pktmbuf_headroom(m); }
+static inline uint16_t tern_mbuf_segments(const struct rte_mbuf *m) { return m->nb_segs; }
+static inline uint32_t tern_mbuf_rss_hash(const struct rte_mbuf *m) { return m->hash.rss; }
+
+/// Makes a single-segment mbuf's frame start `headroom` bytes into its buffer and be `length`
+/// bytes long (after the pipeline moved the frame start back for outer headers).
+static inline void tern_mbuf_reframe(struct rte_mbuf *m, uint16_t headroom, uint16_t length) {
+    m->data_off = headroom;
+    m->data_len = length;
+    m->pkt_len = length;
+}
+
+static inline void tern_mbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
+static inline void tern_mbuf_free_bulk(struct rte_mbuf **m, unsigned n) { rte_pktmbuf_free_bulk(m, n); }
+static inline struct rte_mbuf *tern_mbuf_alloc(struct rte_mempool *mp) { return rte_pktmbuf_alloc(mp); }
+static inline char *tern_mbuf_append(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_append(m, len); }
+static inline void tern_prefetch0(const void *p) { rte_prefetch0(p); }
+
+// ---- ports ------------------------------------------------------------------------------------
+
+static inline uint16_t tern_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n) {
+    return rte_eth_rx_burst(port, queue, pkts, n);
+}
+static inline uint16_t tern_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n) {
+    return rte_eth_tx_burst(port, queue, pkts, n);
+}
+
+/// Configures `port` with `queues` RX and TX queues. RSS on the 5-tuple when `rss` and the device
+/// offers it; returns the RSS hash functions actually enabled in *rss_enabled (0 = none).
+int tern_port_configure(uint16_t port, uint16_t queues, int rss, uint64_t *rss_enabled);
+
+// ---- EAL, lcores, time ------------------------------------------------------------------------
+
+static inline int tern_errno(void) { return rte_errno; }
+static inline uint64_t tern_tsc(void) { return rte_rdtsc(); }
+static inline uint64_t tern_tsc_hz(void) { return rte_get_tsc_hz(); }
+static inline unsigned tern_lcore_id(void) { return rte_lcore_id(); }
+
+// ---- signals (glibc) --------------------------------------------------------------------------
+
+/// Blocks SIGHUP, SIGINT and SIGTERM in the calling thread (and the threads it creates later);
+/// returns a signalfd that reads them, or -1.
+int tern_block_signals_fd(void);
+/// Reads one signal from the signalfd within `timeout_ms`; 0 when none arrived, -1 on error.
+int tern_read_signal(int fd, int timeout_ms);
+
+#endif

@@ -1,0 +1,52 @@
+// The few shim functions that are not static inline (they build C structs with unions and
+// bitfields that are clumsy from Swift).
+#include "cdpdk.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+// Tern's frames must fit one mbuf with room for outer headers in front.
+_Static_assert(RTE_PKTMBUF_HEADROOM >= 64, "mbuf headroom too small for outer headers");
+
+int tern_port_configure(uint16_t port, uint16_t queues, int rss, uint64_t *rss_enabled) {
+    struct rte_eth_dev_info info;
+    int rc = rte_eth_dev_info_get(port, &info);
+    if (rc != 0) return rc;
+    struct rte_eth_conf conf;
+    memset(&conf, 0, sizeof conf);
+    *rss_enabled = 0;
+    if (rss && queues > 1) {
+        uint64_t wanted = RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP;
+        uint64_t offered = wanted & info.flow_type_rss_offloads;
+        if (offered != 0) {
+            conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = offered;
+            *rss_enabled = offered;
+        }
+    }
+    if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
+        conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
+    return rte_eth_dev_configure(port, queues, queues, &conf);
+}
+
+int tern_block_signals_fd(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+int tern_read_signal(int fd, int timeout_ms) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n = poll(&p, 1, timeout_ms);
+    if (n <= 0) return n;
+    struct signalfd_siginfo info;
+    if (read(fd, &info, sizeof info) != sizeof info) return -1;
+    return (int)info.ssi_signo;
+}

@@ -1,0 +1,60 @@
+// The DPDK environment: EAL start and stop, errors. Each wrapper names the rte_* call it makes.
+
+import CDPDK
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct DPDKError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ what: String, code: Int32? = nil) {
+        if let code {
+            let errnum = code < 0 ? -code : code
+            description = "\(what): \(String(cString: rte_strerror(errnum))) (\(errnum))"
+        } else {
+            description = what
+        }
+    }
+}
+
+public enum EAL {
+    /// Starts the EAL with `arguments` (argv[0] first). Calls `rte_eal_init`; returns how many
+    /// arguments it consumed.
+    public static func initialize(_ arguments: [String]) throws(DPDKError) -> Int {
+        // rte_eal_init permutes argv and writes argv[0] over another slot: free the originals.
+        let owned = arguments.map { strdup($0) }
+        defer { owned.forEach { free($0) } }
+        var argv = owned
+        let rc = argv.withUnsafeMutableBufferPointer { rte_eal_init(Int32($0.count), $0.baseAddress) }
+        guard rc >= 0 else { throw DPDKError("rte_eal_init", code: tern_errno()) }
+        return Int(rc)
+    }
+
+    /// Calls `rte_eal_cleanup`.
+    public static func cleanup() { _ = rte_eal_cleanup() }
+
+    /// Worker lcores (every enabled lcore but the main one), in order. Calls `rte_get_next_lcore`.
+    public static var workerLcores: [UInt32] {
+        var ids: [UInt32] = []
+        var i = rte_get_next_lcore(UInt32.max, 1, 0)
+        while i < UInt32(RTE_MAX_LCORE) {
+            ids.append(i)
+            i = rte_get_next_lcore(i, 1, 0)
+        }
+        return ids
+    }
+
+    /// The NUMA socket of the calling thread (`rte_socket_id`); threads that are not lcores get
+    /// SOCKET_ID_ANY (-1), which DPDK's allocators accept.
+    public static var socketID: Int32 { Int32(bitPattern: rte_socket_id()) }
+
+    /// Creates a virtual device at run time (`rte_vdev_init`), as `--vdev` would.
+    public static func createVirtualDevice(_ name: String, arguments: String = "") throws(DPDKError) {
+        let rc = rte_vdev_init(name, arguments)
+        guard rc == 0 else { throw DPDKError("rte_vdev_init(\(name))", code: rc) }
+    }
+
+    /// TSC ticks per second (`rte_get_tsc_hz`).
+    public static var tscHz: UInt64 { tern_tsc_hz() }
+}

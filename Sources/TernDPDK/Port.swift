@@ -1,0 +1,95 @@
+// Ethernet ports and the mbuf pool. Each wrapper names the rte_* call it makes.
+
+import CDPDK
+import TernWire
+
+/// A pool of packet buffers (`rte_pktmbuf_pool_create`).
+public final class Mempool: @unchecked Sendable {
+    public let pointer: OpaquePointer
+
+    /// `dataRoom` excludes the headroom (RTE_PKTMBUF_HEADROOM), which is added.
+    public init(name: String, count: UInt32, cache: UInt32, dataRoom: UInt16) throws(DPDKError) {
+        let room = dataRoom + UInt16(RTE_PKTMBUF_HEADROOM)
+        guard let p = rte_pktmbuf_pool_create(name, count, cache, 0, room, EAL.socketID) else {
+            throw DPDKError("rte_pktmbuf_pool_create(\(name), \(count) mbufs)", code: tern_errno())
+        }
+        pointer = p
+    }
+
+    /// Mbufs currently taken from the pool (`rte_mempool_in_use_count`).
+    public var inUse: Int { Int(rte_mempool_in_use_count(pointer)) }
+
+    /// Calls `rte_mempool_free`.
+    public func free() { rte_mempool_free(pointer) }
+}
+
+public struct Port: Sendable {
+    public let id: UInt16
+    public let name: String
+
+    /// The port named `name` (a vdev name or PCI address), via `rte_eth_dev_get_port_by_name`.
+    public init(named name: String) throws(DPDKError) {
+        var id: UInt16 = 0
+        let rc = rte_eth_dev_get_port_by_name(name, &id)
+        guard rc == 0 else {
+            throw DPDKError("no DPDK port named \"\(name)\" (ports: \(Port.allNames.joined(separator: ", ")))")
+        }
+        self.id = id
+        self.name = name
+    }
+
+    /// Names of every probed port.
+    public static var allNames: [String] {
+        var names: [String] = []
+        var id = rte_eth_find_next_owned_by(0, 0)
+        while id < UInt64(RTE_MAX_ETHPORTS) {
+            var buffer = [CChar](repeating: 0, count: Int(RTE_ETH_NAME_MAX_LEN))
+            if rte_eth_dev_get_name_by_port(UInt16(id), &buffer) == 0 {
+                names.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            }
+            id = rte_eth_find_next_owned_by(UInt16(id + 1), 0)
+        }
+        return names
+    }
+
+    /// The port's MAC address (`rte_eth_macaddr_get`).
+    public var mac: MACAddress {
+        var a = rte_ether_addr()
+        _ = rte_eth_macaddr_get(id, &a)
+        let b = a.addr_bytes
+        return MACAddress(
+            value: UInt64(b.0) << 40 | UInt64(b.1) << 32 | UInt64(b.2) << 24 | UInt64(b.3) << 16 | UInt64(b.4) << 8 | UInt64(b.5))
+    }
+
+    /// Configures `queues` RX/TX queue pairs (RSS over the 5-tuple when several and the device has
+    /// it) and sets each up with `descriptors` entries (`rte_eth_dev_configure`,
+    /// `rte_eth_rx_queue_setup`, `rte_eth_tx_queue_setup`). Returns whether RSS is on.
+    public func configure(queues: UInt16, descriptors: UInt16, pool: Mempool) throws(DPDKError) -> Bool {
+        var rss: UInt64 = 0
+        var rc = tern_port_configure(id, queues, 1, &rss)
+        guard rc == 0 else { throw DPDKError("rte_eth_dev_configure(\(name), \(queues) queues)", code: rc) }
+        var rxDescriptors = descriptors
+        var txDescriptors = descriptors
+        _ = rte_eth_dev_adjust_nb_rx_tx_desc(id, &rxDescriptors, &txDescriptors)
+        let socket = Int32(rte_eth_dev_socket_id(id))
+        for q in 0..<queues {
+            rc = rte_eth_rx_queue_setup(id, q, rxDescriptors, UInt32(bitPattern: socket), nil, pool.pointer)
+            guard rc == 0 else { throw DPDKError("rte_eth_rx_queue_setup(\(name), queue \(q))", code: rc) }
+            rc = rte_eth_tx_queue_setup(id, q, txDescriptors, UInt32(bitPattern: socket), nil)
+            guard rc == 0 else { throw DPDKError("rte_eth_tx_queue_setup(\(name), queue \(q))", code: rc) }
+        }
+        return rss != 0
+    }
+
+    /// Calls `rte_eth_dev_start`.
+    public func start() throws(DPDKError) {
+        let rc = rte_eth_dev_start(id)
+        guard rc == 0 else { throw DPDKError("rte_eth_dev_start(\(name))", code: rc) }
+    }
+
+    /// Calls `rte_eth_dev_stop` then `rte_eth_dev_close` (net_pcap flushes its output file here).
+    public func stopAndClose() {
+        _ = rte_eth_dev_stop(id)
+        _ = rte_eth_dev_close(id)
+    }
+}

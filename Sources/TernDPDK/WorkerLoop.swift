@@ -1,0 +1,192 @@
+// The run-to-completion loop of one worker lcore, l2fwd style: take the current snapshot and report
+// a quiescent state, then per RX queue: RX a burst, run the pipeline over it, hand transmitted
+// frames to TX and free the rest. Every mbuf is either sent or freed on every path.
+
+import CDPDK
+import Synchronization
+import TernBalancing
+import TernDataplane
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a worker receives and where its packets leave.
+public struct WorkerQueue: Sendable {
+    /// Port and queue to poll.
+    public var rxPort: UInt16
+    public var queue: UInt16
+    /// Port encapsulated packets leave on (the same port when one-armed); replies leave on `rxPort`.
+    public var backendPort: UInt16
+    /// MACs and MTU for packets received here.
+    public var context: PortContext
+
+    public init(rxPort: UInt16, queue: UInt16, backendPort: UInt16, context: PortContext) {
+        self.rxPort = rxPort
+        self.queue = queue
+        self.backendPort = backendPort
+        self.context = context
+    }
+}
+
+/// Counts the loop keeps besides the pipeline's outcomes. Read after the worker stopped.
+public struct IOCounters: Sendable {
+    public var rx: UInt64 = 0
+    public var tx: UInt64 = 0
+    /// Frames the TX queue refused (freed, not retried).
+    public var txFailed: UInt64 = 0
+
+    public init() {}
+}
+
+/// Everything one worker lcore needs; shared with the control thread only through atomics, the
+/// snapshot cell, and after the worker has stopped.
+public final class WorkerLoop: @unchecked Sendable {
+    public let index: Int
+    public let queues: [WorkerQueue]
+    public let burstSize: Int
+    public let cell: SnapshotCell
+    /// The pipeline state (flow table, outcome counters); owned by this loop while it runs.
+    public let worker: UnsafeMutablePointer<Worker>
+    public var io = IOCounters()
+    /// Received packets, published once per burst so the control thread can tell when RX is idle.
+    public let progress = Atomic<UInt64>(0)
+    let stop: Atomic<Bool>
+    /// Sleep this long after 1024 empty polls in a row (0: always busy-poll).
+    let idleSleepMicroseconds: UInt32
+
+    public init(
+        index: Int, queues: [WorkerQueue], burstSize: Int, cell: SnapshotCell, worker: consuming Worker,
+        idleSleepMicroseconds: UInt32 = 0
+    ) {
+        self.index = index
+        self.queues = queues
+        self.burstSize = burstSize
+        self.cell = cell
+        self.worker = .allocate(capacity: 1)
+        self.worker.initialize(to: worker)
+        self.stop = Atomic(false)
+        self.idleSleepMicroseconds = idleSleepMicroseconds
+    }
+
+    deinit {
+        worker.deinitialize(count: 1)
+        worker.deallocate()
+    }
+
+    /// Asks the loop to finish its current burst and return.
+    public func requestStop() { stop.store(true, ordering: .releasing) }
+
+    /// The loop itself; returns after `requestStop`.
+    public func run() {
+        let burst = burstSize
+        let mbufs = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
+        let packets = UnsafeMutablePointer<Packet>.allocate(capacity: burst)
+        let outcomes = UnsafeMutablePointer<Outcome>.allocate(capacity: burst)
+        let toBackends = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
+        let replies = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
+        let toFree = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
+        defer {
+            for p in [mbufs, toBackends, replies, toFree] { p.deallocate() }
+            packets.deallocate()
+            outcomes.deallocate()
+        }
+        let queues = self.queues
+        let hz = EAL.tscHz
+        let start = tern_tsc()
+        var idlePolls = 0
+        var io = IOCounters()
+
+        while !stop.load(ordering: .acquiring) {
+            let snapshot = cell.enterBurst(reader: index)
+            let now = UInt32(truncatingIfNeeded: (tern_tsc() &- start) / hz) &+ 1
+            var received = 0
+            for q in queues {
+                let n = Int(tern_rx_burst(q.rxPort, q.queue, mbufs, UInt16(burst)))
+                if n == 0 { continue }
+                received += n
+                for i in 0..<n {
+                    let m = mbufs[i]
+                    packets[i] = Packet(
+                        data: tern_mbuf_data(m)!, length: Int(tern_mbuf_data_len(m)), headroom: Int(tern_mbuf_headroom(m)))
+                }
+                worker.pointee.port = q.context
+                worker.pointee.processBurst(packets, count: n, outcomes: outcomes, snapshot: snapshot.pointee, now: now)
+                let oneArmed = q.backendPort == q.rxPort
+                var backendCount = 0
+                var replyCount = 0
+                var freeCount = 0
+                for i in 0..<n {
+                    let m = mbufs[i]
+                    switch outcomes[i] {
+                    case .forwarded:
+                        tern_mbuf_reframe(m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
+                        toBackends[backendCount] = m
+                        backendCount += 1
+                    case .replied:
+                        tern_mbuf_reframe(m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
+                        // One-armed: one TX list, so frames leave in the order they arrived.
+                        if oneArmed {
+                            toBackends[backendCount] = m
+                            backendCount += 1
+                        } else {
+                            replies[replyCount] = m
+                            replyCount += 1
+                        }
+                    default:
+                        // Host-bound packets are freed until a host path (exception port) exists.
+                        toFree[freeCount] = m
+                        freeCount += 1
+                    }
+                }
+                if freeCount > 0 { tern_mbuf_free_bulk(toFree, UInt32(freeCount)) }
+                transmit(toBackends, count: backendCount, port: q.backendPort, queue: q.queue, io: &io)
+                transmit(replies, count: replyCount, port: q.rxPort, queue: q.queue, io: &io)
+            }
+            io.rx &+= UInt64(received)
+            if received > 0 {
+                progress.store(io.rx, ordering: .relaxed)
+                idlePolls = 0
+            } else if idleSleepMicroseconds > 0 {
+                idlePolls += 1
+                if idlePolls >= 1024 {
+                    usleep(idleSleepMicroseconds)
+                    idlePolls = 0
+                }
+            }
+        }
+        cell.goOffline(reader: index)
+        self.io = io
+    }
+
+    /// Sends what the TX queue takes; frees and counts what it refuses.
+    @inline(__always)
+    func transmit(_ list: UnsafeMutablePointer<OpaquePointer?>, count: Int, port: UInt16, queue: UInt16, io: inout IOCounters) {
+        guard count > 0 else { return }
+        let sent = Int(tern_tx_burst(port, queue, list, UInt16(count)))
+        io.tx &+= UInt64(sent)
+        if sent < count {
+            tern_mbuf_free_bulk(list + sent, UInt32(count - sent))
+            io.txFailed &+= UInt64(count - sent)
+        }
+    }
+
+    // MARK: launching on lcores
+
+    /// Starts `loop.run()` on `lcore` (`rte_eal_remote_launch`).
+    public static func launch(_ loop: WorkerLoop, on lcore: UInt32) throws(DPDKError) {
+        let context = Unmanaged.passRetained(loop).toOpaque()
+        let rc = rte_eal_remote_launch({ raw in
+            let loop = Unmanaged<WorkerLoop>.fromOpaque(raw!).takeRetainedValue()
+            loop.run()
+            return 0
+        }, context, lcore)
+        guard rc == 0 else {
+            Unmanaged<WorkerLoop>.fromOpaque(context).release()
+            throw DPDKError("rte_eal_remote_launch(lcore \(lcore))", code: rc)
+        }
+    }
+
+    /// Waits for every worker lcore to return (`rte_eal_mp_wait_lcore`).
+    public static func waitAll() { rte_eal_mp_wait_lcore() }
+}
