@@ -6,7 +6,7 @@ CONFIG      ?= configs/example.toml
 OUT         ?= out
 FUZZ_SECONDS ?= 30
 
-.PHONY: all build release run test unit-test outside-test config-test fuzz fuzz-build bench-quick clean
+.PHONY: all build release run test unit-test outside-test config-test ternd-test tsan-test fuzz fuzz-build bench-quick clean
 
 all: build
 
@@ -15,18 +15,22 @@ build:
 
 release:
 	$(SWIFT) build -c release $(BUILD_FLAGS) --product ternctl
+	$(SWIFT) build -c release $(BUILD_FLAGS) --product ternd
 
-# The main job (for now): replay a generated demo pcap through the packet path with the example
-# config, print the counters and a tshark view of what Tern would transmit.
+# The main job: ternd forwarding over virtual devices (net_pcap in and out; no NIC, no hugepages).
+# A generated demo pcap goes in; ternd stops when it has been idle for a second, prints its final
+# counters as JSON; tshark shows what came out.
+EAL_ARGS ?= -l 0-1 --no-huge -m 512 --no-pci --no-shconf --file-prefix tern-run --log-level lib.eal:error
 run: release
 	@mkdir -p $(OUT)
 	$(PYTHON) Tests/outside/make_pcap.py --demo $(OUT)/demo-in.pcap
 	.build/release/ternctl check $(CONFIG)
-	.build/release/ternctl simulate --config $(CONFIG) --in $(OUT)/demo-in.pcap --out $(OUT)/demo-out.pcap
-	@echo "--- what Tern transmits, as tshark decodes it (first 12 frames; outer header first):"
+	.build/release/ternd $(EAL_ARGS) --vdev net_pcap0,rx_pcap=$(OUT)/demo-in.pcap,tx_pcap=$(OUT)/demo-out.pcap \
+		-- --config $(CONFIG) --stop-when-idle 1 --idle-sleep-us 100 --stats-json $(OUT)/stats.json
+	@echo "--- what ternd transmitted, as tshark decodes it (first 12 frames; outer header first):"
 	@$(PYTHON) Tests/outside/tshark_view.py $(OUT)/demo-out.pcap 12
 
-test: unit-test config-test outside-test fuzz
+test: unit-test config-test outside-test ternd-test tsan-test fuzz
 
 unit-test:
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
@@ -42,6 +46,14 @@ outside-test: release
 
 # swiftc's -sanitize=fuzzer links libFuzzer but does not turn on coverage by itself here: the
 # -sanitize-coverage flags are what give libFuzzer its feedback (it reports "Loaded N counters").
+# ternd over net_pcap: same bytes as simulate, two workers, reload under load, start-up errors.
+ternd-test: build
+	$(PYTHON) Tests/outside/test_ternd.py .build/debug/ternd .build/debug/ternctl
+
+# The snapshot cell (QSBR) under ThreadSanitizer: concurrent readers and a publishing writer.
+tsan-test:
+	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter SnapshotCellTests
+
 fuzz-build:
 	$(SWIFT) build --product TernFuzz --sanitize=fuzzer --sanitize=address --scratch-path .build-fuzz \
 		-Xswiftc -DTERN_LIBFUZZER -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp
@@ -57,4 +69,4 @@ bench-quick:
 	.build/release/TernBench
 
 clean:
-	rm -rf .build .build-fuzz $(OUT)
+	rm -rf .build .build-fuzz .build-tsan $(OUT)

@@ -1,0 +1,235 @@
+#!/usr/bin/python3
+"""ternd over net_pcap virtual devices, judged from outside:
+
+1. one worker: ternd emits exactly the bytes, in the same order, that `ternctl simulate` emits for
+   the same input and config (the outside cases and the demo traffic);
+2. two workers (one rx_pcap and one tx_pcap per queue): the same multiset of frames;
+3. reload under load: ternd replays a pcap in a loop (infinite_rx=1) into a FIFO read here; several
+   SIGHUPs alternate between configs whose backends differ, one SIGHUP meets a broken config, then
+   SIGTERM. RX equals the sum of verdicts, no mbuf is left in use, the failed reload is reported and
+   changes nothing, and the output switches backend set exactly once per successful reload, never
+   mixing afterwards;
+4. start-up errors: a bad config exits 78 naming the key; a device the config names but EAL lacks
+   exits 78 naming port[0].device.
+
+Usage: test_ternd.py PATH/TO/ternd PATH/TO/ternctl
+"""
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_pcap  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+FAILURES = []
+RUN = 0
+
+
+def check(condition, message):
+    if not condition:
+        FAILURES.append(message)
+        print("FAIL", message, flush=True)
+
+
+def eal(prefix, vdev, lcores="0-1"):
+    return ["--lcores" if "@" in lcores else "-l", lcores, "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--file-prefix", prefix, "--vdev", vdev,
+            "--log-level", "lib.eal:error"]
+
+
+def ternd_cmd(ternd, vdev, config, extra=(), lcores="0-1"):
+    global RUN
+    RUN += 1
+    return [ternd, *eal(f"tern-test-{os.getpid()}-{RUN}", vdev, lcores), "--", "--config", config, "--idle-sleep-us", "50",
+            *extra]
+
+
+def read_pcap(path):
+    frames = []
+    with open(path, "rb") as f:
+        data = f.read()
+    magic = struct.unpack("<I", data[:4])[0]
+    assert magic in (0xA1B2C3D4, 0xA1B23C4D), hex(magic)
+    o = 24
+    while o < len(data):
+        _, _, caplen, _ = struct.unpack("<IIII", data[o:o + 16])
+        frames.append(data[o + 16:o + 16 + caplen])
+        o += 16 + caplen
+    return frames
+
+
+def run_ternd(cmd, timeout=60):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def simulate(ternctl, config, inp, out):
+    subprocess.run([ternctl, "simulate", "--config", config, "--in", inp, "--out", out], check=True, capture_output=True)
+    return read_pcap(out)
+
+
+def test_same_bytes_as_simulate(ternd, ternctl, tmp):
+    for name, config, frames in [
+        ("outside cases", os.path.join(HERE, "outside.toml"), [make_pcap.frame_bytes(c) for c in make_pcap.outside_cases()]),
+        ("demo traffic", os.path.join(ROOT, "configs/example.toml"), [bytes(f) for f in make_pcap.demo_frames()]),
+    ]:
+        inp, sim_out, ternd_out = (os.path.join(tmp, f) for f in ("in.pcap", "sim.pcap", "ternd.pcap"))
+        make_pcap.write_frames(inp, frames)
+        expected = simulate(ternctl, config, inp, sim_out)
+        rc, out, err = run_ternd(ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap={ternd_out}", config,
+                                           ["--stop-when-idle", "1"]))
+        check(rc == 0, f"{name}: ternd exited {rc}: {err[-500:]}")
+        if rc != 0:
+            continue
+        stats = json.loads(out.strip().splitlines()[-1])
+        got = read_pcap(ternd_out)
+        check(got == expected, f"{name}: ternd emitted {len(got)} frames, simulate {len(expected)}; identical: {got == expected}")
+        check(stats["rx"] == len(frames) and stats["tx"] == len(expected), f"{name}: rx/tx {stats['rx']}/{stats['tx']}")
+        check(stats["mbufs_in_use"] == 0, f"{name}: mbufs in use {stats['mbufs_in_use']}")
+        print(f"ok: {name}: ternd (1 worker) emitted the same {len(got)} frames as ternctl simulate, in order", flush=True)
+
+
+def test_two_workers_same_multiset(ternd, ternctl, tmp):
+    frames = [bytes(f) for f in make_pcap.demo_frames()]
+    config = os.path.join(tmp, "two.toml")
+    with open(os.path.join(ROOT, "configs/example.toml")) as f:
+        text = f.read().replace("workers = 1", "workers = 2")
+    with open(config, "w") as f:
+        f.write(text)
+    inp, a, b = (os.path.join(tmp, n) for n in ("all.pcap", "a.pcap", "b.pcap"))
+    make_pcap.write_frames(inp, frames)
+    make_pcap.write_frames(a, frames[0::2])
+    make_pcap.write_frames(b, frames[1::2])
+    expected = simulate(ternctl, config, inp, os.path.join(tmp, "sim2.pcap"))
+    oa, ob = os.path.join(tmp, "oa.pcap"), os.path.join(tmp, "ob.pcap")
+    vdev = f"net_pcap0,rx_pcap={a},rx_pcap={b},tx_pcap={oa},tx_pcap={ob}"
+    rc, out, err = run_ternd(ternd_cmd(ternd, vdev, config, ["--stop-when-idle", "1"], lcores="0@0,1@1,2@1"))
+    check(rc == 0, f"two workers: ternd exited {rc}: {err[-500:]}")
+    if rc == 0:
+        got = read_pcap(oa) + read_pcap(ob)
+        check(sorted(got) == sorted(expected), f"two workers: {len(got)} frames vs simulate {len(expected)}, same multiset: "
+              f"{sorted(got) == sorted(expected)}")
+        stats = json.loads(out.strip().splitlines()[-1])
+        check(stats["workers"] == 2 and stats["mbufs_in_use"] == 0, f"two workers: stats {stats}")
+        print(f"ok: two workers emitted the same multiset of {len(got)} frames as ternctl simulate", flush=True)
+
+
+class FifoReader(threading.Thread):
+    """Reads a pcap stream from a FIFO; keeps the run lengths of consecutive frames whose outer
+    IPv4 destination falls in the same backend set."""
+
+    def __init__(self, path, sets):
+        super().__init__(daemon=True)
+        self.path, self.sets = path, sets
+        self.runs = []  # [set name, count]
+        self.frames = 0
+        self.unknown = 0
+
+    def run(self):
+        with open(self.path, "rb") as f:
+            f.read(24)
+            while True:
+                header = f.read(16)
+                if len(header) < 16:
+                    return
+                caplen = struct.unpack("<IIII", header)[2]
+                frame = f.read(caplen)
+                self.frames += 1
+                dst = ".".join(str(b) for b in frame[30:34])
+                name = next((n for n, s in self.sets.items() if dst in s), None)
+                if name is None:
+                    self.unknown += 1
+                elif self.runs and self.runs[-1][0] == name:
+                    self.runs[-1][1] += 1
+                else:
+                    self.runs.append([name, 1])
+
+
+def test_reload_under_load(ternd, tmp):
+    backends = {"A": {"10.1.0.1", "10.1.0.2"}, "B": {"10.2.0.1", "10.2.0.2", "10.2.0.3"}}
+
+    def config_text(name):
+        blocks = "".join(f'[[vip.backend]]\naddress = "{a}"\n' for a in sorted(backends[name]))
+        return ('[node]\nname = "reload"\ntunnel_source_v4 = "10.0.0.10"\n[dataplane]\nflow_table_entries = 4096\n'
+                '[[port]]\ndevice = "net_pcap0"\ngateway_mac = "02:00:00:00:00:fe"\nmac = "02:00:00:00:00:01"\n'
+                '[maglev]\ntable_size = 1009\n[[vip]]\naddress = "192.0.2.10"\nport = 80\nprotocol = "tcp"\n' + blocks)
+
+    config = os.path.join(tmp, "live.toml")
+    with open(config, "w") as f:
+        f.write(config_text("A"))
+    inp = os.path.join(tmp, "loop.pcap")
+    make_pcap.write_frames(inp, [bytes(make_pcap.eth() / make_pcap.IP(src=f"198.51.100.{i % 250 + 1}", dst="192.0.2.10") /
+                                       make_pcap.TCP(sport=1000 + i, dport=80)) for i in range(500)])
+    fifo = os.path.join(tmp, "out.fifo")
+    os.mkfifo(fifo)
+    reader = FifoReader(fifo, backends)
+    reader.start()
+    proc = subprocess.Popen(ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap={fifo},infinite_rx=1", config),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    expected_runs = ["A"]
+    try:
+        time.sleep(1.5)
+        for name in ["B", "A", "broken", "B", "A"]:
+            if name == "broken":
+                with open(config, "w") as f:
+                    f.write(config_text("A").replace("port = 80", "port = 99999"))
+            else:
+                with open(config, "w") as f:
+                    f.write(config_text(name))
+                expected_runs.append(name)
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(timeout=30)
+    check(proc.returncode == 0, f"reload: ternd exited {proc.returncode}: {err[-800:]}")
+    stats = json.loads(out.strip().splitlines()[-1])
+    verdicts = stats["forwarded"] + stats["host"] + stats["replied"] + sum(stats["dropped"].values())
+    check(stats["rx"] == verdicts, f"reload: rx {stats['rx']} != sum of verdicts {verdicts}")
+    check(stats["forwarded"] == stats["rx"], f"reload: not everything forwarded: {stats}")
+    check(stats["mbufs_in_use"] == 0, f"reload: mbufs in use {stats['mbufs_in_use']}")
+    check(stats["reloads"] == {"ok": 4, "failed": 1}, f"reload: reload counters {stats['reloads']}")
+    check("reload failed, keeping the running config" in err and "vip[0].port" in err, "reload: the broken config was not reported")
+    check(err.count("reload ok:") == 4, "reload: expected four 'reload ok' lines")
+    check(reader.unknown == 0, f"reload: {reader.unknown} frames to unknown backends")
+    check(reader.frames == stats["tx"], f"reload: read {reader.frames} frames, ternd says tx {stats['tx']}")
+    check([r[0] for r in reader.runs] == expected_runs, f"reload: backend sets in output order {[r[0] for r in reader.runs]}, "
+          f"expected {expected_runs}")
+    print(f"ok: reload under load: {stats['rx']} packets, runs {reader.runs}, reloads {stats['reloads']}, mbufs in use 0", flush=True)
+
+
+def test_startup_errors(ternd, tmp):
+    bad = os.path.join(HERE, "bad-configs/port-range.toml")
+    rc, _, err = run_ternd(ternd_cmd(ternd, "net_null0", bad))
+    check(rc == 78 and "vip[0].port" in err, f"bad config: exit {rc}, stderr {err[-300:]}")
+    rc, _, err = run_ternd(ternd_cmd(ternd, "net_null0", os.path.join(ROOT, "configs/example.toml")))
+    check(rc == 78 and "port[0].device" in err and "net_pcap0" in err, f"missing device: exit {rc}, stderr {err[-300:]}")
+    print("ok: start-up errors exit 78 naming the key", flush=True)
+
+
+def main(ternd, ternctl):
+    tmp = tempfile.mkdtemp(prefix="tern-ternd-")
+    try:
+        test_startup_errors(ternd, tmp)
+        test_same_bytes_as_simulate(ternd, ternctl, tmp)
+        test_two_workers_same_multiset(ternd, ternctl, tmp)
+        test_reload_under_load(ternd, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if FAILURES:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
