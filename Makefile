@@ -26,7 +26,8 @@ run: release
 	$(PYTHON) Tests/outside/make_pcap.py --demo $(OUT)/demo-in.pcap
 	.build/release/ternctl check $(CONFIG)
 	.build/release/ternd $(EAL_ARGS) --vdev net_pcap0,rx_pcap=$(OUT)/demo-in.pcap,tx_pcap=$(OUT)/demo-out.pcap \
-		-- --config $(CONFIG) --stop-when-idle 1 --idle-sleep-us 100 --stats-json $(OUT)/stats.json
+		-- --config $(CONFIG) --stop-when-idle 1 --idle-sleep-us 100 --stats-json $(OUT)/stats.json; \
+		status=$$?; rm -rf /var/run/dpdk/tern-run; exit $$status
 	@echo "--- what ternd transmitted, as tshark decodes it (first 12 frames; outer header first):"
 	@$(PYTHON) Tests/outside/tshark_view.py $(OUT)/demo-out.pcap 12
 

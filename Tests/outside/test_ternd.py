@@ -66,8 +66,17 @@ def read_pcap(path):
     return frames
 
 
+def remove_runtime_dirs(cmd):
+    """EAL leaves /var/run/dpdk/<file-prefix> behind even with --no-shconf."""
+    prefix = cmd[cmd.index("--file-prefix") + 1]
+    shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+
+
 def run_ternd(cmd, timeout=60):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    finally:
+        remove_runtime_dirs(cmd)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -172,8 +181,8 @@ def test_reload_under_load(ternd, tmp):
     os.mkfifo(fifo)
     reader = FifoReader(fifo, backends)
     reader.start()
-    proc = subprocess.Popen(ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap={fifo},infinite_rx=1", config),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap={fifo},infinite_rx=1", config)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     expected_runs = ["A"]
     try:
         time.sleep(1.5)
@@ -192,6 +201,7 @@ def test_reload_under_load(ternd, tmp):
     finally:
         if proc.poll() is None:
             proc.kill()
+        remove_runtime_dirs(cmd)
     reader.join(timeout=30)
     check(proc.returncode == 0, f"reload: ternd exited {proc.returncode}: {err[-800:]}")
     stats = json.loads(out.strip().splitlines()[-1])
