@@ -35,7 +35,7 @@ test: unit-test config-test outside-test ternd-test tsan-test fuzz
 
 unit-test:
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
-	$(SWIFT) test $(BUILD_FLAGS) --skip-build
+	$(SWIFT) test $(BUILD_FLAGS) --skip-build; status=$$?; rm -rf /var/run/dpdk/tern-swift-test-*; exit $$status
 
 # Every file in configs/ must pass `ternctl check`; every file in Tests/outside/bad-configs must fail with 78.
 config-test: build

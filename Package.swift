@@ -14,6 +14,7 @@ let dpdkCFlags = ["-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk",
 let dpdkSwift: [SwiftSetting] = strict + [.unsafeFlags(dpdkCFlags.flatMap { ["-Xcc", $0] })]
 let dpdkLibraries: [LinkerSetting] = [
     "rte_ethdev", "rte_net", "rte_mbuf", "rte_mempool", "rte_ring", "rte_eal", "rte_kvargs", "rte_telemetry", "rte_bus_vdev",
+    "rte_net_ring",
 ].map { .linkedLibrary($0) }
 
 let package = Package(
@@ -75,6 +76,10 @@ let package = Package(
         .testTarget(
             name: "TernControlTests", dependencies: ["TernWire", "TernBalancing", "TernControl"],
             swiftSettings: strict),
+        .testTarget(
+            name: "TernDPDKTests",
+            dependencies: ["CDPDK", "TernDPDK", "TernWire", "TernBalancing", "TernDataplane", "TernTestSupport"],
+            swiftSettings: dpdkSwift),
         .testTarget(name: "TernPcapTests", dependencies: ["TernPcap"], swiftSettings: strict),
     ]
 )

@@ -16,6 +16,8 @@
 #include <rte_mempool.h>
 #include <rte_prefetch.h>
 #include <rte_bus_vdev.h>
+#include <rte_eth_ring.h>
+#include <rte_ring.h>
 
 #include <signal.h>
 #include <stdint.h>
@@ -55,6 +57,15 @@ static inline uint16_t tern_tx_burst(uint16_t port, uint16_t queue, struct rte_m
 /// Configures `port` with `queues` RX and TX queues. RSS on the 5-tuple when `rss` and the device
 /// offers it; returns the RSS hash functions actually enabled in *rss_enabled (0 = none).
 int tern_port_configure(uint16_t port, uint16_t queues, int rss, uint64_t *rss_enabled);
+
+// ---- rings (tests feed ring-backed ports directly) ---------------------------------------------
+
+static inline unsigned tern_ring_enqueue_burst(struct rte_ring *r, struct rte_mbuf **m, unsigned n) {
+    return rte_ring_enqueue_burst(r, (void **)m, n, NULL);
+}
+static inline unsigned tern_ring_dequeue_burst(struct rte_ring *r, struct rte_mbuf **m, unsigned n) {
+    return rte_ring_dequeue_burst(r, (void **)m, n, NULL);
+}
 
 // ---- EAL, lcores, time ------------------------------------------------------------------------
 
