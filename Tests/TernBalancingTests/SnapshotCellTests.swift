@@ -27,9 +27,12 @@ func numberedSnapshot(_ generation: UInt16, workers: Int) -> ForwardingSnapshot 
         let stop = Atomic<Bool>(false)
         let bad = Atomic<Int>(0)
         let bursts = Atomic<Int>(0)
+        let started = Atomic<Int>(0)
         let group = DispatchGroup()
         for r in 0..<readers {
             DispatchQueue.global().async(group: group) {
+                _ = cell.enterBurst(reader: r)
+                started.add(1, ordering: .releasing)
                 while !stop.load(ordering: .acquiring) {
                     let s = cell.enterBurst(reader: r)
                     let g = s.pointee.generation
@@ -43,6 +46,8 @@ func numberedSnapshot(_ generation: UInt16, workers: Int) -> ForwardingSnapshot 
                 cell.goOffline(reader: r)
             }
         }
+        // Readers start offline; publish only once all of them are reading.
+        while started.load(ordering: .acquiring) < readers { usleep(100) }
         var published = 0
         for g in 2..<300 {
             let old = cell.publish(numberedSnapshot(UInt16(g), workers: readers), pollMicroseconds: 20)
