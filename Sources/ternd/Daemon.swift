@@ -2,7 +2,6 @@
 // lcore runs a WorkerLoop. Signals are blocked before EAL starts (its threads inherit the mask)
 // and read here through a signalfd.
 
-import CDPDK
 import TernBalancing
 import TernControl
 import TernDPDK
@@ -29,8 +28,7 @@ enum Daemon {
     static let exitUsage: Int32 = 64
 
     static func run(_ argv: [String]) -> Int32 {
-        let signals = tern_block_signals_fd()
-        guard signals >= 0 else {
+        guard let signals = SignalReader() else {
             log("cannot block signals: \(String(cString: strerror(errno)))")
             return 1
         }
@@ -149,15 +147,15 @@ struct Running {
     }
 
     /// The control loop: signals, idle stop; returns the exit status.
-    mutating func serve(signals: Int32) -> Int32 {
+    mutating func serve(signals: SignalReader) -> Int32 {
         var lastProgress: UInt64 = 0
         var lastChange = monotonicSeconds()
         while true {
-            let signal = tern_read_signal(signals, 50)
+            let signal = signals.next(timeoutMilliseconds: 50)
             if signal == SIGHUP {
                 reload()
-            } else if signal == SIGTERM || signal == SIGINT {
-                log("signal \(signal): stopping")
+            } else if let stop = signal, stop == SIGTERM || stop == SIGINT {
+                log("signal \(stop): stopping")
                 break
             }
             if let idle = options.stopWhenIdleSeconds {

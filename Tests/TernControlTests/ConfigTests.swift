@@ -90,6 +90,17 @@ func problems(_ text: String) -> [String] {
         #expect(spec.tunnelSourceV6 == IPAddress("fc00::10"))
     }
 
+    @Test func reloadsMayChangeVIPsButNotRestartOnlyKeys() throws {
+        let running = try ConfigLoader.parse(minimal, file: "t.toml")
+        let moreBackends = try ConfigLoader.parse(minimal + "[[vip.backend]]\naddress = \"10.1.0.2\"\n", file: "t.toml")
+        #expect(running.restartOnlyChanges(to: moreBackends).isEmpty)
+        let resized = try ConfigLoader.parse(
+            minimal.replacingOccurrences(of: "[[port]]", with: "[dataplane]\nworkers = 2\n[[port]]")
+                .replacingOccurrences(of: "gateway_mac = \"02:00:00:00:00:fe\"", with: "gateway_mac = \"02:00:00:00:00:fd\"\nmtu = 9000"),
+            file: "t.toml")
+        #expect(running.restartOnlyChanges(to: resized) == ["dataplane.workers", "port[0].gateway_mac", "port[0].mtu"])
+    }
+
     @Test func parsesVIPSelectors() {
         #expect(VIPSelector("192.0.2.10:80/tcp") == VIPSelector("192.0.2.10:80/tcp"))
         #expect(VIPSelector("192.0.2.10:80/tcp")?.port == 80)

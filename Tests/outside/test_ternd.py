@@ -186,10 +186,13 @@ def test_reload_under_load(ternd, tmp):
     expected_runs = ["A"]
     try:
         time.sleep(1.5)
-        for name in ["B", "A", "broken", "B", "A"]:
+        for name in ["B", "A", "broken", "restart-only", "B", "A"]:
             if name == "broken":
                 with open(config, "w") as f:
                     f.write(config_text("A").replace("port = 80", "port = 99999"))
+            elif name == "restart-only":
+                with open(config, "w") as f:
+                    f.write(config_text("B").replace("flow_table_entries = 4096", "flow_table_entries = 8192"))
             else:
                 with open(config, "w") as f:
                     f.write(config_text(name))
@@ -209,8 +212,9 @@ def test_reload_under_load(ternd, tmp):
     check(stats["rx"] == verdicts, f"reload: rx {stats['rx']} != sum of verdicts {verdicts}")
     check(stats["forwarded"] == stats["rx"], f"reload: not everything forwarded: {stats}")
     check(stats["mbufs_in_use"] == 0, f"reload: mbufs in use {stats['mbufs_in_use']}")
-    check(stats["reloads"] == {"ok": 4, "failed": 1}, f"reload: reload counters {stats['reloads']}")
+    check(stats["reloads"] == {"ok": 4, "failed": 2}, f"reload: reload counters {stats['reloads']}")
     check("reload failed, keeping the running config" in err and "vip[0].port" in err, "reload: the broken config was not reported")
+    check("restart-only keys changed: dataplane.flow_table_entries" in err, "reload: the restart-only change was not named")
     check(err.count("reload ok:") == 4, "reload: expected four 'reload ok' lines")
     check(reader.unknown == 0, f"reload: {reader.unknown} frames to unknown backends")
     check(reader.frames == stats["tx"], f"reload: read {reader.frames} frames, ternd says tx {stats['tx']}")

@@ -1,0 +1,22 @@
+// Signals for the control thread: blocked before EAL starts its threads (they inherit the mask)
+// and read synchronously through a signalfd, so no Swift code runs in a signal handler.
+
+import CDPDK
+
+public struct SignalReader: Sendable {
+    let fd: Int32
+
+    /// Blocks SIGHUP, SIGINT and SIGTERM in this thread and the threads it creates later and opens
+    /// a signalfd for them (`pthread_sigmask`, `signalfd`). Call before `EAL.initialize`.
+    public init?() {
+        let fd = tern_block_signals_fd()
+        guard fd >= 0 else { return nil }
+        self.fd = fd
+    }
+
+    /// The next signal number, waiting at most `timeoutMilliseconds` (`poll`, `read`); nil if none.
+    public func next(timeoutMilliseconds: Int32) -> Int32? {
+        let s = tern_read_signal(fd, timeoutMilliseconds)
+        return s > 0 ? s : nil
+    }
+}
