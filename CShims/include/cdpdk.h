@@ -44,6 +44,18 @@ static inline void tern_mbuf_free_bulk(struct rte_mbuf **m, unsigned n) { rte_pk
 static inline struct rte_mbuf *tern_mbuf_alloc(struct rte_mempool *mp) { return rte_pktmbuf_alloc(mp); }
 static inline char *tern_mbuf_append(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_append(m, len); }
 static inline void tern_prefetch0(const void *p) { rte_prefetch0(p); }
+/// The mbuf's private area (mempool created with a non-zero priv_size).
+static inline void *tern_mbuf_priv(struct rte_mbuf *m) { return rte_mbuf_to_priv(m); }
+/// Start of the mbuf's data buffer (the headroom begins here).
+static inline void *tern_mbuf_buffer(struct rte_mbuf *m) { return m->buf_addr; }
+
+/// Swaps source and destination MAC of a frame (the macswap baseline).
+static inline void tern_swap_macs(struct rte_mbuf *m) {
+    struct rte_ether_hdr *e = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+    struct rte_ether_addr t = e->dst_addr;
+    e->dst_addr = e->src_addr;
+    e->src_addr = t;
+}
 
 // ---- ports ------------------------------------------------------------------------------------
 

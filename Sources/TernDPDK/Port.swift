@@ -7,10 +7,11 @@ import TernWire
 public final class Mempool: @unchecked Sendable {
     public let pointer: OpaquePointer
 
-    /// `dataRoom` excludes the headroom (RTE_PKTMBUF_HEADROOM), which is added.
-    public init(name: String, count: UInt32, cache: UInt32, dataRoom: UInt16) throws(DPDKError) {
+    /// `dataRoom` excludes the headroom (RTE_PKTMBUF_HEADROOM), which is added; `privateSize`
+    /// bytes (a multiple of 8) per mbuf are for the application.
+    public init(name: String, count: UInt32, cache: UInt32, dataRoom: UInt16, privateSize: UInt16 = 0) throws(DPDKError) {
         let room = dataRoom + UInt16(RTE_PKTMBUF_HEADROOM)
-        guard let p = rte_pktmbuf_pool_create(name, count, cache, 0, room, EAL.socketID) else {
+        guard let p = rte_pktmbuf_pool_create(name, count, cache, privateSize, room, EAL.socketID) else {
             throw DPDKError("rte_pktmbuf_pool_create(\(name), \(count) mbufs)", code: tern_errno())
         }
         pointer = p
