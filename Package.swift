@@ -28,6 +28,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
     ],
     targets: [
         .target(name: "TernWire", swiftSettings: strict),
@@ -66,8 +67,12 @@ let package = Package(
             swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]),
         // Benchmarks (bench/RESULTS.md records their figures).
         .executableTarget(
-            name: "TernBench", dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport"],
-            path: "bench/TernBench", swiftSettings: strict),
+            name: "TernBench",
+            dependencies: [
+                "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernTestSupport",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "bench/TernBench", swiftSettings: dpdkSwift),
         .testTarget(name: "TernWireTests", dependencies: ["TernWire", "TernTestSupport"], swiftSettings: strict),
         .testTarget(name: "TernBalancingTests", dependencies: ["TernWire", "TernBalancing"], swiftSettings: strict),
         .testTarget(

@@ -1,6 +1,7 @@
 // Which benchmarks run, and the table and JSON they produce.
 
 import TernBalancing
+import TernDPDK
 import TernWire
 
 #if canImport(Glibc)
@@ -127,6 +128,32 @@ func runBenchmarks(_ o: BenchOptions) -> Int32 {
             print(pad(s.name, 24) + pad("pipeline", 10) + pad(fmt(rec.nsPerPacket), 9) + fmt(rec.mpps, 2))
             records.append(rec)
         }
+    }
+    if o.mode == "dpdk" || o.mode == "all" {
+        guard DPDKBench.startEAL() else { return 1 }
+        var bench = DPDKBench(quick: o.quick)
+        print("\n" + pad("scenario", 24) + pad("loop", 9) + pad("Mpps", 8) + pad("vs io", 7) + pad("0-loss", 8) + "latency p50/p99/p99.9 ns")
+        for s in Scenario.all(quick: o.quick) where o.scenario == nil || o.scenario == s.name {
+            do {
+                let io = try bench.measure(s, kind: .io)
+                let swap = try bench.measure(s, kind: .macswap)
+                let tern = try bench.measure(s, kind: .tern)
+                for (name, r) in [("io", io), ("macswap", swap), ("tern", tern)] {
+                    let lat = r.latencyNanoseconds.map { "\(fmt($0.p50, 0))/\(fmt($0.p99, 0))/\(fmt($0.p999, 0))" } ?? "-"
+                    print(pad(s.name, 24) + pad(name, 9) + pad(fmt(r.mpps, 2), 8) + pad(fmt(r.mpps / io.mpps, 2), 7)
+                        + pad(fmt(r.zeroLossMpps, 2), 8) + lat)
+                    var rec = Record(scenario: s.name, mode: name == "tern" ? "dpdk" : "dpdk-\(name)", nsPerPacket: r.mpps > 0 ? 1000 / r.mpps : 0)
+                    rec.baselineMpps = io.mpps
+                    rec.zeroLossMpps = r.zeroLossMpps
+                    rec.latency = r.latencyNanoseconds
+                    records.append(rec)
+                }
+            } catch {
+                print("\(s.name): \(error)")
+                return 1
+            }
+        }
+        EAL.cleanup()
     }
     if let path = o.json {
         let body = "{\"machine\":\"\(machineDescription())\",\"date\":\"\(isoDate())\",\"records\":[\n"
