@@ -97,6 +97,7 @@ struct DPDKBench {
         for _ in 0..<steps {
             let rate = (low + high) / 2
             let r = feeder.run(seconds: trial, mpps: rate, recordLatency: true)
+            if getenv("TERN_BENCH_DEBUG") != nil { print("  \(kind) offered \(rate) Mpps: offered \(r.offered) lost \(r.lost) received \(r.received)") }
             if r.lost * 1_000_000 <= r.offered {
                 low = rate
                 latency = percentiles(feeder)
