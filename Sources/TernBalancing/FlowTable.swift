@@ -126,6 +126,11 @@ public struct FlowTable: ~Copyable {
         for k in 0..<FlowTable.probeWindow {
             let i = (home &+ k) & (capacity &- 1)
             let e = entries + i
+            // Entries are never emptied (expired ones are reused in place) and a flow goes to the
+            // first free entry of its window, so a never-used entry ends the search.
+            if e.pointee.portsAndProtocol == 0 {
+                return FlowProbe(index: free >= 0 ? free : i, found: false, evicts: false)
+            }
             if e.pointee.matches(t) {
                 if isLive(e, now: now) { return FlowProbe(index: i, found: true, evicts: false) }
                 counters.expired &+= 1

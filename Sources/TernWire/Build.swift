@@ -31,10 +31,13 @@ public enum HeaderBuilder {
         p.storeBE16(identification, at: o + 4)
         p.storeBE16(dontFragment ? 0x4000 : 0, at: o + 6)
         p.storeBE16(64 << 8 | UInt16(ipProtocol), at: o + 8)
-        p.storeBE16(0, at: o + 10)
         p.storeBE32(source.v4Value, at: o + 12)
         p.storeBE32(destination.v4Value, at: o + 16)
-        p.storeBE16(Checksum.compute(UnsafeRawPointer(p + o), length: 20), at: o + 10)
+        // The header's words are all known here: sum them directly instead of reading them back.
+        var sum = UInt64(0x4500 | UInt16(tos)) &+ UInt64(totalLength & 0xFFFF) &+ UInt64(identification)
+        sum &+= UInt64(dontFragment ? 0x4000 : 0) &+ UInt64(64 << 8 | UInt16(ipProtocol))
+        sum &+= UInt64(source.v4Value) &+ UInt64(destination.v4Value)
+        p.storeBE16(Checksum.finish(sum), at: o + 10)
     }
 
     /// A 40-byte IPv6 header. Hop limit 64.
