@@ -32,7 +32,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "TernWire", swiftSettings: strict),
-        .target(name: "TernBalancing", dependencies: ["TernWire"], swiftSettings: strict),
+        .target(name: "TernBalancing", dependencies: ["TernWire", "CPrefetch"], swiftSettings: strict),
         .target(name: "TernDataplane", dependencies: ["TernWire", "TernBalancing"], swiftSettings: strict),
         .target(
             name: "TernControl",
@@ -40,8 +40,10 @@ let package = Package(
             swiftSettings: strict),
         // The only C: accessors for DPDK's inline functions, macros and mbuf fields, and glibc gaps.
         .target(
-            name: "CDPDK", path: "CShims", cSettings: [.unsafeFlags(dpdkCFlags + ["-Wall", "-Werror"])],
+            name: "CDPDK", path: "CShims/CDPDK", cSettings: [.unsafeFlags(dpdkCFlags + ["-Wall", "-Werror"])],
             linkerSettings: dpdkLibraries),
+        // A prefetch hint for the packet path (not DPDK; header-only).
+        .target(name: "CPrefetch", path: "CShims/CPrefetch", cSettings: [.unsafeFlags(["-Wall", "-Werror"])]),
         .target(
             name: "TernDPDK", dependencies: ["CDPDK", "TernWire", "TernBalancing", "TernDataplane"], swiftSettings: dpdkSwift),
         .target(name: "TernTelemetry", dependencies: ["TernBalancing", "TernDataplane"], swiftSettings: strict),

@@ -9,9 +9,14 @@
 //   ICMPv6 neighbour discovery ───────────────────────────────────────▶ host
 //   other ICMP ───────────────────────────────────────────────────────▶ drop icmp_unsupported
 //   VIP for (address, port, protocol), else the port-0 VIP ─ none ───▶ drop no_service
+//   hash the 5-tuple                              (end of stage 1: prefetch the flow's entry)
 //   flow table hit (backend still configured) or Maglev ─ none ──────▶ drop no_backend
 //   fits the MTU and the headroom? ─ no ──────────────────────────────▶ drop too_big / no_headroom
 //   encapsulate (IPIP or GUE, IPv4 or IPv6 outer), Ethernet to the gateway ▶ forwarded
+//
+// A burst runs in two stages: `classify` takes every packet of the burst as far as its flow hash and
+// starts loading its flow-table entry; `forward` then finishes each one, by which time the entry is
+// (usually) in cache. A single packet takes the same two steps back to back.
 //
 // Nothing here allocates, retains, locks or calls through an existential: the snapshot is borrowed,
 // per-worker state is a ~Copyable struct, and everything is inlined into the caller's loop.
@@ -19,27 +24,67 @@
 import TernBalancing
 import TernWire
 
+/// A packet between the two stages: classified as going to a VIP, not yet forwarded.
+public struct Classified {
+    public var net: NetworkHeader
+    public var tuple: FiveTuple
+    public var hash: UInt64
+    public var vip: Int
+
+    @inlinable
+    public init(net: NetworkHeader, tuple: FiveTuple, hash: UInt64, vip: Int) {
+        self.net = net
+        self.tuple = tuple
+        self.hash = hash
+        self.vip = vip
+    }
+}
+
 /// One worker's private state: its flow table, counters and port.
 public struct Worker: ~Copyable {
     public var flows: FlowTable
     public var counters = OutcomeCounters()
     public let index: Int
     public var port: PortContext
+    /// Stage-1 results of the current burst; `pending[i]` says whether packet i awaits stage 2.
+    @usableFromInline let classified: UnsafeMutablePointer<Classified>
+    @usableFromInline let pending: UnsafeMutablePointer<Bool>
+    /// Largest burst `processBurst` takes.
+    public static let maxBurst = 512
 
     public init(index: Int, port: PortContext, flowTableEntries: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32) {
         self.index = index
         self.port = port
         flows = FlowTable(capacity: flowTableEntries, tcpIdleTimeout: tcpIdleTimeout, udpIdleTimeout: udpIdleTimeout)
+        classified = .allocate(capacity: Worker.maxBurst)
+        pending = .allocate(capacity: Worker.maxBurst)
+        pending.initialize(repeating: false, count: Worker.maxBurst)
     }
 
-    /// Runs a burst through `process`, writing each packet's outcome.
+    deinit {
+        classified.deallocate()
+        pending.deallocate()
+    }
+
+    /// Runs a burst (at most `maxBurst` packets) through the pipeline, writing each packet's outcome.
     @inlinable
     public mutating func processBurst(
         _ packets: UnsafeMutablePointer<Packet>, count: Int, outcomes: UnsafeMutablePointer<Outcome>,
         snapshot: borrowing ForwardingSnapshot, now: UInt32
     ) {
+        precondition(count <= Worker.maxBurst)
         for i in 0..<count {
-            outcomes[i] = process(&packets[i], snapshot: snapshot, now: now)
+            let outcome = classify(&packets[i], into: classified + i, snapshot: snapshot)
+            pending[i] = outcome == nil
+            if let outcome {
+                outcomes[i] = outcome
+            } else {
+                flows.prefetch(hash: classified[i].hash)
+            }
+        }
+        for i in 0..<count {
+            if pending[i] { outcomes[i] = forward(&packets[i], classified[i], snapshot: snapshot, now: now) }
+            counters.add(outcomes[i])
         }
     }
 
@@ -47,13 +92,18 @@ public struct Worker: ~Copyable {
     /// frame to transmit. `now` is flow-table time in seconds (at least 1).
     @inlinable
     public mutating func process(_ packet: inout Packet, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Outcome {
-        let outcome = decide(&packet, snapshot: snapshot, now: now)
-        counters.add(outcome)
-        return outcome
+        var outcome = classify(&packet, into: classified, snapshot: snapshot)
+        if outcome == nil { outcome = forward(&packet, classified[0], snapshot: snapshot, now: now) }
+        counters.add(outcome!)
+        return outcome!
     }
 
+    /// Stage 1: everything up to the flow hash. Returns the outcome when the packet is done (not for
+    /// a VIP, dropped, or answered), or nil with `out` filled for stage 2.
     @inlinable @inline(__always)
-    mutating func decide(_ packet: inout Packet, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Outcome {
+    func classify(_ packet: inout Packet, into out: UnsafeMutablePointer<Classified>, snapshot: borrowing ForwardingSnapshot)
+        -> Outcome?
+    {
         let p = UnsafeRawPointer(packet.data)
         var net = NetworkHeader()
         switch Parser.parseNetwork(p, length: packet.length, into: &net) {
@@ -81,12 +131,17 @@ public struct Worker: ~Copyable {
         let tuple = FiveTuple(
             source: net.source, destination: net.destination, sourcePort: l4.sourcePort,
             destinationPort: l4.destinationPort, ipProtocol: net.ipProtocol)
-        let hash = FlowHash.hash(tuple)
-        let backend = chooseBackend(tuple, hash: hash, vip: vip, snapshot: snapshot, now: now)
-        if backend < 0 { return .dropNoBackend }
+        out.initialize(to: Classified(net: net, tuple: tuple, hash: FlowHash.hash(tuple), vip: vip))
+        return nil
+    }
 
-        let outcome = encapsulate(&packet, net, hash: hash, vip: vip, backend: backend, snapshot: snapshot)
-        if outcome == .forwarded { snapshot.countForwarded(worker: index, vip: vip, backend: backend) }
+    /// Stage 2: flow table or Maglev, then encapsulation.
+    @inlinable @inline(__always)
+    mutating func forward(_ packet: inout Packet, _ c: Classified, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Outcome {
+        let backend = chooseBackend(c.tuple, hash: c.hash, vip: c.vip, snapshot: snapshot, now: now)
+        if backend < 0 { return .dropNoBackend }
+        let outcome = encapsulate(&packet, c.net, hash: c.hash, vip: c.vip, backend: backend, snapshot: snapshot)
+        if outcome == .forwarded { snapshot.countForwarded(worker: index, vip: c.vip, backend: backend) }
         return outcome
     }
 
