@@ -2,10 +2,11 @@
 // keep their backend when the backend set changes. Fixed capacity, no allocation after creation,
 // owned by one worker (no sharing, no locks).
 //
-// Layout: a power-of-two array of 64-byte entries (one cache line each). A flow lives within
-// `probeWindow` entries of its home index (the high bits of the flow hash); a probe scans that window
-// once and either finds the flow or picks where to put it: an empty or expired entry, otherwise the
-// least recently seen one (an eviction, counted).
+// Layout: buckets of 8 ways. A bucket's metadata is one cache line (per way: a 16-bit tag from the
+// flow hash, 0 = never used; the time of the last packet; TCP or UDP timeout class) and its 8
+// entries are 8 more lines holding the full keys. A lookup reads the metadata line, then only the
+// entry whose tag matches; a new flow takes a never-used or idled-out way, otherwise the way seen
+// least recently (an eviction, counted). The burst path prefetches both lines a stage ahead.
 
 import CPrefetch
 import TernWire
@@ -16,21 +17,20 @@ public struct FlowEntry: Sendable {
     public var sourceLow: UInt64
     public var destinationHigh: UInt64
     public var destinationLow: UInt64
-    /// `FiveTuple.portsAndProtocol`; 0 marks an empty entry.
+    /// `FiveTuple.portsAndProtocol`, plus `backendIsV6`.
     public var portsAndProtocol: UInt64
     /// The backend's address: after a reload it finds the backend again in the new snapshot.
     public var backendHigh: UInt64
     public var backendLow: UInt64
-    /// Flow-table time (seconds) of the last packet.
-    public var lastSeen: UInt32
     /// The snapshot generation `backendSlot` refers to.
     public var generation: UInt16
     public var backendSlot: BackendSlot
+    @usableFromInline let reserved: UInt32
 
     @inlinable @inline(__always)
     public init(
         sourceHigh: UInt64, sourceLow: UInt64, destinationHigh: UInt64, destinationLow: UInt64, portsAndProtocol: UInt64,
-        backendHigh: UInt64, backendLow: UInt64, lastSeen: UInt32, generation: UInt16, backendSlot: BackendSlot
+        backendHigh: UInt64, backendLow: UInt64, generation: UInt16, backendSlot: BackendSlot
     ) {
         self.sourceHigh = sourceHigh
         self.sourceLow = sourceLow
@@ -39,9 +39,9 @@ public struct FlowEntry: Sendable {
         self.portsAndProtocol = portsAndProtocol
         self.backendHigh = backendHigh
         self.backendLow = backendLow
-        self.lastSeen = lastSeen
         self.generation = generation
         self.backendSlot = backendSlot
+        self.reserved = 0
     }
 
     /// Set in `portsAndProtocol` when the backend is IPv6 (a bit the key itself never uses).
@@ -49,8 +49,8 @@ public struct FlowEntry: Sendable {
 
     @inlinable @inline(__always)
     func matches(_ t: FiveTuple) -> Bool {
-        portsAndProtocol & ~FlowEntry.backendIsV6 == t.portsAndProtocol && destinationLow == t.destination.low && sourceLow == t.source.low
-            && sourceHigh == t.source.high && destinationHigh == t.destination.high
+        portsAndProtocol & ~FlowEntry.backendIsV6 == t.portsAndProtocol && destinationLow == t.destination.low
+            && sourceLow == t.source.low && sourceHigh == t.source.high && destinationHigh == t.destination.high
     }
 
     @inlinable
@@ -61,9 +61,10 @@ public struct FlowEntry: Sendable {
 
 /// Where a probe found a flow or where a new flow should go.
 public struct FlowProbe {
+    /// Entry index (bucket * 8 + way).
     public var index: Int
     public var found: Bool
-    /// The new flow would replace a live flow (the window is full).
+    /// The new flow would replace a live flow (the bucket is full).
     public var evicts: Bool
 
     @inlinable @inline(__always)
@@ -82,87 +83,131 @@ public struct FlowTableCounters: Sendable {
 }
 
 public struct FlowTable: ~Copyable {
-    public static let probeWindow = 8
+    public static let ways = 8
+    /// Bucket metadata: tags (8 x UInt16) at 0, last-seen times (8 x UInt32) at 16, timeout class
+    /// (8 x UInt8: 0 TCP, 1 UDP and others) at 48.
+    @usableFromInline static let tagsOffset = 0
+    @usableFromInline static let seenOffset = 16
+    @usableFromInline static let classOffset = 48
+
     public let entries: UnsafeMutablePointer<FlowEntry>
-    /// Entries in the table; a power of two.
+    @usableFromInline let meta: UnsafeMutableRawPointer
+    /// Entries in the table (buckets x 8); a power of two.
     public let capacity: Int
+    @usableFromInline let bucketMask: Int
     public let tcpIdleTimeout: UInt32
     public let udpIdleTimeout: UInt32
     public var counters = FlowTableCounters()
 
-    /// `capacity` is rounded up to a power of two (at least `probeWindow`).
+    /// `capacity` is rounded up to a power of two (at least 8).
     public init(capacity requested: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32) {
-        var c = FlowTable.probeWindow
+        var c = FlowTable.ways
         while c < requested { c <<= 1 }
         capacity = c
+        bucketMask = c / FlowTable.ways - 1
         let raw = UnsafeMutableRawPointer.allocate(byteCount: c * MemoryLayout<FlowEntry>.stride, alignment: 64)
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: c * MemoryLayout<FlowEntry>.stride)
         entries = raw.bindMemory(to: FlowEntry.self, capacity: c)
+        meta = .allocate(byteCount: c / FlowTable.ways * 64, alignment: 64)
+        meta.initializeMemory(as: UInt8.self, repeating: 0, count: c / FlowTable.ways * 64)
         self.tcpIdleTimeout = tcpIdleTimeout
         self.udpIdleTimeout = udpIdleTimeout
     }
 
-    deinit { UnsafeMutableRawPointer(entries).deallocate() }
-
-    @inlinable @inline(__always)
-    public func homeIndex(_ hash: UInt64) -> Int {
-        Int(truncatingIfNeeded: hash >> 32) & (capacity &- 1)
+    deinit {
+        UnsafeMutableRawPointer(entries).deallocate()
+        meta.deallocate()
     }
 
-    /// Starts loading the first two entries of a flow's window, so that `probe` a few packets later
-    /// finds them in cache (most flows sit in their home entry or the next).
+    @inlinable @inline(__always)
+    func bucket(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: hash >> 32) & bucketMask }
+
+    /// Never 0 (0 marks a never-used way).
+    @inlinable @inline(__always)
+    func tag(_ hash: UInt64) -> UInt16 { UInt16(truncatingIfNeeded: hash >> 16) | 1 }
+
+    @inlinable @inline(__always)
+    func metadata(_ b: Int) -> UnsafeMutableRawPointer { meta + b &* 64 }
+
+    /// Stage 1 of a burst: start loading the flow's bucket metadata.
     @inlinable @inline(__always)
     public func prefetch(hash: UInt64) {
-        let e = entries + homeIndex(hash)
-        tern_prefetch(e)
-        tern_prefetch(e + 1)
+        tern_prefetch(metadata(bucket(hash)))
+    }
+
+    /// Stage 2 of a burst: with the metadata in cache, start loading the entry the flow most
+    /// likely has (its tag matches) or will get (a never-used way, else the least recently seen).
+    @inlinable @inline(__always)
+    public func prefetchEntry(hash: UInt64) {
+        let b = bucket(hash)
+        let m = metadata(b)
+        let t = tag(hash)
+        var target = -1
+        var oldestSeen = UInt32.max
+        for way in 0..<FlowTable.ways {
+            let tg = m.load(fromByteOffset: way &* 2, as: UInt16.self)
+            if tg == t {
+                target = way
+                break
+            }
+            let seen = tg == 0 ? 0 : m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
+            if seen < oldestSeen {
+                oldestSeen = seen
+                target = way
+            }
+        }
+        tern_prefetch_write(entries + (b &* FlowTable.ways &+ target))
     }
 
     @inlinable @inline(__always)
-    func isLive(_ e: UnsafeMutablePointer<FlowEntry>, now: UInt32) -> Bool {
-        if e.pointee.portsAndProtocol == 0 { return false }
-        let timeout = UInt8(truncatingIfNeeded: e.pointee.portsAndProtocol >> 8) == IPProtocol.tcp ? tcpIdleTimeout : udpIdleTimeout
-        return now &- e.pointee.lastSeen <= timeout
-    }
+    func timeout(class c: UInt8) -> UInt32 { c == 0 ? tcpIdleTimeout : udpIdleTimeout }
 
-    /// Scans the flow's window once. A matching entry that has idled out counts as not found and its
-    /// place is reused, so a flow never has two entries.
+    /// Finds the flow, or where a new one should go. A matching entry that has idled out counts as
+    /// not found and its place is reused, so a flow never has two entries.
     @inlinable
     public mutating func probe(_ t: FiveTuple, hash: UInt64, now: UInt32) -> FlowProbe {
-        let home = homeIndex(hash)
+        let b = bucket(hash)
+        let m = metadata(b)
+        let wanted = tag(hash)
+        let base = b &* FlowTable.ways
         var free = -1
-        var oldest = home
+        var oldest = 0
         var oldestSeen = UInt32.max
-        for k in 0..<FlowTable.probeWindow {
-            let i = (home &+ k) & (capacity &- 1)
-            let e = entries + i
-            // Entries are never emptied (expired ones are reused in place) and a flow goes to the
-            // first free entry of its window, so a never-used entry ends the search.
-            if e.pointee.portsAndProtocol == 0 {
-                return FlowProbe(index: free >= 0 ? free : i, found: false, evicts: false)
+        for way in 0..<FlowTable.ways {
+            let tg = m.load(fromByteOffset: way &* 2, as: UInt16.self)
+            if tg == 0 {
+                if free < 0 { free = way }
+                continue
             }
-            if e.pointee.matches(t) {
-                if isLive(e, now: now) { return FlowProbe(index: i, found: true, evicts: false) }
+            let seen = m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
+            let live = now &- seen <= timeout(class: m.load(fromByteOffset: FlowTable.classOffset &+ way, as: UInt8.self))
+            if tg == wanted && entries[base &+ way].matches(t) {
+                if live { return FlowProbe(index: base &+ way, found: true, evicts: false) }
                 counters.expired &+= 1
-                return FlowProbe(index: i, found: false, evicts: false)
+                return FlowProbe(index: base &+ way, found: false, evicts: false)
             }
-            if free < 0 {
-                if !isLive(e, now: now) {
-                    free = i
-                } else if e.pointee.lastSeen < oldestSeen {
-                    oldestSeen = e.pointee.lastSeen
-                    oldest = i
-                }
+            if !live {
+                if free < 0 { free = way }
+            } else if seen < oldestSeen {
+                oldestSeen = seen
+                oldest = way
             }
         }
-        if free >= 0 { return FlowProbe(index: free, found: false, evicts: false) }
-        return FlowProbe(index: oldest, found: false, evicts: true)
+        if free >= 0 { return FlowProbe(index: base &+ free, found: false, evicts: false) }
+        return FlowProbe(index: base &+ oldest, found: false, evicts: true)
+    }
+
+    /// Marks a flow as seen now.
+    @inlinable @inline(__always)
+    public func touch(_ index: Int, now: UInt32) {
+        metadata(index / FlowTable.ways).storeBytes(
+            of: now, toByteOffset: FlowTable.seenOffset &+ (index & (FlowTable.ways - 1)) &* 4, as: UInt32.self)
     }
 
     /// Records a new flow where `probe` said.
     @inlinable @inline(__always)
     public mutating func insert(
-        _ t: FiveTuple, at p: FlowProbe, backend: IPAddress, slot: BackendSlot, generation: UInt16, now: UInt32
+        _ t: FiveTuple, at p: FlowProbe, hash: UInt64, backend: IPAddress, slot: BackendSlot, generation: UInt16, now: UInt32
     ) {
         counters.inserted &+= 1
         if p.evicts { counters.evicted &+= 1 }
@@ -170,14 +215,24 @@ public struct FlowTable: ~Copyable {
             sourceHigh: t.source.high, sourceLow: t.source.low,
             destinationHigh: t.destination.high, destinationLow: t.destination.low,
             portsAndProtocol: t.portsAndProtocol | (backend.isV6 ? FlowEntry.backendIsV6 : 0),
-            backendHigh: backend.high, backendLow: backend.low,
-            lastSeen: now, generation: generation, backendSlot: slot)
+            backendHigh: backend.high, backendLow: backend.low, generation: generation, backendSlot: slot)
+        let m = metadata(p.index / FlowTable.ways)
+        let way = p.index & (FlowTable.ways - 1)
+        m.storeBytes(of: tag(hash), toByteOffset: way &* 2, as: UInt16.self)
+        m.storeBytes(of: now, toByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
+        m.storeBytes(of: t.ipProtocol == IPProtocol.tcp ? 0 : 1, toByteOffset: FlowTable.classOffset &+ way, as: UInt8.self)
     }
 
     /// Live flows (walks the whole table; for stats, not the packet path).
     public func liveCount(now: UInt32) -> Int {
         var n = 0
-        for i in 0..<capacity where isLive(entries + i, now: now) { n += 1 }
+        for b in 0...bucketMask {
+            let m = metadata(b)
+            for way in 0..<FlowTable.ways where m.load(fromByteOffset: way * 2, as: UInt16.self) != 0 {
+                let seen = m.load(fromByteOffset: FlowTable.seenOffset + way * 4, as: UInt32.self)
+                if now &- seen <= timeout(class: m.load(fromByteOffset: FlowTable.classOffset + way, as: UInt8.self)) { n += 1 }
+            }
+        }
         return n
     }
 }

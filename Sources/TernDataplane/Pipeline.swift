@@ -9,14 +9,15 @@
 //   ICMPv6 neighbour discovery ───────────────────────────────────────▶ host
 //   other ICMP ───────────────────────────────────────────────────────▶ drop icmp_unsupported
 //   VIP for (address, port, protocol), else the port-0 VIP ─ none ───▶ drop no_service
-//   hash the 5-tuple                              (end of stage 1: prefetch the flow's entry)
+//   hash the 5-tuple                  (end of stage 1: prefetch the flow's bucket, then its entry)
 //   flow table hit (backend still configured) or Maglev ─ none ──────▶ drop no_backend
 //   fits the MTU and the headroom? ─ no ──────────────────────────────▶ drop too_big / no_headroom
 //   encapsulate (IPIP or GUE, IPv4 or IPv6 outer), Ethernet to the gateway ▶ forwarded
 //
-// A burst runs in two stages: `classify` takes every packet of the burst as far as its flow hash and
-// starts loading its flow-table entry; `forward` then finishes each one, by which time the entry is
-// (usually) in cache. A single packet takes the same two steps back to back.
+// A burst runs in stages: `classify` takes every packet of the burst as far as its flow hash and
+// starts loading its flow-table bucket; a second pass starts loading the entry whose tag matches;
+// `forward` then finishes each packet, by which time both are (usually) in cache. A single packet
+// takes the same steps back to back.
 //
 // Nothing here allocates, retains, locks or calls through an existential: the snapshot is borrowed,
 // per-worker state is a ~Copyable struct, and everything is inlined into the caller's loop.
@@ -81,6 +82,9 @@ public struct Worker: ~Copyable {
             } else {
                 flows.prefetch(hash: classified[i].hash)
             }
+        }
+        for i in 0..<count where pending[i] {
+            flows.prefetchEntry(hash: classified[i].hash)
         }
         for i in 0..<count {
             if pending[i] { outcomes[i] = forward(&packets[i], classified[i], snapshot: snapshot, now: now) }
@@ -156,7 +160,7 @@ public struct Worker: ~Copyable {
         let probe = flows.probe(tuple, hash: hash, now: now)
         if probe.found {
             let entry = flows.entries + probe.index
-            entry.pointee.lastSeen = now
+            flows.touch(probe.index, now: now)
             if entry.pointee.generation == snapshot.generation && Int(entry.pointee.backendSlot) < record.backendCount {
                 return record.firstBackend &+ Int(entry.pointee.backendSlot)
             }
@@ -171,7 +175,7 @@ public struct Worker: ~Copyable {
         if slot == Maglev.emptySlot { return -1 }
         let backend = record.firstBackend &+ Int(slot)
         flows.insert(
-            tuple, at: probe, backend: snapshot.backends[backend].address, slot: slot,
+            tuple, at: probe, hash: hash, backend: snapshot.backends[backend].address, slot: slot,
             generation: snapshot.generation, now: now)
         return backend
     }

@@ -19,7 +19,7 @@ let backendA = IPAddress("10.1.0.1")!
             let h = FlowHash.hash(t)
             let p = table.probe(t, hash: h, now: 1)
             #expect(!p.found)
-            table.insert(t, at: p, backend: backendA, slot: UInt16(i % 7), generation: 3, now: 1)
+            table.insert(t, at: p, hash: FlowHash.hash(t), backend: backendA, slot: UInt16(i % 7), generation: 3, now: 1)
         }
         for i in 0..<500 {
             let t = tuple(i)
@@ -38,7 +38,7 @@ let backendA = IPAddress("10.1.0.1")!
         let udp = tuple(2, proto: IPProtocol.udp)
         for t in [tcp, udp] {
             let p = table.probe(t, hash: FlowHash.hash(t), now: 10)
-            table.insert(t, at: p, backend: backendA, slot: 0, generation: 1, now: 10)
+            table.insert(t, at: p, hash: FlowHash.hash(t), backend: backendA, slot: 0, generation: 1, now: 10)
         }
         #expect(table.probe(udp, hash: FlowHash.hash(udp), now: 40).found)
         #expect(!table.probe(udp, hash: FlowHash.hash(udp), now: 41).found)
@@ -54,12 +54,12 @@ let backendA = IPAddress("10.1.0.1")!
             let t = tuple(i)
             let p = table.probe(t, hash: FlowHash.hash(t), now: UInt32(10 + i))
             #expect(!p.evicts)
-            table.insert(t, at: p, backend: backendA, slot: 0, generation: 1, now: UInt32(10 + i))
+            table.insert(t, at: p, hash: FlowHash.hash(t), backend: backendA, slot: 0, generation: 1, now: UInt32(10 + i))
         }
         let newcomer = tuple(100)
         let p = table.probe(newcomer, hash: FlowHash.hash(newcomer), now: 20)
         #expect(p.evicts)
-        table.insert(newcomer, at: p, backend: backendA, slot: 0, generation: 1, now: 20)
+        table.insert(newcomer, at: p, hash: FlowHash.hash(newcomer), backend: backendA, slot: 0, generation: 1, now: 20)
         #expect(table.counters.evicted == 1)
         #expect(!table.probe(tuple(0), hash: FlowHash.hash(tuple(0)), now: 20).found)
         for i in 1..<8 { #expect(table.probe(tuple(i), hash: FlowHash.hash(tuple(i)), now: 20).found) }
@@ -69,7 +69,7 @@ let backendA = IPAddress("10.1.0.1")!
         var table = FlowTable(capacity: 8, tcpIdleTimeout: 5, udpIdleTimeout: 5)
         let t = tuple(1)
         let first = table.probe(t, hash: FlowHash.hash(t), now: 1)
-        table.insert(t, at: first, backend: backendA, slot: 0, generation: 1, now: 1)
+        table.insert(t, at: first, hash: FlowHash.hash(t), backend: backendA, slot: 0, generation: 1, now: 1)
         let again = table.probe(t, hash: FlowHash.hash(t), now: 100)
         #expect(!again.found && again.index == first.index)
     }
