@@ -25,20 +25,30 @@
 import TernBalancing
 import TernWire
 
-/// A packet between the two stages: classified as going to a VIP, not yet forwarded.
+/// A packet between the stages: classified as going to a VIP, not yet forwarded. Only what stage 2
+/// needs, kept small because every packet of a burst writes one and reads it back.
 public struct Classified {
-    public var net: NetworkHeader
     public var tuple: FiveTuple
     public var hash: UInt64
-    public var vip: Int
+    public var vip: Int32
+    public var l3Offset: Int32
+    /// Bytes of the inner IP packet (without link-layer padding).
+    public var ipLength: Int32
+    public var trafficClass: UInt8
+    public var dontFragment: Bool
 
-    @inlinable
-    public init(net: NetworkHeader, tuple: FiveTuple, hash: UInt64, vip: Int) {
-        self.net = net
+    @inlinable @inline(__always)
+    public init(_ net: borrowing NetworkHeader, tuple: FiveTuple, hash: UInt64, vip: Int) {
         self.tuple = tuple
         self.hash = hash
-        self.vip = vip
+        self.vip = Int32(truncatingIfNeeded: vip)
+        l3Offset = Int32(truncatingIfNeeded: net.l3Offset)
+        ipLength = Int32(truncatingIfNeeded: net.ipLength)
+        trafficClass = net.trafficClass
+        dontFragment = net.dontFragment
     }
+
+    @inlinable public var isV6: Bool { tuple.source.isV6 }
 }
 
 /// One worker's private state: its flow table, counters and port.
@@ -87,7 +97,7 @@ public struct Worker: ~Copyable {
             flows.prefetchEntry(hash: classified[i].hash)
         }
         for i in 0..<count {
-            if pending[i] { outcomes[i] = forward(&packets[i], classified[i], snapshot: snapshot, now: now) }
+            if pending[i] { outcomes[i] = forward(&packets[i], classified + i, snapshot: snapshot, now: now) }
             counters.add(outcomes[i])
         }
     }
@@ -97,7 +107,7 @@ public struct Worker: ~Copyable {
     @inlinable
     public mutating func process(_ packet: inout Packet, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Outcome {
         var outcome = classify(&packet, into: classified, snapshot: snapshot)
-        if outcome == nil { outcome = forward(&packet, classified[0], snapshot: snapshot, now: now) }
+        if outcome == nil { outcome = forward(&packet, classified, snapshot: snapshot, now: now) }
         counters.add(outcome!)
         return outcome!
     }
@@ -135,17 +145,20 @@ public struct Worker: ~Copyable {
         let tuple = FiveTuple(
             source: net.source, destination: net.destination, sourcePort: l4.sourcePort,
             destinationPort: l4.destinationPort, ipProtocol: net.ipProtocol)
-        out.initialize(to: Classified(net: net, tuple: tuple, hash: FlowHash.hash(tuple), vip: vip))
+        out.initialize(to: Classified(net, tuple: tuple, hash: FlowHash.hash(tuple), vip: vip))
         return nil
     }
 
     /// Stage 2: flow table or Maglev, then encapsulation.
     @inlinable @inline(__always)
-    mutating func forward(_ packet: inout Packet, _ c: Classified, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Outcome {
-        let backend = chooseBackend(c.tuple, hash: c.hash, vip: c.vip, snapshot: snapshot, now: now)
+    mutating func forward(
+        _ packet: inout Packet, _ c: UnsafePointer<Classified>, snapshot: borrowing ForwardingSnapshot, now: UInt32
+    ) -> Outcome {
+        let vip = Int(c.pointee.vip)
+        let backend = chooseBackend(c.pointee.tuple, hash: c.pointee.hash, vip: vip, snapshot: snapshot, now: now)
         if backend < 0 { return .dropNoBackend }
-        let outcome = encapsulate(&packet, c.net, hash: c.hash, vip: c.vip, backend: backend, snapshot: snapshot)
-        if outcome == .forwarded { snapshot.countForwarded(worker: index, vip: c.vip, backend: backend) }
+        let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot)
+        if outcome == .forwarded { snapshot.countForwarded(worker: index, vip: vip, backend: backend) }
         return outcome
     }
 
@@ -184,34 +197,37 @@ public struct Worker: ~Copyable {
     /// the IP packet. Link-layer padding and any VLAN tag of the received frame are left behind.
     @inlinable @inline(__always)
     func encapsulate(
-        _ packet: inout Packet, _ net: NetworkHeader, hash: UInt64, vip: Int, backend: Int,
-        snapshot: borrowing ForwardingSnapshot
+        _ packet: inout Packet, _ c: UnsafePointer<Classified>, backend: Int, snapshot: borrowing ForwardingSnapshot
     ) -> Outcome {
-        let record = snapshot.vips[vip]
+        let record = snapshot.vips[Int(c.pointee.vip)]
+        let hash = c.pointee.hash
+        let ipLength = Int(c.pointee.ipLength)
+        let l3Offset = Int(c.pointee.l3Offset)
+        let innerIsV6 = c.pointee.isV6
         let destination = snapshot.backends[backend].address
         let outerIP = destination.isV6 ? HeaderSize.ipv6 : HeaderSize.ipv4
         let isGUE = record.encapsulation == .gue
         let udpAndGUE = isGUE ? HeaderSize.udp + HeaderSize.gue : 0
-        let outerLength = net.ipLength &+ outerIP &+ udpAndGUE
+        let outerLength = ipLength &+ outerIP &+ udpAndGUE
         if outerLength > port.mtu { return .dropTooBig }
-        let start = net.l3Offset &- outerIP &- udpAndGUE &- HeaderSize.ethernet
+        let start = l3Offset &- outerIP &- udpAndGUE &- HeaderSize.ethernet
         if start < -packet.headroom { return .dropNoHeadroom }
 
         let p = packet.data
-        let innerProtocol = net.isV6 ? IPProtocol.ipv6 : IPProtocol.ipip
+        let innerProtocol = innerIsV6 ? IPProtocol.ipv6 : IPProtocol.ipip
         var o = start &+ HeaderSize.ethernet
         if destination.isV6 {
             HeaderBuilder.writeIPv6(
-                p, at: o, trafficClass: net.trafficClass, flowLabel: UInt32(truncatingIfNeeded: hash >> 12),
+                p, at: o, trafficClass: c.pointee.trafficClass, flowLabel: UInt32(truncatingIfNeeded: hash >> 12),
                 payloadLength: outerLength &- HeaderSize.ipv6, nextHeader: isGUE ? IPProtocol.udp : innerProtocol,
                 source: snapshot.tunnelSourceV6, destination: destination)
         } else {
             // An inner IPv6 packet may not be fragmented on the way, so 6in4 sets DF; an inner IPv4
             // packet without DF keeps its own identification, which is unique for its sender.
-            let dontFragment = net.isV6 || net.dontFragment
-            let identification = dontFragment ? 0 : UnsafeRawPointer(p).be16(net.l3Offset &+ 4)
+            let dontFragment = innerIsV6 || c.pointee.dontFragment
+            let identification = dontFragment ? 0 : UnsafeRawPointer(p).be16(l3Offset &+ 4)
             HeaderBuilder.writeIPv4(
-                p, at: o, tos: net.trafficClass, totalLength: outerLength, identification: identification,
+                p, at: o, tos: c.pointee.trafficClass, totalLength: outerLength, identification: identification,
                 dontFragment: dontFragment, ipProtocol: isGUE ? IPProtocol.udp : innerProtocol,
                 source: snapshot.tunnelSourceV4, destination: destination)
         }
@@ -219,7 +235,7 @@ public struct Worker: ~Copyable {
         if isGUE {
             // Source port from the flow hash (49152-65535) so backends can spread flows over queues.
             let sourcePort = 0xC000 | UInt16(truncatingIfNeeded: hash >> 50)
-            let udpLength = net.ipLength &+ udpAndGUE
+            let udpLength = ipLength &+ udpAndGUE
             HeaderBuilder.writeUDP(p, at: o, sourcePort: sourcePort, destinationPort: record.guePort, length: udpLength)
             HeaderBuilder.writeGUE(p, at: o &+ HeaderSize.udp, innerProtocol: innerProtocol)
             if destination.isV6 {
