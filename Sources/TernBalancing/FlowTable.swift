@@ -137,8 +137,9 @@ public struct FlowTable: ~Copyable {
 
     /// Stage 2 of a burst: with the metadata in cache, start loading the entry the flow most
     /// likely has (its tag matches) or will get (a never-used way, else the least recently seen).
-    @inlinable @inline(__always)
-    public func prefetchEntry(hash: UInt64) {
+    /// Returns whether a tag matched (false: the flow is new and will need Maglev).
+    @inlinable @inline(__always) @discardableResult
+    public func prefetchEntry(hash: UInt64) -> Bool {
         let b = bucket(hash)
         let m = metadata(b)
         let t = tag(hash)
@@ -147,8 +148,8 @@ public struct FlowTable: ~Copyable {
         for way in 0..<FlowTable.ways {
             let tg = m.load(fromByteOffset: way &* 2, as: UInt16.self)
             if tg == t {
-                target = way
-                break
+                tern_prefetch(entries + (b &* FlowTable.ways &+ way))
+                return true
             }
             let seen = tg == 0 ? 0 : m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
             if seen < oldestSeen {
@@ -157,6 +158,7 @@ public struct FlowTable: ~Copyable {
             }
         }
         tern_prefetch_write(entries + (b &* FlowTable.ways &+ target))
+        return false
     }
 
     @inlinable @inline(__always)

@@ -1,6 +1,7 @@
 // The forwarding snapshot: everything a worker needs to place a packet, built once per config and
 // never changed afterwards (its packet counters aside), so workers share it without locks.
 
+import CPrefetch
 import TernWire
 
 public enum Encapsulation: UInt8, Sendable {
@@ -158,6 +159,12 @@ public struct ForwardingSnapshot: ~Copyable {
     @inlinable @inline(__always)
     public func maglevSlot(vip: Int, hash: UInt64) -> BackendSlot {
         tables[vips[vip].tableBase + Maglev.slot(forHash: hash, tableSize: tableSize)]
+    }
+
+    /// Starts loading the Maglev table slot a new flow will read.
+    @inlinable @inline(__always)
+    public func prefetchMaglevSlot(vip: Int, hash: UInt64) {
+        tern_prefetch(tables.baseAddress! + (vips[vip].tableBase &+ Maglev.slot(forHash: hash, tableSize: tableSize)))
     }
 
     /// The slot of a backend address among a VIP's backends, or nil (slow path after a reload).

@@ -38,9 +38,10 @@ public final class RingFeeder: @unchecked Sendable {
     let ring: RingPort
     let pool: Mempool
     let templates: [FeedTemplate]
-    /// Distinct flows (0: a new flow for every packet).
-    let flows: UInt32
-    var nextFlow: UInt32 = 0
+    /// Distinct flows per template (0: a new flow for every packet).
+    let flowsPerTemplate: UInt32
+    /// The next flow number of each template.
+    let nextFlow: UnsafeMutablePointer<UInt32>
     /// Mbufs waiting to be offered.
     let ready: UnsafeMutablePointer<OpaquePointer?>
     var readyCount = 0
@@ -53,11 +54,14 @@ public final class RingFeeder: @unchecked Sendable {
         try Mempool(name: name, count: UInt32(mbufs), cache: 0, dataRoom: dataRoom, privateSize: privateSize)
     }
 
+    /// `flows` distinct flows in all, spread evenly over the templates (0: every packet a new flow).
     public init(ring: RingPort, pool: Mempool, templates: [FeedTemplate], flows: Int, inFlight: Int) throws(DPDKError) {
         self.ring = ring
         self.pool = pool
         self.templates = templates
-        self.flows = UInt32(truncatingIfNeeded: flows)
+        flowsPerTemplate = flows == 0 ? 0 : UInt32(truncatingIfNeeded: max(1, flows / templates.count))
+        nextFlow = .allocate(capacity: templates.count)
+        nextFlow.initialize(repeating: 0, count: templates.count)
         capacity = inFlight
         ready = .allocate(capacity: inFlight)
         samples = .allocate(capacity: 1 << 20)
@@ -79,6 +83,7 @@ public final class RingFeeder: @unchecked Sendable {
         tern_mbuf_free_bulk(ready, UInt32(readyCount))
         ready.deallocate()
         samples.deallocate()
+        nextFlow.deallocate()
     }
 
     /// Writes the next flow number and the time and restores the frame's start.
@@ -90,8 +95,9 @@ public final class RingFeeder: @unchecked Sendable {
         tern_mbuf_reframe(m, UInt16(RTE_PKTMBUF_HEADROOM), UInt16(template.frame.count))
         let data = tern_mbuf_data(m)!
         template.frame.withUnsafeBytes { data.copyMemory(from: $0.baseAddress!, byteCount: 14) }
-        let flow = flows == 0 ? nextFlow : nextFlow % flows
-        nextFlow &+= 1
+        let n = nextFlow[t]
+        nextFlow[t] = n &+ 1
+        let flow = flowsPerTemplate == 0 ? n : n % flowsPerTemplate
         data.storeBytes(of: flow.bigEndian, toByteOffset: template.sourceOffset, as: UInt32.self)
         data.storeBytes(of: UInt16(truncatingIfNeeded: flow >> 16 ^ flow).bigEndian, toByteOffset: template.portOffset, as: UInt16.self)
         priv.storeBytes(of: now, toByteOffset: 8, as: UInt64.self)

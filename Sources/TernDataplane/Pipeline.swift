@@ -15,7 +15,8 @@
 //   encapsulate (IPIP or GUE, IPv4 or IPv6 outer), Ethernet to the gateway ▶ forwarded
 //
 // A burst runs in stages: `classify` takes every packet of the burst as far as its flow hash and
-// starts loading its flow-table bucket; a second pass starts loading the entry whose tag matches;
+// starts loading its flow-table bucket; a second pass starts loading the entry whose tag matches
+// (or, for a new flow, the entry it will take and its Maglev table slot);
 // `forward` then finishes each packet, by which time both are (usually) in cache. A single packet
 // takes the same steps back to back.
 //
@@ -94,7 +95,9 @@ public struct Worker: ~Copyable {
             }
         }
         for i in 0..<count where pending[i] {
-            flows.prefetchEntry(hash: classified[i].hash)
+            if !flows.prefetchEntry(hash: classified[i].hash) {
+                snapshot.prefetchMaglevSlot(vip: Int(classified[i].vip), hash: classified[i].hash)
+            }
         }
         for i in 0..<count {
             if pending[i] { outcomes[i] = forward(&packets[i], classified + i, snapshot: snapshot, now: now) }
