@@ -6,7 +6,7 @@ CONFIG      ?= configs/example.toml
 OUT         ?= out
 FUZZ_SECONDS ?= 30
 
-.PHONY: all build release run test unit-test outside-test config-test ternd-test tsan-test fuzz fuzz-build bench-quick clean
+.PHONY: all build release run test unit-test outside-test config-test ternd-test tsan-test fuzz fuzz-build bench bench-build bench-quick clean
 
 all: build
 
@@ -31,7 +31,7 @@ run: release
 	@echo "--- what ternd transmitted, as tshark decodes it (first 12 frames; outer header first):"
 	@$(PYTHON) Tests/outside/tshark_view.py $(OUT)/demo-out.pcap 12
 
-test: unit-test config-test outside-test ternd-test tsan-test fuzz
+test: unit-test config-test outside-test ternd-test tsan-test fuzz bench-quick
 
 unit-test:
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
@@ -64,10 +64,19 @@ fuzz: fuzz-build
 	@mkdir -p $(OUT)/fuzz-corpus
 	.build-fuzz/debug/TernFuzz -max_total_time=$(FUZZ_SECONDS) -max_len=512 $(OUT)/fuzz-corpus
 
-# Benchmarks (figures go to bench/RESULTS.md; no assertions on them).
-bench-quick:
+# Benchmarks (figures go to bench/RESULTS.md; no assertions on their values). bench/run.py runs
+# TernBench (pipeline, dpdk and Maglev modes), adds callgrind instructions per packet, fails if the
+# packet path calls an allocator, reference counting or a lock, writes out/bench.json and
+# out/bench.png. bench-quick (CI's smoke run) uses the small scenario variants and short trials.
+bench-build:
 	$(SWIFT) build -c release --product TernBench
-	.build/release/TernBench
+
+bench: bench-build release
+	$(PYTHON) bench/run.py
+	$(PYTHON) bench/ternd_rate.py .build/release/ternd
+
+bench-quick: bench-build
+	$(PYTHON) bench/run.py --quick
 
 clean:
 	rm -rf .build .build-fuzz .build-tsan $(OUT)

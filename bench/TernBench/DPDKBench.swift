@@ -86,18 +86,17 @@ struct DPDKBench {
             stop = { loop.requestStop() }
         }
         // Warm up (fills the flow table for established flows), then the unpaced maximum.
-        let trial = quick ? 0.3 : 1.0
+        let trial = quick ? 0.2 : 1.0
         _ = feeder.run(seconds: s.newFlowsEachPass ? trial : max(trial, Double(s.flows) / 5e6))
-        let max = feeder.run(seconds: quick ? 0.5 : 2.0)
+        let max = feeder.run(seconds: quick ? 0.4 : 2.0)
         // Zero-loss search between 0 and the maximum.
         var low = 0.0
         var high = max.receivedMpps * 1.02
         var latency: (Double, Double, Double)? = nil
-        let steps = quick ? 4 : 8
+        let steps = quick ? 3 : 8
         for _ in 0..<steps {
             let rate = (low + high) / 2
             let r = feeder.run(seconds: trial, mpps: rate, recordLatency: true)
-            if getenv("TERN_BENCH_DEBUG") != nil { print("  \(kind) offered \(rate) Mpps: offered \(r.offered) lost \(r.lost) received \(r.received)") }
             if r.lost * 1_000_000 <= r.offered {
                 low = rate
                 latency = percentiles(feeder)
