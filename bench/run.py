@@ -30,23 +30,32 @@ def callgrind(scenario, passes, out):
                     "--compress-pos=no", f"--callgrind-out-file={out}",
                     BENCH, "--callgrind", scenario, str(passes)], check=True, capture_output=True)
     total = 0
-    callees = set()
-    callee, after_calls = None, False
+    edges = {}
+    caller = callee = None
+    after_calls = False
     with open(out) as f:
         for line in f:
             if line.startswith("summary:"):
                 total = int(line.split()[1])
+            elif line.startswith("fn="):
+                caller = line[3:].strip()
             elif line.startswith("cfn="):
                 callee = line[4:].strip()
             elif line.startswith("calls="):
                 after_calls = True
             elif after_calls:
-                # The inclusive cost of the call: non-zero only for calls made while collecting,
-                # that is below benchBurst.
                 after_calls = False
-                if int(line.split()[-1]) > 0:
-                    callees.add(callee)
-    return total, callees
+                if int(line.split()[-1]) > 0:  # inclusive cost while collecting
+                    edges.setdefault(caller, set()).add(callee)
+    # Everything reachable from benchBurst.
+    roots = [f for f in edges if "benchBurst" in f]
+    seen, todo = set(), list(roots)
+    while todo:
+        for c in edges.get(todo.pop(), ()):
+            if c not in seen:
+                seen.add(c)
+                todo.append(c)
+    return total, seen
 
 
 def instructions_per_packet(scenario, packets_per_pass, tmp):

@@ -139,26 +139,50 @@ public struct FlowTable: ~Copyable {
     /// likely has (its tag matches) or will get (a never-used way, else the least recently seen).
     /// Returns whether a tag matched (false: the flow is new and will need Maglev).
     @inlinable @inline(__always) @discardableResult
-    public func prefetchEntry(hash: UInt64) -> Bool {
+    public func prefetchEntry(hash: UInt64, now: UInt32) -> Bool {
         let b = bucket(hash)
         let m = metadata(b)
-        let t = tag(hash)
-        var target = -1
+        let base = entries + b &* FlowTable.ways
+        if let way = matchingWay(m, tag(hash)) {
+            tern_prefetch(base + way)
+            return true
+        }
+        tern_prefetch_write(base + replacementWay(m, now: now).way)
+        return false
+    }
+
+    /// The first way whose tag is `t`.
+    @inlinable @inline(__always)
+    func matchingWay(_ m: UnsafeMutableRawPointer, _ t: UInt16, from start: Int = 0) -> Int? {
+        var way = start
+        while way < FlowTable.ways {
+            if m.load(fromByteOffset: way &* 2, as: UInt16.self) == t { return way }
+            way &+= 1
+        }
+        return nil
+    }
+
+    /// Where a new flow goes: the first never-used or idled-out way, else the least recently seen
+    /// (`evicts`).
+    @inlinable @inline(__always)
+    func replacementWay(_ m: UnsafeMutableRawPointer, now: UInt32) -> (way: Int, evicts: Bool) {
+        var oldest = 0
         var oldestSeen = UInt32.max
         for way in 0..<FlowTable.ways {
-            let tg = m.load(fromByteOffset: way &* 2, as: UInt16.self)
-            if tg == t {
-                tern_prefetch(entries + (b &* FlowTable.ways &+ way))
-                return true
-            }
-            let seen = tg == 0 ? 0 : m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
+            if m.load(fromByteOffset: way &* 2, as: UInt16.self) == 0 { return (way, false) }
+            let seen = m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
+            if !isLive(m, way, seen: seen, now: now) { return (way, false) }
             if seen < oldestSeen {
                 oldestSeen = seen
-                target = way
+                oldest = way
             }
         }
-        tern_prefetch_write(entries + (b &* FlowTable.ways &+ target))
-        return false
+        return (oldest, true)
+    }
+
+    @inlinable @inline(__always)
+    func isLive(_ m: UnsafeMutableRawPointer, _ way: Int, seen: UInt32, now: UInt32) -> Bool {
+        now &- seen <= timeout(class: m.load(fromByteOffset: FlowTable.classOffset &+ way, as: UInt8.self))
     }
 
     @inlinable @inline(__always)
@@ -172,31 +196,19 @@ public struct FlowTable: ~Copyable {
         let m = metadata(b)
         let wanted = tag(hash)
         let base = b &* FlowTable.ways
-        var free = -1
-        var oldest = 0
-        var oldestSeen = UInt32.max
-        for way in 0..<FlowTable.ways {
-            let tg = m.load(fromByteOffset: way &* 2, as: UInt16.self)
-            if tg == 0 {
-                if free < 0 { free = way }
-                continue
-            }
-            let seen = m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
-            let live = now &- seen <= timeout(class: m.load(fromByteOffset: FlowTable.classOffset &+ way, as: UInt8.self))
-            if tg == wanted && entries[base &+ way].matches(t) {
-                if live { return FlowProbe(index: base &+ way, found: true, evicts: false) }
+        // Tags first: an established flow costs one compare per way before its own.
+        var start = 0
+        while let way = matchingWay(m, wanted, from: start) {
+            if entries[base &+ way].matches(t) {
+                let seen = m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
+                if isLive(m, way, seen: seen, now: now) { return FlowProbe(index: base &+ way, found: true, evicts: false) }
                 counters.expired &+= 1
                 return FlowProbe(index: base &+ way, found: false, evicts: false)
             }
-            if !live {
-                if free < 0 { free = way }
-            } else if seen < oldestSeen {
-                oldestSeen = seen
-                oldest = way
-            }
+            start = way &+ 1
         }
-        if free >= 0 { return FlowProbe(index: base &+ free, found: false, evicts: false) }
-        return FlowProbe(index: base &+ oldest, found: false, evicts: true)
+        let r = replacementWay(m, now: now)
+        return FlowProbe(index: base &+ r.way, found: false, evicts: r.evicts)
     }
 
     /// Marks a flow as seen now.
@@ -232,7 +244,7 @@ public struct FlowTable: ~Copyable {
             let m = metadata(b)
             for way in 0..<FlowTable.ways where m.load(fromByteOffset: way * 2, as: UInt16.self) != 0 {
                 let seen = m.load(fromByteOffset: FlowTable.seenOffset + way * 4, as: UInt32.self)
-                if now &- seen <= timeout(class: m.load(fromByteOffset: FlowTable.classOffset + way, as: UInt8.self)) { n += 1 }
+                if isLive(m, way, seen: seen, now: now) { n += 1 }
             }
         }
         return n

@@ -95,7 +95,7 @@ public struct Worker: ~Copyable {
             }
         }
         for i in 0..<count where pending[i] {
-            if !flows.prefetchEntry(hash: classified[i].hash) {
+            if !flows.prefetchEntry(hash: classified[i].hash, now: now) {
                 snapshot.prefetchMaglevSlot(vip: Int(classified[i].vip), hash: classified[i].hash)
             }
         }
