@@ -10,7 +10,7 @@
    changes nothing, and the output switches backend set exactly once per successful reload, never
    mixing afterwards;
 4. start-up errors: a bad config exits 78 naming the key; a device the config names but EAL lacks
-   exits 78 naming port[0].device.
+   exits 78 naming port[0].device; an unknown option or a missing --config exits 64 with the usage.
 
 Usage: test_ternd.py PATH/TO/ternd PATH/TO/ternctl
 """
@@ -229,7 +229,12 @@ def test_startup_errors(ternd, tmp):
     check(rc == 78 and "vip[0].port" in err, f"bad config: exit {rc}, stderr {err[-300:]}")
     rc, _, err = run_ternd(ternd_cmd(ternd, "net_null0", os.path.join(ROOT, "configs/example.toml")))
     check(rc == 78 and "port[0].device" in err and "net_pcap0" in err, f"missing device: exit {rc}, stderr {err[-300:]}")
-    print("ok: start-up errors exit 78 naming the key", flush=True)
+    p = subprocess.run([ternd, "--", "--config", bad, "--bogus"], capture_output=True, text=True)
+    check(p.returncode == 64 and "unknown option --bogus" in p.stderr and "usage: ternd" in p.stdout,
+          f"unknown option: exit {p.returncode}, stderr {p.stderr[-200:]}")
+    p = subprocess.run([ternd, "--"], capture_output=True, text=True)
+    check(p.returncode == 64 and "--config is required" in p.stderr, f"no --config: exit {p.returncode}")
+    print("ok: start-up errors exit 78 naming the key; usage errors exit 64", flush=True)
 
 
 def main(ternd, ternctl):
