@@ -5,7 +5,7 @@
 import CDPDK
 import Synchronization
 
-public final class BaselineLoop: @unchecked Sendable {
+public final class BaselineLoop: LcoreTask, @unchecked Sendable {
     public enum Mode: String, Sendable { case io, macswap }
 
     let port: UInt16
@@ -35,18 +35,5 @@ public final class BaselineLoop: @unchecked Sendable {
             forwarded &+= UInt64(sent)
         }
         self.forwarded = forwarded
-    }
-
-    /// Starts `run()` on a worker lcore (`rte_eal_remote_launch`).
-    public static func launch(_ loop: BaselineLoop, on lcore: UInt32) throws(DPDKError) {
-        let context = Unmanaged.passRetained(loop).toOpaque()
-        let rc = rte_eal_remote_launch({ raw in
-            Unmanaged<BaselineLoop>.fromOpaque(raw!).takeRetainedValue().run()
-            return 0
-        }, context, lcore)
-        guard rc == 0 else {
-            Unmanaged<BaselineLoop>.fromOpaque(context).release()
-            throw DPDKError("rte_eal_remote_launch(lcore \(lcore))", code: rc)
-        }
     }
 }

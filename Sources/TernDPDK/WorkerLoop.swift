@@ -41,7 +41,7 @@ public struct IOCounters: Sendable {
 
 /// Everything one worker lcore needs; shared with the control thread only through atomics, the
 /// snapshot cell, and after the worker has stopped.
-public final class WorkerLoop: @unchecked Sendable {
+public final class WorkerLoop: LcoreTask, @unchecked Sendable {
     public let index: Int
     public let queues: [WorkerQueue]
     public let burstSize: Int
@@ -170,23 +170,4 @@ public final class WorkerLoop: @unchecked Sendable {
             io.txFailed &+= UInt64(count - sent)
         }
     }
-
-    // MARK: launching on lcores
-
-    /// Starts `loop.run()` on `lcore` (`rte_eal_remote_launch`).
-    public static func launch(_ loop: WorkerLoop, on lcore: UInt32) throws(DPDKError) {
-        let context = Unmanaged.passRetained(loop).toOpaque()
-        let rc = rte_eal_remote_launch({ raw in
-            let loop = Unmanaged<WorkerLoop>.fromOpaque(raw!).takeRetainedValue()
-            loop.run()
-            return 0
-        }, context, lcore)
-        guard rc == 0 else {
-            Unmanaged<WorkerLoop>.fromOpaque(context).release()
-            throw DPDKError("rte_eal_remote_launch(lcore \(lcore))", code: rc)
-        }
-    }
-
-    /// Waits for every worker lcore to return (`rte_eal_mp_wait_lcore`).
-    public static func waitAll() { rte_eal_mp_wait_lcore() }
 }

@@ -142,7 +142,7 @@ struct Running {
                     idleSleepMicroseconds: options.idleSleepMicroseconds))
         }
         self.loops = loops
-        for (w, loop) in loops.enumerated() { try WorkerLoop.launch(loop, on: lcores[w]) }
+        for (w, loop) in loops.enumerated() { try Lcore.launch(loop, on: lcores[w]) }
         log("started: \(config.summary); ports \(ports.map(\.name).joined(separator: ", ")); \(count) mbufs; RSS \(rss ? "on" : "off")")
     }
 
@@ -212,7 +212,7 @@ struct Running {
     /// Stops workers (they flush TX before returning), closes ports, reports, frees.
     mutating func shutdown() -> Int32 {
         for loop in loops { loop.requestStop() }
-        WorkerLoop.waitAll()
+        Lcore.waitAll()
         totals.add(cell.current.pointee)
         var outcomes = OutcomeCounters()
         var flows = FlowTableCounters()

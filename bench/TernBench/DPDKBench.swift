@@ -78,11 +78,11 @@ struct DPDKBench {
                 index: 0,
                 queues: [WorkerQueue(rxPort: ring.port.id, queue: 0, backendPort: ring.port.id, context: PortContext(mac: Frames.ourMAC, gatewayMAC: Frames.routerMAC, mtu: 1500))],
                 burstSize: 32, cell: cell, worker: worker)
-            try WorkerLoop.launch(loop, on: lcore)
+            try Lcore.launch(loop, on: lcore)
             stop = { loop.requestStop() }
         case .io, .macswap:
             let loop = BaselineLoop(port: ring.port.id, mode: kind == .io ? .io : .macswap)
-            try BaselineLoop.launch(loop, on: lcore)
+            try Lcore.launch(loop, on: lcore)
             stop = { loop.requestStop() }
         }
         // Warm up (fills the flow table for established flows), then the unpaced maximum.
@@ -105,7 +105,7 @@ struct DPDKBench {
             }
         }
         stop()
-        WorkerLoop.waitAll()
+        Lcore.waitAll()
         return DPDKResult(mpps: max.receivedMpps, zeroLossMpps: low > 0 ? low : nil, latencyNanoseconds: latency, note: "")
     }
 
