@@ -13,7 +13,7 @@ let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 let dpdkCFlags = ["-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk", "-include", "rte_config.h", "-march=corei7"]
 let dpdkSwift: [SwiftSetting] = strict + [.unsafeFlags(dpdkCFlags.flatMap { ["-Xcc", $0] })]
 let dpdkLibraries: [LinkerSetting] = [
-    "rte_ethdev", "rte_net", "rte_mbuf", "rte_mempool", "rte_ring", "rte_eal", "rte_kvargs", "rte_telemetry", "rte_bus_vdev",
+    "rte_ethdev", "rte_net", "rte_mbuf", "rte_mempool", "rte_ring", "rte_eal", "rte_kvargs", "rte_telemetry",
     "rte_net_ring",
 ].map { .linkedLibrary($0) }
 

@@ -66,9 +66,8 @@ def instructions_per_packet(scenario, packets_per_pass, tmp):
 
 def short_name(symbol):
     """parseNetwork from $s8TernWire6ParserO12parseNetwork_..., or the symbol itself."""
-    m = re.search(r"[A-Z](\d+)([a-z][A-Za-z]+)", symbol)
-    parts = re.findall(r"\d+([A-Za-z]+?)(?=_|\d|[A-Z]{2}|$)", symbol)
-    return parts[2] if len(parts) > 2 else (m.group(2) if m else symbol)
+    m = re.search(r"[A-Z]\d+([a-z][A-Za-z]*?)_", symbol)
+    return m.group(1) if m else symbol
 
 
 def chart(records, path, machine, date):

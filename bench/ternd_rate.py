@@ -85,7 +85,6 @@ def reload_time(vips, backends, tmp):
            "--idle-sleep-us", "100"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(3 + vips * backends / 2000)
-    start = time.monotonic()
     proc.send_signal(signal.SIGHUP)
     time.sleep(2 + vips * backends / 2000)
     proc.send_signal(signal.SIGTERM)

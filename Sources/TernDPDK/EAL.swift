@@ -49,12 +49,6 @@ public enum EAL {
     /// SOCKET_ID_ANY (-1), which DPDK's allocators accept.
     public static var socketID: Int32 { Int32(bitPattern: rte_socket_id()) }
 
-    /// Creates a virtual device at run time (`rte_vdev_init`), as `--vdev` would.
-    public static func createVirtualDevice(_ name: String, arguments: String = "") throws(DPDKError) {
-        let rc = rte_vdev_init(name, arguments)
-        guard rc == 0 else { throw DPDKError("rte_vdev_init(\(name))", code: rc) }
-    }
-
     /// TSC ticks per second (`rte_get_tsc_hz`).
     public static var tscHz: UInt64 { tern_tsc_hz() }
 }

@@ -53,8 +53,7 @@ public enum Frames {
     ) -> [UInt8] {
         var chain: [UInt8] = []
         var first = nextHeader
-        for (i, ext) in extensions.enumerated().reversed() {
-            _ = i
+        for ext in extensions.reversed() {
             let total = 2 + ext.body.count
             precondition(total % 8 == 0)
             chain = [first, UInt8(total / 8 - 1)] + ext.body + chain

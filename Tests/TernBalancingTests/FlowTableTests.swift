@@ -47,8 +47,8 @@ let backendA = IPAddress("10.1.0.1")!
         #expect(table.counters.expired == 2)
     }
 
-    @Test func evictsTheLeastRecentlySeenFlowWhenTheWindowIsFull() {
-        // Capacity 8 = one probe window: the ninth flow must evict the oldest.
+    @Test func evictsTheLeastRecentlySeenFlowWhenTheBucketIsFull() {
+        // Capacity 8 = one bucket: the ninth flow must evict the least recently seen.
         var table = FlowTable(capacity: 8, tcpIdleTimeout: 300, udpIdleTimeout: 30)
         for i in 0..<8 {
             let t = tuple(i)

@@ -14,8 +14,6 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
-#include <rte_prefetch.h>
-#include <rte_bus_vdev.h>
 #include <rte_eth_ring.h>
 #include <rte_ring.h>
 
@@ -28,8 +26,6 @@
 static inline void *tern_mbuf_data(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, void *); }
 static inline uint16_t tern_mbuf_data_len(const struct rte_mbuf *m) { return m->data_len; }
 static inline uint16_t tern_mbuf_headroom(const struct rte_mbuf *m) { return rte_pktmbuf_headroom(m); }
-static inline uint16_t tern_mbuf_segments(const struct rte_mbuf *m) { return m->nb_segs; }
-static inline uint32_t tern_mbuf_rss_hash(const struct rte_mbuf *m) { return m->hash.rss; }
 
 /// Makes a single-segment mbuf's frame start `headroom` bytes into its buffer and be `length`
 /// bytes long (after the pipeline moved the frame start back for outer headers).
@@ -43,11 +39,8 @@ static inline void tern_mbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
 static inline void tern_mbuf_free_bulk(struct rte_mbuf **m, unsigned n) { rte_pktmbuf_free_bulk(m, n); }
 static inline struct rte_mbuf *tern_mbuf_alloc(struct rte_mempool *mp) { return rte_pktmbuf_alloc(mp); }
 static inline char *tern_mbuf_append(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_append(m, len); }
-static inline void tern_prefetch0(const void *p) { rte_prefetch0(p); }
 /// The mbuf's private area (mempool created with a non-zero priv_size).
 static inline void *tern_mbuf_priv(struct rte_mbuf *m) { return rte_mbuf_to_priv(m); }
-/// Start of the mbuf's data buffer (the headroom begins here).
-static inline void *tern_mbuf_buffer(struct rte_mbuf *m) { return m->buf_addr; }
 
 /// Swaps source and destination MAC of a frame (the macswap baseline).
 static inline void tern_swap_macs(struct rte_mbuf *m) {
@@ -84,7 +77,6 @@ static inline unsigned tern_ring_dequeue_burst(struct rte_ring *r, struct rte_mb
 static inline int tern_errno(void) { return rte_errno; }
 static inline uint64_t tern_tsc(void) { return rte_rdtsc(); }
 static inline uint64_t tern_tsc_hz(void) { return rte_get_tsc_hz(); }
-static inline unsigned tern_lcore_id(void) { return rte_lcore_id(); }
 
 // ---- signals (glibc) --------------------------------------------------------------------------
 
