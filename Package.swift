@@ -32,8 +32,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "TernWire", swiftSettings: strict),
-        .target(name: "TernBalancing", dependencies: ["TernWire", "CPrefetch"], swiftSettings: strict),
-        .target(name: "TernDataplane", dependencies: ["TernWire", "TernBalancing"], swiftSettings: strict),
+        .target(name: "TernBalancing", dependencies: ["TernWire", "CFastPath"], swiftSettings: strict),
+        .target(name: "TernDataplane", dependencies: ["TernWire", "TernBalancing", "CFastPath"], swiftSettings: strict),
         .target(
             name: "TernControl",
             dependencies: ["TernWire", "TernBalancing", .product(name: "TOMLKit", package: "TOMLKit")],
@@ -42,8 +42,8 @@ let package = Package(
         .target(
             name: "CDPDK", path: "CShims/CDPDK", cSettings: [.unsafeFlags(dpdkCFlags + ["-Wall", "-Werror"])],
             linkerSettings: dpdkLibraries),
-        // A prefetch hint for the packet path (not DPDK; header-only).
-        .target(name: "CPrefetch", path: "CShims/CPrefetch", cSettings: [.unsafeFlags(["-Wall", "-Werror"])]),
+        // Prefetch hints and a SIMD tag compare for the packet path (not DPDK; header-only).
+        .target(name: "CFastPath", path: "CShims/CFastPath", cSettings: [.unsafeFlags(["-Wall", "-Werror"])]),
         .target(
             name: "TernDPDK", dependencies: ["CDPDK", "TernWire", "TernBalancing", "TernDataplane"], swiftSettings: dpdkSwift),
         .target(name: "TernTelemetry", dependencies: ["TernBalancing", "TernDataplane"], swiftSettings: strict),

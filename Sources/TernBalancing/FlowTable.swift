@@ -8,7 +8,7 @@
 // entry whose tag matches; a new flow takes a never-used or idled-out way, otherwise the way seen
 // least recently (an eviction, counted). The burst path prefetches both lines a stage ahead.
 
-import CPrefetch
+import CFastPath
 import TernWire
 
 /// One flow: 40 bytes of key, then the backend it went to. Exactly one cache line.
@@ -49,8 +49,8 @@ public struct FlowEntry: Sendable {
 
     @inlinable @inline(__always)
     func matches(_ t: FiveTuple) -> Bool {
-        portsAndProtocol & ~FlowEntry.backendIsV6 == t.portsAndProtocol && destinationLow == t.destination.low
-            && sourceLow == t.source.low && sourceHigh == t.source.high && destinationHigh == t.destination.high
+        portsAndProtocol & ~FlowEntry.backendIsV6 == t.portsAndProtocol && destinationLow == t.destinationLow
+            && sourceLow == t.sourceLow && sourceHigh == t.sourceHigh && destinationHigh == t.destinationHigh
     }
 
     @inlinable
@@ -143,33 +143,24 @@ public struct FlowTable: ~Copyable {
         let b = bucket(hash)
         let m = metadata(b)
         let base = entries + b &* FlowTable.ways
-        if let way = matchingWay(m, tag(hash)) {
-            tern_prefetch(base + way)
+        let matches = tern_match_u16x8(m, tag(hash))
+        if matches != 0 {
+            tern_prefetch(base + matches.trailingZeroBitCount)
             return true
         }
         tern_prefetch_write(base + replacementWay(m, now: now).way)
         return false
     }
 
-    /// The first way whose tag is `t`.
-    @inlinable @inline(__always)
-    func matchingWay(_ m: UnsafeMutableRawPointer, _ t: UInt16, from start: Int = 0) -> Int? {
-        var way = start
-        while way < FlowTable.ways {
-            if m.load(fromByteOffset: way &* 2, as: UInt16.self) == t { return way }
-            way &+= 1
-        }
-        return nil
-    }
-
     /// Where a new flow goes: the first never-used or idled-out way, else the least recently seen
     /// (`evicts`).
     @inlinable @inline(__always)
     func replacementWay(_ m: UnsafeMutableRawPointer, now: UInt32) -> (way: Int, evicts: Bool) {
+        let unused = tern_match_u16x8(m, 0)
+        if unused != 0 { return (unused.trailingZeroBitCount, false) }
         var oldest = 0
         var oldestSeen = UInt32.max
         for way in 0..<FlowTable.ways {
-            if m.load(fromByteOffset: way &* 2, as: UInt16.self) == 0 { return (way, false) }
             let seen = m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
             if !isLive(m, way, seen: seen, now: now) { return (way, false) }
             if seen < oldestSeen {
@@ -190,22 +181,23 @@ public struct FlowTable: ~Copyable {
 
     /// Finds the flow, or where a new one should go. A matching entry that has idled out counts as
     /// not found and its place is reused, so a flow never has two entries.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func probe(_ t: FiveTuple, hash: UInt64, now: UInt32) -> FlowProbe {
         let b = bucket(hash)
         let m = metadata(b)
         let wanted = tag(hash)
         let base = b &* FlowTable.ways
-        // Tags first: an established flow costs one compare per way before its own.
-        var start = 0
-        while let way = matchingWay(m, wanted, from: start) {
+        // Tags first (one SIMD compare): an established flow reads only its own entry.
+        var matches = tern_match_u16x8(m, wanted)
+        while matches != 0 {
+            let way = matches.trailingZeroBitCount
             if entries[base &+ way].matches(t) {
                 let seen = m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
                 if isLive(m, way, seen: seen, now: now) { return FlowProbe(index: base &+ way, found: true, evicts: false) }
                 counters.expired &+= 1
                 return FlowProbe(index: base &+ way, found: false, evicts: false)
             }
-            start = way &+ 1
+            matches &= matches &- 1
         }
         let r = replacementWay(m, now: now)
         return FlowProbe(index: base &+ r.way, found: false, evicts: r.evicts)
@@ -226,8 +218,8 @@ public struct FlowTable: ~Copyable {
         counters.inserted &+= 1
         if p.evicts { counters.evicted &+= 1 }
         entries[p.index] = FlowEntry(
-            sourceHigh: t.source.high, sourceLow: t.source.low,
-            destinationHigh: t.destination.high, destinationLow: t.destination.low,
+            sourceHigh: t.sourceHigh, sourceLow: t.sourceLow,
+            destinationHigh: t.destinationHigh, destinationLow: t.destinationLow,
             portsAndProtocol: t.portsAndProtocol | (backend.isV6 ? FlowEntry.backendIsV6 : 0),
             backendHigh: backend.high, backendLow: backend.low, generation: generation, backendSlot: slot)
         let m = metadata(p.index / FlowTable.ways)

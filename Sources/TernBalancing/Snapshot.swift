@@ -1,7 +1,7 @@
 // The forwarding snapshot: everything a worker needs to place a packet, built once per config and
 // never changed afterwards (its packet counters aside), so workers share it without locks.
 
-import CPrefetch
+import CFastPath
 import TernWire
 
 public enum Encapsulation: UInt8, Sendable {
@@ -88,8 +88,9 @@ public struct ForwardingSnapshot: ~Copyable {
     public let vips: UnsafeMutableBufferPointer<VIPRecord>
     public let backends: UnsafeMutableBufferPointer<BackendRecord>
     public let tables: UnsafeMutableBufferPointer<UInt16>
-    public let addresses: AddressMap
-    public let services: ServiceMap
+    /// Per backend (same index as `backends`), its `EncapTemplate`: 64 bytes, cache-line aligned.
+    public let templates: UnsafeMutableRawPointer
+    public let vipMap: VIPMap
     /// Per worker: packets per VIP then per backend, each worker's block on its own cache lines.
     public let counters: UnsafeMutableBufferPointer<UInt64>
     public let counterStride: Int
@@ -106,11 +107,16 @@ public struct ForwardingSnapshot: ~Copyable {
         vips = .allocate(capacity: services.count)
         backends = .allocate(capacity: backendTotal)
         tables = .allocate(capacity: services.count * spec.tableSize)
+        templates = .allocate(byteCount: max(1, backendTotal) * EncapTemplate.size, alignment: 64)
         var next = 0
         for (i, service) in services.enumerated() {
             let sorted = service.backends.sorted { $0.address < $1.address }
             for (j, backend) in sorted.enumerated() {
                 backends.initializeElement(at: next + j, to: BackendRecord(address: backend.address, weight: backend.weight))
+                EncapTemplate.prepare(
+                    at: templates + (next + j) * EncapTemplate.size,
+                    source: backend.address.isV6 ? tunnelSourceV6 : tunnelSourceV4, destination: backend.address,
+                    innerIsV6: service.address.isV6, guePort: service.encapsulation == .gue ? service.guePort : nil)
             }
             let base = i * spec.tableSize
             Maglev.build(
@@ -124,8 +130,7 @@ public struct ForwardingSnapshot: ~Copyable {
                     firstBackend: next, backendCount: sorted.count, tableBase: base))
             next += sorted.count
         }
-        addresses = AddressMap(services)
-        self.services = ServiceMap(services)
+        vipMap = VIPMap(services)
         workerCount = workers
         counterStride = (services.count + backendTotal + 7) & ~7
         counters = .allocate(capacity: max(1, counterStride * workers))
@@ -136,24 +141,25 @@ public struct ForwardingSnapshot: ~Copyable {
         vips.deallocate()
         backends.deallocate()
         tables.deallocate()
-        addresses.deallocate()
-        services.deallocate()
+        templates.deallocate()
+        vipMap.deallocate()
         counters.deallocate()
     }
 
-    /// The VIP index for a destination, or -1 when the address is a VIP address but no VIP serves
-    /// that port and protocol. Call only after `addresses.find` succeeded.
+    /// The VIP for a destination: the VIP with that address, port and protocol, else the port-0
+    /// VIP of that address and protocol; -1 when there is none.
     @inlinable @inline(__always)
-    public func findVIP(address entry: Int, port: UInt16, ipProtocol: UInt8) -> Int {
-        let a = addresses.entries[entry]
-        if a.hasPortVIPs {
-            let exact = services.find(address: a.address, port: port, ipProtocol: ipProtocol)
-            if exact >= 0 { return exact }
-        }
-        if ipProtocol == IPProtocol.tcp { return Int(a.anyPortTCP) }
-        if ipProtocol == IPProtocol.udp { return Int(a.anyPortUDP) }
-        return -1
+    public func findVIP(address: IPAddress, port: UInt16, ipProtocol: UInt8) -> Int {
+        vipMap.find(address: address, port: port, ipProtocol: ipProtocol)
     }
+
+    /// Whether some VIP uses this address (traffic to it is Tern's, even when no VIP serves it).
+    @inlinable @inline(__always)
+    public func isVIPAddress(_ address: IPAddress) -> Bool { vipMap.isVIPAddress(address) }
+
+    /// The outer headers toward a backend (see `EncapTemplate`).
+    @inlinable @inline(__always)
+    public func template(backend: Int) -> UnsafeRawPointer { UnsafeRawPointer(templates + backend &* EncapTemplate.size) }
 
     /// The backend slot Maglev picks for a flow hash, or `Maglev.emptySlot`.
     @inlinable @inline(__always)

@@ -1,110 +1,108 @@
-// Open-addressing hash maps from VIP address (and port and protocol) to VIP, built once per
-// snapshot. Capacity is a power of two at least twice the entries, so probes stay short and end at
-// an empty slot; the hash is the fixed `FlowHash.mix`.
+// Open-addressing hash maps from a destination to its VIP, built once per snapshot. Capacity is a
+// power of two at least twice the entries, so probes stay short and end at an empty slot. The
+// hash is one multiply-xor round (the maps are private to a snapshot, so it need not be the
+// documented flow hash, only cheap and well spread over the top bits a slot is taken from).
 
 import TernWire
 
-@inlinable @inline(__always)
-public func addressHash(_ a: IPAddress) -> UInt64 {
-    FlowHash.mix(a.high &* 0x9E37_79B9_7F4A_7C15 ^ a.low ^ (a.isV6 ? 1 << 63 : 0))
+/// A map key: an address and a third word (port, protocol and address family).
+@usableFromInline
+struct MapKey: Equatable {
+    @usableFromInline var high: UInt64
+    @usableFromInline var low: UInt64
+    @usableFromInline var rest: UInt64
+
+    @inlinable @inline(__always)
+    init(_ a: IPAddress, port: UInt16 = 0, ipProtocol: UInt8 = 0) {
+        high = a.high
+        low = a.low
+        rest = UInt64(port) << 16 | UInt64(ipProtocol) << 8 | (a.isV6 ? 6 : 4)
+    }
+
+    @inlinable @inline(__always)
+    func slot(shift: Int) -> Int {
+        let x = (high &* 0x9E37_79B9_7F4A_7C15 ^ low) &* 0xC2B2_AE3D_27D4_EB4F ^ rest
+        return Int(truncatingIfNeeded: (x &* 0x9E37_79B9_7F4A_7C15) >> UInt64(truncatingIfNeeded: shift))
+    }
 }
 
-func mapCapacity(_ count: Int) -> Int {
-    var c = 8
-    while c < count * 2 { c <<= 1 }
-    return c
+/// One slot of a map: a key and its value (VIP index), -1 when the slot is empty.
+@usableFromInline
+struct MapSlot {
+    @usableFromInline var key: MapKey
+    @usableFromInline var value: Int32
 }
 
-/// One VIP address: whether VIPs with a specific port use it, and its any-port VIPs.
-public struct AddressEntry: Sendable {
-    public var address: IPAddress
-    public var used: Bool
-    public var hasPortVIPs: Bool
-    /// VIP index of the port-0 TCP / UDP VIP on this address, or -1.
-    public var anyPortTCP: Int32
-    public var anyPortUDP: Int32
-}
+/// Fixed-capacity open addressing with linear probing; filled once, then only read.
+@usableFromInline
+struct KeyMap {
+    @usableFromInline let slots: UnsafeMutableBufferPointer<MapSlot>
+    @usableFromInline let mask: Int
+    /// 64 - log2(capacity): the hash's top bits pick the first slot.
+    @usableFromInline let shift: Int
 
-public struct AddressMap {
-    public let entries: UnsafeMutableBufferPointer<AddressEntry>
-    public let mask: Int
-
-    init(_ services: [ServiceSpec]) {
-        let capacity = mapCapacity(services.count)
-        entries = .allocate(capacity: capacity)
-        entries.initialize(
-            repeating: AddressEntry(address: IPAddress(v4: 0), used: false, hasPortVIPs: false, anyPortTCP: -1, anyPortUDP: -1))
+    init(_ entries: [(MapKey, Int32)]) {
+        var capacity = 8
+        while capacity < entries.count * 2 { capacity <<= 1 }
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: MapSlot(key: MapKey(IPAddress(v4: 0)), value: -1))
         mask = capacity - 1
-        for (i, s) in services.enumerated() {
-            var slot = Int(truncatingIfNeeded: addressHash(s.address)) & mask
-            while entries[slot].used && entries[slot].address != s.address { slot = (slot + 1) & mask }
-            entries[slot].used = true
-            entries[slot].address = s.address
-            if s.port != 0 {
-                entries[slot].hasPortVIPs = true
-            } else if s.ipProtocol == IPProtocol.tcp {
-                entries[slot].anyPortTCP = Int32(i)
-            } else if s.ipProtocol == IPProtocol.udp {
-                entries[slot].anyPortUDP = Int32(i)
-            }
+        shift = 64 - capacity.trailingZeroBitCount
+        for (key, value) in entries where find(key) < 0 {
+            var slot = key.slot(shift: shift)
+            while slots[slot].value >= 0 { slot = (slot + 1) & mask }
+            slots[slot] = MapSlot(key: key, value: value)
         }
     }
 
-    func deallocate() { entries.deallocate() }
+    func deallocate() { slots.deallocate() }
 
-    /// The entry index of a VIP address, or -1 when no VIP uses it.
+    /// The value stored for `key`, or -1.
     @inlinable @inline(__always)
-    public func find(_ address: IPAddress) -> Int {
-        var slot = Int(truncatingIfNeeded: addressHash(address)) & mask
+    func find(_ key: MapKey) -> Int {
+        var slot = key.slot(shift: shift)
         while true {
-            let e = entries[slot]
-            if !e.used { return -1 }
-            if e.address == address { return slot }
+            let s = slots[slot]
+            if s.value < 0 || s.key == key { return Int(s.value) }
             slot = (slot &+ 1) & mask
         }
     }
 }
 
-public struct ServiceEntry: Sendable {
-    public var address: IPAddress
-    public var port: UInt16
-    public var ipProtocol: UInt8
-    /// VIP index, or -1 for an empty slot.
-    public var vip: Int32
-}
-
-/// VIPs with a specific port, by (address, port, protocol).
-public struct ServiceMap {
-    public let entries: UnsafeMutableBufferPointer<ServiceEntry>
-    public let mask: Int
-
-    @inlinable @inline(__always)
-    public static func hash(_ a: IPAddress, _ port: UInt16, _ ipProtocol: UInt8) -> UInt64 {
-        addressHash(a) ^ FlowHash.mix(UInt64(port) << 8 | UInt64(ipProtocol))
-    }
+/// VIP lookup: by (address, port, protocol), with the port-0 VIP of that address and protocol as
+/// the fallback; and whether an address is a VIP address at all (for traffic no VIP serves).
+public struct VIPMap {
+    @usableFromInline let services: KeyMap
+    @usableFromInline let addresses: KeyMap
+    /// No VIP names a port: skip the exact lookup.
+    @usableFromInline let anyPortOnly: Bool
 
     init(_ services: [ServiceSpec]) {
-        let capacity = mapCapacity(services.count)
-        entries = .allocate(capacity: capacity)
-        entries.initialize(repeating: ServiceEntry(address: IPAddress(v4: 0), port: 0, ipProtocol: 0, vip: -1))
-        mask = capacity - 1
-        for (i, s) in services.enumerated() where s.port != 0 {
-            var slot = Int(truncatingIfNeeded: Self.hash(s.address, s.port, s.ipProtocol)) & mask
-            while entries[slot].vip >= 0 { slot = (slot + 1) & mask }
-            entries[slot] = ServiceEntry(address: s.address, port: s.port, ipProtocol: s.ipProtocol, vip: Int32(i))
-        }
+        self.services = KeyMap(
+            services.enumerated().map { (MapKey($1.address, port: $1.port, ipProtocol: $1.ipProtocol), Int32($0)) })
+        addresses = KeyMap(services.enumerated().map { (MapKey($1.address), Int32($0)) })
+        anyPortOnly = services.allSatisfy { $0.port == 0 }
     }
 
-    func deallocate() { entries.deallocate() }
+    func deallocate() {
+        services.deallocate()
+        addresses.deallocate()
+    }
 
+    /// The VIP index for a destination, or -1 when no VIP serves it.
     @inlinable @inline(__always)
     public func find(address: IPAddress, port: UInt16, ipProtocol: UInt8) -> Int {
-        var slot = Int(truncatingIfNeeded: Self.hash(address, port, ipProtocol)) & mask
-        while true {
-            let e = entries[slot]
-            if e.vip < 0 { return -1 }
-            if e.port == port && e.ipProtocol == ipProtocol && e.address == address { return Int(e.vip) }
-            slot = (slot &+ 1) & mask
+        if !anyPortOnly {
+            let exact = services.find(MapKey(address, port: port, ipProtocol: ipProtocol))
+            if exact >= 0 { return exact }
         }
+        if ipProtocol != IPProtocol.tcp && ipProtocol != IPProtocol.udp { return -1 }
+        return services.find(MapKey(address, port: 0, ipProtocol: ipProtocol))
+    }
+
+    /// Whether some VIP uses this address.
+    @inlinable @inline(__always)
+    public func isVIPAddress(_ address: IPAddress) -> Bool {
+        addresses.find(MapKey(address)) >= 0
     }
 }

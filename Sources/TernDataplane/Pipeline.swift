@@ -12,7 +12,11 @@
 //   hash the 5-tuple                  (end of stage 1: prefetch the flow's bucket, then its entry)
 //   flow table hit (backend still configured) or Maglev ─ none ──────▶ drop no_backend
 //   fits the MTU and the headroom? ─ no ──────────────────────────────▶ drop too_big / no_headroom
-//   encapsulate (IPIP or GUE, IPv4 or IPv6 outer), Ethernet to the gateway ▶ forwarded
+//   encapsulate (the backend's prepared outer headers), Ethernet to the gateway ▶ forwarded
+//
+// The common case (unfragmented TCP or UDP that a VIP serves) is settled with one map probe on
+// (address, port, protocol) right after the L4 ports are read; everything else takes the steps
+// above in order (`classifyUnserved`), so verdicts do not depend on which way a packet went.
 //
 // A burst runs in stages: `classify` takes every packet of the burst as far as its flow hash and
 // starts loading its flow-table bucket; a second pass starts loading the entry whose tag matches
@@ -23,16 +27,17 @@
 // Nothing here allocates, retains, locks or calls through an existential: the snapshot is borrowed,
 // per-worker state is a ~Copyable struct, and everything is inlined into the caller's loop.
 
+import CFastPath
 import TernBalancing
 import TernWire
 
 /// A packet between the stages: classified as going to a VIP, not yet forwarded. Only what stage 2
-/// needs, kept small because every packet of a burst writes one and reads it back.
+/// needs, kept within one cache line because every packet of a burst writes one and reads it back.
 public struct Classified {
     public var tuple: FiveTuple
     public var hash: UInt64
     public var vip: Int32
-    public var l3Offset: Int32
+    public var l3Offset: UInt16
     /// Bytes of the inner IP packet (without link-layer padding).
     public var ipLength: Int32
     public var trafficClass: UInt8
@@ -43,13 +48,13 @@ public struct Classified {
         self.tuple = tuple
         self.hash = hash
         self.vip = Int32(truncatingIfNeeded: vip)
-        l3Offset = Int32(truncatingIfNeeded: net.l3Offset)
+        l3Offset = UInt16(truncatingIfNeeded: net.l3Offset)
         ipLength = Int32(truncatingIfNeeded: net.ipLength)
         trafficClass = net.trafficClass
         dontFragment = net.dontFragment
     }
 
-    @inlinable public var isV6: Bool { tuple.source.isV6 }
+    @inlinable public var isV6: Bool { tuple.isV6 }
 }
 
 /// One worker's private state: its flow table, counters and port.
@@ -128,28 +133,43 @@ public struct Worker: ~Copyable {
         case .notIP: return .host
         case .malformed: return .dropMalformed
         }
-        let addressEntry = snapshot.addresses.find(net.destination)
-        if addressEntry < 0 { return .host }
-        if net.isFragment { return .dropFragment }
+        // The common case first: unfragmented TCP or UDP that a VIP serves, one map probe.
         var l4 = TransportHeader()
-        if Parser.parseTransport(p, net, into: &l4) != .ok { return .dropMalformed }
-
-        if net.ipProtocol == IPProtocol.icmp || net.ipProtocol == IPProtocol.icmpv6 {
-            let echoRequest: UInt8 = net.isV6 ? 128 : 8
-            if l4.icmpType == echoRequest { return replyToEcho(&packet, net) }
-            // Neighbour discovery (router/neighbour solicitation and advertisement, redirect) is
-            // the host's business even when it names a VIP address.
-            if net.isV6 && (133...137).contains(l4.icmpType) { return .host }
-            return .dropICMPUnsupported
+        var vip = -1
+        if !net.isFragment && (net.ipProtocol == IPProtocol.tcp || net.ipProtocol == IPProtocol.udp)
+            && Parser.parseTransport(p, net, into: &l4) == .ok
+        {
+            vip = snapshot.findVIP(address: net.destination, port: l4.destinationPort, ipProtocol: net.ipProtocol)
         }
-        let vip = snapshot.findVIP(address: addressEntry, port: l4.destinationPort, ipProtocol: net.ipProtocol)
-        if vip < 0 { return .dropNoService }
+        if vip < 0 { return Worker.classifyUnserved(&packet, net, port: port, snapshot: snapshot) }
 
         let tuple = FiveTuple(
             source: net.source, destination: net.destination, sourcePort: l4.sourcePort,
             destinationPort: l4.destinationPort, ipProtocol: net.ipProtocol)
         out.initialize(to: Classified(net, tuple: tuple, hash: FlowHash.hash(tuple), vip: vip))
         return nil
+    }
+
+    /// Stage 1 for what no VIP serves, in the order of the diagram at the top: the host's traffic,
+    /// drops, and echo requests to answer. Static and out of line: the worker's state stays put.
+    @inlinable @inline(never)
+    static func classifyUnserved(
+        _ packet: inout Packet, _ net: borrowing NetworkHeader, port: borrowing PortContext, snapshot: borrowing ForwardingSnapshot
+    ) -> Outcome {
+        if !snapshot.isVIPAddress(net.destination) { return .host }
+        if net.isFragment { return .dropFragment }
+        var l4 = TransportHeader()
+        if Parser.parseTransport(UnsafeRawPointer(packet.data), net, into: &l4) != .ok { return .dropMalformed }
+        let isV6 = net.isV6
+        let ipProtocol = net.ipProtocol
+        if ipProtocol == IPProtocol.icmp || ipProtocol == IPProtocol.icmpv6 {
+            if l4.icmpType == (isV6 ? 128 : 8) { return replyToEcho(&packet, net, port: port) }
+            // Neighbour discovery (router/neighbour solicitation and advertisement, redirect) is
+            // the host's business even when it names a VIP address.
+            if isV6 && (133...137).contains(l4.icmpType) { return .host }
+            return .dropICMPUnsupported
+        }
+        return .dropNoService
     }
 
     /// Stage 2: flow table or Maglev, then encapsulation.
@@ -197,69 +217,41 @@ public struct Worker: ~Copyable {
     }
 
     /// Puts the outer IP header (and UDP + GUE for GUE VIPs) and a new Ethernet header in front of
-    /// the IP packet. Link-layer padding and any VLAN tag of the received frame are left behind.
+    /// the IP packet, from the backend's prepared template. Link-layer padding and any VLAN tag of
+    /// the received frame are left behind.
     @inlinable @inline(__always)
     func encapsulate(
         _ packet: inout Packet, _ c: UnsafePointer<Classified>, backend: Int, snapshot: borrowing ForwardingSnapshot
     ) -> Outcome {
-        let record = snapshot.vips[Int(c.pointee.vip)]
-        let hash = c.pointee.hash
+        let template = snapshot.template(backend: backend)
+        let kind = EncapTemplate.kind(template)
         let ipLength = Int(c.pointee.ipLength)
         let l3Offset = Int(c.pointee.l3Offset)
-        let innerIsV6 = c.pointee.isV6
-        let destination = snapshot.backends[backend].address
-        let outerIP = destination.isV6 ? HeaderSize.ipv6 : HeaderSize.ipv4
-        let isGUE = record.encapsulation == .gue
-        let udpAndGUE = isGUE ? HeaderSize.udp + HeaderSize.gue : 0
-        let outerLength = ipLength &+ outerIP &+ udpAndGUE
-        if outerLength > port.mtu { return .dropTooBig }
-        let start = l3Offset &- outerIP &- udpAndGUE &- HeaderSize.ethernet
+        if ipLength &+ kind.headerLength > port.mtu { return .dropTooBig }
+        let o = l3Offset &- kind.headerLength
+        let start = o &- HeaderSize.ethernet
         if start < -packet.headroom { return .dropNoHeadroom }
 
         let p = packet.data
-        let innerProtocol = innerIsV6 ? IPProtocol.ipv6 : IPProtocol.ipip
-        var o = start &+ HeaderSize.ethernet
-        if destination.isV6 {
-            HeaderBuilder.writeIPv6(
-                p, at: o, trafficClass: c.pointee.trafficClass, flowLabel: UInt32(truncatingIfNeeded: hash >> 12),
-                payloadLength: outerLength &- HeaderSize.ipv6, nextHeader: isGUE ? IPProtocol.udp : innerProtocol,
-                source: snapshot.tunnelSourceV6, destination: destination)
-        } else {
-            // An inner IPv6 packet may not be fragmented on the way, so 6in4 sets DF; an inner IPv4
-            // packet without DF keeps its own identification, which is unique for its sender.
-            let dontFragment = innerIsV6 || c.pointee.dontFragment
-            let identification = dontFragment ? 0 : UnsafeRawPointer(p).be16(l3Offset &+ 4)
-            HeaderBuilder.writeIPv4(
-                p, at: o, tos: c.pointee.trafficClass, totalLength: outerLength, identification: identification,
-                dontFragment: dontFragment, ipProtocol: isGUE ? IPProtocol.udp : innerProtocol,
-                source: snapshot.tunnelSourceV4, destination: destination)
-        }
-        o &+= outerIP
-        if isGUE {
-            // Source port from the flow hash (49152-65535) so backends can spread flows over queues.
-            let sourcePort = 0xC000 | UInt16(truncatingIfNeeded: hash >> 50)
-            let udpLength = ipLength &+ udpAndGUE
-            HeaderBuilder.writeUDP(p, at: o, sourcePort: sourcePort, destinationPort: record.guePort, length: udpLength)
-            HeaderBuilder.writeGUE(p, at: o &+ HeaderSize.udp, innerProtocol: innerProtocol)
-            if destination.isV6 {
-                // IPv6 requires a UDP checksum (RFC 8200); Linux drops zero-checksum GUE over IPv6.
-                let checksum = HeaderBuilder.udpChecksumV6(
-                    UnsafeRawPointer(p), at: o, length: udpLength, source: snapshot.tunnelSourceV6, destination: destination)
-                p.storeBE16(checksum, at: o &+ 6)
-            }
-        }
+        // An inner IPv6 packet may not be fragmented on the way, so 6in4 sets DF; an inner IPv4
+        // packet without DF keeps its own identification, which is unique for its sender.
+        let dontFragment = c.pointee.isV6 || c.pointee.dontFragment
+        let identification = dontFragment ? 0 : UnsafeRawPointer(p).be16(l3Offset &+ 4)
+        EncapTemplate.apply(
+            template, kind: kind, to: p, at: o, innerLength: ipLength, trafficClass: c.pointee.trafficClass,
+            identification: identification, dontFragment: dontFragment, hash: c.pointee.hash)
         HeaderBuilder.writeEthernet(
             p, at: start, destination: port.gatewayMAC, source: port.mac,
-            etherType: destination.isV6 ? EtherType.ipv6 : EtherType.ipv4)
-        packet.reframe(start: start, length: outerLength &+ HeaderSize.ethernet)
+            etherType: kind.outerIsV6 ? EtherType.ipv6 : EtherType.ipv4)
+        packet.reframe(start: start, length: ipLength &+ kind.headerLength &+ HeaderSize.ethernet)
         return .forwarded
     }
 
     /// Turns an ICMP or ICMPv6 echo request into the echo reply in place: addresses swapped, TTL or
     /// hop limit 64, type 0 or 129, checksums computed afresh (an incremental update cannot tell an
     /// all-zero message's checksum 0xFFFF from 0x0000); sent back to the gateway.
-    @inlinable @inline(__always)
-    func replyToEcho(_ packet: inout Packet, _ net: NetworkHeader) -> Outcome {
+    @inlinable
+    static func replyToEcho(_ packet: inout Packet, _ net: borrowing NetworkHeader, port: borrowing PortContext) -> Outcome {
         let p = packet.data
         let l3 = net.l3Offset
         let l4 = net.l4Offset

@@ -83,3 +83,126 @@ public enum HeaderBuilder {
         return c == 0 ? 0xFFFF : c
     }
 }
+
+/// The outer headers toward one backend, prepared once per snapshot so a packet only copies them
+/// and fills in what changes per packet (lengths, TOS or traffic class, identification and DF,
+/// flow label, UDP source port, checksums). A template is a 64-byte block: the header bytes from
+/// offset 0 (IPv4 20, IPv4+UDP+GUE 32, IPv6 40, IPv6+UDP+GUE 52), its `Kind` at byte 56, and at
+/// byte 60 the folded ones'-complement sum of the constant words: of the IPv4 header, or of the
+/// IPv6 pseudo-header's addresses and next header for the UDP checksum of GUE over IPv6.
+public enum EncapTemplate {
+    public static let size = 64
+    @usableFromInline static let kindOffset = 56
+    @usableFromInline static let seedOffset = 60
+
+    public enum Kind: UInt8, Sendable {
+        case ipv4, ipv4GUE, ipv6, ipv6GUE
+
+        /// Bytes the template puts in front of the inner packet (Ethernet not included).
+        @inlinable @inline(__always) public var headerLength: Int {
+            switch self {
+            case .ipv4: HeaderSize.ipv4
+            case .ipv4GUE: HeaderSize.ipv4 + HeaderSize.udp + HeaderSize.gue
+            case .ipv6: HeaderSize.ipv6
+            case .ipv6GUE: HeaderSize.ipv6 + HeaderSize.udp + HeaderSize.gue
+            }
+        }
+
+        @inlinable @inline(__always) public var outerIsV6: Bool { rawValue >= Kind.ipv6.rawValue }
+    }
+
+    /// Writes the template for packets to `destination` into the 64 bytes at `t`. `source` must be
+    /// of the same family as `destination`; `guePort` nil means IP in IP.
+    public static func prepare(
+        at t: UnsafeMutableRawPointer, source: IPAddress, destination: IPAddress, innerIsV6: Bool, guePort: UInt16?
+    ) {
+        t.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        let innerProtocol = innerIsV6 ? IPProtocol.ipv6 : IPProtocol.ipip
+        let outerProtocol = guePort == nil ? innerProtocol : IPProtocol.udp
+        let kind: Kind
+        var seed: UInt64
+        if destination.isV6 {
+            kind = guePort == nil ? .ipv6 : .ipv6GUE
+            HeaderBuilder.writeIPv6(
+                t, at: 0, trafficClass: 0, flowLabel: 0, payloadLength: 0, nextHeader: outerProtocol, source: source,
+                destination: destination)
+            seed = Checksum.sum(of: source) &+ Checksum.sum(of: destination) &+ UInt64(IPProtocol.udp)
+        } else {
+            kind = guePort == nil ? .ipv4 : .ipv4GUE
+            HeaderBuilder.writeIPv4(
+                t, at: 0, tos: 0, totalLength: 0, identification: 0, dontFragment: false, ipProtocol: outerProtocol,
+                source: source, destination: destination)
+            t.storeBE16(0, at: 10)
+            seed = Checksum.add(UnsafeRawPointer(t), length: HeaderSize.ipv4)
+        }
+        if let guePort {
+            let udp = destination.isV6 ? HeaderSize.ipv6 : HeaderSize.ipv4
+            HeaderBuilder.writeUDP(t, at: udp, sourcePort: 0, destinationPort: guePort, length: 0)
+            HeaderBuilder.writeGUE(t, at: udp + HeaderSize.udp, innerProtocol: innerProtocol)
+            // The GUE header is constant, so it belongs in the UDP checksum's seed too.
+            if destination.isV6 { seed &+= Checksum.add(UnsafeRawPointer(t) + udp + HeaderSize.udp, length: HeaderSize.gue) }
+        }
+        t.storeBytes(of: kind.rawValue, toByteOffset: kindOffset, as: UInt8.self)
+        t.storeBytes(of: UInt32(Checksum.fold(seed)), toByteOffset: seedOffset, as: UInt32.self)
+    }
+
+    @inlinable @inline(__always)
+    public static func kind(_ t: UnsafeRawPointer) -> Kind {
+        Kind(rawValue: t.load(fromByteOffset: kindOffset, as: UInt8.self)).unsafelyUnwrapped
+    }
+
+    /// Puts the template's headers at `o`, in front of the `innerLength`-byte inner packet that
+    /// follows, and fills in the per-packet fields. `hash` is the flow hash (UDP source port and
+    /// IPv6 flow label come from it, so a flow keeps one outer 5-tuple). An IPv4 outer header gets
+    /// `identification` and DF as given; IPv6 needs neither.
+    @inlinable @inline(__always)
+    public static func apply(
+        _ t: UnsafeRawPointer, kind: Kind, to p: UnsafeMutableRawPointer, at o: Int, innerLength: Int, trafficClass: UInt8,
+        identification: UInt16, dontFragment: Bool, hash: UInt64
+    ) {
+        let seed = UInt64(t.load(fromByteOffset: seedOffset, as: UInt32.self))
+        let outerLength = innerLength &+ kind.headerLength
+        let sourcePort = 0xC000 | UInt16(truncatingIfNeeded: hash >> 50)
+        switch kind {
+        case .ipv4, .ipv4GUE:
+            if kind == .ipv4 {
+                (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv4)
+            } else {
+                (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv4 + HeaderSize.udp + HeaderSize.gue)
+                let udpLength = UInt16(truncatingIfNeeded: outerLength &- HeaderSize.ipv4)
+                p.storeBE16(sourcePort, at: o &+ HeaderSize.ipv4)
+                p.storeBE16(udpLength, at: o &+ HeaderSize.ipv4 &+ 4)
+            }
+            let flags: UInt16 = dontFragment ? 0x4000 : 0
+            p.storeU8(trafficClass, at: o &+ 1)
+            p.storeBE16(UInt16(truncatingIfNeeded: outerLength), at: o &+ 2)
+            p.storeBE16(identification, at: o &+ 4)
+            p.storeBE16(flags, at: o &+ 6)
+            let sum = seed &+ UInt64(trafficClass) &+ UInt64(outerLength & 0xFFFF) &+ UInt64(identification) &+ UInt64(flags)
+            p.storeBE16(~Checksum.fold(sum), at: o &+ 10)
+        case .ipv6:
+            (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv6)
+            writeIPv6Variable(p, at: o, trafficClass: trafficClass, hash: hash, payloadLength: innerLength)
+        case .ipv6GUE:
+            (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv6 + HeaderSize.udp + HeaderSize.gue)
+            let udpLength = outerLength &- HeaderSize.ipv6
+            writeIPv6Variable(p, at: o, trafficClass: trafficClass, hash: hash, payloadLength: udpLength)
+            let u = o &+ HeaderSize.ipv6
+            p.storeBE16(sourcePort, at: u)
+            p.storeBE16(UInt16(truncatingIfNeeded: udpLength), at: u &+ 4)
+            // IPv6 requires a UDP checksum (RFC 8200); Linux drops zero-checksum GUE over IPv6. The
+            // seed holds the addresses, next header and GUE header; add the rest.
+            var sum = seed &+ UInt64(udpLength) &* 2 &+ UInt64(sourcePort) &+ UInt64(UnsafeRawPointer(p).be16(u &+ 2))
+            sum = Checksum.add(UnsafeRawPointer(p) + (u &+ HeaderSize.udp &+ HeaderSize.gue), length: innerLength, to: sum)
+            let c = ~Checksum.fold(sum)
+            p.storeBE16(c == 0 ? 0xFFFF : c, at: u &+ 6)
+        }
+    }
+
+    @inlinable @inline(__always)
+    static func writeIPv6Variable(_ p: UnsafeMutableRawPointer, at o: Int, trafficClass: UInt8, hash: UInt64, payloadLength: Int) {
+        let flowLabel = UInt32(truncatingIfNeeded: hash >> 12) & 0xF_FFFF
+        p.storeBE32(6 << 28 | UInt32(trafficClass) << 20 | flowLabel, at: o)
+        p.storeBE16(UInt16(truncatingIfNeeded: payloadLength), at: o &+ 4)
+    }
+}

@@ -1,28 +1,31 @@
 // The 5-tuple of a flow and the fixed hash every Tern node computes from it.
 
-/// Source and destination address and port and the IP protocol of a packet.
+/// Source and destination address and port and the IP protocol of a packet, held as the five
+/// 64-bit words the flow hash and the flow table use (no padding, no per-address family flag).
 public struct FiveTuple: Hashable, Sendable {
-    public var source: IPAddress
-    public var destination: IPAddress
-    public var sourcePort: UInt16
-    public var destinationPort: UInt16
-    public var ipProtocol: UInt8
+    public var sourceHigh: UInt64
+    public var sourceLow: UInt64
+    public var destinationHigh: UInt64
+    public var destinationLow: UInt64
+    /// Source port << 48 | destination port << 32 | protocol << 8 | 4 or 6 (the address family).
+    public var portsAndProtocol: UInt64
 
-    @inlinable
-    public init(source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16, ipProtocol: UInt8) {
-        self.source = source
-        self.destination = destination
-        self.sourcePort = sourcePort
-        self.destinationPort = destinationPort
-        self.ipProtocol = ipProtocol
-    }
-
-    /// Ports, protocol and address family packed in one word (for hashing and flow-table keys).
     @inlinable @inline(__always)
-    public var portsAndProtocol: UInt64 {
-        UInt64(sourcePort) << 48 | UInt64(destinationPort) << 32 | UInt64(ipProtocol) << 8
+    public init(source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16, ipProtocol: UInt8) {
+        sourceHigh = source.high
+        sourceLow = source.low
+        destinationHigh = destination.high
+        destinationLow = destination.low
+        portsAndProtocol = UInt64(sourcePort) << 48 | UInt64(destinationPort) << 32 | UInt64(ipProtocol) << 8
             | (source.isV6 ? 6 : 4)
     }
+
+    @inlinable public var isV6: Bool { portsAndProtocol & 0xFF == 6 }
+    @inlinable public var source: IPAddress { IPAddress(high: sourceHigh, low: sourceLow, isV6: isV6) }
+    @inlinable public var destination: IPAddress { IPAddress(high: destinationHigh, low: destinationLow, isV6: isV6) }
+    @inlinable public var sourcePort: UInt16 { UInt16(truncatingIfNeeded: portsAndProtocol >> 48) }
+    @inlinable public var destinationPort: UInt16 { UInt16(truncatingIfNeeded: portsAndProtocol >> 32) }
+    @inlinable public var ipProtocol: UInt8 { UInt8(truncatingIfNeeded: portsAndProtocol >> 8) }
 }
 
 /// The flow hash. It must be the same on every node and in every run, because every node behind an
@@ -52,10 +55,10 @@ public enum FlowHash {
     @inlinable @inline(__always)
     public static func hash(_ t: FiveTuple) -> UInt64 {
         var h: UInt64 = 0x243F_6A88_85A3_08D3
-        h = step(h, t.source.high)
-        h = step(h, t.source.low)
-        h = step(h, t.destination.high)
-        h = step(h, t.destination.low)
+        h = step(h, t.sourceHigh)
+        h = step(h, t.sourceLow)
+        h = step(h, t.destinationHigh)
+        h = step(h, t.destinationLow)
         h = step(h, t.portsAndProtocol)
         return mix(h)
     }

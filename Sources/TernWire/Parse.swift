@@ -72,7 +72,7 @@ public enum Parser {
 
     /// Parses Ethernet (one optional 802.1Q tag) and the IPv4 or IPv6 header, walking IPv6
     /// hop-by-hop, routing and destination-options headers and noting a fragment header.
-    @inlinable
+    @inlinable @inline(__always)
     public static func parseNetwork(_ p: UnsafeRawPointer, length: Int, into h: inout NetworkHeader) -> ParseStatus {
         guard length >= 14 else { return .malformed }
         var etherType = p.be16(12)
@@ -92,7 +92,7 @@ public enum Parser {
         return .notIP
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     static func parseIPv4(_ p: UnsafeRawPointer, length: Int, l3: Int, into h: inout NetworkHeader) -> ParseStatus {
         guard length - l3 >= 20 else { return .malformed }
         let versionIHL = p.u8(l3)
@@ -113,7 +113,7 @@ public enum Parser {
         return .ok
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     static func parseIPv6(_ p: UnsafeRawPointer, length: Int, l3: Int, into h: inout NetworkHeader) -> ParseStatus {
         guard length - l3 >= 40 else { return .malformed }
         let word0 = p.be32(l3)
@@ -153,7 +153,7 @@ public enum Parser {
 
     /// Parses the TCP, UDP, ICMP or ICMPv6 header at `h.l4Offset`. Other protocols return `.ok`
     /// with zero ports. Do not call it for fragments: only a first fragment holds the header.
-    @inlinable
+    @inlinable @inline(__always)
     public static func parseTransport(_ p: UnsafeRawPointer, _ h: borrowing NetworkHeader, into t: inout TransportHeader)
         -> ParseStatus
     {

@@ -11,6 +11,13 @@ func service(_ address: String, _ port: UInt16, _ proto: UInt8 = IPProtocol.tcp,
         backends: backends.map { (IPAddress($0)!, 100) })
 }
 
+/// The VIP `s` picks for a destination (a plain function: `#expect` cannot capture a ~Copyable snapshot).
+func lookup(_ s: borrowing ForwardingSnapshot, _ address: String, _ port: UInt16, _ proto: UInt8 = IPProtocol.tcp) -> Int {
+    s.findVIP(address: IPAddress(address)!, port: port, ipProtocol: proto)
+}
+
+func isVIPAddress(_ s: borrowing ForwardingSnapshot, _ address: IPAddress) -> Bool { s.isVIPAddress(address) }
+
 @Suite struct SnapshotTests {
     @Test func findsExactVIPsBeforeAnyPortVIPs() {
         let spec = SnapshotSpec(
@@ -20,20 +27,31 @@ func service(_ address: String, _ port: UInt16, _ proto: UInt8 = IPProtocol.tcp,
             ],
             tableSize: 7, tunnelSourceV4: IPAddress("10.0.0.1"), tunnelSourceV6: nil)
         let s = ForwardingSnapshot(spec, generation: 1)
-        let a = s.addresses.find(IPAddress("192.0.2.10")!)
-        #expect(a >= 0)
-        #expect(s.findVIP(address: a, port: 80, ipProtocol: IPProtocol.tcp) == 0)
-        #expect(s.findVIP(address: a, port: 81, ipProtocol: IPProtocol.tcp) == 1)
-        #expect(s.findVIP(address: a, port: 80, ipProtocol: IPProtocol.udp) == 2)
-        #expect(s.findVIP(address: a, port: 80, ipProtocol: 47) == -1)
-        let v6 = s.addresses.find(IPAddress("2001:db8::1")!)
-        #expect(s.findVIP(address: v6, port: 443, ipProtocol: IPProtocol.tcp) == 3)
-        #expect(s.findVIP(address: v6, port: 80, ipProtocol: IPProtocol.tcp) == -1)
-        let dns = s.addresses.find(IPAddress("192.0.2.11")!)
-        #expect(s.findVIP(address: dns, port: 53, ipProtocol: IPProtocol.tcp) == -1)
-        #expect(s.addresses.find(IPAddress("192.0.2.12")!) == -1)
+        #expect(isVIPAddress(s, IPAddress("192.0.2.10")!) == true)
+        #expect(lookup(s, "192.0.2.10", 80) == 0)
+        #expect(lookup(s, "192.0.2.10", 81) == 1)
+        #expect(lookup(s, "192.0.2.10", 80, IPProtocol.udp) == 2)
+        #expect(lookup(s, "192.0.2.10", 80, 47) == -1)
+        #expect(lookup(s, "2001:db8::1", 443) == 3)
+        #expect(lookup(s, "2001:db8::1", 80) == -1)
+        #expect(isVIPAddress(s, IPAddress("192.0.2.11")!) == true)
+        #expect(lookup(s, "192.0.2.11", 53) == -1)
+        #expect(isVIPAddress(s, IPAddress("192.0.2.12")!) == false)
+        #expect(lookup(s, "192.0.2.12", 80) == -1)
         // An IPv4 address and the IPv6 address with the same low bits are different VIPs.
-        #expect(s.addresses.find(IPAddress(high: 0, low: 0xC000_020A, isV6: true)) == -1)
+        let lookalike = IPAddress(high: 0, low: 0xC000_020A, isV6: true)
+        #expect(isVIPAddress(s, lookalike) == false)
+        #expect(lookup(s, lookalike.description, 80) == -1)
+    }
+
+    @Test func anyPortVIPsAloneServeEveryPort() {
+        let spec = SnapshotSpec(
+            services: [service("192.0.2.10", 0), service("192.0.2.10", 0, IPProtocol.udp)],
+            tableSize: 7, tunnelSourceV4: IPAddress("10.0.0.1"), tunnelSourceV6: nil)
+        let s = ForwardingSnapshot(spec, generation: 1)
+        #expect(lookup(s, "192.0.2.10", 443) == 0)
+        #expect(lookup(s, "192.0.2.10", 0, IPProtocol.udp) == 1)
+        #expect(lookup(s, "192.0.2.10", 443, IPProtocol.icmp) == -1)
     }
 
     @Test func keepsEachVIPsBackendsInAddressOrder() {
@@ -49,7 +67,6 @@ func service(_ address: String, _ port: UInt16, _ proto: UInt8 = IPProtocol.tcp,
     @Test func manyVIPsOnOneAddressAllResolve() {
         let services = (1...500).map { service("192.0.2.10", UInt16($0)) }
         let s = ForwardingSnapshot(SnapshotSpec(services: services, tableSize: 7, tunnelSourceV4: nil, tunnelSourceV6: nil), generation: 1)
-        let a = s.addresses.find(IPAddress("192.0.2.10")!)
-        for p in 1...500 { #expect(s.findVIP(address: a, port: UInt16(p), ipProtocol: IPProtocol.tcp) == p - 1) }
+        for p in 1...500 { #expect(lookup(s, "192.0.2.10", UInt16(p)) == p - 1) }
     }
 }

@@ -1,2 +1,2 @@
 // Header-only module; SwiftPM needs one source file per C target.
-#include "cprefetch.h"
+#include "cfastpath.h"
