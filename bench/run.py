@@ -66,7 +66,7 @@ def instructions_per_packet(scenario, packets_per_pass, tmp):
 
 def short_name(symbol):
     """parseNetwork from $s8TernWire6ParserO12parseNetwork_..., or the symbol itself."""
-    m = re.search(r"[A-Z]\d+([a-z][A-Za-z]*?)_", symbol)
+    m = re.search(r"[A-Z]\d+([a-z][A-Za-z]*?)(?:_|\d)", symbol)
     return m.group(1) if m else symbol
 
 
