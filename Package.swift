@@ -33,7 +33,7 @@ let package = Package(
     targets: [
         .target(name: "TernWire", swiftSettings: strict),
         .target(name: "TernBalancing", dependencies: ["TernWire", "CFastPath"], swiftSettings: strict),
-        .target(name: "TernDataplane", dependencies: ["TernWire", "TernBalancing", "CFastPath"], swiftSettings: strict),
+        .target(name: "TernDataplane", dependencies: ["TernWire", "TernBalancing"], swiftSettings: strict),
         .target(
             name: "TernControl",
             dependencies: ["TernWire", "TernBalancing", .product(name: "TOMLKit", package: "TOMLKit")],

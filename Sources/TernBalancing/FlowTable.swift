@@ -152,8 +152,8 @@ public struct FlowTable: ~Copyable {
         return false
     }
 
-    /// Where a new flow goes: the first never-used or idled-out way, else the least recently seen
-    /// (`evicts`).
+    /// Where a new flow goes: a never-used way, else the first idled-out one, else the least
+    /// recently seen (`evicts`).
     @inlinable @inline(__always)
     func replacementWay(_ m: UnsafeMutableRawPointer, now: UInt32) -> (way: Int, evicts: Bool) {
         let unused = tern_match_u16x8(m, 0)

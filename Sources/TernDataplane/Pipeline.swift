@@ -27,7 +27,6 @@
 // Nothing here allocates, retains, locks or calls through an existential: the snapshot is borrowed,
 // per-worker state is a ~Copyable struct, and everything is inlined into the caller's loop.
 
-import CFastPath
 import TernBalancing
 import TernWire
 

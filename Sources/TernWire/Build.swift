@@ -69,19 +69,6 @@ public enum HeaderBuilder {
         p.storeBE16(UInt16(innerProtocol), at: o)
         p.storeBE16(0, at: o + 2)
     }
-
-    /// The UDP checksum over IPv6 (RFC 8200 8.1) of the `length` bytes at `o` (the UDP header with
-    /// its checksum field zero, then the payload).
-    @inlinable
-    public static func udpChecksumV6(_ p: UnsafeRawPointer, at o: Int, length: Int, source: IPAddress, destination: IPAddress)
-        -> UInt16
-    {
-        var sum = Checksum.sum(of: source) &+ Checksum.sum(of: destination)
-        sum &+= UInt64(length) &+ UInt64(IPProtocol.udp)
-        sum = Checksum.add(p + o, length: length, to: sum)
-        let c = Checksum.finish(sum)
-        return c == 0 ? 0xFFFF : c
-    }
 }
 
 /// The outer headers toward one backend, prepared once per snapshot so a packet only copies them
@@ -89,7 +76,8 @@ public enum HeaderBuilder {
 /// flow label, UDP source port, checksums). A template is a 64-byte block: the header bytes from
 /// offset 0 (IPv4 20, IPv4+UDP+GUE 32, IPv6 40, IPv6+UDP+GUE 52), its `Kind` at byte 56, and at
 /// byte 60 the folded ones'-complement sum of the constant words: of the IPv4 header, or of the
-/// IPv6 pseudo-header's addresses and next header for the UDP checksum of GUE over IPv6.
+/// IPv6 pseudo-header's addresses and next header plus the GUE header, for the UDP checksum of
+/// GUE over IPv6.
 public enum EncapTemplate {
     public static let size = 64
     @usableFromInline static let kindOffset = 56
