@@ -6,7 +6,7 @@ CONFIG      ?= configs/example.toml
 OUT         ?= out
 FUZZ_SECONDS ?= 30
 
-.PHONY: all build release run test unit-test outside-test config-test ternd-test tsan-test fuzz fuzz-build bench bench-build bench-quick clean
+.PHONY: all build release run test unit-test outside-test config-test ternd-test netns-test tsan-test fuzz fuzz-build bench bench-build bench-quick clean
 
 all: build
 
@@ -31,7 +31,7 @@ run: release
 	@echo "--- what ternd transmitted, as tshark decodes it (first 12 frames; outer header first):"
 	@$(PYTHON) Tests/outside/tshark_view.py $(OUT)/demo-out.pcap 12
 
-test: unit-test config-test outside-test ternd-test tsan-test fuzz bench-quick
+test: unit-test config-test outside-test ternd-test netns-test tsan-test fuzz bench-quick
 
 unit-test:
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
@@ -50,6 +50,12 @@ outside-test: release
 # ternd over net_pcap: same bytes as simulate, two workers, reload under load, start-up errors.
 ternd-test: build
 	$(PYTHON) Tests/outside/test_ternd.py .build/debug/ternd .build/debug/ternctl
+
+# Real clients and servers in network namespaces talk through ternd (net_af_packet on veth): TCP,
+# UDP and ping over every encapsulation, backends decapsulating with XDP and answering directly
+# (DSR), connections moved between two ternd nodes mid-flow, a drain on reload.
+netns-test: build
+	$(PYTHON) Tests/outside/test_netns.py .build/debug/ternd
 
 # The snapshot cell (QSBR) under ThreadSanitizer: concurrent readers and a publishing writer.
 tsan-test:

@@ -1,0 +1,392 @@
+#!/usr/bin/python3
+"""Real clients and servers talk through ternd across network namespaces (L3 DSR end to end).
+
+    client ── router ─┬─ lb1 (ternd on net_af_packet)      backends decapsulate with xdp_decap.c,
+      (tn-cl)  (tn-rt) ├─ lb2 (ternd, the same config)     hold the VIPs on lo and answer the
+                       ├─ b1  (XDP decap, servers)          client directly through the router
+                       └─ b2  (XDP decap, servers)
+
+The router sends the VIP prefixes to an LB node; ternd (one-armed) tunnels each packet back to the
+router toward the chosen backend; the backend's kernel sees the inner packet and replies straight
+to the client. Checked from outside, with the kernel's own TCP/UDP/ICMP:
+1. TCP to an IPv4 VIP (4in4), an IPv6 VIP (6in6), an IPv4 VIP with IPv6 backends (4in6) and an
+   IPv6 VIP with IPv4 backends (6in4); UDP to a port-0 VIP over GUE. Every exchange is answered,
+   each connection by one backend, and the flows spread over both backends.
+2. A bulk transfer of full-size segments (1500-byte inner packets) arrives intact.
+3. ping and ping6 to VIP addresses are answered by ternd itself (verdict `replied`).
+4. Scale-out: open connections through lb1, move the VIP routes to lb2 (as ECMP does when a node
+   joins or leaves): every connection carries on, because lb2's Maglev table picks the same backend.
+5. Drain on reload: SIGHUP with b1 at weight 0: connections on b1 carry on, new ones go to b2.
+6. On SIGTERM: RX equals the sum of verdicts, nothing malformed, nothing refused by TX, mbufs 0.
+
+Needs root, iproute2, ethtool, ping, libbpf-dev and the clang that ships beside swift.
+Usage: test_netns.py PATH/TO/ternd   (or --serve NAME inside a backend namespace)
+"""
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_ternd  # noqa: E402  (check, eal arguments, EAL runtime clean-up)
+from test_ternd import check  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NS = {n: f"tn-{n}" for n in ("cl", "rt", "lb1", "lb2", "b1", "b2")}
+GUE_PORT = 6080
+UDP_PORT = 5353
+TCP_PORT = 80
+# Per link: (namespace, interface, IPv4/24 prefix, IPv6/64 prefix); the router is .1 / ::1 on each.
+LINKS = {"cl": ("cl", "10.99.1", "fd00:99:1::"), "lb1": ("lb1", "10.99.2", "fd00:99:2::"),
+         "lb2": ("lb2", "10.99.5", "fd00:99:5::"), "b1": ("b1", "10.99.3", "fd00:99:3::"),
+         "b2": ("b2", "10.99.4", "fd00:99:4::")}
+VIPS = {"4in4": ("192.0.2.10", "v4"), "6in6": ("2001:db8::10", "v6"), "4in6": ("192.0.2.30", "v6"),
+        "6in4": ("2001:db8::30", "v4"), "gue": ("192.0.2.20", "v4")}
+BACKENDS = {"b1": ("10.99.3.2", "fd00:99:3::2"), "b2": ("10.99.4.2", "fd00:99:4::2")}
+
+
+def sh(*args, ns=None, check_rc=True):
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(args)
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if check_rc and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {p.returncode}: {p.stderr.strip()}")
+    return p.stdout
+
+
+def teardown():
+    for name in NS.values():
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def build_xdp(tmp):
+    clang = shutil.which("clang", path="/opt/swift/usr/bin") or shutil.which("clang")
+    obj = os.path.join(tmp, "xdp_decap.o")
+    sh(clang, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c",
+       os.path.join(HERE, "xdp_decap.c"), "-o", obj)
+    return obj
+
+
+def mac_of(ns, ifname):
+    return json.loads(sh("ip", "-j", "link", "show", ifname, ns=ns))[0]["address"]
+
+
+def setup(xdp_obj):
+    for name in NS.values():
+        sh("ip", "netns", "add", name)
+        for key in ("net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad", "net.ipv4.conf.all.rp_filter",
+                    "net.ipv4.conf.default.rp_filter"):
+            sh("sysctl", "-qw", f"{key}=0", ns=name)
+        sh("ip", "link", "set", "lo", "up", ns=name)
+    rt = NS["rt"]
+    for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+        sh("sysctl", "-qw", f"{key}=1", ns=rt)
+    for link, (ns, v4, v6) in LINKS.items():
+        mtu = "1500" if link == "cl" else "1600"  # room for the outer headers toward backends
+        sh("ip", "link", "add", link, "netns", NS[ns], "mtu", mtu, "type", "veth", "peer", "name", f"rt-{link}",
+           "netns", rt, "mtu", mtu)
+        sh("ip", "addr", "add", f"{v4}.1/24", "dev", f"rt-{link}", ns=rt)
+        sh("ip", "addr", "add", f"{v6}1/64", "dev", f"rt-{link}", "nodad", ns=rt)
+        sh("ip", "link", "set", f"rt-{link}", "up", ns=rt)
+        sh("ip", "addr", "add", f"{v4}.2/24", "dev", link, ns=NS[ns])
+        sh("ip", "addr", "add", f"{v6}2/64", "dev", link, "nodad", ns=NS[ns])
+        sh("ip", "link", "set", link, "up", ns=NS[ns])
+        sh("ip", "route", "add", "default", "via", f"{v4}.1", ns=NS[ns])
+        sh("ip", "-6", "route", "add", "default", "via", f"{v6}1", ns=NS[ns])
+    # veth leaves TCP checksums to "offload"; AF_PACKET (ternd) would see them unfinished.
+    sh("ethtool", "-K", "cl", "tx", "off", ns=NS["cl"])
+    for b in ("b1", "b2"):
+        for address, _ in VIPS.values():
+            sh("ip", "addr", "add", f"{address}/{128 if ':' in address else 32}", "dev", "lo", ns=NS[b])
+        sh("ip", "link", "set", "dev", b, "xdpdrv", "obj", xdp_obj, "sec", "xdp", ns=NS[b])
+    route_vips_via("lb1")
+
+
+def route_vips_via(lb):
+    _, v4, v6 = LINKS[lb]
+    sh("ip", "route", "replace", "192.0.2.0/24", "via", f"{v4}.2", ns=NS["rt"])
+    sh("ip", "-6", "route", "replace", "2001:db8::/64", "via", f"{v6}2", ns=NS["rt"])
+
+
+def config_text(lb, drained=()):
+    _, v4, v6 = LINKS[lb]
+    text = (f'[node]\nname = "{lb}"\ntunnel_source_v4 = "{v4}.2"\ntunnel_source_v6 = "{v6}2"\n'
+            '[dataplane]\nflow_table_entries = 4096\n'
+            f'[[port]]\ndevice = "net_af_packet0"\ngateway_mac = "{mac_of(NS["rt"], "rt-" + lb)}"\nmtu = 1600\n'
+            '[maglev]\ntable_size = 1009\n')
+    for kind, (address, family) in VIPS.items():
+        udp = kind == "gue"
+        text += (f'[[vip]]\naddress = "{address}"\nport = {0 if udp else TCP_PORT}\nprotocol = "{"udp" if udp else "tcp"}"\n'
+                 + (f'encap = "gue"\ngue_port = {GUE_PORT}\n' if udp else ""))
+        for b, addresses in BACKENDS.items():
+            weight = 0 if b in drained else 100
+            text += f'[[vip.backend]]\naddress = "{addresses[0 if family == "v4" else 1]}"\nweight = {weight}\n'
+    return text
+
+
+class Node:
+    """ternd in an LB namespace, one-armed on net_af_packet over the veth toward the router."""
+
+    def __init__(self, ternd, lb, tmp):
+        self.lb, self.config = lb, os.path.join(tmp, f"{lb}.toml")
+        with open(self.config, "w") as f:
+            f.write(config_text(lb))
+        test_ternd.RUN += 1
+        eal = test_ternd.eal(f"tern-netns-{os.getpid()}-{lb}", f"net_af_packet0,iface={lb}")
+        self.cmd = ["ip", "netns", "exec", NS[lb], ternd, *eal, "--", "--config", self.config, "--idle-sleep-us", "200"]
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def reload(self, text):
+        with open(self.config, "w") as f:
+            f.write(text)
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = self.proc.communicate(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            test_ternd.remove_runtime_dirs(self.cmd)
+        check(self.proc.returncode == 0, f"{self.lb}: ternd exited {self.proc.returncode}: {err[-800:]}")
+        lines = out.strip().splitlines()
+        return (json.loads(lines[-1]) if lines else {}), err
+
+
+@contextlib.contextmanager
+def in_netns(name):
+    """Sockets made inside stay in that namespace; setns only moves this thread."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/thread-self/ns/net") as home, open(f"/var/run/netns/{name}") as target:
+        if libc.setns(target.fileno(), 0) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+        try:
+            yield
+        finally:
+            libc.setns(home.fileno(), 0)
+
+
+class Connection:
+    """One TCP connection from the client to a VIP; every exchange returns the answering backend."""
+
+    def __init__(self, address):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with in_netns(NS["cl"]):
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect((address, TCP_PORT))
+        self.file = self.sock.makefile("rwb")
+
+    def exchange(self, payload=b""):
+        self.file.write(f"{len(payload)}\n".encode() + payload)
+        self.file.flush()
+        name, size = self.file.readline().decode().split()
+        if int(size) != len(payload):
+            raise RuntimeError(f"{name} received {size} of {len(payload)} bytes")
+        return name
+
+    def close(self):
+        self.sock.close()
+
+
+def try_exchange(conn, payload=b""):
+    try:
+        return conn.exchange(payload)
+    except (OSError, RuntimeError, ValueError) as e:
+        return f"error: {e}"
+
+
+def udp_exchange(address, port):
+    with in_netns(NS["cl"]):
+        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        sock.settimeout(2)
+        sock.connect((address, port))
+        for _ in range(3):  # the first datagram may wait for the router's neighbour resolution
+            sock.send(b"query")
+            try:
+                return sock.recv(100).decode()
+            except socket.timeout:
+                continue
+    return "timeout"
+
+
+def test_protocols():
+    for kind, (address, _) in VIPS.items():
+        if kind == "gue":
+            answers = [udp_exchange(address, UDP_PORT + i) for i in range(16)]
+            spread = set(answers) == {"b1", "b2"}
+            check(spread, f"gue: UDP answers {answers}")
+            if spread:
+                print(f"ok: gue: 16 UDP flows to {address}:port-0 VIP answered by {sorted(set(answers))}", flush=True)
+            continue
+        conns, names, failed = [], [], len(test_ternd.FAILURES)
+        for _ in range(12):
+            try:
+                conn = Connection(address)
+            except OSError as e:
+                check(False, f"{kind}: connect to {address}: {e}")
+                break
+            conns.append(conn)
+            answers = {try_exchange(conn, b"x" * n) for n in (1, 100, 1000)}
+            check(len(answers) == 1 and answers <= {"b1", "b2"}, f"{kind}: one connection answered by {answers}")
+            names.append(answers.pop())
+        check(set(names) == {"b1", "b2"}, f"{kind}: connections answered by {names}")
+        for conn in conns:
+            conn.close()
+        if len(test_ternd.FAILURES) == failed:
+            print(f"ok: {kind}: {len(conns)} TCP connections to {address}, 3 exchanges each, spread over {sorted(set(names))}",
+                  flush=True)
+
+
+def test_bulk():
+    conn = Connection(VIPS["4in4"][0])
+    payload = bytes(range(256)) * 4096  # 1 MiB: full-size segments through the tunnel
+    name = try_exchange(conn, payload)
+    conn.close()
+    check(name in ("b1", "b2"), f"bulk: {name}")
+    print(f"ok: bulk: 1 MiB through the tunnel to {name} arrived whole", flush=True)
+
+
+def test_ping():
+    for address in ("192.0.2.10", "2001:db8::10"):
+        p = subprocess.run(["ip", "netns", "exec", NS["cl"], "ping", "-c", "3", "-i", "0.2", "-W", "2", address],
+                           capture_output=True, text=True)
+        check(p.returncode == 0 and " 0% packet loss" in p.stdout, f"ping {address}: {p.stdout[-300:]}")
+    print("ok: ping and ping6 to VIP addresses are answered", flush=True)
+
+
+def open_spread(address, count=16):
+    conns = [Connection(address) for _ in range(count)]
+    return conns, [try_exchange(c) for c in conns]
+
+
+def test_scale_out(ternd, tmp):
+    lb2 = Node(ternd, "lb2", tmp)
+    time.sleep(1.5)
+    conns, before = open_spread(VIPS["4in4"][0])
+    route_vips_via("lb2")
+    after = [try_exchange(c, b"y" * 500) for c in conns]
+    for c in conns:
+        c.close()
+    check(after == before and set(before) == {"b1", "b2"}, f"scale-out: backends before {before}, after the move {after}")
+    print(f"ok: scale-out: {len(conns)} connections moved from lb1 to lb2 mid-flow, each kept its backend", flush=True)
+    return lb2
+
+
+def test_drain(node):
+    conns, before = open_spread(VIPS["4in4"][0])
+    node.reload(config_text(node.lb, drained=("b1",)))
+    time.sleep(1.0)
+    after = [try_exchange(c) for c in conns]
+    fresh, names = open_spread(VIPS["4in4"][0], 8)
+    for c in conns + fresh:
+        c.close()
+    check(after == before and "b1" in before, f"drain: established connections before {before}, after {after}")
+    check(set(names) == {"b2"}, f"drain: new connections went to {names}")
+    print(f"ok: drain: after the reload {before.count('b1')} connections stayed on drained b1; new ones all to b2", flush=True)
+
+
+def check_counters(lb, stats, err):
+    if not stats:
+        check(False, f"{lb}: no final counters; stderr {err[-500:]}")
+        return
+    verdicts = stats["forwarded"] + stats["host"] + stats["replied"] + sum(stats["dropped"].values())
+    check(stats["rx"] == verdicts, f"{lb}: rx {stats['rx']} != sum of verdicts {verdicts}")
+    check(stats["forwarded"] > 0 and stats["tx_failed"] == 0 and stats["mbufs_in_use"] == 0, f"{lb}: {stats}")
+    check(sum(stats["dropped"].values()) == 0, f"{lb}: dropped {stats['dropped']}")
+    print(f"ok: {lb}: rx {stats['rx']} = forwarded {stats['forwarded']} + host {stats['host']} + replied "
+          f"{stats['replied']} + dropped {sum(stats['dropped'].values())}; tx_failed 0, mbufs in use 0", flush=True)
+
+
+def serve(name):
+    """Backend servers: TCP on every address (length-prefixed echo of sizes), UDP per VIP address
+    (bound to it, so the reply's source is the VIP)."""
+    def tcp_client(conn):
+        with conn, conn.makefile("rwb") as f:
+            while line := f.readline():
+                size = int(line)
+                got = len(f.read(size)) if size else 0
+                f.write(f"{name} {got}\n".encode())
+                f.flush()
+
+    def tcp_server():
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("::", TCP_PORT))
+        s.listen(64)
+        while True:
+            conn, _ = s.accept()
+            threading.Thread(target=tcp_client, args=(conn,), daemon=True).start()
+
+    def udp_server(address, port):
+        s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((address, port))
+        while True:
+            _, peer = s.recvfrom(2048)
+            s.sendto(name.encode(), peer)
+
+    threading.Thread(target=tcp_server, daemon=True).start()
+    for port in range(UDP_PORT, UDP_PORT + 16):
+        threading.Thread(target=udp_server, args=(VIPS["gue"][0], port), daemon=True).start()
+    print("ready", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+def main(ternd):
+    tmp = tempfile.mkdtemp(prefix="tern-netns-")
+    teardown()
+    servers, nodes = [], {}
+    try:
+        setup(build_xdp(tmp))
+        for b in ("b1", "b2"):
+            p = subprocess.Popen(["ip", "netns", "exec", NS[b], sys.executable, os.path.abspath(__file__), "--serve", b],
+                                 stdout=subprocess.PIPE, text=True)
+            servers.append(p)
+            check(p.stdout.readline().strip() == "ready", f"{b}: servers did not start")
+        nodes["lb1"] = Node(ternd, "lb1", tmp)
+        time.sleep(1.5)  # EAL start-up
+        test_protocols()
+        test_bulk()
+        test_ping()
+        nodes["lb2"] = test_scale_out(ternd, tmp)
+        test_drain(nodes["lb2"])
+        for lb, node in nodes.items():
+            stats, err = node.stop()
+            check_counters(lb, stats, err)
+            if lb == "lb1":
+                check(stats.get("replied") == 6, f"lb1: replied {stats.get('replied')}, expected the 6 echo requests")
+            if lb == "lb2":
+                check(stats.get("reloads") == {"ok": 1, "failed": 0} and "reload ok:" in err, f"lb2: reloads {stats.get('reloads')}")
+    finally:
+        for node in nodes.values():
+            if node.proc.poll() is None:
+                node.proc.kill()
+                test_ternd.remove_runtime_dirs(node.cmd)
+        for p in servers:
+            p.kill()
+        teardown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if test_ternd.FAILURES:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--serve":
+        serve(sys.argv[2])
+    else:
+        main(sys.argv[1])
