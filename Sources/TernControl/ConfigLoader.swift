@@ -183,10 +183,14 @@ struct Validator {
         return value
     }
 
+    /// Every address in the config is a VIP, a backend or a tunnel source: all must be unicast.
     mutating func address(_ text: String, _ path: String) -> IPAddress? {
         guard let a = IPAddress(text) else {
             fail(path, "not an IPv4 or IPv6 address: \"\(text)\"")
             return nil
+        }
+        if let reason = a.notUnicastReason {
+            fail(path, "must be a unicast address; \(a) is \(reason)")
         }
         return a
     }
@@ -195,6 +199,9 @@ struct Validator {
         guard let m = MACAddress(text) else {
             fail(path, "not a MAC address (aa:bb:cc:dd:ee:ff): \"\(text)\"")
             return nil
+        }
+        if let reason = m.notUnicastReason {
+            fail(path, "must be a unicast MAC address; \(m) is \(reason)")
         }
         return m
     }

@@ -51,6 +51,29 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
             + (0..<8).map { UInt8(truncatingIfNeeded: low >> (56 - 8 * $0)) }
     }
 
+    /// Why a packet could not be tunnelled to or accepted for this address, or nil when it is an
+    /// ordinary unicast address: unspecified, loopback, multicast, link-local, IPv4 broadcast or
+    /// the reserved 240/4 block.
+    public var notUnicastReason: String? {
+        if isV6 {
+            if high == 0 && low == 0 { return "the unspecified address" }
+            if high == 0 && low == 1 { return "the loopback address" }
+            if high >> 56 == 0xFF { return "a multicast address" }
+            if high >> 54 == 0xFE80 >> 6 { return "a link-local address" }
+            if high == 0 && low >> 32 == 0xFFFF { return "an IPv4-mapped address (write the IPv4 address)" }
+            return nil
+        }
+        let a = v4Value
+        if a == 0 { return "the unspecified address" }
+        if a >> 24 == 127 { return "a loopback address" }
+        if a == 0xFFFF_FFFF { return "the broadcast address" }
+        if a >> 28 == 0xE { return "a multicast address" }
+        if a >> 28 == 0xF { return "a reserved (240/4) address" }
+        if a >> 16 == 0xA9FE { return "a link-local address" }
+        if a >> 24 == 0 { return "in 0.0.0.0/8 (\"this network\")" }
+        return nil
+    }
+
     public static func < (a: IPAddress, b: IPAddress) -> Bool {
         (a.isV6 ? 1 : 0, a.high, a.low) < (b.isV6 ? 1 : 0, b.high, b.low)
     }
@@ -170,6 +193,13 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
             v = v << 8 | b
         }
         self.init(value: v)
+    }
+
+    /// Why frames could not be sent to or from this address, or nil for an ordinary unicast MAC.
+    public var notUnicastReason: String? {
+        if value == 0 { return "the all-zero address" }
+        if value >> 40 & 1 == 1 { return value == 0xFFFF_FFFF_FFFF ? "the broadcast address" : "a multicast address" }
+        return nil
     }
 
     @inlinable @inline(__always)

@@ -68,4 +68,23 @@ func pton(_ s: String, v6: Bool) -> [UInt8]? {
         #expect(MACAddress("02:00:00:00:00:0g") == nil)
         #expect(MACAddress("02:00:00:00:00:001") == nil)
     }
+
+    @Test func onlyOrdinaryUnicastAddressesCanBeEndpoints() {
+        for text in ["192.0.2.10", "10.1.0.1", "1.1.1.1", "223.255.255.254", "2001:db8::10", "fc00::1", "::2"] {
+            #expect(IPAddress(text)?.notUnicastReason == nil, "\(text)")
+        }
+        for (text, reason) in [
+            ("0.0.0.0", "unspecified"), ("0.1.2.3", "this network"), ("127.0.0.2", "loopback"), ("224.0.0.5", "multicast"),
+            ("239.1.1.1", "multicast"), ("240.0.0.1", "reserved"), ("255.255.255.255", "broadcast"),
+            ("169.254.1.1", "link-local"), ("::", "unspecified"), ("::1", "loopback"), ("ff02::1", "multicast"),
+            ("fe80::1", "link-local"), ("febf::1", "link-local"), ("::ffff:10.0.0.1", "IPv4-mapped"),
+        ] {
+            #expect(IPAddress(text)?.notUnicastReason?.contains(reason) == true, "\(text)")
+        }
+        #expect(IPAddress("fec0::1")?.notUnicastReason == nil)
+        #expect(MACAddress("02:00:00:00:00:01")?.notUnicastReason == nil)
+        #expect(MACAddress("00:00:00:00:00:00")?.notUnicastReason == "the all-zero address")
+        #expect(MACAddress("ff:ff:ff:ff:ff:ff")?.notUnicastReason == "the broadcast address")
+        #expect(MACAddress("33:33:00:00:00:01")?.notUnicastReason == "a multicast address")
+    }
 }
