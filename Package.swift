@@ -33,7 +33,7 @@ let package = Package(
     targets: [
         .target(name: "TernWire", swiftSettings: strict),
         .target(name: "TernBalancing", dependencies: ["TernWire", "CFastPath"], swiftSettings: strict),
-        .target(name: "TernDataplane", dependencies: ["TernWire", "TernBalancing"], swiftSettings: strict),
+        .target(name: "TernDataplane", dependencies: ["TernWire", "TernBalancing", "CFastPath"], swiftSettings: strict),
         .target(
             name: "TernControl",
             dependencies: ["TernWire", "TernBalancing", .product(name: "TOMLKit", package: "TOMLKit")],
@@ -42,8 +42,9 @@ let package = Package(
         .target(
             name: "CDPDK", path: "CShims/CDPDK", cSettings: [.unsafeFlags(dpdkCFlags + ["-Wall", "-Werror"])],
             linkerSettings: dpdkLibraries),
-        // Prefetch hints and a SIMD tag compare for the packet path (not DPDK; header-only).
-        .target(name: "CFastPath", path: "CShims/CFastPath", cSettings: [.unsafeFlags(["-Wall", "-Werror"])]),
+        // Prefetch hints, a SIMD tag compare and huge-page table memory for the packet path (not
+        // DPDK). DWARF 4: Debian's valgrind (bench/run.py's callgrind) cannot read clang's DWARF 5.
+        .target(name: "CFastPath", path: "CShims/CFastPath", cSettings: [.unsafeFlags(["-Wall", "-Werror", "-gdwarf-4"])]),
         .target(
             name: "TernDPDK", dependencies: ["CDPDK", "TernWire", "TernBalancing", "TernDataplane"], swiftSettings: dpdkSwift),
         .target(name: "TernTelemetry", dependencies: ["TernBalancing", "TernDataplane"], swiftSettings: strict),
@@ -71,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "TernBench",
             dependencies: [
-                "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernTestSupport",
+                "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernTestSupport", "CFastPath",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "bench/TernBench", swiftSettings: dpdkSwift),

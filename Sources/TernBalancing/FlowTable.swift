@@ -105,18 +105,24 @@ public struct FlowTable: ~Copyable {
         while c < requested { c <<= 1 }
         capacity = c
         bucketMask = c / FlowTable.ways - 1
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: c * MemoryLayout<FlowEntry>.stride, alignment: 64)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: c * MemoryLayout<FlowEntry>.stride)
-        entries = raw.bindMemory(to: FlowEntry.self, capacity: c)
-        meta = .allocate(byteCount: c / FlowTable.ways * 64, alignment: 64)
-        meta.initializeMemory(as: UInt8.self, repeating: 0, count: c / FlowTable.ways * 64)
+        entries = FlowTable.allocateTable(bytes: c * MemoryLayout<FlowEntry>.stride).bindMemory(to: FlowEntry.self, capacity: c)
+        meta = FlowTable.allocateTable(bytes: c / FlowTable.ways * 64)
         self.tcpIdleTimeout = tcpIdleTimeout
         self.udpIdleTimeout = udpIdleTimeout
     }
 
     deinit {
-        UnsafeMutableRawPointer(entries).deallocate()
-        meta.deallocate()
+        tern_huge_free(entries, capacity * MemoryLayout<FlowEntry>.stride)
+        tern_huge_free(meta, capacity / FlowTable.ways * 64)
+    }
+
+    /// Zeroed, on transparent huge pages where the kernel allows (a million flows span 64 MB and
+    /// would cost a TLB miss per lookup on 4 KiB pages), and touched now so that no page fault
+    /// happens on the packet path.
+    static func allocateTable(bytes: Int) -> UnsafeMutableRawPointer {
+        guard let p = tern_huge_alloc(bytes) else { fatalError("flow table: cannot map \(bytes) bytes") }
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        return p
     }
 
     @inlinable @inline(__always)

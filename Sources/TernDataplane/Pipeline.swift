@@ -67,6 +67,8 @@ public struct Worker: ~Copyable {
     @usableFromInline let pending: UnsafeMutablePointer<Bool>
     /// Largest burst `processBurst` takes.
     public static let maxBurst = 512
+    /// How many packets ahead stage 1 starts loading frame bytes.
+    @usableFromInline static let packetPrefetchDistance = 16
 
     public init(index: Int, port: PortContext, flowTableEntries: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32) {
         self.index = index
@@ -89,7 +91,9 @@ public struct Worker: ~Copyable {
         snapshot: borrowing ForwardingSnapshot, now: UInt32
     ) {
         precondition(count <= Worker.maxBurst)
+        for i in 0..<min(count, Worker.packetPrefetchDistance) { packets[i].prefetch() }
         for i in 0..<count {
+            if i &+ Worker.packetPrefetchDistance < count { packets[i &+ Worker.packetPrefetchDistance].prefetch() }
             let outcome = classify(&packets[i], into: classified + i, snapshot: snapshot)
             pending[i] = outcome == nil
             if let outcome {

@@ -1,8 +1,10 @@
 // CFastPath: what the packet path needs and Swift has no spelling for: cache-prefetch hints and a
-// 16-bit SIMD compare that yields a bit mask. Not DPDK; header-only, so everything inlines.
+// 16-bit SIMD compare that yields a bit mask (static inline, so they inline into Swift), and
+// huge-page memory for the tables the path probes. Not DPDK.
 #ifndef TERN_CFASTPATH_H
 #define TERN_CFASTPATH_H
 
+#include <stddef.h>
 #include <stdint.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -27,5 +29,12 @@ static inline uint32_t tern_match_u16x8(const void *lanes, uint16_t value) {
     return mask;
 #endif
 }
+
+/// Zeroed, page-aligned memory for a per-worker table or a packet arena. From 2 MiB up it is
+/// 2 MiB aligned and marked for transparent huge pages (madvise MADV_HUGEPAGE): a flow table of
+/// hundreds of MB would otherwise take a TLB miss on nearly every lookup. Ordinary pages where
+/// THP is off. Free with tern_huge_free and the same size. NULL when out of memory.
+void *tern_huge_alloc(size_t bytes);
+void tern_huge_free(void *p, size_t bytes);
 
 #endif
