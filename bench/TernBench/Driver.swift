@@ -135,9 +135,19 @@ func runBenchmarks(_ o: BenchOptions) -> Int32 {
         print("\n" + pad("scenario", 24) + pad("loop", 9) + pad("Mpps", 8) + pad("vs io", 7) + pad("0-loss", 8) + "latency p50/p99/p99.9 ns")
         for s in Scenario.all(quick: o.quick) where o.scenario == nil || o.scenario == s.name {
             do {
-                let io = try bench.measure(s, kind: .io)
-                let swap = try bench.measure(s, kind: .macswap)
-                let tern = try bench.measure(s, kind: .tern)
+                var io = try bench.measure(s, kind: .io)
+                var swap = try bench.measure(s, kind: .macswap)
+                var tern = try bench.measure(s, kind: .tern)
+                // A second round of maxima, interleaved, so that a slow spell of this VM does not
+                // land on one loop only; each loop keeps its better maximum.
+                for kind in [LoopKind.io, .macswap, .tern] {
+                    let again = try bench.measure(s, kind: kind, zeroLoss: false).mpps
+                    switch kind {
+                    case .io: io.mpps = max(io.mpps, again)
+                    case .macswap: swap.mpps = max(swap.mpps, again)
+                    case .tern: tern.mpps = max(tern.mpps, again)
+                    }
+                }
                 for (name, r) in [("io", io), ("macswap", swap), ("tern", tern)] {
                     let lat = r.latencyNanoseconds.map { "\(fmt($0.p50, 0))/\(fmt($0.p99, 0))/\(fmt($0.p999, 0))" } ?? "-"
                     print(pad(s.name, 24) + pad(name, 9) + pad(fmt(r.mpps, 2), 8) + pad(fmt(r.mpps / io.mpps, 2), 7)
