@@ -146,20 +146,42 @@ class Node:
         eal = test_ternd.eal(f"tern-netns-{os.getpid()}-{lb}", f"net_af_packet0,iface={lb}")
         self.cmd = ["ip", "netns", "exec", NS[lb], ternd, *eal, "--", "--config", self.config, "--idle-sleep-us", "200"]
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.log, self.logged, self.closed = [], threading.Condition(), False
+        self.reader = threading.Thread(target=self.read_log, daemon=True)
+        self.reader.start()
+        check(self.wait_for("started:", 1), f"{lb}: ternd did not start: {''.join(self.log)[-800:]}")
+
+    def read_log(self):
+        for line in self.proc.stderr:
+            with self.logged:
+                self.log.append(line)
+                self.logged.notify_all()
+        with self.logged:
+            self.closed = True
+            self.logged.notify_all()
+
+    def wait_for(self, text, count, timeout=30):
+        """Until ternd has logged `count` lines containing `text` (its workers run once "started:" is out)."""
+        with self.logged:
+            self.logged.wait_for(lambda: self.closed or sum(text in line for line in self.log) >= count, timeout)
+            return sum(text in line for line in self.log) >= count
 
     def reload(self, text):
         with open(self.config, "w") as f:
             f.write(text)
         self.proc.send_signal(signal.SIGHUP)
+        check(self.wait_for("reload ok:", 1), f"{self.lb}: no 'reload ok' line: {''.join(self.log)[-800:]}")
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         try:
-            out, err = self.proc.communicate(timeout=30)
+            out, _ = self.proc.communicate(timeout=30)
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
             test_ternd.remove_runtime_dirs(self.cmd)
+        self.reader.join(timeout=10)
+        err = "".join(self.log)
         check(self.proc.returncode == 0, f"{self.lb}: ternd exited {self.proc.returncode}: {err[-800:]}")
         lines = out.strip().splitlines()
         return (json.loads(lines[-1]) if lines else {}), err
@@ -275,7 +297,6 @@ def open_spread(address, count=16):
 
 def test_scale_out(ternd, tmp):
     lb2 = Node(ternd, "lb2", tmp)
-    time.sleep(1.5)
     conns, before = open_spread(VIPS["4in4"][0])
     route_vips_via("lb2")
     after = [try_exchange(c, b"y" * 500) for c in conns]
@@ -289,7 +310,6 @@ def test_scale_out(ternd, tmp):
 def test_drain(node):
     conns, before = open_spread(VIPS["4in4"][0])
     node.reload(config_text(node.lb, drained=("b1",)))
-    time.sleep(1.0)
     after = [try_exchange(c) for c in conns]
     fresh, names = open_spread(VIPS["4in4"][0], 8)
     for c in conns + fresh:
@@ -359,7 +379,6 @@ def main(ternd):
             servers.append(p)
             check(p.stdout.readline().strip() == "ready", f"{b}: servers did not start")
         nodes["lb1"] = Node(ternd, "lb1", tmp)
-        time.sleep(1.5)  # EAL start-up
         test_protocols()
         test_bulk()
         test_ping()
