@@ -123,7 +123,7 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
                         tern_mbuf_reframe(m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
                         toBackends[backendCount] = m
                         backendCount += 1
-                    case .replied:
+                    case .replied, .repliedTooBig:
                         tern_mbuf_reframe(m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
                         // One-armed: one TX list, so frames leave in the order they arrived.
                         if oneArmed {

@@ -22,6 +22,9 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
     case dropNoHeadroom
     /// ICMP to a VIP address other than an echo request.
     case dropICMPUnsupported
+    /// Too big for the tunnel: answered with ICMP "fragmentation needed" or ICMPv6 "packet too
+    /// big" so the client lowers its path MTU; transmit it (verdict `replied`).
+    case repliedTooBig
 
     public enum Verdict: String, Sendable { case forwarded, host, replied, dropped }
 
@@ -29,19 +32,19 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
         switch self {
         case .forwarded: .forwarded
         case .host: .host
-        case .replied: .replied
+        case .replied, .repliedTooBig: .replied
         default: .dropped
         }
     }
 
     /// Whether the packet leaves on the TX queue.
     @inlinable @inline(__always)
-    public var transmits: Bool { self == .forwarded || self == .replied }
+    public var transmits: Bool { self == .forwarded || self == .replied || self == .repliedTooBig }
 
     /// The drop reason's name in counters and JSON, or nil for verdicts that are not drops.
     public var dropReason: String? {
         switch self {
-        case .forwarded, .host, .replied: nil
+        case .forwarded, .host, .replied, .repliedTooBig: nil
         case .dropMalformed: "malformed"
         case .dropFragment: "fragment"
         case .dropNoService: "no_service"
@@ -53,6 +56,9 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
     }
 
     public static var dropReasons: [Outcome] { allCases.filter { $0.dropReason != nil } }
+
+    /// The kinds of reply, by name in counters and JSON: `echo` (ICMP echo reply) and `too_big`.
+    public static var replies: [(String, Outcome)] { [("echo", .replied), ("too_big", .repliedTooBig)] }
 }
 
 /// One counter per outcome, in a fixed-size tuple so counting never allocates.

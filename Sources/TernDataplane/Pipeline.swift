@@ -11,7 +11,8 @@
 //   VIP for (address, port, protocol), else the port-0 VIP ─ none ───▶ drop no_service
 //   hash the 5-tuple                  (end of stage 1: prefetch the flow's bucket, then its entry)
 //   flow table hit (backend still configured) or Maglev ─ none ──────▶ drop no_backend
-//   fits the MTU and the headroom? ─ no ──────────────────────────────▶ drop too_big / no_headroom
+//   fits the MTU? ─ no: ICMP "fragmentation needed" / "packet too big" ▶ replied (or drop too_big)
+//   room in front for the outer headers? ─ no ────────────────────────▶ drop no_headroom
 //   encapsulate (the backend's prepared outer headers), Ethernet to the gateway ▶ forwarded
 //
 // The common case (unfragmented TCP or UDP that a VIP serves) is settled with one map probe on
@@ -69,6 +70,11 @@ public struct Worker: ~Copyable {
     public static let maxBurst = 512
     /// How many packets ahead stage 1 starts loading frame bytes.
     @usableFromInline static let packetPrefetchDistance = 16
+    /// ICMP errors must be rate-limited (RFC 1812 4.3.2.8, RFC 4443 2.4): at most this many
+    /// too-big replies per second per worker; beyond it such packets are dropped `too_big`.
+    public static let tooBigRepliesPerSecond: UInt32 = 1000
+    @usableFromInline var tooBigSecond: UInt32 = 0
+    @usableFromInline var tooBigBudget: UInt32 = 0
 
     public init(index: Int, port: PortContext, flowTableEntries: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32) {
         self.index = index
@@ -183,7 +189,7 @@ public struct Worker: ~Copyable {
         let vip = Int(c.pointee.vip)
         let backend = chooseBackend(c.pointee.tuple, hash: c.pointee.hash, vip: vip, snapshot: snapshot, now: now)
         if backend < 0 { return .dropNoBackend }
-        let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot)
+        let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
         if outcome == .forwarded { snapshot.countForwarded(worker: index, vip: vip, backend: backend) }
         return outcome
     }
@@ -223,14 +229,16 @@ public struct Worker: ~Copyable {
     /// the IP packet, from the backend's prepared template. Link-layer padding and any VLAN tag of
     /// the received frame are left behind.
     @inlinable @inline(__always)
-    func encapsulate(
-        _ packet: inout Packet, _ c: UnsafePointer<Classified>, backend: Int, snapshot: borrowing ForwardingSnapshot
+    mutating func encapsulate(
+        _ packet: inout Packet, _ c: UnsafePointer<Classified>, backend: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32
     ) -> Outcome {
         let template = snapshot.template(backend: backend)
         let kind = EncapTemplate.kind(template)
         let ipLength = Int(c.pointee.ipLength)
         let l3Offset = Int(c.pointee.l3Offset)
-        if ipLength &+ kind.headerLength > port.mtu { return .dropTooBig }
+        if ipLength &+ kind.headerLength > port.mtu {
+            return tooBig(&packet, c, tunnelMTU: port.mtu &- kind.headerLength, now: now)
+        }
         let o = l3Offset &- kind.headerLength
         let start = o &- HeaderSize.ethernet
         if start < -packet.headroom { return .dropNoHeadroom }
@@ -248,6 +256,69 @@ public struct Worker: ~Copyable {
             etherType: kind.outerIsV6 ? EtherType.ipv6 : EtherType.ipv4)
         packet.reframe(start: start, length: ipLength &+ kind.headerLength &+ HeaderSize.ethernet)
         return .forwarded
+    }
+
+    /// A packet the tunnel cannot carry: answered (within the per-second budget) so that the client
+    /// lowers its path MTU instead of retransmitting into a black hole. Out of line: rare.
+    @inlinable @inline(never)
+    mutating func tooBig(_ packet: inout Packet, _ c: UnsafePointer<Classified>, tunnelMTU: Int, now: UInt32) -> Outcome {
+        if now != tooBigSecond {
+            tooBigSecond = now
+            tooBigBudget = Worker.tooBigRepliesPerSecond
+        }
+        guard tooBigBudget > 0 else { return .dropTooBig }
+        let outcome = Worker.replyTooBig(&packet, c, tunnelMTU: tunnelMTU, port: port)
+        if outcome == .repliedTooBig { tooBigBudget -= 1 }
+        return outcome
+    }
+
+    /// Turns a packet too big for the tunnel into the ICMP error for its sender, in place: from the
+    /// VIP to the client, ICMP type 3 code 4 ("fragmentation needed", RFC 1191) or ICMPv6 type 2
+    /// ("packet too big", RFC 8201) carrying the MTU the tunnel leaves, and quoting the packet from
+    /// its IP header on, as much as fits in 576 (IPv4) or 1280 (IPv6) bytes. The new headers go in
+    /// front of the IP header, so the quoted bytes stay where they are. An IPv4 packet without DF
+    /// may be fragmented on its way; Tern does not fragment, so it is dropped `too_big`.
+    @inlinable
+    static func replyTooBig(_ packet: inout Packet, _ c: UnsafePointer<Classified>, tunnelMTU: Int, port: borrowing PortContext)
+        -> Outcome
+    {
+        let isV6 = c.pointee.isV6
+        if !isV6 && !c.pointee.dontFragment { return .dropTooBig }
+        let ipHeader = isV6 ? HeaderSize.ipv6 : HeaderSize.ipv4
+        let quoted = min(Int(c.pointee.ipLength), (isV6 ? 1280 : 576) &- ipHeader &- 8)
+        let l3 = Int(c.pointee.l3Offset)
+        let o = l3 &- ipHeader &- 8
+        let start = o &- HeaderSize.ethernet
+        if start < -packet.headroom { return .dropTooBig }
+
+        let p = packet.data
+        let icmp = o &+ ipHeader
+        let messageLength = 8 &+ quoted
+        let vip = c.pointee.tuple.destination
+        let client = c.pointee.tuple.source
+        p.storeU8(isV6 ? 2 : 3, at: icmp)
+        p.storeU8(isV6 ? 0 : 4, at: icmp &+ 1)
+        p.storeBE16(0, at: icmp &+ 2)
+        if isV6 {
+            p.storeBE32(UInt32(tunnelMTU), at: icmp &+ 4)
+            HeaderBuilder.writeIPv6(
+                p, at: o, trafficClass: 0, flowLabel: 0, payloadLength: messageLength, nextHeader: IPProtocol.icmpv6,
+                source: vip, destination: client)
+            let pseudo = Checksum.sum(of: vip) &+ Checksum.sum(of: client) &+ UInt64(messageLength) &+ UInt64(IPProtocol.icmpv6)
+            p.storeBE16(Checksum.finish(Checksum.add(p + icmp, length: messageLength, to: pseudo)), at: icmp &+ 2)
+        } else {
+            p.storeBE16(0, at: icmp &+ 4)
+            p.storeBE16(UInt16(tunnelMTU), at: icmp &+ 6)
+            HeaderBuilder.writeIPv4(
+                p, at: o, tos: 0, totalLength: ipHeader &+ messageLength, identification: 0, dontFragment: false,
+                ipProtocol: IPProtocol.icmp, source: vip, destination: client)
+            p.storeBE16(Checksum.compute(p + icmp, length: messageLength), at: icmp &+ 2)
+        }
+        HeaderBuilder.writeEthernet(
+            p, at: start, destination: port.replyGatewayMAC, source: port.replyMAC,
+            etherType: isV6 ? EtherType.ipv6 : EtherType.ipv4)
+        packet.reframe(start: start, length: HeaderSize.ethernet &+ ipHeader &+ messageLength)
+        return .repliedTooBig
     }
 
     /// Turns an ICMP or ICMPv6 echo request into the echo reply in place: addresses swapped, TTL or

@@ -58,10 +58,13 @@ public struct TrafficReport: Sendable {
     }
 
     var dropped: [(String, UInt64)] { Outcome.dropReasons.map { ($0.dropReason!, outcomes[$0]) } }
+    var replies: [(String, UInt64)] { Outcome.replies.map { ($0.0, outcomes[$0.1]) } }
+    var replied: UInt64 { replies.reduce(0) { $0 + $1.1 } }
 
     public var text: String {
         var s = "rx \(outcomes.received)\n"
-        for o in [Outcome.forwarded, .host, .replied] { s += "\(o.verdict.rawValue) \(outcomes[o])\n" }
+        s += "forwarded \(outcomes[.forwarded])\nhost \(outcomes[.host])\nreplied \(replied)\n"
+        for (kind, n) in replies where n > 0 { s += "  \(kind) \(n)\n" }
         s += "dropped \(dropped.reduce(0) { $0 + $1.1 })\n"
         for (reason, n) in dropped where n > 0 { s += "  \(reason) \(n)\n" }
         for (name, n) in extra { s += "\(name) \(n)\n" }
@@ -79,7 +82,7 @@ public struct TrafficReport: Sendable {
         }
         var fields: [String] = [
             "\"rx\":\(outcomes.received)", "\"forwarded\":\(outcomes[.forwarded])", "\"host\":\(outcomes[.host])",
-            "\"replied\":\(outcomes[.replied])", "\"dropped\":\(object(dropped))",
+            "\"replied\":\(replied)", "\"replies\":\(object(replies))", "\"dropped\":\(object(dropped))",
         ]
         fields += extra.map { "\"\($0.0)\":\($0.1)" }
         fields += extraObjects.map { "\"\($0.0)\":\(object($0.1))" }

@@ -13,7 +13,7 @@ struct Simulate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run every packet of a pcap, in order, through the packet path (one worker); write what Tern would transmit.",
         discussion: """
-            Forwarded (encapsulated) and replied (ICMP echo) packets are written to --out with their input \
+            Forwarded (encapsulated) and replied (ICMP echo reply, ICMP too big) packets are written to --out with their input \
             timestamps; packets for the host and drops are counted only. The flow-table clock follows the \
             capture timestamps. The source MAC is [[port]].mac of the first port, or 02:00:00:00:00:01.
             """)

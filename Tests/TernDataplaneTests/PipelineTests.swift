@@ -115,7 +115,7 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         #expect(sim.worker.flows.counters.inserted == 5000)
     }
 
-    @Test func tooBigAfterEncapsulationIsDroppedAndCounted() {
+    @Test func tooBigWithDontFragmentIsAnsweredWithFragmentationNeeded() {
         var sim = makeSimulator([web([("10.1.0.1", 100)])], mtu: 1280)
         let fits = Frames.flow(
             source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 80,
@@ -123,8 +123,64 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         #expect(sim.run(fits).0 == .forwarded)
         let big = Frames.flow(
             source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 80,
+            payload: [UInt8](repeating: 7, count: 1280 - 20 - 40 + 1))
+        let (outcome, reply) = sim.run(big)
+        #expect(outcome == .repliedTooBig)
+        guard let r = reply else { return }
+        // Ethernet back to the gateway, IPv4 from the VIP to the client, 576 bytes in all.
+        #expect(Array(r[0..<6]) == [0x02, 0, 0, 0, 0, 0xFE] && r[12] == 0x08 && r[13] == 0x00)
+        #expect(r.count == 14 + 576 && Int(r[16]) << 8 | Int(r[17]) == 576 && r[23] == IPProtocol.icmp)
+        #expect(Array(r[26..<30]) == [192, 0, 2, 10] && Array(r[30..<34]) == [198, 51, 100, 1])
+        #expect(Checksum.compute(r.withUnsafeBytes { $0.baseAddress! } + 14, length: 20) == 0)
+        // ICMP type 3 code 4, next-hop MTU 1280 - 20, valid checksum, the packet quoted from its IP header.
+        #expect(r[34] == 3 && r[35] == 4 && Int(r[40]) << 8 | Int(r[41]) == 1260)
+        #expect(Checksum.compute(r.withUnsafeBytes { $0.baseAddress! } + 34, length: 576 - 20) == 0)
+        #expect(Array(r[42...]) == Array(big[14..<(14 + 576 - 28)]))
+    }
+
+    @Test func tooBigIPv6IsAnsweredWithPacketTooBig() {
+        let service = ServiceSpec(
+            address: ip("2001:db8::10"), port: 80, ipProtocol: IPProtocol.tcp, encapsulation: .ipip, guePort: 0,
+            backends: [(ip("fc00::1"), 100)])
+        var sim = makeSimulator([service], mtu: 1400)
+        let big = Frames.flow(
+            source: ip("2001:db8:1::7"), destination: ip("2001:db8::10"), sourcePort: 1, destinationPort: 80,
+            payload: [UInt8](repeating: 9, count: 1400 - 40 - 40 - 20 + 1))
+        let (outcome, reply) = sim.run(big)
+        #expect(outcome == .repliedTooBig)
+        guard let r = reply else { return }
+        #expect(r.count == 14 + 1280 && r[12] == 0x86 && r[13] == 0xDD && r[20] == IPProtocol.icmpv6 && r[21] == 64)
+        #expect(Array(r[22..<38]) == ip("2001:db8::10").bytes && Array(r[38..<54]) == ip("2001:db8:1::7").bytes)
+        // Type 2 code 0, MTU 1400 - 40, checksum over the pseudo-header, quote from the IPv6 header.
+        #expect(r[54] == 2 && r[55] == 0 && Array(r[58..<62]) == [0, 0, 0x05, 0x50])
+        let pseudo = Checksum.sum(of: ip("2001:db8::10")) &+ Checksum.sum(of: ip("2001:db8:1::7")) &+ 1240 &+ 58
+        #expect(Checksum.finish(r.withUnsafeBytes { Checksum.add($0.baseAddress! + 54, length: 1240, to: pseudo) }) == 0)
+        #expect(Array(r[62...]) == Array(big[14..<(14 + 1232)]))
+    }
+
+    @Test func tooBigWithoutDontFragmentIsDroppedAndCounted() {
+        var sim = makeSimulator([web([("10.1.0.1", 100)])], mtu: 1280)
+        let tcp = Frames.tcp(
+            source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 80,
             payload: [UInt8](repeating: 0, count: 1280 - 20 - 40 + 1))
+        let big = Frames.ethernet(
+            Frames.ipv4(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), protocol: IPProtocol.tcp, payload: tcp,
+                        dontFragment: false),
+            etherType: EtherType.ipv4)
         #expect(sim.run(big).0 == .dropTooBig)
+        #expect(sim.worker.counters[.dropTooBig] == 1)
+    }
+
+    @Test func tooBigRepliesAreLimitedPerWorkerPerSecond() {
+        var sim = makeSimulator([web([("10.1.0.1", 100)])], mtu: 1280)
+        let big = Frames.flow(
+            source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 80,
+            payload: [UInt8](repeating: 0, count: 1300))
+        let limit = Int(Worker.tooBigRepliesPerSecond)
+        for _ in 0..<limit { #expect(sim.run(big, timestampNanoseconds: 1_000_000_000).0 == .repliedTooBig) }
+        #expect(sim.run(big, timestampNanoseconds: 1_500_000_000).0 == .dropTooBig)
+        #expect(sim.run(big, timestampNanoseconds: 2_000_000_000).0 == .repliedTooBig)
+        #expect(sim.worker.counters[.repliedTooBig] == UInt64(limit) + 1 && sim.worker.counters[.dropTooBig] == 1)
     }
 
     @Test func packetsWithoutHeadroomAreDroppedNotOverrun() {

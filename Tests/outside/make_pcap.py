@@ -101,6 +101,14 @@ def outside_cases(seed=7):
     c.append(Case("ICMP echo to a VIP", eth() / IP(src=c4, dst=V4) / ICMP(id=7, seq=1) / Raw(b"ping"), "replied"))
     c.append(Case("ICMP echo, all-zero message", eth() / IP(src=c4, dst=V4) / ICMP(id=0, seq=0), "replied"))
     c.append(Case("ICMPv6 echo to a VIP", eth() / IPv6(src=c6, dst=V6) / ICMPv6EchoRequest(id=9, seq=2, data=b"ping6"), "replied"))
+    # Too big for the tunnel: ICMP "fragmentation needed" / ICMPv6 "packet too big" to the client.
+    c.append(Case("too big after encapsulation, IPv4 with DF (4in4)", eth() / IP(src=c4, dst=V4, flags="DF") /
+                  TCP(dport=80, sport=15) / Raw(b"d" * 1460), "replied", vip=(V4, 80, "tcp")))
+    c.append(Case("too big after encapsulation, IPv6 (6in6)", eth() / IPv6(src=c6, dst=V6) / TCP(dport=443, sport=16) /
+                  Raw(b"e" * 1440), "replied", vip=(V6, 443, "tcp")))
+    c.append(Case("too big after encapsulation, IPv4 with DF (4in6 GUE, VLAN)", eth(vlan=7) /
+                  IP(src=c4, dst="192.0.2.20", flags="DF") / TCP(dport=8443, sport=17) / Raw(b"f" * 1460), "replied",
+                  vip=("192.0.2.20", 0, "tcp")))
     # Drops.
     c.append(Case("IPv4 first fragment", eth() / IP(src=c4, dst=V4, flags="MF") / TCP(dport=80), "fragment"))
     c.append(Case("IPv4 later fragment", eth() / IP(src=c4, dst=V4, frag=100, proto=6) / Raw(b"z" * 16), "fragment"))
@@ -109,7 +117,8 @@ def outside_cases(seed=7):
     c.append(Case("GRE to a VIP address", eth() / IP(src=c4, dst=V4) / GRE(), "no_service"))
     c.append(Case("UDP to a TCP-only VIP address", eth() / IP(src=c4, dst="192.0.2.20") / UDP(dport=53), "no_service"))
     c.append(Case("every backend drained", eth() / IP(src=c4, dst="192.0.2.30") / TCP(dport=80), "no_backend"))
-    c.append(Case("too big after encapsulation", eth() / IP(src=c4, dst=V4) / TCP(dport=80, sport=13) / Raw(b"m" * 1460), "too_big"))
+    c.append(Case("too big after encapsulation, IPv4 without DF", eth() / IP(src=c4, dst=V4) / TCP(dport=80, sport=13) /
+                  Raw(b"m" * 1460), "too_big"))
     c.append(Case("ICMP unreachable to a VIP", eth() / IP(src=c4, dst=V4) / ICMP(type=3, code=4) / Raw(b"\0" * 28), "icmp_unsupported"))
     good = bytes(eth() / IP(src=c4, dst=V4) / TCP(dport=80, sport=14))
     c.append(Case("truncated Ethernet header", good[:10], "malformed"))

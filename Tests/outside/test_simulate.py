@@ -52,7 +52,8 @@ def tshark_fields(path):
         ["tshark", "-r", path, "-X", f"lua_script:{HERE}/gue.lua", "-o", "ip.check_checksum:TRUE",
          "-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:FALSE", "-T", "fields", "-E", "separator=|",
          "-E", "occurrence=a", "-E", "aggregator=,", "-e", "frame.protocols", "-e", "ip.checksum.status",
-         "-e", "udp.checksum.status", "-e", "_ws.malformed", "-e", "_ws.expert.severity"],
+         "-e", "udp.checksum.status", "-e", "_ws.malformed", "-e", "_ws.expert.severity", "-e", "icmp.checksum.status",
+         "-e", "icmpv6.checksum.status"],
         check=True, capture_output=True, text=True)
     return [line.split("|") for line in out.stdout.splitlines()]
 
@@ -89,6 +90,38 @@ def check_against_reference(ternctl, cases, sent, out_frames):
               f"{case.description}: went to {outer.dst}, reference.py picks {want}")
 
 
+def check_too_big(name, case, o, input_ip, icmp_status, icmpv6_status):
+    """A packet too big for its tunnel comes back as ICMP "fragmentation needed" (type 3 code 4) or
+    ICMPv6 "packet too big" from the VIP, with the MTU the tunnel leaves and the packet quoted from
+    its IP header; tshark verifies the checksums, scapy recomputes them."""
+    from scapy.all import ICMP, ICMPv6PacketTooBig
+    encap, backends = make_pcap.BACKENDS[case.vip]
+    overhead = (40 if ":" in next(iter(backends)) else 20) + (12 if encap == "gue" else 0)
+    ip = o.payload
+    v6 = isinstance(ip, IPv6)
+    orig = (IPv6 if v6 else IP)(input_ip)
+    check(ip.src == orig.dst and ip.dst == orig.src, f"{name}: addresses {ip.src} -> {ip.dst}")
+    data = raw(ip)
+    if v6:
+        check(ICMPv6PacketTooBig in ip and ip[ICMPv6PacketTooBig].mtu == 1500 - overhead,
+              f"{name}: not ICMPv6 packet too big with MTU {1500 - overhead}: {ip.summary()}")
+        check(icmpv6_status == "1", f"{name}: tshark ICMPv6 checksum status {icmpv6_status!r}")
+        check(ip.hlim == 64 and len(data) == 1280 and data[48:] == input_ip[:1232], f"{name}: length or quote")
+        recomputed = IPv6(data)
+        del recomputed[ICMPv6PacketTooBig].cksum
+        check(raw(IPv6(raw(recomputed))) == data, f"{name}: ICMPv6 checksum differs from scapy's")
+    else:
+        icmp = ip[ICMP]
+        check(icmp.type == 3 and icmp.code == 4 and icmp.nexthopmtu == 1500 - overhead,
+              f"{name}: ICMP type {icmp.type} code {icmp.code} MTU {icmp.nexthopmtu}, expected 3/4/{1500 - overhead}")
+        check(icmp_status == "1", f"{name}: tshark ICMP checksum status {icmp_status!r}")
+        check(ip.ttl == 64 and len(data) == 576 and data[28:] == input_ip[:548], f"{name}: length or quote")
+        recomputed = IP(data)
+        del recomputed.chksum
+        del recomputed[ICMP].chksum
+        check(raw(IP(raw(recomputed))) == data, f"{name}: checksums differ from scapy's")
+
+
 def main(ternctl):
     cases = make_pcap.outside_cases()
     tmp = tempfile.mkdtemp(prefix="tern-outside-")
@@ -116,7 +149,8 @@ def main(ternctl):
     fields = tshark_fields(outp)
     check(len(fields) == len(out_frames), "tshark saw a different number of frames")
 
-    for case, frame, (protocols, ip_status, udp_status, malformed, severity) in zip(sent, out_frames, fields, strict=False):
+    for case, frame, (protocols, ip_status, udp_status, malformed, severity, icmp_status, icmpv6_status) in zip(
+            sent, out_frames, fields, strict=False):
         name = case.description
         o = Ether(frame)
         check(o.dst == make_pcap.ROUTER and o.src == make_pcap.US, f"{name}: Ethernet {o.src} -> {o.dst}")
@@ -128,6 +162,9 @@ def main(ternctl):
         check("1" not in ip_status.split(",") or "0" not in ip_status.split(","), f"{name}: ip checksum status {ip_status}")
         check(all(s == "2" or s == "1" for s in ip_status.split(",") if s), f"{name}: bad IPv4 checksum ({ip_status})")
         input_ip = inner_ip_bytes(make_pcap.frame_bytes(case))
+        if case.outcome == "replied" and case.vip is not None:
+            check_too_big(name, case, o, input_ip, icmp_status, icmpv6_status)
+            continue
         if case.outcome == "replied":
             v6 = isinstance(o.payload, IPv6)
             ip = o.payload
