@@ -20,7 +20,7 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
     case dropTooBig
     /// Not enough room in front of the packet for the outer headers.
     case dropNoHeadroom
-    /// ICMP to a VIP address other than an echo request.
+    /// ICMP to a VIP address other than an echo request or an error about a flow of a VIP.
     case dropICMPUnsupported
     /// Too big for the tunnel: answered with ICMP "fragmentation needed" or ICMPv6 "packet too
     /// big" so the client lowers its path MTU; transmit it (verdict `replied`).

@@ -7,6 +7,7 @@
 //   parse L4 ─ malformed ─────────────────────────────────────────────▶ drop malformed
 //   ICMP echo request ────────────────────────────────────────────────▶ replied (echo reply)
 //   ICMPv6 neighbour discovery ───────────────────────────────────────▶ host
+//   ICMP error quoting a packet a VIP sent: on as the flow it quotes (to that flow's backend) ▼
 //   other ICMP ───────────────────────────────────────────────────────▶ drop icmp_unsupported
 //   VIP for (address, port, protocol), else the port-0 VIP ─ none ───▶ drop no_service
 //   hash the 5-tuple                  (end of stage 1: prefetch the flow's bucket, then its entry)
@@ -42,9 +43,11 @@ public struct Classified {
     public var ipLength: Int32
     public var trafficClass: UInt8
     public var dontFragment: Bool
+    /// An ICMP error about `tuple`'s flow rather than a packet of it (never answered with another).
+    public var isICMPError: Bool
 
     @inlinable @inline(__always)
-    public init(_ net: borrowing NetworkHeader, tuple: FiveTuple, hash: UInt64, vip: Int) {
+    public init(_ net: borrowing NetworkHeader, tuple: FiveTuple, hash: UInt64, vip: Int, isICMPError: Bool = false) {
         self.tuple = tuple
         self.hash = hash
         self.vip = Int32(truncatingIfNeeded: vip)
@@ -52,6 +55,7 @@ public struct Classified {
         ipLength = Int32(truncatingIfNeeded: net.ipLength)
         trafficClass = net.trafficClass
         dontFragment = net.dontFragment
+        self.isICMPError = isICMPError
     }
 
     @inlinable public var isV6: Bool { tuple.isV6 }
@@ -150,7 +154,7 @@ public struct Worker: ~Copyable {
         {
             vip = snapshot.findVIP(address: net.destination, port: l4.destinationPort, ipProtocol: net.ipProtocol)
         }
-        if vip < 0 { return Worker.classifyUnserved(&packet, net, port: port, snapshot: snapshot) }
+        if vip < 0 { return Worker.classifyUnserved(&packet, net, port: port, snapshot: snapshot, into: out) }
 
         let tuple = FiveTuple(
             source: net.source, destination: net.destination, sourcePort: l4.sourcePort,
@@ -160,11 +164,13 @@ public struct Worker: ~Copyable {
     }
 
     /// Stage 1 for what no VIP serves, in the order of the diagram at the top: the host's traffic,
-    /// drops, and echo requests to answer. Static and out of line: the worker's state stays put.
+    /// drops, echo requests to answer, and ICMP errors to pass on to a backend (nil, `out` filled).
+    /// Static and out of line: the worker's state stays put.
     @inlinable @inline(never)
     static func classifyUnserved(
-        _ packet: inout Packet, _ net: borrowing NetworkHeader, port: borrowing PortContext, snapshot: borrowing ForwardingSnapshot
-    ) -> Outcome {
+        _ packet: inout Packet, _ net: borrowing NetworkHeader, port: borrowing PortContext, snapshot: borrowing ForwardingSnapshot,
+        into out: UnsafeMutablePointer<Classified>
+    ) -> Outcome? {
         if !snapshot.isVIPAddress(net.destination) { return .host }
         if net.isFragment { return .dropFragment }
         var l4 = TransportHeader()
@@ -176,9 +182,35 @@ public struct Worker: ~Copyable {
             // Neighbour discovery (router/neighbour solicitation and advertisement, redirect) is
             // the host's business even when it names a VIP address.
             if isV6 && (133...137).contains(l4.icmpType) { return .host }
+            let t = l4.icmpType
+            if isV6 ? (1...4).contains(t) : t == 3 || t == 11 || t == 12 {  // errors: unreachable, too big, ...
+                return steerICMPError(packet, net, snapshot: snapshot, into: out)
+            }
             return .dropICMPUnsupported
         }
         return .dropNoService
+    }
+
+    /// An ICMP error about a packet a VIP sent (a backend's reply, in DSR), such as "fragmentation
+    /// needed" from a router on the way back to the client: it goes to the backend of the flow it
+    /// quotes, hashed as that flow (client to VIP), so the backend's kernel can act on it (path
+    /// MTU discovery). Anything else, or a flow of no VIP, is dropped `icmp_unsupported`.
+    @inlinable
+    static func steerICMPError(
+        _ packet: borrowing Packet, _ net: borrowing NetworkHeader, snapshot: borrowing ForwardingSnapshot,
+        into out: UnsafeMutablePointer<Classified>
+    ) -> Outcome? {
+        guard
+            let quoted = Parser.parseQuoted(UnsafeRawPointer(packet.data), at: net.l4Offset &+ 8, end: net.ipEnd, isV6: net.isV6),
+            quoted.source == net.destination
+        else { return .dropICMPUnsupported }
+        let vip = snapshot.findVIP(address: quoted.source, port: quoted.sourcePort, ipProtocol: quoted.ipProtocol)
+        if vip < 0 { return .dropICMPUnsupported }
+        let tuple = FiveTuple(
+            source: quoted.destination, destination: quoted.source, sourcePort: quoted.destinationPort,
+            destinationPort: quoted.sourcePort, ipProtocol: quoted.ipProtocol)
+        out.initialize(to: Classified(net, tuple: tuple, hash: FlowHash.hash(tuple), vip: vip, isICMPError: true))
+        return nil
     }
 
     /// Stage 2: flow table or Maglev, then encapsulation.
@@ -262,6 +294,7 @@ public struct Worker: ~Copyable {
     /// lowers its path MTU instead of retransmitting into a black hole. Out of line: rare.
     @inlinable @inline(never)
     mutating func tooBig(_ packet: inout Packet, _ c: UnsafePointer<Classified>, tunnelMTU: Int, now: UInt32) -> Outcome {
+        if c.pointee.isICMPError { return .dropTooBig }  // no ICMP error about an ICMP error (RFC 1122)
         if now != tooBigSecond {
             tooBigSecond = now
             tooBigBudget = Worker.tooBigRepliesPerSecond

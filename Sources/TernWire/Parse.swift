@@ -56,6 +56,17 @@ public struct NetworkHeader: Sendable {
     @inlinable public var ipLength: Int { ipEnd - l3Offset }
 }
 
+/// The addresses, protocol and ports of the packet an ICMP error quotes, as its sender wrote them.
+public struct QuotedFlow: Sendable {
+    public var source = IPAddress(v4: 0)
+    public var destination = IPAddress(v4: 0)
+    public var ipProtocol: UInt8 = 0
+    public var sourcePort: UInt16 = 0
+    public var destinationPort: UInt16 = 0
+
+    @inlinable public init() {}
+}
+
 /// Ports (TCP/UDP) or type and code (ICMP, in `sourcePort` high/low bytes unused).
 public struct TransportHeader: Sendable {
     public var sourcePort: UInt16 = 0
@@ -179,5 +190,52 @@ public enum Parser {
             break
         }
         return .ok
+    }
+
+    /// The flow an ICMP error is about: the IP header and ports it quotes, which start `offset`
+    /// bytes into the frame and may be cut short anywhere after the ports (RFC 792 quotes only the
+    /// IP header and 8 bytes). Nil unless the quote is of the given family, TCP or UDP, and not a
+    /// later fragment (which would hold no ports). Extension headers are walked as far as quoted.
+    @inlinable
+    public static func parseQuoted(_ p: UnsafeRawPointer, at offset: Int, end: Int, isV6: Bool) -> QuotedFlow? {
+        var next: UInt8
+        var l4: Int
+        var flow = QuotedFlow()
+        if isV6 {
+            guard end - offset >= 40, p.u8(offset) >> 4 == 6 else { return nil }
+            flow.source = IPAddress(loadingFrom: p, offset: offset + 8, isV6: true)
+            flow.destination = IPAddress(loadingFrom: p, offset: offset + 24, isV6: true)
+            next = p.u8(offset + 6)
+            l4 = offset + 40
+            var walked = 0
+            while next == IPProtocol.hopByHop || next == IPProtocol.routing || next == IPProtocol.destinationOptions
+                || next == IPProtocol.fragment
+            {
+                walked += 1
+                guard walked <= maxExtensionHeaders, end - l4 >= 8 else { return nil }
+                if next == IPProtocol.fragment {
+                    guard p.be16(l4 + 2) & 0xFFF8 == 0 else { return nil }
+                    next = p.u8(l4)
+                    l4 += 8
+                } else {
+                    next = p.u8(l4)
+                    l4 += (Int(p.u8(l4 + 1)) + 1) &* 8
+                }
+            }
+        } else {
+            guard end - offset >= 20 else { return nil }
+            let versionIHL = p.u8(offset)
+            let headerLength = Int(versionIHL & 0x0F) &* 4
+            guard versionIHL >> 4 == 4, headerLength >= 20, p.be16(offset + 6) & 0x1FFF == 0 else { return nil }
+            flow.source = IPAddress(loadingFrom: p, offset: offset + 12, isV6: false)
+            flow.destination = IPAddress(loadingFrom: p, offset: offset + 16, isV6: false)
+            next = p.u8(offset + 9)
+            l4 = offset + headerLength
+        }
+        guard next == IPProtocol.tcp || next == IPProtocol.udp, end - l4 >= 4 else { return nil }
+        flow.ipProtocol = next
+        flow.sourcePort = p.be16(l4)
+        flow.destinationPort = p.be16(l4 + 2)
+        return flow
     }
 }

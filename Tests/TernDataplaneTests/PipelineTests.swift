@@ -158,6 +158,64 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         #expect(Array(r[62...]) == Array(big[14..<(14 + 1232)]))
     }
 
+    /// An ICMP error from a router (not a VIP's client) about a packet the VIP sent to `client`.
+    func icmpError(v6: Bool, vip: String, client: String, vipPort: UInt16, clientPort: UInt16) -> [UInt8] {
+        let tcp = Frames.tcp(source: ip(vip), destination: ip(client), sourcePort: vipPort, destinationPort: clientPort)
+        if v6 {
+            let quoted = Frames.ipv6(source: ip(vip), destination: ip(client), nextHeader: IPProtocol.tcp, payload: tcp)
+            let message: [UInt8] = [2, 0, 0, 0, 0, 0, 0x05, 0x78] + quoted
+            return Frames.ethernet(
+                Frames.ipv6(source: ip("2001:db8:ff::1"), destination: ip(vip), nextHeader: IPProtocol.icmpv6, payload: message),
+                etherType: EtherType.ipv6)
+        }
+        let quoted = Frames.ipv4(source: ip(vip), destination: ip(client), protocol: IPProtocol.tcp, payload: tcp)
+        let message: [UInt8] = [3, 4, 0, 0, 0, 0, 0x05, 0x78] + Array(quoted.prefix(28))
+        return Frames.ethernet(
+            Frames.ipv4(source: ip("203.0.113.1"), destination: ip(vip), protocol: IPProtocol.icmp, payload: message),
+            etherType: EtherType.ipv4)
+    }
+
+    @Test func icmpErrorsAboutAVIPsPacketsGoToTheBackendOfThatFlow() {
+        let v6 = ServiceSpec(
+            address: ip("2001:db8::10"), port: 443, ipProtocol: IPProtocol.tcp, encapsulation: .ipip, guePort: 0,
+            backends: (1...8).map { (ip("fc00::\($0)"), 100) })
+        var sim = makeSimulator([web((1...8).map { ("10.1.0.\($0)", 100) }), v6])
+        for i in 0..<50 {
+            let client = "198.51.100.\(i + 1)"
+            let flow = Frames.flow(source: ip(client), destination: ip("192.0.2.10"), sourcePort: UInt16(2000 + i), destinationPort: 80)
+            let backend = outerDestination(sim.run(flow).1!)
+            let error = icmpError(v6: false, vip: "192.0.2.10", client: client, vipPort: 80, clientPort: UInt16(2000 + i))
+            let (outcome, out) = sim.run(error)
+            #expect(outcome == .forwarded && outerDestination(out!) == backend)
+            #expect(Array(out![34...]) == Array(error[14...]))  // the ICMP packet, carried whole
+        }
+        for i in 0..<50 {
+            let client = "2001:db8:1::\(i + 1)"
+            let flow = Frames.flow(source: ip(client), destination: ip("2001:db8::10"), sourcePort: UInt16(3000 + i), destinationPort: 443)
+            let backend = sim.run(flow).1!.withUnsafeBytes { IPAddress(loadingFrom: $0.baseAddress!, offset: 14 + 24, isV6: true) }
+            let (outcome, out) = sim.run(icmpError(v6: true, vip: "2001:db8::10", client: client, vipPort: 443, clientPort: UInt16(3000 + i)))
+            #expect(outcome == .forwarded)
+            #expect(out!.withUnsafeBytes { IPAddress(loadingFrom: $0.baseAddress!, offset: 14 + 24, isV6: true) } == backend)
+        }
+    }
+
+    @Test func icmpErrorsNotAboutAVIPsFlowAreDropped() {
+        var sim = makeSimulator([web([("10.1.0.1", 100)])])
+        // Quoting a packet from another address, or from the VIP's address on a port no VIP serves.
+        #expect(sim.run(icmpError(v6: false, vip: "192.0.2.99", client: "198.51.100.1", vipPort: 80, clientPort: 1)).0 == .host)
+        var other = icmpError(v6: false, vip: "192.0.2.10", client: "198.51.100.1", vipPort: 80, clientPort: 1)
+        other[14 + 20 + 8 + 12 + 3] = 11  // quoted source 192.0.2.11
+        #expect(sim.run(other).0 == .dropICMPUnsupported)
+        #expect(sim.run(icmpError(v6: false, vip: "192.0.2.10", client: "198.51.100.1", vipPort: 8080, clientPort: 1)).0
+            == .dropICMPUnsupported)
+        // Quoted header cut short before the ports.
+        let cut = Array(icmpError(v6: false, vip: "192.0.2.10", client: "198.51.100.1", vipPort: 80, clientPort: 1).prefix(14 + 20 + 8 + 22))
+        var fixed = cut
+        fixed[16] = 0
+        fixed[17] = UInt8(20 + 8 + 22)  // IPv4 total length matching the cut frame (checksum is not checked)
+        #expect(sim.run(fixed).0 == .dropICMPUnsupported)
+    }
+
     @Test func tooBigWithoutDontFragmentIsDroppedAndCounted() {
         var sim = makeSimulator([web([("10.1.0.1", 100)])], mtu: 1280)
         let tcp = Frames.tcp(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import logging
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
-from scapy.all import (ARP, DNS, DNSQR, ICMPv6ND_NS, Dot1Q, Ether, ICMP, ICMPv6EchoRequest, ICMPv6DestUnreach, IP, IPv6,
+from scapy.all import (ARP, DNS, DNSQR, ICMPv6ND_NS, ICMPv6PacketTooBig, Dot1Q, Ether, ICMP, ICMPv6EchoRequest, ICMPv6DestUnreach, IP, IPv6,
                        IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
                        IPOption_RR, GRE, Raw, TCP, UDP, wrpcap)
 
@@ -109,6 +109,15 @@ def outside_cases(seed=7):
     c.append(Case("too big after encapsulation, IPv4 with DF (4in6 GUE, VLAN)", eth(vlan=7) /
                   IP(src=c4, dst="192.0.2.20", flags="DF") / TCP(dport=8443, sport=17) / Raw(b"f" * 1460), "replied",
                   vip=("192.0.2.20", 0, "tcp")))
+    # ICMP errors from routers about packets a VIP sent (a backend's DSR replies): to that flow's backend.
+    c.append(Case("ICMP fragmentation needed about a VIP's TCP packet", eth() / IP(src="203.0.113.1", dst=V4) /
+                  ICMP(type=3, code=4, nexthopmtu=1400) / IP(src=V4, dst=c4, flags="DF") / TCP(sport=80, dport=4001),
+                  "forwarded", vip=(V4, 80, "tcp")))
+    c.append(Case("ICMPv6 packet too big about a VIP's TCP packet", eth() / IPv6(src="2001:db8:ff::1", dst=V6) /
+                  ICMPv6PacketTooBig(mtu=1400) / IPv6(src=V6, dst=c6) / TCP(sport=443, dport=4002) / Raw(b"r" * 100),
+                  "forwarded", vip=(V6, 443, "tcp")))
+    c.append(Case("ICMP time exceeded about a port-0 VIP's UDP packet (GUE)", eth() / IP(src="203.0.113.2", dst=V4) /
+                  ICMP(type=11, code=0) / IP(src=V4, dst=c4) / UDP(sport=5353, dport=4003), "forwarded", vip=(V4, 0, "udp")))
     # Drops.
     c.append(Case("IPv4 first fragment", eth() / IP(src=c4, dst=V4, flags="MF") / TCP(dport=80), "fragment"))
     c.append(Case("IPv4 later fragment", eth() / IP(src=c4, dst=V4, frag=100, proto=6) / Raw(b"z" * 16), "fragment"))
@@ -119,7 +128,11 @@ def outside_cases(seed=7):
     c.append(Case("every backend drained", eth() / IP(src=c4, dst="192.0.2.30") / TCP(dport=80), "no_backend"))
     c.append(Case("too big after encapsulation, IPv4 without DF", eth() / IP(src=c4, dst=V4) / TCP(dport=80, sport=13) /
                   Raw(b"m" * 1460), "too_big"))
-    c.append(Case("ICMP unreachable to a VIP", eth() / IP(src=c4, dst=V4) / ICMP(type=3, code=4) / Raw(b"\0" * 28), "icmp_unsupported"))
+    c.append(Case("ICMP unreachable to a VIP quoting nothing", eth() / IP(src=c4, dst=V4) / ICMP(type=3, code=4) / Raw(b"\0" * 28),
+                  "icmp_unsupported"))
+    c.append(Case("ICMP unreachable quoting another address's packet", eth() / IP(src="203.0.113.1", dst=V4) /
+                  ICMP(type=3, code=4, nexthopmtu=1400) / IP(src="192.0.2.99", dst=c4) / TCP(sport=80, dport=4000),
+                  "icmp_unsupported"))
     good = bytes(eth() / IP(src=c4, dst=V4) / TCP(dport=80, sport=14))
     c.append(Case("truncated Ethernet header", good[:10], "malformed"))
     c.append(Case("truncated IPv4 header", good[:30], "malformed"))

@@ -15,6 +15,9 @@ to the client. Checked from outside, with the kernel's own TCP/UDP/ICMP:
 2. Every link has MTU 1500: a 1 MiB transfer (4in4, 6in6, 4in6) starts with full-size segments
    that do not fit the tunnel; ternd answers them with ICMP "fragmentation needed" / ICMPv6
    "packet too big", the client's kernel lowers its path MTU, and the data arrives whole.
+   The way back from the router to the client carries 1400 bytes: a 1 MiB download (4in4, 6in6)
+   completes only because ternd sends the router's ICMP errors, addressed to the VIP, on to the
+   backend of the flow they quote, whose kernel then lowers its path MTU.
 3. ping and ping6 to VIP addresses are answered by ternd itself (verdict `replied`).
 4. Scale-out: open connections through lb1, move the VIP routes to lb2 (as ECMP does when a node
    joins or leaves): every connection carries on, because lb2's Maglev table picks the same backend.
@@ -106,6 +109,11 @@ def setup(xdp_obj):
         sh("ip", "link", "set", link, "up", ns=NS[ns])
         sh("ip", "route", "add", "default", "via", f"{v4}.1", ns=NS[ns])
         sh("ip", "-6", "route", "add", "default", "via", f"{v6}1", ns=NS[ns])
+    # The way back to the client carries only 1400 bytes: the router answers the backends' bigger
+    # replies with ICMP "fragmentation needed" / "packet too big" addressed to the VIP, which only
+    # reach the right backend if ternd steers them by the flow they quote.
+    sh("ip", "route", "replace", f"{LINKS['cl'][1]}.0/24", "dev", "rt-cl", "mtu", "lock", "1400", ns=rt)
+    sh("ip", "-6", "route", "replace", f"{LINKS['cl'][2]}/64", "dev", "rt-cl", "metric", "256", "mtu", "lock", "1400", ns=rt)
     # veth leaves TCP checksums to "offload"; AF_PACKET (ternd) would see them unfinished.
     sh("ethtool", "-K", "cl", "tx", "off", ns=NS["cl"])
     for b in ("b1", "b2"):
@@ -213,6 +221,16 @@ class Connection:
         self.sock.connect((address, TCP_PORT))
         self.file = self.sock.makefile("rwb")
 
+    def download(self, size):
+        """Asks the backend for `size` bytes; returns the backend's name once all have arrived."""
+        self.file.write(f"get {size}\n".encode())
+        self.file.flush()
+        name, announced = self.file.readline().decode().split()
+        data = self.file.read(int(announced))
+        if len(data) != size:
+            raise RuntimeError(f"{name} sent {len(data)} of {size} bytes")
+        return name
+
     def exchange(self, payload=b""):
         self.file.write(f"{len(payload)}\n".encode() + payload)
         self.file.flush()
@@ -287,6 +305,20 @@ def test_bulk_with_path_mtu_discovery():
                   flush=True)
 
 
+def test_download_with_icmp_steering():
+    for kind in ("4in4", "6in6"):
+        conn = Connection(VIPS[kind][0])
+        try:
+            name = conn.download(1 << 20)
+        except (OSError, RuntimeError, ValueError) as e:
+            name = f"error: {e}"
+        conn.close()
+        check(name in ("b1", "b2"), f"download {kind}: {name}")
+        if name in ("b1", "b2"):
+            print(f"ok: download {kind}: 1 MiB from {name} over a 1400-byte return path (router's ICMP steered to the backend)",
+                  flush=True)
+
+
 def test_ping():
     for address in ("192.0.2.10", "2001:db8::10"):
         p = subprocess.run(["ip", "netns", "exec", NS["cl"], "ping", "-c", "3", "-i", "0.2", "-W", "2", address],
@@ -342,9 +374,13 @@ def serve(name):
     def tcp_client(conn):
         with conn, conn.makefile("rwb") as f:
             while line := f.readline():
-                size = int(line)
-                got = len(f.read(size)) if size else 0
-                f.write(f"{name} {got}\n".encode())
+                if line.startswith(b"get "):
+                    size = int(line[4:])
+                    f.write(f"{name} {size}\n".encode() + bytes(size))
+                else:
+                    size = int(line)
+                    got = len(f.read(size)) if size else 0
+                    f.write(f"{name} {got}\n".encode())
                 f.flush()
 
     def tcp_server():
@@ -386,6 +422,7 @@ def main(ternd):
         nodes["lb1"] = Node(ternd, "lb1", tmp)
         test_protocols()
         test_bulk_with_path_mtu_discovery()
+        test_download_with_icmp_steering()
         test_ping()
         nodes["lb2"] = test_scale_out(ternd, tmp)
         test_drain(nodes["lb2"])

@@ -81,9 +81,15 @@ def check_against_reference(ternctl, cases, sent, out_frames):
             continue
         inner = inner_ip_bytes(make_pcap.frame_bytes(case))
         p = IPv6(inner) if inner[0] >> 4 == 6 else IP(inner)
-        l4 = p[UDP] if UDP in p else p["TCP"]
-        proto = 17 if UDP in p else 6
-        h = reference.flow_hash(p.src, p.dst, l4.sport, l4.dport, proto)
+        quoted = next((p[n] for n in ("IPerror", "IPerror6") if n in p), None)
+        if quoted is not None:  # an ICMP error: hashed as the flow it quotes, client to VIP
+            l4 = quoted["UDPerror"] if "UDPerror" in quoted else quoted["TCPerror"]
+            proto = 17 if "UDPerror" in quoted else 6
+            h = reference.flow_hash(quoted.dst, quoted.src, l4.dport, l4.sport, proto)
+        else:
+            l4 = p[UDP] if UDP in p else p["TCP"]
+            proto = 17 if UDP in p else 6
+            h = reference.flow_hash(p.src, p.dst, l4.sport, l4.dport, proto)
         want = reference.pick(tables[case.vip], h)
         outer = Ether(frame).payload
         check(ipaddress.ip_address(outer.dst) == ipaddress.ip_address(want),
