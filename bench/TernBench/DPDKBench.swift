@@ -74,11 +74,11 @@ struct DPDKBench {
         case .tern:
             let cell = SnapshotCell(ForwardingSnapshot(s.spec, generation: 1), readers: 1)
             let worker = Worker(
-                index: 0, port: PortContext(mac: Frames.ourMAC, gatewayMAC: Frames.routerMAC, mtu: 1500),
+                index: 0, port: PortContext(mac: Frames.ourMAC, gatewayMAC: Frames.routerMAC, mtu: Scenario.backendMTU),
                 flowTableEntries: s.flowTableEntries, tcpIdleTimeout: 300, udpIdleTimeout: 30)
             let loop = WorkerLoop(
                 index: 0,
-                queues: [WorkerQueue(rxPort: ring.port.id, queue: 0, backendPort: ring.port.id, context: PortContext(mac: Frames.ourMAC, gatewayMAC: Frames.routerMAC, mtu: 1500))],
+                queues: [WorkerQueue(rxPort: ring.port.id, queue: 0, backendPort: ring.port.id, context: PortContext(mac: Frames.ourMAC, gatewayMAC: Frames.routerMAC, mtu: Scenario.backendMTU))],
                 burstSize: 32, cell: cell, worker: worker)
             try Lcore.launch(loop, on: lcore)
             stop = { loop.requestStop() }

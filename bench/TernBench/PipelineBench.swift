@@ -34,7 +34,7 @@ func benchBurst(
 func runPipeline(_ s: Scenario, arena: FrameArena, passes: Int, burst: Int = 32) -> PipelineResult {
     let snapshot = ForwardingSnapshot(s.spec, generation: 1)
     var worker = Worker(
-        index: 0, port: PortContext(mac: Frames.ourMAC, gatewayMAC: Frames.routerMAC, mtu: 1500),
+        index: 0, port: PortContext(mac: Frames.ourMAC, gatewayMAC: Frames.routerMAC, mtu: Scenario.backendMTU),
         flowTableEntries: s.flowTableEntries, tcpIdleTimeout: 300, udpIdleTimeout: 30)
     let packets = UnsafeMutablePointer<Packet>.allocate(capacity: burst)
     let outcomes = UnsafeMutablePointer<Outcome>.allocate(capacity: burst)

@@ -20,6 +20,9 @@ struct Scenario {
     var flowTableEntries: Int
 
     static let headroom = 128
+    /// The MTU toward the backends: jumbo, so that imix's 1518-byte frames fit with their outer
+    /// headers and are forwarded like the rest (with 1500 they would all be answered "too big").
+    static let backendMTU = 9000
 
     static func client(_ i: Int) -> IPAddress { IPAddress(v4: 0x6440_0000 &+ UInt32(i)) }  // 100.64.0.0/10
     static func client6(_ i: Int) -> IPAddress { IPAddress(high: 0x2001_0db8_0001_0000, low: UInt64(i), isV6: true) }
