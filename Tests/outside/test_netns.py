@@ -293,30 +293,29 @@ def test_protocols():
                   flush=True)
 
 
-def test_bulk_with_path_mtu_discovery():
-    payload = bytes(range(256)) * 4096  # 1 MiB: the client starts with full-size segments
-    for kind in ("4in4", "6in6", "4in6"):
-        conn = Connection(VIPS[kind][0])
-        name = try_exchange(conn, payload)
-        conn.close()
-        check(name in ("b1", "b2"), f"bulk {kind}: {name}")
-        if name in ("b1", "b2"):
-            print(f"ok: bulk {kind}: 1 MiB through the tunnel to {name} arrived whole (path MTU lowered by ternd's ICMP)",
-                  flush=True)
-
-
-def test_download_with_icmp_steering():
-    for kind in ("4in4", "6in6"):
+def transfer_1mib(kinds, label, move, detail):
+    """One connection per VIP kind moves 1 MiB; `move(conn)` returns the answering backend."""
+    for kind in kinds:
         conn = Connection(VIPS[kind][0])
         try:
-            name = conn.download(1 << 20)
+            name = move(conn)
         except (OSError, RuntimeError, ValueError) as e:
             name = f"error: {e}"
         conn.close()
-        check(name in ("b1", "b2"), f"download {kind}: {name}")
+        check(name in ("b1", "b2"), f"{label} {kind}: {name}")
         if name in ("b1", "b2"):
-            print(f"ok: download {kind}: 1 MiB from {name} over a 1400-byte return path (router's ICMP steered to the backend)",
-                  flush=True)
+            print(f"ok: {label} {kind}: 1 MiB {detail.format(name=name)}", flush=True)
+
+
+def test_bulk_with_path_mtu_discovery():
+    payload = bytes(range(256)) * 4096  # the client starts with full-size segments
+    transfer_1mib(("4in4", "6in6", "4in6"), "bulk", lambda conn: conn.exchange(payload),
+                  "through the tunnel to {name} arrived whole (path MTU lowered by ternd's ICMP)")
+
+
+def test_download_with_icmp_steering():
+    transfer_1mib(("4in4", "6in6"), "download", lambda conn: conn.download(1 << 20),
+                  "from {name} over a 1400-byte return path (router's ICMP steered to the backend)")
 
 
 def test_ping():
