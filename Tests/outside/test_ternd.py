@@ -3,7 +3,9 @@
 
 1. one worker: ternd emits exactly the bytes, in the same order, that `ternctl simulate` emits for
    the same input and config (the outside cases and the demo traffic);
-2. two workers (one rx_pcap and one tx_pcap per queue): the same multiset of frames;
+2. two workers (one rx_pcap and one tx_pcap per queue): the same multiset of frames; separate
+   client and backend ports (backend_device): encapsulated frames leave on the backend port with
+   its MACs, replies on the client port, each in simulate's order;
 3. reload under load: ternd replays a pcap in a loop (infinite_rx=1) into a FIFO read here; several
    SIGHUPs alternate between configs whose backends differ, one SIGHUP meets a broken config, then
    SIGTERM. RX equals the sum of verdicts, no mbuf is left in use, the failed reload is reported and
@@ -104,6 +106,48 @@ def test_same_bytes_as_simulate(ternd, ternctl, tmp):
         check(stats["rx"] == len(frames) and stats["tx"] == len(expected), f"{name}: rx/tx {stats['rx']}/{stats['tx']}")
         check(stats["mbufs_in_use"] == 0, f"{name}: mbufs in use {stats['mbufs_in_use']}")
         print(f"ok: {name}: ternd (1 worker) emitted the same {len(got)} frames as ternctl simulate, in order", flush=True)
+
+
+def test_separate_ports(ternd, ternctl, tmp):
+    """Client-facing port net_pcap0 with backend_device = net_pcap1: encapsulated frames leave on
+    net_pcap1 with its MACs, echo replies on net_pcap0 with its own; otherwise the bytes and order
+    are simulate's (which has one port)."""
+    frames = [bytes(f) for f in make_pcap.demo_frames()]
+    example = os.path.join(ROOT, "configs/example.toml")
+    with open(example) as f:
+        text = f.read()
+    one_port = '[[port]]\ndevice = "net_pcap0"\ngateway_mac = "02:00:00:00:00:fe"\nmac = "02:00:00:00:00:01"\n'
+    assert one_port in text
+    config = os.path.join(tmp, "two-ports.toml")
+    with open(config, "w") as f:
+        f.write(text.replace(one_port, one_port + 'backend_device = "net_pcap1"\n\n[[port]]\ndevice = "net_pcap1"\n'
+                             'gateway_mac = "02:00:00:00:01:fe"\nmac = "02:00:00:00:01:01"\n'))
+    inp, empty, front, back = (os.path.join(tmp, n) for n in ("in2.pcap", "empty.pcap", "front.pcap", "back.pcap"))
+    make_pcap.write_frames(inp, frames)
+    make_pcap.write_frames(empty, [])
+    expected = simulate(ternctl, example, inp, os.path.join(tmp, "sim-ports.pcap"))
+    cmd = ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap={front}", config, ["--stop-when-idle", "1"])
+    cmd[cmd.index("--vdev") + 2:cmd.index("--vdev") + 2] = ["--vdev", f"net_pcap1,rx_pcap={empty},tx_pcap={back}"]
+    rc, out, err = run_ternd(cmd)
+    check(rc == 0, f"separate ports: ternd exited {rc}: {err[-500:]}")
+    if rc != 0:
+        return
+
+    def is_reply(frame):  # ICMP or ICMPv6 straight after the Ethernet header: an echo reply
+        return frame[12:14] == b"\x08\x00" and frame[23] == 1 or frame[12:14] == b"\x86\xdd" and frame[20] == 58
+
+    back_mac = bytes.fromhex("0200000001fe" "020000000101")
+    want_back = [back_mac + f[12:] for f in expected if not is_reply(f)]
+    want_front = [f for f in expected if is_reply(f)]
+    got_back, got_front = read_pcap(back), read_pcap(front)
+    check(got_back == want_back, f"separate ports: {len(got_back)} frames toward backends, expected {len(want_back)}; "
+          f"identical: {got_back == want_back}")
+    check(got_front == want_front, f"separate ports: {len(got_front)} replies on the client port, expected {len(want_front)}")
+    stats = json.loads(out.strip().splitlines()[-1])
+    check(stats["mbufs_in_use"] == 0 and stats["tx"] == len(expected), f"separate ports: stats {stats}")
+    if got_back == want_back and got_front == want_front and want_front:
+        print(f"ok: separate ports: {len(got_back)} encapsulated frames left on the backend port with its MACs, "
+              f"{len(got_front)} echo replies on the client port, in simulate's order", flush=True)
 
 
 def test_two_workers_same_multiset(ternd, ternctl, tmp):
@@ -243,6 +287,7 @@ def main(ternd, ternctl):
         test_startup_errors(ternd, tmp)
         test_same_bytes_as_simulate(ternd, ternctl, tmp)
         test_two_workers_same_multiset(ternd, ternctl, tmp)
+        test_separate_ports(ternd, ternctl, tmp)
         test_reload_under_load(ternd, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
