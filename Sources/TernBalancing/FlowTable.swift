@@ -22,15 +22,15 @@ public struct FlowEntry: Sendable {
     /// The backend's address: after a reload it finds the backend again in the new snapshot.
     public var backendHigh: UInt64
     public var backendLow: UInt64
-    /// The snapshot generation `backendSlot` refers to.
-    public var generation: UInt16
+    /// The snapshot generation `backendSlot` refers to (32 bits: it does not wrap in any lifetime).
+    public var generation: UInt32
     public var backendSlot: BackendSlot
-    @usableFromInline let reserved: UInt32
+    @usableFromInline let reserved: UInt16
 
     @inlinable @inline(__always)
     public init(
         sourceHigh: UInt64, sourceLow: UInt64, destinationHigh: UInt64, destinationLow: UInt64, portsAndProtocol: UInt64,
-        backendHigh: UInt64, backendLow: UInt64, generation: UInt16, backendSlot: BackendSlot
+        backendHigh: UInt64, backendLow: UInt64, generation: UInt32, backendSlot: BackendSlot
     ) {
         self.sourceHigh = sourceHigh
         self.sourceLow = sourceLow
@@ -219,7 +219,7 @@ public struct FlowTable: ~Copyable {
     /// Records a new flow where `probe` said.
     @inlinable @inline(__always)
     public mutating func insert(
-        _ t: FiveTuple, at p: FlowProbe, hash: UInt64, backend: IPAddress, slot: BackendSlot, generation: UInt16, now: UInt32
+        _ t: FiveTuple, at p: FlowProbe, hash: UInt64, backend: IPAddress, slot: BackendSlot, generation: UInt32, now: UInt32
     ) {
         counters.inserted &+= 1
         if p.evicts { counters.evicted &+= 1 }

@@ -81,7 +81,7 @@ public typealias BackendSlot = UInt16
 
 public struct ForwardingSnapshot: ~Copyable {
     /// Tells flow-table entries written under an older snapshot from current ones.
-    public let generation: UInt16
+    public let generation: UInt32
     public let tableSize: Int
     public let tunnelSourceV4: IPAddress
     public let tunnelSourceV6: IPAddress
@@ -97,7 +97,7 @@ public struct ForwardingSnapshot: ~Copyable {
     public let workerCount: Int
 
     /// Builds the snapshot; VIPs keep the spec's order, each VIP's backends are sorted by address.
-    public init(_ spec: SnapshotSpec, generation: UInt16, workers: Int = 1) {
+    public init(_ spec: SnapshotSpec, generation: UInt32, workers: Int = 1) {
         self.generation = generation
         self.tableSize = spec.tableSize
         self.tunnelSourceV4 = spec.tunnelSourceV4 ?? IPAddress(v4: 0)

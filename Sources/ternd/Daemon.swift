@@ -82,7 +82,7 @@ struct Running {
     let pool: Mempool
     let cell: SnapshotCell
     let loops: [WorkerLoop]
-    var generation: UInt16 = 1
+    var generation: UInt32 = 1
     var totals = PacketTotals()
     var reloadsOK: UInt64 = 0
     var reloadsFailed: UInt64 = 0

@@ -6,15 +6,15 @@ import Testing
 @testable import TernWire
 
 /// A snapshot whose contents encode its generation, so a reader can tell a torn or freed one.
-func numberedSnapshot(_ generation: UInt16, workers: Int) -> ForwardingSnapshot {
+func numberedSnapshot(_ generation: UInt32, workers: Int) -> ForwardingSnapshot {
     let backends = (0..<Int(generation % 5 + 1)).map { (address: IPAddress(v4: 0x0A00_0000 + UInt32($0)), weight: 1) }
     let spec = SnapshotSpec(
         services: [
             ServiceSpec(
-                address: IPAddress(v4: UInt32(generation)), port: generation, ipProtocol: IPProtocol.tcp, encapsulation: .ipip,
+                address: IPAddress(v4: generation), port: UInt16(truncatingIfNeeded: generation), ipProtocol: IPProtocol.tcp, encapsulation: .ipip,
                 backends: backends)
         ],
-        tableSize: 101, tunnelSourceV4: IPAddress(v4: UInt32(generation)), tunnelSourceV6: nil)
+        tableSize: 101, tunnelSourceV4: IPAddress(v4: generation), tunnelSourceV6: nil)
     return ForwardingSnapshot(spec, generation: generation, workers: workers)
 }
 
@@ -50,7 +50,7 @@ func numberedSnapshot(_ generation: UInt16, workers: Int) -> ForwardingSnapshot 
         while started.load(ordering: .acquiring) < readers { usleep(100) }
         var published = 0
         for g in 2..<300 {
-            let old = cell.publish(numberedSnapshot(UInt16(g), workers: readers), pollMicroseconds: 20)
+            let old = cell.publish(numberedSnapshot(UInt32(g), workers: readers), pollMicroseconds: 20)
             // After the grace period no reader can touch `old`: reading its counters and freeing it are safe.
             _ = old.pointee.packetTotals()
             SnapshotCell.retire(old)

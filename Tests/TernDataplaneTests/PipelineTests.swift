@@ -10,7 +10,7 @@ func ip(_ s: String) -> IPAddress { IPAddress(s)! }
 let gateway = MACAddress(value: 0x02_00_00_00_00_FE)
 let ours = MACAddress(value: 0x02_00_00_00_00_01)
 
-func makeSimulator(_ services: [ServiceSpec], generation: UInt16 = 1, mtu: Int = 1500, flows: Int = 1 << 16) -> Simulator {
+func makeSimulator(_ services: [ServiceSpec], generation: UInt32 = 1, mtu: Int = 1500, flows: Int = 1 << 16) -> Simulator {
     let spec = SnapshotSpec(services: services, tableSize: 65537, tunnelSourceV4: ip("10.0.0.10"), tunnelSourceV6: ip("fc00::10"))
     let worker = Worker(
         index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: mtu), flowTableEntries: flows,
@@ -83,6 +83,19 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         var newcomers = 0
         for i in 1000..<1300 where outerDestination(next.run(clientFlow(i)).1!) == ip("10.1.0.0") { newcomers += 1 }
         #expect(newcomers > 50)
+    }
+
+    @Test func flowsKeepTheirBackendWhenTheGenerationWouldHaveWrappedSixteenBits() {
+        var sim = makeSimulator([web([("10.1.0.1", 100), ("10.1.0.2", 100)])], generation: 1)
+        var before: [IPAddress] = []
+        for i in 0..<300 { before.append(outerDestination(sim.run(clientFlow(i)).1!)) }
+        // 65536 reloads later the same backends come in the other order: every remembered slot now
+        // names the other backend, and only the generation says the entries are stale.
+        var next = makeSimulator([web([("10.1.0.2", 100), ("10.1.0.1", 100)])], generation: 1 + 65536)
+        swap(&next.worker, &sim.worker)
+        var moved = 0
+        for i in 0..<300 where outerDestination(next.run(clientFlow(i)).1!) != before[i] { moved += 1 }
+        #expect(moved == 0)
     }
 
     @Test func flowsOfARemovedBackendMoveAndDrainedBackendsKeepTheirs() {
