@@ -45,15 +45,15 @@ config-test: build
 outside-test: release
 	$(PYTHON) Tests/outside/test_simulate.py .build/release/ternctl
 
-# swiftc's -sanitize=fuzzer links libFuzzer but does not turn on coverage by itself here: the
-# -sanitize-coverage flags are what give libFuzzer its feedback (it reports "Loaded N counters").
-# ternd over net_pcap: same bytes as simulate, two workers, reload under load, start-up errors.
+# ternd over net_pcap: same bytes as simulate, two workers, separate ports, reload under load,
+# start-up errors.
 ternd-test: build
 	$(PYTHON) Tests/outside/test_ternd.py .build/debug/ternd .build/debug/ternctl
 
 # Real clients and servers in network namespaces talk through ternd (net_af_packet on veth): TCP,
 # UDP and ping over every encapsulation, backends decapsulating with XDP and answering directly
-# (DSR), connections moved between two ternd nodes mid-flow, a drain on reload.
+# (DSR), path MTU discovery both ways over 1500-byte links, connections moved between two ternd
+# nodes mid-flow, a drain on reload.
 netns-test: build
 	$(PYTHON) Tests/outside/test_netns.py .build/debug/ternd
 
@@ -61,6 +61,8 @@ netns-test: build
 tsan-test:
 	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter SnapshotCellTests
 
+# swiftc's -sanitize=fuzzer links libFuzzer but does not turn on coverage by itself here: the
+# -sanitize-coverage flags are what give libFuzzer its feedback (it reports "Loaded N counters").
 fuzz-build:
 	$(SWIFT) build --product TernFuzz --sanitize=fuzzer --sanitize=address --scratch-path .build-fuzz \
 		-Xswiftc -DTERN_LIBFUZZER -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp
