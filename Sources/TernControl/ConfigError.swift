@@ -5,10 +5,13 @@ public struct ConfigProblem: Equatable, Sendable, CustomStringConvertible {
     /// `vip[1].backend[0].weight`, or empty for the whole file.
     public var keyPath: String
     public var message: String
+    /// The line of the key (or of the nearest enclosing key) when the document has it.
+    public var line: Int?
 
-    public init(_ keyPath: String, _ message: String) {
+    public init(_ keyPath: String, _ message: String, line: Int? = nil) {
         self.keyPath = keyPath
         self.message = message
+        self.line = line
     }
 
     public var description: String { keyPath.isEmpty ? message : "\(keyPath): \(message)" }
@@ -30,11 +33,20 @@ public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
         self.problems = problems
     }
 
-    /// One line per problem: `FILE:LINE:COLUMN: message` or `FILE: key.path: message`.
+    /// One line per problem: `FILE:LINE:COLUMN: message` (syntax) or `FILE:LINE: key.path: message`.
+    /// The file name is escaped: nothing in an error can start a new log line.
     public var description: String {
-        var location = file
-        if let line { location += ":\(line)" }
-        if let column { location += ":\(column)" }
-        return problems.map { "\(location): \($0)" }.joined(separator: "\n")
+        lines.joined(separator: "\n")
+    }
+
+    /// `description`, one element per problem.
+    public var lines: [String] {
+        let name = escapedForMessage(file)
+        return problems.map { p in
+            var location = name
+            if let line = line ?? p.line { location += ":\(line)" }
+            if let column { location += ":\(column)" }
+            return "\(location): \(p)"
+        }
     }
 }

@@ -1,121 +1,64 @@
-// TOML text → validated `TernConfig`. TOMLKit decodes the document strictly (unknown keys are
-// errors) into raw structs holding integers as `Int` (narrow types crash TOMLKit on overflow);
-// `validate` then range-checks every value and reports every problem with its key path.
+// TOML text → validated `TernConfig`. `TOMLParser` reads the document (strict TOML 1.0, errors
+// with line and column); `DocumentReader` takes the keys Tern knows into raw structs, reporting
+// wrong types, missing and unknown keys with their lines; `Validator` then range-checks every
+// value. Every problem is collected, so one run of `ternctl check` lists them all.
 
 import Foundation
-import TOMLKit
 import TernBalancing
 import TernWire
 
 public enum ConfigLoader {
+    /// The largest config file read (a 1000 VIP x 100 backend file is about 5 MB).
+    public static let maxFileBytes = TOMLParser.maxBytes
+
     /// Reads and validates a config file.
     public static func load(path: String) throws(ConfigError) -> TernConfig {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
             throw ConfigError(file: path, problems: [ConfigProblem("", "cannot read the file")])
         }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw ConfigError(file: path, problems: [ConfigProblem("", "not UTF-8 text")])
+        defer { try? handle.close() }
+        let data: Data
+        do {
+            data = try handle.read(upToCount: maxFileBytes + 1) ?? Data()
+        } catch {
+            throw ConfigError(file: path, problems: [ConfigProblem("", "cannot read the file: \(error.localizedDescription)")])
         }
-        return try parse(text, file: path)
+        guard data.count <= maxFileBytes else {
+            throw ConfigError(file: path, problems: [ConfigProblem("", "larger than \(maxFileBytes) bytes")])
+        }
+        return try parse(Array(data), file: path)
     }
 
     /// Validates config text; `file` names it in errors.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> TernConfig {
-        let raw: RawConfig
-        var table: TOMLTable? = nil
+        try parse(Array(text.utf8), file: file)
+    }
+
+    public static func parse(_ bytes: [UInt8], file: String) throws(ConfigError) -> TernConfig {
+        let document: TOMLTable
         do {
-            table = try TOMLTable(string: text)
-            raw = try TOMLDecoder(strictDecoding: true).decode(RawConfig.self, from: table!)
-        } catch let error as TOMLParseError {
-            throw ConfigError(
-                file: file, line: error.source.begin.line, column: error.source.begin.column,
-                problems: [ConfigProblem("", error.description)])
-        } catch let error as UnexpectedKeysError {
-            let problems = error.keys.values.map { ConfigProblem(keyPath($0), "unknown key") }
-            throw ConfigError(file: file, problems: problems.sorted { $0.keyPath < $1.keyPath })
-        } catch let error as DecodingError {
-            throw ConfigError(file: file, problems: [problem(from: error, in: table)])
+            document = try TOMLParser.parse(bytes)
         } catch {
-            throw ConfigError(file: file, problems: [ConfigProblem("", "\(error)")])
+            throw ConfigError(file: file, line: error.line, column: error.column, problems: [ConfigProblem("", error.message)])
         }
+        var reader = DocumentReader()
+        let raw = reader.config(document)
         var v = Validator()
         let config = v.validate(raw)
-        guard let config, v.problems.isEmpty else { throw ConfigError(file: file, problems: v.problems) }
+        // A key the reader could not take is reported once, by the reader.
+        let reported = Set(reader.problems.map(\.keyPath))
+        let problems = (reader.problems + v.problems.filter { !reported.contains($0.keyPath) }).map { p in
+            var p = p
+            p.line = p.line ?? reader.line(of: p.keyPath)
+            return p
+        }
+        guard let config, problems.isEmpty else { throw ConfigError(file: file, problems: problems) }
         return config
-    }
-
-    /// `vip[1].backend[0].weight` from a coding path.
-    static func keyPath(_ path: [any CodingKey]) -> String {
-        var out = ""
-        for key in path {
-            if let i = key.intValue {
-                out += "[\(i)]"
-            } else {
-                out += (out.isEmpty ? "" : ".") + key.stringValue
-            }
-        }
-        return out
-    }
-
-    /// The value at a coding path in the parsed document.
-    static func value(at path: [any CodingKey], in table: TOMLTable?) -> (any TOMLValueConvertible)? {
-        var current: (any TOMLValueConvertible)? = table
-        for key in path {
-            if let i = key.intValue {
-                guard let array = current?.array, i < array.count else { return nil }
-                current = array[i]
-            } else {
-                current = current?.table?[key.stringValue]
-            }
-        }
-        return current
-    }
-
-    /// TOMLKit reports a value of the wrong type as a missing key; the document tells them apart.
-    static func problem(from error: DecodingError, in table: TOMLTable?) -> ConfigProblem {
-        switch error {
-        case .typeMismatch(let type, let c):
-            return ConfigProblem(keyPath(c.codingPath), "wrong type: expected \(typeName(type))")
-        case .valueNotFound(let type, let c):
-            return ConfigProblem(keyPath(c.codingPath), "missing value: expected \(typeName(type))")
-        case .keyNotFound(let key, let c):
-            var path = c.codingPath
-            if path.last?.stringValue != key.stringValue || path.last?.intValue != key.intValue { path.append(key) }
-            if let found = value(at: path, in: table) {
-                return ConfigProblem(keyPath(path), "wrong type: got \(found.type), expected \(expected(for: key.stringValue))")
-            }
-            return ConfigProblem(keyPath(path), "required key is missing")
-        case .dataCorrupted(let c):
-            return ConfigProblem(keyPath(c.codingPath), c.debugDescription)
-        @unknown default:
-            return ConfigProblem("", "\(error)")
-        }
-    }
-
-    static let integerKeys: Set<String> = [
-        "workers", "burst_size", "flow_table_entries", "tcp_idle_timeout_s", "udp_idle_timeout_s", "mtu", "table_size",
-        "port", "gue_port", "weight",
-    ]
-    static let tableKeys: Set<String> = ["node", "dataplane", "maglev"]
-    static let arrayKeys: Set<String> = ["port", "vip", "backend"]
-
-    static func expected(for key: String) -> String {
-        if integerKeys.contains(key) { return "integer" }
-        if tableKeys.contains(key) { return "table" }
-        return "string"
-    }
-
-    static func typeName(_ type: Any.Type) -> String {
-        switch type {
-        case is Int.Type: "an integer"
-        case is String.Type: "a string"
-        default: "\(type)".contains("Array") ? "an array of tables" : "a table"
-        }
     }
 }
 
-// The document as TOMLKit decodes it: optional where a default exists.
-struct RawConfig: Decodable {
+// The document as Tern reads it: optional where a default exists.
+struct RawConfig {
     var node: RawNode
     var dataplane: RawDataplane?
     var port: [RawPort]
@@ -123,13 +66,13 @@ struct RawConfig: Decodable {
     var vip: [RawVIP]?
 }
 
-struct RawNode: Decodable {
+struct RawNode {
     var name: String
     var tunnel_source_v4: String?
     var tunnel_source_v6: String?
 }
 
-struct RawDataplane: Decodable {
+struct RawDataplane {
     var workers: Int?
     var burst_size: Int?
     var flow_table_entries: Int?
@@ -137,7 +80,7 @@ struct RawDataplane: Decodable {
     var udp_idle_timeout_s: Int?
 }
 
-struct RawPort: Decodable {
+struct RawPort {
     var device: String
     var gateway_mac: String
     var mac: String?
@@ -145,11 +88,11 @@ struct RawPort: Decodable {
     var backend_device: String?
 }
 
-struct RawMaglev: Decodable {
+struct RawMaglev {
     var table_size: Int?
 }
 
-struct RawVIP: Decodable {
+struct RawVIP {
     var address: String
     var port: Int
     var `protocol`: String
@@ -158,9 +101,164 @@ struct RawVIP: Decodable {
     var backend: [RawBackend]?
 }
 
-struct RawBackend: Decodable {
+struct RawBackend {
     var address: String
     var weight: Int?
+}
+
+/// Reads the keys Tern knows from a parsed document, with their types; records every key path's
+/// line so that later problems can name it too.
+struct DocumentReader {
+    var problems: [ConfigProblem] = []
+    private var lines: [String: Int] = [:]
+
+    func line(of keyPath: String) -> Int? {
+        var path = Substring(keyPath)
+        while !path.isEmpty {
+            if let l = lines[String(path)] { return l }
+            guard let cut = path.lastIndex(where: { $0 == "." || $0 == "[" }) else { break }
+            path = path[..<cut]
+        }
+        return nil
+    }
+
+    /// Everything that could be read; what could not is in `problems` (a missing node or port
+    /// leaves a placeholder so that the rest is still checked).
+    mutating func config(_ doc: TOMLTable) -> RawConfig {
+        let t = Table(doc, path: "")
+        unknown(t, known: ["node", "dataplane", "port", "maglev", "vip"])
+        let node = table(t, "node", required: true).map { n in
+            unknown(n, known: ["name", "tunnel_source_v4", "tunnel_source_v6"])
+            return RawNode(
+                name: string(n, "name", required: true) ?? "", tunnel_source_v4: string(n, "tunnel_source_v4"),
+                tunnel_source_v6: string(n, "tunnel_source_v6"))
+        }
+        let dataplane = table(t, "dataplane").map { d in
+            unknown(d, known: ["workers", "burst_size", "flow_table_entries", "tcp_idle_timeout_s", "udp_idle_timeout_s"])
+            return RawDataplane(
+                workers: int(d, "workers"), burst_size: int(d, "burst_size"), flow_table_entries: int(d, "flow_table_entries"),
+                tcp_idle_timeout_s: int(d, "tcp_idle_timeout_s"), udp_idle_timeout_s: int(d, "udp_idle_timeout_s"))
+        }
+        let ports = tables(t, "port", required: true)?.compactMap { p -> RawPort? in
+            unknown(p, known: ["device", "gateway_mac", "mac", "mtu", "backend_device"])
+            let device = string(p, "device", required: true)
+            let gateway = string(p, "gateway_mac", required: true)
+            let port = RawPort(
+                device: device ?? "", gateway_mac: gateway ?? "", mac: string(p, "mac"), mtu: int(p, "mtu"),
+                backend_device: string(p, "backend_device"))
+            return device == nil || gateway == nil ? nil : port
+        }
+        let maglev = table(t, "maglev").map { m in
+            unknown(m, known: ["table_size"])
+            return RawMaglev(table_size: int(m, "table_size"))
+        }
+        let vips = tables(t, "vip")?.compactMap { v -> RawVIP? in
+            unknown(v, known: ["address", "port", "protocol", "encap", "gue_port", "backend"])
+            let backends = tables(v, "backend")?.compactMap { b -> RawBackend? in
+                unknown(b, known: ["address", "weight"])
+                let weight = int(b, "weight")
+                return string(b, "address", required: true).map { RawBackend(address: $0, weight: weight) }
+            }
+            let address = string(v, "address", required: true)
+            let port = int(v, "port", required: true)
+            let proto = string(v, "protocol", required: true)
+            let encap = string(v, "encap")
+            let guePort = int(v, "gue_port")
+            guard let address, let port, let proto else { return nil }
+            return RawVIP(address: address, port: port, protocol: proto, encap: encap, gue_port: guePort, backend: backends)
+        }
+        return RawConfig(
+            node: node ?? RawNode(name: "-"), dataplane: dataplane, port: ports ?? [], maglev: maglev, vip: vips)
+    }
+
+    /// A table being read and the key path that names it.
+    struct Table {
+        var table: TOMLTable
+        var path: String
+        init(_ table: TOMLTable, path: String) {
+            self.table = table
+            self.path = path
+        }
+        func path(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+    }
+
+    mutating func fail(_ path: String, _ message: String, line: Int? = nil) {
+        var p = ConfigProblem(path, message)
+        p.line = line
+        problems.append(p)
+    }
+
+    /// The entry for a key, or nil after reporting a missing required key.
+    mutating func entry(_ t: Table, _ key: String, required: Bool) -> TOMLEntry? {
+        guard let e = t.table[key] else {
+            if required { fail(t.path(key), "required key is missing", line: line(of: t.path)) }
+            return nil
+        }
+        lines[t.path(key)] = e.line
+        return e
+    }
+
+    mutating func wrongType(_ t: Table, _ key: String, _ e: TOMLEntry, expected: String) {
+        fail(t.path(key), "wrong type: got \(e.value.typeName), expected \(expected)", line: e.line)
+    }
+
+    mutating func string(_ t: Table, _ key: String, required: Bool = false) -> String? {
+        guard let e = entry(t, key, required: required) else { return nil }
+        guard case .string(let s) = e.value else {
+            wrongType(t, key, e, expected: "string")
+            return nil
+        }
+        return s
+    }
+
+    mutating func int(_ t: Table, _ key: String, required: Bool = false) -> Int? {
+        guard let e = entry(t, key, required: required) else { return nil }
+        guard case .integer(let n) = e.value else {
+            wrongType(t, key, e, expected: "integer")
+            return nil
+        }
+        return Int(n)
+    }
+
+    mutating func table(_ t: Table, _ key: String, required: Bool = false) -> Table? {
+        guard let e = entry(t, key, required: required) else { return nil }
+        guard case .table(let inner) = e.value else {
+            wrongType(t, key, e, expected: "table ([\(t.path(key))])")
+            return nil
+        }
+        return Table(inner, path: t.path(key))
+    }
+
+    /// An array of tables (`[[key]]`), each element named `key[i]`.
+    mutating func tables(_ t: Table, _ key: String, required: Bool = false) -> [Table]? {
+        guard let e = entry(t, key, required: required) else { return nil }
+        guard case .array(let items) = e.value else {
+            wrongType(t, key, e, expected: "array of tables ([[\(t.path(key))]])")
+            return nil
+        }
+        var out: [Table] = []
+        for (i, item) in items.enumerated() {
+            guard case .table(let inner) = item else {
+                wrongType(t, key, e, expected: "array of tables ([[\(t.path(key))]])")
+                return nil
+            }
+            let path = "\(t.path(key))[\(i)]"
+            if let first = inner.keys.first, let l = inner[first]?.line { lines[path] = l } else { lines[path] = e.line }
+            out.append(Table(inner, path: path))
+        }
+        return out
+    }
+
+    mutating func unknown(_ t: Table, known: Set<String>) {
+        for key in t.table.keys where !known.contains(key) {
+            fail(t.path(quotedKey(key)), "unknown key", line: t.table[key]?.line)
+        }
+    }
+
+    func quotedKey(_ key: String) -> String {
+        key.utf8.allSatisfy { $0 < 0x80 && ($0 == 0x5F || $0 == 0x2D || Character(Unicode.Scalar($0)).isLetter || Character(Unicode.Scalar($0)).isNumber) } && !key.isEmpty
+            ? key : "\"\(escapedForMessage(key))\""
+    }
 }
 
 /// Range and consistency checks; collects every problem instead of stopping at the first.
@@ -186,7 +284,7 @@ struct Validator {
     /// Every address in the config is a VIP, a backend or a tunnel source: all must be unicast.
     mutating func address(_ text: String, _ path: String) -> IPAddress? {
         guard let a = IPAddress(text) else {
-            fail(path, "not an IPv4 or IPv6 address: \"\(text)\"")
+            fail(path, "not an IPv4 or IPv6 address: \"\(escapedForMessage(text))\"")
             return nil
         }
         if let reason = a.notUnicastReason {
@@ -197,7 +295,7 @@ struct Validator {
 
     mutating func mac(_ text: String, _ path: String) -> MACAddress? {
         guard let m = MACAddress(text) else {
-            fail(path, "not a MAC address (aa:bb:cc:dd:ee:ff): \"\(text)\"")
+            fail(path, "not a MAC address (aa:bb:cc:dd:ee:ff): \"\(escapedForMessage(text))\"")
             return nil
         }
         if let reason = m.notUnicastReason {
@@ -248,12 +346,12 @@ struct Validator {
         return raw.enumerated().compactMap { i, p in
             let path = "port[\(i)]"
             if p.device.isEmpty { fail("\(path).device", "must not be empty") }
-            if !seen.insert(p.device).inserted { fail("\(path).device", "duplicate device \"\(p.device)\"") }
+            if !seen.insert(p.device).inserted { fail("\(path).device", "duplicate device \"\(escapedForMessage(p.device))\"") }
             let gateway = mac(p.gateway_mac, "\(path).gateway_mac")
             let own = p.mac.flatMap { mac($0, "\(path).mac") }
             let mtu = int(p.mtu, "\(path).mtu", Validator.limits.mtu, default: 1500)
             if let b = p.backend_device, !raw.contains(where: { $0.device == b }) {
-                fail("\(path).backend_device", "\"\(b)\" is not the device of any [[port]]")
+                fail("\(path).backend_device", "\"\(escapedForMessage(b))\" is not the device of any [[port]]")
             }
             guard let gateway else { return nil }
             return PortConfig(device: p.device, gatewayMAC: gateway, mac: own, mtu: mtu, backendDevice: p.backend_device)
@@ -271,7 +369,7 @@ struct Validator {
             switch r.protocol {
             case "tcp": ipProtocol = IPProtocol.tcp
             case "udp": ipProtocol = IPProtocol.udp
-            default: fail("\(path).protocol", "must be \"tcp\" or \"udp\", got \"\(r.protocol)\"")
+            default: fail("\(path).protocol", "must be \"tcp\" or \"udp\", got \"\(escapedForMessage(r.protocol))\"")
             }
             var encapsulation = Encapsulation.ipip
             var guePort: UInt16 = 0
@@ -285,7 +383,7 @@ struct Validator {
                 } else {
                     fail("\(path).gue_port", "required with encap = \"gue\"")
                 }
-            default: fail("\(path).encap", "must be \"ipip\" or \"gue\", got \"\(r.encap ?? "")\"")
+            default: fail("\(path).encap", "must be \"ipip\" or \"gue\", got \"\(escapedForMessage(r.encap ?? ""))\"")
             }
             let backends = validateBackends(r.backend ?? [], path: path, node: node, tableSize: tableSize)
             guard let address else { continue }

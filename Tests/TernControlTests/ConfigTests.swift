@@ -54,7 +54,7 @@ func problems(_ text: String) -> [String] {
             Issue.record("accepted bad syntax")
         } catch {
             #expect(error.line == 17)
-            #expect(error.description.hasPrefix("t.toml:17:7: "))
+            #expect(error.description.hasPrefix("t.toml:17:6: expected ']]'"))
         }
     }
 
