@@ -2,6 +2,7 @@
 // bitfields that are clumsy from Swift).
 #include "cdpdk.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <string.h>
@@ -49,4 +50,20 @@ int tern_read_signal(int fd, int timeout_ms) {
     struct signalfd_siginfo info;
     if (read(fd, &info, sizeof info) != sizeof info) return -1;
     return (int)info.ssi_signo;
+}
+
+int tern_stop_signal_pending(void) {
+    sigset_t set;
+    if (sigpending(&set) != 0) return 0;
+    return sigismember(&set, SIGTERM) == 1 || sigismember(&set, SIGINT) == 1;
+}
+
+int tern_lock_holder(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    int rc = fcntl(fd, F_GETLK, &lock);
+    close(fd);
+    if (rc != 0 || lock.l_type == F_UNLCK) return 0;
+    return (int)lock.l_pid;
 }

@@ -99,10 +99,22 @@ public struct FlowTable: ~Copyable {
     public let udpIdleTimeout: UInt32
     public var counters = FlowTableCounters()
 
-    /// `capacity` is rounded up to a power of two (at least 8).
-    public init(capacity requested: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32) {
+    /// Entries a table asked for `requested` has: a power of two, at least 8.
+    public static func roundedCapacity(_ requested: Int) -> Int {
         var c = FlowTable.ways
         while c < requested { c <<= 1 }
+        return c
+    }
+
+    /// Memory a table of `capacity` entries maps: a 64-byte entry and 8 bytes of bucket metadata each.
+    public static func memoryBytes(capacity: Int) -> Int {
+        let c = roundedCapacity(capacity)
+        return c * MemoryLayout<FlowEntry>.stride + c / FlowTable.ways * 64
+    }
+
+    /// `capacity` is rounded up to a power of two (at least 8).
+    public init(capacity requested: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32) {
+        let c = FlowTable.roundedCapacity(requested)
         capacity = c
         bucketMask = c / FlowTable.ways - 1
         entries = FlowTable.allocateTable(bytes: c * MemoryLayout<FlowEntry>.stride).bindMemory(to: FlowEntry.self, capacity: c)

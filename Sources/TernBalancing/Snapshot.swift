@@ -67,6 +67,11 @@ public struct VIPRecord: Sendable {
     public var backendCount: Int
     /// This VIP's Maglev table is `tables[tableBase ..< tableBase + tableSize]`.
     public var tableBase: Int
+    /// For a UDP VIP with GUE encapsulation, `gueGuardFlag | gue_port`: a packet to that port would
+    /// be GUE inside GUE at the backend and is dropped. 0 for every other VIP (never matches).
+    public var gueGuard: UInt32
+
+    public static let gueGuardFlag: UInt32 = 0x1_0000
 
     public var name: String { serviceName(address: address, port: port, ipProtocol: ipProtocol) }
 }
@@ -98,19 +103,35 @@ public struct ForwardingSnapshot: ~Copyable {
 
     /// Builds the snapshot; VIPs keep the spec's order, each VIP's backends are sorted by address.
     public init(_ spec: SnapshotSpec, generation: UInt32, workers: Int = 1) {
+        self.init(spec, generation: generation, workers: workers, shouldStop: { false })!
+    }
+
+    /// The same, or nil when `shouldStop` (asked while the Maglev tables are built) says to give up:
+    /// a reload that takes seconds must not hold back a SIGTERM.
+    public init?(_ spec: SnapshotSpec, generation: UInt32, workers: Int = 1, shouldStop: () -> Bool) {
+        let services = spec.services
+        let sortedBackends = services.map { $0.backends.sorted { $0.address < $1.address } }
+        let tables = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: services.count * spec.tableSize)
+        for (i, sorted) in sortedBackends.enumerated() {
+            let base = i * spec.tableSize
+            let table = UnsafeMutableBufferPointer(rebasing: tables[base..<base + spec.tableSize])
+            guard Maglev.build(backends: sorted, into: table, shouldStop: shouldStop) else {
+                tables.deallocate()
+                return nil
+            }
+        }
+        self.tables = tables
         self.generation = generation
         self.tableSize = spec.tableSize
         self.tunnelSourceV4 = spec.tunnelSourceV4 ?? IPAddress(v4: 0)
         self.tunnelSourceV6 = spec.tunnelSourceV6 ?? IPAddress(high: 0, low: 0, isV6: true)
-        let services = spec.services
         let backendTotal = services.reduce(0) { $0 + $1.backends.count }
         vips = .allocate(capacity: services.count)
         backends = .allocate(capacity: backendTotal)
-        tables = .allocate(capacity: services.count * spec.tableSize)
         templates = .allocate(byteCount: max(1, backendTotal) * EncapTemplate.size, alignment: 64)
         var next = 0
         for (i, service) in services.enumerated() {
-            let sorted = service.backends.sorted { $0.address < $1.address }
+            let sorted = sortedBackends[i]
             for (j, backend) in sorted.enumerated() {
                 backends.initializeElement(at: next + j, to: BackendRecord(address: backend.address, weight: backend.weight))
                 EncapTemplate.prepare(
@@ -118,16 +139,14 @@ public struct ForwardingSnapshot: ~Copyable {
                     source: backend.address.isV6 ? tunnelSourceV6 : tunnelSourceV4, destination: backend.address,
                     innerIsV6: service.address.isV6, guePort: service.encapsulation == .gue ? service.guePort : nil)
             }
-            let base = i * spec.tableSize
-            Maglev.build(
-                backends: sorted,
-                into: UnsafeMutableBufferPointer(rebasing: tables[base..<base + spec.tableSize]))
             vips.initializeElement(
                 at: i,
                 to: VIPRecord(
                     address: service.address, port: service.port, ipProtocol: service.ipProtocol,
                     encapsulation: service.encapsulation, guePort: service.guePort,
-                    firstBackend: next, backendCount: sorted.count, tableBase: base))
+                    firstBackend: next, backendCount: sorted.count, tableBase: i * spec.tableSize,
+                    gueGuard: service.encapsulation == .gue && service.ipProtocol == IPProtocol.udp
+                        ? VIPRecord.gueGuardFlag | UInt32(service.guePort) : 0))
             next += sorted.count
         }
         vipMap = VIPMap(services)

@@ -45,6 +45,8 @@ public struct VIPConfig: Equatable, Sendable {
     public var encapsulation: Encapsulation
     public var guePort: UInt16
     public var backends: [BackendConfig]
+    /// Accept a UDP port range that covers a GUE VIP's `gue_port` on the same address.
+    public var allowGUEPortOverlap = false
 
     public var protocolName: String { ipProtocol == IPProtocol.tcp ? "tcp" : "udp" }
 
@@ -60,6 +62,12 @@ public struct TernConfig: Equatable, Sendable {
     public var vips: [VIPConfig]
 
     public var backendCount: Int { vips.reduce(0) { $0 + $1.backends.count } }
+
+    /// Bytes of Maglev tables in one snapshot (2 per slot).
+    public var maglevTableBytes: Int { vips.count * tableSize * MemoryLayout<UInt16>.size }
+
+    /// Bytes of flow tables over all workers.
+    public var flowTableBytes: Int { dataplane.workers * FlowTable.memoryBytes(capacity: dataplane.flowTableEntries) }
 
     /// One line for logs and `ternctl check`.
     public var summary: String {

@@ -98,6 +98,7 @@ struct RawVIP {
     var `protocol`: String
     var encap: String?
     var gue_port: Int?
+    var allow_gue_port_overlap: Bool?
     var backend: [RawBackend]?
 }
 
@@ -153,7 +154,7 @@ struct DocumentReader {
             return RawMaglev(table_size: int(m, "table_size"))
         }
         let vips = tables(t, "vip")?.compactMap { v -> RawVIP? in
-            unknown(v, known: ["address", "port", "protocol", "encap", "gue_port", "backend"])
+            unknown(v, known: ["address", "port", "protocol", "encap", "gue_port", "allow_gue_port_overlap", "backend"])
             let backends = tables(v, "backend")?.compactMap { b -> RawBackend? in
                 unknown(b, known: ["address", "weight"])
                 let weight = int(b, "weight")
@@ -164,8 +165,11 @@ struct DocumentReader {
             let proto = string(v, "protocol", required: true)
             let encap = string(v, "encap")
             let guePort = int(v, "gue_port")
+            let overlap = bool(v, "allow_gue_port_overlap")
             guard let address, let port, let proto else { return nil }
-            return RawVIP(address: address, port: port, protocol: proto, encap: encap, gue_port: guePort, backend: backends)
+            return RawVIP(
+                address: address, port: port, protocol: proto, encap: encap, gue_port: guePort, allow_gue_port_overlap: overlap,
+                backend: backends)
         }
         return RawConfig(
             node: node ?? RawNode(name: "-"), dataplane: dataplane, port: ports ?? [], maglev: maglev, vip: vips)
@@ -220,6 +224,15 @@ struct DocumentReader {
         return Int(n)
     }
 
+    mutating func bool(_ t: Table, _ key: String) -> Bool? {
+        guard let e = entry(t, key, required: false) else { return nil }
+        guard case .boolean(let b) = e.value else {
+            wrongType(t, key, e, expected: "boolean")
+            return nil
+        }
+        return b
+    }
+
     mutating func table(_ t: Table, _ key: String, required: Bool = false) -> Table? {
         guard let e = entry(t, key, required: required) else { return nil }
         guard case .table(let inner) = e.value else {
@@ -267,8 +280,14 @@ struct Validator {
 
     static let limits = (
         workers: 1...64, burstSize: 1...512, flowTableEntries: 1024...(1 << 28), idleTimeout: 1...86_400,
-        mtu: 1280...9216, tableSize: 7...10_000_019, weight: 0...65535, port: 0...65535, guePort: 1...65535
+        mtu: 1280...9216, tableSize: 7...10_000_019, weight: 0...65535, port: 0...65535, guePort: 1...65535,
+        backendsPerVIP: 16384
     )
+
+    /// Memory no config may ask for, whatever the machine (ternd also checks what the machine has
+    /// at start): Maglev tables of one snapshot (a reload holds two), and flow tables of all workers.
+    static let maxMaglevBytes = 1 << 30
+    static let maxFlowTableBytes = 64 << 30
 
     mutating func fail(_ path: String, _ message: String) { problems.append(ConfigProblem(path, message)) }
 
@@ -321,9 +340,91 @@ struct Validator {
         let ports = validatePorts(raw.port)
         let tableSize = int(raw.maglev?.table_size, "maglev.table_size", Validator.limits.tableSize, default: 65537)
         if !Maglev.isPrime(tableSize) { fail("maglev.table_size", "must be prime, got \(tableSize)") }
-        let vips = validateVIPs(raw.vip ?? [], node: node, tableSize: tableSize)
+        let (vips, vipPaths) = validateVIPs(raw.vip ?? [], node: node, tableSize: tableSize)
+        let config = TernConfig(node: node, dataplane: dataplane, ports: ports, tableSize: tableSize, vips: vips)
+        checkMemory(config)
+        checkLoops(config, vipPaths)
+        checkGUEPortOverlap(config, vipPaths)
+        checkMTU(config)
         guard problems.isEmpty else { return nil }
-        return TernConfig(node: node, dataplane: dataplane, ports: ports, tableSize: tableSize, vips: vips)
+        return config
+    }
+
+    /// Flow tables and Maglev tables within the documented caps.
+    mutating func checkMemory(_ c: TernConfig) {
+        let flowBytes = c.dataplane.workers * FlowTable.memoryBytes(capacity: c.dataplane.flowTableEntries)
+        if flowBytes > Validator.maxFlowTableBytes {
+            fail(
+                "dataplane.flow_table_entries",
+                "\(c.dataplane.workers) worker(s) x \(c.dataplane.flowTableEntries) entries need \(mib(flowBytes)) MiB of flow "
+                    + "tables; the limit is \(mib(Validator.maxFlowTableBytes)) MiB")
+        }
+        let maglevBytes = c.maglevTableBytes
+        if maglevBytes > Validator.maxMaglevBytes {
+            fail(
+                "maglev.table_size",
+                "\(c.vips.count) VIPs x \(c.tableSize) slots need \(mib(maglevBytes)) MiB of Maglev tables; the limit is "
+                    + "\(mib(Validator.maxMaglevBytes)) MiB per snapshot (a reload holds two)")
+        }
+    }
+
+    func mib(_ bytes: Int) -> Int { (bytes + (1 << 20) - 1) >> 20 }
+
+    /// A backend that is a VIP of this config would receive its own encapsulated packets back,
+    /// growing until they are too big.
+    mutating func checkLoops(_ c: TernConfig, _ paths: [String]) {
+        var vipOfAddress: [IPAddress: Int] = [:]
+        for (i, v) in c.vips.enumerated() where vipOfAddress[v.address] == nil { vipOfAddress[v.address] = i }
+        for (i, v) in c.vips.enumerated() {
+            for (j, b) in v.backends.enumerated() {
+                if let k = vipOfAddress[b.address] {
+                    fail(
+                        "\(paths[i]).backend[\(j)].address",
+                        "\(b.address) is a VIP address of this config (\(paths[k])): its packets would loop through Tern")
+                }
+            }
+        }
+    }
+
+    /// A UDP VIP that covers a GUE VIP's `gue_port` on the same address sends clients' UDP to that
+    /// port to backends that decapsulate GUE on it: GUE inside GUE, which lets a client inject
+    /// packets with any source. A GUE VIP's own `gue_port` is always dropped by the data plane
+    /// (`gue_in_gue`); another VIP's is refused unless `allow_gue_port_overlap = true`.
+    mutating func checkGUEPortOverlap(_ c: TernConfig, _ paths: [String]) {
+        for (k, g) in c.vips.enumerated() where g.encapsulation == .gue {
+            for (i, u) in c.vips.enumerated()
+            where i != k && u.ipProtocol == IPProtocol.udp && u.address == g.address && (u.port == 0 || u.port == g.guePort)
+                && !u.allowGUEPortOverlap
+            {
+                fail(
+                    "\(paths[i]).port",
+                    "\(u.name) covers UDP port \(g.guePort), the gue_port of \(g.name) (\(paths[k])): clients could send GUE "
+                        + "inside GUE to its backends; set allow_gue_port_overlap = true if that is intended")
+            }
+        }
+    }
+
+    /// Each port that carries tunnels must fit the smallest packet a host may send (IPv6: 1280,
+    /// IPv4: 576) plus the largest encapsulation overhead, or "too big" replies would carry an MTU
+    /// hosts ignore (below IPv6's minimum) and the path black-holes.
+    mutating func checkMTU(_ c: TernConfig) {
+        var overhead = 0
+        var anyV6 = false
+        for v in c.vips {
+            anyV6 = anyV6 || v.address.isV6
+            for b in v.backends {
+                overhead = max(overhead, (b.address.isV6 ? 40 : 20) + (v.encapsulation == .gue ? 12 : 0))
+            }
+        }
+        let minimum = (anyV6 ? 1280 : 576) + overhead
+        for (i, p) in c.ports.enumerated() where c.ports.contains(where: { ($0.backendDevice ?? $0.device) == p.device }) {
+            if p.mtu < minimum {
+                fail(
+                    "port[\(i)].mtu",
+                    "\(p.mtu) is too small: tunnels add up to \(overhead) bytes to packets of up to \(anyV6 ? "1280 (IPv6 VIPs)" : "576") "
+                        + "bytes that hosts may send unfragmented; at least \(minimum)")
+            }
+        }
     }
 
     mutating func validateNode(_ raw: RawNode) -> NodeConfig {
@@ -358,9 +459,11 @@ struct Validator {
         }
     }
 
-    mutating func validateVIPs(_ raw: [RawVIP], node: NodeConfig, tableSize: Int) -> [VIPConfig] {
+    /// The valid VIPs and the key path of each (`vip[3]`: invalid ones are left out).
+    mutating func validateVIPs(_ raw: [RawVIP], node: NodeConfig, tableSize: Int) -> ([VIPConfig], [String]) {
         var seen: [String: Int] = [:]
         var vips: [VIPConfig] = []
+        var paths: [String] = []
         for (i, r) in raw.enumerated() {
             let path = "vip[\(i)]"
             let address = address(r.address, "\(path).address")
@@ -389,20 +492,23 @@ struct Validator {
             guard let address else { continue }
             let vip = VIPConfig(
                 address: address, port: UInt16(port), ipProtocol: ipProtocol, encapsulation: encapsulation,
-                guePort: guePort, backends: backends)
+                guePort: guePort, backends: backends, allowGUEPortOverlap: r.allow_gue_port_overlap ?? false)
             if let first = seen[vip.name] {
                 fail(path, "duplicate VIP \(vip.name) (also vip[\(first)])")
             } else {
                 seen[vip.name] = i
             }
             vips.append(vip)
+            paths.append(path)
         }
-        return vips
+        return (vips, paths)
     }
 
     mutating func validateBackends(_ raw: [RawBackend], path: String, node: NodeConfig, tableSize: Int) -> [BackendConfig] {
         if raw.isEmpty { fail("\(path).backend", "a VIP needs at least one [[vip.backend]]") }
-        if raw.count >= tableSize {
+        if raw.count > Validator.limits.backendsPerVIP {
+            fail("\(path).backend", "\(raw.count) backends; at most \(Validator.limits.backendsPerVIP) per VIP")
+        } else if raw.count >= tableSize {
             fail("\(path).backend", "\(raw.count) backends need a maglev.table_size above \(raw.count)")
         }
         var seen: [IPAddress: Int] = [:]

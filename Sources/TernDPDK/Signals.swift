@@ -19,4 +19,8 @@ public struct SignalReader: Sendable {
         let s = tern_read_signal(fd, timeoutMilliseconds)
         return s > 0 ? s : nil
     }
+
+    /// Whether SIGTERM or SIGINT waits to be read (`sigpending`): long work (a reload's build)
+    /// asks this to give way to a stop. The signal stays pending for `next`.
+    public var stopPending: Bool { tern_stop_signal_pending() != 0 }
 }

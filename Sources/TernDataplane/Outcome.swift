@@ -22,6 +22,13 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
     case dropNoHeadroom
     /// ICMP to a VIP address other than an echo request or an error about a flow of a VIP.
     case dropICMPUnsupported
+    /// An ICMP answer (echo reply, too big) would go to a source that is not one host (RFC 1122
+    /// 3.2.2, RFC 4443 2.4: broadcast, multicast, unspecified, loopback, 240/4) or to a VIP: none
+    /// is sent.
+    case dropBadSource
+    /// UDP to a GUE VIP's own `gue_port`: GUE inside GUE, which a backend decapsulating on that
+    /// port would open twice (a client could inject packets with any source).
+    case dropGUEInGUE
     /// Too big for the tunnel: answered with ICMP "fragmentation needed" or ICMPv6 "packet too
     /// big" so the client lowers its path MTU; transmit it (verdict `replied`).
     case repliedTooBig
@@ -52,6 +59,8 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
         case .dropTooBig: "too_big"
         case .dropNoHeadroom: "no_headroom"
         case .dropICMPUnsupported: "icmp_unsupported"
+        case .dropBadSource: "bad_source"
+        case .dropGUEInGUE: "gue_in_gue"
         }
     }
 

@@ -5,14 +5,17 @@
 //   destination a VIP address? ─ no ──────────────────────────────────▶ host
 //   fragment ─────────────────────────────────────────────────────────▶ drop fragment
 //   parse L4 ─ malformed ─────────────────────────────────────────────▶ drop malformed
-//   ICMP echo request ────────────────────────────────────────────────▶ replied (echo reply)
+//   ICMP echo request ─ from no single host, or from a VIP ──────────▶ drop bad_source
+//        └────────────────────────────────────────────────────────────▶ replied (echo reply)
 //   ICMPv6 neighbour discovery ───────────────────────────────────────▶ host
 //   ICMP error quoting a packet a VIP sent: on as the flow it quotes (to that flow's backend) ▼
 //   other ICMP ───────────────────────────────────────────────────────▶ drop icmp_unsupported
 //   VIP for (address, port, protocol), else the port-0 VIP ─ none ───▶ drop no_service
 //   hash the 5-tuple                  (end of stage 1: prefetch the flow's bucket, then its entry)
+//   UDP to a GUE VIP's own gue_port (GUE inside GUE) ─────────────────▶ drop gue_in_gue
 //   flow table hit (backend still configured) or Maglev ─ none ──────▶ drop no_backend
-//   fits the MTU? ─ no: ICMP "fragmentation needed" / "packet too big" ▶ replied (or drop too_big)
+//   fits the MTU? ─ no: ICMP "fragmentation needed" / "packet too big" ▶ replied (or drop too_big,
+//                       or bad_source when the client is no single host or is a VIP)
 //   room in front for the outer headers? ─ no ────────────────────────▶ drop no_headroom
 //   encapsulate (the backend's prepared outer headers), Ethernet to the gateway ▶ forwarded
 //
@@ -178,7 +181,12 @@ public struct Worker: ~Copyable {
         let isV6 = net.isV6
         let ipProtocol = net.ipProtocol
         if ipProtocol == IPProtocol.icmp || ipProtocol == IPProtocol.icmpv6 {
-            if l4.icmpType == (isV6 ? 128 : 8) { return replyToEcho(&packet, net, port: port) }
+            if l4.icmpType == (isV6 ? 128 : 8) {
+                let source = net.source
+                if !source.isSingleHost { return .dropBadSource }
+                if snapshot.isVIPAddress(source) { return .dropBadSource }
+                return replyToEcho(&packet, net, port: port)
+            }
             // Neighbour discovery (router/neighbour solicitation and advertisement, redirect) is
             // the host's business even when it names a VIP address.
             if isV6 && (133...137).contains(l4.icmpType) { return .host }
@@ -219,6 +227,9 @@ public struct Worker: ~Copyable {
         _ packet: inout Packet, _ c: UnsafePointer<Classified>, snapshot: borrowing ForwardingSnapshot, now: UInt32
     ) -> Outcome {
         let vip = Int(c.pointee.vip)
+        if snapshot.vips[vip].gueGuard == UInt32(c.pointee.tuple.destinationPort) | VIPRecord.gueGuardFlag {
+            return .dropGUEInGUE
+        }
         let backend = chooseBackend(c.pointee.tuple, hash: c.pointee.hash, vip: vip, snapshot: snapshot, now: now)
         if backend < 0 { return .dropNoBackend }
         let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
@@ -269,7 +280,7 @@ public struct Worker: ~Copyable {
         let ipLength = Int(c.pointee.ipLength)
         let l3Offset = Int(c.pointee.l3Offset)
         if ipLength &+ kind.headerLength > port.mtu {
-            return tooBig(&packet, c, tunnelMTU: port.mtu &- kind.headerLength, now: now)
+            return tooBig(&packet, c, tunnelMTU: port.mtu &- kind.headerLength, snapshot: snapshot, now: now)
         }
         let o = l3Offset &- kind.headerLength
         let start = o &- HeaderSize.ethernet
@@ -293,8 +304,13 @@ public struct Worker: ~Copyable {
     /// A packet the tunnel cannot carry: answered (within the per-second budget) so that the client
     /// lowers its path MTU instead of retransmitting into a black hole. Out of line: rare.
     @inlinable @inline(never)
-    mutating func tooBig(_ packet: inout Packet, _ c: UnsafePointer<Classified>, tunnelMTU: Int, now: UInt32) -> Outcome {
+    mutating func tooBig(
+        _ packet: inout Packet, _ c: UnsafePointer<Classified>, tunnelMTU: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32
+    ) -> Outcome {
         if c.pointee.isICMPError { return .dropTooBig }  // no ICMP error about an ICMP error (RFC 1122)
+        let client = c.pointee.tuple.source
+        if !client.isSingleHost { return .dropBadSource }
+        if snapshot.isVIPAddress(client) { return .dropBadSource }
         if now != tooBigSecond {
             tooBigSecond = now
             tooBigBudget = Worker.tooBigRepliesPerSecond

@@ -51,6 +51,20 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
             + (0..<8).map { UInt8(truncatingIfNeeded: low >> (56 - 8 * $0)) }
     }
 
+    /// Whether this source names one host that an ICMP message may be sent to (RFC 1122 3.2.2 and
+    /// 3.2.1.3, RFC 4443 2.4): not unspecified, loopback, multicast (link-local multicast
+    /// included), IPv4 broadcast, "this network" (0/8) or 240/4, and not an IPv4-mapped IPv6
+    /// address. Link-local unicast sources are hosts and may be answered.
+    @inlinable
+    public var isSingleHost: Bool {
+        if isV6 {
+            if high == 0 && (low <= 1 || low >> 32 == 0xFFFF) { return false }  // ::, ::1, ::ffff:a.b.c.d
+            return high >> 56 != 0xFF
+        }
+        let a = v4Value
+        return a >> 24 != 0 && a >> 24 != 127 && a >> 28 < 0xE
+    }
+
     /// Why a packet could not be tunnelled to or accepted for this address, or nil when it is an
     /// ordinary unicast address: unspecified, loopback, multicast, link-local, IPv4 broadcast or
     /// the reserved 240/4 block.

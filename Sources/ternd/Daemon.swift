@@ -13,9 +13,11 @@ import TernWire
 import Glibc
 #endif
 
+/// Every line of `message` with the `ternd: ` prefix, in one write (a multi-line config error stays
+/// together and every line says where it came from).
 func log(_ message: String) {
-    let line = "ternd: " + message + "\n"
-    _ = line.withCString { write(2, $0, strlen($0)) }
+    let text = message.split(separator: "\n", omittingEmptySubsequences: false).map { "ternd: " + $0 + "\n" }.joined()
+    _ = text.withCString { write(2, $0, strlen($0)) }
 }
 
 func monotonicSeconds() -> Double {
@@ -48,6 +50,32 @@ enum Daemon {
         } catch {
             log("config refused:\n" + error.description)
             return ConfigError.exitCode
+        }
+        if let available = MemoryBudget.availableBytes() {
+            let problems = MemoryBudget.startProblems(config, available: available)
+            if !problems.isEmpty {
+                log("config refused:\n" + ConfigError(file: options.config, problems: problems).description)
+                return ConfigError.exitCode
+            }
+        }
+        // Causes DPDK would report badly: another process on this prefix, unreadable capture files.
+        let prefix = StartupChecks.filePrefix(ealArguments)
+        let lock: InstanceLock
+        do {
+            lock = try InstanceLock(prefix: prefix)
+        } catch {
+            log(error.description)
+            return 1
+        }
+        defer { lock.release() }
+        if let pid = StartupChecks.primaryHolding(prefix: prefix) {
+            log("DPDK file prefix \"\(prefix)\" is in use by a running DPDK primary process (pid \(pid)); choose another --file-prefix")
+            return 1
+        }
+        let unreadable = StartupChecks.unreadableVdevFiles(ealArguments)
+        if !unreadable.isEmpty {
+            log("cannot read the capture given to --vdev:\n" + unreadable.joined(separator: "\n"))
+            return 1
         }
         do {
             _ = try EAL.initialize(ealArguments)
@@ -153,7 +181,7 @@ struct Running {
         while true {
             let signal = signals.next(timeoutMilliseconds: 50)
             if signal == SIGHUP {
-                reload()
+                reload(signals: signals)
             } else if let stop = signal, stop == SIGTERM || stop == SIGINT {
                 log("signal \(stop): stopping")
                 break
@@ -174,7 +202,7 @@ struct Running {
     }
 
     /// SIGHUP: read, validate, build, publish; on any failure keep the running config.
-    mutating func reload() {
+    mutating func reload(signals: SignalReader) {
         let started = monotonicSeconds()
         let next: TernConfig
         do {
@@ -190,8 +218,25 @@ struct Running {
             log("reload refused, keeping the running config: restart-only keys changed: \(restartOnly.joined(separator: ", "))")
             return
         }
+        if let available = MemoryBudget.availableBytes() {
+            let problems = MemoryBudget.reloadProblems(next, available: available)
+            if !problems.isEmpty {
+                reloadsFailed += 1
+                log("reload refused, keeping the running config:\n" + ConfigError(file: options.config, problems: problems).description)
+                return
+            }
+        }
+        // A SIGTERM during a long build stops the build; the control loop then reads it and stops.
+        guard
+            let snapshot = ForwardingSnapshot(
+                next.snapshotSpec, generation: generation &+ 1, workers: config.dataplane.workers,
+                shouldStop: { signals.stopPending })
+        else {
+            reloadsFailed += 1
+            log("reload abandoned: a stop signal arrived while the tables were built; keeping the running config")
+            return
+        }
         generation &+= 1
-        let snapshot = ForwardingSnapshot(next.snapshotSpec, generation: generation, workers: config.dataplane.workers)
         let built = monotonicSeconds()
         let old = cell.publish(snapshot)
         let published = monotonicSeconds()

@@ -109,4 +109,51 @@ func problems(_ text: String) -> [String] {
         #expect(VIPSelector("192.0.2.10:99999/tcp") == nil)
         #expect(VIPSelector("192.0.2.10:80/sctp") == nil)
     }
+
+    @Test func aVIPWithMoreBackendsThanMaglevCanNumberIsRefusedNotTrapped() {
+        // 65,535 backends in one VIP once passed check and hit Maglev's precondition (SIGILL).
+        let backends = (0..<65535).map { "[[vip.backend]]\naddress = \"10.\(1 + $0 / 65536).\($0 / 256 % 256).\($0 % 256 + 0)\"\n" }
+        let text = minimal.replacingOccurrences(of: "[[vip.backend]]\naddress = \"10.1.0.1\"\n", with: "") + backends.joined()
+        let found = problems(text)
+        #expect(found.contains("vip[0].backend: 65535 backends; at most 16384 per VIP"))
+    }
+
+    @Test func aGUEPortCoveredByAnotherUDPVIPIsRefusedUnlessAllowed() {
+        let gue = """
+            [[vip]]
+            address = "192.0.2.10"
+            port = 0
+            protocol = "tcp"
+            encap = "gue"
+            gue_port = 6080
+            [[vip.backend]]
+            address = "10.1.0.2"
+
+            [[vip]]
+            address = "192.0.2.10"
+            port = 6080
+            protocol = "udp"
+            %ALLOW%
+            [[vip.backend]]
+            address = "10.1.0.3"
+
+            """
+        let refused = problems(minimal + gue.replacingOccurrences(of: "%ALLOW%", with: ""))
+        #expect(refused.count == 1 && refused[0].hasPrefix("vip[2].port: 192.0.2.10:6080/udp covers UDP port 6080"))
+        #expect(problems(minimal + gue.replacingOccurrences(of: "%ALLOW%", with: "allow_gue_port_overlap = true")).isEmpty)
+        // A port-0 UDP GUE VIP covers its own gue_port: the data plane drops that (gue_in_gue).
+        let own = minimal + "[[vip]]\naddress = \"192.0.2.11\"\nport = 0\nprotocol = \"udp\"\nencap = \"gue\"\ngue_port = 6080\n"
+            + "[[vip.backend]]\naddress = \"10.1.0.2\"\n"
+        #expect(problems(own).isEmpty)
+    }
+
+    @Test func everyProblemNamesItsLine() throws {
+        let text = minimal.replacingOccurrences(of: "port = 80", with: "port = 70000") + "[extra]\n"
+        do {
+            _ = try ConfigLoader.parse(text, file: "t.toml")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.lines == ["t.toml:16: extra: unknown key", "t.toml:11: vip[0].port: must be in 0...65535, got 70000"])
+        }
+    }
 }

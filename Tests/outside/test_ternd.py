@@ -7,8 +7,8 @@
    client and backend ports (backend_device): encapsulated frames leave on the backend port with
    its MACs, replies on the client port, each in simulate's order;
 3. reload under load: ternd replays a pcap in a loop (infinite_rx=1) into a FIFO read here; several
-   SIGHUPs alternate between configs whose backends differ, one SIGHUP meets a broken config, then
-   SIGTERM. RX equals the sum of verdicts, no mbuf is left in use, the failed reload is reported and
+   SIGHUPs alternate between configs whose backends differ, one SIGHUP meets a broken config, one
+   a table header that used to abort the parser ([é]), then SIGTERM. RX equals the sum of verdicts, no mbuf is left in use, the failed reload is reported and
    changes nothing, and the output switches backend set exactly once per successful reload, never
    mixing afterwards;
 4. start-up errors: a bad config exits 78 naming the key; a device the config names but EAL lacks
@@ -230,10 +230,13 @@ def test_reload_under_load(ternd, tmp):
     expected_runs = ["A"]
     try:
         time.sleep(1.5)
-        for name in ["B", "A", "broken", "restart-only", "B", "A"]:
+        for name in ["B", "A", "broken", "aborted-tomlkit", "restart-only", "B", "A"]:
             if name == "broken":
                 with open(config, "w") as f:
                     f.write(config_text("A").replace("port = 80", "port = 99999"))
+            elif name == "aborted-tomlkit":  # this table header aborted the old TOML library (exit 134)
+                with open(config, "w") as f:
+                    f.write(config_text("A") + "[\u00e9]\n")
             elif name == "restart-only":
                 with open(config, "w") as f:
                     f.write(config_text("B").replace("flow_table_entries = 4096", "flow_table_entries = 8192"))
@@ -256,8 +259,12 @@ def test_reload_under_load(ternd, tmp):
     check(stats["rx"] == verdicts, f"reload: rx {stats['rx']} != sum of verdicts {verdicts}")
     check(stats["forwarded"] == stats["rx"], f"reload: not everything forwarded: {stats}")
     check(stats["mbufs_in_use"] == 0, f"reload: mbufs in use {stats['mbufs_in_use']}")
-    check(stats["reloads"] == {"ok": 4, "failed": 2}, f"reload: reload counters {stats['reloads']}")
+    check(stats["reloads"] == {"ok": 4, "failed": 3}, f"reload: reload counters {stats['reloads']}")
     check("reload failed, keeping the running config" in err and "vip[0].port" in err, "reload: the broken config was not reported")
+    check(any(line.startswith("ternd: ") and "live.toml:20:2: expected a key" in line for line in err.splitlines()),
+          f"reload: the [\u00e9] header was not reported with its line: {err[-600:]}")
+    check(all(line.startswith("ternd: ") for line in err.splitlines() if "live.toml" in line),
+          "reload: a line of a multi-line error lost its 'ternd: ' prefix")
     check("restart-only keys changed: dataplane.flow_table_entries" in err, "reload: the restart-only change was not named")
     check(err.count("reload ok:") == 4, "reload: expected four 'reload ok' lines")
     check(reader.unknown == 0, f"reload: {reader.unknown} frames to unknown backends")
@@ -281,10 +288,89 @@ def test_startup_errors(ternd, tmp):
     print("ok: start-up errors exit 78 naming the key; usage errors exit 64", flush=True)
 
 
+def null_config(tmp, extra=""):
+    path = os.path.join(tmp, "null.toml")
+    with open(path, "w") as f:
+        f.write('[node]\nname = "null"\ntunnel_source_v4 = "10.0.0.10"\n[dataplane]\nflow_table_entries = 4096\n'
+                '[[port]]\ndevice = "net_null0"\ngateway_mac = "02:00:00:00:00:fe"\n' + extra +
+                '[[vip]]\naddress = "192.0.2.10"\nport = 80\nprotocol = "tcp"\n[[vip.backend]]\naddress = "10.1.0.1"\n')
+    return path
+
+
+def test_startup_causes(ternd, tmp):
+    """Start-up failures name their real cause: an unreadable capture, a prefix in use."""
+    missing = os.path.join(tmp, "no-such.pcap")
+    rc, _, err = run_ternd(ternd_cmd(ternd, f"net_pcap0,rx_pcap={missing},tx_pcap={tmp}/x.pcap",
+                                     os.path.join(ROOT, "configs/example.toml")))
+    check(rc == 1 and f"rx_pcap={missing}: No such file or directory" in err and "port[0].device" not in err,
+          f"unreadable capture: exit {rc}, stderr {err[-300:]}")
+    config = null_config(tmp)
+    first = ternd_cmd(ternd, "net_null0", config)
+    proc = subprocess.Popen(first, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_line(proc, "started:")
+        second = list(first)
+        rc, _, err = run_ternd(second, timeout=30)
+        check(rc == 1 and f"(pid {proc.pid})" in err and "--file-prefix" in err, f"second ternd on one prefix: exit {rc}, stderr {err[-300:]}")
+        check(proc.poll() is None, "second ternd on one prefix: the first one stopped")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        remove_runtime_dirs(first)
+    print("ok: start-up causes: an unreadable rx_pcap is named; a second ternd on one --file-prefix names the first's pid",
+          flush=True)
+
+
+def wait_for_line(proc, text, timeout=30):
+    """Reads proc's stderr until a line contains text; returns the lines read."""
+    lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"no line with {text!r} from ternd: {''.join(lines)[-500:]}")
+
+
+def test_sigterm_stops_a_long_reload(ternd, tmp):
+    """A reload whose Maglev tables take seconds to build gives way to SIGTERM."""
+    config = null_config(tmp)
+    cmd = ternd_cmd(ternd, "net_null0", config)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_line(proc, "started:")
+        vips = "".join(f'[[vip]]\naddress = "192.0.2.{i + 20}"\nport = 80\nprotocol = "tcp"\n'
+                       f'[[vip.backend]]\naddress = "10.1.0.{i + 1}"\n' for i in range(10))
+        with open(config) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(text + "[maglev]\ntable_size = 10000019\n" + vips)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        remove_runtime_dirs(cmd)
+    check(proc.returncode == 0 and "reload abandoned" in err, f"long reload: exit {proc.returncode}, stderr {err[-500:]}")
+    stats = json.loads(out.strip().splitlines()[-1])
+    check(stats["reloads"] == {"ok": 0, "failed": 1}, f"long reload: reload counters {stats['reloads']}")
+    print(f"ok: SIGTERM during a reload build of 10 x 10000019 slots: the build stopped, ternd exited 0 {took:.1f} s after the signal",
+          flush=True)
+
+
 def main(ternd, ternctl):
     tmp = tempfile.mkdtemp(prefix="tern-ternd-")
     try:
         test_startup_errors(ternd, tmp)
+        test_startup_causes(ternd, tmp)
+        test_sigterm_stops_a_long_reload(ternd, tmp)
         test_same_bytes_as_simulate(ternd, ternctl, tmp)
         test_two_workers_same_multiset(ternd, ternctl, tmp)
         test_separate_ports(ternd, ternctl, tmp)

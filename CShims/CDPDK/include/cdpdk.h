@@ -85,5 +85,11 @@ static inline uint64_t tern_tsc_hz(void) { return rte_get_tsc_hz(); }
 int tern_block_signals_fd(void);
 /// Reads one signal from the signalfd within `timeout_ms`; 0 when none arrived, -1 on error.
 int tern_read_signal(int fd, int timeout_ms);
+/// 1 when SIGTERM or SIGINT is pending (blocked, not yet read from the signalfd), else 0
+/// (`sigpending`): lets long work give way to a stop without consuming the signal.
+int tern_stop_signal_pending(void);
+/// The pid holding a write lock on `path` (`fcntl(F_GETLK)`), 0 when none, -1 when the file
+/// cannot be opened.
+int tern_lock_holder(const char *path);
 
 #endif
