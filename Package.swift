@@ -61,11 +61,11 @@ let package = Package(
             name: "ternd",
             dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernControl", "TernTelemetry"],
             swiftSettings: dpdkSwift),
-        // libFuzzer target for the parser and the pipeline. Without -DTERN_LIBFUZZER it is a corpus
+        // libFuzzer targets (TERN_FUZZ_TARGET: frame, burst, toml, config). Without -DTERN_LIBFUZZER it is a corpus
         // replayer (runs each file given on the command line once), so a plain `swift build` links it.
         .executableTarget(
             name: "TernFuzz",
-            dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport"],
+            dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernControl", "TernTestSupport"],
             swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]),
         // Benchmarks (bench/RESULTS.md records their figures).
         .executableTarget(

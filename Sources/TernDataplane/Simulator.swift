@@ -48,4 +48,9 @@ public struct Simulator: ~Copyable {
         guard outcome.transmits else { return (outcome, nil) }
         return (outcome, Array(UnsafeRawBufferPointer(start: packet.data, count: packet.length)))
     }
+
+    /// Runs a burst of packets in place, as a worker loop does (the fuzzer's way into `processBurst`).
+    public mutating func runBurst(_ packets: UnsafeMutablePointer<Packet>, count: Int, outcomes: UnsafeMutablePointer<Outcome>) {
+        worker.processBurst(packets, count: count, outcomes: outcomes, snapshot: snapshot, now: now)
+    }
 }

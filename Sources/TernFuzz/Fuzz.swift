@@ -1,10 +1,19 @@
-// Fuzz target: arbitrary bytes as a frame through the parser and the whole pipeline, against a
-// snapshot whose VIPs cover every path (IPv4/IPv6, TCP/UDP, any-port, IPIP and GUE, v4/v6 backends).
+// Fuzz targets, chosen by the environment variable TERN_FUZZ_TARGET:
+// - `frame` (default): one frame through the parser and the whole pipeline, built from a header
+//   skeleton the first input bytes choose, against a snapshot whose VIPs cover every path
+//   (IPv4/IPv6, TCP/UDP, any-port, IPIP and GUE, v4/v6 backends);
+// - `burst`: several frames at once through `Worker.processBurst`, ternd's entry point: the input
+//   is a sequence of (2-byte big-endian length, frame) records, frames up to 9,216 bytes, each in
+//   its own buffer with mbuf-sized headroom; every transmitted frame must stay inside its buffer
+//   and every packet must be counted;
+// - `toml`: the TOML parser;
+// - `config`: the config loader (TOML to validated config); a config it accepts must build.
 //
 // Built with -DTERN_LIBFUZZER and `--sanitize=fuzzer` it is a libFuzzer binary (see the Makefile's
 // `fuzz` target); built plainly it replays the files named on its command line.
 
 import TernBalancing
+import TernControl
 import TernDataplane
 import TernTestSupport
 import TernWire
@@ -35,12 +44,80 @@ func makeSimulator() -> Simulator {
     return Simulator(snapshot: ForwardingSnapshot(spec, generation: 1), worker: worker)
 }
 
+enum FuzzTarget: String {
+    case frame, burst, toml, config
+}
+
+let target: FuzzTarget = {
+    guard let name = getenv("TERN_FUZZ_TARGET").map({ String(cString: $0) }) else { return .frame }
+    guard let t = FuzzTarget(rawValue: name) else {
+        _ = write(2, "TERN_FUZZ_TARGET must be frame, burst, toml or config\n", 53)
+        exit(64)
+    }
+    return t
+}()
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    if simulator == nil { simulator = makeSimulator() }
-    let frame = FuzzFrames.frame(from: UnsafeBufferPointer(start: data, count: size))
-    _ = simulator!.run(frame)
+    let input = UnsafeBufferPointer(start: data, count: size)
+    switch target {
+    case .frame:
+        if simulator == nil { simulator = makeSimulator() }
+        _ = simulator!.run(FuzzFrames.frame(from: input))
+    case .burst:
+        fuzzBurst(input)
+    case .toml:
+        _ = try? TOMLParser.parse(Array(input))
+    case .config:
+        fuzzConfig(input)
+    }
     return 0
+}
+
+/// A config the loader accepts must build (small ones, to keep the fuzzer fast).
+func fuzzConfig(_ input: UnsafeBufferPointer<UInt8>) {
+    guard let config = try? ConfigLoader.parse(Array(input), file: "fuzz.toml") else { return }
+    if config.maglevTableBytes <= 1 << 20 {
+        _ = ForwardingSnapshot(config.snapshotSpec, generation: 1)
+    }
+}
+
+/// Buffers for one burst, as mbufs give them: headroom, then room for a 9,216-byte frame.
+struct BurstArena {
+    static let packets = 64
+    static let room = Simulator.headroom + 9216
+    let buffers = UnsafeMutableRawPointer.allocate(byteCount: packets * room, alignment: 64)
+    let frames = UnsafeMutablePointer<Packet>.allocate(capacity: packets)
+    let outcomes = UnsafeMutablePointer<Outcome>.allocate(capacity: packets)
+}
+
+nonisolated(unsafe) var arena: BurstArena? = nil
+
+func fuzzBurst(_ input: UnsafeBufferPointer<UInt8>) {
+    if simulator == nil { simulator = makeSimulator() }
+    if arena == nil { arena = BurstArena() }
+    let a = arena!
+    var count = 0
+    var at = 0
+    while count < BurstArena.packets && at + 2 <= input.count {
+        let length = min(Int(input[at]) << 8 | Int(input[at + 1]), input.count - at - 2, 9216)
+        let buffer = a.buffers + count * BurstArena.room
+        let data = buffer + Simulator.headroom
+        data.copyMemory(from: input.baseAddress! + at + 2, byteCount: length)
+        a.frames[count] = Packet(data: data, length: length, headroom: Simulator.headroom)
+        at += 2 + length
+        count += 1
+    }
+    let before = simulator!.worker.counters.received
+    simulator!.runBurst(a.frames, count: count, outcomes: a.outcomes)
+    // Every packet counted once; every frame to transmit inside its own buffer.
+    precondition(simulator!.worker.counters.received == before + UInt64(count), "a packet of the burst was not counted")
+    for i in 0..<count where a.outcomes[i].transmits {
+        let buffer = a.buffers + i * BurstArena.room
+        let p = a.frames[i]
+        precondition(p.data >= buffer && p.data + p.length <= buffer + BurstArena.room, "frame \(i) left its buffer")
+        precondition(p.data - buffer == p.headroom, "frame \(i): headroom out of step")
+    }
 }
 
 #if TERN_LIBFUZZER
