@@ -32,12 +32,19 @@ struct Simulate: ParsableCommand {
 
     func run() throws {
         let c = try loadConfig(config)
-        let records: [PcapRecord]
+        let reader: PcapReader
+        let writer: PcapWriter
         do {
-            records = try Pcap.read(path: input)
+            reader = try PcapReader(path: input)
         } catch {
             printError(error.description)
             throw ExitCode(66)
+        }
+        do {
+            writer = try PcapWriter(path: output)
+        } catch {
+            printError(error.description)
+            throw ExitCode(73)
         }
         let port = c.ports[0]
         let worker = Worker(
@@ -45,26 +52,35 @@ struct Simulate: ParsableCommand {
             flowTableEntries: c.dataplane.flowTableEntries,
             tcpIdleTimeout: UInt32(c.dataplane.tcpIdleTimeoutSeconds), udpIdleTimeout: UInt32(c.dataplane.udpIdleTimeoutSeconds))
         var simulator = Simulator(snapshot: ForwardingSnapshot(c.snapshotSpec, generation: 1), worker: worker)
-        var sent: [PcapRecord] = []
-        let started = monotonicNanoseconds()
-        for r in records {
-            let (_, frame) = simulator.run(r.data, timestampNanoseconds: r.timestampNanoseconds)
-            if let frame { sent.append(PcapRecord(timestampNanoseconds: r.timestampNanoseconds, data: frame)) }
-        }
-        let elapsed = monotonicNanoseconds() - started
+        // Streamed record by record: memory stays constant whatever the capture's size.
+        var sent: UInt64 = 0
+        var elapsed: UInt64 = 0
         do {
-            try Pcap.write(sent, path: output)
+            while let r = try reader.next() {
+                let started = monotonicNanoseconds()
+                let (_, frame) = simulator.run(r.data, timestampNanoseconds: r.timestampNanoseconds)
+                elapsed += monotonicNanoseconds() - started
+                if let frame {
+                    try writer.append(PcapRecord(timestampNanoseconds: r.timestampNanoseconds, data: frame))
+                    sent += 1
+                }
+            }
+            try writer.close()
         } catch {
             printError(error.description)
-            throw ExitCode(1)
+            throw ExitCode(error.description.hasPrefix(output) ? 74 : 65)
         }
+        // A cut-off last record ends the capture, as libpcap (and so ternd's net_pcap) reads it.
+        if let t = reader.truncation { printError("note: \(t); ignored, as libpcap and ternd's net_pcap do") }
         var totals = PacketTotals()
         totals.add(simulator.snapshot)
         let received = simulator.worker.counters.received
         let nsPerPacket = received == 0 ? 0 : elapsed / received
         let report = TrafficReport(
             outcomes: simulator.worker.counters, totals: totals, flows: simulator.worker.flows.counters,
-            extra: [("tx", UInt64(sent.count)), ("ns_per_packet", nsPerPacket)])
+            extra: [
+                ("tx", sent), ("ns_per_packet", nsPerPacket), ("truncated_records", reader.truncation == nil ? 0 : 1),
+            ])
         print(json ? report.json : report.text)
     }
 }

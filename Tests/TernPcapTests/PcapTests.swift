@@ -1,5 +1,9 @@
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @testable import TernPcap
 
 let records = [
@@ -36,7 +40,7 @@ let records = [
         #expect(throws: PcapError("x: record 1 truncated: 200 bytes claimed, 199 left")) {
             try Pcap.parse(Array(good.dropLast()), name: "x")
         }
-        #expect(throws: PcapError("x: record 1 header truncated at byte 44")) {
+        #expect(throws: PcapError("x: record 1 header truncated (6 of 16 bytes)")) {
             try Pcap.parse(Array(good[0..<50]), name: "x")
         }
         #expect(throws: PcapError("x: not a pcap file (10 bytes, a pcap header needs 24)")) {
@@ -55,5 +59,22 @@ let records = [
         try Pcap.write(records, path: path)
         #expect(try Pcap.read(path: path) == records)
         #expect(throws: PcapError.self) { try Pcap.read(path: "/nonexistent/x.pcap") }
+    }
+
+    @Test func theReaderStreamsAndReportsACutLastRecordInsteadOfFailing() throws {
+        let path = "/tmp/tern-pcap-test-\(getpid()).pcap"
+        defer { unlink(path) }
+        let good = Pcap.serialize(records)
+        let cut = Array(good.dropLast(3))
+        _ = cut.withUnsafeBytes { b in
+            let f = fopen(path, "wb")!
+            defer { fclose(f) }
+            return fwrite(b.baseAddress, 1, b.count, f)
+        }
+        let reader = try PcapReader(path: path)
+        var read: [PcapRecord] = []
+        while let r = try reader.next() { read.append(r) }
+        #expect(read == Array(records.dropLast()))
+        #expect(reader.truncation == "\(path): record 1 truncated: 200 bytes claimed, 197 left")
     }
 }
