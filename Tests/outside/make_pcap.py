@@ -126,6 +126,17 @@ def outside_cases(seed=7):
     c.append(Case("GRE to a VIP address", eth() / IP(src=c4, dst=V4) / GRE(), "no_service"))
     c.append(Case("UDP to a TCP-only VIP address", eth() / IP(src=c4, dst="192.0.2.20") / UDP(dport=53), "no_service"))
     c.append(Case("every backend drained", eth() / IP(src=c4, dst="192.0.2.30") / TCP(dport=80), "no_backend"))
+    # No ICMP answer to a source that is not one host (RFC 1122 3.2.2, RFC 4443 2.4) or is a VIP.
+    for src in ("255.255.255.255", "224.0.0.1", "0.0.0.0", "127.0.0.1", "240.0.0.1", V4):
+        c.append(Case(f"echo request from {src}", eth() / IP(src=src, dst=V4) / ICMP(type=8) / Raw(b"ping"), "bad_source"))
+    for src in ("ff02::1", "::1", "::"):
+        c.append(Case(f"echo request from {src}", eth() / IPv6(src=src, dst=V6) / ICMPv6EchoRequest(), "bad_source"))
+    c.append(Case("too big with DF from a broadcast source", eth() / IP(src="255.255.255.255", dst=V4, flags="DF") /
+                  TCP(dport=80, sport=15) / Raw(b"m" * 1460), "bad_source"))
+    # UDP to a GUE VIP's own gue_port would be GUE inside GUE at the backend.
+    c.append(Case("UDP to the GUE port of a GUE VIP", eth() / IP(src=c4, dst=V4) / UDP(sport=4000, dport=6080) / Raw(b"g" * 8),
+                  "gue_in_gue"))
+    c.append(Case("UDP to the GUE port of an IPv6 GUE VIP", eth() / IPv6(src=c6, dst=V6) / UDP(sport=4000, dport=6080), "gue_in_gue"))
     c.append(Case("too big after encapsulation, IPv4 without DF", eth() / IP(src=c4, dst=V4) / TCP(dport=80, sport=13) /
                   Raw(b"m" * 1460), "too_big"))
     c.append(Case("ICMP unreachable to a VIP quoting nothing", eth() / IP(src=c4, dst=V4) / ICMP(type=3, code=4) / Raw(b"\0" * 28),

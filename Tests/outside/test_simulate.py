@@ -128,6 +128,36 @@ def check_too_big(name, case, o, input_ip, icmp_status, icmpv6_status):
         check(raw(IP(raw(recomputed))) == data, f"{name}: checksums differ from scapy's")
 
 
+def max_rss_kib(cmd):
+    """Peak resident memory of a command, in KiB (GNU time's %M)."""
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return int(p.stderr.strip().splitlines()[-1])
+
+
+def check_streaming(ternctl, tmp):
+    """simulate streams: its peak memory does not grow with the capture, and a cut-off last
+    record ends the capture (reported and counted) instead of failing the run."""
+    config = os.path.join(HERE, "outside.toml")
+    frames = [bytes(f) for f in make_pcap.demo_frames(2000)]
+    small, large, out = (os.path.join(tmp, n) for n in ("small.pcap", "large.pcap", "stream-out.pcap"))
+    make_pcap.write_frames(small, frames)
+    make_pcap.write_frames(large, frames * 50)  # 100,000 frames
+    rss = [max_rss_kib([ternctl, "simulate", "--config", config, "--in", p, "--out", out]) for p in (small, large)]
+    check(rss[1] - rss[0] < 8 * 1024, f"streaming: peak RSS {rss[0]} KiB for 2,000 frames, {rss[1]} KiB for 100,000")
+    with open(small, "rb") as f:
+        data = f.read()
+    cut = os.path.join(tmp, "cut.pcap")
+    with open(cut, "wb") as f:
+        f.write(data[:-5])
+    p = subprocess.run([ternctl, "simulate", "--config", config, "--in", cut, "--out", out, "--json"], capture_output=True, text=True)
+    counts = json.loads(p.stdout) if p.returncode == 0 else {}
+    check(p.returncode == 0 and counts.get("rx") == len(frames) - 1 and counts.get("truncated_records") == 1
+          and "record 1999 truncated" in p.stderr, f"truncated last record: exit {p.returncode}, {p.stdout[:200]} {p.stderr[-300:]}")
+    print(f"ok: simulate streams (peak RSS {rss[0]} KiB for 2,000 frames, {rss[1]} KiB for 100,000) and reads past a cut-off "
+          "last record", flush=True)
+
+
 def main(ternctl):
     cases = make_pcap.outside_cases()
     tmp = tempfile.mkdtemp(prefix="tern-outside-")
@@ -231,6 +261,7 @@ def main(ternctl):
         check(len(frame) == 14 + len(raw(outer)), f"{name}: trailing bytes after the outer packet")
 
     check_against_reference(ternctl, cases, sent, out_frames)
+    check_streaming(ternctl, tmp)
 
     if FAILURES:
         print("\n".join(f"FAIL {f}" for f in FAILURES))
