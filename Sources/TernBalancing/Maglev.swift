@@ -34,11 +34,13 @@ public enum Maglev {
     /// Fills `table` (its count is M, a prime) with indices into `backends`; false (and the table
     /// unfinished) when `shouldStop`, asked every 65536 slots, says to give up.
     ///
-    /// The rounds are not run one by one (with skewed weights, 10,000 backends of weight 1 and one of
-    /// 65535, that visits every backend in each of ~M rounds: 78 s). A backend that has had t turns
-    /// gets its next one in round floor(t * maxWeight / weight) + 1, so the turns are taken from a
-    /// min-heap keyed by (round, position in address order): the same order, and the same table, as
-    /// the rounds give, in O(M log N) whatever the weights.
+    /// The turns are taken round by round while most backends take one in each round (cheap: a
+    /// pass over the backends per round). With skewed weights most rounds are nearly empty (10,000
+    /// backends of weight 1 and one of 65535: the loop visited all 10,001 in each of ~M rounds,
+    /// 78 s), so once a round gives fewer than one backend in eight a turn, the rest come from a
+    /// min-heap keyed by (round, position in address order): a backend that has had t turns gets
+    /// its next in round floor(t * maxWeight / weight) + 1. Same order, same table, O(M log N)
+    /// whatever the weights.
     @discardableResult
     public static func build(
         backends: [(address: IPAddress, weight: Int)], into table: UnsafeMutableBufferPointer<UInt16>,
@@ -52,30 +54,80 @@ public enum Maglev {
             backends[$0].address < backends[$1].address
         }
         guard let maxWeight = order.map({ backends[$0].weight }).max() else { return true }
-        var position = order.map { permutation(of: backends[$0].address, tableSize: m).offset }
-        let skip = order.map { permutation(of: backends[$0].address, tableSize: m).skip }
-        let weight = order.map { backends[$0].weight }
-        var turns = [Int](repeating: 0, count: order.count)
-        // Keys are round << 16 | k (k < 65535; rounds stay below M * 65535 + 1 < 2^40). Every
-        // backend's first turn is in round 1, and keys in ascending order already form a heap.
-        var heap = TurnHeap(keys: order.indices.map { UInt64(1) << 16 | UInt64($0) })
+        let n = order.count
+        let state = UnsafeMutableBufferPointer<TurnState>.allocate(capacity: n)
+        defer { state.deallocate() }
+        for (k, b) in order.enumerated() {
+            let p = permutation(of: backends[b].address, tableSize: m)
+            state.initializeElement(
+                at: k, to: TurnState(position: p.offset, skip: p.skip, weight: backends[b].weight, turns: 0, backend: UInt16(b)))
+        }
         var filled = 0
-        while filled < m {
-            let k = Int(truncatingIfNeeded: heap.top & 0xFFFF)
-            var slot = position[k]
+        /// Backend k claims the next slot of its permutation that is still free.
+        func turn(_ k: Int) {
+            var slot = state[k].position
+            let skip = state[k].skip
             while table[slot] != emptySlot {
-                slot += skip[k]
+                slot += skip
                 if slot >= m { slot -= m }
             }
-            table[slot] = UInt16(order[k])
-            slot += skip[k]
-            position[k] = slot >= m ? slot - m : slot
-            turns[k] += 1
+            table[slot] = state[k].backend
+            slot += skip
+            state[k].position = slot >= m ? slot - m : slot
+            state[k].turns += 1
             filled += 1
-            heap.replaceTop(with: UInt64(turns[k] * maxWeight / weight[k] + 1) << 16 | UInt64(k))
+        }
+        var round = 0
+        while true {
+            round += 1
+            var took = 0
+            for k in 0..<n where state[k].turns * maxWeight < round * state[k].weight {
+                turn(k)
+                took += 1
+                if filled == m { return true }
+                if filled & 0xFFFF == 0 && shouldStop() { return false }
+            }
+            if took * 8 < n { break }
+        }
+        // Keys are round << 16 | k (k < 65535; rounds stay below M * 65535 + 1 < 2^40); sorted
+        // keys already form a heap.
+        var heap = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: n)
+        defer { heap.deallocate() }
+        for k in 0..<n { heap[k] = UInt64(state[k].turns * maxWeight / state[k].weight + 1) << 16 | UInt64(k) }
+        heap.sort()
+        while filled < m {
+            let k = Int(truncatingIfNeeded: heap[0] & 0xFFFF)
+            turn(k)
+            replaceTop(heap, with: UInt64(state[k].turns * maxWeight / state[k].weight + 1) << 16 | UInt64(k))
             if filled & 0xFFFF == 0 && shouldStop() { return false }
         }
         return true
+    }
+
+    /// One backend's place in the turns: the next slot of its permutation to try, and how many
+    /// turns it has had.
+    struct TurnState {
+        var position: Int
+        let skip: Int
+        let weight: Int
+        var turns: Int
+        let backend: UInt16
+    }
+
+    /// Replaces the smallest key of a binary min-heap and restores the heap.
+    static func replaceTop(_ keys: UnsafeMutableBufferPointer<UInt64>, with key: UInt64) {
+        var i = 0
+        let n = keys.count
+        while true {
+            let left = 2 * i + 1
+            guard left < n else { break }
+            let right = left + 1
+            let child = right < n && keys[right] < keys[left] ? right : left
+            guard keys[child] < key else { break }
+            keys[i] = keys[child]
+            i = child
+        }
+        keys[i] = key
     }
 
     /// The table as an array (for tools and tests).
@@ -103,29 +155,5 @@ public enum Maglev {
             d += 2
         }
         return true
-    }
-}
-
-/// A binary min-heap of turn keys (only the top is ever replaced: a turn is taken, the next is due).
-struct TurnHeap {
-    private var keys: [UInt64]
-
-    init(keys: [UInt64]) { self.keys = keys }
-
-    var top: UInt64 { keys[0] }
-
-    mutating func replaceTop(with key: UInt64) {
-        var i = 0
-        let n = keys.count
-        while true {
-            let left = 2 * i + 1
-            guard left < n else { break }
-            let right = left + 1
-            let child = right < n && keys[right] < keys[left] ? right : left
-            guard keys[child] < key else { break }
-            keys[i] = keys[child]
-            i = child
-        }
-        keys[i] = key
     }
 }

@@ -27,7 +27,12 @@ public enum EAL {
         defer { owned.forEach { free($0) } }
         var argv = owned
         let rc = argv.withUnsafeMutableBufferPointer { rte_eal_init(Int32($0.count), $0.baseAddress) }
-        guard rc >= 0 else { throw DPDKError("rte_eal_init", code: tern_errno()) }
+        guard rc >= 0 else {
+            let code = tern_errno()
+            // rte_errno is not always set: "Success" would hide the cause EAL logged above.
+            if code == 0 { throw DPDKError("rte_eal_init failed; EAL's own messages above say why") }
+            throw DPDKError("rte_eal_init", code: code)
+        }
         return Int(rc)
     }
 

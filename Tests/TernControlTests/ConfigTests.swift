@@ -157,3 +157,35 @@ func problems(_ text: String) -> [String] {
         }
     }
 }
+
+@Suite struct MemoryBudgetTests {
+    func config(workers: Int, entries: Int, vips: Int = 1, tableSize: Int = 65537) throws -> TernConfig {
+        var c = try ConfigLoader.parse(minimal, file: "t.toml")
+        c.dataplane.workers = workers
+        c.dataplane.flowTableEntries = entries
+        c.tableSize = tableSize
+        c.vips = Array(repeating: c.vips[0], count: vips)
+        return c
+    }
+
+    @Test func flowTablesThatDoNotFitTheMachineAreRefusedNamingTheKey() throws {
+        // flow_table_entries at its documented maximum: 18 GiB per worker.
+        let c = try config(workers: 2, entries: 268_435_456)
+        let problems = MemoryBudget.startProblems(c, available: 24 << 30)
+        #expect(problems.map(\.keyPath) == ["dataplane.flow_table_entries"])
+        #expect(problems.first?.message.contains("need 36864 MiB of flow tables") == true)
+        #expect(MemoryBudget.startProblems(try config(workers: 1, entries: 1 << 20), available: 24 << 30).isEmpty)
+    }
+
+    @Test func maglevTablesThatDoNotFitBesideTheRunningOnesAreRefused() throws {
+        let c = try config(workers: 1, entries: 1 << 20, vips: 50, tableSize: 10_000_019)
+        #expect(MemoryBudget.reloadProblems(c, available: 1 << 30).map(\.keyPath) == ["maglev.table_size"])
+        #expect(MemoryBudget.reloadProblems(c, available: 4 << 30).isEmpty)
+        #expect(MemoryBudget.startProblems(c, available: 1 << 30).map(\.keyPath) == ["maglev.table_size"])
+    }
+
+    @Test func readsMemAvailable() {
+        #expect((MemoryBudget.availableBytes() ?? 0) > 0)
+        #expect(MemoryBudget.availableBytes(meminfo: "/nonexistent") == nil)
+    }
+}

@@ -304,6 +304,12 @@ def test_startup_causes(ternd, tmp):
                                      os.path.join(ROOT, "configs/example.toml")))
     check(rc == 1 and f"rx_pcap={missing}: No such file or directory" in err and "port[0].device" not in err,
           f"unreadable capture: exit {rc}, stderr {err[-300:]}")
+    with open(os.path.join(tmp, "huge.toml"), "w") as f, open(null_config(tmp)) as g:
+        # 3 x 18 GiB: within the 64 GiB cap of `check`, beyond what these 24 GiB machines have.
+        f.write(g.read().replace("flow_table_entries = 4096", "workers = 3\nflow_table_entries = 268435456"))
+    rc, _, err = run_ternd(ternd_cmd(ternd, "net_null0", os.path.join(tmp, "huge.toml")))
+    check(rc == 78 and "dataplane.flow_table_entries" in err and "MemAvailable" in err,
+          f"flow tables beyond the machine: exit {rc}, stderr {err[-300:]}")
     config = null_config(tmp)
     first = ternd_cmd(ternd, "net_null0", config)
     proc = subprocess.Popen(first, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -317,8 +323,8 @@ def test_startup_causes(ternd, tmp):
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
         remove_runtime_dirs(first)
-    print("ok: start-up causes: an unreadable rx_pcap is named; a second ternd on one --file-prefix names the first's pid",
-          flush=True)
+    print("ok: start-up causes: an unreadable rx_pcap is named; flow tables beyond MemAvailable are refused naming the key; "
+          "a second ternd on one --file-prefix names the first's pid", flush=True)
 
 
 def wait_for_line(proc, text, timeout=30):

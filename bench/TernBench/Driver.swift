@@ -113,10 +113,11 @@ func runBenchmarks(_ o: BenchOptions) -> Int32 {
     }
     var records: [Record] = []
     if o.mode == "maglev" || o.mode == "all" {
-        for (m, n) in [(65537, 1000), (65537, 100)] {
-            let ms = benchMaglev(m: m, n: n)
-            print("maglev build M=\(m) N=\(n): \(fmt(ms, 2)) ms (median of 11)")
-            records.append(Record(scenario: "maglev-\(m)x\(n)", mode: "build", nsPerPacket: ms * 1e6, note: "ns_per_packet holds the build time in ns"))
+        for (m, n, skewed) in [(65537, 1000, false), (65537, 100, false), (65537, 10001, true)] {
+            let ms = benchMaglev(m: m, n: n, skewed: skewed)
+            let name = "maglev-\(m)x\(n)\(skewed ? "-skewed" : "")"
+            print("maglev build M=\(m) N=\(n)\(skewed ? " (one of weight 65535, the rest 1)" : ""): \(fmt(ms, 2)) ms (median of 11)")
+            records.append(Record(scenario: name, mode: "build", nsPerPacket: ms * 1e6, note: "ns_per_packet holds the build time in ns"))
         }
     }
     if o.mode == "pipeline" || o.mode == "all" {
@@ -182,8 +183,9 @@ func runBenchmarks(_ o: BenchOptions) -> Int32 {
 }
 
 /// Maglev build time for M slots and N equal backends, median of 11 builds, in ms.
-func benchMaglev(m: Int, n: Int) -> Double {
-    let backends = (0..<n).map { (address: IPAddress(v4: 0x0A00_0000 + UInt32($0)), weight: 100) }
+/// Build time of one table; `skewed`: the last backend has weight 65535, the others 1.
+func benchMaglev(m: Int, n: Int, skewed: Bool = false) -> Double {
+    let backends = (0..<n).map { (address: IPAddress(v4: 0x0A00_0000 + UInt32($0)), weight: skewed ? ($0 == n - 1 ? 65535 : 1) : 100) }
     let table = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: m)
     defer { table.deallocate() }
     var times: [Double] = []
