@@ -206,40 +206,34 @@ struct DocumentReader {
         fail(t.path(key), "wrong type: got \(e.value.typeName), expected \(expected)", line: e.line)
     }
 
-    mutating func string(_ t: Table, _ key: String, required: Bool = false) -> String? {
+    /// A key's value when `extract` takes it; a wrong type is reported as `expected`.
+    mutating func typed<T>(
+        _ t: Table, _ key: String, required: Bool, expected: String, _ extract: (TOMLValue) -> T?
+    ) -> T? {
         guard let e = entry(t, key, required: required) else { return nil }
-        guard case .string(let s) = e.value else {
-            wrongType(t, key, e, expected: "string")
+        guard let v = extract(e.value) else {
+            wrongType(t, key, e, expected: expected)
             return nil
         }
-        return s
+        return v
+    }
+
+    mutating func string(_ t: Table, _ key: String, required: Bool = false) -> String? {
+        typed(t, key, required: required, expected: "string") { if case .string(let s) = $0 { s } else { nil } }
     }
 
     mutating func int(_ t: Table, _ key: String, required: Bool = false) -> Int? {
-        guard let e = entry(t, key, required: required) else { return nil }
-        guard case .integer(let n) = e.value else {
-            wrongType(t, key, e, expected: "integer")
-            return nil
-        }
-        return Int(n)
+        typed(t, key, required: required, expected: "integer") { if case .integer(let n) = $0 { Int(n) } else { nil } }
     }
 
     mutating func bool(_ t: Table, _ key: String) -> Bool? {
-        guard let e = entry(t, key, required: false) else { return nil }
-        guard case .boolean(let b) = e.value else {
-            wrongType(t, key, e, expected: "boolean")
-            return nil
-        }
-        return b
+        typed(t, key, required: false, expected: "boolean") { if case .boolean(let b) = $0 { b } else { nil } }
     }
 
     mutating func table(_ t: Table, _ key: String, required: Bool = false) -> Table? {
-        guard let e = entry(t, key, required: required) else { return nil }
-        guard case .table(let inner) = e.value else {
-            wrongType(t, key, e, expected: "table ([\(t.path(key))])")
-            return nil
+        typed(t, key, required: required, expected: "table ([\(t.path(key))])") {
+            if case .table(let inner) = $0 { Table(inner, path: t.path(key)) } else { nil }
         }
-        return Table(inner, path: t.path(key))
     }
 
     /// An array of tables (`[[key]]`), each element named `key[i]`.

@@ -29,6 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_pcap  # noqa: E402
+from reload_soak import wait_for as wait_for_line  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -314,7 +315,7 @@ def test_startup_causes(ternd, tmp):
     first = ternd_cmd(ternd, "net_null0", config)
     proc = subprocess.Popen(first, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for_line(proc, "started:")
+        wait_for_line(proc, "started:", 30)
         second = list(first)
         rc, _, err = run_ternd(second, timeout=30)
         check(rc == 1 and f"(pid {proc.pid})" in err and "--file-prefix" in err, f"second ternd on one prefix: exit {rc}, stderr {err[-300:]}")
@@ -327,27 +328,13 @@ def test_startup_causes(ternd, tmp):
           "a second ternd on one --file-prefix names the first's pid", flush=True)
 
 
-def wait_for_line(proc, text, timeout=30):
-    """Reads proc's stderr until a line contains text; returns the lines read."""
-    lines = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if text in line:
-            return lines
-    raise AssertionError(f"no line with {text!r} from ternd: {''.join(lines)[-500:]}")
-
-
 def test_sigterm_stops_a_long_reload(ternd, tmp):
     """A reload whose Maglev tables take seconds to build gives way to SIGTERM."""
     config = null_config(tmp)
     cmd = ternd_cmd(ternd, "net_null0", config)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for_line(proc, "started:")
+        wait_for_line(proc, "started:", 30)
         vips = "".join(f'[[vip]]\naddress = "192.0.2.{i + 20}"\nport = 80\nprotocol = "tcp"\n'
                        f'[[vip.backend]]\naddress = "10.1.0.{i + 1}"\n' for i in range(10))
         with open(config) as f:
