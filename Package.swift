@@ -2,7 +2,8 @@
 // Tern: an L4 load balancer (DPDK kernel bypass, Maglev, IPIP/GUE encapsulation) in Swift.
 // Module graph (a module may import only what sits to its left in a packet's path):
 //   TernWire -> TernBalancing -> TernDataplane ;  TernWire, TernBalancing -> TernControl
-//   TernPcap stands alone ; ternctl wires them together.
+//   TernPcap stands alone ; TernAgent (control plane) sits on TernControl and TernTelemetry ;
+//   ternctl and ternd wire them together.
 import PackageDescription
 
 /// Every target: Swift 6 language mode (the package default) and warnings are errors.
@@ -47,6 +48,10 @@ let package = Package(
         .target(
             name: "TernDPDK", dependencies: ["CDPDK", "TernWire", "TernBalancing", "TernDataplane"], swiftSettings: dpdkSwift),
         .target(name: "TernTelemetry", dependencies: ["TernBalancing", "TernDataplane"], swiftSettings: strict),
+        // The control plane: desired state (config + overrides), publisher, reloads, the control
+        // loop. No DPDK: unit-tested on its own, wired up by ternd.
+        .target(
+            name: "TernAgent", dependencies: ["TernWire", "TernBalancing", "TernControl", "TernTelemetry"], swiftSettings: strict),
         .target(name: "TernPcap", swiftSettings: strict),
         // Frame builders shared by tests, the fuzzer and benchmarks (never linked into ternd).
         .target(name: "TernTestSupport", dependencies: ["TernWire"], swiftSettings: strict),
@@ -59,7 +64,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "ternd",
-            dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernControl", "TernTelemetry"],
+            dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernControl", "TernTelemetry", "TernAgent"],
             swiftSettings: dpdkSwift),
         // libFuzzer targets (TERN_FUZZ_TARGET: frame, burst, toml, config). Without -DTERN_LIBFUZZER it is a corpus
         // replayer (runs each file given on the command line once), so a plain `swift build` links it.
@@ -88,5 +93,8 @@ let package = Package(
             dependencies: ["CDPDK", "TernDPDK", "TernWire", "TernBalancing", "TernDataplane", "TernTestSupport"],
             swiftSettings: dpdkSwift),
         .testTarget(name: "TernPcapTests", dependencies: ["TernPcap"], swiftSettings: strict),
+        .testTarget(
+            name: "TernAgentTests", dependencies: ["TernWire", "TernBalancing", "TernControl", "TernTelemetry", "TernAgent"],
+            swiftSettings: strict),
     ]
 )

@@ -39,7 +39,11 @@ int tern_block_signals_fd(void) {
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    // A peer that closes a socket must not kill the daemon: write() then fails with EPIPE.
+    signal(SIGPIPE, SIG_IGN);
     return signalfd(-1, &set, SFD_CLOEXEC);
 }
 

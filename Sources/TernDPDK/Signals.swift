@@ -6,8 +6,9 @@ import CDPDK
 public struct SignalReader: Sendable {
     let fd: Int32
 
-    /// Blocks SIGHUP, SIGINT and SIGTERM in this thread and the threads it creates later and opens
-    /// a signalfd for them (`pthread_sigmask`, `signalfd`). Call before `EAL.initialize`.
+    /// Blocks SIGHUP, SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 in this thread and the threads it creates
+    /// later, opens a signalfd for them (`pthread_sigmask`, `signalfd`) and ignores SIGPIPE. Call
+    /// before `EAL.initialize`.
     public init?() {
         let fd = tern_block_signals_fd()
         guard fd >= 0 else { return nil }

@@ -80,8 +80,8 @@ static inline uint64_t tern_tsc_hz(void) { return rte_get_tsc_hz(); }
 
 // ---- signals (glibc) --------------------------------------------------------------------------
 
-/// Blocks SIGHUP, SIGINT and SIGTERM in the calling thread (and the threads it creates later);
-/// returns a signalfd that reads them, or -1.
+/// Blocks SIGHUP, SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 in the calling thread (and the threads it
+/// creates later) and ignores SIGPIPE; returns a signalfd that reads the blocked ones, or -1.
 int tern_block_signals_fd(void);
 /// Reads one signal from the signalfd within `timeout_ms`; 0 when none arrived, -1 on error.
 int tern_read_signal(int fd, int timeout_ms);

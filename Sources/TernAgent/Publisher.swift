@@ -1,0 +1,51 @@
+// Publishing forwarding snapshots: build one from a spec (off the packet path, interruptible),
+// swap it in with one atomic store (SnapshotCell), retire the old one after the grace period, and
+// keep what retired snapshots counted (packets per VIP and backend) so totals survive reloads.
+
+import TernBalancing
+import TernTelemetry
+
+public final class Publisher {
+    public let cell: SnapshotCell
+    public let workers: Int
+    public private(set) var generation: UInt32
+    /// Packets per VIP and backend counted by snapshots already retired.
+    public private(set) var retired = PacketTotals()
+
+    /// What one publication took.
+    public struct Timing: Sendable {
+        public var buildSeconds: Double
+        public var publishSeconds: Double
+        public var generation: UInt32
+    }
+
+    /// Builds and publishes the first snapshot (generation 1).
+    public init(spec: SnapshotSpec, workers: Int) {
+        self.workers = workers
+        generation = 1
+        cell = SnapshotCell(ForwardingSnapshot(spec, generation: 1, workers: workers), readers: workers)
+    }
+
+    /// Builds the next snapshot and publishes it; nil (nothing changed) when `shouldStop` stopped
+    /// the build.
+    public func publish(_ spec: SnapshotSpec, shouldStop: () -> Bool, clock: () -> Double) -> Timing? {
+        let started = clock()
+        guard let snapshot = ForwardingSnapshot(spec, generation: generation &+ 1, workers: workers, shouldStop: shouldStop)
+        else { return nil }
+        generation &+= 1
+        let built = clock()
+        let old = cell.publish(snapshot)
+        let published = clock()
+        retired.add(old.pointee)
+        SnapshotCell.retire(old)
+        return Timing(buildSeconds: built - started, publishSeconds: published - built, generation: generation)
+    }
+
+    /// Totals of retired snapshots plus the current one. Exact once the workers stopped; while
+    /// they run, the current snapshot's figures may lag by the packets of bursts in flight.
+    public func totals() -> PacketTotals {
+        var t = retired
+        t.add(cell.current.pointee)
+        return t
+    }
+}

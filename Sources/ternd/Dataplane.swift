@@ -1,0 +1,106 @@
+// The DPDK side of ternd: ports, the mbuf pool and one worker loop per worker lcore, started from
+// the config; stopped, closed and accounted for at the end.
+
+import TernBalancing
+import TernControl
+import TernDPDK
+import TernDataplane
+import TernTelemetry
+import TernWire
+
+struct StartupError: Error {
+    var message: String
+    var exitCode: Int32
+}
+
+final class Dataplane {
+    let ports: [Port]
+    let pool: Mempool
+    let loops: [WorkerLoop]
+    /// Mbufs in the pool and whether the ports spread flows by RSS, for the start-up line.
+    let mbufs: UInt32
+    let rss: Bool
+
+    /// Opens the config's ports, sizes the pool, and launches a worker loop per worker lcore.
+    init(config: TernConfig, configPath: String, cell: SnapshotCell, idleSleepMicroseconds: UInt32) throws {
+        let workers = config.dataplane.workers
+        let lcores = EAL.workerLcores
+        guard lcores.count >= workers else {
+            throw StartupError(
+                message: "\(configPath): dataplane.workers = \(workers) needs \(workers) worker lcores besides the main one; "
+                    + "EAL has \(lcores.count) (use -l 0-\(workers))",
+                exitCode: ConfigError.exitCode)
+        }
+        var ports: [Port] = []
+        for (i, p) in config.ports.enumerated() {
+            do {
+                ports.append(try Port(named: p.device))
+            } catch {
+                throw StartupError(message: "\(configPath): port[\(i)].device: \(error.description)", exitCode: ConfigError.exitCode)
+            }
+        }
+        self.ports = ports
+        // Enough mbufs for every RX and TX ring plus bursts in flight and per-lcore caches.
+        let descriptors = 1024
+        let perQueue = 2 * descriptors + 4 * config.dataplane.burstSize
+        mbufs = UInt32(ports.count * workers * perQueue + (workers + 1) * 256 + 1024)
+        let largestFrame = (config.ports.map(\.mtu).max() ?? 1500) + 18
+        pool = try Mempool(name: "tern_mbufs", count: mbufs, cache: 256, dataRoom: UInt16(max(2048, largestFrame)))
+        var rss = false
+        for port in ports {
+            rss = try port.configure(queues: UInt16(workers), descriptors: UInt16(descriptors), pool: pool) || rss
+            try port.start()
+        }
+        self.rss = rss
+        var loops: [WorkerLoop] = []
+        for w in 0..<workers {
+            let queues = config.ports.enumerated().map { i, p -> WorkerQueue in
+                let backendIndex = p.backendDevice.flatMap { b in config.ports.firstIndex { $0.device == b } } ?? i
+                let backend = config.ports[backendIndex]
+                let context = PortContext(
+                    mac: backend.mac ?? ports[backendIndex].mac, gatewayMAC: backend.gatewayMAC, mtu: backend.mtu,
+                    replyMAC: p.mac ?? ports[i].mac, replyGatewayMAC: p.gatewayMAC)
+                return WorkerQueue(rxPort: ports[i].id, queue: UInt16(w), backendPort: ports[backendIndex].id, context: context)
+            }
+            let worker = Worker(
+                index: w, port: queues[0].context, flowTableEntries: config.dataplane.flowTableEntries,
+                tcpIdleTimeout: UInt32(config.dataplane.tcpIdleTimeoutSeconds),
+                udpIdleTimeout: UInt32(config.dataplane.udpIdleTimeoutSeconds))
+            loops.append(
+                WorkerLoop(
+                    index: w, queues: queues, burstSize: config.dataplane.burstSize, cell: cell, worker: worker,
+                    idleSleepMicroseconds: idleSleepMicroseconds))
+        }
+        self.loops = loops
+        for (w, loop) in loops.enumerated() { try Lcore.launch(loop, on: lcores[w]) }
+    }
+
+    /// Packets received so far over all workers (relaxed reads: for the idle timer).
+    var progress: UInt64 { loops.reduce(0) { $0 + $1.progress.load(ordering: .relaxed) } }
+
+    /// What the workers counted, summed. Exact only after `stop`.
+    struct Counts {
+        var outcomes = OutcomeCounters()
+        var flows = FlowTableCounters()
+        var io = IOCounters()
+    }
+
+    /// Stops the workers (they flush TX before returning), closes the ports; returns their counts
+    /// and the mbufs still in use, then frees the pool.
+    func stop() -> (Counts, mbufsInUse: Int) {
+        for loop in loops { loop.requestStop() }
+        Lcore.waitAll()
+        var c = Counts()
+        for loop in loops {
+            c.outcomes = c.outcomes + loop.worker.pointee.counters
+            c.flows = c.flows + loop.worker.pointee.flows.counters
+            c.io.rx += loop.io.rx
+            c.io.tx += loop.io.tx
+            c.io.txFailed += loop.io.txFailed
+        }
+        for port in ports { port.stopAndClose() }
+        let inUse = pool.inUse
+        pool.free()
+        return (c, inUse)
+    }
+}

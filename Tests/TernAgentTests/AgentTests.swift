@@ -1,0 +1,212 @@
+import Testing
+
+@testable import TernAgent
+@testable import TernBalancing
+@testable import TernControl
+@testable import TernWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let base = """
+    [node]
+    name = "agent"
+    tunnel_source_v4 = "10.0.0.10"
+    [[port]]
+    device = "net_ring0"
+    gateway_mac = "02:00:00:00:00:fe"
+    [maglev]
+    table_size = 1009
+    [[vip]]
+    address = "192.0.2.10"
+    port = 80
+    protocol = "tcp"
+    [[vip.backend]]
+    address = "10.1.0.1"
+    [[vip.backend]]
+    address = "10.1.0.2"
+    [[vip]]
+    address = "192.0.2.11"
+    port = 53
+    protocol = "udp"
+    [[vip.backend]]
+    address = "10.1.0.1"
+
+    """
+
+let web = "192.0.2.10:80/tcp"
+let dns = "192.0.2.11:53/udp"
+
+func parse(_ text: String) throws -> TernConfig { try ConfigLoader.parse(text, file: "agent.toml") }
+
+/// A config file the reloader reads, rewritten by the test.
+final class ConfigFile {
+    let path = "/tmp/tern-agent-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).toml"
+    init(_ text: String) { write(text) }
+    func write(_ text: String) {
+        let f = fopen(path, "w")!
+        fputs(text, f)
+        fclose(f)
+    }
+    deinit { unlink(path) }
+}
+
+func makeReloader(_ file: ConfigFile, memory: Int? = nil) throws -> Reloader {
+    let config = try ConfigLoader.load(path: file.path)
+    let desired = DesiredState(config: config)
+    let publisher = Publisher(spec: desired.snapshotSpec, workers: 1)
+    return Reloader(
+        configPath: file.path, desired: desired, publisher: publisher, availableMemory: { memory }, clock: { 0 }, wallClock: { 0 })
+}
+
+/// The weight each backend of a VIP has in the running snapshot.
+func publishedWeights(_ r: Reloader, vip: String) -> [IPAddress: Int] {
+    let s = r.publisher.cell.current
+    var out: [IPAddress: Int] = [:]
+    for v in 0..<s.pointee.vips.count where s.pointee.vips[v].name == vip {
+        let record = s.pointee.vips[v]
+        for b in record.firstBackend..<(record.firstBackend + record.backendCount) {
+            out[s.pointee.backends[b].address] = s.pointee.backends[b].weight
+        }
+    }
+    return out
+}
+
+@Suite struct DesiredStateTests {
+    @Test func aDrainSetsTheWeightToZeroForThatVIPOnly() throws {
+        var d = DesiredState(config: try parse(base))
+        d.set(d.backends(IPAddress("10.1.0.1")!, vip: web), to: .draining)
+        let spec = d.snapshotSpec
+        #expect(spec.services[0].backends.map(\.weight) == [0, 100])
+        #expect(spec.services[1].backends.map(\.weight) == [100])
+        #expect(d.backends(IPAddress("10.1.0.1")!).count == 2 && d.backends(IPAddress("10.9.9.9")!).isEmpty)
+    }
+
+    @Test func overridesSurviveAReloadUnlessTheirBackendLeft() throws {
+        var d = DesiredState(config: try parse(base))
+        d.set(d.backends(IPAddress("10.1.0.1")!), to: .draining)
+        // 10.1.0.1 leaves the DNS VIP (replaced by 10.1.0.3), stays in the web VIP.
+        let next = try parse(base.replacingOccurrences(of: "port = 53\nprotocol = \"udp\"\n[[vip.backend]]\naddress = \"10.1.0.1\"",
+                                                      with: "port = 53\nprotocol = \"udp\"\n[[vip.backend]]\naddress = \"10.1.0.3\""))
+        let dropped = d.replaceConfig(next)
+        #expect(dropped == [BackendKey(vip: dns, address: IPAddress("10.1.0.1")!)])
+        #expect(d.state(of: BackendKey(vip: web, address: IPAddress("10.1.0.1")!)) == .draining)
+        #expect(d.snapshotSpec.services[0].backends.map(\.weight) == [0, 100])
+    }
+
+    @Test func vipsWhoseEveryBackendIsDrainedAreNamed() throws {
+        var d = DesiredState(config: try parse(base))
+        #expect(d.vipsWithoutBackends.isEmpty)
+        d.set(d.backends(IPAddress("10.1.0.1")!), to: .draining)
+        #expect(d.vipsWithoutBackends == [dns])
+        d.set(d.backends(IPAddress("10.1.0.1")!), to: .active)
+        #expect(d.vipsWithoutBackends.isEmpty && d.overrides.isEmpty)
+    }
+}
+
+@Suite struct ReloaderTests {
+    @Test func aGoodReloadPublishesTheNextGeneration() throws {
+        let file = ConfigFile(base)
+        let r = try makeReloader(file)
+        file.write(base + "[[vip.backend]]\naddress = \"10.1.0.4\"\n")
+        let result = r.reload()
+        #expect(result.ok && result.message.hasPrefix("reload ok: 2 VIPs, 4 backends"))
+        #expect(r.publisher.generation == 2 && r.succeeded == 1 && r.failed == 0)
+        #expect(publishedWeights(r, vip: dns).count == 2)
+    }
+
+    @Test func aBrokenFileKeepsTheRunningConfigAndSaysWhy() throws {
+        let file = ConfigFile(base)
+        let r = try makeReloader(file)
+        for broken in [base + "[é]\n", base.replacingOccurrences(of: "port = 80", with: "port = 99999")] {
+            file.write(broken)
+            let result = r.reload()
+            #expect(!result.ok && result.message.hasPrefix("reload failed, keeping the running config:\n"))
+        }
+        let original = try parse(base)
+        #expect(r.publisher.generation == 1 && r.failed == 2 && r.desired.config == original)
+    }
+
+    @Test func restartOnlyChangesAndMemoryBeyondTheMachineAreRefused() throws {
+        let file = ConfigFile(base)
+        let r = try makeReloader(file)
+        file.write(base.replacingOccurrences(of: "gateway_mac = \"02:00:00:00:00:fe\"", with: "gateway_mac = \"02:00:00:00:00:fd\""))
+        #expect(r.reload().message.contains("restart-only keys changed: port[0].gateway_mac"))
+        file.write(base)
+        let tight = try makeReloader(file, memory: 270 << 20)  // 14 MiB usable; the tables need 38 MiB
+        file.write(base.replacingOccurrences(of: "table_size = 1009", with: "table_size = 10000019"))
+        let result = tight.reload()
+        #expect(!result.ok && result.message.contains("maglev.table_size"))
+        #expect(tight.publisher.generation == 1)
+    }
+
+    @Test func aStopSignalAbandonsTheBuildAndChangesNothing() throws {
+        let file = ConfigFile(base)
+        let r = try makeReloader(file)
+        file.write(base.replacingOccurrences(of: "table_size = 1009", with: "table_size = 1000003"))
+        let result = r.reload(shouldStop: { true })
+        #expect(!result.ok && result.message.hasPrefix("reload abandoned"))
+        #expect(r.publisher.generation == 1 && r.desired.config.tableSize == 1009)
+    }
+
+    @Test func drainsReachTheDataPlaneAndSurviveReloads() throws {
+        let file = ConfigFile(base)
+        let r = try makeReloader(file)
+        let key = r.desired.backends(IPAddress("10.1.0.2")!, vip: web)
+        #expect(r.setState(key, to: .draining).ok)
+        #expect(publishedWeights(r, vip: web) == [IPAddress("10.1.0.1")!: 100, IPAddress("10.1.0.2")!: 0])
+        file.write(base + "[[vip.backend]]\naddress = \"10.1.0.5\"\n")
+        #expect(r.reload().ok)
+        #expect(publishedWeights(r, vip: web)[IPAddress("10.1.0.2")!] == 0)
+        #expect(r.setState(key, to: .active).ok)
+        #expect(publishedWeights(r, vip: web)[IPAddress("10.1.0.2")!] == 100)
+    }
+
+    @Test func aChangeThatLeavesAVIPNoBackendSaysSo() throws {
+        let file = ConfigFile(base)
+        let r = try makeReloader(file)
+        let result = r.setState(r.desired.backends(IPAddress("10.1.0.1")!), to: .draining)
+        #expect(result.message.contains("WARNING: no backend takes new flows for \(dns)"))
+        file.write(base)
+        #expect(r.reload().message.contains("WARNING: no backend takes new flows for \(dns)"))
+    }
+}
+
+/// Signals from a script: each poll returns the next one (nil: none this time).
+final class ScriptedSignals: SignalSource {
+    var script: [Int32?]
+    init(_ script: [Int32?]) { self.script = script }
+    func next(timeoutMilliseconds: Int32) -> Int32? { script.isEmpty ? SIGTERM : script.removeFirst() }
+    var stopPending: Bool { false }
+}
+
+@Suite struct ControlLoopTests {
+    @Test func sighupReloadsAndSigtermStops() throws {
+        let file = ConfigFile(base)
+        let r = try makeReloader(file)
+        var lines: [String] = []
+        let loop = ControlLoop(signals: ScriptedSignals([nil, SIGHUP, SIGUSR1, SIGHUP, SIGTERM]), reloader: r, log: { lines.append($0) },
+                               clock: { 0 })
+        #expect(loop.run() == "signal \(SIGTERM)")
+        #expect(r.succeeded == 2 && lines.filter { $0.hasPrefix("reload ok") }.count == 2)
+        #expect(lines.contains("signal \(SIGUSR1) ignored"))
+    }
+
+    @Test func theIdleTimerStopsWhenNoPacketArrives() throws {
+        let file = ConfigFile(base)
+        var now = 0.0
+        var packets: UInt64 = 0
+        let loop = ControlLoop(
+            signals: ScriptedSignals(Array(repeating: nil, count: 100)), reloader: try makeReloader(file), log: { _ in },
+            clock: {
+                now += 0.25
+                return now
+            }, stopWhenIdleSeconds: 1, progress: {
+                packets += now < 3 ? 1 : 0
+                return packets
+            })
+        #expect(loop.run() == "no packet for 1.0 s")
+        #expect(now >= 4)
+    }
+}
