@@ -58,7 +58,7 @@ let package = Package(
         .executableTarget(
             name: "ternctl",
             dependencies: [
-                "TernWire", "TernBalancing", "TernDataplane", "TernControl", "TernPcap", "TernTelemetry",
+                "TernWire", "TernBalancing", "TernDataplane", "TernControl", "TernPcap", "TernTelemetry", "TernAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

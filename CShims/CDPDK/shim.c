@@ -71,3 +71,12 @@ int tern_lock_holder(const char *path) {
     if (rc != 0 || lock.l_type == F_UNLCK) return 0;
     return (int)lock.l_pid;
 }
+
+int tern_port_link(uint16_t port, uint32_t *speed) {
+    struct rte_eth_link link;
+    memset(&link, 0, sizeof link);
+    int rc = rte_eth_link_get_nowait(port, &link);
+    if (rc != 0) return rc;
+    *speed = link.link_speed;
+    return link.link_status;
+}

@@ -2,9 +2,12 @@
 //   SIGHUP            reload the config file (Reloader); one log line with the outcome
 //   SIGTERM, SIGINT   stop: the loop returns and the daemon shuts the data plane down
 //   SIGUSR1, SIGUSR2  logged and ignored (they would otherwise kill the daemon); SIGPIPE is ignored
+//   control socket    one request per connection (ControlServer, ControlCommands): status,
+//                     reload, drain, undrain, show-backends, show-vips
 //   idle timer        with --stop-when-idle: stop once no packet arrived for that long
-// Later sources (the control socket, health probes, the BGP feed) join here. Nothing in this loop
-// blocks for long: a reload's build gives way to a pending stop signal.
+// Later sources (health probes, the BGP feed) join here. One poll() waits on all of them; nothing
+// blocks for long: a silent client is dropped after a timeout, a reload's build gives way to a
+// pending stop signal.
 
 #if canImport(Glibc)
 import Glibc
@@ -12,6 +15,8 @@ import Glibc
 
 /// Where signals come from (ternd: a signalfd; tests: a script).
 public protocol SignalSource {
+    /// A descriptor that becomes readable when a signal arrives (-1: none, poll `next` instead).
+    var descriptor: Int32 { get }
     /// The next signal, waiting at most `timeoutMilliseconds`; nil if none.
     func next(timeoutMilliseconds: Int32) -> Int32?
     /// Whether a stop signal waits to be read (without reading it).
@@ -27,11 +32,16 @@ public final class ControlLoop {
     let stopWhenIdleSeconds: Double?
     /// Packets received so far (sum over workers), to tell when RX went idle.
     let progress: () -> UInt64
+    let server: ControlServer?
+    let commands: ControlCommands?
 
     public init(
         signals: any SignalSource, reloader: Reloader, log: @escaping (String) -> Void, clock: @escaping () -> Double,
-        stopWhenIdleSeconds: Double? = nil, progress: @escaping () -> UInt64 = { 0 }
+        stopWhenIdleSeconds: Double? = nil, progress: @escaping () -> UInt64 = { 0 }, server: ControlServer? = nil,
+        commands: ControlCommands? = nil
     ) {
+        self.server = server
+        self.commands = commands
         self.signals = signals
         self.reloader = reloader
         self.log = log
@@ -45,7 +55,12 @@ public final class ControlLoop {
         var lastProgress: UInt64 = 0
         var lastChange = clock()
         while true {
-            if let signal = signals.next(timeoutMilliseconds: pollMilliseconds) {
+            var fds = ([signals.descriptor] + (server?.descriptors ?? [])).filter { $0 >= 0 }.map {
+                pollfd(fd: $0, events: Int16(POLLIN), revents: 0)
+            }
+            _ = poll(&fds, nfds_t(fds.count), pollMilliseconds)
+            if let server, let commands { server.service(now: clock(), handle: commands.handle) }
+            if let signal = signals.next(timeoutMilliseconds: 0) {
                 switch signal {
                 case SIGHUP:
                     let signals = self.signals

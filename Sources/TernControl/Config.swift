@@ -54,8 +54,15 @@ public struct VIPConfig: Equatable, Sendable {
     public var name: String { serviceName(address: address, port: port, ipProtocol: ipProtocol) }
 }
 
+/// Restart-only: where ternd listens for ternctl.
+public struct ControlConfig: Equatable, Sendable {
+    public static let defaultSocket = "/run/tern/ternd.sock"
+    public var socket = ControlConfig.defaultSocket
+}
+
 public struct TernConfig: Equatable, Sendable {
     public var node: NodeConfig
+    public var control = ControlConfig()
     public var dataplane: DataplaneConfig
     public var ports: [PortConfig]
     public var tableSize: Int

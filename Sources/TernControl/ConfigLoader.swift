@@ -60,6 +60,7 @@ public enum ConfigLoader {
 // The document as Tern reads it: optional where a default exists.
 struct RawConfig {
     var node: RawNode
+    var controlSocket: String?
     var dataplane: RawDataplane?
     var port: [RawPort]
     var maglev: RawMaglev?
@@ -127,7 +128,11 @@ struct DocumentReader {
     /// leaves a placeholder so that the rest is still checked).
     mutating func config(_ doc: TOMLTable) -> RawConfig {
         let t = Table(doc, path: "")
-        unknown(t, known: ["node", "dataplane", "port", "maglev", "vip"])
+        unknown(t, known: ["node", "control", "dataplane", "port", "maglev", "vip"])
+        let controlSocket = table(t, "control").flatMap { c -> String? in
+            unknown(c, known: ["socket"])
+            return string(c, "socket")
+        }
         let node = table(t, "node", required: true).map { n in
             unknown(n, known: ["name", "tunnel_source_v4", "tunnel_source_v6"])
             return RawNode(
@@ -172,7 +177,8 @@ struct DocumentReader {
                 backend: backends)
         }
         return RawConfig(
-            node: node ?? RawNode(name: "-"), dataplane: dataplane, port: ports ?? [], maglev: maglev, vip: vips)
+            node: node ?? RawNode(name: "-"), controlSocket: controlSocket, dataplane: dataplane, port: ports ?? [], maglev: maglev,
+            vip: vips)
     }
 
     /// A table being read and the key path that names it.
@@ -335,7 +341,13 @@ struct Validator {
         let tableSize = int(raw.maglev?.table_size, "maglev.table_size", Validator.limits.tableSize, default: 65537)
         if !Maglev.isPrime(tableSize) { fail("maglev.table_size", "must be prime, got \(tableSize)") }
         let (vips, vipPaths) = validateVIPs(raw.vip ?? [], node: node, tableSize: tableSize)
-        let config = TernConfig(node: node, dataplane: dataplane, ports: ports, tableSize: tableSize, vips: vips)
+        var config = TernConfig(node: node, dataplane: dataplane, ports: ports, tableSize: tableSize, vips: vips)
+        if let socket = raw.controlSocket {
+            if !socket.hasPrefix("/") || socket.utf8.count > 107 || socket.utf8.contains(0) {
+                fail("control.socket", "must be an absolute path of at most 107 bytes, got \"\(escapedForMessage(socket))\"")
+            }
+            config.control.socket = socket
+        }
         checkMemory(config)
         checkLoops(config, vipPaths)
         checkGUEPortOverlap(config, vipPaths)

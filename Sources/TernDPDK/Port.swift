@@ -82,6 +82,24 @@ public struct Port: Sendable {
         return rss != 0
     }
 
+    /// Link state and speed in Mb/s (`tern_port_link`, i.e. `rte_eth_link_get_nowait`).
+    public var link: (up: Bool, speedMbps: UInt32) {
+        var speed: UInt32 = 0
+        let status = tern_port_link(id, &speed)
+        return (status == 1, speed)
+    }
+
+    /// The device's counters (`rte_eth_stats_get`): ipackets, opackets, imissed, rx_nombuf,
+    /// ierrors, oerrors.
+    public var stats: [(String, UInt64)] {
+        var s = rte_eth_stats()
+        guard rte_eth_stats_get(id, &s) == 0 else { return [] }
+        return [
+            ("ipackets", s.ipackets), ("opackets", s.opackets), ("imissed", s.imissed), ("rx_nombuf", s.rx_nombuf),
+            ("ierrors", s.ierrors), ("oerrors", s.oerrors),
+        ]
+    }
+
     /// Calls `rte_eth_dev_start`.
     public func start() throws(DPDKError) {
         let rc = rte_eth_dev_start(id)

@@ -4,7 +4,8 @@
 import CDPDK
 
 public struct SignalReader: Sendable {
-    let fd: Int32
+    /// The signalfd: readable when a signal waits.
+    public let descriptor: Int32
 
     /// Blocks SIGHUP, SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 in this thread and the threads it creates
     /// later, opens a signalfd for them (`pthread_sigmask`, `signalfd`) and ignores SIGPIPE. Call
@@ -12,12 +13,12 @@ public struct SignalReader: Sendable {
     public init?() {
         let fd = tern_block_signals_fd()
         guard fd >= 0 else { return nil }
-        self.fd = fd
+        descriptor = fd
     }
 
     /// The next signal number, waiting at most `timeoutMilliseconds` (`poll`, `read`); nil if none.
     public func next(timeoutMilliseconds: Int32) -> Int32? {
-        let s = tern_read_signal(fd, timeoutMilliseconds)
+        let s = tern_read_signal(descriptor, timeoutMilliseconds)
         return s > 0 ? s : nil
     }
 

@@ -1,4 +1,5 @@
-// ternctl: check a config, replay a pcap through the packet path, print Maglev tables.
+// ternctl: check a config, replay a pcap through the packet path, print Maglev tables; and, over
+// the control socket, status, reload, drain and show of a running ternd.
 
 import ArgumentParser
 import TernControl
@@ -12,8 +13,13 @@ struct Ternctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ternctl",
         abstract: "Tern load balancer tools: validate configs, simulate the data plane on pcap files, show Maglev tables.",
-        discussion: "Exit status: 0 success, 78 bad config (EX_CONFIG), 66 unreadable input (EX_NOINPUT), 1 other errors.",
-        subcommands: [Check.self, Simulate.self, Table.self])
+        discussion: """
+            Exit status: 0 success, 78 bad config (EX_CONFIG), 66 unreadable input (EX_NOINPUT), 69 ternd not reachable \
+            (EX_UNAVAILABLE), 1 other errors.
+            """,
+        subcommands: [
+            Check.self, Simulate.self, Table.self, Status.self, Reload.self, Drain.self, Undrain.self, Show.self,
+        ])
 }
 
 /// Writes to stderr (fd 2) without Foundation's `FileHandle`.

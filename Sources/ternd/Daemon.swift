@@ -82,6 +82,14 @@ enum Daemon {
             log("cannot read the capture given to --vdev:\n" + unreadable.joined(separator: "\n"))
             return 1
         }
+        let server: ControlServer
+        do {
+            server = try ControlServer(path: config.control.socket)
+        } catch {
+            log("control socket: \(error.description)")
+            return 1
+        }
+        defer { server.close() }
         do {
             _ = try EAL.initialize(ealArguments)
         } catch {
@@ -110,9 +118,18 @@ enum Daemon {
         let reloader = Reloader(
             configPath: options.config, desired: DesiredState(config: config), publisher: publisher,
             availableMemory: { MemoryBudget.availableBytes() }, clock: monotonicSeconds, wallClock: wallSeconds)
+        let info = DaemonInfo(
+            configPath: options.config, startedAt: wallSeconds(), workers: config.dataplane.workers,
+            ports: { dataplane.ports.map { p in
+                let link = p.link
+                return ["name": p.name, "link_up": link.up, "speed_mbps": Int(link.speedMbps),
+                        "stats": Dictionary(uniqueKeysWithValues: p.stats.map { ($0.0, Int($0.1)) })] as [String: Any]
+            } })
+        let commands = ControlCommands(
+            reloader: reloader, info: info, wallClock: wallSeconds, shouldStop: { signals.stopPending }, log: log)
         let loop = ControlLoop(
             signals: signals, reloader: reloader, log: log, clock: monotonicSeconds,
-            stopWhenIdleSeconds: options.stopWhenIdleSeconds, progress: { dataplane.progress })
+            stopWhenIdleSeconds: options.stopWhenIdleSeconds, progress: { dataplane.progress }, server: server, commands: commands)
         log(loop.run() + ": stopping")
         return shutdown(dataplane, publisher: publisher, reloader: reloader, statsJSON: options.statsJSON)
     }

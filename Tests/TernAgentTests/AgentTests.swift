@@ -1,3 +1,5 @@
+import Foundation
+import Synchronization
 import Testing
 
 @testable import TernAgent
@@ -177,6 +179,7 @@ func publishedWeights(_ r: Reloader, vip: String) -> [IPAddress: Int] {
 final class ScriptedSignals: SignalSource {
     var script: [Int32?]
     init(_ script: [Int32?]) { self.script = script }
+    var descriptor: Int32 { -1 }
     func next(timeoutMilliseconds: Int32) -> Int32? { script.isEmpty ? SIGTERM : script.removeFirst() }
     var stopPending: Bool { false }
 }
@@ -188,7 +191,7 @@ final class ScriptedSignals: SignalSource {
         var lines: [String] = []
         let loop = ControlLoop(signals: ScriptedSignals([nil, SIGHUP, SIGUSR1, SIGHUP, SIGTERM]), reloader: r, log: { lines.append($0) },
                                clock: { 0 })
-        #expect(loop.run() == "signal \(SIGTERM)")
+        #expect(loop.run(pollMilliseconds: 0) == "signal \(SIGTERM)")
         #expect(r.succeeded == 2 && lines.filter { $0.hasPrefix("reload ok") }.count == 2)
         #expect(lines.contains("signal \(SIGUSR1) ignored"))
     }
@@ -206,7 +209,83 @@ final class ScriptedSignals: SignalSource {
                 packets += now < 3 ? 1 : 0
                 return packets
             })
-        #expect(loop.run() == "no packet for 1.0 s")
+        #expect(loop.run(pollMilliseconds: 0) == "no packet for 1.0 s")
         #expect(now >= 4)
+    }
+}
+
+@Suite(.serialized) struct ControlServerTests {
+    let path = "/tmp/tern-ctl-test-\(getpid()).sock"
+
+    /// Serves on a background thread until `done`; requests go through the real socket.
+    func withServer(_ body: (ControlServer) throws -> Void) throws {
+        let server = try ControlServer(path: path)
+        defer { server.close() }
+        try body(server)
+    }
+
+    /// Runs the server's loop step a few times while `client` talks to it on another thread.
+    func serve(_ server: ControlServer, now: @escaping () -> Double = { 0 }, while client: @escaping @Sendable () -> Void) {
+        let done = Mutex(false)
+        let thread = Thread {
+            client()
+            done.withLock { $0 = true }
+        }
+        thread.start()
+        while !done.withLock({ $0 }) {
+            server.service(now: now()) { r in
+                r.command == "echo" ? ControlReply.ok(["arguments": r.arguments]) : ControlReply.error("unknown \(r.command)")
+            }
+            usleep(1000)
+        }
+    }
+
+    @Test func aRequestGetsItsReplyAndBadRequestsGetErrors() throws {
+        try withServer { server in
+            let path = self.path
+            serve(server) {
+                let reply = try? ControlClient.send(ControlRequest(command: "echo", arguments: ["a": "b"]), socket: path)
+                #expect(reply?["ok"] as? Bool == true && (reply?["arguments"] as? [String: String]) == ["a": "b"])
+                let fd = try! UnixSocket.connect(path)
+                UnixSocket.writeAll(fd, Array("not json\n".utf8))
+                let text = String(decoding: UnixSocket.readToEnd(fd), as: UTF8.self)
+                close(fd)
+                #expect(text.contains("\"ok\":false") && text.contains("not a JSON object"))
+            }
+        }
+    }
+
+    @Test func theSocketIsRootOnlyAndALiveOneRefusesASecondServer() throws {
+        try withServer { _ in
+            var st = stat()
+            #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o600)
+            #expect(throws: SocketError.self) { _ = try ControlServer(path: path) }
+        }
+        // Left behind by a process that is gone: replaced.
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var a = try UnixSocket.address(path)
+        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        close(fd)
+        #expect(access(path, F_OK) == 0)
+        let server = try ControlServer(path: path)
+        server.close()
+        #expect(access(path, F_OK) != 0)
+    }
+
+    @Test func aSilentClientIsDroppedAfterTheTimeoutWithoutHoldingOthers() throws {
+        try withServer { server in
+            let path = self.path
+            let fd = try UnixSocket.connect(path)
+            defer { close(fd) }
+            server.service(now: 0) { _ in ControlReply.ok() }
+            #expect(server.clients.count == 1)
+            serve(server, now: { 1 }) {
+                #expect((try? ControlClient.send(ControlRequest(command: "echo"), socket: path))?["ok"] as? Bool == true)
+            }
+            #expect(server.clients.count == 1)
+            server.service(now: ControlServer.requestTimeout + 0.1) { _ in ControlReply.ok() }
+            #expect(server.clients.isEmpty)
+            #expect(String(decoding: UnixSocket.readToEnd(fd), as: UTF8.self).contains("no request within"))
+        }
     }
 }

@@ -131,7 +131,8 @@ def route_vips_via(lb):
 
 def config_text(lb, drained=()):
     _, v4, v6 = LINKS[lb]
-    text = (f'[node]\nname = "{lb}"\ntunnel_source_v4 = "{v4}.2"\ntunnel_source_v6 = "{v6}2"\n'
+    text = (f'[control]\nsocket = "/run/tern/netns-test-{os.getpid()}-{lb}.sock"\n'
+            f'[node]\nname = "{lb}"\ntunnel_source_v4 = "{v4}.2"\ntunnel_source_v6 = "{v6}2"\n'
             '[dataplane]\nflow_table_entries = 4096\n'
             f'[[port]]\ndevice = "net_af_packet0"\ngateway_mac = "{mac_of(NS["rt"], "rt-" + lb)}"\nmtu = 1500\n'
             '[maglev]\ntable_size = 1009\n')

@@ -18,8 +18,10 @@ Usage: test_ternd.py PATH/TO/ternd PATH/TO/ternctl
 """
 import json
 import os
+import re
 import shutil
 import signal
+import socket as socketlib
 import struct
 import subprocess
 import sys
@@ -363,12 +365,101 @@ def test_sigterm_stops_a_long_reload(ternd, tmp):
           flush=True)
 
 
+def ctl(ternctl, sock, *args, user=None):
+    cmd = [ternctl, *args, "--socket", sock]
+    if user:
+        cmd = ["runuser", "-u", user, "--", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_control_socket(ternd, ternctl, tmp):
+    """ternctl against a running ternd: status, show, drain (matches `ternctl table`), reload ok and
+    broken (78, the key path, traffic goes on), a silent client blocks nothing, the socket is
+    root-only, a live socket refuses a second ternd and a stale one is replaced."""
+    sockdir = f"/run/tern-test-{os.getpid()}"
+    os.makedirs(sockdir, exist_ok=True)
+    os.chmod(sockdir, 0o755)
+    sock = os.path.join(sockdir, "ternd.sock")
+    with open(os.path.join(ROOT, "configs/example.toml")) as f:
+        text = f.read()
+    config = os.path.join(tmp, "ctl.toml")
+    with open(config, "w") as f:
+        f.write(text.replace("[node]", f'[control]\nsocket = "{sock}"\n\n[node]', 1))
+    inp = os.path.join(tmp, "ctl-in.pcap")
+    make_pcap.write_frames(inp, [bytes(f) for f in make_pcap.demo_frames()])
+    cmd = ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap=/dev/null,infinite_rx=1", config)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_line(proc, "started:", 30)
+        mode = os.stat(sock).st_mode & 0o777
+        check(mode == 0o600, f"control socket mode {oct(mode)}, expected 0o600")
+        p = ctl(ternctl, sock, "status", user="nobody")
+        check(p.returncode == 69 and "Permission denied" in p.stderr, f"nobody's status: exit {p.returncode}, {p.stderr[-200:]}")
+        p = ctl(ternctl, sock, "status", "--json")
+        status = json.loads(p.stdout) if p.returncode == 0 else {}
+        check(status.get("ok") and status.get("generation") == 1 and status["ports"][0]["name"] == "net_pcap0"
+              and status["ports"][0]["stats"]["ipackets"] > 0, f"status: {p.stdout[:300]} {p.stderr[-200:]}")
+        # A client that connects and says nothing does not hold up a reload.
+        silent = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+        silent.connect(sock)
+        p = ctl(ternctl, sock, "drain", "10.1.0.11", "--vip", "192.0.2.10:80/tcp")
+        check(p.returncode == 0 and "drained 10.1.0.11 of 192.0.2.10:80/tcp" in p.stdout, f"drain: {p.returncode} {p.stdout} {p.stderr}")
+        p = ctl(ternctl, sock, "reload")
+        check(p.returncode == 0 and p.stdout.startswith("reload ok"), f"reload with a silent client connected: {p.returncode} {p.stderr}")
+        silent.settimeout(10)
+        check(b"no request within" in silent.recv(4096), "the silent client was not dropped with an error")
+        silent.close()
+        # The drain survived the reload; the running table matches `ternctl table` with weight 0.
+        p = ctl(ternctl, sock, "show", "backends", "192.0.2.10:80/tcp", "--json")
+        rows = {b["address"]: b for b in json.loads(p.stdout)["vips"][0]["backends"]} if p.returncode == 0 else {}
+        drained = os.path.join(tmp, "drained.toml")
+        with open(drained, "w") as f:
+            f.write(re.sub(r'(address = "10\.1\.0\.11"\nweight = )\d+', r"\g<1>0", text, count=1))
+        t = subprocess.run([ternctl, "table", "--config", drained, "--vip", "192.0.2.10:80/tcp", "--summary"],
+                           capture_output=True, text=True)
+        expected = {line.split()[0]: int(line.split("slots=")[1].split()[0]) for line in t.stdout.splitlines()[1:]}
+        check(rows.get("10.1.0.11", {}).get("state") == "draining" and {a: r["slots"] for a, r in rows.items()} == expected,
+              f"show backends {rows} vs ternctl table {expected}")
+        p = ctl(ternctl, sock, "undrain", "10.1.0.11")
+        check(p.returncode == 0, f"undrain: {p.stderr}")
+        # A broken config: 78 with the key path; the running config stays and traffic goes on.
+        with open(config, "w") as f:
+            f.write(text.replace("[node]", f'[control]\nsocket = "{sock}"\n\n[node]', 1).replace("weight = 50", "weight = 70000"))
+        before = json.loads(ctl(ternctl, sock, "status", "--json").stdout)["ports"][0]["stats"]["ipackets"]
+        p = ctl(ternctl, sock, "reload")
+        check(p.returncode == 78 and "vip[0].backend[2].weight" in p.stderr, f"broken reload: exit {p.returncode}, {p.stderr[-300:]}")
+        time.sleep(0.3)
+        after = json.loads(ctl(ternctl, sock, "status", "--json").stdout)
+        check(after["generation"] == 4 and after["ports"][0]["stats"]["ipackets"] > before and proc.poll() is None,
+              f"after the broken reload: {after}")
+        # A live socket refuses a second ternd (on another prefix).
+        with open(config, "w") as f:
+            f.write(text.replace("[node]", f'[control]\nsocket = "{sock}"\n\n[node]', 1))
+        rc, _, err = run_ternd(ternd_cmd(ternd, "net_null0", config), timeout=30)
+        check(rc == 1 and "another ternd answers on this control socket" in err, f"second ternd on the socket: {rc} {err[-300:]}")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        remove_runtime_dirs(cmd)
+    # A stale socket (left by a killed ternd) is replaced.
+    check(os.path.exists(sock), "the killed ternd's socket is gone (test setup)")
+    with open(config, "w") as f:
+        f.write(text.replace("[node]", f'[control]\nsocket = "{sock}"\n\n[node]', 1))
+    cmd = ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap=/dev/null", config, ["--stop-when-idle", "1"])
+    rc, _, err = run_ternd(cmd)
+    check(rc == 0 and not os.path.exists(sock), f"stale socket: exit {rc}, socket left: {os.path.exists(sock)}, {err[-300:]}")
+    shutil.rmtree(sockdir, ignore_errors=True)
+    print("ok: control socket: status, drain (show backends = ternctl table), reload ok and 78 with the key, silent client, "
+          "0600 and nobody refused, a live socket refuses a second ternd, a stale one is replaced", flush=True)
+
+
 def main(ternd, ternctl):
     tmp = tempfile.mkdtemp(prefix="tern-ternd-")
     try:
         test_startup_errors(ternd, tmp)
         test_startup_causes(ternd, tmp)
         test_sigterm_stops_a_long_reload(ternd, tmp)
+        test_control_socket(ternd, ternctl, tmp)
         test_same_bytes_as_simulate(ternd, ternctl, tmp)
         test_two_workers_same_multiset(ternd, ternctl, tmp)
         test_separate_ports(ternd, ternctl, tmp)

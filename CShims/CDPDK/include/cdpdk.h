@@ -78,6 +78,12 @@ static inline int tern_errno(void) { return rte_errno; }
 static inline uint64_t tern_tsc(void) { return rte_rdtsc(); }
 static inline uint64_t tern_tsc_hz(void) { return rte_get_tsc_hz(); }
 
+// ---- port status ------------------------------------------------------------------------------
+
+/// Link up (1) or down (0), or a negative errno; `speed` in Mb/s (`rte_eth_link_get_nowait`: the
+/// link struct has bitfields).
+int tern_port_link(uint16_t port, uint32_t *speed);
+
 // ---- signals (glibc) --------------------------------------------------------------------------
 
 /// Blocks SIGHUP, SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 in the calling thread (and the threads it

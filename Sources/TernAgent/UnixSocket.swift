@@ -1,0 +1,131 @@
+// The control socket's system calls, fenced in one file: a Unix stream socket that listens at a
+// path (mode 0600: root only), accepts without blocking, and a client that connects, sends one
+// request line and reads one reply. Each wrapper names the call it makes.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct SocketError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ what: String) { description = "\(what): \(String(cString: strerror(errno)))" }
+    init(message: String) { description = message }
+}
+
+enum UnixSocket {
+    /// A `sockaddr_un` for `path` (`sun_path` holds 107 bytes and a NUL).
+    static func address(_ path: String) throws(SocketError) -> sockaddr_un {
+        var a = sockaddr_un()
+        a.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: a.sun_path) else {
+            throw SocketError(message: "socket path too long (\(bytes.count) bytes; at most 107): \(path)")
+        }
+        withUnsafeMutableBytes(of: &a.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return a
+    }
+
+    /// `socket(AF_UNIX, SOCK_STREAM)` and `connect`; the descriptor, or -1 with errno set.
+    static func connect(_ path: String) throws(SocketError) -> Int32 {
+        var a = try address(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SocketError("socket") }
+        let rc = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc != 0 {
+            let saved = errno
+            close(fd)
+            errno = saved
+            return -1
+        }
+        return fd
+    }
+
+    /// Listens at `path`, created 0600. A socket file left by a process that is gone is replaced;
+    /// one that still answers is refused (another ternd is running).
+    static func listen(_ path: String) throws(SocketError) -> Int32 {
+        var a = try address(path)
+        if access(path, F_OK) == 0 {
+            let probe = try connect(path)
+            if probe >= 0 {
+                close(probe)
+                throw SocketError(message: "\(path): another ternd answers on this control socket")
+            }
+            unlink(path)
+        }
+        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        if !directory.isEmpty { _ = mkdir(directory, 0o755) }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw SocketError("socket") }
+        // No moment in which others may connect: the file is created 0600 (umask 0177).
+        let oldMask = umask(0o177)
+        let rc = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(oldMask)
+        guard rc == 0 else {
+            let e = SocketError("bind \(path)")
+            close(fd)
+            throw e
+        }
+        guard Glibc.listen(fd, 16) == 0 else {
+            let e = SocketError("listen \(path)")
+            close(fd)
+            throw e
+        }
+        return fd
+    }
+
+    /// `accept` (the listening socket does not block) and `fcntl(O_NONBLOCK)` on the client;
+    /// -1 when no client waits.
+    static func accept(_ fd: Int32) -> Int32 {
+        let client = Glibc.accept(fd, nil, nil)
+        guard client >= 0 else { return -1 }
+        _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
+        _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+        return client
+    }
+
+    /// Reads what is there without blocking (`read`): bytes, empty at end of stream, nil when
+    /// nothing is there yet.
+    static func readAvailable(_ fd: Int32, max: Int = 4096) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: max)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, max) }
+        if n < 0 { return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? nil : [] }
+        return Array(buffer[..<n])
+    }
+
+    /// Writes all of `bytes`, waiting at most `timeoutMilliseconds` for room (`poll`, `write`).
+    @discardableResult
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], timeoutMilliseconds: Int32 = 1000) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                offset += n
+                continue
+            }
+            guard n < 0 && (errno == EAGAIN || errno == EINTR) else { return false }
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            if poll(&p, 1, timeoutMilliseconds) <= 0 { return false }
+        }
+        return true
+    }
+
+    /// Blocking read of everything until the peer closes, at most `limit` bytes.
+    static func readToEnd(_ fd: Int32, limit: Int = 16 << 20) -> [UInt8] {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while out.count < limit {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            out += buffer[..<n]
+        }
+        return out
+    }
+}

@@ -1,0 +1,143 @@
+// ternctl's commands against a running ternd, over its control socket (one JSON request, one
+// JSON reply). --json prints the reply as it came.
+
+import ArgumentParser
+import Foundation
+import TernAgent
+import TernControl
+
+struct SocketOptions: ParsableArguments {
+    @Option(help: "ternd's control socket ([control] socket in its config).")
+    var socket: String = ControlConfig.defaultSocket
+
+    @Flag(help: "Print ternd's reply as one JSON object.")
+    var json = false
+
+    /// Sends a request; exits 69 (EX_UNAVAILABLE) when ternd cannot be reached.
+    func send(_ command: String, _ arguments: [String: String] = [:]) throws -> [String: Any] {
+        do {
+            return try ControlClient.send(ControlRequest(command: command, arguments: arguments), socket: socket)
+        } catch {
+            printError("ternctl: \(error.description) (is ternd running? --socket names its control socket)")
+            throw ExitCode(69)
+        }
+    }
+
+    /// Prints the reply (JSON, or `text` of it); a failed reply goes to stderr and exits `failure`.
+    func finish(_ reply: [String: Any], failure: Int32 = 1, text: ([String: Any]) -> String) throws {
+        if json {
+            let data = (try? JSONSerialization.data(withJSONObject: reply, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+            print(String(decoding: data, as: UTF8.self))
+        }
+        guard reply["ok"] as? Bool == true else {
+            if !json { printError("ternctl: \(reply["error"] as? String ?? "ternd refused the request")") }
+            throw ExitCode(failure)
+        }
+        if !json { print(text(reply), terminator: "") }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Is ternd up, and how: version, uptime, config and generation, workers, ports, last reload.")
+    @OptionGroup var options: SocketOptions
+
+    func run() throws {
+        try options.finish(try options.send("status")) { r in
+            var s = "ternd \(r["version"] ?? "?"), up \(r["uptime_s"] ?? "?") s\n"
+            s += "config \(r["config"] ?? "?"): \(r["summary"] ?? "")\ngeneration \(r["generation"] ?? "?"), workers \(r["workers"] ?? "?")\n"
+            for p in r["ports"] as? [[String: Any]] ?? [] {
+                let stats = (p["stats"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                s += "port \(p["name"] ?? "?"): link \(p["link_up"] as? Bool == true ? "up" : "down"); \(stats.joined(separator: ", "))\n"
+            }
+            if let reloads = r["reloads"] as? [String: Any] { s += "reloads ok \(reloads["ok"] ?? 0), failed \(reloads["failed"] ?? 0)\n" }
+            if let last = r["last_reload"] as? [String: Any] {
+                s += "last reload: \(last["ok"] as? Bool == true ? "ok" : "FAILED"): \(last["message"] ?? "")\n"
+            }
+            return s
+        }
+    }
+}
+
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Reload ternd's config and wait: exit 0, or 78 with the config error (the running config stays).")
+    @OptionGroup var options: SocketOptions
+
+    func run() throws {
+        let reply = try options.send("reload")
+        if reply["ok"] as? Bool != true, !options.json { printError(reply["error"] as? String ?? "reload failed") }
+        try options.finish(reply.merging(["error": "reload failed"]) { a, _ in a }, failure: ConfigError.exitCode) {
+            "\($0["message"] ?? "")\n"
+        }
+    }
+}
+
+struct Drain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Give a backend weight 0 at runtime: established flows stay, new flows go elsewhere. Kept across reloads while the backend stays in the config.")
+    @OptionGroup var options: SocketOptions
+    @Argument(help: "The backend's address.") var backend: String
+    @Option(help: "Only this VIP (ADDR:PORT/PROTO); default: every VIP with that backend.") var vip: String?
+
+    func run() throws {
+        var args = ["backend": backend]
+        if let vip { args["vip"] = vip }
+        try options.finish(try options.send("drain", args)) { "\($0["message"] ?? "")\n" }
+    }
+}
+
+struct Undrain: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "End a drain: the backend gets its config weight again.")
+    @OptionGroup var options: SocketOptions
+    @Argument(help: "The backend's address.") var backend: String
+    @Option(help: "Only this VIP (ADDR:PORT/PROTO); default: every VIP with that backend.") var vip: String?
+
+    func run() throws {
+        var args = ["backend": backend]
+        if let vip { args["vip"] = vip }
+        try options.finish(try options.send("undrain", args)) { "\($0["message"] ?? "")\n" }
+    }
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the running VIPs, or each VIP's backends with weight, state, Maglev slots and share.",
+        subcommands: [ShowVIPs.self, ShowBackends.self])
+}
+
+struct ShowVIPs: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "vips", abstract: "The running VIPs.")
+    @OptionGroup var options: SocketOptions
+
+    func run() throws {
+        try options.finish(try options.send("show-vips")) { r in
+            (r["vips"] as? [[String: Any]] ?? []).map { v in
+                "\(v["vip"] ?? "?") encap=\(v["encap"] ?? "?") backends=\(v["backends"] ?? 0) "
+                    + "taking_new_flows=\(v["backends_taking_new_flows"] ?? 0) table_size=\(v["table_size"] ?? 0)\n"
+            }.joined()
+        }
+    }
+}
+
+struct ShowBackends: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backends", abstract: "Each VIP's backends: weight, effective weight, state, Maglev slots and share.")
+    @OptionGroup var options: SocketOptions
+    @Argument(help: "Only this VIP (ADDR:PORT/PROTO).") var vip: String?
+
+    func run() throws {
+        try options.finish(try options.send("show-backends", vip.map { ["vip": $0] } ?? [:])) { r in
+            var s = ""
+            for v in r["vips"] as? [[String: Any]] ?? [] {
+                s += "\(v["vip"] ?? "?")\n"
+                for b in v["backends"] as? [[String: Any]] ?? [] {
+                    let share = formatPercent((b["share"] as? Double ?? 0) * 100)
+                    s += "  \(b["address"] ?? "?") weight=\(b["weight"] ?? 0) effective=\(b["effective_weight"] ?? 0) "
+                        + "state=\(b["state"] ?? "?") slots=\(b["slots"] ?? 0) share=\(share)\n"
+                }
+            }
+            return s
+        }
+    }
+}
