@@ -73,31 +73,29 @@ struct Reload: ParsableCommand {
     }
 }
 
+/// Which backend a drain or undrain names.
+struct BackendSelection: ParsableArguments {
+    @Argument(help: "The backend's address.") var backend: String
+    @Option(help: "Only this VIP (ADDR:PORT/PROTO); default: every VIP with that backend.") var vip: String?
+
+    var arguments: [String: String] { ["backend": backend].merging(vip.map { ["vip": $0] } ?? [:]) { a, _ in a } }
+}
+
 struct Drain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Give a backend weight 0 at runtime: established flows stay, new flows go elsewhere. Kept across reloads while the backend stays in the config.")
     @OptionGroup var options: SocketOptions
-    @Argument(help: "The backend's address.") var backend: String
-    @Option(help: "Only this VIP (ADDR:PORT/PROTO); default: every VIP with that backend.") var vip: String?
+    @OptionGroup var selection: BackendSelection
 
-    func run() throws {
-        var args = ["backend": backend]
-        if let vip { args["vip"] = vip }
-        try options.finish(try options.send("drain", args)) { "\($0["message"] ?? "")\n" }
-    }
+    func run() throws { try options.finish(try options.send("drain", selection.arguments)) { "\($0["message"] ?? "")\n" } }
 }
 
 struct Undrain: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "End a drain: the backend gets its config weight again.")
     @OptionGroup var options: SocketOptions
-    @Argument(help: "The backend's address.") var backend: String
-    @Option(help: "Only this VIP (ADDR:PORT/PROTO); default: every VIP with that backend.") var vip: String?
+    @OptionGroup var selection: BackendSelection
 
-    func run() throws {
-        var args = ["backend": backend]
-        if let vip { args["vip"] = vip }
-        try options.finish(try options.send("undrain", args)) { "\($0["message"] ?? "")\n" }
-    }
+    func run() throws { try options.finish(try options.send("undrain", selection.arguments)) { "\($0["message"] ?? "")\n" } }
 }
 
 struct Show: ParsableCommand {
