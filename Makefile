@@ -5,10 +5,13 @@ BUILD_FLAGS := --explicit-target-dependency-import-check error
 PYTHON      ?= /usr/bin/python3
 CONFIG      ?= configs/example.toml
 OUT         ?= out
+PREFIX      ?= /usr/local
+SYSCONFDIR  ?= /etc
+DESTDIR     ?=
 FUZZ_SECONDS ?= 15
 FUZZ_TARGETS ?= frame burst toml config
 
-.PHONY: all build release run test unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
+.PHONY: all build release run install install-test test unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
 
 all: build
 
@@ -33,7 +36,32 @@ run: release
 	@echo "--- what ternd transmitted, as tshark decodes it (first 12 frames; outer header first):"
 	@$(PYTHON) Tests/outside/tshark_view.py $(OUT)/demo-out.pcap 12
 
-test: unit-test config-test leak-test outside-test ternd-test netns-test tsan-test fuzz bench-quick
+# Installs ternd, ternctl, their man pages (ternctl's generated from its argument parser), the
+# systemd unit and the reference config (also as SYSCONFDIR/tern/tern.toml.example).
+install: release
+	$(SWIFT) package --allow-writing-to-package-directory generate-manual --section 8
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/lib/systemd/system \
+		$(DESTDIR)$(PREFIX)/share/doc/tern $(DESTDIR)$(SYSCONFDIR)/tern
+	install -m 755 .build/release/ternd .build/release/ternctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 .build/plugins/GenerateManual/outputs/ternctl/*.8 configs/man/ternd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' configs/systemd/ternd.service \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/system/ternd.service
+	install -m 644 configs/reference.toml $(DESTDIR)$(PREFIX)/share/doc/tern/
+	install -m 644 configs/reference.toml $(DESTDIR)$(SYSCONFDIR)/tern/tern.toml.example
+
+# make install into a staging prefix (absolute, so the unit's paths exist here); the unit must pass
+# systemd-analyze verify (its binaries, its man pages) and the unit's own config check must pass.
+STAGE := $(CURDIR)/$(OUT)/stage
+install-test:
+	rm -rf $(STAGE)
+	$(MAKE) install PREFIX=$(STAGE)/usr SYSCONFDIR=$(STAGE)/etc
+	cp $(STAGE)/etc/tern/tern.toml.example $(STAGE)/etc/tern/tern.toml
+	MANPATH=$(STAGE)/usr/share/man systemd-analyze verify $(STAGE)/usr/lib/systemd/system/ternd.service
+	$(STAGE)/usr/bin/ternctl check $(STAGE)/etc/tern/tern.toml
+	$(STAGE)/usr/bin/ternd --version && $(STAGE)/usr/bin/ternctl --version
+	@echo "ok: make install staged $$(find $(STAGE) -type f | wc -l) files; systemd-analyze verify passed"
+
+test: unit-test config-test leak-test install-test outside-test ternd-test netns-test tsan-test fuzz bench-quick
 
 unit-test:
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests

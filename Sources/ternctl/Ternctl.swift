@@ -2,6 +2,7 @@
 // the control socket, status, reload, drain and show of a running ternd.
 
 import ArgumentParser
+import TernAgent
 import TernControl
 
 #if canImport(Glibc)
@@ -17,6 +18,7 @@ struct Ternctl: ParsableCommand {
             Exit status: 0 success, 78 bad config (EX_CONFIG), 66 unreadable input (EX_NOINPUT), 69 ternd not reachable \
             (EX_UNAVAILABLE), 1 other errors.
             """,
+        version: TernVersion.string,
         subcommands: [
             Check.self, Simulate.self, Table.self, Status.self, Reload.self, Drain.self, Undrain.self, Show.self,
         ])

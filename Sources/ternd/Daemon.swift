@@ -35,6 +35,16 @@ enum Daemon {
     static let exitUsage: Int32 = 64
 
     static func run(_ argv: [String]) -> Int32 {
+        // --help and --version work without the `--` that separates EAL's options from ternd's.
+        let beforeSplit = argv.dropFirst().prefix { $0 != "--" }
+        if beforeSplit.contains("--version") || argv.last == "--version" {
+            print("ternd \(TernVersion.string)")
+            return 0
+        }
+        if beforeSplit.contains("--help") || beforeSplit.contains("-h") {
+            print(Options.usage)
+            return 0
+        }
         guard let signals = SignalReader() else {
             log("cannot block signals: \(String(cString: strerror(errno)))")
             return 1
@@ -45,6 +55,10 @@ enum Daemon {
         switch Options.parse(Array(argv[min(split + 1, argv.count)...])) {
         case .success(let o): options = o
         case .failure(let error):
+            if error.version {
+                print("ternd \(TernVersion.string)")
+                return 0
+            }
             if !error.message.isEmpty { log(error.message) }
             print(Options.usage)
             return error.message.isEmpty ? 0 : exitUsage

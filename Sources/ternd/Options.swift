@@ -1,8 +1,9 @@
 // ternd's own options (after EAL's, behind `--`).
 
 struct UsageError: Error {
-    /// Empty for `--help`.
+    /// Empty for `--help` and `--version`.
     var message: String
+    var version = false
 }
 
 struct Options {
@@ -15,14 +16,17 @@ struct Options {
 
     static let usage = """
         usage: ternd [EAL options] -- --config FILE [--stats-json FILE] [--stop-when-idle SECONDS] [--idle-sleep-us N]
+               ternd --help | --version
 
           --config FILE            Tern TOML config (ternctl check validates it)
           --stats-json FILE        also write the final counters (the JSON line printed on exit) to FILE
           --stop-when-idle SECONDS stop gracefully once no packet arrived for SECONDS (pcap replay)
           --idle-sleep-us N        sleep N microseconds after 1024 empty polls (default 0: busy-poll)
 
-        Signals: SIGHUP reloads the config (restart-only keys: [dataplane], [[port]]);
-        SIGTERM or SIGINT stop the workers, flush TX and print the final counters as one JSON line.
+        Signals: SIGHUP reloads the config (restart-only keys: [control], [dataplane], [[port]]);
+        SIGTERM or SIGINT stop the workers, flush TX and print the final counters as one JSON line;
+        SIGUSR1 and SIGUSR2 are logged and ignored. `ternctl status|reload|drain|show` talk to a
+        running ternd over [control] socket (default /run/tern/ternd.sock).
 
         EAL examples:
           virtual devices:  ternd -l 0-1 --no-huge -m 512 --no-pci --file-prefix tern \\
@@ -56,6 +60,8 @@ struct Options {
                 o.idleSleepMicroseconds = n
             case "-h", "--help":
                 return .failure(UsageError(message: ""))
+            case "--version":
+                return .failure(UsageError(message: "", version: true))
             default:
                 return .failure(UsageError(message: "unknown option \(args[i])"))
             }

@@ -288,6 +288,11 @@ def test_startup_errors(ternd, tmp):
           f"unknown option: exit {p.returncode}, stderr {p.stderr[-200:]}")
     p = subprocess.run([ternd, "--"], capture_output=True, text=True)
     check(p.returncode == 64 and "--config is required" in p.stderr, f"no --config: exit {p.returncode}")
+    for args in (["--version"], ["--", "--version"], ["-l", "0", "--version"]):
+        p = subprocess.run([ternd, *args], capture_output=True, text=True)
+        check(p.returncode == 0 and p.stdout.startswith("ternd "), f"ternd {' '.join(args)}: exit {p.returncode} {p.stdout[:80]}")
+    p = subprocess.run([ternd, "--help"], capture_output=True, text=True)
+    check(p.returncode == 0 and "usage: ternd" in p.stdout, f"ternd --help: exit {p.returncode}")
     print("ok: start-up errors exit 78 naming the key; usage errors exit 64", flush=True)
 
 
@@ -441,6 +446,9 @@ def test_control_socket(ternd, ternctl, tmp):
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
         remove_runtime_dirs(cmd)
+        prefix = cmd[cmd.index("--file-prefix") + 1]
+        if os.path.exists(f"/run/tern/ternd-{prefix}.lock"):  # a killed ternd leaves its (unlocked) lock file
+            os.unlink(f"/run/tern/ternd-{prefix}.lock")
     # A stale socket (left by a killed ternd) is replaced.
     check(os.path.exists(sock), "the killed ternd's socket is gone (test setup)")
     with open(config, "w") as f:
