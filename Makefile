@@ -95,9 +95,10 @@ ternd-test: build
 netns-test: build
 	$(PYTHON) Tests/outside/test_netns.py .build/debug/ternd
 
-# The snapshot cell (QSBR) under ThreadSanitizer: concurrent readers and a publishing writer.
+# Cross-thread handoffs under ThreadSanitizer: the snapshot cell (QSBR: concurrent readers and a
+# publishing writer) and live counter blocks (a worker adding, the control thread reading).
 tsan-test:
-	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter SnapshotCellTests
+	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter "SnapshotCellTests|CounterBlockTests"
 
 # swiftc's -sanitize=fuzzer links libFuzzer but does not turn on coverage by itself here: the
 # -sanitize-coverage flags are what give libFuzzer its feedback (it reports "Loaded N counters").

@@ -1,7 +1,7 @@
 // swift-tools-version:6.2
 // Tern: an L4 load balancer (DPDK kernel bypass, Maglev, IPIP/GUE encapsulation) in Swift.
 // Module graph (a module may import only what sits to its left in a packet's path):
-//   TernWire -> TernBalancing -> TernDataplane ;  TernWire, TernBalancing -> TernControl
+//   TernMetrics -> TernWire -> TernBalancing -> TernDataplane ;  TernWire, TernBalancing -> TernControl
 //   TernPcap stands alone ; TernAgent (control plane) sits on TernControl and TernTelemetry ;
 //   ternctl and ternd wire them together.
 import PackageDescription
@@ -32,8 +32,11 @@ let package = Package(
     ],
     targets: [
         .target(name: "TernWire", swiftSettings: strict),
-        .target(name: "TernBalancing", dependencies: ["TernWire", "CFastPath"], swiftSettings: strict),
-        .target(name: "TernDataplane", dependencies: ["TernWire", "TernBalancing", "CFastPath"], swiftSettings: strict),
+        // Per-worker counter blocks: written by their worker, read live by the control thread.
+        .target(name: "TernMetrics", swiftSettings: strict),
+        .target(name: "TernBalancing", dependencies: ["TernWire", "TernMetrics", "CFastPath"], swiftSettings: strict),
+        .target(
+            name: "TernDataplane", dependencies: ["TernWire", "TernBalancing", "TernMetrics", "CFastPath"], swiftSettings: strict),
         .target(
             name: "TernControl",
             dependencies: ["TernWire", "TernBalancing"],
@@ -46,12 +49,15 @@ let package = Package(
         // DPDK). DWARF 4: Debian's valgrind (bench/run.py's callgrind) cannot read clang's DWARF 5.
         .target(name: "CFastPath", path: "CShims/CFastPath", cSettings: [.unsafeFlags(["-Wall", "-Werror", "-gdwarf-4"])]),
         .target(
-            name: "TernDPDK", dependencies: ["CDPDK", "TernWire", "TernBalancing", "TernDataplane"], swiftSettings: dpdkSwift),
+            name: "TernDPDK", dependencies: ["CDPDK", "TernWire", "TernBalancing", "TernDataplane", "TernMetrics"],
+            swiftSettings: dpdkSwift),
         .target(name: "TernTelemetry", dependencies: ["TernBalancing", "TernDataplane"], swiftSettings: strict),
         // The control plane: desired state (config + overrides), publisher, reloads, the control
         // loop. No DPDK: unit-tested on its own, wired up by ternd.
         .target(
-            name: "TernAgent", dependencies: ["TernWire", "TernBalancing", "TernControl", "TernTelemetry"], swiftSettings: strict),
+            name: "TernAgent",
+            dependencies: ["TernWire", "TernBalancing", "TernControl", "TernTelemetry", "TernDataplane", "TernMetrics"],
+            swiftSettings: strict),
         .target(name: "TernPcap", swiftSettings: strict),
         // Frame builders shared by tests, the fuzzer and benchmarks (never linked into ternd).
         .target(name: "TernTestSupport", dependencies: ["TernWire"], swiftSettings: strict),
@@ -81,7 +87,7 @@ let package = Package(
             ],
             path: "bench/TernBench", swiftSettings: dpdkSwift),
         .testTarget(name: "TernWireTests", dependencies: ["TernWire", "TernTestSupport"], swiftSettings: strict),
-        .testTarget(name: "TernBalancingTests", dependencies: ["TernWire", "TernBalancing"], swiftSettings: strict),
+        .testTarget(name: "TernBalancingTests", dependencies: ["TernWire", "TernBalancing", "TernMetrics"], swiftSettings: strict),
         .testTarget(
             name: "TernDataplaneTests", dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport"],
             swiftSettings: strict),
@@ -94,7 +100,10 @@ let package = Package(
             swiftSettings: dpdkSwift),
         .testTarget(name: "TernPcapTests", dependencies: ["TernPcap"], swiftSettings: strict),
         .testTarget(
-            name: "TernAgentTests", dependencies: ["TernWire", "TernBalancing", "TernControl", "TernTelemetry", "TernAgent"],
+            name: "TernAgentTests",
+            dependencies: [
+                "TernWire", "TernBalancing", "TernControl", "TernTelemetry", "TernAgent", "TernDataplane", "TernTestSupport",
+            ],
             swiftSettings: strict),
     ]
 )

@@ -1,11 +1,13 @@
 // What the control socket answers. Commands (the names scripts call; ternctl wraps each):
 //   status                      version, uptime, config file and generation, workers, ports, last reload
+//   stats                       every counter, live (LiveStats): the final JSON line's keys
 //   reload                      re-read the config file; ok, or the error (the running config stays)
 //   drain   backend= [vip=]     weight 0 for that backend (of every VIP that has it, or of `vip`)
 //   undrain backend= [vip=]     back to the config's weight
 //   show-backends [vip=]        per VIP: each backend's weight, state, Maglev slots and share
 //   show-vips                   per VIP: backends, slots, encapsulation
 
+import Foundation
 import TernBalancing
 import TernControl
 import TernWire
@@ -21,12 +23,15 @@ public struct DaemonInfo {
     public var workers: Int
     /// Per port: name, link state, DPDK counters (read when asked).
     public var ports: () -> [[String: Any]]
+    /// The data plane's live counters.
+    public var stats: LiveStats
 
-    public init(configPath: String, startedAt: Double, workers: Int, ports: @escaping () -> [[String: Any]]) {
+    public init(configPath: String, startedAt: Double, workers: Int, ports: @escaping () -> [[String: Any]], stats: LiveStats) {
         self.configPath = configPath
         self.startedAt = startedAt
         self.workers = workers
         self.ports = ports
+        self.stats = stats
     }
 }
 
@@ -52,6 +57,12 @@ public final class ControlCommands {
     public func handle(_ request: ControlRequest) -> [String: Any] {
         switch request.command {
         case "status": return status()
+        case "stats":
+            let json = info.stats.report(extraObjects: [("reloads", [("ok", reloader.succeeded), ("failed", reloader.failed)])]).json
+            guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
+                return ControlReply.error("stats not encodable")
+            }
+            return ControlReply.ok(object.merging(["time": wallClock()]) { a, _ in a })
         case "reload":
             let result = reloader.reload(shouldStop: shouldStop)
             log(result.message)
@@ -61,7 +72,7 @@ public final class ControlCommands {
         case "show-vips": return showVIPs()
         default:
             return ControlReply.error(
-                "unknown command \"\(escapedForMessage(request.command))\" (status, reload, drain, undrain, show-backends, show-vips)")
+                "unknown command \"\(escapedForMessage(request.command))\" (status, stats, reload, drain, undrain, show-backends, show-vips)")
         }
     }
 

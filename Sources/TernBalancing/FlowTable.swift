@@ -9,6 +9,7 @@
 // least recently (an eviction, counted). The burst path prefetches both lines a stage ahead.
 
 import CFastPath
+import TernMetrics
 import TernWire
 
 /// One flow: 40 bytes of key, then the backend it went to. Exactly one cache line.
@@ -80,6 +81,13 @@ public struct FlowTableCounters: Sendable {
     public var evicted: UInt64 = 0
     public var expired: UInt64 = 0
     public init() {}
+
+    /// What a worker's block says now.
+    public init(reading block: CounterBlock) {
+        inserted = block.load(CounterSlot.flowsInserted)
+        evicted = block.load(CounterSlot.flowsEvicted)
+        expired = block.load(CounterSlot.flowsExpired)
+    }
 }
 
 public struct FlowTable: ~Copyable {
@@ -97,7 +105,10 @@ public struct FlowTable: ~Copyable {
     @usableFromInline let bucketMask: Int
     public let tcpIdleTimeout: UInt32
     public let udpIdleTimeout: UInt32
-    public var counters = FlowTableCounters()
+    /// Where inserts, evictions and expiries are counted (the worker's block).
+    public let block: CounterBlock
+    let ownsBlock: Bool
+    public var counters: FlowTableCounters { FlowTableCounters(reading: block) }
 
     /// Entries a table asked for `requested` has: a power of two, at least 8.
     public static func roundedCapacity(_ requested: Int) -> Int {
@@ -112,8 +123,11 @@ public struct FlowTable: ~Copyable {
         return c * MemoryLayout<FlowEntry>.stride + c / FlowTable.ways * 64
     }
 
-    /// `capacity` is rounded up to a power of two (at least 8).
-    public init(capacity requested: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32) {
+    /// `capacity` is rounded up to a power of two (at least 8). Events are counted in `counters`,
+    /// the worker's block, or a block of the table's own.
+    public init(capacity requested: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32, counters: CounterBlock? = nil) {
+        block = counters ?? CounterBlock.allocate()
+        ownsBlock = counters == nil
         let c = FlowTable.roundedCapacity(requested)
         capacity = c
         bucketMask = c / FlowTable.ways - 1
@@ -124,6 +138,7 @@ public struct FlowTable: ~Copyable {
     }
 
     deinit {
+        if ownsBlock { block.deallocate() }
         tern_huge_free(entries, capacity * MemoryLayout<FlowEntry>.stride)
         tern_huge_free(meta, capacity / FlowTable.ways * 64)
     }
@@ -212,7 +227,7 @@ public struct FlowTable: ~Copyable {
             if entries[base &+ way].matches(t) {
                 let seen = m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
                 if isLive(m, way, seen: seen, now: now) { return FlowProbe(index: base &+ way, found: true, evicts: false) }
-                counters.expired &+= 1
+                block.add(CounterSlot.flowsExpired)
                 return FlowProbe(index: base &+ way, found: false, evicts: false)
             }
             matches &= matches &- 1
@@ -233,8 +248,8 @@ public struct FlowTable: ~Copyable {
     public mutating func insert(
         _ t: FiveTuple, at p: FlowProbe, hash: UInt64, backend: IPAddress, slot: BackendSlot, generation: UInt32, now: UInt32
     ) {
-        counters.inserted &+= 1
-        if p.evicts { counters.evicted &+= 1 }
+        block.add(CounterSlot.flowsInserted)
+        if p.evicts { block.add(CounterSlot.flowsEvicted) }
         entries[p.index] = FlowEntry(
             sourceHigh: t.sourceHigh, sourceLow: t.sourceLow,
             destinationHigh: t.destinationHigh, destinationLow: t.destinationLow,

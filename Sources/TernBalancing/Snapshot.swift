@@ -2,6 +2,7 @@
 // never changed afterwards (its packet counters aside), so workers share it without locks.
 
 import CFastPath
+import TernMetrics
 import TernWire
 
 public enum Encapsulation: UInt8, Sendable {
@@ -97,7 +98,7 @@ public struct ForwardingSnapshot: ~Copyable {
     public let templates: UnsafeMutableRawPointer
     public let vipMap: VIPMap
     /// Per worker: packets per VIP then per backend, each worker's block on its own cache lines.
-    public let counters: UnsafeMutableBufferPointer<UInt64>
+    public let counters: Counters
     public let counterStride: Int
     public let workerCount: Int
 
@@ -152,8 +153,7 @@ public struct ForwardingSnapshot: ~Copyable {
         vipMap = VIPMap(services)
         workerCount = workers
         counterStride = (services.count + backendTotal + 7) & ~7
-        counters = .allocate(capacity: max(1, counterStride * workers))
-        counters.initialize(repeating: 0)
+        counters = Counters.allocate(count: counterStride * workers)
     }
 
     deinit {
@@ -204,19 +204,19 @@ public struct ForwardingSnapshot: ~Copyable {
     /// Adds one packet to a VIP's and a backend's counters in `worker`'s block.
     @inlinable @inline(__always)
     public func countForwarded(worker: Int, vip: Int, backend: Int) {
-        let block = counters.baseAddress! + worker &* counterStride
-        block[vip] &+= 1
-        block[vips.count &+ backend] &+= 1
+        let block = worker &* counterStride
+        counters.add(block &+ vip)
+        counters.add(block &+ vips.count &+ backend)
     }
 
-    /// Packets forwarded to each VIP and backend, summed over workers.
+    /// Packets forwarded to each VIP and backend, summed over workers; live while workers run.
     public func packetTotals() -> (perVIP: [UInt64], perBackend: [UInt64]) {
         var perVIP = [UInt64](repeating: 0, count: vips.count)
         var perBackend = [UInt64](repeating: 0, count: backends.count)
         for w in 0..<workerCount {
-            let block = counters.baseAddress! + w * counterStride
-            for i in 0..<vips.count { perVIP[i] += block[i] }
-            for i in 0..<backends.count { perBackend[i] += block[vips.count + i] }
+            let block = w * counterStride
+            for i in 0..<vips.count { perVIP[i] += counters.load(block + i) }
+            for i in 0..<backends.count { perBackend[i] += counters.load(block + vips.count + i) }
         }
         return (perVIP, perBackend)
     }

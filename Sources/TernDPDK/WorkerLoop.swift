@@ -6,6 +6,7 @@ import CDPDK
 import Synchronization
 import TernBalancing
 import TernDataplane
+import TernMetrics
 
 #if canImport(Glibc)
 import Glibc
@@ -29,7 +30,7 @@ public struct WorkerQueue: Sendable {
     }
 }
 
-/// Counts the loop keeps besides the pipeline's outcomes. Read after the worker stopped.
+/// Counts the loop keeps besides the pipeline's outcomes (in the worker's counter block: live).
 public struct IOCounters: Sendable {
     public var rx: UInt64 = 0
     public var tx: UInt64 = 0
@@ -37,6 +38,12 @@ public struct IOCounters: Sendable {
     public var txFailed: UInt64 = 0
 
     public init() {}
+
+    public init(reading block: CounterBlock) {
+        rx = block.load(CounterSlot.rx)
+        tx = block.load(CounterSlot.tx)
+        txFailed = block.load(CounterSlot.txFailed)
+    }
 }
 
 /// Everything one worker lcore needs; shared with the control thread only through atomics, the
@@ -48,7 +55,10 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
     public let cell: SnapshotCell
     /// The pipeline state (flow table, outcome counters); owned by this loop while it runs.
     public let worker: UnsafeMutablePointer<Worker>
-    public var io = IOCounters()
+    /// Frames received and sent so far (live).
+    public var io: IOCounters { IOCounters(reading: stats) }
+    /// The worker's counter block; the control thread reads it while the loop runs.
+    public let stats: CounterBlock
     /// Received packets, published once per burst so the control thread can tell when RX is idle.
     public let progress = Atomic<UInt64>(0)
     let stop: Atomic<Bool>
@@ -63,6 +73,7 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         self.queues = queues
         self.burstSize = burstSize
         self.cell = cell
+        self.stats = worker.stats
         self.worker = .allocate(capacity: 1)
         self.worker.initialize(to: worker)
         self.stop = Atomic(false)
@@ -95,7 +106,8 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         let hz = EAL.tscHz
         let start = tern_tsc()
         var idlePolls = 0
-        var io = IOCounters()
+        let stats = self.stats
+        var rxTotal: UInt64 = 0
 
         while !stop.load(ordering: .acquiring) {
             let snapshot = cell.enterBurst(reader: index)
@@ -140,12 +152,13 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
                     }
                 }
                 if freeCount > 0 { tern_mbuf_free_bulk(toFree, UInt32(freeCount)) }
-                transmit(toBackends, count: backendCount, port: q.backendPort, queue: q.queue, io: &io)
-                transmit(replies, count: replyCount, port: q.rxPort, queue: q.queue, io: &io)
+                transmit(toBackends, count: backendCount, port: q.backendPort, queue: q.queue, stats: stats)
+                transmit(replies, count: replyCount, port: q.rxPort, queue: q.queue, stats: stats)
             }
-            io.rx &+= UInt64(received)
             if received > 0 {
-                progress.store(io.rx, ordering: .relaxed)
+                stats.add(CounterSlot.rx, UInt64(received))
+                rxTotal &+= UInt64(received)
+                progress.store(rxTotal, ordering: .relaxed)
                 idlePolls = 0
             } else if idleSleepMicroseconds > 0 {
                 idlePolls += 1
@@ -156,18 +169,17 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
             }
         }
         cell.goOffline(reader: index)
-        self.io = io
     }
 
     /// Sends what the TX queue takes; frees and counts what it refuses.
     @inline(__always)
-    func transmit(_ list: UnsafeMutablePointer<OpaquePointer?>, count: Int, port: UInt16, queue: UInt16, io: inout IOCounters) {
+    func transmit(_ list: UnsafeMutablePointer<OpaquePointer?>, count: Int, port: UInt16, queue: UInt16, stats: CounterBlock) {
         guard count > 0 else { return }
         let sent = Int(tern_tx_burst(port, queue, list, UInt16(count)))
-        io.tx &+= UInt64(sent)
+        stats.add(CounterSlot.tx, UInt64(sent))
         if sent < count {
             tern_mbuf_free_bulk(list + sent, UInt32(count - sent))
-            io.txFailed &+= UInt64(count - sent)
+            stats.add(CounterSlot.txFailed, UInt64(count - sent))
         }
     }
 }

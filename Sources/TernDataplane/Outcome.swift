@@ -1,5 +1,7 @@
 // Verdicts and drop reasons: every packet ends in exactly one of these, and each has a counter.
 
+import TernMetrics
+
 /// The end of one packet's trip through the pipeline.
 public enum Outcome: UInt8, CaseIterable, Sendable {
     /// Encapsulated toward a backend; transmit it.
@@ -77,6 +79,11 @@ public struct OutcomeCounters: Sendable {
         (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     public init() {}
+
+    /// What a worker's block says now.
+    public init(reading block: CounterBlock) {
+        for o in Outcome.allCases { add(o, block.load(CounterSlot.outcomes + Int(o.rawValue))) }
+    }
 
     @inlinable @inline(__always)
     public mutating func add(_ o: Outcome, _ n: UInt64 = 1) {

@@ -33,6 +33,7 @@
 // per-worker state is a ~Copyable struct, and everything is inlined into the caller's loop.
 
 import TernBalancing
+import TernMetrics
 import TernWire
 
 /// A packet between the stages: classified as going to a VIP, not yet forwarded. Only what stage 2
@@ -67,7 +68,11 @@ public struct Classified {
 /// One worker's private state: its flow table, counters and port.
 public struct Worker: ~Copyable {
     public var flows: FlowTable
-    public var counters = OutcomeCounters()
+    /// Outcomes, flow-table events and I/O, live: the control thread reads them while this worker
+    /// runs (TernMetrics).
+    public let stats: CounterBlock
+    /// Packets per outcome so far.
+    public var counters: OutcomeCounters { OutcomeCounters(reading: stats) }
     public let index: Int
     public var port: PortContext
     /// Stage-1 results of the current burst; `pending[i]` says whether packet i awaits stage 2.
@@ -86,7 +91,8 @@ public struct Worker: ~Copyable {
     public init(index: Int, port: PortContext, flowTableEntries: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32) {
         self.index = index
         self.port = port
-        flows = FlowTable(capacity: flowTableEntries, tcpIdleTimeout: tcpIdleTimeout, udpIdleTimeout: udpIdleTimeout)
+        stats = CounterBlock.allocate()
+        flows = FlowTable(capacity: flowTableEntries, tcpIdleTimeout: tcpIdleTimeout, udpIdleTimeout: udpIdleTimeout, counters: stats)
         classified = .allocate(capacity: Worker.maxBurst)
         pending = .allocate(capacity: Worker.maxBurst)
         pending.initialize(repeating: false, count: Worker.maxBurst)
@@ -95,6 +101,7 @@ public struct Worker: ~Copyable {
     deinit {
         classified.deallocate()
         pending.deallocate()
+        stats.deallocate()
     }
 
     /// Runs a burst (at most `maxBurst` packets) through the pipeline, writing each packet's outcome.
@@ -122,7 +129,7 @@ public struct Worker: ~Copyable {
         }
         for i in 0..<count {
             if pending[i] { outcomes[i] = forward(&packets[i], classified + i, snapshot: snapshot, now: now) }
-            counters.add(outcomes[i])
+            stats.add(CounterSlot.outcomes &+ Int(outcomes[i].rawValue))
         }
     }
 
@@ -132,7 +139,7 @@ public struct Worker: ~Copyable {
     public mutating func process(_ packet: inout Packet, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Outcome {
         var outcome = classify(&packet, into: classified, snapshot: snapshot)
         if outcome == nil { outcome = forward(&packet, classified, snapshot: snapshot, now: now) }
-        counters.add(outcome!)
+        stats.add(CounterSlot.outcomes &+ Int(outcome!.rawValue))
         return outcome!
     }
 

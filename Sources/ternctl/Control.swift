@@ -3,6 +3,10 @@
 
 import ArgumentParser
 import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import TernAgent
 import TernControl
 
@@ -56,6 +60,82 @@ struct Status: ParsableCommand {
             }
             return s
         }
+    }
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Every counter of the running data plane, live: the keys of ternd's final JSON line.",
+        discussion: """
+            rx is the sum of verdicts; rx_polled what the workers took from their queues: rx - rx_polled is between 0 and \
+            burst_size x workers (bursts being processed). With --watch, rates per second over each interval, like \
+            `ipvsadm --rate`.
+            """)
+    @OptionGroup var options: SocketOptions
+    @Option(help: "Print rates per second every SECONDS instead of totals once.") var watch: Double?
+    @Option(help: "With --watch: stop after this many intervals (default: until interrupted).") var count: Int?
+
+    func run() throws {
+        guard let interval = watch else {
+            try options.finish(try options.send("stats")) { Stats.text($0) }
+            return
+        }
+        guard interval > 0 else { throw ValidationError("--watch needs a number of seconds above 0") }
+        var previous = try options.send("stats")
+        var done = 0
+        while count.map({ done < $0 }) ?? true {
+            usleep(UInt32(min(interval, 3600) * 1_000_000))
+            let now = try options.send("stats")
+            let seconds = max(1e-9, (now["time"] as? Double ?? 0) - (previous["time"] as? Double ?? 0))
+            if options.json {
+                var rates: [String: Any] = ["interval_s": seconds]
+                for key in ["rx", "forwarded", "host", "replied", "tx", "tx_failed"] {
+                    rates[key + "_per_s"] = Double(number(now[key]) - number(previous[key])) / seconds
+                }
+                let data = (try? JSONSerialization.data(withJSONObject: rates, options: [.sortedKeys])) ?? Data()
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                print(Stats.rates(previous, now, seconds: seconds), terminator: "")
+            }
+            fflush(nil)  // every stream: the line appears now, not when the buffer fills
+            previous = now
+            done += 1
+        }
+    }
+
+    func number(_ v: Any?) -> Int { (v as? Int) ?? Int((v as? Double) ?? 0) }
+
+    static func text(_ r: [String: Any]) -> String {
+        var s = ""
+        for key in ["rx", "rx_polled", "forwarded", "host", "replied", "tx", "tx_failed", "workers"] { s += "\(key) \(r[key] ?? 0)\n" }
+        for (group, label) in [("replies", "replied"), ("dropped", "dropped"), ("flows", "flows"), ("reloads", "reloads")] {
+            let pairs = (r[group] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }
+            if group == "dropped" { s += "dropped \(pairs.reduce(0) { $0 + (($1.value as? Int) ?? 0) })\n" }
+            for (k, v) in pairs { s += "  \(label) \(k) \(v)\n" }
+        }
+        for (k, v) in (r["per_vip"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key }) { s += "vip \(k) \(v)\n" }
+        for (k, v) in (r["per_backend"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key }) { s += "backend \(k) \(v)\n" }
+        return s
+    }
+
+    /// Packets per second per counter over one interval, as `ipvsadm --rate` shows them.
+    static func rates(_ a: [String: Any], _ b: [String: Any], seconds: Double) -> String {
+        func n(_ v: Any?) -> Double { Double((v as? Int) ?? 0) }
+        func row(_ name: String, _ perSecond: Double) -> String {
+            let value = String(format: "%.1f", perSecond)
+            return name.padding(toLength: max(name.count, 32), withPad: " ", startingAt: 0)
+                + String(repeating: " ", count: max(0, 14 - value.count)) + value + "\n"
+        }
+        var s = "counter".padding(toLength: 32, withPad: " ", startingAt: 0) + "    per second\n"
+        for key in ["rx", "forwarded", "host", "replied", "tx", "tx_failed"] { s += row(key, (n(b[key]) - n(a[key])) / seconds) }
+        let da = a["dropped"] as? [String: Any] ?? [:]
+        let db = b["dropped"] as? [String: Any] ?? [:]
+        s += row("dropped", db.keys.reduce(0.0) { $0 + n(db[$1]) - n(da[$1]) } / seconds)
+        let va = a["per_vip"] as? [String: Any] ?? [:]
+        for (k, v) in (b["per_vip"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key }) {
+            s += row("vip " + k, (n(v) - n(va[k])) / seconds)
+        }
+        return s + "\n"
     }
 }
 

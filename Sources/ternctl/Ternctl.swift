@@ -20,7 +20,7 @@ struct Ternctl: ParsableCommand {
             """,
         version: TernVersion.string,
         subcommands: [
-            Check.self, Simulate.self, Table.self, Status.self, Reload.self, Drain.self, Undrain.self, Show.self,
+            Check.self, Simulate.self, Table.self, Status.self, Stats.self, Reload.self, Drain.self, Undrain.self, Show.self,
         ])
 }
 

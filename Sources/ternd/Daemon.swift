@@ -128,7 +128,7 @@ enum Daemon {
         }
         log(
             "started: \(config.summary); ports \(dataplane.ports.map(\.name).joined(separator: ", ")); \(dataplane.mbufs) mbufs; "
-                + "RSS \(dataplane.rss ? "on" : "off")")
+                + "RSS \(dataplane.rss ? "on" : "off"); control socket \(config.control.socket)")
         let reloader = Reloader(
             configPath: options.config, desired: DesiredState(config: config), publisher: publisher,
             availableMemory: { MemoryBudget.availableBytes() }, clock: monotonicSeconds, wallClock: wallSeconds)
@@ -138,25 +138,21 @@ enum Daemon {
                 let link = p.link
                 return ["name": p.name, "link_up": link.up, "speed_mbps": Int(link.speedMbps),
                         "stats": Dictionary(uniqueKeysWithValues: p.stats.map { ($0.0, Int($0.1)) })] as [String: Any]
-            } })
+            } }, stats: LiveStats(blocks: dataplane.loops.map(\.stats), publisher: publisher))
         let commands = ControlCommands(
             reloader: reloader, info: info, wallClock: wallSeconds, shouldStop: { signals.stopPending }, log: log)
         let loop = ControlLoop(
             signals: signals, reloader: reloader, log: log, clock: monotonicSeconds,
             stopWhenIdleSeconds: options.stopWhenIdleSeconds, progress: { dataplane.progress }, server: server, commands: commands)
         log(loop.run() + ": stopping")
-        return shutdown(dataplane, publisher: publisher, reloader: reloader, statsJSON: options.statsJSON)
+        return shutdown(dataplane, stats: info.stats, reloader: reloader, statsJSON: options.statsJSON)
     }
 
     /// Stops the data plane and prints the final counters as one JSON line (and to `statsJSON`).
-    static func shutdown(_ dataplane: Dataplane, publisher: Publisher, reloader: Reloader, statsJSON: String?) -> Int32 {
-        let (counts, inUse) = dataplane.stop()
-        let report = TrafficReport(
-            outcomes: counts.outcomes, totals: publisher.totals(), flows: counts.flows,
-            extra: [
-                ("tx", counts.io.tx), ("tx_failed", counts.io.txFailed), ("mbufs_in_use", UInt64(inUse)),
-                ("workers", UInt64(dataplane.loops.count)),
-            ],
+    static func shutdown(_ dataplane: Dataplane, stats: LiveStats, reloader: Reloader, statsJSON: String?) -> Int32 {
+        let inUse = dataplane.stop()
+        let report = stats.report(
+            extra: [("mbufs_in_use", UInt64(inUse))],
             extraObjects: [("reloads", [("ok", reloader.succeeded), ("failed", reloader.failed)])])
         let json = report.json
         print(json)
@@ -170,8 +166,9 @@ enum Daemon {
                 status = 1
             }
         }
-        if counts.io.rx != counts.outcomes.received {
-            log("BUG: rx \(counts.io.rx) != sum of verdicts \(counts.outcomes.received)")
+        let polled = report.extra.first { $0.0 == "rx_polled" }?.1 ?? 0
+        if polled != report.outcomes.received {
+            log("BUG: rx \(polled) != sum of verdicts \(report.outcomes.received)")
             status = 1
         }
         if inUse != 0 {

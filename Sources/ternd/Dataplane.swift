@@ -5,7 +5,6 @@ import TernBalancing
 import TernControl
 import TernDPDK
 import TernDataplane
-import TernTelemetry
 import TernWire
 
 struct StartupError: Error {
@@ -78,29 +77,15 @@ final class Dataplane {
     /// Packets received so far over all workers (relaxed reads: for the idle timer).
     var progress: UInt64 { loops.reduce(0) { $0 + $1.progress.load(ordering: .relaxed) } }
 
-    /// What the workers counted, summed. Exact only after `stop`.
-    struct Counts {
-        var outcomes = OutcomeCounters()
-        var flows = FlowTableCounters()
-        var io = IOCounters()
-    }
-
-    /// Stops the workers (they flush TX before returning), closes the ports; returns their counts
-    /// and the mbufs still in use, then frees the pool.
-    func stop() -> (Counts, mbufsInUse: Int) {
+    /// Stops the workers (they flush TX before returning) and closes the ports; returns the mbufs
+    /// still in use, then frees the pool. The workers' counters stay readable (their blocks live
+    /// as long as the loops).
+    func stop() -> Int {
         for loop in loops { loop.requestStop() }
         Lcore.waitAll()
-        var c = Counts()
-        for loop in loops {
-            c.outcomes = c.outcomes + loop.worker.pointee.counters
-            c.flows = c.flows + loop.worker.pointee.flows.counters
-            c.io.rx += loop.io.rx
-            c.io.tx += loop.io.tx
-            c.io.txFailed += loop.io.txFailed
-        }
         for port in ports { port.stopAndClose() }
         let inUse = pool.inUse
         pool.free()
-        return (c, inUse)
+        return inUse
     }
 }

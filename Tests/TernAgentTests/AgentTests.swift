@@ -5,6 +5,8 @@ import Testing
 @testable import TernAgent
 @testable import TernBalancing
 @testable import TernControl
+@testable import TernDataplane
+@testable import TernTestSupport
 @testable import TernWire
 
 #if canImport(Glibc)
@@ -287,5 +289,36 @@ final class ScriptedSignals: SignalSource {
             #expect(server.clients.isEmpty)
             #expect(String(decoding: UnixSocket.readToEnd(fd), as: UTF8.self).contains("no request within"))
         }
+    }
+}
+
+@Suite struct LiveStatsTests {
+    @Test func theReportAddsUpWorkersAndKeepsPerVIPCountsAcrossAReload() throws {
+        let file = ConfigFile(base)
+        let r = try makeReloader(file)
+        var worker = Worker(
+            index: 0, port: PortContext(mac: MACAddress(value: 2), gatewayMAC: MACAddress(value: 1), mtu: 1500),
+            flowTableEntries: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30)
+        let stats = LiveStats(blocks: [worker.stats], publisher: r.publisher)
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 2048, alignment: 64)
+        defer { buffer.deallocate() }
+        func send(_ n: Int) {
+            for i in 0..<n {
+                let frame = Frames.flow(
+                    source: IPAddress(v4: 0xC633_6400 + UInt32(i)), destination: IPAddress("192.0.2.10")!,
+                    sourcePort: UInt16(1000 + i), destinationPort: 80)
+                frame.withUnsafeBytes { (buffer + 128).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                var packet = Packet(data: buffer + 128, length: frame.count, headroom: 128)
+                _ = worker.process(&packet, snapshot: r.publisher.cell.current.pointee, now: 1)
+            }
+        }
+        send(10)
+        file.write(base + "[[vip.backend]]\naddress = \"10.1.0.9\"\n")
+        #expect(r.reload().ok)
+        send(5)
+        let report = stats.report()
+        #expect(report.outcomes.received == 15 && report.outcomes[.forwarded] == 15)
+        #expect(report.totals.perVIP.first { $0.0 == web }?.1 == 15)
+        #expect(report.json.contains("\"rx\":15"))
     }
 }

@@ -404,6 +404,16 @@ def test_control_socket(ternd, ternctl, tmp):
         status = json.loads(p.stdout) if p.returncode == 0 else {}
         check(status.get("ok") and status.get("generation") == 1 and status["ports"][0]["name"] == "net_pcap0"
               and status["ports"][0]["stats"]["ipackets"] > 0, f"status: {p.stdout[:300]} {p.stderr[-200:]}")
+        # Live counters grow and add up (rx_polled lags rx by at most one burst per worker).
+        first = json.loads(ctl(ternctl, sock, "stats", "--json").stdout)
+        time.sleep(0.3)
+        second = json.loads(ctl(ternctl, sock, "stats", "--json").stdout)
+        verdicts = second["forwarded"] + second["host"] + second["replied"] + sum(second["dropped"].values())
+        check(second["rx"] > first["rx"] > 0 and second["rx"] == verdicts and 0 <= second["rx"] - second["rx_polled"] <= 32
+              and sum(second["per_vip"].values()) <= second["forwarded"] + 1,
+              f"live stats: {first['rx']} then {second['rx']} (polled {second['rx_polled']}), verdicts {verdicts}")
+        p = ctl(ternctl, sock, "stats", "--watch", "0.3", "--count", "1")
+        check(p.returncode == 0 and "per second" in p.stdout and "vip 192.0.2.10:80/tcp" in p.stdout, f"stats --watch: {p.stdout[:300]}")
         # A client that connects and says nothing does not hold up a reload.
         silent = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
         silent.connect(sock)
@@ -457,7 +467,7 @@ def test_control_socket(ternd, ternctl, tmp):
     rc, _, err = run_ternd(cmd)
     check(rc == 0 and not os.path.exists(sock), f"stale socket: exit {rc}, socket left: {os.path.exists(sock)}, {err[-300:]}")
     shutil.rmtree(sockdir, ignore_errors=True)
-    print("ok: control socket: status, drain (show backends = ternctl table), reload ok and 78 with the key, silent client, "
+    print("ok: control socket: status, live stats (growing, adding up, --watch rates), drain (show backends = ternctl table), reload ok and 78 with the key, silent client, "
           "0600 and nobody refused, a live socket refuses a second ternd, a stale one is replaced", flush=True)
 
 

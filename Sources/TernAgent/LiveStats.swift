@@ -1,0 +1,46 @@
+// The counters of a running data plane, read while it runs: every worker's block (outcomes, flow
+// table, I/O) and the packets per VIP and backend (snapshots already retired, plus the current
+// one). One report for `ternctl stats`, the final JSON line at exit and later renderers.
+//
+// Consistency: each counter is read whole (relaxed atomic loads), but not all at one instant. A
+// worker counts a burst's outcomes before its `rx_polled`, so at any moment
+// 0 <= rx - rx_polled <= burst_size x workers (packets of bursts in flight); after the workers
+// stopped the two are equal. Per-VIP and per-backend figures are read first, so they never run
+// ahead of `forwarded` by more than the packet each worker is finishing.
+
+import TernBalancing
+import TernControl
+import TernDataplane
+import TernMetrics
+import TernTelemetry
+
+public struct LiveStats {
+    let blocks: [CounterBlock]
+    let publisher: Publisher
+
+    public init(blocks: [CounterBlock], publisher: Publisher) {
+        self.blocks = blocks
+        self.publisher = publisher
+    }
+
+    /// The report now; `extra` and `extraObjects` are appended (mbufs, reloads, ...).
+    public func report(extra: [(String, UInt64)] = [], extraObjects: [(String, [(String, UInt64)])] = []) -> TrafficReport {
+        let totals = publisher.totals()
+        var outcomes = OutcomeCounters()
+        var flows = FlowTableCounters()
+        var rx: UInt64 = 0
+        var tx: UInt64 = 0
+        var txFailed: UInt64 = 0
+        for b in blocks {
+            outcomes = outcomes + OutcomeCounters(reading: b)
+            flows = flows + FlowTableCounters(reading: b)
+            rx += b.load(CounterSlot.rx)
+            tx += b.load(CounterSlot.tx)
+            txFailed += b.load(CounterSlot.txFailed)
+        }
+        return TrafficReport(
+            outcomes: outcomes, totals: totals, flows: flows,
+            extra: [("rx_polled", rx), ("tx", tx), ("tx_failed", txFailed), ("workers", UInt64(blocks.count))] + extra,
+            extraObjects: extraObjects)
+    }
+}

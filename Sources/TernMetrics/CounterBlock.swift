@@ -1,0 +1,74 @@
+// The one live home for a worker's counters: a block of UInt64 slots on their own cache lines,
+// written only by that worker and read by the control thread whenever it likes (stats, metrics)
+// while the worker runs. Each slot is an `Atomic<UInt64>`: the single writer adds with a relaxed
+// load and a relaxed store (no read-modify-write, no lock prefix: on x86 two plain moves around
+// the add), readers use relaxed loads. A reader may see one counter of a burst before another (see
+// `CounterSlot`), never a torn or lost value; ThreadSanitizer checks it (CounterBlockTests).
+
+import Synchronization
+
+/// The slots of a worker's block.
+public enum CounterSlot {
+    /// Packets per outcome: slot `outcomes + Outcome.rawValue` (16 slots).
+    public static let outcomes = 0
+    public static let outcomeSlots = 16
+    /// Flow-table events.
+    public static let flowsInserted = 16
+    public static let flowsEvicted = 17
+    public static let flowsExpired = 18
+    /// Frames received, transmitted, and refused by the TX queue (freed). Updated once per burst,
+    /// after the burst's outcomes: a reader may see up to one burst per worker more verdicts than
+    /// `rx`.
+    public static let rx = 19
+    public static let tx = 20
+    public static let txFailed = 21
+    /// Slots in a block: three cache lines.
+    public static let count = 24
+}
+
+/// One worker's counters. Copies share the same memory; `deallocate` once, after the worker and
+/// every reader are done.
+public struct CounterBlock: @unchecked Sendable {
+    public let slots: Counters
+
+    /// A zeroed block on its own cache lines.
+    public static func allocate() -> CounterBlock { CounterBlock(slots: Counters.allocate(count: CounterSlot.count)) }
+
+    public func deallocate() { slots.deallocate() }
+
+    /// The owning worker adds to a slot.
+    @inlinable @inline(__always)
+    public func add(_ slot: Int, _ n: UInt64 = 1) { slots.add(slot, n) }
+
+    /// Any thread reads a slot.
+    @inlinable @inline(__always)
+    public func load(_ slot: Int) -> UInt64 { slots.load(slot) }
+}
+
+/// An array of single-writer counters, cache-line aligned: the worker blocks, and a snapshot's
+/// packets per VIP and backend.
+public struct Counters: @unchecked Sendable {
+    public let base: UnsafeMutablePointer<Atomic<UInt64>>
+    public let count: Int
+
+    public static func allocate(count: Int) -> Counters {
+        let n = max(1, count)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: n * MemoryLayout<Atomic<UInt64>>.stride, alignment: 64)
+        let base = raw.bindMemory(to: Atomic<UInt64>.self, capacity: n)
+        for i in 0..<n { (base + i).initialize(to: Atomic(0)) }
+        return Counters(base: base, count: n)
+    }
+
+    public func deallocate() { UnsafeMutableRawPointer(base).deallocate() }
+
+    /// Adds `n` to counter `i`; only one thread may add to a given counter.
+    @inlinable @inline(__always)
+    public func add(_ i: Int, _ n: UInt64 = 1) {
+        let c = base + i
+        c.pointee.store(c.pointee.load(ordering: .relaxed) &+ n, ordering: .relaxed)
+    }
+
+    /// Reads counter `i` (any thread).
+    @inlinable @inline(__always)
+    public func load(_ i: Int) -> UInt64 { (base + i).pointee.load(ordering: .relaxed) }
+}
