@@ -11,7 +11,7 @@ DESTDIR     ?=
 FUZZ_SECONDS ?= 15
 FUZZ_TARGETS ?= frame burst toml config
 
-.PHONY: all build release run install install-test test unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
+.PHONY: all build release run install install-test metrics-test test unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
 
 all: build
 
@@ -61,7 +61,7 @@ install-test:
 	$(STAGE)/usr/bin/ternd --version && $(STAGE)/usr/bin/ternctl --version
 	@echo "ok: make install staged $$(find $(STAGE) -type f | wc -l) files; systemd-analyze verify passed"
 
-test: unit-test config-test leak-test install-test outside-test ternd-test netns-test tsan-test fuzz bench-quick
+test: unit-test config-test leak-test install-test outside-test ternd-test metrics-test netns-test tsan-test fuzz bench-quick
 
 unit-test:
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
@@ -87,6 +87,10 @@ outside-test: release
 ternd-test: build
 	$(PYTHON) Tests/outside/test_ternd.py .build/debug/ternd .build/debug/ternctl
 	$(PYTHON) Tests/outside/reload_soak.py .build/debug/ternd --reloads 40
+
+# Prometheus: promtool checks ternd's /metrics, a real Prometheus server scrapes it and answers PromQL.
+metrics-test: build
+	$(PYTHON) Tests/outside/test_metrics.py .build/debug/ternd .build/debug/ternctl
 
 # Real clients and servers in network namespaces talk through ternd (net_af_packet on veth): TCP,
 # UDP and ping over every encapsulation, backends decapsulating with XDP and answering directly

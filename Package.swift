@@ -29,6 +29,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-nio", exact: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
         .target(name: "TernWire", swiftSettings: strict),
@@ -56,7 +58,12 @@ let package = Package(
         // loop. No DPDK: unit-tested on its own, wired up by ternd.
         .target(
             name: "TernAgent",
-            dependencies: ["TernWire", "TernBalancing", "TernControl", "TernTelemetry", "TernDataplane", "TernMetrics"],
+            dependencies: [
+                "TernWire", "TernBalancing", "TernControl", "TernTelemetry", "TernDataplane", "TernMetrics",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: strict),
         .target(name: "TernPcap", swiftSettings: strict),
         // Frame builders shared by tests, the fuzzer and benchmarks (never linked into ternd).

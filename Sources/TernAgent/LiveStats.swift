@@ -15,8 +15,8 @@ import TernMetrics
 import TernTelemetry
 
 public struct LiveStats {
-    let blocks: [CounterBlock]
-    let publisher: Publisher
+    public let blocks: [CounterBlock]
+    public let publisher: Publisher
 
     public init(blocks: [CounterBlock], publisher: Publisher) {
         self.blocks = blocks

@@ -23,6 +23,8 @@ public final class Reloader {
     public private(set) var succeeded: UInt64 = 0
     public private(set) var failed: UInt64 = 0
     public private(set) var last: ReloadResult?
+    /// When a reload last succeeded (Unix time).
+    public private(set) var lastSuccessTime: Double?
 
     public init(
         configPath: String, desired: DesiredState, publisher: Publisher, availableMemory: @escaping () -> Int?,
@@ -96,6 +98,7 @@ public final class Reloader {
         if ok { succeeded += 1 } else { failed += 1 }
         let result = ReloadResult(ok: ok, message: message, time: wallClock())
         last = result
+        if ok { lastSuccessTime = result.time }
         return result
     }
 

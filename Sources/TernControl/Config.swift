@@ -60,9 +60,16 @@ public struct ControlConfig: Equatable, Sendable {
     public var socket = ControlConfig.defaultSocket
 }
 
+/// Restart-only: where Prometheus scrapes `GET /metrics`; off when `listen` is absent.
+public struct MetricsConfig: Equatable, Sendable {
+    public var host: String
+    public var port: Int
+}
+
 public struct TernConfig: Equatable, Sendable {
     public var node: NodeConfig
     public var control = ControlConfig()
+    public var metrics: MetricsConfig? = nil
     public var dataplane: DataplaneConfig
     public var ports: [PortConfig]
     public var tableSize: Int

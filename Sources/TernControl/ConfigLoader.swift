@@ -61,6 +61,7 @@ public enum ConfigLoader {
 struct RawConfig {
     var node: RawNode
     var controlSocket: String?
+    var metricsListen: String?
     var dataplane: RawDataplane?
     var port: [RawPort]
     var maglev: RawMaglev?
@@ -128,7 +129,11 @@ struct DocumentReader {
     /// leaves a placeholder so that the rest is still checked).
     mutating func config(_ doc: TOMLTable) -> RawConfig {
         let t = Table(doc, path: "")
-        unknown(t, known: ["node", "control", "dataplane", "port", "maglev", "vip"])
+        unknown(t, known: ["node", "control", "metrics", "dataplane", "port", "maglev", "vip"])
+        let metricsListen = table(t, "metrics").flatMap { m -> String? in
+            unknown(m, known: ["listen"])
+            return string(m, "listen")
+        }
         let controlSocket = table(t, "control").flatMap { c -> String? in
             unknown(c, known: ["socket"])
             return string(c, "socket")
@@ -177,7 +182,7 @@ struct DocumentReader {
                 backend: backends)
         }
         return RawConfig(
-            node: node ?? RawNode(name: "-"), controlSocket: controlSocket, dataplane: dataplane, port: ports ?? [], maglev: maglev,
+            node: node ?? RawNode(name: "-"), controlSocket: controlSocket, metricsListen: metricsListen, dataplane: dataplane, port: ports ?? [], maglev: maglev,
             vip: vips)
     }
 
@@ -348,12 +353,28 @@ struct Validator {
             }
             config.control.socket = socket
         }
+        if let listen = raw.metricsListen { config.metrics = metricsListen(listen) }
         checkMemory(config)
         checkLoops(config, vipPaths)
         checkGUEPortOverlap(config, vipPaths)
         checkMTU(config)
         guard problems.isEmpty else { return nil }
         return config
+    }
+
+    /// `HOST:PORT` (IPv6 in brackets): an address of this machine and a port.
+    mutating func metricsListen(_ text: String) -> MetricsConfig? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+            fail("metrics.listen", "must be HOST:PORT (127.0.0.1:9108, [::1]:9108), got \"\(escapedForMessage(text))\"")
+            return nil
+        }
+        var host = text[..<colon]
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        guard IPAddress(host) != nil else {
+            fail("metrics.listen", "the host must be an IP address of this machine, got \"\(escapedForMessage(String(host)))\"")
+            return nil
+        }
+        return MetricsConfig(host: String(host), port: port)
     }
 
     /// Flow tables and Maglev tables within the documented caps.

@@ -1,11 +1,12 @@
 // What a reload may change: everything but `[dataplane]` and `[[port]]`, which shape queues,
-// mempools and flow tables at start-up, and `[control]`, the socket ternd listens on.
+// mempools and flow tables at start-up, and `[control]` and `[metrics]`, where ternd listens.
 
 extension TernConfig {
     /// Key paths of restart-only settings that differ in `next` (empty: the reload may proceed).
     public func restartOnlyChanges(to next: TernConfig) -> [String] {
         var keys: [String] = []
         if control.socket != next.control.socket { keys.append("control.socket") }
+        if metrics != next.metrics { keys.append("metrics.listen") }
         let a = dataplane
         let b = next.dataplane
         if a.workers != b.workers { keys.append("dataplane.workers") }

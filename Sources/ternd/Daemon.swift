@@ -139,11 +139,27 @@ enum Daemon {
                 return ["name": p.name, "link_up": link.up, "speed_mbps": Int(link.speedMbps),
                         "stats": Dictionary(uniqueKeysWithValues: p.stats.map { ($0.0, Int($0.1)) })] as [String: Any]
             } }, stats: LiveStats(blocks: dataplane.loops.map(\.stats), publisher: publisher))
+        var metrics: (exchange: MetricsExchange, renderer: MetricsRenderer)? = nil
+        var metricsServer: MetricsServer? = nil
+        if let m = config.metrics {
+            let exchange = MetricsExchange()
+            do {
+                metricsServer = try MetricsServer(host: m.host, port: m.port, exchange: exchange)
+            } catch {
+                log("\(options.config): metrics.listen: cannot listen on \(m.host):\(m.port): \(error)")
+                _ = dataplane.stop()
+                return 1
+            }
+            metrics = (exchange, MetricsRenderer(stats: info.stats, reloader: reloader, info: info))
+            log("metrics: GET http://\(metricsServer!.address)/metrics")
+        }
+        defer { metricsServer?.close() }
         let commands = ControlCommands(
             reloader: reloader, info: info, wallClock: wallSeconds, shouldStop: { signals.stopPending }, log: log)
         let loop = ControlLoop(
             signals: signals, reloader: reloader, log: log, clock: monotonicSeconds,
-            stopWhenIdleSeconds: options.stopWhenIdleSeconds, progress: { dataplane.progress }, server: server, commands: commands)
+            stopWhenIdleSeconds: options.stopWhenIdleSeconds, progress: { dataplane.progress }, server: server, commands: commands,
+            metrics: metrics)
         log(loop.run() + ": stopping")
         return shutdown(dataplane, stats: info.stats, reloader: reloader, statsJSON: options.statsJSON)
     }

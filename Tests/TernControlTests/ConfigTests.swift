@@ -158,6 +158,20 @@ func problems(_ text: String) -> [String] {
     }
 }
 
+@Suite struct ListenerKeyTests {
+    @Test func metricsListenTakesHostAndPortAndIsRestartOnly() throws {
+        let c = try ConfigLoader.parse("[metrics]\nlisten = \"[::1]:9108\"\n" + minimal, file: "t.toml")
+        #expect(c.metrics == MetricsConfig(host: "::1", port: 9108))
+        #expect(try ConfigLoader.parse(minimal, file: "t.toml").metrics == nil)
+        for bad in ["localhost:9108", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000"] {
+            #expect(problems("[metrics]\nlisten = \"\(bad)\"\n" + minimal).first?.hasPrefix("metrics.listen: ") == true, "\(bad)")
+        }
+        let moved = try ConfigLoader.parse("[metrics]\nlisten = \"127.0.0.1:9109\"\n[control]\nsocket = \"/tmp/x.sock\"\n" + minimal, file: "t.toml")
+        #expect(c.restartOnlyChanges(to: moved) == ["control.socket", "metrics.listen"])
+        #expect(problems("[control]\nsocket = \"relative.sock\"\n" + minimal).first?.hasPrefix("control.socket: ") == true)
+    }
+}
+
 @Suite struct MemoryBudgetTests {
     func config(workers: Int, entries: Int, vips: Int = 1, tableSize: Int = 65537) throws -> TernConfig {
         var c = try ConfigLoader.parse(minimal, file: "t.toml")

