@@ -88,7 +88,8 @@ ternd-test: build
 	$(PYTHON) Tests/outside/test_ternd.py .build/debug/ternd .build/debug/ternctl
 	$(PYTHON) Tests/outside/reload_soak.py .build/debug/ternd --reloads 40
 
-# Prometheus: promtool checks ternd's /metrics, a real Prometheus server scrapes it and answers PromQL.
+# Prometheus: promtool checks ternd's /metrics, a real Prometheus server scrapes it and answers
+# PromQL; DPDK's dpdk-telemetry.py asks ternd's /tern/stats and /tern/vips.
 metrics-test: build
 	$(PYTHON) Tests/outside/test_metrics.py .build/debug/ternd .build/debug/ternctl
 

@@ -4,7 +4,8 @@
 //   SIGUSR1, SIGUSR2  logged and ignored (they would otherwise kill the daemon); SIGPIPE is ignored
 //   control socket    one request per connection (ControlServer, ControlCommands): status,
 //                     reload, drain, undrain, show-backends, show-vips
-//   metrics scrape    a Prometheus scrape (MetricsServer's thread) waits for the text rendered here
+//   exchange          questions from other threads, answered here: a Prometheus scrape
+//                     (MetricsServer's thread), a DPDK telemetry command (its thread)
 //   idle timer        with --stop-when-idle: stop once no packet arrived for that long
 // Later sources (health probes, the BGP feed) join here. One poll() waits on all of them; nothing
 // blocks for long: a silent client is dropped after a timeout, a reload's build gives way to a
@@ -35,14 +36,16 @@ public final class ControlLoop {
     let progress: () -> UInt64
     let server: ControlServer?
     let commands: ControlCommands?
-    let metrics: (exchange: MetricsExchange, renderer: MetricsRenderer)?
+    let exchange: ControlExchange?
+    let answer: (String) -> [UInt8]
 
     public init(
         signals: any SignalSource, reloader: Reloader, log: @escaping (String) -> Void, clock: @escaping () -> Double,
         stopWhenIdleSeconds: Double? = nil, progress: @escaping () -> UInt64 = { 0 }, server: ControlServer? = nil,
-        commands: ControlCommands? = nil, metrics: (exchange: MetricsExchange, renderer: MetricsRenderer)? = nil
+        commands: ControlCommands? = nil, exchange: ControlExchange? = nil, answer: @escaping (String) -> [UInt8] = { _ in [] }
     ) {
-        self.metrics = metrics
+        self.exchange = exchange
+        self.answer = answer
         self.server = server
         self.commands = commands
         self.signals = signals
@@ -58,12 +61,12 @@ public final class ControlLoop {
         var lastProgress: UInt64 = 0
         var lastChange = clock()
         while true {
-            var fds = ([signals.descriptor, metrics?.exchange.descriptor ?? -1] + (server?.descriptors ?? [])).filter { $0 >= 0 }.map {
+            var fds = ([signals.descriptor, exchange?.descriptor ?? -1] + (server?.descriptors ?? [])).filter { $0 >= 0 }.map {
                 pollfd(fd: $0, events: Int16(POLLIN), revents: 0)
             }
             _ = poll(&fds, nfds_t(fds.count), pollMilliseconds)
             if let server, let commands { server.service(now: clock(), handle: commands.handle) }
-            if let metrics { metrics.exchange.serve(metrics.renderer.render) }
+            exchange?.serve(answer)
             if let signal = signals.next(timeoutMilliseconds: 0) {
                 switch signal {
                 case SIGHUP:

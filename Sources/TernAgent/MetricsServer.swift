@@ -1,7 +1,7 @@
 // Prometheus scrapes: an HTTP server (SwiftNIO's HTTP/1 pipeline, on its own event-loop thread)
 // answers GET /metrics. The text is rendered on the control thread, the only one that may touch
-// snapshots: a scrape wakes the control loop through a pipe (MetricsExchange) and waits for the
-// rendered bytes. The packet path never sees any of it.
+// snapshots: a scrape wakes the control loop through a pipe (ControlExchange) and waits for the
+// rendered bytes. DPDK's telemetry thread asks the same way. The packet path never sees any of it.
 
 import Dispatch
 import NIOCore
@@ -13,11 +13,14 @@ import Synchronization
 import Glibc
 #endif
 
-/// Hands scrapes from the HTTP thread to the control thread and the text back.
-public final class MetricsExchange: Sendable {
+/// Hands questions from other threads (a Prometheus scrape, a DPDK telemetry command) to the
+/// control thread and the answers back.
+public final class ControlExchange: Sendable {
     final class Waiter: @unchecked Sendable {
+        let question: String
         let done = DispatchSemaphore(value: 0)
         var text: [UInt8] = []  // written before `done` is signalled, read after
+        init(_ question: String) { self.question = question }
     }
     let waiting = Mutex<[Waiter]>([])
     /// The control loop polls `descriptor`; a scrape writes a byte to the other end.
@@ -40,9 +43,9 @@ public final class MetricsExchange: Sendable {
         close(wake)
     }
 
-    /// From any thread: the rendered text, or nil when the control thread did not answer in time.
-    func scrape(timeoutSeconds: Double = 5) -> [UInt8]? {
-        let w = Waiter()
+    /// From any thread: the control thread's answer, or nil when it did not answer in time.
+    public func ask(_ question: String, timeoutSeconds: Double = 5) -> [UInt8]? {
+        let w = Waiter(question)
         waiting.withLock { $0.append(w) }
         var byte: UInt8 = 1
         _ = write(wake, &byte, 1)
@@ -53,18 +56,19 @@ public final class MetricsExchange: Sendable {
         return w.text
     }
 
-    /// On the control thread, when `descriptor` is readable: renders once for every waiting scrape.
-    public func serve(_ render: () -> [UInt8]) {
+    /// On the control thread, when `descriptor` is readable: answers every waiting question (each
+    /// distinct question once).
+    public func serve(_ answer: (String) -> [UInt8]) {
         var sink = [UInt8](repeating: 0, count: 64)
         while read(descriptor, &sink, sink.count) > 0 {}
         let waiters = waiting.withLock { list -> [Waiter] in
             defer { list.removeAll() }
             return list
         }
-        guard !waiters.isEmpty else { return }
-        let text = render()
+        var answers: [String: [UInt8]] = [:]
         for w in waiters {
-            w.text = text
+            if answers[w.question] == nil { answers[w.question] = answer(w.question) }
+            w.text = answers[w.question]!
             w.done.signal()
         }
     }
@@ -76,7 +80,7 @@ public final class MetricsServer {
     let channel: Channel
     public let address: String
 
-    public init(host: String, port: Int, exchange: MetricsExchange) throws {
+    public init(host: String, port: Int, exchange: ControlExchange) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 64)
@@ -105,10 +109,10 @@ public final class MetricsServer {
 final class MetricsHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
-    let exchange: MetricsExchange
+    let exchange: ControlExchange
     var head: HTTPRequestHead?
 
-    init(exchange: MetricsExchange) { self.exchange = exchange }
+    init(exchange: ControlExchange) { self.exchange = exchange }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -129,7 +133,7 @@ final class MetricsHandler: ChannelInboundHandler {
             let exchange = self.exchange
             let keepAlive = h.isKeepAlive
             DispatchQueue.global().async {
-                let text = exchange.scrape()
+                let text = exchange.ask("metrics")
                 loop.execute {
                     let (handler, context) = bound.value
                     if let text {

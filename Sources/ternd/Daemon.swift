@@ -139,10 +139,17 @@ enum Daemon {
                 return ["name": p.name, "link_up": link.up, "speed_mbps": Int(link.speedMbps),
                         "stats": Dictionary(uniqueKeysWithValues: p.stats.map { ($0.0, Int($0.1)) })] as [String: Any]
             } }, stats: LiveStats(blocks: dataplane.loops.map(\.stats), publisher: publisher))
-        var metrics: (exchange: MetricsExchange, renderer: MetricsRenderer)? = nil
+        // Other threads ask the control thread through one exchange: Prometheus scrapes (the metrics
+        // server's thread) and DPDK telemetry commands (its thread).
+        let exchange = ControlExchange()
+        let commands = ControlCommands(
+            reloader: reloader, info: info, wallClock: wallSeconds, shouldStop: { signals.stopPending }, log: log)
+        let renderer = MetricsRenderer(stats: info.stats, reloader: reloader, info: info)
+        Telemetry.register(
+            [("/tern/stats", "Tern's counters, live. No parameters."), ("/tern/vips", "Packets forwarded per VIP. No parameters.")]
+        ) { exchange.ask($0) }
         var metricsServer: MetricsServer? = nil
         if let m = config.metrics {
-            let exchange = MetricsExchange()
             do {
                 metricsServer = try MetricsServer(host: m.host, port: m.port, exchange: exchange)
             } catch {
@@ -150,16 +157,13 @@ enum Daemon {
                 _ = dataplane.stop()
                 return 1
             }
-            metrics = (exchange, MetricsRenderer(stats: info.stats, reloader: reloader, info: info))
             log("metrics: GET http://\(metricsServer!.address)/metrics")
         }
         defer { metricsServer?.close() }
-        let commands = ControlCommands(
-            reloader: reloader, info: info, wallClock: wallSeconds, shouldStop: { signals.stopPending }, log: log)
         let loop = ControlLoop(
             signals: signals, reloader: reloader, log: log, clock: monotonicSeconds,
             stopWhenIdleSeconds: options.stopWhenIdleSeconds, progress: { dataplane.progress }, server: server, commands: commands,
-            metrics: metrics)
+            exchange: exchange, answer: { $0 == "metrics" ? renderer.render() : commands.telemetry($0) })
         log(loop.run() + ": stopping")
         return shutdown(dataplane, stats: info.stats, reloader: reloader, statsJSON: options.statsJSON)
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Prometheus metrics of a running ternd, judged by Prometheus's own tools:
+"""Prometheus metrics and DPDK telemetry of a running ternd, judged by those projects' own tools:
 
 1. ternd forwards a looping capture (net_pcap infinite_rx) with `[metrics] listen` on loopback;
    GET /metrics is checked by `promtool check metrics` (Debian's prometheus package) and must
@@ -8,7 +8,8 @@
    tern_build_info);
 2. a real Prometheus server scrapes it every second and answers PromQL queries: forwarded packets
    per VIP, a rate that is above zero, and the last reload's outcome after a broken reload.
-3. the HTTP side: another path is 404, a scrape while the control thread is busy waits for it.
+3. the HTTP side: another path is 404;
+4. Debian's dpdk-telemetry.py asks ternd's /tern/stats and /tern/vips commands.
 
 Usage: test_metrics.py PATH/TO/ternd PATH/TO/ternctl
 """
@@ -92,6 +93,19 @@ def main(ternd, ternctl):
             check(name in body or name.replace("{reason=", "{worker=") in body, f"/metrics lacks {name}")
         status, _ = get(f"http://127.0.0.1:{port}/other")
         check(status == 404, f"GET /other: {status}")
+
+        # DPDK's own telemetry client.
+        def telemetry(command):
+            p = subprocess.run(["dpdk-telemetry.py", "-f", prefix], input=command + "\n", capture_output=True, text=True, timeout=30)
+            lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
+            return json.loads(lines[-1]).get(command, {}) if lines else {}
+        stats, vips = telemetry("/tern/stats"), telemetry("/tern/vips")
+        verdicts = stats.get("forwarded", 0) + stats.get("host", 0) + sum(v for k, v in stats.items()
+                                                                         if k.startswith(("replied_", "dropped_")))
+        check(stats.get("rx", 0) > 0 and stats["rx"] == verdicts and stats.get("generation") == 1,
+              f"dpdk-telemetry.py /tern/stats: {stats}")
+        check(vips.get("192_0_2_10_80/tcp", 0) > 0, f"dpdk-telemetry.py /tern/vips: {vips}")
+        print(f"ok: dpdk-telemetry.py: /tern/stats rx {stats.get('rx')} = the sum of verdicts, /tern/vips {vips}", flush=True)
 
         # A real Prometheus server scrapes ternd every second.
         data = os.path.join(tmp, "prom-data")
