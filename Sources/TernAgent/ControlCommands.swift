@@ -38,6 +38,8 @@ public struct DaemonInfo {
 
 public final class ControlCommands {
     let reloader: Reloader
+    /// Table fingerprints of the running generation, computed when first asked.
+    var fingerprints: (generation: UInt32, values: [String: String])?
     let info: DaemonInfo
     let wallClock: () -> Double
     let shouldStop: () -> Bool
@@ -111,7 +113,7 @@ public final class ControlCommands {
             "version": TernVersion.string, "uptime_s": Int(wallClock() - info.startedAt), "config": info.configPath,
             "generation": Int(reloader.publisher.generation), "workers": info.workers, "ports": info.ports(),
             "reloads": ["ok": Int(reloader.succeeded), "failed": Int(reloader.failed)],
-            "summary": reloader.desired.config.summary,
+            "summary": reloader.desired.config.summary, "table_fingerprints": tableFingerprints(),
         ]
         if let last = reloader.last {
             fields["last_reload"] = ["time": last.time, "ok": last.ok, "message": last.message]
@@ -164,13 +166,28 @@ public final class ControlCommands {
         return ControlReply.ok(["vips": out])
     }
 
+    /// Each running VIP's table fingerprint (`ForwardingSnapshot.fingerprint`), as 16 hex digits.
+    public func tableFingerprints() -> [String: String] {
+        let generation = reloader.publisher.generation
+        if let f = fingerprints, f.generation == generation { return f.values }
+        let snapshot = reloader.publisher.cell.current
+        var values: [String: String] = [:]
+        for v in 0..<snapshot.pointee.vips.count {
+            let hex = String(snapshot.pointee.fingerprint(vip: v), radix: 16)
+            values[snapshot.pointee.vips[v].name] = String(repeating: "0", count: 16 - hex.count) + hex
+        }
+        fingerprints = (generation, values)
+        return values
+    }
+
     func showVIPs() -> [String: Any] {
         let c = reloader.desired.config
+        let fingerprints = tableFingerprints()
         let rows: [[String: Any]] = c.vips.map { v in
             let taking = v.backends.filter { reloader.desired.effectiveWeight($0, of: v) > 0 }.count
             return [
                 "vip": v.name, "encap": v.encapsulation == .gue ? "gue" : "ipip", "backends": v.backends.count,
-                "backends_taking_new_flows": taking, "table_size": c.tableSize,
+                "backends_taking_new_flows": taking, "table_size": c.tableSize, "fingerprint": fingerprints[v.name] ?? "",
             ]
         }
         return ControlReply.ok(["vips": rows, "generation": Int(reloader.publisher.generation)])

@@ -12,11 +12,13 @@ public struct MetricsRenderer {
     let stats: LiveStats
     let reloader: Reloader
     let info: DaemonInfo
+    let commands: ControlCommands
 
-    public init(stats: LiveStats, reloader: Reloader, info: DaemonInfo) {
+    public init(stats: LiveStats, reloader: Reloader, info: DaemonInfo, commands: ControlCommands) {
         self.stats = stats
         self.reloader = reloader
         self.info = info
+        self.commands = commands
     }
 
     /// The exposition text (format 0.0.4).
@@ -60,6 +62,11 @@ public struct MetricsRenderer {
         }
         for (backend, n) in totals.perBackend {
             counter("tern_backend_forwarded_packets_total", "Packets forwarded to a backend.", [("backend", backend)], n)
+        }
+        for (vip, fingerprint) in commands.tableFingerprints().sorted(by: { $0.key < $1.key }) {
+            gauge(
+                "tern_vip_table_info", "The running Maglev table's fingerprint: equal on every node means equal routing.",
+                [("vip", vip), ("fingerprint", fingerprint)], 1)
         }
         let desired = reloader.desired
         for v in desired.config.vips {

@@ -201,6 +201,30 @@ public struct ForwardingSnapshot: ~Copyable {
         return nil
     }
 
+    /// A fingerprint of a VIP's running table, so that the nodes behind one ECMP group can check
+    /// they route alike: FNV-1a (64-bit) over, for each backend in address order, its address
+    /// bytes (4 or 16, network order) and its weight (2 bytes, big-endian), then for each of the M
+    /// slots the index of its backend in that order (2 bytes, big-endian; 0xFFFF when empty).
+    /// Equal fingerprints mean equal tables and equal backend lists.
+    public func fingerprint(vip: Int) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        @inline(__always) func mix(_ byte: UInt8) {
+            h ^= UInt64(byte)
+            h &*= 0x0000_0100_0000_01B3
+        }
+        let record = vips[vip]
+        for b in record.firstBackend..<(record.firstBackend + record.backendCount) {
+            for byte in backends[b].address.bytes { mix(byte) }
+            mix(UInt8(truncatingIfNeeded: backends[b].weight >> 8))
+            mix(UInt8(truncatingIfNeeded: backends[b].weight))
+        }
+        for s in record.tableBase..<(record.tableBase + tableSize) {
+            mix(UInt8(truncatingIfNeeded: tables[s] >> 8))
+            mix(UInt8(truncatingIfNeeded: tables[s]))
+        }
+        return h
+    }
+
     /// Adds one packet to a VIP's and a backend's counters in `worker`'s block.
     @inlinable @inline(__always)
     public func countForwarded(worker: Int, vip: Int, backend: Int) {

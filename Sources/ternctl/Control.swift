@@ -54,6 +54,9 @@ struct Status: ParsableCommand {
                 let stats = (p["stats"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
                 s += "port \(p["name"] ?? "?"): link \(p["link_up"] as? Bool == true ? "up" : "down"); \(stats.joined(separator: ", "))\n"
             }
+            for (vip, f) in (r["table_fingerprints"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                s += "table \(vip) fingerprint \(f)\n"
+            }
             if let reloads = r["reloads"] as? [String: Any] { s += "reloads ok \(reloads["ok"] ?? 0), failed \(reloads["failed"] ?? 0)\n" }
             if let last = r["last_reload"] as? [String: Any] {
                 s += "last reload: \(last["ok"] as? Bool == true ? "ok" : "FAILED"): \(last["message"] ?? "")\n"
@@ -192,7 +195,8 @@ struct ShowVIPs: ParsableCommand {
         try options.finish(try options.send("show-vips")) { r in
             (r["vips"] as? [[String: Any]] ?? []).map { v in
                 "\(v["vip"] ?? "?") encap=\(v["encap"] ?? "?") backends=\(v["backends"] ?? 0) "
-                    + "taking_new_flows=\(v["backends_taking_new_flows"] ?? 0) table_size=\(v["table_size"] ?? 0)\n"
+                    + "taking_new_flows=\(v["backends_taking_new_flows"] ?? 0) table_size=\(v["table_size"] ?? 0) "
+                    + "fingerprint=\(v["fingerprint"] ?? "")\n"
             }.joined()
         }
     }

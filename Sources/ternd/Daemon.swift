@@ -144,7 +144,7 @@ enum Daemon {
         let exchange = ControlExchange()
         let commands = ControlCommands(
             reloader: reloader, info: info, wallClock: wallSeconds, shouldStop: { signals.stopPending }, log: log)
-        let renderer = MetricsRenderer(stats: info.stats, reloader: reloader, info: info)
+        let renderer = MetricsRenderer(stats: info.stats, reloader: reloader, info: info, commands: commands)
         Telemetry.register(
             [("/tern/stats", "Tern's counters, live. No parameters."), ("/tern/vips", "Packets forwarded per VIP. No parameters.")]
         ) { exchange.ask($0) }

@@ -377,6 +377,29 @@ def ctl(ternctl, sock, *args, user=None):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 
+def table_fingerprint(ternctl, config, vip):
+    """FNV-1a 64 over each backend (address order: IPv4 first, then by value) as address bytes and
+    2-byte weight, then each slot's backend index as 2 bytes (README, Snapshot.fingerprint)."""
+    import ipaddress
+    slots = subprocess.run([ternctl, "table", "--config", config, "--vip", vip], capture_output=True, text=True,
+                           check=True).stdout.split()
+    summary = subprocess.run([ternctl, "table", "--config", config, "--vip", vip, "--summary"], capture_output=True,
+                             text=True, check=True).stdout.splitlines()[1:]
+    weights = {line.split()[0]: int(line.split("weight=")[1].split()[0]) for line in summary}
+    order = sorted(weights, key=lambda a: (ipaddress.ip_address(a).version, int(ipaddress.ip_address(a))))
+    h = 0xCBF29CE484222325
+
+    def mix(data):
+        nonlocal h
+        for byte in data:
+            h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    for a in order:
+        mix(ipaddress.ip_address(a).packed + weights[a].to_bytes(2, "big"))
+    for s in slots:
+        mix((0xFFFF if s == "-" else order.index(s)).to_bytes(2, "big"))
+    return f"{h:016x}"
+
+
 def test_control_socket(ternd, ternctl, tmp):
     """ternctl against a running ternd: status, show, drain (matches `ternctl table`), reload ok and
     broken (78, the key path, traffic goes on), a silent client blocks nothing, the socket is
@@ -437,6 +460,10 @@ def test_control_socket(ternd, ternctl, tmp):
               f"show backends {rows} vs ternctl table {expected}")
         p = ctl(ternctl, sock, "undrain", "10.1.0.11")
         check(p.returncode == 0, f"undrain: {p.stderr}")
+        # The table fingerprint, recomputed here from `ternctl table` and the config as documented.
+        vips = {v["vip"]: v for v in json.loads(ctl(ternctl, sock, "show", "vips", "--json").stdout)["vips"]}
+        want = table_fingerprint(ternctl, os.path.join(ROOT, "configs/example.toml"), "192.0.2.10:80/tcp")
+        check(vips["192.0.2.10:80/tcp"]["fingerprint"] == want, f"fingerprint {vips['192.0.2.10:80/tcp']['fingerprint']} != {want}")
         # A broken config: 78 with the key path; the running config stays and traffic goes on.
         with open(config, "w") as f:
             f.write(text.replace("[node]", f'[control]\nsocket = "{sock}"\n\n[node]', 1).replace("weight = 50", "weight = 70000"))
@@ -467,7 +494,7 @@ def test_control_socket(ternd, ternctl, tmp):
     rc, _, err = run_ternd(cmd)
     check(rc == 0 and not os.path.exists(sock), f"stale socket: exit {rc}, socket left: {os.path.exists(sock)}, {err[-300:]}")
     shutil.rmtree(sockdir, ignore_errors=True)
-    print("ok: control socket: status, live stats (growing, adding up, --watch rates), drain (show backends = ternctl table), reload ok and 78 with the key, silent client, "
+    print("ok: control socket: status, live stats (growing, adding up, --watch rates), table fingerprint as documented, drain (show backends = ternctl table), reload ok and 78 with the key, silent client, "
           "0600 and nobody refused, a live socket refuses a second ternd, a stale one is replaced", flush=True)
 
 
