@@ -45,4 +45,21 @@ public enum StartupChecks {
         }
         return problems
     }
+
+    /// Removes EAL's runtime directory /var/run/dpdk/PREFIX (its files are flat: config,
+    /// fbarrays, sockets) after `EAL.cleanup`: DPDK leaves it behind on every exit, with
+    /// --no-shconf too. `opendir`, `unlink`, `rmdir`.
+    public static func removeRuntimeDirectory(prefix: String) {
+        guard !prefix.isEmpty, !prefix.contains("/"), prefix != "." && prefix != ".." else { return }
+        let path = "/var/run/dpdk/\(prefix)"
+        guard let dir = opendir(path) else { return }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { unlink("\(path)/\(name)") }
+        }
+        closedir(dir)
+        rmdir(path)
+    }
 }

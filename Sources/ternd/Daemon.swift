@@ -110,7 +110,10 @@ enum Daemon {
             log(error.description)
             return 1
         }
-        defer { EAL.cleanup() }
+        defer {
+            EAL.cleanup()
+            StartupChecks.removeRuntimeDirectory(prefix: prefix)
+        }
         let publisher = Publisher(spec: DesiredState(config: config).snapshotSpec, workers: config.dataplane.workers)
         let dataplane: Dataplane
         do {

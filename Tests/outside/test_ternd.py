@@ -98,8 +98,12 @@ def test_same_bytes_as_simulate(ternd, ternctl, tmp):
         inp, sim_out, ternd_out = (os.path.join(tmp, f) for f in ("in.pcap", "sim.pcap", "ternd.pcap"))
         make_pcap.write_frames(inp, frames)
         expected = simulate(ternctl, config, inp, sim_out)
-        rc, out, err = run_ternd(ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap={ternd_out}", config,
-                                           ["--stop-when-idle", "1"]))
+        cmd = ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap={ternd_out}", config, ["--stop-when-idle", "1"])
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        rc, out, err = p.returncode, p.stdout, p.stderr
+        prefix = cmd[cmd.index("--file-prefix") + 1]
+        check(not os.path.exists(f"/var/run/dpdk/{prefix}"), f"{name}: ternd left /var/run/dpdk/{prefix} behind")
+        remove_runtime_dirs(cmd)
         check(rc == 0, f"{name}: ternd exited {rc}: {err[-500:]}")
         if rc != 0:
             continue
