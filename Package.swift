@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
@@ -62,7 +63,7 @@ let package = Package(
                 "TernWire", "TernBalancing", "TernControl", "TernTelemetry", "TernDataplane", "TernMetrics",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
         .target(name: "TernPcap", swiftSettings: strict),
@@ -77,7 +78,10 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "ternd",
-            dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernControl", "TernTelemetry", "TernAgent"],
+            dependencies: [
+                "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernControl", "TernTelemetry", "TernAgent",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: dpdkSwift),
         // libFuzzer targets (TERN_FUZZ_TARGET: frame, burst, toml, config). Without -DTERN_LIBFUZZER it is a corpus
         // replayer (runs each file given on the command line once), so a plain `swift build` links it.
@@ -110,6 +114,7 @@ let package = Package(
             name: "TernAgentTests",
             dependencies: [
                 "TernWire", "TernBalancing", "TernControl", "TernTelemetry", "TernAgent", "TernDataplane", "TernTestSupport",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
     ]

@@ -8,6 +8,7 @@
 //   show-vips                   per VIP: backends, slots, encapsulation
 
 import Foundation
+import Logging
 import TernBalancing
 import TernControl
 import TernDataplane
@@ -44,11 +45,11 @@ public final class ControlCommands {
     let wallClock: () -> Double
     let shouldStop: () -> Bool
     /// Called with every change's log line (reloads and drains asked over the socket).
-    let log: (String) -> Void
+    let log: (Logger.Level, String) -> Void
 
     public init(
         reloader: Reloader, info: DaemonInfo, wallClock: @escaping () -> Double, shouldStop: @escaping () -> Bool,
-        log: @escaping (String) -> Void
+        log: @escaping (Logger.Level, String) -> Void
     ) {
         self.reloader = reloader
         self.info = info
@@ -68,7 +69,7 @@ public final class ControlCommands {
             return ControlReply.ok(object.merging(["time": wallClock()]) { a, _ in a })
         case "reload":
             let result = reloader.reload(shouldStop: shouldStop)
-            log(result.message)
+            log(result.ok ? .info : .error, result.message)
             return result.ok ? ControlReply.ok(["message": result.message]) : ControlReply.error(result.message)
         case "drain", "undrain": return setState(request, to: request.command == "drain" ? .draining : .active)
         case "show-backends": return showBackends(vip: request.arguments["vip"])
@@ -131,7 +132,7 @@ public final class ControlCommands {
         let keys = reloader.desired.backends(address, vip: request.arguments["vip"])
         guard !keys.isEmpty else { return ControlReply.error("no backend \(address)\(request.arguments["vip"].map { " in \($0)" } ?? "")") }
         let result = reloader.setState(keys, to: state)
-        log(result.message)
+        log(result.ok ? .info : .error, result.message)
         return result.ok ? ControlReply.ok(["message": result.message]) : ControlReply.error(result.message)
     }
 

@@ -11,6 +11,8 @@
 // blocks for long: a silent client is dropped after a timeout, a reload's build gives way to a
 // pending stop signal.
 
+import Logging
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,7 +30,7 @@ public protocol SignalSource {
 public final class ControlLoop {
     let signals: any SignalSource
     let reloader: Reloader
-    let log: (String) -> Void
+    let log: (Logger.Level, String) -> Void
     let clock: () -> Double
     /// Stop after this many seconds without progress (nil: never).
     let stopWhenIdleSeconds: Double?
@@ -40,7 +42,7 @@ public final class ControlLoop {
     let answer: (String) -> [UInt8]
 
     public init(
-        signals: any SignalSource, reloader: Reloader, log: @escaping (String) -> Void, clock: @escaping () -> Double,
+        signals: any SignalSource, reloader: Reloader, log: @escaping (Logger.Level, String) -> Void, clock: @escaping () -> Double,
         stopWhenIdleSeconds: Double? = nil, progress: @escaping () -> UInt64 = { 0 }, server: ControlServer? = nil,
         commands: ControlCommands? = nil, exchange: ControlExchange? = nil, answer: @escaping (String) -> [UInt8] = { _ in [] }
     ) {
@@ -71,11 +73,12 @@ public final class ControlLoop {
                 switch signal {
                 case SIGHUP:
                     let signals = self.signals
-                    log(reloader.reload(shouldStop: { signals.stopPending }).message)
+                    let result = reloader.reload(shouldStop: { signals.stopPending })
+                    log(result.ok ? .info : .error, result.message)
                 case SIGTERM, SIGINT:
                     return "signal \(signal)"
                 default:
-                    log("signal \(signal) ignored")
+                    log(.warning, "signal \(signal) ignored")
                 }
             }
             if let idle = stopWhenIdleSeconds {

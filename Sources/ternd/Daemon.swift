@@ -3,6 +3,7 @@
 // report. The main lcore runs the control thread; each worker lcore runs a WorkerLoop. Signals are
 // blocked before EAL starts (its threads inherit the mask) and read through a signalfd.
 
+import Logging
 import TernAgent
 import TernBalancing
 import TernControl
@@ -15,12 +16,12 @@ import TernWire
 import Glibc
 #endif
 
-/// Every line of `message` with the `ternd: ` prefix, in one write (a multi-line config error stays
-/// together and every line says where it came from).
-func log(_ message: String) {
-    let text = message.split(separator: "\n", omittingEmptySubsequences: false).map { "ternd: " + $0 + "\n" }.joined()
-    _ = text.withCString { write(2, $0, strlen($0)) }
-}
+/// ternd's logger (TernLogHandler: `ternd: ` on every line, syslog priorities for the journal); its
+/// level is set once from --log-level, before any other thread starts.
+nonisolated(unsafe) var logger = Logger(label: "ternd") { _ in TernLogHandler(level: .info) }
+
+func log(_ level: Logger.Level, _ message: String) { logger.log(level: level, "\(message)") }
+func log(_ message: String) { log(.info, message) }
 
 func monotonicSeconds() -> Double { seconds(CLOCK_MONOTONIC) }
 func wallSeconds() -> Double { seconds(CLOCK_REALTIME) }
@@ -46,20 +47,22 @@ enum Daemon {
             return 0
         }
         guard let signals = SignalReader() else {
-            log("cannot block signals: \(String(cString: strerror(errno)))")
+            log(.error, "cannot block signals: \(String(cString: strerror(errno)))")
             return 1
         }
         let split = argv.firstIndex(of: "--") ?? argv.count
         let ealArguments = Array(argv[..<split])
         let options: Options
         switch Options.parse(Array(argv[min(split + 1, argv.count)...])) {
-        case .success(let o): options = o
+        case .success(let o):
+            options = o
+            logger.logLevel = o.logLevel
         case .failure(let error):
             if error.version {
                 print("ternd \(TernVersion.string)")
                 return 0
             }
-            if !error.message.isEmpty { log(error.message) }
+            if !error.message.isEmpty { log(.error, error.message) }
             print(Options.usage)
             return error.message.isEmpty ? 0 : exitUsage
         }
@@ -67,13 +70,13 @@ enum Daemon {
         do {
             config = try ConfigLoader.load(path: options.config)
         } catch {
-            log("config refused:\n" + error.description)
+            log(.error, "config refused:\n" + error.description)
             return ConfigError.exitCode
         }
         if let available = MemoryBudget.availableBytes() {
             let problems = MemoryBudget.startProblems(config, available: available)
             if !problems.isEmpty {
-                log("config refused:\n" + ConfigError(file: options.config, problems: problems).description)
+                log(.error, "config refused:\n" + ConfigError(file: options.config, problems: problems).description)
                 return ConfigError.exitCode
             }
         }
@@ -83,31 +86,31 @@ enum Daemon {
         do {
             lock = try InstanceLock(prefix: prefix)
         } catch {
-            log(error.description)
+            log(.error, error.description)
             return 1
         }
         defer { lock.release() }
         if let pid = StartupChecks.primaryHolding(prefix: prefix) {
-            log("DPDK file prefix \"\(prefix)\" is in use by a running DPDK primary process (pid \(pid)); choose another --file-prefix")
+            log(.error, "DPDK file prefix \"\(prefix)\" is in use by a running DPDK primary process (pid \(pid)); choose another --file-prefix")
             return 1
         }
         let unreadable = StartupChecks.unreadableVdevFiles(ealArguments)
         if !unreadable.isEmpty {
-            log("cannot read the capture given to --vdev:\n" + unreadable.joined(separator: "\n"))
+            log(.error, "cannot read the capture given to --vdev:\n" + unreadable.joined(separator: "\n"))
             return 1
         }
         let server: ControlServer
         do {
             server = try ControlServer(path: config.control.socket)
         } catch {
-            log("control socket: \(error.description)")
+            log(.error, "control socket: \(error.description)")
             return 1
         }
         defer { server.close() }
         do {
             _ = try EAL.initialize(ealArguments)
         } catch {
-            log(error.description)
+            log(.error, error.description)
             return 1
         }
         defer {
@@ -120,10 +123,10 @@ enum Daemon {
             dataplane = try Dataplane(
                 config: config, configPath: options.config, cell: publisher.cell, idleSleepMicroseconds: options.idleSleepMicroseconds)
         } catch let error as StartupError {
-            log(error.message)
+            log(.error, error.message)
             return error.exitCode
         } catch {
-            log("\(error)")
+            log(.error, "\(error)")
             return 1
         }
         if config.dataplane.workers > 1 && !dataplane.rss {
@@ -146,7 +149,7 @@ enum Daemon {
         // server's thread) and DPDK telemetry commands (its thread).
         let exchange = ControlExchange()
         let commands = ControlCommands(
-            reloader: reloader, info: info, wallClock: wallSeconds, shouldStop: { signals.stopPending }, log: log)
+            reloader: reloader, info: info, wallClock: wallSeconds, shouldStop: { signals.stopPending }, log: { log($0, $1) })
         let renderer = MetricsRenderer(stats: info.stats, reloader: reloader, info: info, commands: commands)
         Telemetry.register(
             [("/tern/stats", "Tern's counters, live. No parameters."), ("/tern/vips", "Packets forwarded per VIP. No parameters.")]
@@ -156,7 +159,7 @@ enum Daemon {
             do {
                 metricsServer = try MetricsServer(host: m.host, port: m.port, exchange: exchange)
             } catch {
-                log("\(options.config): metrics.listen: cannot listen on \(m.host):\(m.port): \(error)")
+                log(.error, "\(options.config): metrics.listen: cannot listen on \(m.host):\(m.port): \(error)")
                 _ = dataplane.stop()
                 return 1
             }
@@ -164,7 +167,7 @@ enum Daemon {
         }
         defer { metricsServer?.close() }
         let loop = ControlLoop(
-            signals: signals, reloader: reloader, log: log, clock: monotonicSeconds,
+            signals: signals, reloader: reloader, log: { log($0, $1) }, clock: monotonicSeconds,
             stopWhenIdleSeconds: options.stopWhenIdleSeconds, progress: { dataplane.progress }, server: server, commands: commands,
             exchange: exchange, answer: { $0 == "metrics" ? renderer.render() : commands.telemetry($0) })
         log(loop.run() + ": stopping")
@@ -185,17 +188,17 @@ enum Daemon {
                 fputs(json + "\n", f)
                 fclose(f)
             } else {
-                log("cannot write \(path): \(String(cString: strerror(errno)))")
+                log(.error, "cannot write \(path): \(String(cString: strerror(errno)))")
                 status = 1
             }
         }
         let polled = report.extra.first { $0.0 == "rx_polled" }?.1 ?? 0
         if polled != report.outcomes.received {
-            log("BUG: rx \(polled) != sum of verdicts \(report.outcomes.received)")
+            log(.error, "BUG: rx \(polled) != sum of verdicts \(report.outcomes.received)")
             status = 1
         }
         if inUse != 0 {
-            log("BUG: \(inUse) mbufs still in use after stop")
+            log(.error, "BUG: \(inUse) mbufs still in use after stop")
             status = 1
         }
         return status

@@ -1,5 +1,7 @@
 // ternd's own options (after EAL's, behind `--`).
 
+import Logging
+
 struct UsageError: Error {
     /// Empty for `--help` and `--version`.
     var message: String
@@ -13,15 +15,19 @@ struct Options {
     var stopWhenIdleSeconds: Double? = nil
     /// Sleep this long after 1024 empty polls (0: busy-poll, the default).
     var idleSleepMicroseconds: UInt32 = 0
+    var logLevel: Logger.Level = .info
 
     static let usage = """
         usage: ternd [EAL options] -- --config FILE [--stats-json FILE] [--stop-when-idle SECONDS] [--idle-sleep-us N]
+                                      [--log-level LEVEL]
                ternd --help | --version
 
           --config FILE            Tern TOML config (ternctl check validates it)
           --stats-json FILE        also write the final counters (the JSON line printed on exit) to FILE
           --stop-when-idle SECONDS stop gracefully once no packet arrived for SECONDS (pcap replay)
           --idle-sleep-us N        sleep N microseconds after 1024 empty polls (default 0: busy-poll)
+          --log-level LEVEL        trace, debug, info (default), notice, warning, error, critical; every
+                                   line starts "ternd: " (and "<N>" syslog priorities under systemd)
 
         Signals: SIGHUP reloads the config (restart-only keys: [control], [dataplane], [[port]]);
         SIGTERM or SIGINT stop the workers, flush TX and print the final counters as one JSON line;
@@ -58,6 +64,11 @@ struct Options {
             case "--idle-sleep-us":
                 guard let v = value(), let n = UInt32(v) else { return .failure(UsageError(message: "--idle-sleep-us needs a number")) }
                 o.idleSleepMicroseconds = n
+            case "--log-level":
+                guard let v = value(), let level = Logger.Level(rawValue: v) else {
+                    return .failure(UsageError(message: "--log-level needs trace, debug, info, notice, warning, error or critical"))
+                }
+                o.logLevel = level
             case "-h", "--help":
                 return .failure(UsageError(message: ""))
             case "--version":

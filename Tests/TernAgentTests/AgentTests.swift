@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 
 @testable import TernAgent
+import Logging
 @testable import TernBalancing
 @testable import TernControl
 @testable import TernDataplane
@@ -191,7 +192,7 @@ final class ScriptedSignals: SignalSource {
         let file = ConfigFile(base)
         let r = try makeReloader(file)
         var lines: [String] = []
-        let loop = ControlLoop(signals: ScriptedSignals([nil, SIGHUP, SIGUSR1, SIGHUP, SIGTERM]), reloader: r, log: { lines.append($0) },
+        let loop = ControlLoop(signals: ScriptedSignals([nil, SIGHUP, SIGUSR1, SIGHUP, SIGTERM]), reloader: r, log: { lines.append($1) },
                                clock: { 0 })
         #expect(loop.run(pollMilliseconds: 0) == "signal \(SIGTERM)")
         #expect(r.succeeded == 2 && lines.filter { $0.hasPrefix("reload ok") }.count == 2)
@@ -203,7 +204,7 @@ final class ScriptedSignals: SignalSource {
         var now = 0.0
         var packets: UInt64 = 0
         let loop = ControlLoop(
-            signals: ScriptedSignals(Array(repeating: nil, count: 100)), reloader: try makeReloader(file), log: { _ in },
+            signals: ScriptedSignals(Array(repeating: nil, count: 100)), reloader: try makeReloader(file), log: { _, _ in },
             clock: {
                 now += 0.25
                 return now
@@ -320,5 +321,16 @@ final class ScriptedSignals: SignalSource {
         #expect(report.outcomes.received == 15 && report.outcomes[.forwarded] == 15)
         #expect(report.totals.perVIP.first { $0.0 == web }?.1 == 15)
         #expect(report.json.contains("\"rx\":15"))
+    }
+}
+
+@Suite struct LoggingTests {
+    @Test func everyLineIsPrefixedAndTheJournalGetsPriorities() {
+        let plain = TernLogHandler(level: .info, journal: false)
+        #expect(plain.lines(level: .info, message: "reload ok") == "ternd: reload ok\n")
+        #expect(plain.lines(level: .error, message: "reload failed:\nt.toml:3: x") == "ternd: error: reload failed:\nternd: error: t.toml:3: x\n")
+        let journal = TernLogHandler(level: .info, journal: true)
+        #expect(journal.lines(level: .warning, message: "signal 10 ignored") == "<4>ternd: warning: signal 10 ignored\n")
+        #expect(journal.lines(level: .info, message: "started") == "<6>ternd: started\n")
     }
 }

@@ -297,6 +297,19 @@ def test_startup_errors(ternd, tmp):
         check(p.returncode == 0 and p.stdout.startswith("ternd "), f"ternd {' '.join(args)}: exit {p.returncode} {p.stdout[:80]}")
     p = subprocess.run([ternd, "--help"], capture_output=True, text=True)
     check(p.returncode == 0 and "usage: ternd" in p.stdout, f"ternd --help: exit {p.returncode}")
+    # Under systemd (JOURNAL_STREAM names stderr) every line carries its syslog priority.
+    r, w = os.pipe()
+    st = os.fstat(w)
+    env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+    p = subprocess.Popen([ternd, "--", "--config", bad], stderr=w, stdout=subprocess.DEVNULL, env=env)
+    os.close(w)
+    with os.fdopen(r) as f:
+        lines = f.read().splitlines()
+    p.wait(timeout=30)
+    check(p.returncode == 78 and lines and all(line.startswith("<3>ternd: error: ") for line in lines),
+          f"journal priorities: exit {p.returncode}, {lines[:3]}")
+    p = subprocess.run([ternd, "--", "--config", bad, "--log-level", "loud"], capture_output=True, text=True)
+    check(p.returncode == 64 and "--log-level needs" in p.stderr, f"--log-level loud: exit {p.returncode}")
     print("ok: start-up errors exit 78 naming the key; usage errors exit 64", flush=True)
 
 
