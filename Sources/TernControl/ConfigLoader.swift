@@ -57,6 +57,22 @@ public enum ConfigLoader {
     }
 }
 
+/// Every key Tern reads, by table: what `unknown` checks against, and what a test checks
+/// configs/reference.toml documents.
+public enum ConfigKeys {
+    public static let top: Set<String> = ["node", "control", "metrics", "dataplane", "port", "maglev", "vip"]
+    public static let tables: [String: Set<String>] = [
+        "node": ["name", "tunnel_source_v4", "tunnel_source_v6"],
+        "control": ["socket"],
+        "metrics": ["listen"],
+        "dataplane": ["workers", "burst_size", "flow_table_entries", "tcp_idle_timeout_s", "udp_idle_timeout_s"],
+        "port": ["device", "gateway_mac", "mac", "mtu", "backend_device"],
+        "maglev": ["table_size"],
+        "vip": ["address", "port", "protocol", "encap", "gue_port", "allow_gue_port_overlap", "backend"],
+        "vip.backend": ["address", "weight"],
+    ]
+}
+
 // The document as Tern reads it: optional where a default exists.
 struct RawConfig {
     var node: RawNode
@@ -129,29 +145,29 @@ struct DocumentReader {
     /// leaves a placeholder so that the rest is still checked).
     mutating func config(_ doc: TOMLTable) -> RawConfig {
         let t = Table(doc, path: "")
-        unknown(t, known: ["node", "control", "metrics", "dataplane", "port", "maglev", "vip"])
+        unknown(t, known: ConfigKeys.top)
         let metricsListen = table(t, "metrics").flatMap { m -> String? in
-            unknown(m, known: ["listen"])
+            unknown(m, known: ConfigKeys.tables["metrics"]!)
             return string(m, "listen")
         }
         let controlSocket = table(t, "control").flatMap { c -> String? in
-            unknown(c, known: ["socket"])
+            unknown(c, known: ConfigKeys.tables["control"]!)
             return string(c, "socket")
         }
         let node = table(t, "node", required: true).map { n in
-            unknown(n, known: ["name", "tunnel_source_v4", "tunnel_source_v6"])
+            unknown(n, known: ConfigKeys.tables["node"]!)
             return RawNode(
                 name: string(n, "name", required: true) ?? "", tunnel_source_v4: string(n, "tunnel_source_v4"),
                 tunnel_source_v6: string(n, "tunnel_source_v6"))
         }
         let dataplane = table(t, "dataplane").map { d in
-            unknown(d, known: ["workers", "burst_size", "flow_table_entries", "tcp_idle_timeout_s", "udp_idle_timeout_s"])
+            unknown(d, known: ConfigKeys.tables["dataplane"]!)
             return RawDataplane(
                 workers: int(d, "workers"), burst_size: int(d, "burst_size"), flow_table_entries: int(d, "flow_table_entries"),
                 tcp_idle_timeout_s: int(d, "tcp_idle_timeout_s"), udp_idle_timeout_s: int(d, "udp_idle_timeout_s"))
         }
         let ports = tables(t, "port", required: true)?.compactMap { p -> RawPort? in
-            unknown(p, known: ["device", "gateway_mac", "mac", "mtu", "backend_device"])
+            unknown(p, known: ConfigKeys.tables["port"]!)
             let device = string(p, "device", required: true)
             let gateway = string(p, "gateway_mac", required: true)
             let port = RawPort(
@@ -160,13 +176,13 @@ struct DocumentReader {
             return device == nil || gateway == nil ? nil : port
         }
         let maglev = table(t, "maglev").map { m in
-            unknown(m, known: ["table_size"])
+            unknown(m, known: ConfigKeys.tables["maglev"]!)
             return RawMaglev(table_size: int(m, "table_size"))
         }
         let vips = tables(t, "vip")?.compactMap { v -> RawVIP? in
-            unknown(v, known: ["address", "port", "protocol", "encap", "gue_port", "allow_gue_port_overlap", "backend"])
+            unknown(v, known: ConfigKeys.tables["vip"]!)
             let backends = tables(v, "backend")?.compactMap { b -> RawBackend? in
-                unknown(b, known: ["address", "weight"])
+                unknown(b, known: ConfigKeys.tables["vip.backend"]!)
                 let weight = int(b, "weight")
                 return string(b, "address", required: true).map { RawBackend(address: $0, weight: weight) }
             }

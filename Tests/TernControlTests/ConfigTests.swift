@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import TernBalancing
@@ -155,6 +156,34 @@ func problems(_ text: String) -> [String] {
         } catch {
             #expect(error.lines == ["t.toml:16: extra: unknown key", "t.toml:11: vip[0].port: must be in 0...65535, got 70000"])
         }
+    }
+}
+
+@Suite struct ReferenceConfigTests {
+    /// Every key Tern reads appears in configs/reference.toml, set or commented out, in its table.
+    @Test func theReferenceConfigDocumentsEveryKey() throws {
+        let text = try String(contentsOfFile: "configs/reference.toml", encoding: .utf8)
+        var table = ""
+        var seen: [String: Set<String>] = [:]
+        for raw in text.split(separator: "\n") {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("[") {
+                table = line.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+                continue
+            }
+            // `key = value` or `# key = value` (an optional key shown commented out).
+            let body = line.hasPrefix("# ") ? String(line.dropFirst(2)) : line
+            guard let eq = body.firstIndex(of: "="), !body.hasPrefix("#") else { continue }
+            let key = body[..<eq].trimmingCharacters(in: .whitespaces)
+            if !key.isEmpty && !key.contains(" ") { seen[table, default: []].insert(key) }
+        }
+        for (t, keys) in ConfigKeys.tables {
+            let children = Set(ConfigKeys.tables.keys.filter { $0.hasPrefix(t + ".") }.map { String($0.dropFirst(t.count + 1)) })
+            for key in keys.subtracting(children) {
+                #expect(seen[t]?.contains(key) == true, "configs/reference.toml does not document \(t).\(key)")
+            }
+        }
+        #expect(Set(ConfigKeys.tables.keys.filter { !$0.contains(".") }) == ConfigKeys.top)
     }
 }
 
