@@ -89,7 +89,8 @@ ternd-test: build
 	$(PYTHON) Tests/outside/reload_soak.py .build/debug/ternd --reloads 40
 
 # Prometheus: promtool checks ternd's /metrics, a real Prometheus server scrapes it and answers
-# PromQL; DPDK's dpdk-telemetry.py asks ternd's /tern/stats and /tern/vips.
+# PromQL; DPDK's dpdk-telemetry.py asks ternd's /tern/stats and /tern/vips; dpdk-dumpcap captures a
+# running ternd's port (hugepages reserved by the test).
 metrics-test: build
 	$(PYTHON) Tests/outside/test_metrics.py .build/debug/ternd .build/debug/ternctl
 

@@ -15,7 +15,7 @@ let dpdkCFlags = ["-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk",
 let dpdkSwift: [SwiftSetting] = strict + [.unsafeFlags(dpdkCFlags.flatMap { ["-Xcc", $0] })]
 let dpdkLibraries: [LinkerSetting] = [
     "rte_ethdev", "rte_net", "rte_mbuf", "rte_mempool", "rte_ring", "rte_eal", "rte_kvargs", "rte_telemetry",
-    "rte_net_ring",
+    "rte_net_ring", "rte_pdump", "rte_pcapng",
 ].map { .linkedLibrary($0) }
 
 let package = Package(

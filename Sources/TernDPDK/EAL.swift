@@ -36,8 +36,15 @@ public enum EAL {
         return Int(rc)
     }
 
-    /// Calls `rte_eal_cleanup`.
-    public static func cleanup() { _ = rte_eal_cleanup() }
+    /// Lets `dpdk-dumpcap` (a secondary process) capture this process's ports (`rte_pdump_init`).
+    /// Needs a primary with shared config on hugepages: not --no-huge, --in-memory or --no-shconf.
+    public static func enableCapture() -> Bool { rte_pdump_init() == 0 }
+
+    /// Calls `rte_pdump_uninit` and `rte_eal_cleanup`.
+    public static func cleanup() {
+        _ = rte_pdump_uninit()
+        _ = rte_eal_cleanup()
+    }
 
     /// Worker lcores (every enabled lcore but the main one), in order. Calls `rte_get_next_lcore`.
     public static var workerLcores: [UInt32] {

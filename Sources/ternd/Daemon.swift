@@ -117,6 +117,9 @@ enum Daemon {
             EAL.cleanup()
             StartupChecks.removeRuntimeDirectory(prefix: prefix)
         }
+        // dpdk-dumpcap attaches as a secondary process: only with hugepages and shared config.
+        let sharedConfig = !ealArguments.contains { ["--no-huge", "--in-memory", "--no-shconf"].contains($0) }
+        if sharedConfig && !EAL.enableCapture() { log(.warning, "rte_pdump_init failed: dpdk-dumpcap cannot capture") }
         let publisher = Publisher(spec: DesiredState(config: config).snapshotSpec, workers: config.dataplane.workers)
         let dataplane: Dataplane
         do {
