@@ -57,7 +57,7 @@ def wait_for(proc, text, timeout):
     raise AssertionError(f"ternd did not log {text!r}: {''.join(seen)[-800:]}")
 
 
-def soak(ternd, vips, backends, table_size, reloads, max_growth_mib, load=True):
+def soak(ternd, vips, backends, table_size, reloads, max_growth_mib, load=True, report_every=0):
     tmp = tempfile.mkdtemp(prefix="tern-soak-")
     prefix = f"tern-soak-{os.getpid()}"
     try:
@@ -85,6 +85,8 @@ def soak(ternd, vips, backends, table_size, reloads, max_growth_mib, load=True):
                     raise AssertionError(f"reload {n} failed: {line}")
                 if n == min(3, reloads):
                     before = rss_kib(proc.pid)
+                if report_every and n % report_every == 0:
+                    print(f"  after reload {n}: RSS {rss_kib(proc.pid) / 1024:.1f} MiB", flush=True)
             after = rss_kib(proc.pid)
             took = time.monotonic() - started
             proc.send_signal(signal.SIGTERM)
@@ -124,8 +126,10 @@ def main():
     ap.add_argument("--reloads", type=int, default=40)
     ap.add_argument("--max-growth-mib", type=float, default=8)
     ap.add_argument("--no-load", action="store_true", help="replay the capture once instead of in a loop (idle worker)")
+    ap.add_argument("--report-every", type=int, default=0, help="print RSS every N reloads")
     a = ap.parse_args()
-    sys.exit(0 if soak(a.ternd, a.vips, a.backends, a.table_size, a.reloads, a.max_growth_mib, load=not a.no_load) else 1)
+    sys.exit(0 if soak(a.ternd, a.vips, a.backends, a.table_size, a.reloads, a.max_growth_mib, load=not a.no_load,
+                       report_every=a.report_every) else 1)
 
 
 if __name__ == "__main__":
