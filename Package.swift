@@ -79,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "ternd",
             dependencies: [
-                "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernControl", "TernTelemetry", "TernAgent",
+                "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernControl", "TernTelemetry", "TernAgent", "TernMetrics",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: dpdkSwift),
@@ -107,7 +107,7 @@ let package = Package(
             exclude: ["toml-test"], swiftSettings: strict),
         .testTarget(
             name: "TernDPDKTests",
-            dependencies: ["CDPDK", "TernDPDK", "TernWire", "TernBalancing", "TernDataplane", "TernTestSupport"],
+            dependencies: ["CDPDK", "TernDPDK", "TernWire", "TernBalancing", "TernDataplane", "TernMetrics", "TernTestSupport"],
             swiftSettings: dpdkSwift),
         .testTarget(name: "TernPcapTests", dependencies: ["TernPcap"], swiftSettings: strict),
         .testTarget(

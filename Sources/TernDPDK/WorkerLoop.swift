@@ -30,22 +30,6 @@ public struct WorkerQueue: Sendable {
     }
 }
 
-/// Counts the loop keeps besides the pipeline's outcomes (in the worker's counter block: live).
-public struct IOCounters: Sendable {
-    public var rx: UInt64 = 0
-    public var tx: UInt64 = 0
-    /// Frames the TX queue refused (freed, not retried).
-    public var txFailed: UInt64 = 0
-
-    public init() {}
-
-    public init(reading block: CounterBlock) {
-        rx = block.load(CounterSlot.rx)
-        tx = block.load(CounterSlot.tx)
-        txFailed = block.load(CounterSlot.txFailed)
-    }
-}
-
 /// Everything one worker lcore needs; shared with the control thread only through atomics, the
 /// snapshot cell, and after the worker has stopped.
 public final class WorkerLoop: LcoreTask, @unchecked Sendable {
@@ -55,12 +39,9 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
     public let cell: SnapshotCell
     /// The pipeline state (flow table, outcome counters); owned by this loop while it runs.
     public let worker: UnsafeMutablePointer<Worker>
-    /// Frames received and sent so far (live).
-    public var io: IOCounters { IOCounters(reading: stats) }
-    /// The worker's counter block; the control thread reads it while the loop runs.
+    /// The worker's counter block (outcomes, flow table, rx/tx): the control thread reads it while
+    /// the loop runs, e.g. `rx` to tell when input went idle.
     public let stats: CounterBlock
-    /// Received packets, published once per burst so the control thread can tell when RX is idle.
-    public let progress = Atomic<UInt64>(0)
     let stop: Atomic<Bool>
     /// Sleep this long after 1024 empty polls in a row (0: always busy-poll).
     let idleSleepMicroseconds: UInt32
@@ -107,7 +88,6 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         let start = tern_tsc()
         var idlePolls = 0
         let stats = self.stats
-        var rxTotal: UInt64 = 0
 
         while !stop.load(ordering: .acquiring) {
             let snapshot = cell.enterBurst(reader: index)
@@ -157,8 +137,6 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
             }
             if received > 0 {
                 stats.add(CounterSlot.rx, UInt64(received))
-                rxTotal &+= UInt64(received)
-                progress.store(rxTotal, ordering: .relaxed)
                 idlePolls = 0
             } else if idleSleepMicroseconds > 0 {
                 idlePolls += 1

@@ -5,6 +5,7 @@ import TernBalancing
 import TernControl
 import TernDPDK
 import TernDataplane
+import TernMetrics
 import TernWire
 
 struct StartupError: Error {
@@ -74,8 +75,8 @@ final class Dataplane {
         for (w, loop) in loops.enumerated() { try Lcore.launch(loop, on: lcores[w]) }
     }
 
-    /// Packets received so far over all workers (relaxed reads: for the idle timer).
-    var progress: UInt64 { loops.reduce(0) { $0 + $1.progress.load(ordering: .relaxed) } }
+    /// Packets received so far over all workers (live reads of their blocks: for the idle timer).
+    var progress: UInt64 { loops.reduce(0) { $0 + $1.stats.load(CounterSlot.rx) } }
 
     /// Stops the workers (they flush TX before returning) and closes the ports; returns the mbufs
     /// still in use, then frees the pool. The workers' counters stay readable (their blocks live

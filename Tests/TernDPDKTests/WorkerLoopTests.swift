@@ -5,6 +5,7 @@ import Testing
 @testable import TernBalancing
 @testable import TernDPDK
 @testable import TernDataplane
+@testable import TernMetrics
 @testable import TernTestSupport
 @testable import TernWire
 
@@ -61,7 +62,7 @@ func runLoop(_ loop: WorkerLoop, expected: Int) {
         finished.signal()
     }
     let deadline = Date().addingTimeInterval(20)
-    while loop.progress.load(ordering: .relaxed) < UInt64(expected) && Date() < deadline { usleep(1000) }
+    while loop.stats.load(CounterSlot.rx) < UInt64(expected) && Date() < deadline { usleep(1000) }
     loop.requestStop()
     finished.wait()
 }
@@ -86,7 +87,9 @@ func runLoop(_ loop: WorkerLoop, expected: Int) {
         var simulator = Simulator(snapshot: ForwardingSnapshot(spec, generation: 1), worker: makeWorker())
         let expected = frames.compactMap { simulator.run($0).1 }
         #expect(out == expected)
-        #expect(loop.io.rx == 500 && loop.io.tx == UInt64(expected.count) && loop.io.txFailed == 0)
+        #expect(
+            loop.stats.load(CounterSlot.rx) == 500 && loop.stats.load(CounterSlot.tx) == UInt64(expected.count)
+                && loop.stats.load(CounterSlot.txFailed) == 0)
         #expect(loop.worker.pointee.counters.received == 500)
         #expect(loop.worker.pointee.counters[.host] == 50 && loop.worker.pointee.counters[.dropMalformed] == 50)
         #expect(pool.inUse == 0, "every mbuf sent or freed")
@@ -110,7 +113,7 @@ func runLoop(_ loop: WorkerLoop, expected: Int) {
         runLoop(loop, expected: frames.count)
         let out = ring.drain()
         #expect(out.count == 15)
-        #expect(loop.io.tx == 15 && loop.io.txFailed == 85)
+        #expect(loop.stats.load(CounterSlot.tx) == 15 && loop.stats.load(CounterSlot.txFailed) == 85)
         #expect(loop.worker.pointee.counters[.forwarded] == 100)
         #expect(pool.inUse == 0)
         ring.port.stopAndClose()

@@ -63,6 +63,17 @@ def query(prom, expr):
     return data.get("data", {}).get("result", [])
 
 
+def stop(proc, prefix):
+    """SIGTERM, wait, and remove what a killed ternd could leave in /var/run/dpdk."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+    shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+
+
 def ensure_hugepages(pages=256):
     """dpdk-dumpcap needs a primary on hugepages: reserve some and mount hugetlbfs if needed."""
     with open("/proc/sys/vm/nr_hugepages") as f:
@@ -102,12 +113,7 @@ def test_capture(ternd, tmp):
         check(any("192.0.2.10" in f for f in frames), f"dpdk-dumpcap: no packet to the VIP among {frames[:5]}")
         print(f"ok: dpdk-dumpcap captured {len(frames)} packets of a running ternd's port into pcapng; tshark reads them", flush=True)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+        stop(proc, prefix)
         os.unlink(inp)
     check(proc.returncode == 0, f"capture: ternd exited {proc.returncode}")
 
@@ -144,6 +150,16 @@ def main(ternd, ternctl):
             check(name in body or name.replace("{reason=", "{worker=") in body, f"/metrics lacks {name}")
         status, _ = get(f"http://127.0.0.1:{port}/other")
         check(status == 404, f"GET /other: {status}")
+        # A second ternd whose metrics port is taken stops at start and says which key.
+        second = os.path.join(tmp, "second.toml")
+        with open(second, "w") as f:
+            f.write(good.replace(sock, os.path.join(tmp, "second.sock")).replace('device = "net_pcap0"', 'device = "net_null0"'))
+        p = subprocess.run([ternd, "-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--file-prefix", prefix + "-2",
+                            "--vdev", "net_null0", "--log-level", "lib.eal:error", "--", "--config", second],
+                           capture_output=True, text=True, timeout=60)
+        shutil.rmtree(f"/var/run/dpdk/{prefix}-2", ignore_errors=True)
+        check(p.returncode == 1 and f"metrics.listen: cannot listen on 127.0.0.1:{port}" in p.stderr,
+              f"second ternd on a taken metrics port: exit {p.returncode}, {p.stderr[-300:]}")
 
         # DPDK's own telemetry client.
         def telemetry(command):
@@ -192,12 +208,7 @@ def main(ternd, ternctl):
         if server:
             server.terminate()
             server.wait(timeout=30)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+        stop(proc, prefix)
         shutil.rmtree(tmp, ignore_errors=True)
     check(proc.returncode == 0, f"ternd exited {proc.returncode}")
     tmp = tempfile.mkdtemp(prefix="tern-capture-")
