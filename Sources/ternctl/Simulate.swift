@@ -15,7 +15,9 @@ struct Simulate: ParsableCommand {
         discussion: """
             Forwarded (encapsulated) and replied (ICMP echo reply, ICMP too big) packets are written to --out with their input \
             timestamps; packets for the host and drops are counted only. The flow-table clock follows the \
-            capture timestamps. The source MAC is [[port]].mac of the first port, or 02:00:00:00:00:01.
+            capture timestamps. The capture arrives on [[port]] number --port (0: the first); encapsulated \
+            packets take the MACs and MTU of its backend_device, replies its own, as in ternd. A port without a mac \
+            key stands in as 02:00:00:00:00:01.
             """)
 
     @Option(help: "The TOML config file.")
@@ -27,11 +29,17 @@ struct Simulate: ParsableCommand {
     @Option(name: .customLong("out"), help: "Output pcap: what Tern would transmit.")
     var output: String
 
+    @Option(help: "Index of the [[port]] the capture arrives on.")
+    var port = 0
+
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
     func run() throws {
         let c = try loadConfig(config)
+        guard c.ports.indices.contains(port) else {
+            throw ValidationError("--port \(port): \(config) has \(c.ports.count) [[port]] table(s), numbered from 0")
+        }
         let reader: PcapReader
         let writer: PcapWriter
         do {
@@ -46,9 +54,8 @@ struct Simulate: ParsableCommand {
             printError(error.description)
             throw ExitCode(73)
         }
-        let port = c.ports[0]
         let worker = Worker(
-            index: 0, port: PortContext(mac: port.mac ?? PortConfig.simulatedMAC, gatewayMAC: port.gatewayMAC, mtu: port.mtu),
+            index: 0, port: PortPlan(simulating: c.ports).routes[port].context,
             flowTableEntries: c.dataplane.flowTableEntries,
             tcpIdleTimeout: UInt32(c.dataplane.tcpIdleTimeoutSeconds), udpIdleTimeout: UInt32(c.dataplane.udpIdleTimeoutSeconds))
         var simulator = Simulator(snapshot: ForwardingSnapshot(c.snapshotSpec, generation: 1), worker: worker)

@@ -52,15 +52,11 @@ final class Dataplane {
             try port.start()
         }
         self.rss = rss
+        let plan = PortPlan(config.ports, deviceMACs: ports.map(\.mac))
         var loops: [WorkerLoop] = []
         for w in 0..<workers {
-            let queues = config.ports.enumerated().map { i, p -> WorkerQueue in
-                let backendIndex = p.backendDevice.flatMap { b in config.ports.firstIndex { $0.device == b } } ?? i
-                let backend = config.ports[backendIndex]
-                let context = PortContext(
-                    mac: backend.mac ?? ports[backendIndex].mac, gatewayMAC: backend.gatewayMAC, mtu: backend.mtu,
-                    replyMAC: p.mac ?? ports[i].mac, replyGatewayMAC: p.gatewayMAC)
-                return WorkerQueue(rxPort: ports[i].id, queue: UInt16(w), backendPort: ports[backendIndex].id, context: context)
+            let queues = plan.routes.map { r in
+                WorkerQueue(rxPort: ports[r.rx].id, queue: UInt16(w), backendPort: ports[r.backend].id, context: r.context)
             }
             let worker = Worker(
                 index: w, port: queues[0].context, flowTableEntries: config.dataplane.flowTableEntries,
