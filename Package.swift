@@ -42,7 +42,7 @@ let package = Package(
             name: "TernDataplane", dependencies: ["TernWire", "TernBalancing", "TernMetrics", "CFastPath"], swiftSettings: strict),
         .target(
             name: "TernControl",
-            dependencies: ["TernWire", "TernBalancing"],
+            dependencies: ["TernWire", "TernBalancing", "TernDataplane"],
             swiftSettings: strict),
         // The only C: accessors for DPDK's inline functions, macros and mbuf fields, and glibc gaps.
         .target(
@@ -103,7 +103,7 @@ let package = Package(
             name: "TernDataplaneTests", dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport"],
             swiftSettings: strict),
         .testTarget(
-            name: "TernControlTests", dependencies: ["TernWire", "TernBalancing", "TernControl"],
+            name: "TernControlTests", dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernControl"],
             exclude: ["toml-test"], swiftSettings: strict),
         .testTarget(
             name: "TernDPDKTests",

@@ -11,11 +11,11 @@ public struct NodeConfig: Equatable, Sendable {
 
 /// Restart-only: a reload that changes it is refused.
 public struct DataplaneConfig: Equatable, Sendable {
-    public var workers = 1
-    public var burstSize = 32
-    public var flowTableEntries = 1_048_576
-    public var tcpIdleTimeoutSeconds = 300
-    public var udpIdleTimeoutSeconds = 30
+    public var workers = ConfigSchema.workers.defaultValue!
+    public var burstSize = ConfigSchema.burstSize.defaultValue!
+    public var flowTableEntries = ConfigSchema.flowTableEntries.defaultValue!
+    public var tcpIdleTimeoutSeconds = ConfigSchema.tcpIdleTimeout.defaultValue!
+    public var udpIdleTimeoutSeconds = ConfigSchema.udpIdleTimeout.defaultValue!
 }
 
 /// Restart-only: a reload that changes it is refused.
@@ -25,7 +25,7 @@ public struct PortConfig: Equatable, Sendable {
     /// The port's own MAC, when set; otherwise the device's (`ternctl simulate` then uses
     /// `PortConfig.simulatedMAC`).
     public var mac: MACAddress?
-    public var mtu = 1500
+    public var mtu = ConfigSchema.portMTU.defaultValue!
     /// The device encapsulated packets received here leave on (another `[[port]]`); nil: this
     /// port (one-armed). Replies always leave on the port the request came in on.
     public var backendDevice: String? = nil
@@ -74,6 +74,9 @@ public struct TernConfig: Equatable, Sendable {
     public var ports: [PortConfig]
     public var tableSize: Int
     public var vips: [VIPConfig]
+    /// The value in force of every restart-only key by key path (`port[0].mtu`), in file order:
+    /// what a reload compares (see `restartOnlyChanges`).
+    public var restartOnly: [SettingValue] = []
 
     public var backendCount: Int { vips.reduce(0) { $0 + $1.backends.count } }
 

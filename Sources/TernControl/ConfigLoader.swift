@@ -57,22 +57,6 @@ public enum ConfigLoader {
     }
 }
 
-/// Every key Tern reads, by table: what `unknown` checks against, and what a test checks
-/// configs/reference.toml documents.
-public enum ConfigKeys {
-    public static let top: Set<String> = ["node", "control", "metrics", "dataplane", "port", "maglev", "vip"]
-    public static let tables: [String: Set<String>] = [
-        "node": ["name", "tunnel_source_v4", "tunnel_source_v6"],
-        "control": ["socket"],
-        "metrics": ["listen"],
-        "dataplane": ["workers", "burst_size", "flow_table_entries", "tcp_idle_timeout_s", "udp_idle_timeout_s"],
-        "port": ["device", "gateway_mac", "mac", "mtu", "backend_device"],
-        "maglev": ["table_size"],
-        "vip": ["address", "port", "protocol", "encap", "gue_port", "allow_gue_port_overlap", "backend"],
-        "vip.backend": ["address", "weight"],
-    ]
-}
-
 // The document as Tern reads it: optional where a default exists.
 struct RawConfig {
     var node: RawNode
@@ -144,71 +128,76 @@ struct DocumentReader {
     /// Everything that could be read; what could not is in `problems` (a missing node or port
     /// leaves a placeholder so that the rest is still checked).
     mutating func config(_ doc: TOMLTable) -> RawConfig {
+        typealias K = ConfigSchema
         let t = Table(doc, path: "")
-        unknown(t, known: ConfigKeys.top)
-        let metricsListen = table(t, "metrics").flatMap { m -> String? in
-            unknown(m, known: ConfigKeys.tables["metrics"]!)
-            return string(m, "listen")
+        unknown(t)
+        let metricsListen = table(t, K.metrics).flatMap { m -> String? in
+            unknown(m)
+            return string(m, K.metricsListen)
         }
-        let controlSocket = table(t, "control").flatMap { c -> String? in
-            unknown(c, known: ConfigKeys.tables["control"]!)
-            return string(c, "socket")
+        let controlSocket = table(t, K.control).flatMap { c -> String? in
+            unknown(c)
+            return string(c, K.controlSocket)
         }
-        let node = table(t, "node", required: true).map { n in
-            unknown(n, known: ConfigKeys.tables["node"]!)
+        let node = table(t, K.node).map { n in
+            unknown(n)
             return RawNode(
-                name: string(n, "name", required: true) ?? "", tunnel_source_v4: string(n, "tunnel_source_v4"),
-                tunnel_source_v6: string(n, "tunnel_source_v6"))
+                name: string(n, K.nodeName) ?? "", tunnel_source_v4: string(n, K.tunnelSourceV4),
+                tunnel_source_v6: string(n, K.tunnelSourceV6))
         }
-        let dataplane = table(t, "dataplane").map { d in
-            unknown(d, known: ConfigKeys.tables["dataplane"]!)
+        let dataplane = table(t, K.dataplane).map { d in
+            unknown(d)
             return RawDataplane(
-                workers: int(d, "workers"), burst_size: int(d, "burst_size"), flow_table_entries: int(d, "flow_table_entries"),
-                tcp_idle_timeout_s: int(d, "tcp_idle_timeout_s"), udp_idle_timeout_s: int(d, "udp_idle_timeout_s"))
+                workers: int(d, K.workers), burst_size: int(d, K.burstSize), flow_table_entries: int(d, K.flowTableEntries),
+                tcp_idle_timeout_s: int(d, K.tcpIdleTimeout), udp_idle_timeout_s: int(d, K.udpIdleTimeout))
         }
-        let ports = tables(t, "port", required: true)?.compactMap { p -> RawPort? in
-            unknown(p, known: ConfigKeys.tables["port"]!)
-            let device = string(p, "device", required: true)
-            let gateway = string(p, "gateway_mac", required: true)
+        let ports = tables(t, K.port)?.compactMap { p -> RawPort? in
+            unknown(p)
+            let device = string(p, K.portDevice)
+            let gateway = string(p, K.portGatewayMAC)
             let port = RawPort(
-                device: device ?? "", gateway_mac: gateway ?? "", mac: string(p, "mac"), mtu: int(p, "mtu"),
-                backend_device: string(p, "backend_device"))
+                device: device ?? "", gateway_mac: gateway ?? "", mac: string(p, K.portMAC), mtu: int(p, K.portMTU),
+                backend_device: string(p, K.portBackendDevice))
             return device == nil || gateway == nil ? nil : port
         }
-        let maglev = table(t, "maglev").map { m in
-            unknown(m, known: ConfigKeys.tables["maglev"]!)
-            return RawMaglev(table_size: int(m, "table_size"))
+        let maglev = table(t, K.maglev).map { m in
+            unknown(m)
+            return RawMaglev(table_size: int(m, K.tableSize))
         }
-        let vips = tables(t, "vip")?.compactMap { v -> RawVIP? in
-            unknown(v, known: ConfigKeys.tables["vip"]!)
-            let backends = tables(v, "backend")?.compactMap { b -> RawBackend? in
-                unknown(b, known: ConfigKeys.tables["vip.backend"]!)
-                let weight = int(b, "weight")
-                return string(b, "address", required: true).map { RawBackend(address: $0, weight: weight) }
+        let vips = tables(t, K.vip)?.compactMap { v -> RawVIP? in
+            unknown(v)
+            let backends = tables(v, K.backend)?.compactMap { b -> RawBackend? in
+                unknown(b)
+                let weight = int(b, K.backendWeight)
+                return string(b, K.backendAddress).map { RawBackend(address: $0, weight: weight) }
             }
-            let address = string(v, "address", required: true)
-            let port = int(v, "port", required: true)
-            let proto = string(v, "protocol", required: true)
-            let encap = string(v, "encap")
-            let guePort = int(v, "gue_port")
-            let overlap = bool(v, "allow_gue_port_overlap")
+            let address = string(v, K.vipAddress)
+            let port = int(v, K.vipPort)
+            let proto = string(v, K.vipProtocol)
+            let encap = string(v, K.vipEncap)
+            let guePort = int(v, K.guePort)
+            let overlap = bool(v, K.allowGUEPortOverlap)
             guard let address, let port, let proto else { return nil }
             return RawVIP(
                 address: address, port: port, protocol: proto, encap: encap, gue_port: guePort, allow_gue_port_overlap: overlap,
                 backend: backends)
         }
         return RawConfig(
-            node: node ?? RawNode(name: "-"), controlSocket: controlSocket, metricsListen: metricsListen, dataplane: dataplane, port: ports ?? [], maglev: maglev,
-            vip: vips)
+            node: node ?? RawNode(name: "-"), controlSocket: controlSocket, metricsListen: metricsListen, dataplane: dataplane,
+            port: ports ?? [], maglev: maglev, vip: vips)
     }
 
     /// A table being read and the key path that names it.
     struct Table {
         var table: TOMLTable
+        /// The key path naming this table in messages (`vip[2].backend[0]`).
         var path: String
-        init(_ table: TOMLTable, path: String) {
+        /// The schema's name for it (`vip.backend`).
+        var schemaPath: String
+        init(_ table: TOMLTable, path: String, schemaPath: String = "") {
             self.table = table
             self.path = path
+            self.schemaPath = schemaPath
         }
         func path(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
     }
@@ -234,56 +223,62 @@ struct DocumentReader {
     }
 
     /// A key's value when `extract` takes it; a wrong type is reported as `expected`.
-    mutating func typed<T>(
-        _ t: Table, _ key: String, required: Bool, expected: String, _ extract: (TOMLValue) -> T?
-    ) -> T? {
-        guard let e = entry(t, key, required: required) else { return nil }
+    mutating func typed<T>(_ t: Table, _ key: ConfigKey, expected: String, _ extract: (TOMLValue) -> T?) -> T? {
+        guard let e = entry(t, key.name, required: key.required) else { return nil }
         guard let v = extract(e.value) else {
-            wrongType(t, key, e, expected: expected)
+            wrongType(t, key.name, e, expected: expected)
             return nil
         }
         return v
     }
 
-    mutating func string(_ t: Table, _ key: String, required: Bool = false) -> String? {
-        typed(t, key, required: required, expected: "string") { if case .string(let s) = $0 { s } else { nil } }
+    mutating func string(_ t: Table, _ key: ConfigKey) -> String? {
+        precondition(key.kind == .string)
+        return typed(t, key, expected: "string") { if case .string(let s) = $0 { s } else { nil } }
     }
 
-    mutating func int(_ t: Table, _ key: String, required: Bool = false) -> Int? {
-        typed(t, key, required: required, expected: "integer") { if case .integer(let n) = $0 { Int(n) } else { nil } }
+    mutating func int(_ t: Table, _ key: ConfigKey) -> Int? {
+        precondition(key.kind == .integer)
+        return typed(t, key, expected: "integer") { if case .integer(let n) = $0 { Int(n) } else { nil } }
     }
 
-    mutating func bool(_ t: Table, _ key: String) -> Bool? {
-        typed(t, key, required: false, expected: "boolean") { if case .boolean(let b) = $0 { b } else { nil } }
+    mutating func bool(_ t: Table, _ key: ConfigKey) -> Bool? {
+        precondition(key.kind == .boolean)
+        return typed(t, key, expected: "boolean") { if case .boolean(let b) = $0 { b } else { nil } }
     }
 
-    mutating func table(_ t: Table, _ key: String, required: Bool = false) -> Table? {
-        typed(t, key, required: required, expected: "table ([\(t.path(key))])") {
-            if case .table(let inner) = $0 { Table(inner, path: t.path(key)) } else { nil }
+    mutating func table(_ t: Table, _ key: ConfigKey) -> Table? {
+        precondition(key.kind == .table)
+        return typed(t, key, expected: "table ([\(t.path(key.name))])") {
+            if case .table(let inner) = $0 { Table(inner, path: t.path(key.name), schemaPath: key.path) } else { nil }
         }
     }
 
     /// An array of tables (`[[key]]`), each element named `key[i]`.
-    mutating func tables(_ t: Table, _ key: String, required: Bool = false) -> [Table]? {
-        guard let e = entry(t, key, required: required) else { return nil }
+    mutating func tables(_ t: Table, _ key: ConfigKey) -> [Table]? {
+        precondition(key.kind == .tables)
+        guard let e = entry(t, key.name, required: key.required) else { return nil }
+        let expected = "array of tables ([[\(t.path(key.name))]])"
         guard case .array(let items) = e.value else {
-            wrongType(t, key, e, expected: "array of tables ([[\(t.path(key))]])")
+            wrongType(t, key.name, e, expected: expected)
             return nil
         }
         var out: [Table] = []
         for (i, item) in items.enumerated() {
             guard case .table(let inner) = item else {
-                wrongType(t, key, e, expected: "array of tables ([[\(t.path(key))]])")
+                wrongType(t, key.name, e, expected: expected)
                 return nil
             }
-            let path = "\(t.path(key))[\(i)]"
+            let path = "\(t.path(key.name))[\(i)]"
             if let first = inner.keys.first, let l = inner[first]?.line { lines[path] = l } else { lines[path] = e.line }
-            out.append(Table(inner, path: path))
+            out.append(Table(inner, path: path, schemaPath: key.path))
         }
         return out
     }
 
-    mutating func unknown(_ t: Table, known: Set<String>) {
+    /// Reports every key of `t` the schema does not list for its table.
+    mutating func unknown(_ t: Table) {
+        let known = ConfigSchema.names(in: t.schemaPath)
         for key in t.table.keys where !known.contains(key) {
             fail(t.path(quotedKey(key)), "unknown key", line: t.table[key]?.line)
         }
@@ -298,12 +293,11 @@ struct DocumentReader {
 /// Range and consistency checks; collects every problem instead of stopping at the first.
 struct Validator {
     var problems: [ConfigProblem] = []
+    /// The value in force of every restart-only key, by key path, in file order.
+    var restartOnly: [SettingValue] = []
 
-    static let limits = (
-        workers: 1...64, burstSize: 1...512, flowTableEntries: 1024...(1 << 28), idleTimeout: 1...86_400,
-        mtu: 1280...9216, tableSize: 7...10_000_019, weight: 0...65535, port: 0...65535, guePort: 1...65535,
-        backendsPerVIP: 16384
-    )
+    /// More would trap Maglev's 16-bit slots long before the table size does.
+    static let maxBackendsPerVIP = 16384
 
     /// Memory no config may ask for, whatever the machine (ternd also checks what the machine has
     /// at start): Maglev tables of one snapshot (a reload holds two), and flow tables of all workers.
@@ -312,13 +306,25 @@ struct Validator {
 
     mutating func fail(_ path: String, _ message: String) { problems.append(ConfigProblem(path, message)) }
 
-    mutating func int(_ value: Int?, _ path: String, _ range: ClosedRange<Int>, default d: Int) -> Int {
-        guard let value else { return d }
-        guard range.contains(value) else {
-            fail(path, "must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
-            return d
+    /// Records the value in force of a restart-only key (what the reload diff compares).
+    mutating func note(_ key: ConfigKey, _ path: String, _ value: String) {
+        if key.restartOnly { restartOnly.append(SettingValue(path: path, value: value)) }
+    }
+
+    /// An integer key's value within its range, else its default (or its lowest value).
+    mutating func int(_ value: Int?, _ key: ConfigKey, at path: String? = nil) -> Int {
+        let range = key.range!
+        let path = path ?? key.path
+        var result = key.defaultValue ?? range.lowerBound
+        if let value {
+            if range.contains(value) {
+                result = value
+            } else {
+                fail(path, "must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+            }
         }
-        return value
+        note(key, path, String(result))
+        return result
     }
 
     /// Every address in the config is a VIP, a backend or a tunnel source: all must be unicast.
@@ -346,20 +352,15 @@ struct Validator {
 
     mutating func validate(_ raw: RawConfig) -> TernConfig? {
         let node = validateNode(raw.node)
-        var dataplane = DataplaneConfig()
-        if let d = raw.dataplane {
-            let l = Validator.limits
-            dataplane.workers = int(d.workers, "dataplane.workers", l.workers, default: 1)
-            dataplane.burstSize = int(d.burst_size, "dataplane.burst_size", l.burstSize, default: 32)
-            dataplane.flowTableEntries = int(
-                d.flow_table_entries, "dataplane.flow_table_entries", l.flowTableEntries, default: 1_048_576)
-            dataplane.tcpIdleTimeoutSeconds = int(
-                d.tcp_idle_timeout_s, "dataplane.tcp_idle_timeout_s", l.idleTimeout, default: 300)
-            dataplane.udpIdleTimeoutSeconds = int(
-                d.udp_idle_timeout_s, "dataplane.udp_idle_timeout_s", l.idleTimeout, default: 30)
-        }
+        typealias K = ConfigSchema
+        let d = raw.dataplane
+        let dataplane = DataplaneConfig(
+            workers: int(d?.workers, K.workers), burstSize: int(d?.burst_size, K.burstSize),
+            flowTableEntries: int(d?.flow_table_entries, K.flowTableEntries),
+            tcpIdleTimeoutSeconds: int(d?.tcp_idle_timeout_s, K.tcpIdleTimeout),
+            udpIdleTimeoutSeconds: int(d?.udp_idle_timeout_s, K.udpIdleTimeout))
         let ports = validatePorts(raw.port)
-        let tableSize = int(raw.maglev?.table_size, "maglev.table_size", Validator.limits.tableSize, default: 65537)
+        let tableSize = int(raw.maglev?.table_size, K.tableSize)
         if !Maglev.isPrime(tableSize) { fail("maglev.table_size", "must be prime, got \(tableSize)") }
         let (vips, vipPaths) = validateVIPs(raw.vip ?? [], node: node, tableSize: tableSize)
         var config = TernConfig(node: node, dataplane: dataplane, ports: ports, tableSize: tableSize, vips: vips)
@@ -369,12 +370,15 @@ struct Validator {
             }
             config.control.socket = socket
         }
+        note(K.controlSocket, K.controlSocket.path, config.control.socket)
         if let listen = raw.metricsListen { config.metrics = metricsListen(listen) }
+        note(K.metricsListen, K.metricsListen.path, config.metrics.map { "\($0.host) \($0.port)" } ?? "off")
         checkMemory(config)
         checkLoops(config, vipPaths)
         checkGUEPortOverlap(config, vipPaths)
         checkMTU(config)
         guard problems.isEmpty else { return nil }
+        config.restartOnly = restartOnly
         return config
     }
 
@@ -493,7 +497,11 @@ struct Validator {
             if !seen.insert(p.device).inserted { fail("\(path).device", "duplicate device \"\(escapedForMessage(p.device))\"") }
             let gateway = mac(p.gateway_mac, "\(path).gateway_mac")
             let own = p.mac.flatMap { mac($0, "\(path).mac") }
-            let mtu = int(p.mtu, "\(path).mtu", Validator.limits.mtu, default: 1500)
+            note(ConfigSchema.portDevice, "\(path).device", p.device)
+            note(ConfigSchema.portGatewayMAC, "\(path).gateway_mac", gateway?.description ?? p.gateway_mac)
+            note(ConfigSchema.portMAC, "\(path).mac", own?.description ?? "the device's")
+            let mtu = int(p.mtu, ConfigSchema.portMTU, at: "\(path).mtu")
+            note(ConfigSchema.portBackendDevice, "\(path).backend_device", p.backend_device ?? "this port")
             if let b = p.backend_device, !raw.contains(where: { $0.device == b }) {
                 fail("\(path).backend_device", "\"\(escapedForMessage(b))\" is not the device of any [[port]]")
             }
@@ -510,7 +518,7 @@ struct Validator {
         for (i, r) in raw.enumerated() {
             let path = "vip[\(i)]"
             let address = address(r.address, "\(path).address")
-            let port = int(r.port, "\(path).port", Validator.limits.port, default: 0)
+            let port = int(r.port, ConfigSchema.vipPort, at: "\(path).port")
             var ipProtocol = IPProtocol.tcp
             switch r.protocol {
             case "tcp": ipProtocol = IPProtocol.tcp
@@ -525,7 +533,7 @@ struct Validator {
             case "gue":
                 encapsulation = .gue
                 if let g = r.gue_port {
-                    guePort = UInt16(int(g, "\(path).gue_port", Validator.limits.guePort, default: 1))
+                    guePort = UInt16(int(g, ConfigSchema.guePort, at: "\(path).gue_port"))
                 } else {
                     fail("\(path).gue_port", "required with encap = \"gue\"")
                 }
@@ -549,8 +557,8 @@ struct Validator {
 
     mutating func validateBackends(_ raw: [RawBackend], path: String, node: NodeConfig, tableSize: Int) -> [BackendConfig] {
         if raw.isEmpty { fail("\(path).backend", "a VIP needs at least one [[vip.backend]]") }
-        if raw.count > Validator.limits.backendsPerVIP {
-            fail("\(path).backend", "\(raw.count) backends; at most \(Validator.limits.backendsPerVIP) per VIP")
+        if raw.count > Validator.maxBackendsPerVIP {
+            fail("\(path).backend", "\(raw.count) backends; at most \(Validator.maxBackendsPerVIP) per VIP")
         } else if raw.count >= tableSize {
             fail("\(path).backend", "\(raw.count) backends need a maglev.table_size above \(raw.count)")
         }
@@ -558,7 +566,7 @@ struct Validator {
         var backends: [BackendConfig] = []
         for (j, b) in raw.enumerated() {
             let bpath = "\(path).backend[\(j)]"
-            let weight = int(b.weight, "\(bpath).weight", Validator.limits.weight, default: 100)
+            let weight = int(b.weight, ConfigSchema.backendWeight, at: "\(bpath).weight")
             guard let a = address(b.address, "\(bpath).address") else { continue }
             if let first = seen[a] {
                 fail("\(bpath).address", "duplicate backend \(a) (also backend[\(first)])")

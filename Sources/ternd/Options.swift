@@ -1,6 +1,7 @@
 // ternd's own options (after EAL's, behind `--`).
 
 import Logging
+import TernControl
 
 struct UsageError: Error {
     /// Empty for `--help` and `--version`.
@@ -29,7 +30,7 @@ struct Options {
           --log-level LEVEL        trace, debug, info (default), notice, warning, error, critical; every
                                    line starts "ternd: " (and "<N>" syslog priorities under systemd)
 
-        Signals: SIGHUP reloads the config (restart-only keys: [control], [dataplane], [[port]]);
+        Signals: SIGHUP reloads the config (restart-only: \(ConfigSchema.restartOnlyTables.joined(separator: ", ")));
         SIGTERM or SIGINT stop the workers, flush TX and print the final counters as one JSON line;
         SIGUSR1 and SIGUSR2 are logged and ignored. `ternctl status|reload|drain|show` talk to a
         running ternd over [control] socket (default /run/tern/ternd.sock).

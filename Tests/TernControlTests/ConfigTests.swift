@@ -100,6 +100,13 @@ func problems(_ text: String) -> [String] {
                 .replacingOccurrences(of: "gateway_mac = \"02:00:00:00:00:fe\"", with: "gateway_mac = \"02:00:00:00:00:fd\"\nmtu = 9000"),
             file: "t.toml")
         #expect(running.restartOnlyChanges(to: resized) == ["dataplane.workers", "port[0].gateway_mac", "port[0].mtu"])
+        // The same MAC written in capitals is no change; a second port is.
+        let capitals = try ConfigLoader.parse(minimal.replacingOccurrences(of: "00:fe", with: "00:FE"), file: "t.toml")
+        #expect(running.restartOnlyChanges(to: capitals).isEmpty)
+        let twoPorts = try ConfigLoader.parse(
+            minimal.replacingOccurrences(of: "[[vip]]", with: "[[port]]\ndevice = \"net_ring1\"\ngateway_mac = \"02:00:00:00:00:fe\"\n[[vip]]"),
+            file: "t.toml")
+        #expect(running.restartOnlyChanges(to: twoPorts).first == "port[1].device")
     }
 
     @Test func parsesVIPSelectors() {
@@ -160,30 +167,55 @@ func problems(_ text: String) -> [String] {
 }
 
 @Suite struct ReferenceConfigTests {
-    /// Every key Tern reads appears in configs/reference.toml, set or commented out, in its table.
-    @Test func theReferenceConfigDocumentsEveryKey() throws {
+    /// Every key of the schema appears in configs/reference.toml, set or commented out, in its
+    /// table; the comments above an integer key state its range and default as the schema has
+    /// them, and a table with restart-only keys says "Restart-only".
+    @Test func theReferenceConfigDocumentsEveryKeyAsTheSchemaDefinesIt() throws {
         let text = try String(contentsOfFile: "configs/reference.toml", encoding: .utf8)
         var table = ""
-        var seen: [String: Set<String>] = [:]
-        for raw in text.split(separator: "\n") {
+        var comments: [String] = []
+        var seen: [String: String] = [:]  // key path: the comment lines above it
+        var tableComments: [String: String] = [:]
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.hasPrefix("[") {
                 table = line.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+                tableComments[table, default: ""] += comments.joined(separator: " ")
+                comments = []
                 continue
             }
             // `key = value` or `# key = value` (an optional key shown commented out).
             let body = line.hasPrefix("# ") ? String(line.dropFirst(2)) : line
-            guard let eq = body.firstIndex(of: "="), !body.hasPrefix("#") else { continue }
-            let key = body[..<eq].trimmingCharacters(in: .whitespaces)
-            if !key.isEmpty && !key.contains(" ") { seen[table, default: []].insert(key) }
-        }
-        for (t, keys) in ConfigKeys.tables {
-            let children = Set(ConfigKeys.tables.keys.filter { $0.hasPrefix(t + ".") }.map { String($0.dropFirst(t.count + 1)) })
-            for key in keys.subtracting(children) {
-                #expect(seen[t]?.contains(key) == true, "configs/reference.toml does not document \(t).\(key)")
+            let key = body.prefix { $0.isLowercase || $0 == "_" || $0.isNumber }
+            if let first = key.first, first.isLetter, body.dropFirst(key.count).hasPrefix(" = ") {
+                if seen["\(table).\(key)"] == nil { seen["\(table).\(key)"] = comments.joined(separator: " ") }
+                comments = []
+            } else if line.hasPrefix("#") {
+                comments.append(String(line.dropFirst()))
             }
         }
-        #expect(Set(ConfigKeys.tables.keys.filter { !$0.contains(".") }) == ConfigKeys.top)
+        for key in ConfigSchema.all where key.kind != .table && key.kind != .tables {
+            guard let doc = seen[key.path] else {
+                Issue.record("configs/reference.toml does not document \(key.path)")
+                continue
+            }
+            if let r = key.range {
+                #expect(doc.contains("\(r.lowerBound)-\(r.upperBound)"), "\(key.path): range \(r) not in: \(doc)")
+            }
+            if let d = key.defaultValue {
+                #expect(doc.contains("default \(d)"), "\(key.path): default \(d) not in: \(doc)")
+            }
+            if key.restartOnly {
+                #expect(tableComments[key.table]?.contains("Restart-only") == true, "[\(key.table)] is not marked Restart-only")
+            }
+        }
+    }
+
+    /// The reload diff compares every restart-only key (none forgotten by the validator).
+    @Test func everyRestartOnlyKeyIsComparedOnReload() throws {
+        let c = try ConfigLoader.load(path: "configs/reference.toml")
+        let compared = Set(c.restartOnly.map { $0.path.replacingOccurrences(of: "[0]", with: "") })
+        #expect(compared == Set(ConfigSchema.all.filter(\.restartOnly).map(\.path)))
     }
 }
 

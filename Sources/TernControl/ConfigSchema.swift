@@ -1,0 +1,113 @@
+// Every config key Tern reads, in one place: its path, TOML type, whether it is required, its
+// range and default (integers), and whether a reload may change it. The reader takes keys and
+// types from here, the validator ranges and defaults, the reload diff the restart-only flag, the
+// unknown-key check the list, and a test holds configs/reference.toml to all of it.
+
+public struct ConfigKey: Sendable, Hashable {
+    public enum Kind: Sendable, Hashable {
+        case string, integer, boolean, table, tables
+    }
+
+    /// Dotted, without array indices: `vip.backend.weight`.
+    public let path: String
+    public let kind: Kind
+    public let required: Bool
+    /// Integers only.
+    public let range: ClosedRange<Int>?
+    public let defaultValue: Int?
+    /// A reload that changes it is refused: it shapes queues, memory or listeners at start-up.
+    public let restartOnly: Bool
+
+    init(
+        _ path: String, _ kind: Kind, required: Bool = false, range: ClosedRange<Int>? = nil, default d: Int? = nil,
+        restartOnly: Bool = false
+    ) {
+        self.path = path
+        self.kind = kind
+        self.required = required
+        self.range = range
+        self.defaultValue = d
+        self.restartOnly = restartOnly
+    }
+
+    /// The table holding the key (`vip.backend`; "" at the top).
+    public var table: String {
+        guard let dot = path.lastIndex(of: ".") else { return "" }
+        return String(path[..<dot])
+    }
+
+    /// The key's own name (`weight`).
+    public var name: String {
+        guard let dot = path.lastIndex(of: ".") else { return path }
+        return String(path[path.index(after: dot)...])
+    }
+}
+
+public enum ConfigSchema {
+    public static let node = ConfigKey("node", .table, required: true)
+    public static let nodeName = ConfigKey("node.name", .string, required: true)
+    public static let tunnelSourceV4 = ConfigKey("node.tunnel_source_v4", .string)
+    public static let tunnelSourceV6 = ConfigKey("node.tunnel_source_v6", .string)
+
+    public static let control = ConfigKey("control", .table)
+    public static let controlSocket = ConfigKey("control.socket", .string, restartOnly: true)
+
+    public static let metrics = ConfigKey("metrics", .table)
+    public static let metricsListen = ConfigKey("metrics.listen", .string, restartOnly: true)
+
+    public static let dataplane = ConfigKey("dataplane", .table)
+    public static let workers = ConfigKey("dataplane.workers", .integer, range: 1...64, default: 1, restartOnly: true)
+    public static let burstSize = ConfigKey("dataplane.burst_size", .integer, range: 1...512, default: 32, restartOnly: true)
+    public static let flowTableEntries = ConfigKey(
+        "dataplane.flow_table_entries", .integer, range: 1024...(1 << 28), default: 1_048_576, restartOnly: true)
+    public static let tcpIdleTimeout = ConfigKey(
+        "dataplane.tcp_idle_timeout_s", .integer, range: 1...86_400, default: 300, restartOnly: true)
+    public static let udpIdleTimeout = ConfigKey(
+        "dataplane.udp_idle_timeout_s", .integer, range: 1...86_400, default: 30, restartOnly: true)
+
+    public static let port = ConfigKey("port", .tables, required: true)
+    public static let portDevice = ConfigKey("port.device", .string, required: true, restartOnly: true)
+    public static let portGatewayMAC = ConfigKey("port.gateway_mac", .string, required: true, restartOnly: true)
+    public static let portMAC = ConfigKey("port.mac", .string, restartOnly: true)
+    public static let portMTU = ConfigKey("port.mtu", .integer, range: 1280...9216, default: 1500, restartOnly: true)
+    public static let portBackendDevice = ConfigKey("port.backend_device", .string, restartOnly: true)
+
+    public static let maglev = ConfigKey("maglev", .table)
+    public static let tableSize = ConfigKey("maglev.table_size", .integer, range: 7...10_000_019, default: 65537)
+
+    public static let vip = ConfigKey("vip", .tables)
+    public static let vipAddress = ConfigKey("vip.address", .string, required: true)
+    public static let vipPort = ConfigKey("vip.port", .integer, required: true, range: 0...65535)
+    public static let vipProtocol = ConfigKey("vip.protocol", .string, required: true)
+    public static let vipEncap = ConfigKey("vip.encap", .string)
+    public static let guePort = ConfigKey("vip.gue_port", .integer, range: 1...65535)
+    public static let allowGUEPortOverlap = ConfigKey("vip.allow_gue_port_overlap", .boolean)
+
+    public static let backend = ConfigKey("vip.backend", .tables)
+    public static let backendAddress = ConfigKey("vip.backend.address", .string, required: true)
+    public static let backendWeight = ConfigKey("vip.backend.weight", .integer, range: 0...65535, default: 100)
+
+    public static let all: [ConfigKey] = [
+        node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, metrics, metricsListen, dataplane, workers,
+        burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, port, portDevice, portGatewayMAC, portMAC, portMTU,
+        portBackendDevice, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
+        allowGUEPortOverlap, backend, backendAddress, backendWeight,
+    ]
+
+    /// The names of the keys a table may hold ("" is the top level).
+    public static func names(in table: String) -> Set<String> {
+        Set(all.filter { $0.table == table }.map(\.name))
+    }
+
+    /// Tables with restart-only keys, as a config writes them (`[dataplane]`, `[[port]]`).
+    public static var restartOnlyTables: [String] {
+        all.filter { t in (t.kind == .table || t.kind == .tables) && all.contains { $0.restartOnly && $0.table == t.path } }
+            .map { $0.kind == .table ? "[\($0.path)]" : "[[\($0.path)]]" }
+    }
+}
+
+/// A restart-only key's value in force, by key path (`port[0].mtu`).
+public struct SettingValue: Equatable, Sendable {
+    public var path: String
+    public var value: String
+}
