@@ -1,6 +1,12 @@
 // The few shim functions that are not static inline (they build C structs with unions and
 // bitfields that are clumsy from Swift).
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "cdpdk.h"
+
+#include <rte_log.h>
+#include <stdio.h>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -79,4 +85,21 @@ int tern_port_link(uint16_t port, uint32_t *speed) {
     if (rc != 0) return rc;
     *speed = link.link_speed;
     return link.link_status;
+}
+
+static tern_log_sink log_sink;
+
+static ssize_t log_write(void *cookie, const char *bytes, size_t length) {
+    (void)cookie;
+    log_sink((uint32_t)rte_log_cur_msg_loglevel(), bytes, length);
+    return (ssize_t)length;
+}
+
+int tern_log_to(tern_log_sink sink) {
+    log_sink = sink;
+    cookie_io_functions_t io = {.read = NULL, .write = log_write, .seek = NULL, .close = NULL};
+    FILE *f = fopencookie(NULL, "w", io);
+    if (f == NULL) return -1;
+    setvbuf(f, NULL, _IOLBF, 0);  // each line reaches the sink as soon as it is complete
+    return rte_openlog_stream(f);
 }

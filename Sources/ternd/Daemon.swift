@@ -21,6 +21,18 @@ import Glibc
 nonisolated(unsafe) var logger = Logger(label: "ternd") { _ in TernLogHandler(level: .info) }
 
 func log(_ level: Logger.Level, _ message: String) { logger.log(level: level, "\(message)") }
+
+/// swift-log's level for a DPDK one (RTE_LOG_EMERG 1 ... RTE_LOG_DEBUG 8).
+func dpdkLevel(_ level: UInt32) -> Logger.Level {
+    switch level {
+    case 0...3: .critical
+    case 4: .error
+    case 5: .warning
+    case 6: .notice
+    case 7: .info
+    default: .debug
+    }
+}
 func log(_ message: String) { log(.info, message) }
 
 func monotonicSeconds() -> Double { seconds(CLOCK_MONOTONIC) }
@@ -107,6 +119,10 @@ enum Daemon {
             return 1
         }
         defer { server.close() }
+        // EAL's and the drivers' lines go through the same logger (and level filter) as ternd's.
+        if !EALLog.redirect({ level, line in log(dpdkLevel(level), line) }) {
+            log(.warning, "cannot redirect DPDK's log: its lines go to stderr as they are")
+        }
         do {
             _ = try EAL.initialize(ealArguments)
         } catch {

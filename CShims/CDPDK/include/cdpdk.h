@@ -100,4 +100,14 @@ int tern_stop_signal_pending(void);
 /// cannot be opened.
 int tern_lock_holder(const char *path);
 
+// ---- EAL's log --------------------------------------------------------------------------------
+
+/// Receives what DPDK logs: the level of the message (RTE_LOG_EMERG 1 ... RTE_LOG_DEBUG 8) and
+/// the bytes written (whole lines, or a part of a long one).
+typedef void (*tern_log_sink)(uint32_t level, const char *bytes, size_t length);
+
+/// Makes DPDK write its log to `sink` instead of stderr (rte_openlog_stream on a fopencookie
+/// stream). Returns 0, or -1 when the stream cannot be made.
+int tern_log_to(tern_log_sink sink);
+
 #endif
