@@ -4,14 +4,15 @@
 //   reload                      re-read the config file; ok, or the error (the running config stays)
 //   drain   backend= [vip=]     weight 0 for that backend (of every VIP that has it, or of `vip`)
 //   undrain backend= [vip=]     back to the config's weight
-//   show-backends [vip=]        per VIP: each backend's weight, state, Maglev slots and share
-//   show-vips                   per VIP: backends, slots, encapsulation
+//   show-backends [vip=]        per VIP: each backend's weight, state, Maglev slots and share, packets, new flows
+//   show-vips                   per VIP: backends, table size and fingerprint, encapsulation, packets, new flows
 
 import Foundation
 import Logging
 import TernBalancing
 import TernControl
 import TernDataplane
+import TernTelemetry
 import TernWire
 
 public enum TernVersion {
@@ -80,35 +81,6 @@ public final class ControlCommands {
         }
     }
 
-    /// Flat name/value pairs for DPDK telemetry (`/tern/stats`, `/tern/vips`), as "name value" lines.
-    public func telemetry(_ command: String) -> [UInt8] {
-        var pairs: [(String, UInt64)] = []
-        switch command {
-        case "/tern/stats":
-            let report = info.stats.report()
-            pairs = [
-                ("rx", report.outcomes.received), ("forwarded", report.outcomes[.forwarded]), ("host", report.outcomes[.host]),
-            ]
-            pairs += Outcome.replies.map { ("replied_" + $0.0, report.outcomes[$0.1]) }
-            pairs += Outcome.dropReasons.map { ("dropped_" + $0.dropReason!, report.outcomes[$0]) }
-            pairs += report.extra.filter { $0.0 != "workers" }
-            pairs += [
-                ("flows_inserted", report.flows.inserted), ("flows_evicted", report.flows.evicted),
-                ("workers", UInt64(info.workers)), ("generation", UInt64(reloader.publisher.generation)),
-                ("reloads_ok", reloader.succeeded), ("reloads_failed", reloader.failed),
-            ]
-        case "/tern/vips":
-            // One entry per VIP (DPDK allows 256 per reply): packets forwarded so far. DPDK takes
-            // only letters, digits, '_' and '/' in names: 192.0.2.10:80/tcp is 192_0_2_10_80/tcp.
-            pairs = info.stats.publisher.totals().perVIP.prefix(256).map { name, n in
-                (String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "/") ? $0 : "_" }), n)
-            }
-        default:
-            break
-        }
-        return Array(pairs.map { "\($0.0) \($0.1)\n" }.joined().utf8)
-    }
-
     func status() -> [String: Any] {
         var fields: [String: Any] = [
             "version": TernVersion.string, "uptime_s": Int(wallClock() - info.startedAt), "config": info.configPath,
@@ -134,63 +106,5 @@ public final class ControlCommands {
         let result = reloader.setState(keys, to: state)
         log(result.ok ? .info : .error, result.message)
         return result.ok ? ControlReply.ok(["message": result.message]) : ControlReply.error(result.message)
-    }
-
-    /// Slots per backend in the running Maglev table of each VIP, by the snapshot's order.
-    func backendRows(vip: VIPConfig, index v: Int) -> [[String: Any]] {
-        let snapshot = reloader.publisher.cell.current
-        let record = snapshot.pointee.vips[v]
-        var slots = [Int](repeating: 0, count: record.backendCount)
-        let table = snapshot.pointee.tables
-        for s in record.tableBase..<(record.tableBase + snapshot.pointee.tableSize) where table[s] != Maglev.emptySlot {
-            slots[Int(table[s])] += 1
-        }
-        let size = Double(snapshot.pointee.tableSize)
-        return (0..<record.backendCount).map { i in
-            let b = snapshot.pointee.backends[record.firstBackend + i]
-            let configured = vip.backends.first { $0.address == b.address }?.weight ?? 0
-            let state = reloader.desired.state(of: BackendKey(vip: vip.name, address: b.address))
-            return [
-                "address": b.address.description, "weight": configured, "effective_weight": b.weight, "state": state.rawValue,
-                "slots": slots[i], "share": Double(slots[i]) / size,
-            ]
-        }
-    }
-
-    func showBackends(vip: String?) -> [String: Any] {
-        let vips = reloader.desired.config.vips
-        if let vip, !vips.contains(where: { $0.name == vip }) { return ControlReply.error("no VIP \(escapedForMessage(vip))") }
-        var out: [[String: Any]] = []
-        for (i, v) in vips.enumerated() where vip == nil || v.name == vip {
-            out.append(["vip": v.name, "backends": backendRows(vip: v, index: i)])
-        }
-        return ControlReply.ok(["vips": out])
-    }
-
-    /// Each running VIP's table fingerprint (`ForwardingSnapshot.fingerprint`), as 16 hex digits.
-    public func tableFingerprints() -> [String: String] {
-        let generation = reloader.publisher.generation
-        if let f = fingerprints, f.generation == generation { return f.values }
-        let snapshot = reloader.publisher.cell.current
-        var values: [String: String] = [:]
-        for v in 0..<snapshot.pointee.vips.count {
-            let hex = String(snapshot.pointee.fingerprint(vip: v), radix: 16)
-            values[snapshot.pointee.vips[v].name] = String(repeating: "0", count: 16 - hex.count) + hex
-        }
-        fingerprints = (generation, values)
-        return values
-    }
-
-    func showVIPs() -> [String: Any] {
-        let c = reloader.desired.config
-        let fingerprints = tableFingerprints()
-        let rows: [[String: Any]] = c.vips.map { v in
-            let taking = v.backends.filter { reloader.desired.effectiveWeight($0, of: v) > 0 }.count
-            return [
-                "vip": v.name, "encap": v.encapsulation == .gue ? "gue" : "ipip", "backends": v.backends.count,
-                "backends_taking_new_flows": taking, "table_size": c.tableSize, "fingerprint": fingerprints[v.name] ?? "",
-            ]
-        }
-        return ControlReply.ok(["vips": rows, "generation": Int(reloader.publisher.generation)])
     }
 }

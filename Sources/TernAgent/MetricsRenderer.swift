@@ -57,11 +57,14 @@ public struct MetricsRenderer {
             counter("tern_flows_evicted_total", "Flows evicted from a full bucket.", worker, block.load(CounterSlot.flowsEvicted))
         }
         let totals = stats.publisher.totals()
-        for (vip, n) in totals.perVIP {
-            counter("tern_vip_forwarded_packets_total", "Packets forwarded for a VIP.", [("vip", vip)], n)
+        for v in totals.vips {
+            counter("tern_vip_forwarded_packets_total", "Packets forwarded for a VIP.", [("vip", v.name)], v.packets)
+            counter("tern_vip_new_flows_total", "Flows Maglev placed for a VIP (flow-table misses).", [("vip", v.name)], v.newFlows)
         }
-        for (backend, n) in totals.perBackend {
-            counter("tern_backend_forwarded_packets_total", "Packets forwarded to a backend.", [("backend", backend)], n)
+        for case let e? in totals.entries {
+            let labels = [("vip", e.vip), ("backend", e.address.description)]
+            counter("tern_backend_forwarded_packets_total", "Packets forwarded to a VIP's backend.", labels, e.packets)
+            counter("tern_backend_new_flows_total", "Flows Maglev placed on a VIP's backend.", labels, e.newFlows)
         }
         for (vip, fingerprint) in commands.tableFingerprints().sorted(by: { $0.key < $1.key }) {
             gauge(

@@ -1,6 +1,7 @@
 // Publishing forwarding snapshots: build one from a spec (off the packet path, interruptible),
 // swap it in with one atomic store (SnapshotCell), retire the old one after the grace period, and
-// keep what retired snapshots counted (packets per VIP and backend) so totals survive reloads.
+// keep what retired snapshots counted (packets and new flows per VIP backend, by stable counter
+// ids) so totals survive reloads.
 
 import TernBalancing
 import TernTelemetry
@@ -9,8 +10,10 @@ public final class Publisher {
     public let cell: SnapshotCell
     public let workers: Int
     public private(set) var generation: UInt32
-    /// Packets per VIP and backend counted by snapshots already retired.
+    /// Packets and new flows per VIP backend counted by snapshots already retired.
     public private(set) var retired = PacketTotals()
+    /// The stable id of every (VIP, backend) pair published so far.
+    public private(set) var counterIDs = CounterIDs()
 
     /// What one publication took.
     public struct Timing: Sendable {
@@ -23,13 +26,14 @@ public final class Publisher {
     public init(spec: SnapshotSpec, workers: Int) {
         self.workers = workers
         generation = 1
-        cell = SnapshotCell(ForwardingSnapshot(spec, generation: 1, workers: workers), readers: workers)
+        cell = SnapshotCell(ForwardingSnapshot(counterIDs.assign(spec), generation: 1, workers: workers), readers: workers)
     }
 
     /// Builds the next snapshot and publishes it; nil (nothing changed) when `shouldStop` stopped
     /// the build.
     public func publish(_ spec: SnapshotSpec, shouldStop: () -> Bool, clock: () -> Double) -> Timing? {
         let started = clock()
+        let spec = counterIDs.assign(spec)
         guard let snapshot = ForwardingSnapshot(spec, generation: generation &+ 1, workers: workers, shouldStop: shouldStop)
         else { return nil }
         generation &+= 1

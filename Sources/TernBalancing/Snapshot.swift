@@ -21,10 +21,13 @@ public struct ServiceSpec: Sendable {
     public var encapsulation: Encapsulation
     public var guePort: UInt16
     public var backends: [(address: IPAddress, weight: Int)]
+    /// Per backend (same order), the stable id its counters are kept under across reloads
+    /// (`CounterIDs`); nil: numbered by position in the snapshot.
+    public var counterIDs: [Int]?
 
     public init(
         address: IPAddress, port: UInt16, ipProtocol: UInt8, encapsulation: Encapsulation, guePort: UInt16 = 0,
-        backends: [(address: IPAddress, weight: Int)]
+        backends: [(address: IPAddress, weight: Int)], counterIDs: [Int]? = nil
     ) {
         self.address = address
         self.port = port
@@ -32,7 +35,10 @@ public struct ServiceSpec: Sendable {
         self.encapsulation = encapsulation
         self.guePort = guePort
         self.backends = backends
+        self.counterIDs = counterIDs
     }
+
+    public var name: String { serviceName(address: address, port: port, ipProtocol: ipProtocol) }
 }
 
 public struct SnapshotSpec: Sendable {
@@ -80,6 +86,8 @@ public struct VIPRecord: Sendable {
 public struct BackendRecord: Sendable {
     public var address: IPAddress
     public var weight: Int
+    /// The stable id of this VIP's backend: what its counters are added to when the snapshot retires.
+    public var counterID: Int
 }
 
 /// A backend as a VIP's flow table entries name it: its position among the VIP's backends.
@@ -97,7 +105,8 @@ public struct ForwardingSnapshot: ~Copyable {
     /// Per backend (same index as `backends`), its `EncapTemplate`: 64 bytes, cache-line aligned.
     public let templates: UnsafeMutableRawPointer
     public let vipMap: VIPMap
-    /// Per worker: packets per VIP then per backend, each worker's block on its own cache lines.
+    /// Per worker: packets then new flows per backend (same index as `backends`), each worker's
+    /// block on its own cache lines. A VIP's figures are the sums over its backends.
     public let counters: Counters
     public let counterStride: Int
     public let workerCount: Int
@@ -111,7 +120,8 @@ public struct ForwardingSnapshot: ~Copyable {
     /// a reload that takes seconds must not hold back a SIGTERM.
     public init?(_ spec: SnapshotSpec, generation: UInt32, workers: Int = 1, shouldStop: () -> Bool) {
         let services = spec.services
-        let sortedBackends = services.map { $0.backends.sorted { $0.address < $1.address } }
+        let order = services.map { s in s.backends.indices.sorted { s.backends[$0].address < s.backends[$1].address } }
+        let sortedBackends = services.indices.map { i in order[i].map { services[i].backends[$0] } }
         let tables = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: services.count * spec.tableSize)
         for (i, sorted) in sortedBackends.enumerated() {
             let base = i * spec.tableSize
@@ -134,7 +144,9 @@ public struct ForwardingSnapshot: ~Copyable {
         for (i, service) in services.enumerated() {
             let sorted = sortedBackends[i]
             for (j, backend) in sorted.enumerated() {
-                backends.initializeElement(at: next + j, to: BackendRecord(address: backend.address, weight: backend.weight))
+                let id = service.counterIDs.map { $0[order[i][j]] } ?? next + j
+                backends.initializeElement(
+                    at: next + j, to: BackendRecord(address: backend.address, weight: backend.weight, counterID: id))
                 EncapTemplate.prepare(
                     at: templates + (next + j) * EncapTemplate.size,
                     source: backend.address.isV6 ? tunnelSourceV6 : tunnelSourceV4, destination: backend.address,
@@ -152,7 +164,7 @@ public struct ForwardingSnapshot: ~Copyable {
         }
         vipMap = VIPMap(services)
         workerCount = workers
-        counterStride = (services.count + backendTotal + 7) & ~7
+        counterStride = (2 * backendTotal + 7) & ~7
         counters = Counters.allocate(count: counterStride * workers)
     }
 
@@ -225,23 +237,64 @@ public struct ForwardingSnapshot: ~Copyable {
         return h
     }
 
-    /// Adds one packet to a VIP's and a backend's counters in `worker`'s block.
+    /// Adds one forwarded packet to a backend's counters in `worker`'s block.
     @inlinable @inline(__always)
-    public func countForwarded(worker: Int, vip: Int, backend: Int) {
-        let block = worker &* counterStride
-        counters.add(block &+ vip)
-        counters.add(block &+ vips.count &+ backend)
+    public func countForwarded(worker: Int, backend: Int) {
+        counters.add(worker &* counterStride &+ backend)
     }
 
-    /// Packets forwarded to each VIP and backend, summed over workers; live while workers run.
-    public func packetTotals() -> (perVIP: [UInt64], perBackend: [UInt64]) {
-        var perVIP = [UInt64](repeating: 0, count: vips.count)
-        var perBackend = [UInt64](repeating: 0, count: backends.count)
+    /// Adds one flow Maglev placed on a backend (a flow-table miss) in `worker`'s block.
+    @inlinable @inline(__always)
+    public func countNewFlow(worker: Int, backend: Int) {
+        counters.add(worker &* counterStride &+ backends.count &+ backend)
+    }
+
+    /// Packets forwarded and flows placed per backend (index into `backends`), summed over workers;
+    /// live while workers run.
+    public func backendTotals() -> (packets: [UInt64], newFlows: [UInt64]) {
+        let n = backends.count
+        var packets = [UInt64](repeating: 0, count: n)
+        var newFlows = [UInt64](repeating: 0, count: n)
         for w in 0..<workerCount {
             let block = w * counterStride
-            for i in 0..<vips.count { perVIP[i] += counters.load(block + i) }
-            for i in 0..<backends.count { perBackend[i] += counters.load(block + vips.count + i) }
+            for i in 0..<n {
+                packets[i] += counters.load(block + i)
+                newFlows[i] += counters.load(block + n + i)
+            }
         }
-        return (perVIP, perBackend)
+        return (packets, newFlows)
+    }
+}
+
+/// Stable ids for the (VIP, backend) pairs of successive configs, so that a backend's counters
+/// carry on across reloads whatever its position in each snapshot. Ids are never reused: a pair
+/// that leaves the config keeps its id (and its totals) should it come back.
+public struct CounterIDs: Sendable {
+    public struct Key: Hashable, Sendable {
+        public var vip: String
+        public var address: IPAddress
+    }
+
+    public private(set) var keys: [Key] = []
+    var ids: [Key: Int] = [:]
+
+    public init() {}
+
+    public mutating func id(vip: String, address: IPAddress) -> Int {
+        let key = Key(vip: vip, address: address)
+        if let id = ids[key] { return id }
+        ids[key] = keys.count
+        keys.append(key)
+        return keys.count - 1
+    }
+
+    /// The spec with every backend's stable id filled in.
+    public mutating func assign(_ spec: SnapshotSpec) -> SnapshotSpec {
+        var spec = spec
+        for i in spec.services.indices {
+            let name = spec.services[i].name
+            spec.services[i].counterIDs = spec.services[i].backends.map { id(vip: name, address: $0.address) }
+        }
+        return spec
     }
 }

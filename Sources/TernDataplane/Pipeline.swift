@@ -240,7 +240,7 @@ public struct Worker: ~Copyable {
         let backend = chooseBackend(c.pointee.tuple, hash: c.pointee.hash, vip: vip, snapshot: snapshot, now: now)
         if backend < 0 { return .dropNoBackend }
         let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
-        if outcome == .forwarded { snapshot.countForwarded(worker: index, vip: vip, backend: backend) }
+        if outcome == .forwarded { snapshot.countForwarded(worker: index, backend: backend) }
         return outcome
     }
 
@@ -272,6 +272,7 @@ public struct Worker: ~Copyable {
         flows.insert(
             tuple, at: probe, hash: hash, backend: snapshot.backends[backend].address, slot: slot,
             generation: snapshot.generation, now: now)
+        snapshot.countNewFlow(worker: index, backend: backend)
         return backend
     }
 

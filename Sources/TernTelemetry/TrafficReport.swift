@@ -3,37 +3,82 @@
 
 import TernBalancing
 import TernDataplane
+import TernWire
 
-/// Packets per VIP and per backend address, accumulated over snapshots (a reload retires one
-/// snapshot and its counters; they are added here by name, so totals survive reindexing).
+/// Packets forwarded and flows placed per backend of each VIP, kept by the backend's stable
+/// counter id (`BackendRecord.counterID`), so totals carry on across reloads: a snapshot's figures
+/// are added here when it retires, and the running one's on top when asked.
 public struct PacketTotals: Sendable {
-    public private(set) var perVIP: [(String, UInt64)] = []
-    public private(set) var perBackend: [(String, UInt64)] = []
-    var vipIndex: [String: Int] = [:]
-    var backendIndex: [String: Int] = [:]
+    public struct Entry: Sendable {
+        public var vip: String
+        public var address: IPAddress
+        public var packets: UInt64 = 0
+        public var newFlows: UInt64 = 0
+    }
+
+    /// By counter id; `nil` for an id no snapshot added yet.
+    public private(set) var entries: [Entry?] = []
 
     public init() {}
 
-    static func add(_ name: String, _ n: UInt64, to list: inout [(String, UInt64)], index: inout [String: Int]) {
-        if let i = index[name] {
-            list[i].1 += n
-        } else {
-            index[name] = list.count
-            list.append((name, n))
+    /// Adds a snapshot's per-worker counters. Exact once no worker can still write them (after a
+    /// grace period or after the workers stopped); a live read may lag by packets in flight.
+    public mutating func add(_ snapshot: borrowing ForwardingSnapshot) {
+        let (packets, newFlows) = snapshot.backendTotals()
+        for v in 0..<snapshot.vips.count {
+            let record = snapshot.vips[v]
+            let name = record.name
+            for b in record.firstBackend..<(record.firstBackend + record.backendCount) {
+                let id = snapshot.backends[b].counterID
+                if id >= entries.count { entries += Array(repeating: nil, count: id + 1 - entries.count) }
+                var e = entries[id] ?? Entry(vip: name, address: snapshot.backends[b].address)
+                e.packets += packets[b]
+                e.newFlows += newFlows[b]
+                entries[id] = e
+            }
         }
     }
 
-    /// Adds a snapshot's per-worker counters. Call when no worker can still write them (after a
-    /// grace period or after the workers stopped).
-    public mutating func add(_ snapshot: borrowing ForwardingSnapshot) {
-        let (vips, backends) = snapshot.packetTotals()
-        for v in 0..<snapshot.vips.count {
-            let record = snapshot.vips[v]
-            Self.add(record.name, vips[v], to: &perVIP, index: &vipIndex)
-            for b in record.firstBackend..<(record.firstBackend + record.backendCount) {
-                Self.add(snapshot.backends[b].address.description, backends[b], to: &perBackend, index: &backendIndex)
+    /// Per VIP, in order of first appearance: packets and new flows over all its backends, past
+    /// and present.
+    public var vips: [(name: String, packets: UInt64, newFlows: UInt64)] {
+        var out: [(name: String, packets: UInt64, newFlows: UInt64)] = []
+        var index: [String: Int] = [:]
+        for case let e? in entries {
+            if let i = index[e.vip] {
+                out[i].packets += e.packets
+                out[i].newFlows += e.newFlows
+            } else {
+                index[e.vip] = out.count
+                out.append((e.vip, e.packets, e.newFlows))
             }
         }
+        return out
+    }
+
+    /// Packets per VIP (the `per_vip` of stats).
+    public var perVIP: [(String, UInt64)] { vips.map { ($0.name, $0.packets) } }
+
+    /// Packets per backend address over every VIP that has it (the `per_backend` of stats).
+    public var perBackend: [(String, UInt64)] {
+        var out: [(String, UInt64)] = []
+        var index: [IPAddress: Int] = [:]
+        for case let e? in entries {
+            if let i = index[e.address] {
+                out[i].1 += e.packets
+            } else {
+                index[e.address] = out.count
+                out.append((e.address.description, e.packets))
+            }
+        }
+        return out
+    }
+
+    /// Per VIP, its backends' entries by address (one pass, for tables of every backend).
+    public var byVIP: [String: [IPAddress: Entry]] {
+        var out: [String: [IPAddress: Entry]] = [:]
+        for case let e? in entries { out[e.vip, default: [:]][e.address] = e }
+        return out
     }
 }
 

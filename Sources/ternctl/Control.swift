@@ -183,7 +183,7 @@ struct Undrain: ParsableCommand {
 
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the running VIPs, or each VIP's backends with weight, state, Maglev slots and share.",
+        abstract: "Show the running VIPs, or each VIP's backends with weight, state, Maglev slots, share, packets and new flows.",
         subcommands: [ShowVIPs.self, ShowBackends.self])
 }
 
@@ -196,7 +196,7 @@ struct ShowVIPs: ParsableCommand {
             (r["vips"] as? [[String: Any]] ?? []).map { v in
                 "\(v["vip"] ?? "?") encap=\(v["encap"] ?? "?") backends=\(v["backends"] ?? 0) "
                     + "taking_new_flows=\(v["backends_taking_new_flows"] ?? 0) table_size=\(v["table_size"] ?? 0) "
-                    + "fingerprint=\(v["fingerprint"] ?? "")\n"
+                    + "fingerprint=\(v["fingerprint"] ?? "") packets=\(v["packets"] ?? 0) new_flows=\(v["new_flows"] ?? 0)\n"
             }.joined()
         }
     }
@@ -204,7 +204,8 @@ struct ShowVIPs: ParsableCommand {
 
 struct ShowBackends: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "backends", abstract: "Each VIP's backends: weight, effective weight, state, Maglev slots and share.")
+        commandName: "backends",
+        abstract: "Each VIP's backends: weight, effective weight, state, Maglev slots and share, packets and new flows since start.")
     @OptionGroup var options: SocketOptions
     @Argument(help: "Only this VIP (ADDR:PORT/PROTO).") var vip: String?
 
@@ -216,7 +217,8 @@ struct ShowBackends: ParsableCommand {
                 for b in v["backends"] as? [[String: Any]] ?? [] {
                     let share = formatPercent((b["share"] as? Double ?? 0) * 100)
                     s += "  \(b["address"] ?? "?") weight=\(b["weight"] ?? 0) effective=\(b["effective_weight"] ?? 0) "
-                        + "state=\(b["state"] ?? "?") slots=\(b["slots"] ?? 0) share=\(share)\n"
+                        + "state=\(b["state"] ?? "?") slots=\(b["slots"] ?? 0) share=\(share) packets=\(b["packets"] ?? 0) "
+                        + "new_flows=\(b["new_flows"] ?? 0)\n"
                 }
             }
             return s

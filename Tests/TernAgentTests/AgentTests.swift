@@ -7,6 +7,7 @@ import Logging
 @testable import TernBalancing
 @testable import TernControl
 @testable import TernDataplane
+@testable import TernTelemetry
 @testable import TernTestSupport
 @testable import TernWire
 
@@ -293,26 +294,37 @@ final class ScriptedSignals: SignalSource {
     }
 }
 
+/// One worker that sends `n` TCP flows (the same n each time) to 192.0.2.10:80 through the
+/// reloader's running snapshot.
+final class FlowSender {
+    let reloader: Reloader
+    var worker = Worker(
+        index: 0, port: PortContext(mac: MACAddress(value: 2), gatewayMAC: MACAddress(value: 1), mtu: 1500),
+        flowTableEntries: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30)
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: 2048, alignment: 64)
+
+    init(_ reloader: Reloader) { self.reloader = reloader }
+    deinit { buffer.deallocate() }
+
+    func send(_ n: Int) {
+        for i in 0..<n {
+            let frame = Frames.flow(
+                source: IPAddress(v4: 0xC633_6400 + UInt32(i)), destination: IPAddress("192.0.2.10")!,
+                sourcePort: UInt16(1000 + i), destinationPort: 80)
+            frame.withUnsafeBytes { (buffer + 128).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            var packet = Packet(data: buffer + 128, length: frame.count, headroom: 128)
+            _ = worker.process(&packet, snapshot: reloader.publisher.cell.current.pointee, now: 1)
+        }
+    }
+}
+
 @Suite struct LiveStatsTests {
     @Test func theReportAddsUpWorkersAndKeepsPerVIPCountsAcrossAReload() throws {
         let file = ConfigFile(base)
         let r = try makeReloader(file)
-        var worker = Worker(
-            index: 0, port: PortContext(mac: MACAddress(value: 2), gatewayMAC: MACAddress(value: 1), mtu: 1500),
-            flowTableEntries: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30)
-        let stats = LiveStats(blocks: [worker.stats], publisher: r.publisher)
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 2048, alignment: 64)
-        defer { buffer.deallocate() }
-        func send(_ n: Int) {
-            for i in 0..<n {
-                let frame = Frames.flow(
-                    source: IPAddress(v4: 0xC633_6400 + UInt32(i)), destination: IPAddress("192.0.2.10")!,
-                    sourcePort: UInt16(1000 + i), destinationPort: 80)
-                frame.withUnsafeBytes { (buffer + 128).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                var packet = Packet(data: buffer + 128, length: frame.count, headroom: 128)
-                _ = worker.process(&packet, snapshot: r.publisher.cell.current.pointee, now: 1)
-            }
-        }
+        let sender = FlowSender(r)
+        let stats = LiveStats(blocks: [sender.worker.stats], publisher: r.publisher)
+        let send = sender.send
         send(10)
         file.write(base + "[[vip.backend]]\naddress = \"10.1.0.9\"\n")
         #expect(r.reload().ok)
@@ -321,6 +333,36 @@ final class ScriptedSignals: SignalSource {
         #expect(report.outcomes.received == 15 && report.outcomes[.forwarded] == 15)
         #expect(report.totals.perVIP.first { $0.0 == web }?.1 == 15)
         #expect(report.json.contains("\"rx\":15"))
+    }
+
+    /// A backend's packets and new flows are kept under its stable id: a reload that shifts every
+    /// backend's position in the snapshot, or one that removes a backend and brings it back, does
+    /// not move or reset them.
+    @Test func backendCountersFollowTheBackendAcrossReloadsThatReorderIt() throws {
+        let file = ConfigFile(base)
+        let r = try makeReloader(file)
+        let send = FlowSender(r).send
+        func counts() -> [IPAddress: PacketTotals.Entry] { r.publisher.totals().byVIP[web] ?? [:] }
+        send(20)
+        let first = counts()
+        #expect(first.values.reduce(0) { $0 + $1.packets } == 20 && first.values.reduce(0) { $0 + $1.newFlows } == 20)
+        #expect(first.count == 2 && first.values.allSatisfy { $0.packets > 0 })
+        // 10.0.0.5 sorts first: every old backend moves up one place in the new snapshot.
+        file.write(base.replacingOccurrences(of: "port = 80\nprotocol = \"tcp\"\n", with: "port = 80\nprotocol = \"tcp\"\n[[vip.backend]]\naddress = \"10.0.0.5\"\n"))
+        #expect(r.reload().ok)
+        send(20)  // the same flows: the flow table keeps each on its backend
+        let second = counts()
+        for (address, e) in first {
+            #expect(second[address]?.packets == 2 * e.packets && second[address]?.newFlows == e.newFlows, "\(address)")
+        }
+        #expect(second[IPAddress("10.0.0.5")!]?.packets ?? 0 == 0)
+        let ids = r.publisher.counterIDs.keys.count
+        file.write(base.replacingOccurrences(of: "[[vip.backend]]\naddress = \"10.1.0.2\"\n", with: ""))
+        #expect(r.reload().ok)
+        file.write(base)
+        #expect(r.reload().ok)
+        #expect(r.publisher.counterIDs.keys.count == ids)
+        #expect(counts()[IPAddress("10.1.0.2")!]?.packets == second[IPAddress("10.1.0.2")!]?.packets)
     }
 }
 

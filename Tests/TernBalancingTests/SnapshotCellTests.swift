@@ -39,7 +39,7 @@ func numberedSnapshot(_ generation: UInt32, workers: Int) -> ForwardingSnapshot 
                     var ok = s.pointee.vips[0].port == g && s.pointee.tunnelSourceV4.v4Value == UInt32(g)
                     ok = ok && s.pointee.vips[0].backendCount == Int(g % 5 + 1)
                     for slot in 0..<101 where Int(s.pointee.tables[slot]) >= s.pointee.vips[0].backendCount { ok = false }
-                    s.pointee.countForwarded(worker: r, vip: 0, backend: 0)
+                    s.pointee.countForwarded(worker: r, backend: 0)
                     if !ok { bad.add(1, ordering: .relaxed) }
                     bursts.add(1, ordering: .relaxed)
                 }
@@ -52,7 +52,7 @@ func numberedSnapshot(_ generation: UInt32, workers: Int) -> ForwardingSnapshot 
         for g in 2..<300 {
             let old = cell.publish(numberedSnapshot(UInt32(g), workers: readers), pollMicroseconds: 20)
             // After the grace period no reader can touch `old`: reading its counters and freeing it are safe.
-            _ = old.pointee.packetTotals()
+            _ = old.pointee.backendTotals()
             SnapshotCell.retire(old)
             published += 1
         }

@@ -144,7 +144,8 @@ def main(ternd, ternctl):
         check(p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(),
               f"promtool check metrics: exit {p.returncode}: {p.stdout[-500:]} {p.stderr[-500:]}")
         for name in ["tern_build_info{", "tern_rx_packets_total{worker=", "tern_dropped_packets_total{reason=",
-                     "tern_vip_forwarded_packets_total{vip=", "tern_backend_forwarded_packets_total{backend=",
+                     "tern_vip_forwarded_packets_total{vip=", "tern_backend_forwarded_packets_total{vip=",
+                     "tern_vip_new_flows_total{vip=", "tern_backend_new_flows_total{vip=",
                      "tern_port_rx_packets_total{port=", "tern_config_last_reload_successful ",
                      "tern_config_last_reload_success_timestamp_seconds "]:
             check(name in body or name.replace("{reason=", "{worker=") in body, f"/metrics lacks {name}")

@@ -290,6 +290,10 @@ def test_startup_errors(ternd, tmp):
     check(rc == 78 and "vip[0].port" in err, f"bad config: exit {rc}, stderr {err[-300:]}")
     rc, _, err = run_ternd(ternd_cmd(ternd, "net_null0", os.path.join(ROOT, "configs/example.toml")))
     check(rc == 78 and "port[0].device" in err and "net_pcap0" in err, f"missing device: exit {rc}, stderr {err[-300:]}")
+    # DPDK's own lines go through ternd's logger: prefixed, with their level.
+    rc, _, err = run_ternd(ternd_cmd(ternd, "net_bogus0", os.path.join(ROOT, "configs/example.toml")))
+    check(rc == 1 and "ternd: error: EAL: failed to parse device \"net_bogus0\"" in err
+          and all(line.startswith("ternd: ") for line in err.splitlines()), f"EAL's log: exit {rc}, stderr {err[-400:]}")
     p = subprocess.run([ternd, "--", "--config", bad, "--bogus"], capture_output=True, text=True)
     check(p.returncode == 64 and "unknown option --bogus" in p.stderr and "usage: ternd" in p.stdout,
           f"unknown option: exit {p.returncode}, stderr {p.stderr[-200:]}")
@@ -313,7 +317,7 @@ def test_startup_errors(ternd, tmp):
           f"journal priorities: exit {p.returncode}, {lines[:3]}")
     p = subprocess.run([ternd, "--", "--config", bad, "--log-level", "loud"], capture_output=True, text=True)
     check(p.returncode == 64 and "--log-level needs" in p.stderr, f"--log-level loud: exit {p.returncode}")
-    print("ok: start-up errors exit 78 naming the key; usage errors exit 64", flush=True)
+    print("ok: start-up errors exit 78 naming the key; usage errors exit 64; EAL's lines come through ternd's logger", flush=True)
 
 
 def null_config(tmp, extra=""):
@@ -484,6 +488,12 @@ def test_control_socket(ternd, ternctl, tmp):
         vips = {v["vip"]: v for v in json.loads(ctl(ternctl, sock, "show", "vips", "--json").stdout)["vips"]}
         want = table_fingerprint(ternctl, os.path.join(ROOT, "configs/example.toml"), "192.0.2.10:80/tcp")
         check(vips["192.0.2.10:80/tcp"]["fingerprint"] == want, f"fingerprint {vips['192.0.2.10:80/tcp']['fingerprint']} != {want}")
+        # Packets and new flows per VIP are its backends' sums, carried across the reloads above.
+        web = vips["192.0.2.10:80/tcp"]
+        rows = json.loads(ctl(ternctl, sock, "show", "backends", "192.0.2.10:80/tcp", "--json").stdout)["vips"][0]["backends"]
+        check(web["packets"] > 0 and 0 < web["new_flows"] <= web["packets"]
+              and sum(r["packets"] for r in rows) >= web["packets"] and sum(r["new_flows"] for r in rows) >= web["new_flows"],
+              f"show vips {web} / show backends {rows}: packets and new flows")
         # A broken config: 78 with the key path; the running config stays and traffic goes on.
         with open(config, "w") as f:
             f.write(text.replace("[node]", f'[control]\nsocket = "{sock}"\n\n[node]', 1).replace("weight = 50", "weight = 70000"))

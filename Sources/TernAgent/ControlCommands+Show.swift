@@ -1,0 +1,72 @@
+// `show-vips` and `show-backends`: the running VIPs and their backends as the snapshot routes
+// them (Maglev slots, share, fingerprint) with their packets and new flows since start.
+
+import TernBalancing
+import TernControl
+import TernTelemetry
+import TernWire
+
+extension ControlCommands {
+    /// Slots per backend in the running Maglev table of each VIP, by the snapshot's order, with
+    /// the packets and new flows each has had since ternd started (across reloads).
+    func backendRows(vip: VIPConfig, index v: Int, counts: [IPAddress: PacketTotals.Entry]) -> [[String: Any]] {
+        let snapshot = reloader.publisher.cell.current
+        let record = snapshot.pointee.vips[v]
+        var slots = [Int](repeating: 0, count: record.backendCount)
+        let table = snapshot.pointee.tables
+        for s in record.tableBase..<(record.tableBase + snapshot.pointee.tableSize) where table[s] != Maglev.emptySlot {
+            slots[Int(table[s])] += 1
+        }
+        let size = Double(snapshot.pointee.tableSize)
+        return (0..<record.backendCount).map { i in
+            let b = snapshot.pointee.backends[record.firstBackend + i]
+            let configured = vip.backends.first { $0.address == b.address }?.weight ?? 0
+            let state = reloader.desired.state(of: BackendKey(vip: vip.name, address: b.address))
+            return [
+                "address": b.address.description, "weight": configured, "effective_weight": b.weight, "state": state.rawValue,
+                "slots": slots[i], "share": Double(slots[i]) / size, "packets": counts[b.address]?.packets ?? 0,
+                "new_flows": counts[b.address]?.newFlows ?? 0,
+            ]
+        }
+    }
+
+    func showBackends(vip: String?) -> [String: Any] {
+        let vips = reloader.desired.config.vips
+        if let vip, !vips.contains(where: { $0.name == vip }) { return ControlReply.error("no VIP \(escapedForMessage(vip))") }
+        let counts = info.stats.publisher.totals().byVIP
+        var out: [[String: Any]] = []
+        for (i, v) in vips.enumerated() where vip == nil || v.name == vip {
+            out.append(["vip": v.name, "backends": backendRows(vip: v, index: i, counts: counts[v.name] ?? [:])])
+        }
+        return ControlReply.ok(["vips": out])
+    }
+
+    /// Each running VIP's table fingerprint (`ForwardingSnapshot.fingerprint`), as 16 hex digits.
+    public func tableFingerprints() -> [String: String] {
+        let generation = reloader.publisher.generation
+        if let f = fingerprints, f.generation == generation { return f.values }
+        let snapshot = reloader.publisher.cell.current
+        var values: [String: String] = [:]
+        for v in 0..<snapshot.pointee.vips.count {
+            let hex = String(snapshot.pointee.fingerprint(vip: v), radix: 16)
+            values[snapshot.pointee.vips[v].name] = String(repeating: "0", count: 16 - hex.count) + hex
+        }
+        fingerprints = (generation, values)
+        return values
+    }
+
+    func showVIPs() -> [String: Any] {
+        let c = reloader.desired.config
+        let fingerprints = tableFingerprints()
+        let counts = Dictionary(info.stats.publisher.totals().vips.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let rows: [[String: Any]] = c.vips.map { v in
+            let taking = v.backends.filter { reloader.desired.effectiveWeight($0, of: v) > 0 }.count
+            return [
+                "vip": v.name, "encap": v.encapsulation == .gue ? "gue" : "ipip", "backends": v.backends.count,
+                "backends_taking_new_flows": taking, "table_size": c.tableSize, "fingerprint": fingerprints[v.name] ?? "",
+                "packets": counts[v.name]?.packets ?? 0, "new_flows": counts[v.name]?.newFlows ?? 0,
+            ]
+        }
+        return ControlReply.ok(["vips": rows, "generation": Int(reloader.publisher.generation)])
+    }
+}
