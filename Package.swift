@@ -1,7 +1,7 @@
 // swift-tools-version:6.2
 // Tern: an L4 load balancer (DPDK kernel bypass, Maglev, IPIP/GUE encapsulation) in Swift.
 // Module graph (a module may import only what sits to its left in a packet's path):
-//   TernMetrics -> TernWire -> TernBalancing -> TernDataplane ;  TernWire, TernBalancing -> TernControl
+//   TernMetrics -> TernWire -> TernBalancing -> TernDataplane -> TernControl (config, port plan)
 //   TernPcap stands alone ; TernAgent (control plane) sits on TernControl and TernTelemetry ;
 //   ternctl and ternd wire them together.
 import PackageDescription
@@ -15,7 +15,7 @@ let dpdkCFlags = ["-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk",
 let dpdkSwift: [SwiftSetting] = strict + [.unsafeFlags(dpdkCFlags.flatMap { ["-Xcc", $0] })]
 let dpdkLibraries: [LinkerSetting] = [
     "rte_ethdev", "rte_net", "rte_mbuf", "rte_mempool", "rte_ring", "rte_eal", "rte_kvargs", "rte_telemetry",
-    "rte_net_ring", "rte_pdump", "rte_pcapng",
+    "rte_net_ring", "rte_pdump", "rte_pcapng", "rte_bus_vdev",
 ].map { .linkedLibrary($0) }
 
 let package = Package(

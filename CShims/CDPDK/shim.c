@@ -18,14 +18,14 @@
 // Tern's frames must fit one mbuf with room for outer headers in front.
 _Static_assert(RTE_PKTMBUF_HEADROOM >= 64, "mbuf headroom too small for outer headers");
 
-int tern_port_configure(uint16_t port, uint16_t queues, int rss, uint64_t *rss_enabled) {
+int tern_port_configure(uint16_t port, uint16_t rx_queues, uint16_t tx_queues, int rss, uint64_t *rss_enabled) {
     struct rte_eth_dev_info info;
     int rc = rte_eth_dev_info_get(port, &info);
     if (rc != 0) return rc;
     struct rte_eth_conf conf;
     memset(&conf, 0, sizeof conf);
     *rss_enabled = 0;
-    if (rss && queues > 1) {
+    if (rss && rx_queues > 1) {
         uint64_t wanted = RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP;
         uint64_t offered = wanted & info.flow_type_rss_offloads;
         if (offered != 0) {
@@ -36,7 +36,7 @@ int tern_port_configure(uint16_t port, uint16_t queues, int rss, uint64_t *rss_e
     }
     if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
         conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
-    return rte_eth_dev_configure(port, queues, queues, &conf);
+    return rte_eth_dev_configure(port, rx_queues, tx_queues, &conf);
 }
 
 int tern_block_signals_fd(void) {

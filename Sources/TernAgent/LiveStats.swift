@@ -17,10 +17,28 @@ import TernTelemetry
 public struct LiveStats {
     public let blocks: [CounterBlock]
     public let publisher: Publisher
+    /// The host path's block (`HostSlot` layout), when ternd has one.
+    public let host: CounterBlock?
 
-    public init(blocks: [CounterBlock], publisher: Publisher) {
+    public init(blocks: [CounterBlock], publisher: Publisher, host: CounterBlock? = nil) {
         self.blocks = blocks
         self.publisher = publisher
+        self.host = host
+    }
+
+    /// The host path's counters (empty without one): `host_tx` frames handed to the kernel,
+    /// `host_rx` frames the kernel sent that went out on the data port (a TX queue that refuses
+    /// them counts them in `tx_failed`), `host_dropped` host-bound frames lost (a worker's ring
+    /// full, or the TAP refused them), `host_rx_dropped` kernel frames lost on the way to worker 0.
+    public var hostCounters: [(String, UInt64)] {
+        guard let host else { return [] }
+        let ringFull = blocks.reduce(0) { $0 + $1.load(CounterSlot.hostDropped) }
+        let sent = blocks.reduce(0) { $0 + $1.load(CounterSlot.hostRx) }
+        return [
+            ("host_tx", host.load(HostSlot.toKernel)), ("host_rx", sent),
+            ("host_dropped", ringFull + host.load(HostSlot.toKernelFailed)),
+            ("host_rx_dropped", host.load(HostSlot.fromKernelDropped)),
+        ]
     }
 
     /// The report now; `extra` and `extraObjects` are appended (mbufs, reloads, ...).
@@ -40,7 +58,8 @@ public struct LiveStats {
         }
         return TrafficReport(
             outcomes: outcomes, totals: totals, flows: flows,
-            extra: [("rx_polled", rx), ("tx", tx), ("tx_failed", txFailed), ("workers", UInt64(blocks.count))] + extra,
+            extra: [("rx_polled", rx), ("tx", tx), ("tx_failed", txFailed), ("workers", UInt64(blocks.count))] + hostCounters
+                + extra,
             extraObjects: extraObjects)
     }
 }

@@ -56,6 +56,14 @@ public struct MetricsRenderer {
             counter("tern_flows_inserted_total", "Flows inserted into the worker's flow table.", worker, block.load(CounterSlot.flowsInserted))
             counter("tern_flows_evicted_total", "Flows evicted from a full bucket.", worker, block.load(CounterSlot.flowsEvicted))
         }
+        let hostHelp = [
+            "host_tx": "Frames handed to the kernel's host interfaces.", "host_rx": "Frames from the host interfaces sent out.",
+            "host_dropped": "Host-bound frames lost: a worker's ring to the host path full, or the TAP refused them.",
+            "host_rx_dropped": "Frames from the host interfaces lost on the way to the transmitting worker (ring full).",
+        ]
+        for (name, n) in stats.hostCounters {
+            counter("tern_\(name)_packets_total", hostHelp[name] ?? name, [], n)
+        }
         let totals = stats.publisher.totals()
         for v in totals.vips {
             counter("tern_vip_forwarded_packets_total", "Packets forwarded for a VIP.", [("vip", v.name)], v.packets)

@@ -29,6 +29,9 @@ public struct PortConfig: Equatable, Sendable {
     /// The device encapsulated packets received here leave on (another `[[port]]`); nil: this
     /// port (one-armed). Replies always leave on the port the request came in on.
     public var backendDevice: String? = nil
+    /// The kernel interface (a TAP ternd creates) that host-bound frames received here go to, and
+    /// whose frames leave here; nil: host-bound frames are counted and freed.
+    public var hostInterface: String? = nil
 
     public static let simulatedMAC = MACAddress(value: 0x02_00_00_00_00_01)
 }

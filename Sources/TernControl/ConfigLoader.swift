@@ -88,6 +88,7 @@ struct RawPort {
     var mac: String?
     var mtu: Int?
     var backend_device: String?
+    var host_interface: String?
 }
 
 struct RawMaglev {
@@ -157,7 +158,7 @@ struct DocumentReader {
             let gateway = string(p, K.portGatewayMAC)
             let port = RawPort(
                 device: device ?? "", gateway_mac: gateway ?? "", mac: string(p, K.portMAC), mtu: int(p, K.portMTU),
-                backend_device: string(p, K.portBackendDevice))
+                backend_device: string(p, K.portBackendDevice), host_interface: string(p, K.portHostInterface))
             return device == nil || gateway == nil ? nil : port
         }
         let maglev = table(t, K.maglev).map { m in
@@ -474,6 +475,13 @@ struct Validator {
         }
     }
 
+    /// What Linux takes as an interface name (IFNAMSIZ - 1 bytes), less the characters DPDK's
+    /// device arguments would split on.
+    static func isInterfaceName(_ name: String) -> Bool {
+        (1...15).contains(name.utf8.count) && name != "." && name != ".."
+            && name.utf8.allSatisfy { $0 < 0x80 && (Character(Unicode.Scalar($0)).isLetter || Character(Unicode.Scalar($0)).isNumber || $0 == 0x2E || $0 == 0x2D || $0 == 0x5F) }
+    }
+
     mutating func validateNode(_ raw: RawNode) -> NodeConfig {
         if raw.name.isEmpty { fail("node.name", "must not be empty") }
         var node = NodeConfig(name: raw.name)
@@ -502,11 +510,23 @@ struct Validator {
             note(ConfigSchema.portMAC, "\(path).mac", own?.description ?? "the device's")
             let mtu = int(p.mtu, ConfigSchema.portMTU, at: "\(path).mtu")
             note(ConfigSchema.portBackendDevice, "\(path).backend_device", p.backend_device ?? "this port")
+            note(ConfigSchema.portHostInterface, "\(path).host_interface", p.host_interface ?? "none")
+            if let name = p.host_interface {
+                if !Validator.isInterfaceName(name) {
+                    fail(
+                        "\(path).host_interface",
+                        "must be 1 to 15 letters, digits, '.', '-' or '_' (a Linux interface name), got \"\(escapedForMessage(name))\"")
+                } else if let other = raw[..<i].firstIndex(where: { $0.host_interface == name }) {
+                    fail("\(path).host_interface", "\"\(name)\" is already the host interface of port[\(other)]")
+                }
+            }
             if let b = p.backend_device, !raw.contains(where: { $0.device == b }) {
                 fail("\(path).backend_device", "\"\(escapedForMessage(b))\" is not the device of any [[port]]")
             }
             guard let gateway else { return nil }
-            return PortConfig(device: p.device, gatewayMAC: gateway, mac: own, mtu: mtu, backendDevice: p.backend_device)
+            return PortConfig(
+                device: p.device, gatewayMAC: gateway, mac: own, mtu: mtu, backendDevice: p.backend_device,
+                hostInterface: p.host_interface)
         }
     }
 

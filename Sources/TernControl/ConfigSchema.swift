@@ -71,6 +71,7 @@ public enum ConfigSchema {
     public static let portMAC = ConfigKey("port.mac", .string, restartOnly: true)
     public static let portMTU = ConfigKey("port.mtu", .integer, range: 1280...9216, default: 1500, restartOnly: true)
     public static let portBackendDevice = ConfigKey("port.backend_device", .string, restartOnly: true)
+    public static let portHostInterface = ConfigKey("port.host_interface", .string, restartOnly: true)
 
     public static let maglev = ConfigKey("maglev", .table)
     public static let tableSize = ConfigKey("maglev.table_size", .integer, range: 7...10_000_019, default: 65537)
@@ -90,7 +91,7 @@ public enum ConfigSchema {
     public static let all: [ConfigKey] = [
         node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, metrics, metricsListen, dataplane, workers,
         burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, port, portDevice, portGatewayMAC, portMAC, portMTU,
-        portBackendDevice, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
+        portBackendDevice, portHostInterface, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
         allowGUEPortOverlap, backend, backendAddress, backendWeight,
     ]
 

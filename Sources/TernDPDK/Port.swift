@@ -62,24 +62,34 @@ public struct Port: Sendable {
             value: UInt64(b.0) << 40 | UInt64(b.1) << 32 | UInt64(b.2) << 24 | UInt64(b.3) << 16 | UInt64(b.4) << 8 | UInt64(b.5))
     }
 
-    /// Configures `queues` RX/TX queue pairs (RSS over the 5-tuple when several and the device has
-    /// it) and sets each up with `descriptors` entries (`rte_eth_dev_configure`,
-    /// `rte_eth_rx_queue_setup`, `rte_eth_tx_queue_setup`). Returns whether RSS is on.
-    public func configure(queues: UInt16, descriptors: UInt16, pool: Mempool) throws(DPDKError) -> Bool {
+    /// Configures `rxQueues` RX queues and `txQueues` TX queues (RSS over the 5-tuple when several
+    /// RX queues and the device has it) and sets each up with `descriptors` entries
+    /// (`rte_eth_dev_configure`, `rte_eth_rx_queue_setup`, `rte_eth_tx_queue_setup`). Returns
+    /// whether RSS is on.
+    public func configure(rxQueues: UInt16, txQueues: UInt16, descriptors: UInt16, pool: Mempool) throws(DPDKError) -> Bool {
         var rss: UInt64 = 0
-        var rc = tern_port_configure(id, queues, 1, &rss)
-        guard rc == 0 else { throw DPDKError("rte_eth_dev_configure(\(name), \(queues) queues)", code: rc) }
+        var rc = tern_port_configure(id, rxQueues, txQueues, 1, &rss)
+        guard rc == 0 else {
+            throw DPDKError("rte_eth_dev_configure(\(name), \(rxQueues) RX / \(txQueues) TX queues)", code: rc)
+        }
         var rxDescriptors = descriptors
         var txDescriptors = descriptors
         _ = rte_eth_dev_adjust_nb_rx_tx_desc(id, &rxDescriptors, &txDescriptors)
-        let socket = Int32(rte_eth_dev_socket_id(id))
-        for q in 0..<queues {
-            rc = rte_eth_rx_queue_setup(id, q, rxDescriptors, UInt32(bitPattern: socket), nil, pool.pointer)
+        let socket = UInt32(bitPattern: Int32(rte_eth_dev_socket_id(id)))
+        for q in 0..<rxQueues {
+            rc = rte_eth_rx_queue_setup(id, q, rxDescriptors, socket, nil, pool.pointer)
             guard rc == 0 else { throw DPDKError("rte_eth_rx_queue_setup(\(name), queue \(q))", code: rc) }
-            rc = rte_eth_tx_queue_setup(id, q, txDescriptors, UInt32(bitPattern: socket), nil)
+        }
+        for q in 0..<txQueues {
+            rc = rte_eth_tx_queue_setup(id, q, txDescriptors, socket, nil)
             guard rc == 0 else { throw DPDKError("rte_eth_tx_queue_setup(\(name), queue \(q))", code: rc) }
         }
         return rss != 0
+    }
+
+    /// The same number of RX and TX queues.
+    public func configure(queues: UInt16, descriptors: UInt16, pool: Mempool) throws(DPDKError) -> Bool {
+        try configure(rxQueues: queues, txQueues: queues, descriptors: descriptors, pool: pool)
     }
 
     /// Link state and speed in Mb/s (`tern_port_link`, i.e. `rte_eth_link_get_nowait`).

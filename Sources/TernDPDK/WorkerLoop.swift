@@ -12,8 +12,9 @@ import TernMetrics
 import Glibc
 #endif
 
-/// Where a worker receives and where its packets leave.
-public struct WorkerQueue: Sendable {
+/// Where a worker receives and where its packets leave. (`@unchecked`: `hostRing` is a raw DPDK
+/// ring pointer, owned by the host path, which outlives the worker.)
+public struct WorkerQueue: @unchecked Sendable {
     /// Port and queue to poll.
     public var rxPort: UInt16
     public var queue: UInt16
@@ -21,12 +22,22 @@ public struct WorkerQueue: Sendable {
     public var backendPort: UInt16
     /// MACs and MTU for packets received here.
     public var context: PortContext
+    /// Where host-bound frames go (the host path's ring for this worker and port); nil: freed.
+    public var hostRing: OpaquePointer?
+    /// Frames the kernel sent on this port's host interface, for this worker to transmit on
+    /// `rxPort` (worker 0 only); nil: none.
+    public var fromHostRing: OpaquePointer?
 
-    public init(rxPort: UInt16, queue: UInt16, backendPort: UInt16, context: PortContext) {
+    public init(
+        rxPort: UInt16, queue: UInt16, backendPort: UInt16, context: PortContext, hostRing: OpaquePointer? = nil,
+        fromHostRing: OpaquePointer? = nil
+    ) {
         self.rxPort = rxPort
         self.queue = queue
         self.backendPort = backendPort
         self.context = context
+        self.hostRing = hostRing
+        self.fromHostRing = fromHostRing
     }
 }
 
@@ -78,8 +89,9 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         let toBackends = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
         let replies = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
         let toFree = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
+        let toHost = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
         defer {
-            for p in [mbufs, toBackends, replies, toFree] { p.deallocate() }
+            for p in [mbufs, toBackends, replies, toFree, toHost] { p.deallocate() }
             packets.deallocate()
             outcomes.deallocate()
         }
@@ -94,6 +106,7 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
             let now = UInt32(truncatingIfNeeded: (tern_tsc() &- start) / hz) &+ 1
             var received = 0
             for q in queues {
+                if let ring = q.fromHostRing { sendFromHost(ring, q, list: toHost, burst: burst, stats: stats) }
                 let n = Int(tern_rx_burst(q.rxPort, q.queue, mbufs, UInt16(burst)))
                 if n == 0 { continue }
                 received += n
@@ -108,6 +121,7 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
                 var backendCount = 0
                 var replyCount = 0
                 var freeCount = 0
+                var hostCount = 0
                 for i in 0..<n {
                     let m = mbufs[i]
                     switch outcomes[i] {
@@ -125,10 +139,20 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
                             replies[replyCount] = m
                             replyCount += 1
                         }
+                    case .host where q.hostRing != nil:
+                        toHost[hostCount] = m
+                        hostCount += 1
                     default:
-                        // Host-bound packets are freed until a host path (exception port) exists.
+                        // Drops, and host-bound frames of a port without a host interface.
                         toFree[freeCount] = m
                         freeCount += 1
+                    }
+                }
+                if hostCount > 0 {
+                    let queued = Int(tern_ring_enqueue_burst(q.hostRing, toHost, UInt32(hostCount)))
+                    if queued < hostCount {
+                        tern_mbuf_free_bulk(toHost + queued, UInt32(hostCount - queued))
+                        stats.add(CounterSlot.hostDropped, UInt64(hostCount - queued))
                     }
                 }
                 if freeCount > 0 { tern_mbuf_free_bulk(toFree, UInt32(freeCount)) }
@@ -147,6 +171,14 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
             }
         }
         cell.goOffline(reader: index)
+    }
+
+    /// Transmits what the kernel sent on the port's host interface (queued by the host path).
+    func sendFromHost(_ ring: OpaquePointer, _ q: WorkerQueue, list: UnsafeMutablePointer<OpaquePointer?>, burst: Int, stats: CounterBlock) {
+        let n = Int(tern_ring_dequeue_burst(ring, list, UInt32(burst)))
+        guard n > 0 else { return }
+        stats.add(CounterSlot.hostRx, UInt64(n))
+        transmit(list, count: n, port: q.rxPort, queue: q.queue, stats: stats)
     }
 
     /// Sends what the TX queue takes; frees and counts what it refuses.

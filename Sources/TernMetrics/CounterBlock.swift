@@ -22,8 +22,23 @@ public enum CounterSlot {
     public static let rx = 19
     public static let tx = 20
     public static let txFailed = 21
+    /// Host-bound frames dropped because the host path's ring was full (the kernel is not
+    /// keeping up; forwarding is not slowed).
+    public static let hostDropped = 22
+    /// Frames the kernel sent on a host interface that this worker transmitted on the data port.
+    public static let hostRx = 23
     /// Slots in a block: three cache lines.
     public static let count = 24
+}
+
+/// The host-path thread's counters (its own block: it is their only writer).
+public enum HostSlot {
+    /// Frames handed to the kernel (written to a TAP).
+    public static let toKernel = 0
+    /// Frames the TAP refused (freed).
+    public static let toKernelFailed = 1
+    /// Frames from the kernel dropped because the ring to the transmitting worker was full.
+    public static let fromKernelDropped = 2
 }
 
 /// One worker's counters. Copies share the same memory; `deallocate` once, after the worker and

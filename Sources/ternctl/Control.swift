@@ -111,6 +111,8 @@ struct Stats: ParsableCommand {
     static func text(_ r: [String: Any]) -> String {
         var s = ""
         for key in ["rx", "rx_polled", "forwarded", "host", "replied", "tx", "tx_failed", "workers"] { s += "\(key) \(r[key] ?? 0)\n" }
+        // The host path's counters, when ternd has host interfaces.
+        for key in ["host_tx", "host_rx", "host_dropped", "host_rx_dropped"] where r[key] != nil { s += "\(key) \(r[key]!)\n" }
         for (group, label) in [("replies", "replied"), ("dropped", "dropped"), ("flows", "flows"), ("reloads", "reloads")] {
             let pairs = (r[group] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }
             if group == "dropped" { s += "dropped \(pairs.reduce(0) { $0 + (($1.value as? Int) ?? 0) })\n" }

@@ -163,7 +163,7 @@ enum Daemon {
                 let link = p.link
                 return ["name": p.name, "link_up": link.up, "speed_mbps": Int(link.speedMbps),
                         "stats": Dictionary(uniqueKeysWithValues: p.stats.map { ($0.0, Int($0.1)) })] as [String: Any]
-            } }, stats: LiveStats(blocks: dataplane.loops.map(\.stats), publisher: publisher))
+            } }, stats: LiveStats(blocks: dataplane.loops.map(\.stats), publisher: publisher, host: dataplane.hostPath?.stats))
         // Other threads ask the control thread through one exchange: Prometheus scrapes (the metrics
         // server's thread) and DPDK telemetry commands (its thread).
         let exchange = ControlExchange()

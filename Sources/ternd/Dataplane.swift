@@ -8,6 +8,10 @@ import TernDataplane
 import TernMetrics
 import TernWire
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 struct StartupError: Error {
     var message: String
     var exitCode: Int32
@@ -17,6 +21,9 @@ final class Dataplane {
     let ports: [Port]
     let pool: Mempool
     let loops: [WorkerLoop]
+    /// The host path (TAPs and their thread), when some port has `host_interface`.
+    let hostPath: HostPathLoop?
+    let taps: [Port]
     /// Mbufs in the pool and whether the ports spread flows by RSS, for the start-up line.
     let mbufs: UInt32
     let rss: Bool
@@ -40,10 +47,14 @@ final class Dataplane {
             }
         }
         self.ports = ports
-        // Enough mbufs for every RX and TX ring plus bursts in flight and per-lcore caches.
+        // Enough mbufs for every RX and TX ring plus bursts in flight and per-lcore caches, and for
+        // the host path: each TAP's rings, the kernel's queue on its data port, the worker rings.
         let descriptors = 1024
         let perQueue = 2 * descriptors + 4 * config.dataplane.burstSize
-        mbufs = UInt32(ports.count * workers * perQueue + (workers + 1) * 256 + 1024)
+        let hostPorts = config.ports.indices.filter { config.ports[$0].hostInterface != nil }
+        let hostRingSize = 1024
+        let hostMbufs = hostPorts.count * (2 * descriptors + (workers + 1) * hostRingSize + 64)
+        mbufs = UInt32(ports.count * workers * perQueue + (workers + 1) * 256 + 1024 + hostMbufs)
         let largestFrame = (config.ports.map(\.mtu).max() ?? 1500) + 18
         pool = try Mempool(name: "tern_mbufs", count: mbufs, cache: 256, dataRoom: UInt16(max(2048, largestFrame)))
         var rss = false
@@ -52,11 +63,40 @@ final class Dataplane {
             try port.start()
         }
         self.rss = rss
+        var links: [HostPathLoop.Link] = []
+        var taps: [Port] = []
+        for i in hostPorts {
+            let name = config.ports[i].hostInterface!
+            let path = "\(configPath): port[\(i)].host_interface"
+            guard if_nametoindex(name) == 0 else {
+                throw StartupError(message: "\(path): an interface named \(name) exists already", exitCode: ConfigError.exitCode)
+            }
+            let tap: Port
+            do {
+                tap = try HostInterface.create(name: name, mac: config.ports[i].mac ?? ports[i].mac)
+                _ = try tap.configure(queues: 1, descriptors: UInt16(descriptors), pool: pool)
+                try tap.start()
+            } catch {
+                throw StartupError(message: "\(path): \(error.description)", exitCode: ConfigError.exitCode)
+            }
+            taps.append(tap)
+            let rings = try (0..<workers).map { w throws(DPDKError) in
+                try MbufRing(name: "tern_host_\(i)_\(w)", count: UInt32(hostRingSize))
+            }
+            let back = try MbufRing(name: "tern_host_\(i)_back", count: UInt32(hostRingSize))
+            links.append(HostPathLoop.Link(tap: tap.id, toKernel: rings, fromKernel: back))
+        }
+        self.taps = taps
+        hostPath = links.isEmpty ? nil : HostPathLoop(links: links)
+        let hostLinks = Dictionary(uniqueKeysWithValues: zip(hostPorts, links))
         let plan = PortPlan(config.ports, deviceMACs: ports.map(\.mac))
         var loops: [WorkerLoop] = []
         for w in 0..<workers {
             let queues = plan.routes.map { r in
-                WorkerQueue(rxPort: ports[r.rx].id, queue: UInt16(w), backendPort: ports[r.backend].id, context: r.context)
+                WorkerQueue(
+                    rxPort: ports[r.rx].id, queue: UInt16(w), backendPort: ports[r.backend].id, context: r.context,
+                    hostRing: hostLinks[r.rx]?.toKernel[w].pointer,
+                    fromHostRing: w == 0 ? hostLinks[r.rx]?.fromKernel.pointer : nil)
             }
             let worker = Worker(
                 index: w, port: queues[0].context, flowTableEntries: config.dataplane.flowTableEntries,
@@ -68,6 +108,7 @@ final class Dataplane {
                     idleSleepMicroseconds: idleSleepMicroseconds))
         }
         self.loops = loops
+        try hostPath?.start()
         for (w, loop) in loops.enumerated() { try Lcore.launch(loop, on: lcores[w]) }
     }
 
@@ -80,7 +121,8 @@ final class Dataplane {
     func stop() -> Int {
         for loop in loops { loop.requestStop() }
         Lcore.waitAll()
-        for port in ports { port.stopAndClose() }
+        hostPath?.stopAndJoin()
+        for port in ports + taps { port.stopAndClose() }
         let inUse = pool.inUse
         pool.free()
         return inUse

@@ -5,6 +5,7 @@
 #define TERN_CDPDK_H
 
 #include <rte_config.h>
+#include <rte_bus_vdev.h>
 #include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_eal.h>
@@ -61,9 +62,9 @@ static inline uint16_t tern_tx_burst(uint16_t port, uint16_t queue, struct rte_m
     return rte_eth_tx_burst(port, queue, pkts, n);
 }
 
-/// Configures `port` with `queues` RX and TX queues. RSS on the 5-tuple when `rss` and the device
-/// offers it; returns the RSS hash functions actually enabled in *rss_enabled (0 = none).
-int tern_port_configure(uint16_t port, uint16_t queues, int rss, uint64_t *rss_enabled);
+/// Configures `port` with `rx_queues` RX and `tx_queues` TX queues. RSS on the 5-tuple when `rss`
+/// and the device offers it; returns the RSS hash functions actually enabled in *rss_enabled (0 = none).
+int tern_port_configure(uint16_t port, uint16_t rx_queues, uint16_t tx_queues, int rss, uint64_t *rss_enabled);
 
 // ---- rings (tests feed ring-backed ports directly) ---------------------------------------------
 
