@@ -8,7 +8,11 @@
 
 The router sends the VIP prefixes to an LB node; ternd (one-armed) tunnels each packet back to the
 router toward the chosen backend; the backend's kernel sees the inner packet and replies straight
-to the client. Checked from outside, with the kernel's own TCP/UDP/ICMP:
+to the client. lb1's kernel never sees its link (an nftables ingress drop; ternd's AF_PACKET
+socket taps frames before it): its addresses live on ternd's host interface (a TAP), so ARP, ND,
+pings and TCP to the node itself go through ternd's host path, as on a NIC only DPDK sees. Checked from outside, with the kernel's own TCP/UDP/ICMP:
+0. Host path: the router resolves lb1's IPv4 and IPv6 address and pings them; TCP to them reaches
+   a service on lb1 itself; at the end host_tx equals the host verdicts and nothing was dropped.
 1. TCP to an IPv4 VIP (4in4), an IPv6 VIP (6in6), an IPv4 VIP with IPv6 backends (4in6) and an
    IPv6 VIP with IPv4 backends (6in4); UDP to a port-0 VIP over GUE. Every exchange is answered,
    each connection by one backend, and the flows spread over both backends.
@@ -24,7 +28,7 @@ to the client. Checked from outside, with the kernel's own TCP/UDP/ICMP:
 5. Drain on reload: SIGHUP with b1 at weight 0: connections on b1 carry on, new ones go to b2.
 6. On SIGTERM: RX equals the sum of verdicts, nothing malformed, nothing refused by TX, mbufs 0.
 
-Needs root, iproute2, ethtool, ping, libbpf-dev and the clang that ships beside swift.
+Needs root, iproute2, ethtool, ping, nftables, libbpf-dev and the clang that ships beside swift.
 Usage: test_netns.py PATH/TO/ternd   (or --serve NAME inside a backend namespace)
 """
 import contextlib
@@ -56,6 +60,9 @@ LINKS = {"cl": ("cl", "10.99.1", "fd00:99:1::"), "lb1": ("lb1", "10.99.2", "fd00
 VIPS = {"4in4": ("192.0.2.10", "v4"), "6in6": ("2001:db8::10", "v6"), "4in6": ("192.0.2.30", "v6"),
         "6in4": ("2001:db8::30", "v4"), "gue": ("192.0.2.20", "v4")}
 BACKENDS = {"b1": ("10.99.3.2", "fd00:99:3::2"), "b2": ("10.99.4.2", "fd00:99:4::2")}
+# The LB node whose kernel never sees its link: its host stack talks through ternd's TAP.
+HOST_PATH_NODE = "lb1"
+HOST_INTERFACE = "tern0"
 
 
 def sh(*args, ns=None, check_rc=True):
@@ -104,11 +111,14 @@ def setup(xdp_obj):
         sh("ip", "addr", "add", f"{v4}.1/24", "dev", f"rt-{link}", ns=rt)
         sh("ip", "addr", "add", f"{v6}1/64", "dev", f"rt-{link}", "nodad", ns=rt)
         sh("ip", "link", "set", f"rt-{link}", "up", ns=rt)
-        sh("ip", "addr", "add", f"{v4}.2/24", "dev", link, ns=NS[ns])
-        sh("ip", "addr", "add", f"{v6}2/64", "dev", link, "nodad", ns=NS[ns])
         sh("ip", "link", "set", link, "up", ns=NS[ns])
-        sh("ip", "route", "add", "default", "via", f"{v4}.1", ns=NS[ns])
-        sh("ip", "-6", "route", "add", "default", "via", f"{v6}1", ns=NS[ns])
+        if link == HOST_PATH_NODE:
+            # Only ternd sees this link: AF_PACKET taps frames before the nftables ingress hook,
+            # which drops them for the kernel. The node's addresses live on ternd's TAP.
+            subprocess.run(["ip", "netns", "exec", NS[ns], "nft", "-f", "-"], check=True, text=True, input=(
+                f'table netdev tern_test {{\n chain in {{\n  type filter hook ingress device "{link}" priority 0; policy drop;\n }}\n}}\n'))
+            continue
+        address_interface(NS[ns], link, v4, v6)
     # The way back to the client carries only 1400 bytes: the router answers the backends' bigger
     # replies with ICMP "fragmentation needed" / "packet too big" addressed to the VIP, which only
     # reach the right backend if ternd steers them by the flow they quote.
@@ -123,6 +133,15 @@ def setup(xdp_obj):
     route_vips_via("lb1")
 
 
+def address_interface(ns, ifname, v4, v6):
+    """The node's addresses and default routes toward the router, on `ifname`."""
+    sh("ip", "addr", "add", f"{v4}.2/24", "dev", ifname, ns=ns)
+    sh("ip", "addr", "add", f"{v6}2/64", "dev", ifname, "nodad", ns=ns)
+    sh("ip", "link", "set", ifname, "up", ns=ns)
+    sh("ip", "route", "add", "default", "via", f"{v4}.1", ns=ns)
+    sh("ip", "-6", "route", "add", "default", "via", f"{v6}1", ns=ns)
+
+
 def route_vips_via(lb):
     _, v4, v6 = LINKS[lb]
     sh("ip", "route", "replace", "192.0.2.0/24", "via", f"{v4}.2", ns=NS["rt"])
@@ -135,7 +154,8 @@ def config_text(lb, drained=()):
             f'[node]\nname = "{lb}"\ntunnel_source_v4 = "{v4}.2"\ntunnel_source_v6 = "{v6}2"\n'
             '[dataplane]\nflow_table_entries = 4096\n'
             f'[[port]]\ndevice = "net_af_packet0"\ngateway_mac = "{mac_of(NS["rt"], "rt-" + lb)}"\nmtu = 1500\n'
-            '[maglev]\ntable_size = 1009\n')
+            + (f'host_interface = "{HOST_INTERFACE}"\n' if lb == HOST_PATH_NODE else "")
+            + '[maglev]\ntable_size = 1009\n')
     for kind, (address, family) in VIPS.items():
         udp = kind == "gue"
         text += (f'[[vip]]\naddress = "{address}"\nport = {0 if udp else TCP_PORT}\nprotocol = "{"udp" if udp else "tcp"}"\n'
@@ -161,6 +181,8 @@ class Node:
         self.reader = threading.Thread(target=self.read_log, daemon=True)
         self.reader.start()
         check(self.wait_for("started:", 1), f"{lb}: ternd did not start: {''.join(self.log)[-800:]}")
+        if lb == HOST_PATH_NODE:
+            address_interface(NS[lb], HOST_INTERFACE, LINKS[lb][1], LINKS[lb][2])
 
     def read_log(self):
         for line in self.proc.stderr:
@@ -333,6 +355,33 @@ def test_ping():
     print("ok: ping and ping6 to VIP addresses are answered", flush=True)
 
 
+def test_host_path():
+    """The host-path node's addresses live only on ternd's TAP and its kernel never sees the link:
+    the router resolves them (ARP, ND) and pings them, and a TCP service on the node answers a
+    client, all through ternd."""
+    _, v4, v6 = LINKS[HOST_PATH_NODE]
+    for address in (f"{v4}.2", f"{v6}2"):
+        p = subprocess.run(["ip", "netns", "exec", NS["rt"], "ping", "-c", "3", "-i", "0.2", "-W", "2", address],
+                           capture_output=True, text=True)
+        check(p.returncode == 0 and " 0% packet loss" in p.stdout, f"host path: ping {address}: {p.stdout[-300:]}")
+    neighbours = sh("ip", "neigh", "show", "dev", f"rt-{HOST_PATH_NODE}", ns=NS["rt"])
+    mac = mac_of(NS[HOST_PATH_NODE], HOST_PATH_NODE)
+    check(f"{v4}.2 lladdr {mac}" in neighbours and f"{v6}2 lladdr {mac}" in neighbours,
+          f"host path: the router's neighbours {neighbours!r}, expected the node's addresses at {mac}")
+    answers = []
+    for address in (f"{v4}.2", f"{v6}2"):
+        try:
+            conn = Connection(address)
+            answers.append(conn.exchange(b"hello"))
+            conn.close()
+        except (OSError, RuntimeError, ValueError) as e:
+            answers.append(f"error: {e}")
+    check(answers == [HOST_PATH_NODE] * 2, f"host path: TCP to the node's addresses answered by {answers}")
+    if answers == [HOST_PATH_NODE] * 2:
+        print(f"ok: host path: the router resolved and pinged {v4}.2 and {v6}2 (only on ternd's TAP), and TCP to "
+              "both reached the node's own service", flush=True)
+
+
 def open_spread(address, count=16):
     conns = [Connection(address) for _ in range(count)]
     return conns, [try_exchange(c) for c in conns]
@@ -370,13 +419,18 @@ def check_counters(lb, stats, err):
     check(stats["rx"] == verdicts, f"{lb}: rx {stats['rx']} != sum of verdicts {verdicts}")
     check(stats["forwarded"] > 0 and stats["tx_failed"] == 0 and stats["mbufs_in_use"] == 0, f"{lb}: {stats}")
     check(sum(stats["dropped"].values()) == 0, f"{lb}: dropped {stats['dropped']}")
+    if lb == HOST_PATH_NODE:
+        check(stats.get("host_tx") == stats["host"] and stats.get("host_rx", 0) > 0 and stats.get("host_dropped") == 0,
+              f"{lb}: host path: host {stats['host']}, host_tx {stats.get('host_tx')}, host_rx {stats.get('host_rx')}, "
+              f"host_dropped {stats.get('host_dropped')}")
     print(f"ok: {lb}: rx {stats['rx']} = forwarded {stats['forwarded']} + host {stats['host']} + replied "
           f"{stats['replied']} + dropped {sum(stats['dropped'].values())}; tx_failed 0, mbufs in use 0", flush=True)
 
 
-def serve(name):
+def serve(name, udp=True):
     """Backend servers: TCP on every address (length-prefixed echo of sizes), UDP per VIP address
-    (bound to it, so the reply's source is the VIP)."""
+    (bound to it, so the reply's source is the VIP). The host-path node runs the TCP one only: a
+    service on the node's own address (an ssh stand-in)."""
     def tcp_client(conn):
         with conn, conn.makefile("rwb") as f:
             while line := f.readline():
@@ -407,7 +461,7 @@ def serve(name):
             s.sendto(name.encode(), peer)
 
     threading.Thread(target=tcp_server, daemon=True).start()
-    for port in range(UDP_PORT, UDP_PORT + 16):
+    for port in range(UDP_PORT, UDP_PORT + 16 if udp else UDP_PORT):
         threading.Thread(target=udp_server, args=(VIPS["gue"][0], port), daemon=True).start()
     print("ready", flush=True)
     while True:
@@ -420,12 +474,13 @@ def main(ternd):
     servers, nodes = [], {}
     try:
         setup(build_xdp(tmp))
-        for b in ("b1", "b2"):
-            p = subprocess.Popen(["ip", "netns", "exec", NS[b], sys.executable, os.path.abspath(__file__), "--serve", b],
+        for b, mode in (("b1", "--serve"), ("b2", "--serve"), (HOST_PATH_NODE, "--serve-tcp")):
+            p = subprocess.Popen(["ip", "netns", "exec", NS[b], sys.executable, os.path.abspath(__file__), mode, b],
                                  stdout=subprocess.PIPE, text=True)
             servers.append(p)
             check(p.stdout.readline().strip() == "ready", f"{b}: servers did not start")
         nodes["lb1"] = Node(ternd, "lb1", tmp)
+        test_host_path()
         test_protocols()
         test_bulk_with_path_mtu_discovery()
         test_download_with_icmp_steering()
@@ -455,7 +510,7 @@ def main(ternd):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--serve":
-        serve(sys.argv[2])
+    if sys.argv[1] in ("--serve", "--serve-tcp"):
+        serve(sys.argv[2], udp=sys.argv[1] == "--serve")
     else:
         main(sys.argv[1])
