@@ -28,13 +28,19 @@ public struct DaemonInfo {
     public var ports: () -> [[String: Any]]
     /// The data plane's live counters.
     public var stats: LiveStats
+    /// Learned next hops (`NeighborWatcher.status`), for status.
+    public var gateways: () -> [[String: Any]]
 
-    public init(configPath: String, startedAt: Double, workers: Int, ports: @escaping () -> [[String: Any]], stats: LiveStats) {
+    public init(
+        configPath: String, startedAt: Double, workers: Int, ports: @escaping () -> [[String: Any]], stats: LiveStats,
+        gateways: @escaping () -> [[String: Any]] = { [] }
+    ) {
         self.configPath = configPath
         self.startedAt = startedAt
         self.workers = workers
         self.ports = ports
         self.stats = stats
+        self.gateways = gateways
     }
 }
 
@@ -86,7 +92,7 @@ public final class ControlCommands {
             "version": TernVersion.string, "uptime_s": Int(wallClock() - info.startedAt), "config": info.configPath,
             "generation": Int(reloader.publisher.generation), "workers": info.workers, "ports": info.ports(),
             "reloads": ["ok": Int(reloader.succeeded), "failed": Int(reloader.failed)],
-            "summary": reloader.desired.config.summary, "table_fingerprints": tableFingerprints(),
+            "summary": reloader.desired.config.summary, "table_fingerprints": tableFingerprints(), "gateways": info.gateways(),
         ]
         if let last = reloader.last {
             fields["last_reload"] = ["time": last.time, "ok": last.ok, "message": last.message]

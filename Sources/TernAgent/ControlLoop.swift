@@ -7,6 +7,7 @@
 //   exchange          questions from other threads, answered here: a Prometheus scrape
 //                     (MetricsServer's thread), a DPDK telemetry command (its thread)
 //   idle timer        with --stop-when-idle: stop once no packet arrived for that long
+//   periodic tasks    every so many seconds: the neighbour watcher (learned gateways)
 // Later sources (health probes, the BGP feed) join here. One poll() waits on all of them; nothing
 // blocks for long: a silent client is dropped after a timeout, a reload's build gives way to a
 // pending stop signal.
@@ -40,12 +41,16 @@ public final class ControlLoop {
     let commands: ControlCommands?
     let exchange: ControlExchange?
     let answer: (String) -> [UInt8]
+    /// Work to do every `interval` seconds (first at the start).
+    let periodic: [(interval: Double, action: () -> Void)]
 
     public init(
         signals: any SignalSource, reloader: Reloader, log: @escaping (Logger.Level, String) -> Void, clock: @escaping () -> Double,
         stopWhenIdleSeconds: Double? = nil, progress: @escaping () -> UInt64 = { 0 }, server: ControlServer? = nil,
-        commands: ControlCommands? = nil, exchange: ControlExchange? = nil, answer: @escaping (String) -> [UInt8] = { _ in [] }
+        commands: ControlCommands? = nil, exchange: ControlExchange? = nil, answer: @escaping (String) -> [UInt8] = { _ in [] },
+        periodic: [(interval: Double, action: () -> Void)] = []
     ) {
+        self.periodic = periodic
         self.exchange = exchange
         self.answer = answer
         self.server = server
@@ -62,7 +67,12 @@ public final class ControlLoop {
     public func run(pollMilliseconds: Int32 = 50) -> String {
         var lastProgress: UInt64 = 0
         var lastChange = clock()
+        var due = periodic.map { _ in lastChange }
         while true {
+            for (i, task) in periodic.enumerated() where clock() >= due[i] {
+                task.action()
+                due[i] = clock() + task.interval
+            }
             var fds = ([signals.descriptor, exchange?.descriptor ?? -1] + (server?.descriptors ?? [])).filter { $0 >= 0 }.map {
                 pollfd(fd: $0, events: Int16(POLLIN), revents: 0)
             }

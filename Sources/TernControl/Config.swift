@@ -21,7 +21,8 @@ public struct DataplaneConfig: Equatable, Sendable {
 /// Restart-only: a reload that changes it is refused.
 public struct PortConfig: Equatable, Sendable {
     public var device: String
-    public var gatewayMAC: MACAddress
+    /// The next hop's MAC as configured (`gateway_mac`); nil: learned for `gateway`.
+    public var gatewayMAC: MACAddress?
     /// The port's own MAC, when set; otherwise the device's (`ternctl simulate` then uses
     /// `PortConfig.simulatedMAC`).
     public var mac: MACAddress?
@@ -32,8 +33,16 @@ public struct PortConfig: Equatable, Sendable {
     /// The kernel interface (a TAP ternd creates) that host-bound frames received here go to, and
     /// whose frames leave here; nil: host-bound frames are counted and freed.
     public var hostInterface: String? = nil
+    /// The next hop's address, whose MAC ternd learns from the kernel's neighbour table on the
+    /// host interface (when `gateway_mac` is not set).
+    public var gateway: IPAddress? = nil
+
+    /// Whether the next hop's MAC is learned at run time rather than configured.
+    public var learnsGateway: Bool { gatewayMAC == nil && gateway != nil }
 
     public static let simulatedMAC = MACAddress(value: 0x02_00_00_00_00_01)
+    /// What `ternctl simulate` uses for a next hop that ternd would learn.
+    public static let simulatedGatewayMAC = MACAddress(value: 0x02_00_00_00_00_FE)
 }
 
 public struct BackendConfig: Equatable, Sendable {

@@ -84,7 +84,8 @@ struct RawDataplane {
 
 struct RawPort {
     var device: String
-    var gateway_mac: String
+    var gateway_mac: String?
+    var gateway: String?
     var mac: String?
     var mtu: Int?
     var backend_device: String?
@@ -155,11 +156,11 @@ struct DocumentReader {
         let ports = tables(t, K.port)?.compactMap { p -> RawPort? in
             unknown(p)
             let device = string(p, K.portDevice)
-            let gateway = string(p, K.portGatewayMAC)
             let port = RawPort(
-                device: device ?? "", gateway_mac: gateway ?? "", mac: string(p, K.portMAC), mtu: int(p, K.portMTU),
-                backend_device: string(p, K.portBackendDevice), host_interface: string(p, K.portHostInterface))
-            return device == nil || gateway == nil ? nil : port
+                device: device ?? "", gateway_mac: string(p, K.portGatewayMAC), gateway: string(p, K.portGateway),
+                mac: string(p, K.portMAC), mtu: int(p, K.portMTU), backend_device: string(p, K.portBackendDevice),
+                host_interface: string(p, K.portHostInterface))
+            return device == nil ? nil : port
         }
         let maglev = table(t, K.maglev).map { m in
             unknown(m)
@@ -503,10 +504,18 @@ struct Validator {
             let path = "port[\(i)]"
             if p.device.isEmpty { fail("\(path).device", "must not be empty") }
             if !seen.insert(p.device).inserted { fail("\(path).device", "duplicate device \"\(escapedForMessage(p.device))\"") }
-            let gateway = mac(p.gateway_mac, "\(path).gateway_mac")
+            let gatewayMAC = p.gateway_mac.flatMap { mac($0, "\(path).gateway_mac") }
+            let gateway = p.gateway.flatMap { address($0, "\(path).gateway") }
+            if p.gateway_mac == nil && p.gateway == nil {
+                fail(path, "needs gateway_mac (the next hop's MAC) or gateway (its address, resolved on host_interface)")
+            }
+            if p.gateway != nil && p.gateway_mac == nil && p.host_interface == nil {
+                fail("\(path).gateway", "needs host_interface: the next hop is resolved through the host's neighbour table on it")
+            }
             let own = p.mac.flatMap { mac($0, "\(path).mac") }
             note(ConfigSchema.portDevice, "\(path).device", p.device)
-            note(ConfigSchema.portGatewayMAC, "\(path).gateway_mac", gateway?.description ?? p.gateway_mac)
+            note(ConfigSchema.portGatewayMAC, "\(path).gateway_mac", gatewayMAC?.description ?? p.gateway_mac ?? "learned")
+            note(ConfigSchema.portGateway, "\(path).gateway", gateway?.description ?? p.gateway ?? "none")
             note(ConfigSchema.portMAC, "\(path).mac", own?.description ?? "the device's")
             let mtu = int(p.mtu, ConfigSchema.portMTU, at: "\(path).mtu")
             note(ConfigSchema.portBackendDevice, "\(path).backend_device", p.backend_device ?? "this port")
@@ -523,10 +532,9 @@ struct Validator {
             if let b = p.backend_device, !raw.contains(where: { $0.device == b }) {
                 fail("\(path).backend_device", "\"\(escapedForMessage(b))\" is not the device of any [[port]]")
             }
-            guard let gateway else { return nil }
             return PortConfig(
-                device: p.device, gatewayMAC: gateway, mac: own, mtu: mtu, backendDevice: p.backend_device,
-                hostInterface: p.host_interface)
+                device: p.device, gatewayMAC: gatewayMAC, mac: own, mtu: mtu, backendDevice: p.backend_device,
+                hostInterface: p.host_interface, gateway: gateway)
         }
     }
 

@@ -67,7 +67,8 @@ public enum ConfigSchema {
 
     public static let port = ConfigKey("port", .tables, required: true)
     public static let portDevice = ConfigKey("port.device", .string, required: true, restartOnly: true)
-    public static let portGatewayMAC = ConfigKey("port.gateway_mac", .string, required: true, restartOnly: true)
+    public static let portGatewayMAC = ConfigKey("port.gateway_mac", .string, restartOnly: true)
+    public static let portGateway = ConfigKey("port.gateway", .string, restartOnly: true)
     public static let portMAC = ConfigKey("port.mac", .string, restartOnly: true)
     public static let portMTU = ConfigKey("port.mtu", .integer, range: 1280...9216, default: 1500, restartOnly: true)
     public static let portBackendDevice = ConfigKey("port.backend_device", .string, restartOnly: true)
@@ -90,7 +91,7 @@ public enum ConfigSchema {
 
     public static let all: [ConfigKey] = [
         node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, metrics, metricsListen, dataplane, workers,
-        burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, port, portDevice, portGatewayMAC, portMAC, portMTU,
+        burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
         portBackendDevice, portHostInterface, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
         allowGUEPortOverlap, backend, backendAddress, backendWeight,
     ]

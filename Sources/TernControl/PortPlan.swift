@@ -18,8 +18,9 @@ public struct PortPlan: Sendable {
 
     public let routes: [Route]
 
-    /// `deviceMACs[i]`: the MAC port i's device reports, used where `[[port]].mac` is absent.
-    public init(_ ports: [PortConfig], deviceMACs: [MACAddress]) {
+    /// `deviceMACs[i]`: the MAC port i's device reports, used where `[[port]].mac` is absent; a
+    /// next hop ternd learns (`gateway`) starts as `PortContext.unknownMAC` until it is resolved.
+    public init(_ ports: [PortConfig], deviceMACs: [MACAddress], learnedGateway: MACAddress = PortContext.unknownMAC) {
         precondition(deviceMACs.count == ports.count, "one device MAC per port")
         routes = ports.enumerated().map { i, p in
             let b = p.backendDevice.flatMap { name in ports.firstIndex { $0.device == name } } ?? i
@@ -27,13 +28,16 @@ public struct PortPlan: Sendable {
             return Route(
                 rx: i, backend: b,
                 context: PortContext(
-                    mac: backend.mac ?? deviceMACs[b], gatewayMAC: backend.gatewayMAC, mtu: backend.mtu,
-                    replyMAC: p.mac ?? deviceMACs[i], replyGatewayMAC: p.gatewayMAC))
+                    mac: backend.mac ?? deviceMACs[b], gatewayMAC: backend.gatewayMAC ?? learnedGateway, mtu: backend.mtu,
+                    replyMAC: p.mac ?? deviceMACs[i], replyGatewayMAC: p.gatewayMAC ?? learnedGateway))
         }
     }
 
-    /// The plan `ternctl simulate` uses: no devices, so `PortConfig.simulatedMAC` stands in.
+    /// The plan `ternctl simulate` uses: no devices and no neighbour table, so
+    /// `PortConfig.simulatedMAC` and `simulatedGatewayMAC` stand in.
     public init(simulating ports: [PortConfig]) {
-        self.init(ports, deviceMACs: Array(repeating: PortConfig.simulatedMAC, count: ports.count))
+        self.init(
+            ports, deviceMACs: Array(repeating: PortConfig.simulatedMAC, count: ports.count),
+            learnedGateway: PortConfig.simulatedGatewayMAC)
     }
 }

@@ -12,8 +12,8 @@ import TernMetrics
 import Glibc
 #endif
 
-/// Where a worker receives and where its packets leave. (`@unchecked`: `hostRing` is a raw DPDK
-/// ring pointer, owned by the host path, which outlives the worker.)
+/// Where a worker receives and where its packets leave. (`@unchecked`: the host rings and gateway
+/// words are raw pointers, owned by the host path and the data plane, which outlive the worker.)
 public struct WorkerQueue: @unchecked Sendable {
     /// Port and queue to poll.
     public var rxPort: UInt16
@@ -27,10 +27,15 @@ public struct WorkerQueue: @unchecked Sendable {
     /// Frames the kernel sent on this port's host interface, for this worker to transmit on
     /// `rxPort` (worker 0 only); nil: none.
     public var fromHostRing: OpaquePointer?
+    /// Learned next hops (`GatewayCell.word`) of the backend port and of this port, read once
+    /// per burst into `context`; nil where the MAC is configured.
+    public var gateway: UnsafeMutablePointer<Atomic<UInt64>>?
+    public var replyGateway: UnsafeMutablePointer<Atomic<UInt64>>?
 
     public init(
         rxPort: UInt16, queue: UInt16, backendPort: UInt16, context: PortContext, hostRing: OpaquePointer? = nil,
-        fromHostRing: OpaquePointer? = nil
+        fromHostRing: OpaquePointer? = nil, gateway: UnsafeMutablePointer<Atomic<UInt64>>? = nil,
+        replyGateway: UnsafeMutablePointer<Atomic<UInt64>>? = nil
     ) {
         self.rxPort = rxPort
         self.queue = queue
@@ -38,6 +43,8 @@ public struct WorkerQueue: @unchecked Sendable {
         self.context = context
         self.hostRing = hostRing
         self.fromHostRing = fromHostRing
+        self.gateway = gateway
+        self.replyGateway = replyGateway
     }
 }
 
@@ -116,6 +123,8 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
                         data: tern_mbuf_data(m)!, length: Int(tern_mbuf_data_len(m)), headroom: Int(tern_mbuf_headroom(m)))
                 }
                 worker.pointee.port = q.context
+                if let g = q.gateway { worker.pointee.port.gatewayMAC = GatewayCell.load(g) }
+                if let g = q.replyGateway { worker.pointee.port.replyGatewayMAC = GatewayCell.load(g) }
                 worker.pointee.processBurst(packets, count: n, outcomes: outcomes, snapshot: snapshot.pointee, now: now)
                 let oneArmed = q.backendPort == q.rxPort
                 var backendCount = 0

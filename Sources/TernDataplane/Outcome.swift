@@ -31,6 +31,8 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
     /// UDP to a GUE VIP's own `gue_port`: GUE inside GUE, which a backend decapsulating on that
     /// port would open twice (a client could inject packets with any source).
     case dropGUEInGUE
+    /// The next hop's MAC (`[[port]] gateway`) is not known yet: nothing can be sent toward it.
+    case dropNoNeighbor
     /// Too big for the tunnel: answered with ICMP "fragmentation needed" or ICMPv6 "packet too
     /// big" so the client lowers its path MTU; transmit it (verdict `replied`).
     case repliedTooBig
@@ -63,6 +65,7 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
         case .dropICMPUnsupported: "icmp_unsupported"
         case .dropBadSource: "bad_source"
         case .dropGUEInGUE: "gue_in_gue"
+        case .dropNoNeighbor: "no_neighbor"
         }
     }
 

@@ -39,13 +39,18 @@ public struct Packet {
 public struct PortContext: Sendable {
     /// Source MAC of encapsulated packets.
     public var mac: MACAddress
-    /// Destination MAC of encapsulated packets (the next hop toward the backends).
+    /// Destination MAC of encapsulated packets (the next hop toward the backends);
+    /// `PortContext.unknownMAC` while a learned next hop is not resolved (packets are dropped
+    /// `no_neighbor`).
     public var gatewayMAC: MACAddress
     /// Largest IP packet (outer headers included) the path to backends carries.
     public var mtu: Int
     /// Source and destination MAC of replies.
     public var replyMAC: MACAddress
     public var replyGatewayMAC: MACAddress
+
+    /// 00:00:00:00:00:00: a next hop not known yet (never a valid unicast MAC).
+    public static let unknownMAC = MACAddress(value: 0)
 
     public init(mac: MACAddress, gatewayMAC: MACAddress, mtu: Int, replyMAC: MACAddress? = nil, replyGatewayMAC: MACAddress? = nil) {
         self.mac = mac

@@ -192,6 +192,7 @@ public struct Worker: ~Copyable {
                 let source = net.source
                 if !source.isSingleHost { return .dropBadSource }
                 if snapshot.isVIPAddress(source) { return .dropBadSource }
+                if port.replyGatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
                 return replyToEcho(&packet, net, port: port)
             }
             // Neighbour discovery (router/neighbour solicitation and advertisement, redirect) is
@@ -237,6 +238,7 @@ public struct Worker: ~Copyable {
         if snapshot.vips[vip].gueGuard == UInt32(c.pointee.tuple.destinationPort) | VIPRecord.gueGuardFlag {
             return .dropGUEInGUE
         }
+        if port.gatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
         let backend = chooseBackend(c.pointee.tuple, hash: c.pointee.hash, vip: vip, snapshot: snapshot, now: now)
         if backend < 0 { return .dropNoBackend }
         let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
@@ -324,6 +326,7 @@ public struct Worker: ~Copyable {
             tooBigBudget = Worker.tooBigRepliesPerSecond
         }
         guard tooBigBudget > 0 else { return .dropTooBig }
+        if port.replyGatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
         let outcome = Worker.replyTooBig(&packet, c, tunnelMTU: tunnelMTU, port: port)
         if outcome == .repliedTooBig { tooBigBudget -= 1 }
         return outcome

@@ -54,6 +54,11 @@ struct Status: ParsableCommand {
                 let stats = (p["stats"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
                 s += "port \(p["name"] ?? "?"): link \(p["link_up"] as? Bool == true ? "up" : "down"); \(stats.joined(separator: ", "))\n"
             }
+            for g in r["gateways"] as? [[String: Any]] ?? [] {
+                let mac = g["mac"] as? String ?? ""
+                s += "port[\(g["port"] ?? "?")] gateway \(g["gateway"] ?? "?") on \(g["interface"] ?? "?"): "
+                    + (mac.isEmpty ? "UNKNOWN (dropping no_neighbor)" : "at \(mac)") + ", kernel state \(g["state"] ?? "?")\n"
+            }
             for (vip, f) in (r["table_fingerprints"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key }) {
                 s += "table \(vip) fingerprint \(f)\n"
             }

@@ -157,13 +157,20 @@ enum Daemon {
         let reloader = Reloader(
             configPath: options.config, desired: DesiredState(config: config), publisher: publisher,
             availableMemory: { MemoryBudget.availableBytes() }, clock: monotonicSeconds, wallClock: wallSeconds)
+        // Learned next hops: the kernel's neighbour table on each host interface, every second.
+        let watcher = NeighborWatcher(
+            targets: dataplane.gateways.sorted { $0.key < $1.key }.map { i, cell in
+                NeighborWatcher.Target(
+                    port: i, gateway: config.ports[i].gateway!, interface: config.ports[i].hostInterface!, cell: cell)
+            }, log: { log($0, $1) })
         let info = DaemonInfo(
             configPath: options.config, startedAt: wallSeconds(), workers: config.dataplane.workers,
             ports: { dataplane.ports.map { p in
                 let link = p.link
                 return ["name": p.name, "link_up": link.up, "speed_mbps": Int(link.speedMbps),
                         "stats": Dictionary(uniqueKeysWithValues: p.stats.map { ($0.0, Int($0.1)) })] as [String: Any]
-            } }, stats: LiveStats(blocks: dataplane.loops.map(\.stats), publisher: publisher, host: dataplane.hostPath?.stats))
+            } }, stats: LiveStats(blocks: dataplane.loops.map(\.stats), publisher: publisher, host: dataplane.hostPath?.stats),
+            gateways: { watcher.status })
         // Other threads ask the control thread through one exchange: Prometheus scrapes (the metrics
         // server's thread) and DPDK telemetry commands (its thread).
         let exchange = ControlExchange()
@@ -188,7 +195,8 @@ enum Daemon {
         let loop = ControlLoop(
             signals: signals, reloader: reloader, log: { log($0, $1) }, clock: monotonicSeconds,
             stopWhenIdleSeconds: options.stopWhenIdleSeconds, progress: { dataplane.progress }, server: server, commands: commands,
-            exchange: exchange, answer: { $0 == "metrics" ? renderer.render() : commands.telemetry($0) })
+            exchange: exchange, answer: { $0 == "metrics" ? renderer.render() : commands.telemetry($0) },
+            periodic: watcher.targets.isEmpty ? [] : [(0.5, watcher.poll)])
         log(loop.run() + ": stopping")
         return shutdown(dataplane, stats: info.stats, reloader: reloader, statsJSON: options.statsJSON)
     }

@@ -24,6 +24,8 @@ final class Dataplane {
     /// The host path (TAPs and their thread), when some port has `host_interface`.
     let hostPath: HostPathLoop?
     let taps: [Port]
+    /// Learned next hops by port index (`[[port]] gateway` without `gateway_mac`).
+    let gateways: [Int: GatewayCell]
     /// Mbufs in the pool and whether the ports spread flows by RSS, for the start-up line.
     let mbufs: UInt32
     let rss: Bool
@@ -90,13 +92,16 @@ final class Dataplane {
         hostPath = links.isEmpty ? nil : HostPathLoop(links: links)
         let hostLinks = Dictionary(uniqueKeysWithValues: zip(hostPorts, links))
         let plan = PortPlan(config.ports, deviceMACs: ports.map(\.mac))
+        let gateways = Dictionary(uniqueKeysWithValues: config.ports.indices.filter { config.ports[$0].learnsGateway }.map { ($0, GatewayCell()) })
+        self.gateways = gateways
         var loops: [WorkerLoop] = []
         for w in 0..<workers {
             let queues = plan.routes.map { r in
                 WorkerQueue(
                     rxPort: ports[r.rx].id, queue: UInt16(w), backendPort: ports[r.backend].id, context: r.context,
                     hostRing: hostLinks[r.rx]?.toKernel[w].pointer,
-                    fromHostRing: w == 0 ? hostLinks[r.rx]?.fromKernel.pointer : nil)
+                    fromHostRing: w == 0 ? hostLinks[r.rx]?.fromKernel.pointer : nil, gateway: gateways[r.backend]?.word,
+                    replyGateway: gateways[r.rx]?.word)
             }
             let worker = Worker(
                 index: w, port: queues[0].context, flowTableEntries: config.dataplane.flowTableEntries,

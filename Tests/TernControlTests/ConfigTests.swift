@@ -219,6 +219,33 @@ func problems(_ text: String) -> [String] {
     }
 }
 
+@Suite struct HostPathKeyTests {
+    let port = "gateway_mac = \"02:00:00:00:00:fe\"\n"
+
+    @Test func aLearnedGatewayNeedsAHostInterfaceAndOneOfTheTwoGatewayKeysIsRequired() throws {
+        let learned = minimal.replacingOccurrences(of: port, with: "gateway = \"10.0.0.1\"\nhost_interface = \"tern0\"\n")
+        let c = try ConfigLoader.parse(learned, file: "t.toml")
+        #expect(c.ports[0].learnsGateway && c.ports[0].gateway == IPAddress("10.0.0.1") && c.ports[0].hostInterface == "tern0")
+        #expect(
+            problems(minimal.replacingOccurrences(of: port, with: "gateway = \"10.0.0.1\"\n"))
+                == ["port[0].gateway: needs host_interface: the next hop is resolved through the host's neighbour table on it"])
+        #expect(
+            problems(minimal.replacingOccurrences(of: port, with: ""))
+                == ["port[0]: needs gateway_mac (the next hop's MAC) or gateway (its address, resolved on host_interface)"])
+        // Both: the configured MAC wins, nothing is learned.
+        let both = try ConfigLoader.parse(minimal.replacingOccurrences(of: port, with: port + "gateway = \"10.0.0.1\"\n"), file: "t.toml")
+        #expect(!both.ports[0].learnsGateway)
+    }
+
+    @Test func hostInterfaceNamesAreLinuxNamesDPDKCanCarry() {
+        for bad in ["", "a,b", "x=y", "sixteen-chars-xx", "é", "a b", ".."] {
+            let text = minimal.replacingOccurrences(of: port, with: port + "host_interface = \"\(bad)\"\n")
+            #expect(problems(text).first?.contains("port[0].host_interface: must be 1 to 15") == true, "\(bad)")
+        }
+        #expect(problems(minimal.replacingOccurrences(of: port, with: port + "host_interface = \"tern-0.v_1\"\n")).isEmpty)
+    }
+}
+
 @Suite struct ListenerKeyTests {
     @Test func metricsListenTakesHostAndPortAndIsRestartOnly() throws {
         let c = try ConfigLoader.parse("[metrics]\nlisten = \"[::1]:9108\"\n" + minimal, file: "t.toml")
