@@ -12,7 +12,8 @@ to the client. lb1's kernel never sees its link (an nftables ingress drop; ternd
 socket taps frames before it): its addresses live on ternd's host interface (a TAP), so ARP, ND,
 pings and TCP to the node itself go through ternd's host path, as on a NIC only DPDK sees. Checked from outside, with the kernel's own TCP/UDP/ICMP:
 0. Host path: the router resolves lb1's IPv4 and IPv6 address and pings them; TCP to them reaches
-   a service on lb1 itself. lb1 learns the router's MAC (`gateway`) from its kernel and follows a
+   a service on lb1 itself; BIRD on lb1 holds a BGP session with BIRD on the router over it and
+   announces the VIP prefix. lb1 learns the router's MAC (`gateway`) from its kernel and follows a
    change of it under live connections; a flood of datagrams to lb1 itself leaves a VIP transfer
    beside it intact; at the end every host-bound frame is accounted for (to the kernel or
    host_dropped).
@@ -31,7 +32,7 @@ pings and TCP to the node itself go through ternd's host path, as on a NIC only 
 5. Drain on reload: SIGHUP with b1 at weight 0: connections on b1 carry on, new ones go to b2.
 6. On SIGTERM: RX equals the sum of verdicts, nothing malformed, nothing refused by TX, mbufs 0.
 
-Needs root, iproute2, ethtool, ping, nftables, libbpf-dev and the clang that ships beside swift.
+Needs root, iproute2, ethtool, ping, nftables, bird2, libbpf-dev and the clang that ships beside swift.
 Usage: test_netns.py PATH/TO/ternd   (or --serve NAME inside a backend namespace)
 """
 import contextlib
@@ -129,8 +130,10 @@ def setup(xdp_obj):
     # reach the right backend if ternd steers them by the flow they quote.
     sh("ip", "route", "replace", f"{LINKS['cl'][1]}.0/24", "dev", "rt-cl", "mtu", "lock", "1400", ns=rt)
     sh("ip", "-6", "route", "replace", f"{LINKS['cl'][2]}/64", "dev", "rt-cl", "metric", "256", "mtu", "lock", "1400", ns=rt)
-    # veth leaves TCP checksums to "offload"; AF_PACKET (ternd) would see them unfinished.
+    # veth leaves TCP checksums to "offload"; AF_PACKET (ternd) would see them unfinished: the
+    # client's, and the router's own (BGP) toward the host-path node, whose kernel checks them.
     sh("ethtool", "-K", "cl", "tx", "off", ns=NS["cl"])
+    sh("ethtool", "-K", f"rt-{HOST_PATH_NODE}", "tx", "off", ns=NS["rt"])
     for b in ("b1", "b2"):
         for address, _ in VIPS.values():
             sh("ip", "addr", "add", f"{address}/{128 if ':' in address else 32}", "dev", "lo", ns=NS[b])
@@ -431,6 +434,40 @@ def test_host_flood(node):
         print("ok: host flood: 200000 datagrams to the node's address; a 512 KiB VIP transfer beside them completed", flush=True)
 
 
+def test_bgp_over_host_path(tmp):
+    """BIRD on the router and on lb1's host side: the BGP session runs over ternd's host path (TCP
+    179 to the address on the TAP) and the router learns the VIP prefix lb1 announces."""
+    _, v4, _ = LINKS[HOST_PATH_NODE]
+    sides = {
+        "rt": (f"{v4}.1", 65000, f"{v4}.2", 65001, "ipv4 { import all; export none; };"),
+        HOST_PATH_NODE: (f"{v4}.2", 65001, f"{v4}.1", 65000, 'ipv4 { import none; export where proto = "vips"; };'),
+    }
+    sockets = {}
+    for side, (me, my_as, peer, peer_as, channel) in sides.items():
+        conf, sockets[side] = os.path.join(tmp, f"bird-{side}.conf"), os.path.join(tmp, f"bird-{side}.ctl")
+        with open(conf, "w") as f:
+            f.write(f"router id {me};\nprotocol device {{}}\n"
+                    + ('protocol static vips { ipv4; route 192.0.2.0/24 blackhole; }\n' if side == HOST_PATH_NODE else "")
+                    + f"protocol bgp peer {{ local {me} as {my_as}; neighbor {peer} as {peer_as}; {channel} }}\n")
+        sh("bird", "-c", conf, "-s", sockets[side], "-P", os.path.join(tmp, f"bird-{side}.pid"), ns=NS[side])
+    deadline, routes = time.monotonic() + 60, ""
+    while time.monotonic() < deadline:
+        routes = subprocess.run(["ip", "netns", "exec", NS["rt"], "birdc", "-s", sockets["rt"], "show", "route", "192.0.2.0/24"],
+                                capture_output=True, text=True).stdout
+        if f"via {v4}.2" in routes:
+            break
+        time.sleep(0.5)
+    state = subprocess.run(["ip", "netns", "exec", NS[HOST_PATH_NODE], "birdc", "-s", sockets[HOST_PATH_NODE], "show",
+                            "protocols", "peer"], capture_output=True, text=True).stdout
+    for side in sides:
+        subprocess.run(["ip", "netns", "exec", NS[side], "birdc", "-s", sockets[side], "down"], capture_output=True)
+    check(f"via {v4}.2" in routes and "Established" in state,
+          f"BGP over the host path: router's route {routes!r}, lb1's session {state!r}")
+    if f"via {v4}.2" in routes:
+        print(f"ok: BGP over the host path: BIRD on lb1 (on the TAP's {v4}.2) established a session with the router's BIRD, "
+              "which learned 192.0.2.0/24 from it", flush=True)
+
+
 def open_spread(address, count=16):
     conns = [Connection(address) for _ in range(count)]
     return conns, [try_exchange(c) for c in conns]
@@ -535,6 +572,7 @@ def main(ternd):
             check(p.stdout.readline().strip() == "ready", f"{b}: servers did not start")
         nodes["lb1"] = Node(ternd, "lb1", tmp)
         test_host_path()
+        test_bgp_over_host_path(tmp)
         test_protocols()
         test_bulk_with_path_mtu_discovery()
         test_download_with_icmp_steering()
