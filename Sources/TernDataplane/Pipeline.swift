@@ -238,6 +238,7 @@ public struct Worker: ~Copyable {
         if snapshot.vips[vip].gueGuard == UInt32(c.pointee.tuple.destinationPort) | VIPRecord.gueGuardFlag {
             return .dropGUEInGUE
         }
+        // A learned next hop not resolved yet (before a flow is placed: none waits for it).
         if port.gatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
         let backend = chooseBackend(c.pointee.tuple, hash: c.pointee.hash, vip: vip, snapshot: snapshot, now: now)
         if backend < 0 { return .dropNoBackend }

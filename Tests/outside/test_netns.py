@@ -365,6 +365,23 @@ def test_ping():
     print("ok: ping and ping6 to VIP addresses are answered", flush=True)
 
 
+def test_host_interface_taken(ternd, tmp):
+    """A host_interface name that exists already (here: the node's own veth) stops ternd at start
+    with exit 78 naming the key, and leaves nothing behind."""
+    config = os.path.join(tmp, "taken.toml")
+    with open(config, "w") as f:
+        f.write(config_text(HOST_PATH_NODE).replace(f'host_interface = "{HOST_INTERFACE}"', f'host_interface = "{HOST_PATH_NODE}"'))
+    test_ternd.RUN += 1
+    cmd = ["ip", "netns", "exec", NS[HOST_PATH_NODE], ternd,
+           *test_ternd.eal(f"tern-netns-{os.getpid()}-taken", f"net_af_packet0,iface={HOST_PATH_NODE}"), "--", "--config", config]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    test_ternd.remove_runtime_dirs(cmd)
+    message = f"port[0].host_interface: an interface named {HOST_PATH_NODE} exists already"
+    check(p.returncode == 78 and message in p.stderr, f"host_interface taken: exit {p.returncode}, {p.stderr[-400:]}")
+    if p.returncode == 78:
+        print(f"ok: a host_interface that exists ({HOST_PATH_NODE}) stops ternd: exit 78, {message}", flush=True)
+
+
 def test_host_path():
     """The host-path node's addresses live only on ternd's TAP and its kernel never sees the link:
     the router resolves them (ARP, ND) and pings them, and a TCP service on the node answers a
@@ -407,6 +424,12 @@ def test_router_mac_change(node):
     for c in conns:
         c.close()
     check(learned, f"router MAC change: ternd did not learn {new}: {''.join(node.log)[-600:]}")
+    ternctl = os.path.join(os.path.dirname(node.cmd[4]), "ternctl")
+    p = subprocess.run([ternctl, "status", "--json", "--socket", f"/run/tern/netns-test-{os.getpid()}-{node.lb}.sock"],
+                       capture_output=True, text=True)
+    gateways = json.loads(p.stdout).get("gateways", []) if p.returncode == 0 else []
+    check([(g.get("gateway"), g.get("mac")) for g in gateways] == [(f"{LINKS[node.lb][1]}.1", new)],
+          f"router MAC change: ternctl status shows gateways {gateways} ({p.stderr.strip()})")
     check(after == before, f"router MAC change: connections answered by {before} before, {after} after")
     if learned and after == before:
         print(f"ok: router MAC change: ternd followed {old} -> {new} in {took:.1f} s; {len(conns)} connections carried on",
@@ -570,6 +593,7 @@ def main(ternd):
                                  stdout=subprocess.PIPE, text=True)
             servers.append(p)
             check(p.stdout.readline().strip() == "ready", f"{b}: servers did not start")
+        test_host_interface_taken(ternd, tmp)
         nodes["lb1"] = Node(ternd, "lb1", tmp)
         test_host_path()
         test_bgp_over_host_path(tmp)
