@@ -137,26 +137,23 @@ public enum Netlink {
         guard setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, &name, socklen_t(name.count)) == 0 else {
             return NetlinkError("SO_BINDTODEVICE \(interface): \(String(cString: strerror(errno)))")
         }
-        let bytes = address.bytes
-        let sent: Int
-        if address.isV6 {
-            var sa = sockaddr_in6()
-            sa.sin6_family = sa_family_t(AF_INET6)
-            sa.sin6_port = UInt16(9).bigEndian
-            withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: bytes) }
-            sent = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, nil, 0, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
-        } else {
-            var sa = sockaddr_in()
-            sa.sin_family = sa_family_t(AF_INET)
-            sa.sin_port = UInt16(9).bigEndian
-            withUnsafeMutableBytes(of: &sa.sin_addr) { $0.copyBytes(from: bytes) }
-            sent = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, nil, 0, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
+        var (storage, length) = socketAddress(address, port: 9)
+        let sent = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, nil, 0, Int32(MSG_DONTWAIT), $0, length) }
         }
         return sent < 0 ? NetlinkError("sendto \(address) on \(interface): \(String(cString: strerror(errno)))") : nil
+    }
+
+    /// A sockaddr_in or sockaddr_in6 for `address` and `port`, and its length.
+    public static func socketAddress(_ address: IPAddress, port: UInt16) -> (sockaddr_storage, socklen_t) {
+        var storage = sockaddr_storage()
+        withUnsafeMutableBytes(of: &storage) { raw in
+            raw.storeBytes(of: sa_family_t(address.isV6 ? AF_INET6 : AF_INET), as: sa_family_t.self)
+            raw.storeBytes(of: port.bigEndian, toByteOffset: 2, as: UInt16.self)
+            let at = address.isV6 ? 8 : 4  // sin6_addr after sin6_flowinfo; sin_addr after sin_port
+            raw[at..<(at + address.bytes.count)].copyBytes(from: address.bytes)
+        }
+        return (storage, socklen_t(address.isV6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size))
     }
 
     static func put16(_ b: inout [UInt8], _ o: Int, _ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { b.replaceSubrange(o..<o + 2, with: $0) } }

@@ -55,6 +55,27 @@ let doneMessage: [UInt8] = [20, 0, 0, 0, 3, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 
         #expect(Netlink.parse(error).error == 22)
     }
 
+    /// The nudge is an empty datagram to the address's discard port through the named interface:
+    /// a UDP socket on loopback port 9 receives it, for IPv4 and IPv6.
+    @Test func theNudgeReachesTheAddressItNames() throws {
+        for (text, family) in [("127.0.0.1", AF_INET), ("::1", AF_INET6)] {
+            let address = IPAddress(text)!
+            let fd = socket(family, Int32(SOCK_DGRAM.rawValue), 0)
+            #expect(fd >= 0)
+            defer { close(fd) }
+            var (storage, length) = Netlink.socketAddress(address, port: 9)
+            let bound = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+            guard bound == 0 else {
+                Issue.record("cannot bind \(text) port 9 (root needed, port free): \(String(cString: strerror(errno)))")
+                continue
+            }
+            #expect(Netlink.nudge(address, interface: "lo") == nil)
+            var buffer = [UInt8](repeating: 0, count: 16)
+            let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            #expect(n == 0, "\(text): recv \(n)")
+        }
+    }
+
     /// The real kernel answers the dump (this machine's table, whatever is in it).
     @Test func theKernelAnswersANeighbourDump() {
         if case .failure(let e) = Netlink.neighbors() { Issue.record("\(e)") }
