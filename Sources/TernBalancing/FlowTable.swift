@@ -93,7 +93,7 @@ public struct FlowTableCounters: Sendable {
 public struct FlowTable: ~Copyable {
     public static let ways = 8
     /// Bucket metadata: tags (8 x UInt16) at 0, last-seen times (8 x UInt32) at 16, timeout class
-    /// (8 x UInt8: 0 TCP, 1 UDP and others) at 48.
+    /// (8 x UInt8: 0 TCP, 1 UDP and others, 2 TCP after FIN or RST) at 48.
     @usableFromInline static let tagsOffset = 0
     @usableFromInline static let seenOffset = 16
     @usableFromInline static let classOffset = 48
@@ -105,6 +105,8 @@ public struct FlowTable: ~Copyable {
     @usableFromInline let bucketMask: Int
     public let tcpIdleTimeout: UInt32
     public let udpIdleTimeout: UInt32
+    /// How long a TCP flow lives after its FIN or RST (IPVS keeps such states briefly too).
+    public let tcpClosingTimeout: UInt32
     /// Where inserts, evictions and expiries are counted (the worker's block).
     public let block: CounterBlock
     let ownsBlock: Bool
@@ -125,7 +127,10 @@ public struct FlowTable: ~Copyable {
 
     /// `capacity` is rounded up to a power of two (at least 8). Events are counted in `counters`,
     /// the worker's block, or a block of the table's own.
-    public init(capacity requested: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32, counters: CounterBlock? = nil) {
+    public init(
+        capacity requested: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32, tcpClosingTimeout: UInt32,
+        counters: CounterBlock? = nil
+    ) {
         block = counters ?? CounterBlock.allocate()
         ownsBlock = counters == nil
         let c = FlowTable.roundedCapacity(requested)
@@ -135,6 +140,7 @@ public struct FlowTable: ~Copyable {
         meta = FlowTable.allocateTable(bytes: c / FlowTable.ways * 64)
         self.tcpIdleTimeout = tcpIdleTimeout
         self.udpIdleTimeout = udpIdleTimeout
+        self.tcpClosingTimeout = tcpClosingTimeout
     }
 
     deinit {
@@ -210,7 +216,7 @@ public struct FlowTable: ~Copyable {
     }
 
     @inlinable @inline(__always)
-    func timeout(class c: UInt8) -> UInt32 { c == 0 ? tcpIdleTimeout : udpIdleTimeout }
+    func timeout(class c: UInt8) -> UInt32 { c == 0 ? tcpIdleTimeout : c == 1 ? udpIdleTimeout : tcpClosingTimeout }
 
     /// Finds the flow, or where a new one should go. A matching entry that has idled out counts as
     /// not found and its place is reused, so a flow never has two entries.
@@ -241,6 +247,13 @@ public struct FlowTable: ~Copyable {
     public func touch(_ index: Int, now: UInt32) {
         metadata(index / FlowTable.ways).storeBytes(
             of: now, toByteOffset: FlowTable.seenOffset &+ (index & (FlowTable.ways - 1)) &* 4, as: UInt32.self)
+    }
+
+    /// A TCP flow saw FIN or RST: from now on it lives `tcpClosingTimeout` after its last packet.
+    @inlinable @inline(__always)
+    public func markClosing(_ index: Int) {
+        metadata(index / FlowTable.ways).storeBytes(
+            of: 2, toByteOffset: FlowTable.classOffset &+ (index & (FlowTable.ways - 1)), as: UInt8.self)
     }
 
     /// Records a new flow where `probe` said.

@@ -16,6 +16,7 @@ public struct DataplaneConfig: Equatable, Sendable {
     public var flowTableEntries = ConfigSchema.flowTableEntries.defaultValue!
     public var tcpIdleTimeoutSeconds = ConfigSchema.tcpIdleTimeout.defaultValue!
     public var udpIdleTimeoutSeconds = ConfigSchema.udpIdleTimeout.defaultValue!
+    public var tcpClosingTimeoutSeconds = ConfigSchema.tcpClosingTimeout.defaultValue!
 }
 
 /// Restart-only: a reload that changes it is refused.

@@ -80,6 +80,7 @@ struct RawDataplane {
     var flow_table_entries: Int?
     var tcp_idle_timeout_s: Int?
     var udp_idle_timeout_s: Int?
+    var tcp_closing_timeout_s: Int?
 }
 
 struct RawPort {
@@ -151,7 +152,8 @@ struct DocumentReader {
             unknown(d)
             return RawDataplane(
                 workers: int(d, K.workers), burst_size: int(d, K.burstSize), flow_table_entries: int(d, K.flowTableEntries),
-                tcp_idle_timeout_s: int(d, K.tcpIdleTimeout), udp_idle_timeout_s: int(d, K.udpIdleTimeout))
+                tcp_idle_timeout_s: int(d, K.tcpIdleTimeout), udp_idle_timeout_s: int(d, K.udpIdleTimeout),
+                tcp_closing_timeout_s: int(d, K.tcpClosingTimeout))
         }
         let ports = tables(t, K.port)?.compactMap { p -> RawPort? in
             unknown(p)
@@ -360,7 +362,8 @@ struct Validator {
             workers: int(d?.workers, K.workers), burstSize: int(d?.burst_size, K.burstSize),
             flowTableEntries: int(d?.flow_table_entries, K.flowTableEntries),
             tcpIdleTimeoutSeconds: int(d?.tcp_idle_timeout_s, K.tcpIdleTimeout),
-            udpIdleTimeoutSeconds: int(d?.udp_idle_timeout_s, K.udpIdleTimeout))
+            udpIdleTimeoutSeconds: int(d?.udp_idle_timeout_s, K.udpIdleTimeout),
+            tcpClosingTimeoutSeconds: int(d?.tcp_closing_timeout_s, K.tcpClosingTimeout))
         let ports = validatePorts(raw.port)
         let tableSize = int(raw.maglev?.table_size, K.tableSize)
         if !Maglev.isPrime(tableSize) { fail("maglev.table_size", "must be prime, got \(tableSize)") }

@@ -65,6 +65,9 @@ public enum ConfigSchema {
     public static let udpIdleTimeout = ConfigKey(
         "dataplane.udp_idle_timeout_s", .integer, range: 1...86_400, default: 30, restartOnly: true)
 
+    public static let tcpClosingTimeout = ConfigKey(
+        "dataplane.tcp_closing_timeout_s", .integer, range: 1...86_400, default: 10, restartOnly: true)
+
     public static let port = ConfigKey("port", .tables, required: true)
     public static let portDevice = ConfigKey("port.device", .string, required: true, restartOnly: true)
     public static let portGatewayMAC = ConfigKey("port.gateway_mac", .string, restartOnly: true)
@@ -91,7 +94,7 @@ public enum ConfigSchema {
 
     public static let all: [ConfigKey] = [
         node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, metrics, metricsListen, dataplane, workers,
-        burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
+        burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
         portBackendDevice, portHostInterface, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
         allowGUEPortOverlap, backend, backendAddress, backendWeight,
     ]

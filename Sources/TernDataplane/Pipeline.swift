@@ -49,9 +49,14 @@ public struct Classified {
     public var dontFragment: Bool
     /// An ICMP error about `tuple`'s flow rather than a packet of it (never answered with another).
     public var isICMPError: Bool
+    /// The TCP flags of the packet (0: UDP, or an ICMP error about a flow).
+    public var tcpFlags: UInt8
 
     @inlinable @inline(__always)
-    public init(_ net: borrowing NetworkHeader, tuple: FiveTuple, hash: UInt64, vip: Int, isICMPError: Bool = false) {
+    public init(
+        _ net: borrowing NetworkHeader, tuple: FiveTuple, hash: UInt64, vip: Int, isICMPError: Bool = false, tcpFlags: UInt8 = 0
+    ) {
+        self.tcpFlags = tcpFlags
         self.tuple = tuple
         self.hash = hash
         self.vip = Int32(truncatingIfNeeded: vip)
@@ -88,11 +93,16 @@ public struct Worker: ~Copyable {
     @usableFromInline var tooBigSecond: UInt32 = 0
     @usableFromInline var tooBigBudget: UInt32 = 0
 
-    public init(index: Int, port: PortContext, flowTableEntries: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32) {
+    public init(
+        index: Int, port: PortContext, flowTableEntries: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32,
+        tcpClosingTimeout: UInt32
+    ) {
         self.index = index
         self.port = port
         stats = CounterBlock.allocate()
-        flows = FlowTable(capacity: flowTableEntries, tcpIdleTimeout: tcpIdleTimeout, udpIdleTimeout: udpIdleTimeout, counters: stats)
+        flows = FlowTable(
+            capacity: flowTableEntries, tcpIdleTimeout: tcpIdleTimeout, udpIdleTimeout: udpIdleTimeout,
+            tcpClosingTimeout: tcpClosingTimeout, counters: stats)
         classified = .allocate(capacity: Worker.maxBurst)
         pending = .allocate(capacity: Worker.maxBurst)
         pending.initialize(repeating: false, count: Worker.maxBurst)
@@ -169,7 +179,7 @@ public struct Worker: ~Copyable {
         let tuple = FiveTuple(
             source: net.source, destination: net.destination, sourcePort: l4.sourcePort,
             destinationPort: l4.destinationPort, ipProtocol: net.ipProtocol)
-        out.initialize(to: Classified(net, tuple: tuple, hash: FlowHash.hash(tuple), vip: vip))
+        out.initialize(to: Classified(net, tuple: tuple, hash: FlowHash.hash(tuple), vip: vip, tcpFlags: l4.tcpFlags))
         return nil
     }
 
@@ -240,7 +250,8 @@ public struct Worker: ~Copyable {
         }
         // A learned next hop not resolved yet (before a flow is placed: none waits for it).
         if port.gatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
-        let backend = chooseBackend(c.pointee.tuple, hash: c.pointee.hash, vip: vip, snapshot: snapshot, now: now)
+        let backend = chooseBackend(
+            c.pointee.tuple, hash: c.pointee.hash, vip: vip, tcpFlags: c.pointee.tcpFlags, snapshot: snapshot, now: now)
         if backend < 0 { return .dropNoBackend }
         let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
         if outcome == .forwarded { snapshot.countForwarded(worker: index, backend: backend) }
@@ -249,24 +260,33 @@ public struct Worker: ~Copyable {
 
     /// The backend (index into `snapshot.backends`) for a flow: the one the flow table remembers if
     /// it is still one of the VIP's backends (even drained), otherwise Maglev's pick; -1 when the VIP
-    /// has no backend to offer.
+    /// has no backend to offer. A TCP SYN without ACK opens a new connection: it always takes
+    /// Maglev's pick from the current table and replaces what the table remembered for its
+    /// 5-tuple (a reused source port must not reach a drained backend). FIN or RST leave the
+    /// flow `tcp_closing_timeout_s` to live.
     @inlinable @inline(__always)
     mutating func chooseBackend(
-        _ tuple: FiveTuple, hash: UInt64, vip: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32
+        _ tuple: FiveTuple, hash: UInt64, vip: Int, tcpFlags: UInt8, snapshot: borrowing ForwardingSnapshot, now: UInt32
     ) -> Int {
         let record = snapshot.vips[vip]
-        let probe = flows.probe(tuple, hash: hash, now: now)
+        var probe = flows.probe(tuple, hash: hash, now: now)
+        let closing = tcpFlags & (TCPFlag.fin | TCPFlag.rst) != 0
         if probe.found {
-            let entry = flows.entries + probe.index
-            flows.touch(probe.index, now: now)
-            if entry.pointee.generation == snapshot.generation && Int(entry.pointee.backendSlot) < record.backendCount {
-                return record.firstBackend &+ Int(entry.pointee.backendSlot)
-            }
-            // Written under an older snapshot: find the same backend by address.
-            if let slot = snapshot.slot(of: entry.pointee.backendAddress, vip: vip) {
-                entry.pointee.generation = snapshot.generation
-                entry.pointee.backendSlot = slot
-                return record.firstBackend &+ Int(slot)
+            if tcpFlags & (TCPFlag.syn | TCPFlag.ack) == TCPFlag.syn {
+                probe.found = false  // a new connection on a remembered 5-tuple: decide afresh, in place
+            } else {
+                let entry = flows.entries + probe.index
+                flows.touch(probe.index, now: now)
+                if closing { flows.markClosing(probe.index) }
+                if entry.pointee.generation == snapshot.generation && Int(entry.pointee.backendSlot) < record.backendCount {
+                    return record.firstBackend &+ Int(entry.pointee.backendSlot)
+                }
+                // Written under an older snapshot: find the same backend by address.
+                if let slot = snapshot.slot(of: entry.pointee.backendAddress, vip: vip) {
+                    entry.pointee.generation = snapshot.generation
+                    entry.pointee.backendSlot = slot
+                    return record.firstBackend &+ Int(slot)
+                }
             }
         }
         let slot = snapshot.maglevSlot(vip: vip, hash: hash)
@@ -275,6 +295,7 @@ public struct Worker: ~Copyable {
         flows.insert(
             tuple, at: probe, hash: hash, backend: snapshot.backends[backend].address, slot: slot,
             generation: snapshot.generation, now: now)
+        if closing { flows.markClosing(probe.index) }
         snapshot.countNewFlow(worker: index, backend: backend)
         return backend
     }

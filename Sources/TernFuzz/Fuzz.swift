@@ -40,7 +40,7 @@ func makeSimulator() -> Simulator {
         tableSize: 251, tunnelSourceV4: a("10.0.0.10"), tunnelSourceV6: a("fc00::10"))
     let worker = Worker(
         index: 0, port: PortContext(mac: MACAddress(value: 2), gatewayMAC: MACAddress(value: 1), mtu: 1500),
-        flowTableEntries: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30)
+        flowTableEntries: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
     return Simulator(snapshot: ForwardingSnapshot(spec, generation: 1), worker: worker)
 }
 

@@ -108,13 +108,16 @@ public enum Frames {
     }
 
     /// A whole Ethernet frame carrying TCP (or UDP) over IPv4 or IPv6, by the addresses' family.
+    /// TCP segments are ACKs (a packet of an established connection) unless `tcpFlags` says else.
     public static func flow(
         source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16, udp: Bool = false,
-        payload: [UInt8] = [], tos: UInt8 = 0, vlan: UInt16? = nil
+        payload: [UInt8] = [], tos: UInt8 = 0, vlan: UInt16? = nil, tcpFlags: UInt8 = TCPFlag.ack
     ) -> [UInt8] {
         let l4 = udp
             ? Frames.udp(source: source, destination: destination, sourcePort: sourcePort, destinationPort: destinationPort, payload: payload)
-            : Frames.tcp(source: source, destination: destination, sourcePort: sourcePort, destinationPort: destinationPort, payload: payload)
+            : Frames.tcp(
+                source: source, destination: destination, sourcePort: sourcePort, destinationPort: destinationPort, flags: tcpFlags,
+                payload: payload)
         let proto = udp ? IPProtocol.udp : IPProtocol.tcp
         if destination.isV6 {
             return ethernet(

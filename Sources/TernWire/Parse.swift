@@ -11,6 +11,14 @@ public enum EtherType {
     public static let vlan: UInt16 = 0x8100
 }
 
+/// TCP header flags (RFC 9293).
+public enum TCPFlag {
+    public static let fin: UInt8 = 0x01
+    public static let syn: UInt8 = 0x02
+    public static let rst: UInt8 = 0x04
+    public static let ack: UInt8 = 0x10
+}
+
 public enum IPProtocol {
     public static let hopByHop: UInt8 = 0
     public static let icmp: UInt8 = 1
@@ -73,6 +81,8 @@ public struct TransportHeader: Sendable {
     public var destinationPort: UInt16 = 0
     public var icmpType: UInt8 = 0
     public var icmpCode: UInt8 = 0
+    /// TCP's flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10); 0 for other protocols.
+    public var tcpFlags: UInt8 = 0
 
     @inlinable public init() {}
 }
@@ -176,6 +186,7 @@ public enum Parser {
             guard dataOffset >= 20, dataOffset <= available else { return .malformed }
             t.sourcePort = p.be16(h.l4Offset)
             t.destinationPort = p.be16(h.l4Offset + 2)
+            t.tcpFlags = p.u8(h.l4Offset + 13)
         case IPProtocol.udp:
             guard available >= 8 else { return .malformed }
             let udpLength = Int(p.be16(h.l4Offset + 4))

@@ -57,7 +57,8 @@ struct Simulate: ParsableCommand {
         let worker = Worker(
             index: 0, port: PortPlan(simulating: c.ports).routes[port].context,
             flowTableEntries: c.dataplane.flowTableEntries,
-            tcpIdleTimeout: UInt32(c.dataplane.tcpIdleTimeoutSeconds), udpIdleTimeout: UInt32(c.dataplane.udpIdleTimeoutSeconds))
+            tcpIdleTimeout: UInt32(c.dataplane.tcpIdleTimeoutSeconds), udpIdleTimeout: UInt32(c.dataplane.udpIdleTimeoutSeconds),
+            tcpClosingTimeout: UInt32(c.dataplane.tcpClosingTimeoutSeconds))
         var simulator = Simulator(snapshot: ForwardingSnapshot(c.snapshotSpec, generation: 1), worker: worker)
         // Streamed record by record: memory stays constant whatever the capture's size.
         var sent: UInt64 = 0

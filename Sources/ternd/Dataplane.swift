@@ -106,7 +106,8 @@ final class Dataplane {
             let worker = Worker(
                 index: w, port: queues[0].context, flowTableEntries: config.dataplane.flowTableEntries,
                 tcpIdleTimeout: UInt32(config.dataplane.tcpIdleTimeoutSeconds),
-                udpIdleTimeout: UInt32(config.dataplane.udpIdleTimeoutSeconds))
+                udpIdleTimeout: UInt32(config.dataplane.udpIdleTimeoutSeconds),
+                tcpClosingTimeout: UInt32(config.dataplane.tcpClosingTimeoutSeconds))
             loops.append(
                 WorkerLoop(
                     index: w, queues: queues, burstSize: config.dataplane.burstSize, cell: cell, worker: worker,

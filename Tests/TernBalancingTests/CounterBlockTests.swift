@@ -11,8 +11,7 @@ import Testing
         let block = CounterBlock.allocate()
         defer { block.deallocate() }
         let done = Atomic<Bool>(false)
-        let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) {
+        let finished = spawn {
             for _ in 0..<200_000 {
                 block.add(CounterSlot.rx)
                 block.add(CounterSlot.outcomes, 2)
@@ -28,7 +27,7 @@ import Testing
             last = v
             reads += 1
         }
-        group.wait()
+        finished.wait()
         #expect(!wentBack && reads > 0)
         #expect(block.load(CounterSlot.rx) == 200_000 && block.load(CounterSlot.outcomes) == 400_000)
     }

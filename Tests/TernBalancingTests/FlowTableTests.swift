@@ -13,7 +13,7 @@ let backendA = IPAddress("10.1.0.1")!
 
 @Suite struct FlowTableTests {
     @Test func findsWhatItRemembers() {
-        var table = FlowTable(capacity: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30)
+        var table = FlowTable(capacity: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
         for i in 0..<500 {
             let t = tuple(i)
             let h = FlowHash.hash(t)
@@ -33,7 +33,7 @@ let backendA = IPAddress("10.1.0.1")!
     }
 
     @Test func forgetsTCPAndUDPFlowsAfterTheirOwnIdleTimeouts() {
-        var table = FlowTable(capacity: 64, tcpIdleTimeout: 300, udpIdleTimeout: 30)
+        var table = FlowTable(capacity: 64, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
         let tcp = tuple(1)
         let udp = tuple(2, proto: IPProtocol.udp)
         for t in [tcp, udp] {
@@ -49,7 +49,7 @@ let backendA = IPAddress("10.1.0.1")!
 
     @Test func evictsTheLeastRecentlySeenFlowWhenTheBucketIsFull() {
         // Capacity 8 = one bucket: the ninth flow must evict the least recently seen.
-        var table = FlowTable(capacity: 8, tcpIdleTimeout: 300, udpIdleTimeout: 30)
+        var table = FlowTable(capacity: 8, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
         for i in 0..<8 {
             let t = tuple(i)
             let p = table.probe(t, hash: FlowHash.hash(t), now: UInt32(10 + i))
@@ -66,7 +66,7 @@ let backendA = IPAddress("10.1.0.1")!
     }
 
     @Test func reusesAnExpiredEntryOfTheSameFlowInsteadOfDuplicatingIt() {
-        var table = FlowTable(capacity: 8, tcpIdleTimeout: 5, udpIdleTimeout: 5)
+        var table = FlowTable(capacity: 8, tcpIdleTimeout: 5, udpIdleTimeout: 5, tcpClosingTimeout: 5)
         let t = tuple(1)
         let first = table.probe(t, hash: FlowHash.hash(t), now: 1)
         table.insert(t, at: first, hash: FlowHash.hash(t), backend: backendA, slot: 0, generation: 1, now: 1)

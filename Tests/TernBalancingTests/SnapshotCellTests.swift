@@ -5,6 +5,18 @@ import Testing
 @testable import TernBalancing
 @testable import TernWire
 
+/// Runs `body` on a thread of its own (not Dispatch's pool, which tests running in parallel can
+/// fill with spinning work, so that a reader this test waits for would never be scheduled);
+/// the semaphore is signalled when it returns.
+func spawn(_ body: @escaping @Sendable () -> Void) -> DispatchSemaphore {
+    let finished = DispatchSemaphore(value: 0)
+    Thread {
+        body()
+        finished.signal()
+    }.start()
+    return finished
+}
+
 /// A snapshot whose contents encode its generation, so a reader can tell a torn or freed one.
 func numberedSnapshot(_ generation: UInt32, workers: Int) -> ForwardingSnapshot {
     let backends = (0..<Int(generation % 5 + 1)).map { (address: IPAddress(v4: 0x0A00_0000 + UInt32($0)), weight: 1) }
@@ -28,9 +40,9 @@ func numberedSnapshot(_ generation: UInt32, workers: Int) -> ForwardingSnapshot 
         let bad = Atomic<Int>(0)
         let bursts = Atomic<Int>(0)
         let started = Atomic<Int>(0)
-        let group = DispatchGroup()
+        var finished: [DispatchSemaphore] = []
         for r in 0..<readers {
-            DispatchQueue.global().async(group: group) {
+            finished.append(spawn {
                 _ = cell.enterBurst(reader: r)
                 started.add(1, ordering: .releasing)
                 while !stop.load(ordering: .acquiring) {
@@ -44,7 +56,7 @@ func numberedSnapshot(_ generation: UInt32, workers: Int) -> ForwardingSnapshot 
                     bursts.add(1, ordering: .relaxed)
                 }
                 cell.goOffline(reader: r)
-            }
+            })
         }
         // Readers start offline; publish only once all of them are reading.
         while started.load(ordering: .acquiring) < readers { usleep(100) }
@@ -57,7 +69,7 @@ func numberedSnapshot(_ generation: UInt32, workers: Int) -> ForwardingSnapshot 
             published += 1
         }
         stop.store(true, ordering: .releasing)
-        group.wait()
+        for f in finished { f.wait() }
         let torn = bad.load(ordering: .relaxed)
         let read = bursts.load(ordering: .relaxed)
         #expect(torn == 0)
@@ -68,12 +80,10 @@ func numberedSnapshot(_ generation: UInt32, workers: Int) -> ForwardingSnapshot 
         let cell = SnapshotCell(numberedSnapshot(1, workers: 1), readers: 1)
         _ = cell.enterBurst(reader: 0)  // reader 0 now holds generation 1
         let returned = Atomic<Bool>(false)
-        let done = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
+        let done = spawn {
             let old = cell.publish(numberedSnapshot(2, workers: 1), pollMicroseconds: 50)
             returned.store(true, ordering: .releasing)
             SnapshotCell.retire(old)
-            done.signal()
         }
         usleep(100_000)
         let returnedEarly = returned.load(ordering: .acquiring)

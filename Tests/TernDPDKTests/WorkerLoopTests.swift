@@ -38,7 +38,7 @@ let spec = SnapshotSpec(
 let context = PortContext(mac: Frames.ourMAC, gatewayMAC: Frames.routerMAC, mtu: 1500)
 
 func makeWorker() -> Worker {
-    Worker(index: 0, port: context, flowTableEntries: 4096, tcpIdleTimeout: 300, udpIdleTimeout: 30)
+    Worker(index: 0, port: context, flowTableEntries: 4096, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
 }
 
 func testFrames(_ n: Int) -> [[UInt8]] {

@@ -14,7 +14,7 @@ func makeSimulator(_ services: [ServiceSpec], generation: UInt32 = 1, mtu: Int =
     let spec = SnapshotSpec(services: services, tableSize: 65537, tunnelSourceV4: ip("10.0.0.10"), tunnelSourceV6: ip("fc00::10"))
     let worker = Worker(
         index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: mtu), flowTableEntries: flows,
-        tcpIdleTimeout: 300, udpIdleTimeout: 30)
+        tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
     return Simulator(snapshot: ForwardingSnapshot(spec, generation: generation), worker: worker)
 }
 

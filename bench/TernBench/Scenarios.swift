@@ -47,9 +47,12 @@ struct Scenario {
         let tcp: (Int) -> [UInt8] = { i in
             Frames.flow(source: client(i), destination: vip4, sourcePort: port(i), destinationPort: 80)
         }
+        let syn: (Int) -> [UInt8] = { i in
+            Frames.flow(source: client(i), destination: vip4, sourcePort: port(i), destinationPort: 80, tcpFlags: TCPFlag.syn)
+        }
         var list: [Scenario] = [
             Scenario(name: "tcp-established", spec: web, flows: big, newFlowsEachPass: false, frame: tcp, slotSize: 256, flowTableEntries: 2 * big),
-            Scenario(name: "tcp-syn", spec: web, flows: big, newFlowsEachPass: true, frame: tcp, slotSize: 256, flowTableEntries: big),
+            Scenario(name: "tcp-syn", spec: web, flows: big, newFlowsEachPass: true, frame: syn, slotSize: 256, flowTableEntries: big),
             Scenario(
                 name: "udp",
                 spec: spec([ServiceSpec(address: vip4, port: 0, ipProtocol: IPProtocol.udp, encapsulation: .ipip, backends: backends(100))]),
