@@ -7,25 +7,31 @@ import TernTelemetry
 import TernWire
 
 extension ControlCommands {
-    /// Slots per backend in the running Maglev table of each VIP, by the snapshot's order, with
-    /// the packets and new flows each has had since ternd started (across reloads).
+    /// Each configured backend of a VIP (config order): its slots in the running Maglev table (0
+    /// when it is down, and so not in the table), state, last health check, and the packets and
+    /// new flows it has had since ternd started (across reloads).
     func backendRows(vip: VIPConfig, index v: Int, counts: [IPAddress: PacketTotals.Entry]) -> [[String: Any]] {
         let snapshot = reloader.publisher.cell.current
         let record = snapshot.pointee.vips[v]
-        var slots = [Int](repeating: 0, count: record.backendCount)
+        var slots: [IPAddress: Int] = [:]
+        var running: [IPAddress: Int] = [:]  // weight in the running table
         let table = snapshot.pointee.tables
         for s in record.tableBase..<(record.tableBase + snapshot.pointee.tableSize) where table[s] != Maglev.emptySlot {
-            slots[Int(table[s])] += 1
+            slots[snapshot.pointee.backends[record.firstBackend + Int(table[s])].address, default: 0] += 1
+        }
+        for i in 0..<record.backendCount {
+            let b = snapshot.pointee.backends[record.firstBackend + i]
+            running[b.address] = b.weight
         }
         let size = Double(snapshot.pointee.tableSize)
-        return (0..<record.backendCount).map { i in
-            let b = snapshot.pointee.backends[record.firstBackend + i]
-            let configured = vip.backends.first { $0.address == b.address }?.weight ?? 0
-            let state = reloader.desired.state(of: BackendKey(vip: vip.name, address: b.address))
+        return vip.backends.map { b in
+            let key = BackendKey(vip: vip.name, address: b.address)
+            let n = slots[b.address] ?? 0
             return [
-                "address": b.address.description, "weight": configured, "effective_weight": b.weight, "state": state.rawValue,
-                "slots": slots[i], "share": Double(slots[i]) / size, "packets": counts[b.address]?.packets ?? 0,
-                "new_flows": counts[b.address]?.newFlows ?? 0,
+                "address": b.address.description, "weight": b.weight, "effective_weight": running[b.address] ?? 0,
+                "state": reloader.desired.state(of: key).rawValue, "slots": n, "share": Double(n) / size,
+                "packets": counts[b.address]?.packets ?? 0, "new_flows": counts[b.address]?.newFlows ?? 0,
+                "health": info.health(key)?.lastResult ?? (vip.health == nil ? "not checked" : ""),
             ]
         }
     }

@@ -30,11 +30,14 @@ public struct DaemonInfo {
     public var stats: LiveStats
     /// Learned next hops (`NeighborWatcher.status`), for status.
     public var gateways: () -> [[String: Any]]
+    /// A backend's health as its checks see it (nil: not checked).
+    public var health: (BackendKey) -> HealthState?
 
     public init(
         configPath: String, startedAt: Double, workers: Int, ports: @escaping () -> [[String: Any]], stats: LiveStats,
-        gateways: @escaping () -> [[String: Any]] = { [] }
+        gateways: @escaping () -> [[String: Any]] = { [] }, health: @escaping (BackendKey) -> HealthState? = { _ in nil }
     ) {
+        self.health = health
         self.configPath = configPath
         self.startedAt = startedAt
         self.workers = workers

@@ -1,8 +1,10 @@
 // What the data plane should do: the running config plus the operator's runtime overrides. The
 // snapshot spec is derived from it, never edited directly, so a reload and a drain go the same way.
 //
-// Backend states: `active` (the config's weight), `draining` (weight 0: established flows stay, new
-// flows go elsewhere). A later health checker adds `down` (no new flows, established flows move).
+// Backend states: `active` (the config's weight), `draining` (weight 0, by the config's `state` or
+// `ternctl drain`: established flows stay, new flows go elsewhere), `down` (failed its health
+// check: left out of the snapshot, so it gets no packets at all and its flows move to live
+// backends, Maglev moving as few as it can).
 
 import TernBalancing
 import TernControl
@@ -26,12 +28,16 @@ public enum BackendState: String, Sendable {
     case active
     /// Weight 0 by operator's request: established flows stay, new flows go elsewhere.
     case draining
+    /// Failed its health check: no packets at all.
+    case down
 }
 
 public struct DesiredState: Sendable {
     public private(set) var config: TernConfig
     /// Runtime overrides; a backend absent here is `active`.
     public private(set) var overrides: [BackendKey: BackendState] = [:]
+    /// Backends their health checks found down.
+    public private(set) var down: Set<BackendKey> = []
 
     public init(config: TernConfig) { self.config = config }
 
@@ -43,6 +49,7 @@ public struct DesiredState: Sendable {
         let present = Set(next.vips.flatMap { v in v.backends.map { BackendKey(vip: v.name, address: $0.address) } })
         let gone = overrides.keys.filter { !present.contains($0) }.sorted { $0.description < $1.description }
         for key in gone { overrides[key] = nil }
+        down = down.filter { present.contains($0) }
         return gone
     }
 
@@ -57,18 +64,36 @@ public struct DesiredState: Sendable {
         for key in keys { overrides[key] = state == .active ? nil : state }
     }
 
-    public func state(of key: BackendKey) -> BackendState { overrides[key] ?? .active }
+    /// Marks backends up or down (their health checks' verdict).
+    public mutating func setHealth(_ key: BackendKey, up: Bool) {
+        if up { down.remove(key) } else { down.insert(key) }
+    }
 
-    /// The weight the data plane uses: 0 while draining, else the config's.
+    /// Down beats draining beats active; the config's `state = "draining"` counts as a drain.
+    public func state(of key: BackendKey) -> BackendState {
+        if down.contains(key) { return .down }
+        if let o = overrides[key] { return o }
+        let configured = config.vips.first { $0.name == key.vip }?.backends.first { $0.address == key.address }
+        return configured?.draining == true ? .draining : .active
+    }
+
+    /// The weight the data plane uses: 0 while draining (by the config or an override), else the config's.
     public func effectiveWeight(_ backend: BackendConfig, of vip: VIPConfig) -> Int {
-        state(of: BackendKey(vip: vip.name, address: backend.address)) == .draining ? 0 : backend.weight
+        backend.draining || overrides[BackendKey(vip: vip.name, address: backend.address)] == .draining ? 0 : backend.weight
+    }
+
+    /// The backends of a VIP the snapshot holds: all but those down, unless every one is down
+    /// and the VIP says `all_down = "keep"` (then all, as if up).
+    public func liveBackends(of v: VIPConfig) -> [BackendConfig] {
+        let up = v.backends.filter { !down.contains(BackendKey(vip: v.name, address: $0.address)) }
+        return up.isEmpty && v.health?.keepWhenAllDown == true ? v.backends : up
     }
 
     /// What the forwarding snapshot is built from.
     public var snapshotSpec: SnapshotSpec {
         var spec = config.snapshotSpec
         for (i, v) in config.vips.enumerated() {
-            spec.services[i].backends = v.backends.map { ($0.address, effectiveWeight($0, of: v)) }
+            spec.services[i].backends = liveBackends(of: v).map { ($0.address, effectiveWeight($0, of: v)) }
         }
         return spec
     }
@@ -76,6 +101,6 @@ public struct DesiredState: Sendable {
     /// VIPs whose every backend has weight 0 (by the config or by drains): they drop new flows
     /// (`no_backend`), which a reload or a drain must say.
     public var vipsWithoutBackends: [String] {
-        config.vips.filter { v in v.backends.allSatisfy { effectiveWeight($0, of: v) == 0 } }.map(\.name)
+        config.vips.filter { v in liveBackends(of: v).allSatisfy { effectiveWeight($0, of: v) == 0 } }.map(\.name)
     }
 }

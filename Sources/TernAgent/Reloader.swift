@@ -25,6 +25,8 @@ public final class Reloader {
     public private(set) var last: ReloadResult?
     /// When a reload last succeeded (Unix time).
     public private(set) var lastSuccessTime: Double?
+    /// Told the new config after each successful reload (the health checker follows it).
+    public var didReload: ((TernConfig) -> Void)?
 
     public init(
         configPath: String, desired: DesiredState, publisher: Publisher, availableMemory: @escaping () -> Int?,
@@ -65,6 +67,7 @@ public final class Reloader {
             return finish(false, "reload abandoned: a stop signal arrived while the tables were built; keeping the running config")
         }
         desired = candidate
+        didReload?(next)
         var message =
             "reload ok: \(next.vips.count) VIPs, \(next.backendCount) backends; built in \(ms(timing.buildSeconds)) ms, "
             + "published in \(ms(timing.publishSeconds)) ms (generation \(timing.generation))"
@@ -86,6 +89,20 @@ public final class Reloader {
         return ReloadResult(
             ok: true, message: "\(state == .draining ? "drained" : "undrained") \(names) (generation \(timing.generation))"
                 + noBackendsNote, time: wallClock())
+    }
+
+    /// Health checks' verdicts: marks the backends up or down and publishes the result (a down
+    /// backend leaves the snapshot: no packets, its flows move).
+    @discardableResult
+    public func setHealth(_ changes: [(key: BackendKey, up: Bool)]) -> ReloadResult {
+        var candidate = desired
+        for c in changes { candidate.setHealth(c.key, up: c.up) }
+        guard let timing = publisher.publish(candidate.snapshotSpec, shouldStop: { false }, clock: clock) else {
+            return ReloadResult(ok: false, message: "not published", time: wallClock())
+        }
+        desired = candidate
+        let names = changes.map { "\($0.key) \($0.up ? "up" : "DOWN")" }.joined(separator: ", ")
+        return ReloadResult(ok: true, message: "health: \(names) (generation \(timing.generation))" + noBackendsNote, time: wallClock())
     }
 
     /// Said after every change that leaves a VIP no backend to offer new flows.

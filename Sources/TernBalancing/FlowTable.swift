@@ -107,6 +107,8 @@ public struct FlowTable: ~Copyable {
     public let udpIdleTimeout: UInt32
     /// How long a TCP flow lives after its FIN or RST (IPVS keeps such states briefly too).
     public let tcpClosingTimeout: UInt32
+    /// The three timeouts by class (0 TCP, 1 UDP, 2 TCP closing), read with one indexed load.
+    @usableFromInline let timeouts: UnsafeMutablePointer<UInt32>
     /// Where inserts, evictions and expiries are counted (the worker's block).
     public let block: CounterBlock
     let ownsBlock: Bool
@@ -141,10 +143,13 @@ public struct FlowTable: ~Copyable {
         self.tcpIdleTimeout = tcpIdleTimeout
         self.udpIdleTimeout = udpIdleTimeout
         self.tcpClosingTimeout = tcpClosingTimeout
+        timeouts = .allocate(capacity: 4)
+        timeouts.initialize(from: [tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, tcpClosingTimeout], count: 4)
     }
 
     deinit {
         if ownsBlock { block.deallocate() }
+        timeouts.deallocate()
         tern_huge_free(entries, capacity * MemoryLayout<FlowEntry>.stride)
         tern_huge_free(meta, capacity / FlowTable.ways * 64)
     }
@@ -216,7 +221,7 @@ public struct FlowTable: ~Copyable {
     }
 
     @inlinable @inline(__always)
-    func timeout(class c: UInt8) -> UInt32 { c == 0 ? tcpIdleTimeout : c == 1 ? udpIdleTimeout : tcpClosingTimeout }
+    func timeout(class c: UInt8) -> UInt32 { timeouts[Int(c & 3)] }
 
     /// Finds the flow, or where a new one should go. A matching entry that has idled out counts as
     /// not found and its place is reused, so a flow never has two entries.

@@ -49,6 +49,31 @@ public struct PortConfig: Equatable, Sendable {
 public struct BackendConfig: Equatable, Sendable {
     public var address: IPAddress
     public var weight: Int
+    /// `state = "draining"` in the config: weight 0 (keeps its connections, gets no new ones).
+    public var draining = false
+}
+
+/// How a VIP's backends are checked (`[vip.health]`).
+public struct HealthConfig: Equatable, Sendable {
+    public enum Check: String, Sendable {
+        /// A TCP connection that is accepted.
+        case tcp
+        /// `GET path` over HTTP/1.1 answered with `expectStatus`.
+        case http
+        /// A DNS query (over UDP) that is answered.
+        case dns
+    }
+
+    public var check: Check
+    public var port: UInt16
+    public var intervalMilliseconds: Int
+    public var timeoutMilliseconds: Int
+    public var rise: Int
+    public var fall: Int
+    public var path = "/"
+    public var expectStatus = 200
+    /// Every backend down: withdraw the VIP (drop its packets, `no_backend`), or send to all as if up.
+    public var keepWhenAllDown = false
 }
 
 public struct VIPConfig: Equatable, Sendable {
@@ -60,6 +85,8 @@ public struct VIPConfig: Equatable, Sendable {
     public var backends: [BackendConfig]
     /// Accept a UDP port range that covers a GUE VIP's `gue_port` on the same address.
     public var allowGUEPortOverlap = false
+    /// Health checks of its backends; nil: none (every backend counts as up).
+    public var health: HealthConfig? = nil
 
     public var protocolName: String { ipProtocol == IPProtocol.tcp ? "tcp" : "udp" }
 
@@ -112,7 +139,7 @@ public struct TernConfig: Equatable, Sendable {
             services: vips.map { v in
                 ServiceSpec(
                     address: v.address, port: v.port, ipProtocol: v.ipProtocol, encapsulation: v.encapsulation,
-                    guePort: v.guePort, backends: v.backends.map { ($0.address, $0.weight) })
+                    guePort: v.guePort, backends: v.backends.map { ($0.address, $0.draining ? 0 : $0.weight) })
             },
             tableSize: tableSize, tunnelSourceV4: node.tunnelSourceV4, tunnelSourceV6: node.tunnelSourceV6)
     }

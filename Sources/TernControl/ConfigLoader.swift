@@ -104,12 +104,26 @@ struct RawVIP {
     var encap: String?
     var gue_port: Int?
     var allow_gue_port_overlap: Bool?
+    var health: RawHealth?
     var backend: [RawBackend]?
+}
+
+struct RawHealth {
+    var check: String?
+    var port: Int?
+    var interval_ms: Int?
+    var timeout_ms: Int?
+    var rise: Int?
+    var fall: Int?
+    var path: String?
+    var expect_status: Int?
+    var all_down: String?
 }
 
 struct RawBackend {
     var address: String
     var weight: Int?
+    var state: String?
 }
 
 /// Reads the keys Tern knows from a parsed document, with their types; records every key path's
@@ -173,7 +187,8 @@ struct DocumentReader {
             let backends = tables(v, K.backend)?.compactMap { b -> RawBackend? in
                 unknown(b)
                 let weight = int(b, K.backendWeight)
-                return string(b, K.backendAddress).map { RawBackend(address: $0, weight: weight) }
+                let state = string(b, K.backendState)
+                return string(b, K.backendAddress).map { RawBackend(address: $0, weight: weight, state: state) }
             }
             let address = string(v, K.vipAddress)
             let port = int(v, K.vipPort)
@@ -181,10 +196,17 @@ struct DocumentReader {
             let encap = string(v, K.vipEncap)
             let guePort = int(v, K.guePort)
             let overlap = bool(v, K.allowGUEPortOverlap)
+            let health = table(v, K.health).map { h in
+                unknown(h)
+                return RawHealth(
+                    check: string(h, K.healthCheck), port: int(h, K.healthPort), interval_ms: int(h, K.healthInterval),
+                    timeout_ms: int(h, K.healthTimeout), rise: int(h, K.healthRise), fall: int(h, K.healthFall),
+                    path: string(h, K.healthPath), expect_status: int(h, K.healthExpectStatus), all_down: string(h, K.healthAllDown))
+            }
             guard let address, let port, let proto else { return nil }
             return RawVIP(
                 address: address, port: port, protocol: proto, encap: encap, gue_port: guePort, allow_gue_port_overlap: overlap,
-                backend: backends)
+                health: health, backend: backends)
         }
         return RawConfig(
             node: node ?? RawNode(name: "-"), controlSocket: controlSocket, metricsListen: metricsListen, dataplane: dataplane,
@@ -572,9 +594,10 @@ struct Validator {
             }
             let backends = validateBackends(r.backend ?? [], path: path, node: node, tableSize: tableSize)
             guard let address else { continue }
-            let vip = VIPConfig(
+            var vip = VIPConfig(
                 address: address, port: UInt16(port), ipProtocol: ipProtocol, encapsulation: encapsulation,
                 guePort: guePort, backends: backends, allowGUEPortOverlap: r.allow_gue_port_overlap ?? false)
+            if let h = r.health { vip.health = validateHealth(h, path: "\(path).health", vipPort: port) }
             if let first = seen[vip.name] {
                 fail(path, "duplicate VIP \(vip.name) (also vip[\(first)])")
             } else {
@@ -584,6 +607,37 @@ struct Validator {
             paths.append(path)
         }
         return (vips, paths)
+    }
+
+    /// `[vip.health]`: nil when `check` is "none" or absent.
+    mutating func validateHealth(_ h: RawHealth, path: String, vipPort: Int) -> HealthConfig? {
+        typealias K = ConfigSchema
+        let interval = int(h.interval_ms, K.healthInterval, at: "\(path).interval_ms")
+        let timeout = int(h.timeout_ms, K.healthTimeout, at: "\(path).timeout_ms")
+        if timeout > interval { fail("\(path).timeout_ms", "\(timeout) is longer than interval_ms (\(interval))") }
+        let rise = int(h.rise, K.healthRise, at: "\(path).rise")
+        let fall = int(h.fall, K.healthFall, at: "\(path).fall")
+        let status = int(h.expect_status, K.healthExpectStatus, at: "\(path).expect_status")
+        var keep = false
+        switch h.all_down ?? "withdraw" {
+        case "withdraw": break
+        case "keep": keep = true
+        default: fail("\(path).all_down", "must be \"withdraw\" or \"keep\", got \"\(escapedForMessage(h.all_down ?? ""))\"")
+        }
+        if let p = h.path, !p.hasPrefix("/") || p.utf8.contains(where: { $0 < 0x21 || $0 == 0x7F }) {
+            fail("\(path).path", "must start with / and hold no spaces or control characters, got \"\(escapedForMessage(p))\"")
+        }
+        let checkName = h.check ?? "none"
+        if checkName == "none" { return nil }
+        guard let check = HealthConfig.Check(rawValue: checkName) else {
+            fail("\(path).check", "must be \"tcp\", \"http\", \"dns\" or \"none\", got \"\(escapedForMessage(checkName))\"")
+            return nil
+        }
+        let port = h.port.map { int($0, K.healthPort, at: "\(path).port") } ?? vipPort
+        if port == 0 { fail("\(path).port", "required: the VIP has port 0 (every port)") }
+        return HealthConfig(
+            check: check, port: UInt16(max(0, min(port, 65535))), intervalMilliseconds: interval, timeoutMilliseconds: timeout,
+            rise: rise, fall: fall, path: h.path ?? "/", expectStatus: status, keepWhenAllDown: keep)
     }
 
     mutating func validateBackends(_ raw: [RawBackend], path: String, node: NodeConfig, tableSize: Int) -> [BackendConfig] {
@@ -598,6 +652,13 @@ struct Validator {
         for (j, b) in raw.enumerated() {
             let bpath = "\(path).backend[\(j)]"
             let weight = int(b.weight, ConfigSchema.backendWeight, at: "\(bpath).weight")
+            var draining = false
+            switch b.state ?? "active" {
+            case "active": break
+            case "draining": draining = true
+            default:
+                fail("\(bpath).state", "must be \"active\" or \"draining\", got \"\(escapedForMessage(b.state ?? ""))\"")
+            }
             guard let a = address(b.address, "\(bpath).address") else { continue }
             if let first = seen[a] {
                 fail("\(bpath).address", "duplicate backend \(a) (also backend[\(first)])")
@@ -609,7 +670,7 @@ struct Validator {
             if !a.isV6 && node.tunnelSourceV4 == nil {
                 fail("\(bpath).address", "IPv4 backend \(a) needs node.tunnel_source_v4")
             }
-            backends.append(BackendConfig(address: a, weight: weight))
+            backends.append(BackendConfig(address: a, weight: weight, draining: draining))
         }
         return backends
     }

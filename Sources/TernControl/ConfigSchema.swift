@@ -88,15 +88,28 @@ public enum ConfigSchema {
     public static let guePort = ConfigKey("vip.gue_port", .integer, range: 1...65535)
     public static let allowGUEPortOverlap = ConfigKey("vip.allow_gue_port_overlap", .boolean)
 
+    public static let health = ConfigKey("vip.health", .table)
+    public static let healthCheck = ConfigKey("vip.health.check", .string)
+    public static let healthPort = ConfigKey("vip.health.port", .integer, range: 1...65535)
+    public static let healthInterval = ConfigKey("vip.health.interval_ms", .integer, range: 100...3_600_000, default: 1000)
+    public static let healthTimeout = ConfigKey("vip.health.timeout_ms", .integer, range: 10...60_000, default: 500)
+    public static let healthRise = ConfigKey("vip.health.rise", .integer, range: 1...100, default: 2)
+    public static let healthFall = ConfigKey("vip.health.fall", .integer, range: 1...100, default: 3)
+    public static let healthPath = ConfigKey("vip.health.path", .string)
+    public static let healthExpectStatus = ConfigKey("vip.health.expect_status", .integer, range: 100...599, default: 200)
+    public static let healthAllDown = ConfigKey("vip.health.all_down", .string)
+
     public static let backend = ConfigKey("vip.backend", .tables)
     public static let backendAddress = ConfigKey("vip.backend.address", .string, required: true)
     public static let backendWeight = ConfigKey("vip.backend.weight", .integer, range: 0...65535, default: 100)
+    public static let backendState = ConfigKey("vip.backend.state", .string)
 
     public static let all: [ConfigKey] = [
         node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, metrics, metricsListen, dataplane, workers,
         burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
         portBackendDevice, portHostInterface, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
-        allowGUEPortOverlap, backend, backendAddress, backendWeight,
+        allowGUEPortOverlap, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
+        healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState,
     ]
 
     /// The names of the keys a table may hold ("" is the top level).

@@ -270,23 +270,20 @@ public struct Worker: ~Copyable {
     ) -> Int {
         let record = snapshot.vips[vip]
         var probe = flows.probe(tuple, hash: hash, now: now)
-        let closing = tcpFlags & (TCPFlag.fin | TCPFlag.rst) != 0
+        if tcpFlags & (TCPFlag.syn | TCPFlag.fin | TCPFlag.rst) != 0 && probe.found {
+            probe = connectionEvent(probe, tcpFlags: tcpFlags)
+        }
         if probe.found {
-            if tcpFlags & (TCPFlag.syn | TCPFlag.ack) == TCPFlag.syn {
-                probe.found = false  // a new connection on a remembered 5-tuple: decide afresh, in place
-            } else {
-                let entry = flows.entries + probe.index
-                flows.touch(probe.index, now: now)
-                if closing { flows.markClosing(probe.index) }
-                if entry.pointee.generation == snapshot.generation && Int(entry.pointee.backendSlot) < record.backendCount {
-                    return record.firstBackend &+ Int(entry.pointee.backendSlot)
-                }
-                // Written under an older snapshot: find the same backend by address.
-                if let slot = snapshot.slot(of: entry.pointee.backendAddress, vip: vip) {
-                    entry.pointee.generation = snapshot.generation
-                    entry.pointee.backendSlot = slot
-                    return record.firstBackend &+ Int(slot)
-                }
+            let entry = flows.entries + probe.index
+            flows.touch(probe.index, now: now)
+            if entry.pointee.generation == snapshot.generation && Int(entry.pointee.backendSlot) < record.backendCount {
+                return record.firstBackend &+ Int(entry.pointee.backendSlot)
+            }
+            // Written under an older snapshot: find the same backend by address.
+            if let slot = snapshot.slot(of: entry.pointee.backendAddress, vip: vip) {
+                entry.pointee.generation = snapshot.generation
+                entry.pointee.backendSlot = slot
+                return record.firstBackend &+ Int(slot)
             }
         }
         let slot = snapshot.maglevSlot(vip: vip, hash: hash)
@@ -295,9 +292,21 @@ public struct Worker: ~Copyable {
         flows.insert(
             tuple, at: probe, hash: hash, backend: snapshot.backends[backend].address, slot: slot,
             generation: snapshot.generation, now: now)
-        if closing { flows.markClosing(probe.index) }
+        if tcpFlags & (TCPFlag.fin | TCPFlag.rst) != 0 { flows.markClosing(probe.index) }
         snapshot.countNewFlow(worker: index, backend: backend)
         return backend
+    }
+
+    /// A known flow's SYN, FIN or RST (out of line: rare). A SYN without ACK is a new connection on
+    /// a remembered 5-tuple: decided afresh, in place (returned as not found). FIN or RST: the
+    /// flow closes.
+    @inlinable @inline(never)
+    func connectionEvent(_ probe: FlowProbe, tcpFlags: UInt8) -> FlowProbe {
+        if tcpFlags & (TCPFlag.syn | TCPFlag.ack) == TCPFlag.syn {
+            return FlowProbe(index: probe.index, found: false, evicts: false)
+        }
+        if tcpFlags & (TCPFlag.fin | TCPFlag.rst) != 0 { flows.markClosing(probe.index) }
+        return probe
     }
 
     /// Puts the outer IP header (and UDP + GUE for GUE VIPs) and a new Ethernet header in front of

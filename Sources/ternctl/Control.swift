@@ -225,7 +225,7 @@ struct ShowBackends: ParsableCommand {
                     let share = formatPercent((b["share"] as? Double ?? 0) * 100)
                     s += "  \(b["address"] ?? "?") weight=\(b["weight"] ?? 0) effective=\(b["effective_weight"] ?? 0) "
                         + "state=\(b["state"] ?? "?") slots=\(b["slots"] ?? 0) share=\(share) packets=\(b["packets"] ?? 0) "
-                        + "new_flows=\(b["new_flows"] ?? 0)\n"
+                        + "new_flows=\(b["new_flows"] ?? 0) health=\"\(b["health"] ?? "")\"\n"
                 }
             }
             return s

@@ -163,6 +163,14 @@ enum Daemon {
                 NeighborWatcher.Target(
                     port: i, gateway: config.ports[i].gateway!, interface: config.ports[i].hostInterface!, cell: cell)
             }, log: { log($0, $1) })
+        // Health checks from the host's stack, on this thread; verdicts publish a new snapshot.
+        let prober = HealthProber { changes in
+            for c in changes { log(c.up ? .info : .warning, "health: \(c.key) is \(c.up ? "up" : "DOWN") (\(c.detail))") }
+            let result = reloader.setHealth(changes.map { ($0.key, $0.up) })
+            if !result.ok { log(.error, result.message) }
+        }
+        prober.configure(config)
+        reloader.didReload = { prober.configure($0) }
         let info = DaemonInfo(
             configPath: options.config, startedAt: wallSeconds(), workers: config.dataplane.workers,
             ports: { dataplane.ports.map { p in
@@ -170,7 +178,7 @@ enum Daemon {
                 return ["name": p.name, "link_up": link.up, "speed_mbps": Int(link.speedMbps),
                         "stats": Dictionary(uniqueKeysWithValues: p.stats.map { ($0.0, Int($0.1)) })] as [String: Any]
             } }, stats: LiveStats(blocks: dataplane.loops.map(\.stats), publisher: publisher, host: dataplane.hostPath?.stats),
-            gateways: { watcher.status })
+            gateways: { watcher.status }, health: { prober.states[$0] })
         // Other threads ask the control thread through one exchange: Prometheus scrapes (the metrics
         // server's thread) and DPDK telemetry commands (its thread).
         let exchange = ControlExchange()
@@ -196,7 +204,7 @@ enum Daemon {
             signals: signals, reloader: reloader, log: { log($0, $1) }, clock: monotonicSeconds,
             stopWhenIdleSeconds: options.stopWhenIdleSeconds, progress: { dataplane.progress }, server: server, commands: commands,
             exchange: exchange, answer: { $0 == "metrics" ? renderer.render() : commands.telemetry($0) },
-            periodic: watcher.targets.isEmpty ? [] : [(0.5, watcher.poll)])
+            periodic: (watcher.targets.isEmpty ? [] : [(0.5, watcher.poll)]) + [(0, { prober.step(now: monotonicSeconds()) })])
         log(loop.run() + ": stopping")
         return shutdown(dataplane, stats: info.stats, reloader: reloader, statsJSON: options.statsJSON)
     }

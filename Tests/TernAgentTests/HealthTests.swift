@@ -1,0 +1,212 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import TernAgent
+@testable import TernControl
+@testable import TernWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A loopback listener on a free port: TCP that answers each connection with `reply` (nothing:
+/// accept and close), or UDP that echoes DNS ids with the answer bit. Stopped by `stop()`.
+final class LoopbackServer: @unchecked Sendable {
+    let fd: Int32
+    let port: UInt16
+    let stopped = Atomic<Bool>(false)
+    let finished = DispatchSemaphore(value: 0)
+
+    init(udp: Bool = false, reply: [UInt8] = []) {
+        let sock = socket(AF_INET, udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue), 0)
+        var (storage, length) = Netlink.socketAddress(IPAddress("127.0.0.1")!, port: 0)
+        _ = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, length) } }
+        var bound = sockaddr_in()
+        var size = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sock, $0, &size) } }
+        if !udp { listen(sock, 16) }
+        var timeout = timeval(tv_sec: 0, tv_usec: 50_000)
+        setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        fd = sock
+        port = UInt16(bigEndian: bound.sin_port)
+        let fd = self.fd
+        Thread { [self] in
+            while !stopped.load(ordering: .relaxed) {
+                if udp {
+                    var buffer = [UInt8](repeating: 0, count: 512)
+                    var peer = sockaddr_storage()
+                    var peerLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+                    let n = withUnsafeMutablePointer(to: &peer) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buffer, buffer.count, 0, $0, &peerLength) }
+                    }
+                    guard n >= 12 else { continue }
+                    var answer = Array(buffer[0..<n])
+                    answer[2] |= 0x80
+                    _ = withUnsafePointer(to: &peer) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, answer, answer.count, 0, $0, peerLength) }
+                    }
+                } else {
+                    let c = accept(fd, nil, nil)
+                    guard c >= 0 else { continue }
+                    if !reply.isEmpty {
+                        var request = [UInt8](repeating: 0, count: 1024)
+                        _ = recv(c, &request, request.count, 0)
+                        _ = send(c, reply, reply.count, 0)
+                    }
+                    close(c)
+                }
+            }
+            finished.signal()
+        }.start()
+    }
+
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
+        finished.wait()
+        close(fd)
+    }
+}
+
+func healthConfig(_ check: HealthConfig.Check, port: UInt16, rise: Int = 1, fall: Int = 1) -> HealthConfig {
+    HealthConfig(check: check, port: port, intervalMilliseconds: 100, timeoutMilliseconds: 300, rise: rise, fall: fall)
+}
+
+/// Runs the prober's passes (as the control loop does) for `seconds`; returns the changes reported.
+func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (HealthProber, [(key: BackendKey, up: Bool, detail: String)]) {
+    var changes: [(key: BackendKey, up: Bool, detail: String)] = []
+    let prober = HealthProber { changes += $0 }
+    var text = "[node]\nname = \"h\"\ntunnel_source_v4 = \"10.0.0.10\"\n[[port]]\ndevice = \"d\"\ngateway_mac = \"02:00:00:00:00:fe\"\n"
+    for (i, _) in targets.enumerated() {
+        text += "[[vip]]\naddress = \"192.0.2.\(i + 1)\"\nport = 80\nprotocol = \"tcp\"\n[[vip.backend]]\naddress = \"10.1.0.1\"\n"
+    }
+    var config = try! ConfigLoader.parse(text, file: "h.toml")
+    for (i, t) in targets.enumerated() {
+        config.vips[i].backends[0].address = IPAddress(t.0)!
+        config.vips[i].health = t.1
+    }
+    prober.configure(config)
+    let start = Date()
+    while Date().timeIntervalSince(start) < seconds {
+        prober.step(now: Date().timeIntervalSince1970)
+        usleep(5_000)
+    }
+    return (prober, changes)
+}
+
+@Suite struct HealthStateTests {
+    @Test func aBackendGoesDownAfterFallFailuresInARowAndUpAfterRiseSuccesses() {
+        var s = HealthState()
+        #expect(s.up)
+        var changed: [Bool] = []
+        for ok in [false, true, false, false, false] { changed.append(s.record(ok: ok, detail: ok ? "ok" : "refused", rise: 2, fall: 3)) }
+        // A success resets the count: down only after three failures in a row.
+        #expect(changed == [false, false, false, false, true] && !s.up && s.transitions == 1)
+        changed = []
+        for ok in [true, true] { changed.append(s.record(ok: ok, detail: "ok", rise: 2, fall: 3)) }
+        #expect(changed == [false, true] && s.up && s.transitions == 2 && s.lastResult == "ok")
+    }
+}
+
+@Suite(.serialized) struct HealthProberTests {
+    @Test func tcpChecksPassAnAcceptingPortAndFailAClosedOne() {
+        let open = LoopbackServer()
+        defer { open.stop() }
+        let closed = LoopbackServer()
+        let closedPort = closed.port
+        closed.stop()  // nothing listens there any more
+        let (prober, changes) = runProber(
+            [("127.0.0.1", healthConfig(.tcp, port: open.port)), ("127.0.0.1", healthConfig(.tcp, port: closedPort))], seconds: 0.5)
+        #expect(changes.map { "\($0.key.vip) \($0.up)" } == ["192.0.2.2:80/tcp false"])
+        #expect(prober.states.values.contains { $0.lastResult == "connected" })
+        #expect(prober.states.values.contains { $0.lastResult.hasPrefix("connect: Connection refused") })
+    }
+
+    @Test func httpChecksWantTheExpectedStatus() {
+        let good = LoopbackServer(reply: Array("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".utf8))
+        let bad = LoopbackServer(reply: Array("HTTP/1.1 503 Service Unavailable\r\n\r\n".utf8))
+        defer {
+            good.stop()
+            bad.stop()
+        }
+        let (prober, changes) = runProber(
+            [("127.0.0.1", healthConfig(.http, port: good.port)), ("127.0.0.1", healthConfig(.http, port: bad.port))], seconds: 0.5)
+        #expect(changes.map { "\($0.key.vip) \($0.up) \($0.detail)" } == ["192.0.2.2:80/tcp false HTTP 503"])
+        #expect(prober.states.values.contains { $0.lastResult == "HTTP 200" })
+    }
+
+    @Test func dnsChecksWantAnAnswerWithTheQuerysId() {
+        let server = LoopbackServer(udp: true)
+        defer { server.stop() }
+        let (prober, changes) = runProber([("127.0.0.1", healthConfig(.dns, port: server.port))], seconds: 0.4)
+        #expect(changes.isEmpty && prober.states.values.first?.lastResult == "answered")
+        let silent = LoopbackServer(udp: true)
+        let port = silent.port
+        silent.stop()
+        let (_, down) = runProber([("127.0.0.1", healthConfig(.dns, port: port))], seconds: 0.5)
+        #expect(down.count == 1 && down.first?.up == false)
+    }
+
+    @Test func parsesStatusLines() {
+        #expect(HealthProber.statusCode(Array("HTTP/1.0 204 No Content\r\n".utf8)) == 204)
+        #expect(HealthProber.statusCode(Array("HTTP/1.1 200".utf8)) == nil)  // not complete yet
+        #expect(HealthProber.statusCode(Array("SSH-2.0-OpenSSH\r\n".utf8)) == 0)
+    }
+}
+
+@Suite struct HealthStateInDesiredStateTests {
+    let text = """
+        [node]
+        name = "h"
+        tunnel_source_v4 = "10.0.0.10"
+        [[port]]
+        device = "d"
+        gateway_mac = "02:00:00:00:00:fe"
+        [[vip]]
+        address = "192.0.2.10"
+        port = 80
+        protocol = "tcp"
+        [vip.health]
+        check = "tcp"
+        all_down = "ALLDOWN"
+        [[vip.backend]]
+        address = "10.1.0.1"
+        [[vip.backend]]
+        address = "10.1.0.2"
+        state = "draining"
+
+        """
+
+    @Test func downBackendsLeaveTheSnapshotUnlessAllAreDownAndTheVIPKeepsThem() throws {
+        for policy in ["withdraw", "keep"] {
+            var d = DesiredState(config: try ConfigLoader.parse(text.replacingOccurrences(of: "ALLDOWN", with: policy), file: "h.toml"))
+            let one = BackendKey(vip: "192.0.2.10:80/tcp", address: IPAddress("10.1.0.1")!)
+            let two = BackendKey(vip: "192.0.2.10:80/tcp", address: IPAddress("10.1.0.2")!)
+            #expect(d.state(of: two) == .draining && d.snapshotSpec.services[0].backends.map(\.weight) == [100, 0])
+            d.setHealth(one, up: false)
+            #expect(d.state(of: one) == .down && d.snapshotSpec.services[0].backends.map(\.address) == [two.address])
+            d.setHealth(two, up: false)
+            #expect(d.snapshotSpec.services[0].backends.count == (policy == "keep" ? 2 : 0))
+            #expect(d.vipsWithoutBackends == ["192.0.2.10:80/tcp"] || policy == "keep")
+            d.setHealth(one, up: true)
+            #expect(d.snapshotSpec.services[0].backends.map(\.address) == [one.address])
+        }
+    }
+
+    @Test func healthTablesAreCheckedLikeEveryOtherKey() {
+        let base = text.replacingOccurrences(of: "ALLDOWN", with: "withdraw")
+        #expect(problems(base.replacingOccurrences(of: "check = \"tcp\"", with: "check = \"icmp\"")).first?.contains("vip[0].health.check") == true)
+        #expect(problems(base.replacingOccurrences(of: "check = \"tcp\"", with: "check = \"tcp\"\ntimeout_ms = 2000")).first?.contains("longer than interval_ms") == true)
+        #expect(problems(base.replacingOccurrences(of: "state = \"draining\"", with: "state = \"sleepy\"")).first?.contains("vip[0].backend[1].state") == true)
+        #expect(problems(base.replacingOccurrences(of: "port = 80", with: "port = 0")).first?.contains("vip[0].health.port: required") == true)
+    }
+}
+
+func problems(_ text: String) -> [String] {
+    do {
+        _ = try ConfigLoader.parse(text, file: "h.toml")
+        return []
+    } catch {
+        return error.problems.map(\.description)
+    }
+}
