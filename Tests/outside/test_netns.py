@@ -66,6 +66,8 @@ VIPS = {"4in4": ("192.0.2.10", "v4"), "6in6": ("2001:db8::10", "v6"), "4in6": ("
 BACKENDS = {"b1": ("10.99.3.2", "fd00:99:3::2"), "b2": ("10.99.4.2", "fd00:99:4::2")}
 # The LB node whose kernel never sees its link: its host stack talks through ternd's TAP.
 HOST_PATH_NODE = "lb1"
+# The VIP whose backends ternd health-checks (TCP to port 80, every 200 ms).
+HEALTH_CHECKED = "4in4"
 HOST_INTERFACE = "tern0"
 
 
@@ -170,6 +172,8 @@ def config_text(lb, drained=()):
         udp = kind == "gue"
         text += (f'[[vip]]\naddress = "{address}"\nport = {0 if udp else TCP_PORT}\nprotocol = "{"udp" if udp else "tcp"}"\n'
                  + (f'encap = "gue"\ngue_port = {GUE_PORT}\n' if udp else ""))
+        if kind == HEALTH_CHECKED:
+            text += '[vip.health]\ncheck = "tcp"\ninterval_ms = 200\ntimeout_ms = 150\nrise = 2\nfall = 2\n'
         for b, addresses in BACKENDS.items():
             weight = 0 if b in drained else 100
             text += f'[[vip.backend]]\naddress = "{addresses[0 if family == "v4" else 1]}"\nweight = {weight}\n'
@@ -491,6 +495,39 @@ def test_bgp_over_host_path(tmp):
               "which learned 192.0.2.0/24 from it", flush=True)
 
 
+def start_servers(b):
+    p = subprocess.Popen(["ip", "netns", "exec", NS[b], sys.executable, os.path.abspath(__file__), "--serve", b],
+                         stdout=subprocess.PIPE, text=True)
+    check(p.stdout.readline().strip() == "ready", f"{b}: servers did not start")
+    return p
+
+
+def test_health_checks(node, servers):
+    """b2's servers die: within interval x fall lb1's TCP checks take b2 out, and new connections
+    all go to b1; they come back: b2 takes new connections again after rise checks."""
+    address = VIPS[HEALTH_CHECKED][0]
+    before = sum("is DOWN" in line for line in node.log)
+    servers["b2"].kill()
+    servers["b2"].wait()
+    killed = time.monotonic()
+    down = node.wait_for("is DOWN", before + 1, timeout=10)
+    took = time.monotonic() - killed
+    conns, names = open_spread(address, 12)
+    for c in conns:
+        c.close()
+    check(down and set(names) == {"b1"}, f"health: after b2's server died ({took:.1f} s): DOWN logged {down}, answers {names}")
+    ups = sum("is up" in line for line in node.log)
+    servers["b2"] = start_servers("b2")
+    up = node.wait_for("is up", ups + 1, timeout=10)
+    conns, again = open_spread(address, 16)
+    for c in conns:
+        c.close()
+    check(up and set(again) == {"b1", "b2"}, f"health: after b2's server came back: up logged {up}, answers {again}")
+    if down and up and set(names) == {"b1"}:
+        print(f"ok: health: b2's server killed, lb1's TCP checks took it out in {took:.1f} s (12 new connections all to b1); "
+              "restarted, it took new connections again", flush=True)
+
+
 def open_spread(address, count=16):
     conns = [Connection(address) for _ in range(count)]
     return conns, [try_exchange(c) for c in conns]
@@ -585,14 +622,15 @@ def serve(name, udp=True):
 def main(ternd):
     tmp = tempfile.mkdtemp(prefix="tern-netns-")
     teardown()
-    servers, nodes = [], {}
+    servers, nodes = {}, {}
     try:
         setup(build_xdp(tmp))
-        for b, mode in (("b1", "--serve"), ("b2", "--serve"), (HOST_PATH_NODE, "--serve-tcp")):
-            p = subprocess.Popen(["ip", "netns", "exec", NS[b], sys.executable, os.path.abspath(__file__), mode, b],
-                                 stdout=subprocess.PIPE, text=True)
-            servers.append(p)
-            check(p.stdout.readline().strip() == "ready", f"{b}: servers did not start")
+        for b in ("b1", "b2"):
+            servers[b] = start_servers(b)
+        servers[HOST_PATH_NODE] = subprocess.Popen(
+            ["ip", "netns", "exec", NS[HOST_PATH_NODE], sys.executable, os.path.abspath(__file__), "--serve-tcp", HOST_PATH_NODE],
+            stdout=subprocess.PIPE, text=True)
+        check(servers[HOST_PATH_NODE].stdout.readline().strip() == "ready", f"{HOST_PATH_NODE}: server did not start")
         test_host_interface_taken(ternd, tmp)
         nodes["lb1"] = Node(ternd, "lb1", tmp)
         test_host_path()
@@ -603,6 +641,7 @@ def main(ternd):
         test_ping()
         test_router_mac_change(nodes["lb1"])
         test_host_flood(nodes["lb1"])
+        test_health_checks(nodes["lb1"], servers)
         nodes["lb2"] = test_scale_out(ternd, tmp)
         test_drain(nodes["lb2"])
         for lb, node in nodes.items():
@@ -619,7 +658,7 @@ def main(ternd):
             if node.proc.poll() is None:
                 node.proc.kill()
                 test_ternd.remove_runtime_dirs(node.cmd)
-        for p in servers:
+        for p in servers.values():
             p.kill()
         teardown()
         shutil.rmtree(tmp, ignore_errors=True)
