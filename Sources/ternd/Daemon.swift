@@ -165,9 +165,10 @@ enum Daemon {
             }, log: { log($0, $1) })
         // Health checks from the host's stack, on this thread; verdicts publish a new snapshot.
         let prober = HealthProber { changes in
-            for c in changes { log(c.up ? .info : .warning, "health: \(c.key) is \(c.up ? "up" : "DOWN") (\(c.detail))") }
+            // Published first: once the line is out, the data plane already routes by it.
             let result = reloader.setHealth(changes.map { ($0.key, $0.up) })
-            if !result.ok { log(.error, result.message) }
+            for c in changes { log(c.up ? .info : .warning, "health: \(c.key) is \(c.up ? "up" : "DOWN") (\(c.detail))") }
+            log(result.ok ? .info : .error, result.message)
         }
         prober.configure(config)
         reloader.didReload = { prober.configure($0) }
