@@ -5,6 +5,7 @@
 //   drain   backend= [vip=]     weight 0 for that backend (of every VIP that has it, or of `vip`)
 //   undrain backend= [vip=]     back to the config's weight
 //   show-backends [vip=]        per VIP: each backend's weight, state, Maglev slots and share, packets, new flows
+//   announcements               each VIP prefix and whether this node should announce it (BGP feed)
 //   show-vips                   per VIP: backends, table size and fingerprint, encapsulation, packets, new flows
 
 import Foundation
@@ -32,6 +33,8 @@ public struct DaemonInfo {
     public var gateways: () -> [[String: Any]]
     /// A backend's health as its checks see it (nil: not checked).
     public var health: (BackendKey) -> HealthState?
+    /// Shutdown drain under way.
+    public var lifecycle = Lifecycle()
 
     public init(
         configPath: String, startedAt: Double, workers: Int, ports: @escaping () -> [[String: Any]], stats: LiveStats,
@@ -84,9 +87,12 @@ public final class ControlCommands {
         case "drain", "undrain": return setState(request, to: request.command == "drain" ? .draining : .active)
         case "show-backends": return showBackends(vip: request.arguments["vip"])
         case "show-vips": return showVIPs()
+        case "announcements":
+            let wanted = Announcements.wanted(reloader.desired, stopping: info.lifecycle.stopping)
+            return ControlReply.ok(["prefixes": wanted.map { ["prefix": $0.key, "up": $0.value] }.sorted { "\($0["prefix"]!)" < "\($1["prefix"]!)" }])
         default:
             return ControlReply.error(
-                "unknown command \"\(escapedForMessage(request.command))\" (status, stats, reload, drain, undrain, show-backends, show-vips)")
+                "unknown command \"\(escapedForMessage(request.command))\" (status, stats, reload, drain, undrain, show-backends, show-vips, announcements)")
         }
     }
 

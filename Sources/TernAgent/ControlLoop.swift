@@ -1,6 +1,8 @@
 // The control thread's loop. Event sources and what each does:
 //   SIGHUP            reload the config file (Reloader); one log line with the outcome
-//   SIGTERM, SIGINT   stop: the loop returns and the daemon shuts the data plane down
+//   SIGTERM, SIGINT   stop: the loop returns and the daemon shuts the data plane down; with
+//                     [control] shutdown_drain_s, first report every VIP down (a BGP feed
+//                     withdraws them) and keep forwarding that long (a second signal stops at once)
 //   SIGUSR1, SIGUSR2  logged and ignored (they would otherwise kill the daemon); SIGPIPE is ignored
 //   control socket    one request per connection (ControlServer, ControlCommands): status,
 //                     reload, drain, undrain, show-backends, show-vips
@@ -17,6 +19,12 @@ import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Whether ternd is on its way out (shutdown drain): VIPs are then reported down.
+public final class Lifecycle: @unchecked Sendable {
+    public var stopping = false
+    public init() {}
+}
 
 /// Where signals come from (ternd: a signalfd; tests: a script).
 public protocol SignalSource {
@@ -43,14 +51,16 @@ public final class ControlLoop {
     let answer: (String) -> [UInt8]
     /// Work to do every `interval` seconds (first at the start).
     let periodic: [(interval: Double, action: () -> Void)]
+    let lifecycle: Lifecycle
 
     public init(
         signals: any SignalSource, reloader: Reloader, log: @escaping (Logger.Level, String) -> Void, clock: @escaping () -> Double,
         stopWhenIdleSeconds: Double? = nil, progress: @escaping () -> UInt64 = { 0 }, server: ControlServer? = nil,
         commands: ControlCommands? = nil, exchange: ControlExchange? = nil, answer: @escaping (String) -> [UInt8] = { _ in [] },
-        periodic: [(interval: Double, action: () -> Void)] = []
+        periodic: [(interval: Double, action: () -> Void)] = [], lifecycle: Lifecycle = Lifecycle()
     ) {
         self.periodic = periodic
+        self.lifecycle = lifecycle
         self.exchange = exchange
         self.answer = answer
         self.server = server
@@ -68,7 +78,9 @@ public final class ControlLoop {
         var lastProgress: UInt64 = 0
         var lastChange = clock()
         var due = periodic.map { _ in lastChange }
+        var drainUntil: Double?
         while true {
+            if let until = drainUntil, clock() >= until { return "shutdown drain over" }
             for (i, task) in periodic.enumerated() where clock() >= due[i] {
                 task.action()
                 due[i] = clock() + task.interval
@@ -86,7 +98,11 @@ public final class ControlLoop {
                     let result = reloader.reload(shouldStop: { signals.stopPending })
                     log(result.ok ? .info : .error, result.message)
                 case SIGTERM, SIGINT:
-                    return "signal \(signal)"
+                    let drain = Double(reloader.desired.config.control.shutdownDrainSeconds)
+                    if drain == 0 || lifecycle.stopping { return "signal \(signal)" }
+                    lifecycle.stopping = true
+                    drainUntil = clock() + drain
+                    log(.notice, "signal \(signal): VIPs reported down for withdrawal; forwarding for \(Int(drain)) s more")
                 default:
                     log(.warning, "signal \(signal) ignored")
                 }

@@ -87,6 +87,8 @@ public struct VIPConfig: Equatable, Sendable {
     public var allowGUEPortOverlap = false
     /// Health checks of its backends; nil: none (every backend counts as up).
     public var health: HealthConfig? = nil
+    /// Backends up (and taking new flows) it needs to be announced.
+    public var minHealthy = ConfigSchema.minHealthy.defaultValue!
 
     public var protocolName: String { ipProtocol == IPProtocol.tcp ? "tcp" : "udp" }
 
@@ -98,6 +100,8 @@ public struct VIPConfig: Equatable, Sendable {
 public struct ControlConfig: Equatable, Sendable {
     public static let defaultSocket = "/run/tern/ternd.sock"
     public var socket = ControlConfig.defaultSocket
+    /// On SIGTERM: report every VIP down (so a BGP feed withdraws them) and keep forwarding this long.
+    public var shutdownDrainSeconds = ConfigSchema.shutdownDrain.defaultValue!
 }
 
 /// Restart-only: where Prometheus scrapes `GET /metrics`; off when `listen` is absent.

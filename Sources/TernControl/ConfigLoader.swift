@@ -61,6 +61,7 @@ public enum ConfigLoader {
 struct RawConfig {
     var node: RawNode
     var controlSocket: String?
+    var shutdownDrain: Int?
     var metricsListen: String?
     var dataplane: RawDataplane?
     var port: [RawPort]
@@ -104,6 +105,7 @@ struct RawVIP {
     var encap: String?
     var gue_port: Int?
     var allow_gue_port_overlap: Bool?
+    var min_healthy: Int?
     var health: RawHealth?
     var backend: [RawBackend]?
 }
@@ -152,8 +154,10 @@ struct DocumentReader {
             unknown(m)
             return string(m, K.metricsListen)
         }
+        var shutdownDrain: Int?
         let controlSocket = table(t, K.control).flatMap { c -> String? in
             unknown(c)
+            shutdownDrain = int(c, K.shutdownDrain)
             return string(c, K.controlSocket)
         }
         let node = table(t, K.node).map { n in
@@ -196,6 +200,7 @@ struct DocumentReader {
             let encap = string(v, K.vipEncap)
             let guePort = int(v, K.guePort)
             let overlap = bool(v, K.allowGUEPortOverlap)
+            let minHealthy = int(v, K.minHealthy)
             let health = table(v, K.health).map { h in
                 unknown(h)
                 return RawHealth(
@@ -206,10 +211,11 @@ struct DocumentReader {
             guard let address, let port, let proto else { return nil }
             return RawVIP(
                 address: address, port: port, protocol: proto, encap: encap, gue_port: guePort, allow_gue_port_overlap: overlap,
-                health: health, backend: backends)
+                min_healthy: minHealthy, health: health, backend: backends)
         }
         return RawConfig(
-            node: node ?? RawNode(name: "-"), controlSocket: controlSocket, metricsListen: metricsListen, dataplane: dataplane,
+            node: node ?? RawNode(name: "-"), controlSocket: controlSocket, shutdownDrain: shutdownDrain, metricsListen: metricsListen,
+            dataplane: dataplane,
             port: ports ?? [], maglev: maglev, vip: vips)
     }
 
@@ -398,6 +404,7 @@ struct Validator {
             config.control.socket = socket
         }
         note(K.controlSocket, K.controlSocket.path, config.control.socket)
+        config.control.shutdownDrainSeconds = int(raw.shutdownDrain, K.shutdownDrain)
         if let listen = raw.metricsListen { config.metrics = metricsListen(listen) }
         note(K.metricsListen, K.metricsListen.path, config.metrics.map { "\($0.host) \($0.port)" } ?? "off")
         checkMemory(config)
@@ -598,6 +605,7 @@ struct Validator {
                 address: address, port: UInt16(port), ipProtocol: ipProtocol, encapsulation: encapsulation,
                 guePort: guePort, backends: backends, allowGUEPortOverlap: r.allow_gue_port_overlap ?? false)
             if let h = r.health { vip.health = validateHealth(h, path: "\(path).health", vipPort: port) }
+            vip.minHealthy = int(r.min_healthy, ConfigSchema.minHealthy, at: "\(path).min_healthy")
             if let first = seen[vip.name] {
                 fail(path, "duplicate VIP \(vip.name) (also vip[\(first)])")
             } else {

@@ -51,6 +51,7 @@ public enum ConfigSchema {
 
     public static let control = ConfigKey("control", .table)
     public static let controlSocket = ConfigKey("control.socket", .string, restartOnly: true)
+    public static let shutdownDrain = ConfigKey("control.shutdown_drain_s", .integer, range: 0...300, default: 0)
 
     public static let metrics = ConfigKey("metrics", .table)
     public static let metricsListen = ConfigKey("metrics.listen", .string, restartOnly: true)
@@ -87,6 +88,7 @@ public enum ConfigSchema {
     public static let vipEncap = ConfigKey("vip.encap", .string)
     public static let guePort = ConfigKey("vip.gue_port", .integer, range: 1...65535)
     public static let allowGUEPortOverlap = ConfigKey("vip.allow_gue_port_overlap", .boolean)
+    public static let minHealthy = ConfigKey("vip.min_healthy", .integer, range: 1...16384, default: 1)
 
     public static let health = ConfigKey("vip.health", .table)
     public static let healthCheck = ConfigKey("vip.health.check", .string)
@@ -105,10 +107,10 @@ public enum ConfigSchema {
     public static let backendState = ConfigKey("vip.backend.state", .string)
 
     public static let all: [ConfigKey] = [
-        node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, metrics, metricsListen, dataplane, workers,
+        node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, shutdownDrain, metrics, metricsListen, dataplane, workers,
         burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
         portBackendDevice, portHostInterface, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
-        allowGUEPortOverlap, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
+        allowGUEPortOverlap, minHealthy, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
         healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState,
     ]
 

@@ -172,7 +172,8 @@ enum Daemon {
         }
         prober.configure(config)
         reloader.didReload = { prober.configure($0) }
-        let info = DaemonInfo(
+        let lifecycle = Lifecycle()
+        var info = DaemonInfo(
             configPath: options.config, startedAt: wallSeconds(), workers: config.dataplane.workers,
             ports: { dataplane.ports.map { p in
                 let link = p.link
@@ -183,6 +184,7 @@ enum Daemon {
         // Other threads ask the control thread through one exchange: Prometheus scrapes (the metrics
         // server's thread) and DPDK telemetry commands (its thread).
         let exchange = ControlExchange()
+        info.lifecycle = lifecycle
         let commands = ControlCommands(
             reloader: reloader, info: info, wallClock: wallSeconds, shouldStop: { signals.stopPending }, log: { log($0, $1) })
         let renderer = MetricsRenderer(stats: info.stats, reloader: reloader, info: info, commands: commands)
@@ -205,7 +207,8 @@ enum Daemon {
             signals: signals, reloader: reloader, log: { log($0, $1) }, clock: monotonicSeconds,
             stopWhenIdleSeconds: options.stopWhenIdleSeconds, progress: { dataplane.progress }, server: server, commands: commands,
             exchange: exchange, answer: { $0 == "metrics" ? renderer.render() : commands.telemetry($0) },
-            periodic: (watcher.targets.isEmpty ? [] : [(0.5, watcher.poll)]) + [(0, { prober.step(now: monotonicSeconds()) })])
+            periodic: (watcher.targets.isEmpty ? [] : [(0.5, watcher.poll)]) + [(0, { prober.step(now: monotonicSeconds()) })],
+            lifecycle: lifecycle)
         log(loop.run() + ": stopping")
         return shutdown(dataplane, stats: info.stats, reloader: reloader, statsJSON: options.statsJSON)
     }

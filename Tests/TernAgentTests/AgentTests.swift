@@ -200,6 +200,28 @@ final class ScriptedSignals: SignalSource {
         #expect(lines.contains("signal \(SIGUSR1) ignored"))
     }
 
+    /// With shutdown_drain_s, SIGTERM first marks the node stopping (VIPs reported down for
+    /// withdrawal) and the loop goes on until the drain is over; a second SIGTERM stops at once.
+    @Test func sigtermWithAShutdownDrainWithdrawsFirstAndStopsWhenTheDrainIsOver() throws {
+        let file = ConfigFile("[control]\nshutdown_drain_s = 5\n" + base)
+        let r = try makeReloader(file)
+        var now = 0.0
+        var stoppingAt: Double?
+        let lifecycle = Lifecycle()
+        let loop = ControlLoop(
+            signals: ScriptedSignals([SIGTERM] + Array(repeating: nil, count: 100)), reloader: r, log: { _, _ in },
+            clock: {
+                now += 0.1
+                return now
+            }, periodic: [(0, { if lifecycle.stopping && stoppingAt == nil { stoppingAt = now } })], lifecycle: lifecycle)
+        #expect(loop.run(pollMilliseconds: 0) == "shutdown drain over")
+        #expect(Announcements.wanted(r.desired, stopping: lifecycle.stopping).values.allSatisfy { !$0 })
+        #expect(stoppingAt != nil && now - stoppingAt! >= 4.9)
+        let again = ControlLoop(
+            signals: ScriptedSignals([SIGTERM, nil, SIGTERM]), reloader: r, log: { _, _ in }, clock: { 0 }, lifecycle: Lifecycle())
+        #expect(again.run(pollMilliseconds: 0) == "signal \(SIGTERM)")
+    }
+
     @Test func theIdleTimerStopsWhenNoPacketArrives() throws {
         let file = ConfigFile(base)
         var now = 0.0

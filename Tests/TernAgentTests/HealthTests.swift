@@ -210,3 +210,61 @@ func problems(_ text: String) -> [String] {
         return error.problems.map(\.description)
     }
 }
+
+@Suite struct AnnouncementTests {
+    let text = """
+        [node]
+        name = "a"
+        tunnel_source_v4 = "10.0.0.10"
+        [[port]]
+        device = "d"
+        gateway_mac = "02:00:00:00:00:fe"
+        [[vip]]
+        address = "192.0.2.10"
+        port = 80
+        protocol = "tcp"
+        min_healthy = 2
+        [[vip.backend]]
+        address = "10.1.0.1"
+        [[vip.backend]]
+        address = "10.1.0.2"
+        [[vip]]
+        address = "192.0.2.10"
+        port = 443
+        protocol = "tcp"
+        [[vip.backend]]
+        address = "10.1.0.1"
+        [[vip]]
+        address = "2001:db8::10"
+        port = 53
+        protocol = "udp"
+        [[vip.backend]]
+        address = "10.1.0.3"
+        weight = 0
+
+        """
+
+    /// An address is announced while some VIP on it has min_healthy backends taking new flows; a
+    /// shutdown drain reports everything down.
+    @Test func prefixesFollowLiveBackendsAndTheShutdownDrain() throws {
+        var d = DesiredState(config: try ConfigLoader.parse(text, file: "a.toml"))
+        #expect(Announcements.wanted(d, stopping: false) == ["192.0.2.10/32": true, "2001:db8::10/128": false])
+        d.setHealth(BackendKey(vip: "192.0.2.10:80/tcp", address: IPAddress("10.1.0.2")!), up: false)
+        #expect(Announcements.wanted(d, stopping: false)["192.0.2.10/32"] == true)  // :443 still has its one
+        d.setHealth(BackendKey(vip: "192.0.2.10:443/tcp", address: IPAddress("10.1.0.1")!), up: false)
+        #expect(Announcements.wanted(d, stopping: false)["192.0.2.10/32"] == false)
+        d.setHealth(BackendKey(vip: "192.0.2.10:443/tcp", address: IPAddress("10.1.0.1")!), up: true)
+        #expect(Announcements.wanted(d, stopping: true).values.allSatisfy { !$0 })
+    }
+
+    @Test func theFeedAnnouncesAndWithdrawsOnlyChangesAndWithdrawsAllAtTheEnd() {
+        var feed = AnnouncementFeed()
+        #expect(feed.update(["192.0.2.10/32": true, "2001:db8::10/128": false]) == ["announce route 192.0.2.10/32 next-hop self"])
+        #expect(feed.update(["192.0.2.10/32": true]).isEmpty)
+        #expect(
+            feed.update(["192.0.2.10/32": false, "2001:db8::10/128": true]) == [
+                "withdraw route 192.0.2.10/32 next-hop self", "announce route 2001:db8::10/128 next-hop self",
+            ])
+        #expect(feed.withdrawAll() == ["withdraw route 2001:db8::10/128 next-hop self"] && feed.announced.isEmpty)
+    }
+}
