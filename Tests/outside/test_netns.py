@@ -30,9 +30,11 @@ pings and TCP to the node itself go through ternd's host path, as on a NIC only 
 4. Scale-out: open connections through lb1, move the VIP routes to lb2 (as ECMP does when a node
    joins or leaves): every connection carries on, because lb2's Maglev table picks the same backend.
 5. Drain on reload: SIGHUP with b1 at weight 0: connections on b1 carry on, new ones go to b2.
-6. On SIGTERM: RX equals the sum of verdicts, nothing malformed, nothing refused by TX, mbufs 0.
+6. ExaBGP on lb1, fed by `ternctl bgp-feed`, announces the VIPs to BIRD on the router; when lb1's
+   ternd stops, the feed withdraws them (fail closed) and the router drops the route.
+7. On SIGTERM: RX equals the sum of verdicts, nothing malformed, nothing refused by TX, mbufs 0.
 
-Needs root, iproute2, ethtool, ping, nftables, bird2, libbpf-dev and the clang that ships beside swift.
+Needs root, iproute2, ethtool, ping, nftables, bird2, exabgp, libbpf-dev and the clang that ships beside swift.
 Usage: test_netns.py PATH/TO/ternd   (or --serve NAME inside a backend namespace)
 """
 import contextlib
@@ -495,6 +497,57 @@ def test_bgp_over_host_path(tmp):
               "which learned 192.0.2.0/24 from it", flush=True)
 
 
+def router_routes(socket_path, prefix):
+    return subprocess.run(["ip", "netns", "exec", NS["rt"], "birdc", "-s", socket_path, "show", "route", prefix],
+                          capture_output=True, text=True).stdout
+
+
+def start_bgp_feed(node, tmp):
+    """ExaBGP on lb1's host side, fed by `ternctl bgp-feed`, peers with BIRD on the router: the
+    router learns lb1's VIP prefixes. Returns the router's BIRD socket (for the withdrawal check)."""
+    _, v4, _ = LINKS[HOST_PATH_NODE]
+    ternctl = os.path.abspath(os.path.join(os.path.dirname(node.cmd[4]), "ternctl"))  # ExaBGP wants it absolute
+    rt_conf, rt_ctl = os.path.join(tmp, "feed-rt.conf"), os.path.join(tmp, "feed-rt.ctl")
+    with open(rt_conf, "w") as f:
+        f.write(f"router id {v4}.1;\nprotocol device {{}}\nprotocol bgp lb1 {{ local {v4}.1 as 65000; "
+                f"neighbor {v4}.2 as 65001; ipv4 {{ import all; export none; }}; }}\n")
+    sh("bird", "-c", rt_conf, "-s", rt_ctl, "-P", os.path.join(tmp, "feed-rt.pid"), ns=NS["rt"])
+    exa_conf = os.path.join(tmp, "exabgp.conf")
+    with open(exa_conf, "w") as f:
+        f.write(f"process tern {{\n run {ternctl} bgp-feed --socket /run/tern/netns-test-{os.getpid()}-{node.lb}.sock "
+                f"--interval 0.2;\n encoder text;\n}}\n"
+                f"neighbor {v4}.1 {{\n router-id {v4}.2;\n local-address {v4}.2;\n local-as 65001;\n peer-as 65000;\n"
+                f" family {{ ipv4 unicast; }}\n api {{ processes [ tern ]; }}\n}}\n")
+    log = open(os.path.join(tmp, "exabgp.log"), "w")
+    subprocess.Popen(["ip", "netns", "exec", NS[node.lb], "env", "exabgp.daemon.user=root", "exabgp.log.destination=stdout",
+                      "exabgp", exa_conf], stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+    prefix = f"{VIPS['4in4'][0]}/32"
+    deadline, routes = time.monotonic() + 60, ""
+    while time.monotonic() < deadline and f"via {v4}.2" not in routes:
+        time.sleep(0.5)
+        routes = router_routes(rt_ctl, prefix)
+    log.flush()
+    with open(os.path.join(tmp, "exabgp.log")) as f:
+        tail = f.read()[-1500:]
+    check(f"via {v4}.2" in routes, f"bgp-feed: the router did not learn {prefix} from ExaBGP: {routes!r}; ExaBGP: {tail}")
+    if f"via {v4}.2" not in routes:
+        return None
+    print(f"ok: bgp-feed: ExaBGP on lb1, fed by ternctl bgp-feed, announced {prefix} to the router's BIRD", flush=True)
+    return rt_ctl
+
+
+def check_withdrawn_after_stop(rt_ctl):
+    """lb1's ternd stopped: the feed withdraws everything (fail closed) and the router forgets it."""
+    prefix = f"{VIPS['4in4'][0]}/32"
+    deadline, routes = time.monotonic() + 20, "x"
+    while time.monotonic() < deadline and "via" in routes:
+        time.sleep(0.5)
+        routes = router_routes(rt_ctl, prefix)
+    check("via" not in routes, f"bgp-feed: {prefix} still routed after lb1's ternd stopped: {routes!r}")
+    if "via" not in routes:
+        print(f"ok: bgp-feed: lb1's ternd stopped, the feed withdrew {prefix} and the router dropped it", flush=True)
+
+
 def start_servers(b):
     p = subprocess.Popen(["ip", "netns", "exec", NS[b], sys.executable, os.path.abspath(__file__), "--serve", b],
                          stdout=subprocess.PIPE, text=True)
@@ -649,8 +702,11 @@ def main(ternd):
         test_health_checks(nodes["lb1"], servers)
         nodes["lb2"] = test_scale_out(ternd, tmp)
         test_drain(nodes["lb2"])
+        feed_router = start_bgp_feed(nodes["lb1"], tmp)
         for lb, node in nodes.items():
             stats, err = node.stop()
+            if lb == HOST_PATH_NODE and feed_router:
+                check_withdrawn_after_stop(feed_router)
             check_counters(lb, stats, err)
             if lb == "lb1":
                 replies = stats.get("replies", {})
