@@ -68,6 +68,17 @@ final class LoopbackServer: @unchecked Sendable {
     }
 }
 
+/// The node and port every config of these tests starts with.
+let nodeAndPort = """
+    [node]
+    name = "h"
+    tunnel_source_v4 = "10.0.0.10"
+    [[port]]
+    device = "d"
+    gateway_mac = "02:00:00:00:00:fe"
+
+    """
+
 func healthConfig(_ check: HealthConfig.Check, port: UInt16, rise: Int = 1, fall: Int = 1) -> HealthConfig {
     HealthConfig(check: check, port: port, intervalMilliseconds: 100, timeoutMilliseconds: 300, rise: rise, fall: fall)
 }
@@ -76,7 +87,7 @@ func healthConfig(_ check: HealthConfig.Check, port: UInt16, rise: Int = 1, fall
 func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (HealthProber, [(key: BackendKey, up: Bool, detail: String)]) {
     var changes: [(key: BackendKey, up: Bool, detail: String)] = []
     let prober = HealthProber { changes += $0 }
-    var text = "[node]\nname = \"h\"\ntunnel_source_v4 = \"10.0.0.10\"\n[[port]]\ndevice = \"d\"\ngateway_mac = \"02:00:00:00:00:fe\"\n"
+    var text = nodeAndPort
     for (i, _) in targets.enumerated() {
         text += "[[vip]]\naddress = \"192.0.2.\(i + 1)\"\nport = 80\nprotocol = \"tcp\"\n[[vip.backend]]\naddress = \"10.1.0.1\"\n"
     }
@@ -155,13 +166,7 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (HealthP
 }
 
 @Suite struct HealthStateInDesiredStateTests {
-    let text = """
-        [node]
-        name = "h"
-        tunnel_source_v4 = "10.0.0.10"
-        [[port]]
-        device = "d"
-        gateway_mac = "02:00:00:00:00:fe"
+    let text = nodeAndPort + """
         [[vip]]
         address = "192.0.2.10"
         port = 80
@@ -212,13 +217,7 @@ func problems(_ text: String) -> [String] {
 }
 
 @Suite struct AnnouncementTests {
-    let text = """
-        [node]
-        name = "a"
-        tunnel_source_v4 = "10.0.0.10"
-        [[port]]
-        device = "d"
-        gateway_mac = "02:00:00:00:00:fe"
+    let text = nodeAndPort + """
         [[vip]]
         address = "192.0.2.10"
         port = 80
