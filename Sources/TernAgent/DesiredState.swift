@@ -70,11 +70,18 @@ public struct DesiredState: Sendable {
     }
 
     /// Down beats draining beats active; the config's `state = "draining"` counts as a drain.
-    public func state(of key: BackendKey) -> BackendState {
+    public func state(of backend: BackendConfig, of vip: VIPConfig) -> BackendState {
+        let key = BackendKey(vip: vip.name, address: backend.address)
         if down.contains(key) { return .down }
         if let o = overrides[key] { return o }
-        let configured = config.vips.first { $0.name == key.vip }?.backends.first { $0.address == key.address }
-        return configured?.draining == true ? .draining : .active
+        return backend.draining ? .draining : .active
+    }
+
+    /// The same by key (looks the backend up in the config; `.active` when it is not there).
+    public func state(of key: BackendKey) -> BackendState {
+        guard let v = config.vips.first(where: { $0.name == key.vip }), let b = v.backends.first(where: { $0.address == key.address })
+        else { return overrides[key] ?? .active }
+        return state(of: b, of: v)
     }
 
     /// The weight the data plane uses: 0 while draining (by the config or an override), else the config's.

@@ -79,30 +79,30 @@ public final class Reloader {
     /// Sets backends' runtime state (drain, undrain) and publishes the result.
     @discardableResult
     public func setState(_ keys: [BackendKey], to state: BackendState) -> ReloadResult {
-        var candidate = desired
-        candidate.set(keys, to: state)
-        guard let timing = publisher.publish(candidate.snapshotSpec, shouldStop: { false }, clock: clock) else {
-            return ReloadResult(ok: false, message: "not published", time: wallClock())
-        }
-        desired = candidate
         let names = keys.map(\.description).joined(separator: ", ")
-        return ReloadResult(
-            ok: true, message: "\(state == .draining ? "drained" : "undrained") \(names) (generation \(timing.generation))"
-                + noBackendsNote, time: wallClock())
+        return publishChange("\(state == .draining ? "drained" : "undrained") \(names)") { $0.set(keys, to: state) }
     }
 
     /// Health checks' verdicts: marks the backends up or down and publishes the result (a down
     /// backend leaves the snapshot: no packets, its flows move).
     @discardableResult
     public func setHealth(_ changes: [(key: BackendKey, up: Bool)]) -> ReloadResult {
+        let names = changes.map { "\($0.key) \($0.up ? "up" : "DOWN")" }.joined(separator: ", ")
+        return publishChange("health: \(names)") { d in
+            for c in changes { d.setHealth(c.key, up: c.up) }
+        }
+    }
+
+    /// A runtime change of the desired state (not a reload): applied to a copy, published, kept
+    /// only once published.
+    func publishChange(_ what: String, _ change: (inout DesiredState) -> Void) -> ReloadResult {
         var candidate = desired
-        for c in changes { candidate.setHealth(c.key, up: c.up) }
+        change(&candidate)
         guard let timing = publisher.publish(candidate.snapshotSpec, shouldStop: { false }, clock: clock) else {
-            return ReloadResult(ok: false, message: "not published", time: wallClock())
+            return ReloadResult(ok: false, message: "\(what): not published", time: wallClock())
         }
         desired = candidate
-        let names = changes.map { "\($0.key) \($0.up ? "up" : "DOWN")" }.joined(separator: ", ")
-        return ReloadResult(ok: true, message: "health: \(names) (generation \(timing.generation))" + noBackendsNote, time: wallClock())
+        return ReloadResult(ok: true, message: "\(what) (generation \(timing.generation))" + noBackendsNote, time: wallClock())
     }
 
     /// Said after every change that leaves a VIP no backend to offer new flows.
