@@ -29,7 +29,8 @@ pings and TCP to the node itself go through ternd's host path, as on a NIC only 
 3. ping and ping6 to VIP addresses are answered by ternd itself (verdict `replied`).
 4. Scale-out: open connections through lb1, move the VIP routes to lb2 (as ECMP does when a node
    joins or leaves): every connection carries on, because lb2's Maglev table picks the same backend.
-5. Drain on reload: SIGHUP with b1 at weight 0: connections on b1 carry on, new ones go to b2.
+5. Drain on reload: SIGHUP with b1 at weight 0: connections on b1 carry on, new ones go to b2,
+   also new connections from source ports whose previous connection (reset) was on b1 (SYN rule).
 6. ExaBGP on lb1, fed by `ternctl bgp-feed`, announces the VIPs to BIRD on the router; when lb1's
    ternd stops, the feed withdraws them (fail closed) and the router drops the route.
 7. On SIGTERM: RX equals the sum of verdicts, nothing malformed, nothing refused by TX, mbufs 0.
@@ -44,6 +45,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -252,11 +254,14 @@ def in_netns(name):
 class Connection:
     """One TCP connection from the client to a VIP; every exchange returns the answering backend."""
 
-    def __init__(self, address):
+    def __init__(self, address, source_port=0):
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         with in_netns(NS["cl"]):
             self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(5)
+        if source_port:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("", source_port))
         self.sock.connect((address, TCP_PORT))
         self.file = self.sock.makefile("rwb")
 
@@ -279,6 +284,11 @@ class Connection:
         return name
 
     def close(self):
+        self.sock.close()
+
+    def reset(self):
+        """Closes with RST (linger 0): no TIME_WAIT, so the same source port can connect again."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.sock.close()
 
 
@@ -605,14 +615,32 @@ def test_scale_out(ternd, tmp):
 
 def test_drain(node):
     conns, before = open_spread(VIPS["4in4"][0])
+    # Source ports whose connection went to b1, reset (RST, no TIME_WAIT) to be used again below.
+    reused = []
+    for port in range(40000, 40064):
+        if len(reused) == 4:
+            break
+        c = Connection(VIPS["4in4"][0], source_port=port)
+        if try_exchange(c) == "b1":
+            reused.append(port)
+        c.reset()
     node.reload(config_text(node.lb, drained=("b1",)))
     after = [try_exchange(c) for c in conns]
     fresh, names = open_spread(VIPS["4in4"][0], 8)
     for c in conns + fresh:
         c.close()
+    # A client reusing a source port opens a new connection (SYN): it must not follow the flow
+    # table to drained b1.
+    again = []
+    for port in reused:
+        c = Connection(VIPS["4in4"][0], source_port=port)
+        again.append(try_exchange(c))
+        c.close()
     check(after == before and "b1" in before, f"drain: established connections before {before}, after {after}")
     check(set(names) == {"b2"}, f"drain: new connections went to {names}")
-    print(f"ok: drain: after the reload {before.count('b1')} connections stayed on drained b1; new ones all to b2", flush=True)
+    check(len(reused) == 4 and set(again) == {"b2"}, f"drain: reused source ports {reused} answered by {again}, expected b2")
+    print(f"ok: drain: after the reload {before.count('b1')} connections stayed on drained b1; new ones all to b2, also "
+          f"from {len(reused)} source ports whose previous connection had been on b1", flush=True)
 
 
 def check_counters(lb, stats, err):
@@ -641,7 +669,7 @@ def serve(name, udp=True):
     (bound to it, so the reply's source is the VIP). The host-path node runs the TCP one only: a
     service on the node's own address (an ssh stand-in)."""
     def tcp_client(conn):
-        with conn, conn.makefile("rwb") as f:
+        with contextlib.suppress(ConnectionResetError), conn, conn.makefile("rwb") as f:  # the drain test resets
             while line := f.readline():
                 if line.startswith(b"get "):
                     size = int(line[4:])
