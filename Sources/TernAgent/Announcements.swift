@@ -1,47 +1,89 @@
 // Which VIP prefixes this node should announce, and the lines that tell an existing BGP speaker
-// (ExaBGP's process API) to do so. Tern speaks no BGP itself. A prefix (an address: /32 or /128)
-// is announced while some VIP on it is up: enough live backends (`min_healthy`) and a data plane
-// that is not shutting down; it is withdrawn otherwise, and all of them when ternd is gone.
+// to do so: ExaBGP's process API, or an include file of static routes for BIRD. Tern speaks no
+// BGP itself. A prefix (an address: /32 or /128) is announced while some VIP on it is up (enough
+// live backends, `min_healthy`) and the data plane is not shutting down; it is withdrawn
+// otherwise, and all of them when ternd is gone.
 
 import TernControl
 import TernWire
 
-public enum Announcements {
-    /// Prefix (`192.0.2.10/32`) to whether it should be announced now.
-    public static func wanted(_ desired: DesiredState, stopping: Bool) -> [String: Bool] {
-        var out: [String: Bool] = [:]
-        for v in desired.config.vips {
-            let prefix = "\(v.address)/\(v.address.isV6 ? 128 : 32)"
-            let live = desired.liveBackends(of: v).filter { desired.effectiveWeight($0, of: v) > 0 }.count
-            let up = !stopping && live >= v.minHealthy
-            out[prefix] = (out[prefix] ?? false) || up
-        }
-        return out
+/// A prefix as a speaker should see it: whether to announce it, and with which attributes.
+public struct Announcement: Equatable, Sendable {
+    public var up: Bool
+    public var attributes: BGPAttributes
+
+    public init(up: Bool, attributes: BGPAttributes = BGPAttributes()) {
+        self.up = up
+        self.attributes = attributes
     }
 }
 
-/// The feed's memory of what it told the speaker, and the commands that bring the speaker to a
-/// new wanted state (announce what became up, withdraw what went down or left the config).
-public struct AnnouncementFeed: Sendable {
-    public private(set) var announced: Set<String> = []
-    let suffix: String
-
-    /// `attributes`: what follows the prefix on each announce (default `next-hop self`).
-    public init(attributes: String = "next-hop self") { suffix = attributes }
-
-    public mutating func update(_ wanted: [String: Bool]) -> [String] {
-        var lines: [String] = []
-        for prefix in announced.sorted() where wanted[prefix] != true {
-            lines.append("withdraw route \(prefix) \(suffix)")
-            announced.remove(prefix)
+public enum Announcements {
+    /// Prefix (`192.0.2.10/32`) to what should be announced now. The attributes are those of the
+    /// first VIP on the address that sets `[vip.bgp]` (the config check refuses two that differ).
+    public static func wanted(_ desired: DesiredState, stopping: Bool) -> [String: Announcement] {
+        var out: [String: Announcement] = [:]
+        for v in desired.config.vips {
+            let prefix = prefix(of: v.address)
+            var a = out[prefix] ?? Announcement(up: false)
+            a.up = a.up || (!stopping && desired.isUp(v))
+            if a.attributes == BGPAttributes() { a.attributes = v.bgp }
+            out[prefix] = a
         }
-        for (prefix, up) in wanted.sorted(by: { $0.key < $1.key }) where up && !announced.contains(prefix) {
-            lines.append("announce route \(prefix) \(suffix)")
-            announced.insert(prefix)
+        return out
+    }
+
+    public static func prefix(of address: IPAddress) -> String { "\(address)/\(address.isV6 ? 128 : 32)" }
+}
+
+/// The feed's memory of what it told ExaBGP, and the commands that bring ExaBGP to a new wanted
+/// state (announce what became up or changed attributes, withdraw what went down or left).
+public struct AnnouncementFeed: Sendable {
+    public private(set) var announced: [String: BGPAttributes] = [:]
+    let nextHop: String
+
+    /// `nextHop`: ExaBGP's next-hop attribute (default `self`: the session's local address).
+    public init(nextHop: String = "self") { self.nextHop = nextHop }
+
+    public mutating func update(_ wanted: [String: Announcement]) -> [String] {
+        var lines: [String] = []
+        for prefix in announced.keys.sorted() where wanted[prefix]?.up != true {
+            lines.append("withdraw route \(prefix) next-hop \(nextHop)")
+            announced[prefix] = nil
+        }
+        for (prefix, a) in wanted.sorted(by: { $0.key < $1.key }) where a.up && announced[prefix] != a.attributes {
+            lines.append("announce route \(prefix) next-hop \(nextHop)\(Self.exabgp(a.attributes))")
+            announced[prefix] = a.attributes
         }
         return lines
     }
 
     /// ternd is gone or the feed stops: withdraw everything (fail closed).
     public mutating func withdrawAll() -> [String] { update([:]) }
+
+    /// ` med 100 community [65000:100 65000:200]`, or "".
+    static func exabgp(_ a: BGPAttributes) -> String {
+        (a.med.map { " med \($0)" } ?? "") + (a.communities.isEmpty ? "" : " community [\(a.communities.joined(separator: " "))]")
+    }
+}
+
+/// The BIRD variant: an include file with one static protocol per family holding a blackhole
+/// route per prefix to announce (attributes set on the route); the operator's bird.conf includes
+/// it and exports `where proto ~ "tern_vips*"` to its BGP sessions; `birdc configure` applies it.
+public enum BIRDRoutes {
+    public static func file(_ wanted: [String: Announcement]) -> String {
+        var text = "# Written by ternctl bgp-feed --bird-include: the VIP prefixes this node announces now.\n"
+        for (family, v6) in [("ipv4", false), ("ipv6", true)] {
+            let routes = wanted.filter { $0.value.up && $0.key.contains(":") == v6 }.sorted { $0.key < $1.key }.map { prefix, a in
+                var attrs = a.attributes.med.map { " bgp_med = \($0);" } ?? ""
+                for c in a.attributes.communities {
+                    let parts = c.split(separator: ":")
+                    attrs += " bgp_community.add((\(parts[0]),\(parts[1])));"
+                }
+                return "  route \(prefix) blackhole" + (attrs.isEmpty ? ";\n" : " {\(attrs) };\n")
+            }
+            text += "protocol static tern_vips\(v6 ? 6 : 4) {\n  \(family);\n" + routes.joined() + "}\n"
+        }
+        return text
+    }
 }

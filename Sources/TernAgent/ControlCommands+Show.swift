@@ -31,7 +31,7 @@ extension ControlCommands {
                 "address": b.address.description, "weight": b.weight, "effective_weight": running[b.address] ?? 0,
                 "state": reloader.desired.state(of: b, of: vip).rawValue, "slots": n, "share": Double(n) / size,
                 "packets": counts[b.address]?.packets ?? 0, "new_flows": counts[b.address]?.newFlows ?? 0,
-                "health": info.health(key)?.lastResult ?? (vip.health == nil ? "not checked" : ""),
+                "health": info.health(key)?.lastResult ?? (b.health == nil ? "not checked" : ""),
             ]
         }
     }

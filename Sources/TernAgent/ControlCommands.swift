@@ -89,7 +89,12 @@ public final class ControlCommands {
         case "show-vips": return showVIPs()
         case "announcements":
             let wanted = Announcements.wanted(reloader.desired, stopping: info.lifecycle.stopping)
-            return ControlReply.ok(["prefixes": wanted.map { ["prefix": $0.key, "up": $0.value] }.sorted { "\($0["prefix"]!)" < "\($1["prefix"]!)" }])
+            let prefixes: [[String: Any]] = wanted.sorted { $0.key < $1.key }.map { prefix, a in
+                var p: [String: Any] = ["prefix": prefix, "up": a.up, "communities": a.attributes.communities]
+                if let med = a.attributes.med { p["med"] = med }
+                return p
+            }
+            return ControlReply.ok(["prefixes": prefixes])
         default:
             return ControlReply.error(
                 "unknown command \"\(escapedForMessage(request.command))\" (status, stats, reload, drain, undrain, show-backends, show-vips, announcements)")

@@ -96,11 +96,18 @@ public struct DesiredState: Sendable {
         return up.isEmpty && v.health?.keepWhenAllDown == true ? v.backends : up
     }
 
+    /// Up: `min_healthy` live backends taking new flows. Only then is its prefix announced
+    /// (`Announcements`) and does its address answer pings.
+    public func isUp(_ v: VIPConfig) -> Bool {
+        liveBackends(of: v).filter { effectiveWeight($0, of: v) > 0 }.count >= v.minHealthy
+    }
+
     /// What the forwarding snapshot is built from.
     public var snapshotSpec: SnapshotSpec {
         var spec = config.snapshotSpec
         for (i, v) in config.vips.enumerated() {
             spec.services[i].backends = liveBackends(of: v).map { ($0.address, effectiveWeight($0, of: v)) }
+            spec.services[i].isUp = isUp(v)
         }
         return spec
     }

@@ -42,11 +42,11 @@ public final class HealthProber {
 
     deinit { for p in inFlight.values { ProbeSocket.close(p.fd) } }
 
-    /// The backends of every VIP with `[vip.health]` (a reload calls this again: backends that
-    /// stay keep their state, others start up).
+    /// Every backend with a check (a reload calls this again: backends that stay keep their
+    /// state, others start up).
     public func configure(_ config: TernConfig) {
         targets = config.vips.flatMap { v in
-            v.health.map { h in v.backends.map { Target(key: BackendKey(vip: v.name, address: $0.address), check: h) } } ?? []
+            v.backends.compactMap { b in b.health.map { Target(key: BackendKey(vip: v.name, address: b.address), check: $0) } }
         }
         let keys = Set(targets.map(\.key))
         states = states.filter { keys.contains($0.key) }

@@ -80,8 +80,8 @@ public struct MetricsRenderer {
                 [("vip", vip), ("fingerprint", fingerprint)], 1)
         }
         let desired = reloader.desired
-        for v in desired.config.vips where v.health != nil {
-            for b in v.backends {
+        for v in desired.config.vips {
+            for b in v.backends where b.health != nil {
                 let labels = [("vip", v.name), ("backend", b.address.description)]
                 let h = info.health(BackendKey(vip: v.name, address: b.address)) ?? HealthState()
                 gauge("tern_backend_up", "1 while the backend passes its health checks.", labels, h.up ? 1 : 0)

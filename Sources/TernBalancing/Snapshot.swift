@@ -24,6 +24,8 @@ public struct ServiceSpec: Sendable {
     /// Per backend (same order), the stable id its counters are kept under across reloads
     /// (`CounterIDs`); nil: numbered by position in the snapshot.
     public var counterIDs: [Int]?
+    /// Enough live backends (`min_healthy`): its address answers pings (and is announced).
+    public var isUp = true
 
     public init(
         address: IPAddress, port: UInt16, ipProtocol: UInt8, encapsulation: Encapsulation, guePort: UInt16 = 0,
@@ -187,6 +189,9 @@ public struct ForwardingSnapshot: ~Copyable {
     /// Whether some VIP uses this address (traffic to it is Tern's, even when no VIP serves it).
     @inlinable @inline(__always)
     public func isVIPAddress(_ address: IPAddress) -> Bool { vipMap.isVIPAddress(address) }
+
+    /// Whether some VIP on this address is up: a VIP that is down does not answer pings.
+    public func isUpVIPAddress(_ address: IPAddress) -> Bool { vipMap.isUpVIPAddress(address) }
 
     /// The outer headers toward a backend (see `EncapTemplate`).
     @inlinable @inline(__always)

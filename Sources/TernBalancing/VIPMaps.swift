@@ -80,7 +80,10 @@ public struct VIPMap {
     init(_ services: [ServiceSpec]) {
         self.services = KeyMap(
             services.enumerated().map { (MapKey($1.address, port: $1.port, ipProtocol: $1.ipProtocol), Int32($0)) })
-        addresses = KeyMap(services.enumerated().map { (MapKey($1.address), Int32($0)) })
+        // Per address: 1 when some VIP on it is up (answers pings), else 0.
+        var up: [IPAddress: Bool] = [:]
+        for s in services { up[s.address] = (up[s.address] ?? false) || s.isUp }
+        addresses = KeyMap(up.map { (MapKey($0.key), $0.value ? 1 : 0) })
         anyPortOnly = services.allSatisfy { $0.port == 0 }
     }
 
@@ -104,5 +107,10 @@ public struct VIPMap {
     @inlinable @inline(__always)
     public func isVIPAddress(_ address: IPAddress) -> Bool {
         addresses.find(MapKey(address)) >= 0
+    }
+
+    /// Whether some VIP on this address is up (its pings are answered).
+    public func isUpVIPAddress(_ address: IPAddress) -> Bool {
+        addresses.find(MapKey(address)) > 0
     }
 }

@@ -51,6 +51,21 @@ public struct BackendConfig: Equatable, Sendable {
     public var weight: Int
     /// `state = "draining"` in the config: weight 0 (keeps its connections, gets no new ones).
     public var draining = false
+    /// Its check: the VIP's `[vip.health]` with this backend's `[vip.backend.health]` keys over it;
+    /// nil: not checked (counts as up).
+    public var health: HealthConfig? = nil
+}
+
+/// `[vip.bgp]`: route attributes a BGP feed attaches to the VIP's prefix.
+public struct BGPAttributes: Equatable, Sendable {
+    public var med: Int? = nil
+    /// Standard communities, `ASN:VALUE` (16 bits each).
+    public var communities: [String] = []
+
+    public init(med: Int? = nil, communities: [String] = []) {
+        self.med = med
+        self.communities = communities
+    }
 }
 
 /// How a VIP's backends are checked (`[vip.health]`).
@@ -85,8 +100,9 @@ public struct VIPConfig: Equatable, Sendable {
     public var backends: [BackendConfig]
     /// Accept a UDP port range that covers a GUE VIP's `gue_port` on the same address.
     public var allowGUEPortOverlap = false
-    /// Health checks of its backends; nil: none (every backend counts as up).
+    /// `[vip.health]` as written (each backend's own check is `BackendConfig.health`); nil: none.
     public var health: HealthConfig? = nil
+    public var bgp = BGPAttributes()
     /// Backends up (and taking new flows) it needs to be announced.
     public var minHealthy = ConfigSchema.minHealthy.defaultValue!
 

@@ -107,7 +107,13 @@ struct RawVIP {
     var allow_gue_port_overlap: Bool?
     var min_healthy: Int?
     var health: RawHealth?
+    var bgp: RawBGP?
     var backend: [RawBackend]?
+}
+
+struct RawBGP {
+    var med: Int?
+    var communities: String?
 }
 
 struct RawHealth {
@@ -120,12 +126,20 @@ struct RawHealth {
     var path: String?
     var expect_status: Int?
     var all_down: String?
+
+    /// These keys, with `other`'s where it has them (a backend's own over its VIP's).
+    func overridden(by other: RawHealth) -> RawHealth {
+        RawHealth(
+            check: other.check ?? check, port: other.port ?? port, interval_ms: interval_ms, timeout_ms: timeout_ms, rise: rise,
+            fall: fall, path: other.path ?? path, expect_status: other.expect_status ?? expect_status, all_down: all_down)
+    }
 }
 
 struct RawBackend {
     var address: String
     var weight: Int?
     var state: String?
+    var health: RawHealth?
 }
 
 /// Reads the keys Tern knows from a parsed document, with their types; records every key path's
@@ -192,7 +206,13 @@ struct DocumentReader {
                 unknown(b)
                 let weight = int(b, K.backendWeight)
                 let state = string(b, K.backendState)
-                return string(b, K.backendAddress).map { RawBackend(address: $0, weight: weight, state: state) }
+                let health = table(b, K.backendHealth).map { h in
+                    unknown(h)
+                    return RawHealth(
+                        check: string(h, K.backendHealthCheck), port: int(h, K.backendHealthPort), path: string(h, K.backendHealthPath),
+                        expect_status: int(h, K.backendHealthExpectStatus))
+                }
+                return string(b, K.backendAddress).map { RawBackend(address: $0, weight: weight, state: state, health: health) }
             }
             let address = string(v, K.vipAddress)
             let port = int(v, K.vipPort)
@@ -208,10 +228,14 @@ struct DocumentReader {
                     timeout_ms: int(h, K.healthTimeout), rise: int(h, K.healthRise), fall: int(h, K.healthFall),
                     path: string(h, K.healthPath), expect_status: int(h, K.healthExpectStatus), all_down: string(h, K.healthAllDown))
             }
+            let bgp = table(v, K.bgp).map { g in
+                unknown(g)
+                return RawBGP(med: int(g, K.bgpMED), communities: string(g, K.bgpCommunities))
+            }
             guard let address, let port, let proto else { return nil }
             return RawVIP(
                 address: address, port: port, protocol: proto, encap: encap, gue_port: guePort, allow_gue_port_overlap: overlap,
-                min_healthy: minHealthy, health: health, backend: backends)
+                min_healthy: minHealthy, health: health, bgp: bgp, backend: backends)
         }
         return RawConfig(
             node: node ?? RawNode(name: "-"), controlSocket: controlSocket, shutdownDrain: shutdownDrain, metricsListen: metricsListen,
@@ -409,6 +433,7 @@ struct Validator {
         note(K.metricsListen, K.metricsListen.path, config.metrics.map { "\($0.host) \($0.port)" } ?? "off")
         checkMemory(config)
         checkLoops(config, vipPaths)
+        checkBGPAttributes(config, vipPaths)
         checkGUEPortOverlap(config, vipPaths)
         checkMTU(config)
         guard problems.isEmpty else { return nil }
@@ -463,6 +488,20 @@ struct Validator {
                         "\(paths[i]).backend[\(j)].address",
                         "\(b.address) is a VIP address of this config (\(paths[k])): its packets would loop through Tern")
                 }
+            }
+        }
+    }
+
+    /// One prefix, one set of BGP attributes: VIPs on one address that set `[vip.bgp]` must agree.
+    mutating func checkBGPAttributes(_ c: TernConfig, _ paths: [String]) {
+        var first: [IPAddress: Int] = [:]
+        for (i, v) in c.vips.enumerated() where v.bgp != BGPAttributes() {
+            if let k = first[v.address] {
+                if c.vips[k].bgp != v.bgp {
+                    fail("\(paths[i]).bgp", "differs from \(paths[k]).bgp: both are on \(v.address), which is announced once")
+                }
+            } else {
+                first[v.address] = i
             }
         }
     }
@@ -599,12 +638,19 @@ struct Validator {
                 }
             default: fail("\(path).encap", "must be \"ipip\" or \"gue\", got \"\(escapedForMessage(r.encap ?? ""))\"")
             }
-            let backends = validateBackends(r.backend ?? [], path: path, node: node, tableSize: tableSize)
+            let problemsBefore = problems.count
+            let health = r.health.flatMap { validateHealth($0, path: "\(path).health", vipPort: port) }
+            // A backend's own keys are checked over the VIP's only when those are sound (else
+            // every backend would repeat the VIP's problems).
+            let inherited = problems.count == problemsBefore ? r.health ?? RawHealth() : nil
+            let backends = validateBackends(
+                r.backend ?? [], path: path, node: node, tableSize: tableSize, health: (inherited, health), vipPort: port)
             guard let address else { continue }
             var vip = VIPConfig(
                 address: address, port: UInt16(port), ipProtocol: ipProtocol, encapsulation: encapsulation,
                 guePort: guePort, backends: backends, allowGUEPortOverlap: r.allow_gue_port_overlap ?? false)
-            if let h = r.health { vip.health = validateHealth(h, path: "\(path).health", vipPort: port) }
+            vip.health = health
+            if let g = r.bgp { vip.bgp = validateBGP(g, path: "\(path).bgp") }
             vip.minHealthy = int(r.min_healthy, ConfigSchema.minHealthy, at: "\(path).min_healthy")
             if let first = seen[vip.name] {
                 fail(path, "duplicate VIP \(vip.name) (also vip[\(first)])")
@@ -648,7 +694,26 @@ struct Validator {
             rise: rise, fall: fall, path: h.path ?? "/", expectStatus: status, keepWhenAllDown: keep)
     }
 
-    mutating func validateBackends(_ raw: [RawBackend], path: String, node: NodeConfig, tableSize: Int) -> [BackendConfig] {
+    /// `[vip.bgp]`: a MED and standard communities (`65000:100 65000:200`).
+    mutating func validateBGP(_ g: RawBGP, path: String) -> BGPAttributes {
+        var out = BGPAttributes()
+        if let m = g.med { out.med = int(m, ConfigSchema.bgpMED, at: "\(path).med") }
+        for c in (g.communities ?? "").split(separator: " ") {
+            let parts = c.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, parts.allSatisfy({ UInt16($0) != nil }) else {
+                fail("\(path).communities", "\"\(escapedForMessage(String(c)))\" is not ASN:VALUE (0-65535 each)")
+                continue
+            }
+            out.communities.append(String(c))
+        }
+        return out
+    }
+
+    /// `health`: the VIP's raw keys when sound (nil otherwise) and its validated check.
+    mutating func validateBackends(
+        _ raw: [RawBackend], path: String, node: NodeConfig, tableSize: Int, health: (raw: RawHealth?, check: HealthConfig?),
+        vipPort: Int
+    ) -> [BackendConfig] {
         if raw.isEmpty { fail("\(path).backend", "a VIP needs at least one [[vip.backend]]") }
         if raw.count > Validator.maxBackendsPerVIP {
             fail("\(path).backend", "\(raw.count) backends; at most \(Validator.maxBackendsPerVIP) per VIP")
@@ -678,7 +743,11 @@ struct Validator {
             if !a.isV6 && node.tunnelSourceV4 == nil {
                 fail("\(bpath).address", "IPv4 backend \(a) needs node.tunnel_source_v4")
             }
-            backends.append(BackendConfig(address: a, weight: weight, draining: draining))
+            var backend = BackendConfig(address: a, weight: weight, draining: draining, health: health.check)
+            if let own = b.health, let inherited = health.raw {
+                backend.health = validateHealth(inherited.overridden(by: own), path: "\(bpath).health", vipPort: vipPort)
+            }
+            backends.append(backend)
         }
         return backends
     }

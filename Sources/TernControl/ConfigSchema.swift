@@ -105,13 +105,25 @@ public enum ConfigSchema {
     public static let backendAddress = ConfigKey("vip.backend.address", .string, required: true)
     public static let backendWeight = ConfigKey("vip.backend.weight", .integer, range: 0...65535, default: 100)
     public static let backendState = ConfigKey("vip.backend.state", .string)
+    /// One backend's own check where it differs from the VIP's (another port or path, or "none").
+    public static let backendHealth = ConfigKey("vip.backend.health", .table)
+    public static let backendHealthCheck = ConfigKey("vip.backend.health.check", .string)
+    public static let backendHealthPort = ConfigKey("vip.backend.health.port", .integer, range: 1...65535)
+    public static let backendHealthPath = ConfigKey("vip.backend.health.path", .string)
+    public static let backendHealthExpectStatus = ConfigKey("vip.backend.health.expect_status", .integer, range: 100...599)
+
+    /// What a BGP speaker attaches to the VIP's prefix (`ternctl bgp-feed`).
+    public static let bgp = ConfigKey("vip.bgp", .table)
+    public static let bgpMED = ConfigKey("vip.bgp.med", .integer, range: 0...4_294_967_295)
+    public static let bgpCommunities = ConfigKey("vip.bgp.communities", .string)
 
     public static let all: [ConfigKey] = [
         node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, shutdownDrain, metrics, metricsListen, dataplane, workers,
         burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
         portBackendDevice, portHostInterface, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
         allowGUEPortOverlap, minHealthy, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
-        healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState,
+        healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState, backendHealth, backendHealthCheck,
+        backendHealthPort, backendHealthPath, backendHealthExpectStatus, bgp, bgpMED, bgpCommunities,
     ]
 
     /// The names of the keys a table may hold ("" is the top level).

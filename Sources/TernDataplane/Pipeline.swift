@@ -6,6 +6,7 @@
 //   fragment ─────────────────────────────────────────────────────────▶ drop fragment
 //   parse L4 ─ malformed ─────────────────────────────────────────────▶ drop malformed
 //   ICMP echo request ─ from no single host, or from a VIP ──────────▶ drop bad_source
+//        │ no VIP on the address is up (min_healthy) ─────────────────▶ drop no_backend
 //        └────────────────────────────────────────────────────────────▶ replied (echo reply)
 //   ICMPv6 neighbour discovery ───────────────────────────────────────▶ host
 //   ICMP error quoting a packet a VIP sent: on as the flow it quotes (to that flow's backend) ▼
@@ -202,6 +203,7 @@ public struct Worker: ~Copyable {
                 let source = net.source
                 if !source.isSingleHost { return .dropBadSource }
                 if snapshot.isVIPAddress(source) { return .dropBadSource }
+                if !snapshot.isUpVIPAddress(net.destination) { return .dropNoBackend }
                 if port.replyGatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
                 return replyToEcho(&packet, net, port: port)
             }

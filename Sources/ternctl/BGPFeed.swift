@@ -1,11 +1,16 @@
-// `ternctl bgp-feed`: an ExaBGP process (`process tern { run /usr/bin/ternctl bgp-feed; encoder
-// text; }`). It asks ternd once a second which VIP prefixes this node should announce and writes
-// ExaBGP's API commands (`announce route 192.0.2.10/32 next-hop self`, `withdraw route ...`) on
-// stdout; what ExaBGP writes back (acknowledgements, when exabgp.api.ack is on) is read and
-// ignored. When ternd cannot be reached it withdraws everything and exits (fail closed).
+// `ternctl bgp-feed`: keeps an existing BGP speaker's announcements equal to what ternd says this
+// node should announce (`announcements` on the control socket, asked every --interval seconds).
+//   ExaBGP (default): run as an ExaBGP process (`process tern { run /usr/bin/ternctl bgp-feed;
+//     encoder text; }`); writes `announce route 192.0.2.10/32 next-hop self [med N] [community
+//     [...]]` and `withdraw route ...` on stdout; what ExaBGP writes back (acknowledgements, when
+//     exabgp.api.ack is on) is read and ignored; end of input means ExaBGP is gone.
+//   BIRD (--bird-include FILE): rewrites FILE (static routes, see `BIRDRoutes`) and runs `birdc
+//     configure` whenever the wanted set changes.
+// When ternd cannot be reached it withdraws everything and exits 69 (fail closed).
 
 import ArgumentParser
 import TernAgent
+import TernControl
 
 #if canImport(Glibc)
 import Glibc
@@ -14,49 +19,132 @@ import Glibc
 struct BGPFeed: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bgp-feed",
-        abstract: "Feed ExaBGP (process API) the VIP prefixes this node should announce; withdraw all if ternd goes away.")
+        abstract: "Keep ExaBGP (process API) or BIRD (--bird-include) announcing the VIP prefixes this node should; withdraw all if ternd goes away.")
 
     @OptionGroup var options: SocketOptions
 
     @Option(help: "Seconds between questions to ternd.")
     var interval: Double = 1
 
-    @Option(help: "What follows the prefix in each announce and withdraw (ExaBGP route attributes).")
-    var attributes = "next-hop self"
+    @Option(help: "ExaBGP: the next-hop of each announce (self: the session's local address).")
+    var nextHop = "self"
+
+    @Option(help: "BIRD: write static routes to this file (included by bird.conf) instead of talking to ExaBGP.")
+    var birdInclude: String?
+
+    @Option(help: "BIRD: birdc's control socket (birdc's default when not given).")
+    var birdSocket: String?
 
     func run() throws {
-        var feed = AnnouncementFeed(attributes: attributes)
-        _ = fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK)
-        signal(SIGPIPE, SIG_IGN)  // ExaBGP gone: writes fail instead of killing the feed
-        func emit(_ lines: [String]) {
-            let text = lines.map { $0 + "\n" }.joined()
-            _ = text.withCString { write(1, $0, strlen($0)) }  // whole lines, at once, unbuffered
+        var exabgp = AnnouncementFeed(nextHop: nextHop)
+        var birdText: String?  // what BIRD was last told successfully
+        signal(SIGPIPE, SIG_IGN)  // the speaker gone: writes fail instead of killing the feed
+        if birdInclude == nil { _ = fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK) }
+        /// Brings the speaker to `wanted`; false when ExaBGP has gone.
+        func tell(_ wanted: [String: Announcement]) -> Bool {
+            guard let file = birdInclude else {
+                emit(exabgp.update(wanted))
+                return exabgpStillThere()
+            }
+            let text = BIRDRoutes.file(wanted)
+            if text != birdText, configureBIRD(file: file, text: text) { birdText = text }
+            return true
         }
         while true {
             let reply: [String: Any]
             do {
                 reply = try ControlClient.send(ControlRequest(command: "announcements", arguments: [:]), socket: options.socket)
             } catch {
-                emit(feed.withdrawAll())
+                _ = tell([:])
                 printError("ternctl bgp-feed: \(error.description): withdrew every prefix; exiting")
                 throw ExitCode(69)
             }
-            var wanted: [String: Bool] = [:]
-            for p in reply["prefixes"] as? [[String: Any]] ?? [] {
-                if let prefix = p["prefix"] as? String { wanted[prefix] = p["up"] as? Bool == true }
-            }
-            emit(feed.update(wanted))
-            // ExaBGP's acknowledgements: read and drop; end of input means ExaBGP is gone.
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = read(0, &buffer, buffer.count)
-                if n == 0 {
-                    emit(feed.withdrawAll())
-                    return
-                }
-                if n < 0 { break }
+            if !tell(Self.announcements(reply)) {
+                emit(exabgp.withdrawAll())
+                return
             }
             usleep(UInt32(max(0.05, interval) * 1_000_000))
         }
+    }
+
+    /// The control reply's prefixes.
+    static func announcements(_ reply: [String: Any]) -> [String: Announcement] {
+        var wanted: [String: Announcement] = [:]
+        for p in reply["prefixes"] as? [[String: Any]] ?? [] {
+            guard let prefix = p["prefix"] as? String else { continue }
+            let attributes = BGPAttributes(med: p["med"] as? Int, communities: p["communities"] as? [String] ?? [])
+            wanted[prefix] = Announcement(up: p["up"] as? Bool == true, attributes: attributes)
+        }
+        return wanted
+    }
+
+    /// Whole lines, at once, unbuffered.
+    func emit(_ lines: [String]) {
+        let text = lines.map { $0 + "\n" }.joined()
+        _ = text.withCString { write(1, $0, strlen($0)) }
+    }
+
+    /// Reads and drops ExaBGP's acknowledgements; false at end of input (ExaBGP is gone).
+    func exabgpStillThere() -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(0, &buffer, buffer.count)
+            if n == 0 { return false }
+            if n < 0 { return true }
+        }
+    }
+
+    /// Replaces `file` (write beside it, rename) and has BIRD re-read its config.
+    func configureBIRD(file: String, text: String) -> Bool {
+        let temporary = file + ".tmp"
+        guard let f = fopen(temporary, "w") else {
+            printError("ternctl bgp-feed: cannot write \(temporary): \(String(cString: strerror(errno)))")
+            return false
+        }
+        let written = fputs(text, f) >= 0
+        guard fclose(f) == 0, written, rename(temporary, file) == 0 else {
+            printError("ternctl bgp-feed: cannot write \(file): \(String(cString: strerror(errno)))")
+            return false
+        }
+        var arguments = ["birdc"]
+        if let s = birdSocket { arguments += ["-s", s] }
+        arguments.append("configure")
+        let (status, output) = Self.runCommand(arguments)
+        // birdc exits 0 even when BIRD refuses the config; its answer says.
+        guard status == 0, output.contains("Reconfigur") else {
+            printError("ternctl bgp-feed: \(arguments.joined(separator: " ")) failed (exit \(status)): \(output)")
+            return false
+        }
+        return true
+    }
+
+    /// Runs a program found on PATH; its exit status and what it wrote (stdout and stderr).
+    static func runCommand(_ arguments: [String]) -> (Int32, String) {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return (-1, "pipe: \(String(cString: strerror(errno)))") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawnp(&pid, arguments[0], &actions, nil, argv, environ)
+        close(fds[1])
+        var output = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fds[0], &buffer, buffer.count)
+            if n <= 0 { break }
+            output += buffer[0..<n]
+        }
+        close(fds[0])
+        guard spawned == 0 else { return (-1, "\(arguments[0]): \(String(cString: strerror(spawned)))") }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return ((status & 0x7F) == 0 ? (status >> 8) & 0xFF : -1, text)
     }
 }

@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 
 @testable import TernAgent
+import TernBalancing
 @testable import TernControl
 @testable import TernWire
 
@@ -94,7 +95,7 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (HealthP
     var config = try! ConfigLoader.parse(text, file: "h.toml")
     for (i, t) in targets.enumerated() {
         config.vips[i].backends[0].address = IPAddress(t.0)!
-        config.vips[i].health = t.1
+        config.vips[i].backends[0].health = t.1
     }
     prober.configure(config)
     let start = Date()
@@ -247,23 +248,146 @@ func problems(_ text: String) -> [String] {
     /// shutdown drain reports everything down.
     @Test func prefixesFollowLiveBackendsAndTheShutdownDrain() throws {
         var d = DesiredState(config: try ConfigLoader.parse(text, file: "a.toml"))
-        #expect(Announcements.wanted(d, stopping: false) == ["192.0.2.10/32": true, "2001:db8::10/128": false])
+        func up(_ stopping: Bool = false) -> [String: Bool] { Announcements.wanted(d, stopping: stopping).mapValues(\.up) }
+        #expect(up() == ["192.0.2.10/32": true, "2001:db8::10/128": false])
         d.setHealth(BackendKey(vip: "192.0.2.10:80/tcp", address: IPAddress("10.1.0.2")!), up: false)
-        #expect(Announcements.wanted(d, stopping: false)["192.0.2.10/32"] == true)  // :443 still has its one
+        #expect(up()["192.0.2.10/32"] == true)  // :443 still has its one
         d.setHealth(BackendKey(vip: "192.0.2.10:443/tcp", address: IPAddress("10.1.0.1")!), up: false)
-        #expect(Announcements.wanted(d, stopping: false)["192.0.2.10/32"] == false)
+        #expect(up()["192.0.2.10/32"] == false)
         d.setHealth(BackendKey(vip: "192.0.2.10:443/tcp", address: IPAddress("10.1.0.1")!), up: true)
-        #expect(Announcements.wanted(d, stopping: true).values.allSatisfy { !$0 })
+        #expect(up(true).values.allSatisfy { !$0 })
+    }
+
+    /// The data plane answers pings to an address only while the same rule calls it up.
+    @Test func theSnapshotMarksAddressesUpAsTheAnnouncementsDo() throws {
+        var d = DesiredState(config: try ConfigLoader.parse(text, file: "a.toml"))
+        #expect(d.snapshotSpec.services.map(\.isUp) == [true, true, false])
+        d.setHealth(BackendKey(vip: "192.0.2.10:443/tcp", address: IPAddress("10.1.0.1")!), up: false)
+        #expect(d.snapshotSpec.services.map(\.isUp) == [true, false, false])
+        let snapshot = ForwardingSnapshot(d.snapshotSpec, generation: 1)
+        let upV4 = snapshot.isUpVIPAddress(IPAddress("192.0.2.10")!), upV6 = snapshot.isUpVIPAddress(IPAddress("2001:db8::10")!)
+        let known = snapshot.isVIPAddress(IPAddress("2001:db8::10")!)
+        #expect(upV4 && !upV6 && known)
     }
 
     @Test func theFeedAnnouncesAndWithdrawsOnlyChangesAndWithdrawsAllAtTheEnd() {
         var feed = AnnouncementFeed()
-        #expect(feed.update(["192.0.2.10/32": true, "2001:db8::10/128": false]) == ["announce route 192.0.2.10/32 next-hop self"])
-        #expect(feed.update(["192.0.2.10/32": true]).isEmpty)
+        let up = Announcement(up: true), down = Announcement(up: false)
+        #expect(feed.update(["192.0.2.10/32": up, "2001:db8::10/128": down]) == ["announce route 192.0.2.10/32 next-hop self"])
+        #expect(feed.update(["192.0.2.10/32": up]).isEmpty)
         #expect(
-            feed.update(["192.0.2.10/32": false, "2001:db8::10/128": true]) == [
+            feed.update(["192.0.2.10/32": down, "2001:db8::10/128": up]) == [
                 "withdraw route 192.0.2.10/32 next-hop self", "announce route 2001:db8::10/128 next-hop self",
             ])
         #expect(feed.withdrawAll() == ["withdraw route 2001:db8::10/128 next-hop self"] && feed.announced.isEmpty)
+    }
+
+    /// `[vip.bgp]` attributes reach ExaBGP's announce line; a change of them is announced again.
+    @Test func theFeedCarriesMEDAndCommunitiesAndAnnouncesTheirChanges() throws {
+        let config = try ConfigLoader.parse(
+            text.replacingOccurrences(
+                of: "port = 443\nprotocol = \"tcp\"\n", with: "port = 443\nprotocol = \"tcp\"\n[vip.bgp]\nmed = 50\ncommunities = \"65000:100 65000:7\"\n"),
+            file: "a.toml")
+        let wanted = Announcements.wanted(DesiredState(config: config), stopping: false)
+        #expect(wanted["192.0.2.10/32"]?.attributes == BGPAttributes(med: 50, communities: ["65000:100", "65000:7"]))
+        var feed = AnnouncementFeed(nextHop: "10.0.0.1")
+        #expect(feed.update(wanted) == ["announce route 192.0.2.10/32 next-hop 10.0.0.1 med 50 community [65000:100 65000:7]"])
+        var changed = wanted
+        changed["192.0.2.10/32"]?.attributes.med = 60
+        #expect(feed.update(changed) == ["announce route 192.0.2.10/32 next-hop 10.0.0.1 med 60 community [65000:100 65000:7]"])
+    }
+
+    /// The BIRD variant: one static protocol per family, a blackhole route per prefix that is up.
+    @Test func theBIRDIncludeFileHoldsTheUpPrefixesWithTheirAttributes() {
+        let file = BIRDRoutes.file([
+            "192.0.2.10/32": Announcement(up: true, attributes: BGPAttributes(med: 5, communities: ["65000:1"])),
+            "192.0.2.11/32": Announcement(up: false), "2001:db8::10/128": Announcement(up: true),
+        ])
+        #expect(file.hasSuffix("""
+            protocol static tern_vips4 {
+              ipv4;
+              route 192.0.2.10/32 blackhole { bgp_med = 5; bgp_community.add((65000,1)); };
+            }
+            protocol static tern_vips6 {
+              ipv6;
+              route 2001:db8::10/128 blackhole;
+            }
+
+            """))
+    }
+
+    @Test func bgpAttributesAreCheckedAndOneAddressHasOneSet() {
+        let at443 = "port = 443\nprotocol = \"tcp\"\n", at80 = "protocol = \"tcp\"\nmin_healthy = 2\n"
+        let bgp = at443 + "[vip.bgp]\nmed = 50\ncommunities = \"COMMUNITY\"\n"
+        for bad in ["65000", "65536:1", "a:b", "1:2:3"] {
+            let found = problems(text.replacingOccurrences(of: at443, with: bgp.replacingOccurrences(of: "COMMUNITY", with: bad)))
+            #expect(found.first?.contains("vip[1].bgp.communities") == true, "\(bad): \(found)")
+        }
+        let twice = text.replacingOccurrences(of: at443, with: bgp.replacingOccurrences(of: "COMMUNITY", with: "1:1"))
+            .replacingOccurrences(of: at80, with: at80 + "[vip.bgp]\nmed = 10\n")
+        #expect(problems(twice).first?.contains("vip[1].bgp: differs from vip[0].bgp") == true)
+        #expect(problems(text.replacingOccurrences(of: at80, with: at80 + "[vip.bgp]\nmed = -1\n")).first?.contains("vip[0].bgp.med") == true)
+    }
+}
+
+/// `[vip.backend.health]`: one backend's check differs from its VIP's (another port or path, or none).
+@Suite struct BackendHealthOverrideTests {
+    let text = nodeAndPort + """
+        [[vip]]
+        address = "192.0.2.10"
+        port = 80
+        protocol = "tcp"
+        [vip.health]
+        check = "http"
+        path = "/health"
+        interval_ms = 600
+        [[vip.backend]]
+        address = "10.1.0.1"
+        [[vip.backend]]
+        address = "10.1.0.2"
+        [vip.backend.health]
+        port = 8080
+        path = "/ready"
+        [[vip.backend]]
+        address = "10.1.0.3"
+        [vip.backend.health]
+        check = "none"
+        [[vip]]
+        address = "192.0.2.10"
+        port = 443
+        protocol = "tcp"
+        [[vip.backend]]
+        address = "10.1.0.1"
+        [vip.backend.health]
+        check = "tcp"
+
+        """
+
+    @Test func aBackendsKeysOverrideItsVIPsAndTheRestIsInherited() throws {
+        let c = try ConfigLoader.parse(text, file: "b.toml")
+        let b = c.vips[0].backends
+        #expect(b[0].health == c.vips[0].health && b[0].health?.port == 80)
+        #expect(b[1].health?.port == 8080 && b[1].health?.path == "/ready" && b[1].health?.check == .http)
+        #expect(b[1].health?.intervalMilliseconds == 600)
+        #expect(b[2].health == nil)
+        // No [vip.health]: the backend's own check with the defaults and the VIP's port.
+        let lone = c.vips[1].backends[0].health
+        #expect(lone?.check == .tcp && lone?.port == 443 && lone?.intervalMilliseconds == 1000 && c.vips[1].health == nil)
+    }
+
+    @Test func theProberChecksEachBackendWithItsOwnCheckAndSkipsThoseWithNone() throws {
+        let prober = HealthProber(report: { _ in })
+        prober.configure(try ConfigLoader.parse(text, file: "b.toml"))
+        #expect(prober.targets.map { "\($0.key.address):\($0.check.port)" } == ["10.1.0.1:80", "10.1.0.2:8080", "10.1.0.1:443"])
+    }
+
+    @Test func aBackendsHealthKeysAreCheckedAndNamed() {
+        #expect(problems(text.replacingOccurrences(of: "port = 8080", with: "port = 0")).first?.contains("vip[0].backend[1].health.port") == true)
+        #expect(problems(text.replacingOccurrences(of: "port = 8080", with: "all_down = \"keep\"")).first?.contains(
+            "vip[0].backend[1].health.all_down: unknown key") == true)
+        #expect(problems(text.replacingOccurrences(of: "check = \"none\"", with: "check = \"ping\"")).first?.contains(
+            "vip[0].backend[2].health.check") == true)
+        // A VIP-level mistake is reported once, not again for every backend.
+        #expect(problems(text.replacingOccurrences(of: "interval_ms = 600", with: "interval_ms = 5")).count == 1)
     }
 }

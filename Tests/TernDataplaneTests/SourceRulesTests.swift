@@ -45,6 +45,20 @@ let notOneHostV6 = ["::", "::1", "ff02::1", "ff05::2", "::ffff:198.51.100.1"]
         #expect(sim.worker.counters[.dropBadSource] == UInt64(notOneHost.count + notOneHostV6.count + 1))
     }
 
+    /// A VIP that is down (too few live backends) stops answering pings, as its route is withdrawn.
+    @Test func echoRequestsToAnAddressWhoseVIPsAreAllDownAreDroppedNoBackend() {
+        var down = web([("10.1.0.1", 100)])
+        down.isUp = false
+        var other = web([("10.1.0.1", 100)])
+        other.port = 443
+        var sim = makeSimulator([down, other])
+        #expect(sim.run(echoRequest(from: ip("198.51.100.1"), to: ip("192.0.2.10"))).0 == .replied)  // :443 is up
+        other.isUp = false
+        sim = makeSimulator([down, other])
+        let (o, reply) = sim.run(echoRequest(from: ip("198.51.100.1"), to: ip("192.0.2.10")))
+        #expect(o == .dropNoBackend && reply == nil)
+    }
+
     @Test func tooBigPacketsFromSourcesThatAreNotOneHostGetNoReply() {
         var sim = makeSimulator([web([("10.1.0.1", 100)])], mtu: 1280)
         for s in notOneHost + ["192.0.2.10"] {
