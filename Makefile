@@ -97,9 +97,12 @@ metrics-test: build
 # Real clients and servers in network namespaces talk through ternd (net_af_packet on veth): TCP,
 # UDP and ping over every encapsulation, backends decapsulating with XDP and answering directly
 # (DSR), path MTU discovery both ways over 1500-byte links, connections moved between two ternd
-# nodes mid-flow, a drain on reload.
+# nodes mid-flow, a drain on reload, the host path and BGP over it. Then failures end to end:
+# nginx and unbound backends killed, frozen and cut off, two nodes behind a BIRD router with ECMP
+# fed by ExaBGP, SIGTERM under wrk, SIGKILL.
 netns-test: build
 	$(PYTHON) Tests/outside/test_netns.py .build/debug/ternd
+	$(PYTHON) Tests/outside/test_failover.py .build/debug/ternd
 
 # Cross-thread handoffs under ThreadSanitizer: the snapshot cell (QSBR: concurrent readers and a
 # publishing writer) and live counter blocks (a worker adding, the control thread reading).

@@ -13,7 +13,7 @@ socket taps frames before it): its addresses live on ternd's host interface (a T
 pings and TCP to the node itself go through ternd's host path, as on a NIC only DPDK sees. Checked from outside, with the kernel's own TCP/UDP/ICMP:
 0. Host path: the router resolves lb1's IPv4 and IPv6 address and pings them; TCP to them reaches
    a service on lb1 itself; BIRD on lb1 holds a BGP session with BIRD on the router over it and
-   announces the VIP prefix. lb1 learns the router's MAC (`gateway`) from its kernel and follows a
+   announces the VIP prefixes `ternctl bgp-feed --bird-include` gives it. lb1 learns the router's MAC (`gateway`) from its kernel and follows a
    change of it under live connections; a flood of datagrams to lb1 itself leaves a VIP transfer
    beside it intact; at the end every host-bound frame is accounted for (to the kernel or
    host_dropped).
@@ -164,7 +164,7 @@ def route_vips_via(lb):
 
 def config_text(lb, drained=()):
     _, v4, v6 = LINKS[lb]
-    text = (f'[control]\nsocket = "/run/tern/netns-test-{os.getpid()}-{lb}.sock"\n'
+    text = (f'[control]\nsocket = "{control_socket(lb)}"\n'
             f'[node]\nname = "{lb}"\ntunnel_source_v4 = "{v4}.2"\ntunnel_source_v6 = "{v6}2"\n'
             '[dataplane]\nflow_table_entries = 4096\n'
             '[[port]]\ndevice = "net_af_packet0"\nmtu = 1500\n'
@@ -187,10 +187,10 @@ def config_text(lb, drained=()):
 class Node:
     """ternd in an LB namespace, one-armed on net_af_packet over the veth toward the router."""
 
-    def __init__(self, ternd, lb, tmp):
+    def __init__(self, ternd, lb, tmp, text=None):
         self.lb, self.config = lb, os.path.join(tmp, f"{lb}.toml")
         with open(self.config, "w") as f:
-            f.write(config_text(lb))
+            f.write(text or config_text(lb))
         test_ternd.RUN += 1
         eal = test_ternd.eal(f"tern-netns-{os.getpid()}-{lb}", f"net_af_packet0,iface={lb}")
         self.cmd = ["ip", "netns", "exec", NS[lb], ternd, *eal, "--", "--config", self.config, "--idle-sleep-us", "200"]
@@ -441,7 +441,7 @@ def test_router_mac_change(node):
         c.close()
     check(learned, f"router MAC change: ternd did not learn {new}: {''.join(node.log)[-600:]}")
     ternctl = os.path.join(os.path.dirname(node.cmd[4]), "ternctl")
-    p = subprocess.run([ternctl, "status", "--json", "--socket", f"/run/tern/netns-test-{os.getpid()}-{node.lb}.sock"],
+    p = subprocess.run([ternctl, "status", "--json", "--socket", control_socket(node.lb)],
                        capture_output=True, text=True)
     gateways = json.loads(p.stdout).get("gateways", []) if p.returncode == 0 else []
     check([(g.get("gateway"), g.get("mac")) for g in gateways] == [(f"{LINKS[node.lb][1]}.1", new)],
@@ -473,38 +473,55 @@ def test_host_flood(node):
         print("ok: host flood: 200000 datagrams to the node's address; a 512 KiB VIP transfer beside them completed", flush=True)
 
 
-def test_bgp_over_host_path(tmp):
+def test_bgp_over_host_path(node, tmp):
     """BIRD on the router and on lb1's host side: the BGP session runs over ternd's host path (TCP
-    179 to the address on the TAP) and the router learns the VIP prefix lb1 announces."""
+    179 to the address on the TAP). lb1's BIRD announces what `ternctl bgp-feed --bird-include`
+    writes (the BIRD variant of the feed), and the router learns the VIP prefixes from it."""
     _, v4, _ = LINKS[HOST_PATH_NODE]
+    include = os.path.join(tmp, "tern-vips.conf")
+    with open(include, "w") as f:
+        f.write("protocol static tern_vips4 { ipv4; }\n")  # until the feed's first write
     sides = {
         "rt": (f"{v4}.1", 65000, f"{v4}.2", 65001, "ipv4 { import all; export none; };"),
-        HOST_PATH_NODE: (f"{v4}.2", 65001, f"{v4}.1", 65000, 'ipv4 { import none; export where proto = "vips"; };'),
+        HOST_PATH_NODE: (f"{v4}.2", 65001, f"{v4}.1", 65000, 'ipv4 { import none; export where proto ~ "tern_vips*"; };'),
     }
     sockets = {}
     for side, (me, my_as, peer, peer_as, channel) in sides.items():
         conf, sockets[side] = os.path.join(tmp, f"bird-{side}.conf"), os.path.join(tmp, f"bird-{side}.ctl")
         with open(conf, "w") as f:
-            f.write(f"router id {me};\nprotocol device {{}}\n"
-                    + ('protocol static vips { ipv4; route 192.0.2.0/24 blackhole; }\n' if side == HOST_PATH_NODE else "")
+            f.write(f"router id {me};\nprotocol device {{}}\n" + (f'include "{include}";\n' if side == HOST_PATH_NODE else "")
                     + f"protocol bgp peer {{ local {me} as {my_as}; neighbor {peer} as {peer_as}; {channel} }}\n")
         sh("bird", "-c", conf, "-s", sockets[side], "-P", os.path.join(tmp, f"bird-{side}.pid"), ns=NS[side])
+    feed = subprocess.Popen(["ip", "netns", "exec", NS[HOST_PATH_NODE], ternctl_of(node), "bgp-feed", "--socket",
+                             control_socket(node.lb), "--interval", "0.2", "--bird-include", include, "--bird-socket",
+                             sockets[HOST_PATH_NODE]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline, routes = time.monotonic() + 60, ""
     while time.monotonic() < deadline:
-        routes = subprocess.run(["ip", "netns", "exec", NS["rt"], "birdc", "-s", sockets["rt"], "show", "route", "192.0.2.0/24"],
+        routes = subprocess.run(["ip", "netns", "exec", NS["rt"], "birdc", "-s", sockets["rt"], "show", "route"],
                                 capture_output=True, text=True).stdout
-        if f"via {v4}.2" in routes:
+        if all(f"{VIPS[k][0]}/32" in routes for k in ("4in4", "gue")) and f"via {v4}.2" in routes:
             break
         time.sleep(0.5)
     state = subprocess.run(["ip", "netns", "exec", NS[HOST_PATH_NODE], "birdc", "-s", sockets[HOST_PATH_NODE], "show",
                             "protocols", "peer"], capture_output=True, text=True).stdout
+    feed.kill()
+    feed_output = feed.communicate()[0]
     for side in sides:
         subprocess.run(["ip", "netns", "exec", NS[side], "birdc", "-s", sockets[side], "down"], capture_output=True)
-    check(f"via {v4}.2" in routes and "Established" in state,
-          f"BGP over the host path: router's route {routes!r}, lb1's session {state!r}")
-    if f"via {v4}.2" in routes:
-        print(f"ok: BGP over the host path: BIRD on lb1 (on the TAP's {v4}.2) established a session with the router's BIRD, "
-              "which learned 192.0.2.0/24 from it", flush=True)
+    learned = f"via {v4}.2" in routes and f"{VIPS['4in4'][0]}/32" in routes
+    check(learned and "Established" in state,
+          f"BGP over the host path: router's routes {routes!r}, lb1's session {state!r}, feed: {feed_output[-500:]}")
+    if learned:
+        print(f"ok: BGP over the host path: BIRD on lb1 (on the TAP's {v4}.2), fed by ternctl bgp-feed --bird-include, "
+              f"established a session with the router's BIRD, which learned the VIP prefixes from it", flush=True)
+
+
+def ternctl_of(node):
+    return os.path.abspath(os.path.join(os.path.dirname(node.cmd[4]), "ternctl"))  # ExaBGP wants it absolute
+
+
+def control_socket(lb):
+    return f"/run/tern/netns-test-{os.getpid()}-{lb}.sock"
 
 
 def router_routes(socket_path, prefix):
@@ -516,7 +533,7 @@ def start_bgp_feed(node, tmp):
     """ExaBGP on lb1's host side, fed by `ternctl bgp-feed`, peers with BIRD on the router: the
     router learns lb1's VIP prefixes. Returns the router's BIRD socket (for the withdrawal check)."""
     _, v4, _ = LINKS[HOST_PATH_NODE]
-    ternctl = os.path.abspath(os.path.join(os.path.dirname(node.cmd[4]), "ternctl"))  # ExaBGP wants it absolute
+    ternctl = ternctl_of(node)
     rt_conf, rt_ctl = os.path.join(tmp, "feed-rt.conf"), os.path.join(tmp, "feed-rt.ctl")
     with open(rt_conf, "w") as f:
         f.write(f"router id {v4}.1;\nprotocol device {{}}\nprotocol bgp lb1 {{ local {v4}.1 as 65000; "
@@ -524,7 +541,7 @@ def start_bgp_feed(node, tmp):
     sh("bird", "-c", rt_conf, "-s", rt_ctl, "-P", os.path.join(tmp, "feed-rt.pid"), ns=NS["rt"])
     exa_conf = os.path.join(tmp, "exabgp.conf")
     with open(exa_conf, "w") as f:
-        f.write(f"process tern {{\n run {ternctl} bgp-feed --socket /run/tern/netns-test-{os.getpid()}-{node.lb}.sock "
+        f.write(f"process tern {{\n run {ternctl} bgp-feed --socket {control_socket(node.lb)} "
                 f"--interval 0.2;\n encoder text;\n}}\n"
                 f"neighbor {v4}.1 {{\n router-id {v4}.2;\n local-address {v4}.2;\n local-as 65001;\n peer-as 65000;\n"
                 f" family {{ ipv4 unicast; }}\n api {{ processes [ tern ]; }}\n}}\n")
@@ -720,7 +737,7 @@ def main(ternd):
         test_host_interface_taken(ternd, tmp)
         nodes["lb1"] = Node(ternd, "lb1", tmp)
         test_host_path()
-        test_bgp_over_host_path(tmp)
+        test_bgp_over_host_path(nodes["lb1"], tmp)
         test_protocols()
         test_bulk_with_path_mtu_discovery()
         test_download_with_icmp_steering()
