@@ -33,7 +33,8 @@ def prefix():
     return f"tern-bench-{os.getpid()}-{RUN[0]}"
 
 
-def config(path, vips=1, backends=100, devices=("net_pcap0", "net_null0")):
+def config(path, vips=1, backends=100, devices=("net_pcap0", "net_null0"), weight=lambda v: 100):
+    """`weight(v)`: the weight of every backend of VIP v (a reload that changes it rebuilds that VIP's table)."""
     lines = ['[node]\nname = "bench"\ntunnel_source_v4 = "10.0.0.10"\n[dataplane]\nflow_table_entries = 1048576\n',
              f'[[port]]\ndevice = "{devices[0]}"\ngateway_mac = "02:00:00:00:00:fe"\nmac = "02:00:00:00:00:01"\n'
              f'backend_device = "{devices[1]}"\n',
@@ -41,7 +42,7 @@ def config(path, vips=1, backends=100, devices=("net_pcap0", "net_null0")):
     for v in range(vips):
         lines.append(f'[[vip]]\naddress = "192.0.{2 + v // 250}.{v % 250 + 1}"\nport = 80\nprotocol = "tcp"\n')
         for b in range(backends):
-            lines.append(f'[[vip.backend]]\naddress = "10.{1 + v // 250}.{v % 250}.{b + 1}"\n')
+            lines.append(f'[[vip.backend]]\naddress = "10.{1 + v // 250}.{v % 250}.{b + 1}"\nweight = {weight(v)}\n')
     with open(path, "w") as f:
         f.write("".join(lines))
 
@@ -78,6 +79,8 @@ def rate(fn, *args):
 
 
 def reload_time(vips, backends, tmp):
+    """Two reloads: one VIP's weights changed (one table to build), then every VIP's (all of
+    them). Returns, for each, (ms to build, tables built, ms to publish)."""
     cfg = os.path.join(tmp, f"reload-{vips}x{backends}.toml")
     config(cfg, vips, backends, devices=("net_null0", "net_null1"))
     p = prefix()
@@ -85,13 +88,15 @@ def reload_time(vips, backends, tmp):
            "--idle-sleep-us", "100"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(3 + vips * backends / 2000)
-    proc.send_signal(signal.SIGHUP)
-    time.sleep(2 + vips * backends / 2000)
+    for weight in (lambda v: 50 if v == 0 else 100, lambda v: 60):
+        config(cfg, vips, backends, devices=("net_null0", "net_null1"), weight=weight)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(2 + vips * backends / 2000)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     shutil.rmtree(f"/var/run/dpdk/{p}", ignore_errors=True)
-    m = re.search(r"reload ok: .*built in ([\d.]+) ms, published in ([\d.]+) ms", err)
-    return (float(m.group(1)), float(m.group(2))) if m else (None, None)
+    found = re.findall(r"reload ok: .*built in ([\d.]+) ms \((\d+) Maglev tables? built.*published in ([\d.]+) ms", err)
+    return [(float(b), int(n), float(pub)) for b, n, pub in found]
 
 
 def main():
@@ -106,8 +111,9 @@ def main():
     print(f"ternd (1 worker, net_pcap infinite_rx -> net_null, 1000 flows, 64 B): {rate(ternd_rx, feed, cfg):.2f} Mpps")
     print(f"testpmd io forward, same feed:                                  {rate(testpmd_rx, feed):.2f} Mpps")
     for vips, backends in [(2, 4), (100, 100)]:
-        built, published = reload_time(vips, backends, tmp)
-        print(f"reload {vips} VIPs x {backends} backends (M=65537): built in {built} ms, published in {published} ms")
+        for built, tables, published in reload_time(vips, backends, tmp):
+            print(f"reload {vips} VIPs x {backends} backends (M=65537), {tables} table(s) to build: built in {built} ms, "
+                  f"published in {published} ms")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -15,9 +15,8 @@ extension ControlCommands {
         let record = snapshot.pointee.vips[v]
         var slots: [IPAddress: Int] = [:]
         var running: [IPAddress: Int] = [:]  // weight in the running table
-        let table = snapshot.pointee.tables
-        for s in record.tableBase..<(record.tableBase + snapshot.pointee.tableSize) where table[s] != Maglev.emptySlot {
-            slots[snapshot.pointee.backends[record.firstBackend + Int(table[s])].address, default: 0] += 1
+        for slot in snapshot.pointee.table(vip: v) where slot != Maglev.emptySlot {
+            slots[snapshot.pointee.backends[record.firstBackend + Int(slot)].address, default: 0] += 1
         }
         for i in 0..<record.backendCount {
             let b = snapshot.pointee.backends[record.firstBackend + i]

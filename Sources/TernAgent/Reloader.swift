@@ -69,8 +69,9 @@ public final class Reloader {
         desired = candidate
         didReload?(next)
         var message =
-            "reload ok: \(next.vips.count) VIPs, \(next.backendCount) backends; built in \(ms(timing.buildSeconds)) ms, "
-            + "published in \(ms(timing.publishSeconds)) ms (generation \(timing.generation))"
+            "reload ok: \(next.vips.count) VIPs, \(next.backendCount) backends; built in \(ms(timing.buildSeconds)) ms "
+            + "(\(timing.tablesBuiltText), the rest unchanged), published in \(ms(timing.publishSeconds)) ms "
+            + "(generation \(timing.generation))"
         if !dropped.isEmpty { message += "; overrides dropped with their backends: \(dropped.map(\.description).joined(separator: ", "))" }
         message += noBackendsNote
         return finish(true, message)
@@ -102,7 +103,9 @@ public final class Reloader {
             return ReloadResult(ok: false, message: "\(what): not published", time: wallClock())
         }
         desired = candidate
-        return ReloadResult(ok: true, message: "\(what) (generation \(timing.generation))" + noBackendsNote, time: wallClock())
+        return ReloadResult(
+            ok: true, message: "\(what) (generation \(timing.generation), \(timing.tablesBuiltText))" + noBackendsNote,
+            time: wallClock())
     }
 
     /// Said after every change that leaves a VIP no backend to offer new flows.

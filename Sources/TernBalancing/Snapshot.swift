@@ -64,8 +64,31 @@ public func serviceName(address: IPAddress, port: UInt16, ipProtocol: UInt8) -> 
     return "\(a):\(port)/\(proto)"
 }
 
+/// One VIP's Maglev table, shared by every VIP and every snapshot with the same backends, weights
+/// and size: a reload or a health change builds only the tables whose inputs changed, and VIPs
+/// with the same backends (port 80 and 443, say) hold one table. Never written after its build.
+public final class MaglevTable: @unchecked Sendable {
+    public let slots: UnsafeMutableBufferPointer<UInt16>
+
+    init(size: Int) { slots = .allocate(capacity: size) }
+
+    deinit { slots.deallocate() }
+}
+
+/// What a Maglev table is a function of: the table size and the backends (address order) with
+/// their weights.
+public struct MaglevTableKey: Hashable, Sendable {
+    public struct Backend: Hashable, Sendable {
+        var address: IPAddress
+        var weight: Int
+    }
+
+    var tableSize: Int
+    var backends: [Backend]
+}
+
 /// One VIP as the packet path sees it.
-public struct VIPRecord: Sendable {
+public struct VIPRecord: @unchecked Sendable {  // `table` points into a MaglevTable its snapshot holds
     public var address: IPAddress
     public var port: UInt16
     public var ipProtocol: UInt8
@@ -74,8 +97,8 @@ public struct VIPRecord: Sendable {
     /// This VIP's backends are `backends[firstBackend ..< firstBackend + backendCount]`, in address order.
     public var firstBackend: Int
     public var backendCount: Int
-    /// This VIP's Maglev table is `tables[tableBase ..< tableBase + tableSize]`.
-    public var tableBase: Int
+    /// This VIP's Maglev table (`tableSize` slots), kept alive by the snapshot's `tableOwners`.
+    public var table: UnsafePointer<UInt16>
     /// For a UDP VIP with GUE encapsulation, `gueGuardFlag | gue_port`: a packet to that port would
     /// be GUE inside GUE at the backend and is dropped. 0 for every other VIP (never matches).
     public var gueGuard: UInt32
@@ -103,7 +126,11 @@ public struct ForwardingSnapshot: ~Copyable {
     public let tunnelSourceV6: IPAddress
     public let vips: UnsafeMutableBufferPointer<VIPRecord>
     public let backends: UnsafeMutableBufferPointer<BackendRecord>
-    public let tables: UnsafeMutableBufferPointer<UInt16>
+    /// The Maglev tables the VIPs point into, by what they were built from (the next build's
+    /// `reusing`). Control side only.
+    public let tableCache: [MaglevTableKey: MaglevTable]
+    /// How many tables this snapshot built (the rest came from `reusing` or were shared).
+    public let tablesBuilt: Int
     /// Per backend (same index as `backends`), its `EncapTemplate`: 64 bytes, cache-line aligned.
     public let templates: UnsafeMutableRawPointer
     public let vipMap: VIPMap
@@ -119,21 +146,33 @@ public struct ForwardingSnapshot: ~Copyable {
     }
 
     /// The same, or nil when `shouldStop` (asked while the Maglev tables are built) says to give up:
-    /// a reload that takes seconds must not hold back a SIGTERM.
-    public init?(_ spec: SnapshotSpec, generation: UInt32, workers: Int = 1, shouldStop: () -> Bool) {
+    /// a reload that takes seconds must not hold back a SIGTERM. Tables found in `reusing` (the
+    /// running snapshot's `tableCache`) are shared, not built again.
+    public init?(
+        _ spec: SnapshotSpec, generation: UInt32, workers: Int = 1, reusing: [MaglevTableKey: MaglevTable] = [:],
+        shouldStop: () -> Bool
+    ) {
         let services = spec.services
         let order = services.map { s in s.backends.indices.sorted { s.backends[$0].address < s.backends[$1].address } }
         let sortedBackends = services.indices.map { i in order[i].map { services[i].backends[$0] } }
-        let tables = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: services.count * spec.tableSize)
-        for (i, sorted) in sortedBackends.enumerated() {
-            let base = i * spec.tableSize
-            let table = UnsafeMutableBufferPointer(rebasing: tables[base..<base + spec.tableSize])
-            guard Maglev.build(backends: sorted, into: table, shouldStop: shouldStop) else {
-                tables.deallocate()
-                return nil
+        var cache: [MaglevTableKey: MaglevTable] = [:]
+        var vipTables: [MaglevTable] = []
+        var built = 0
+        for sorted in sortedBackends {
+            let key = MaglevTableKey(tableSize: spec.tableSize, backends: sorted.map { .init(address: $0.address, weight: $0.weight) })
+            if let table = cache[key] ?? reusing[key] {
+                cache[key] = table
+                vipTables.append(table)
+                continue
             }
+            let table = MaglevTable(size: spec.tableSize)
+            guard Maglev.build(backends: sorted, into: table.slots, shouldStop: shouldStop) else { return nil }
+            cache[key] = table
+            vipTables.append(table)
+            built += 1
         }
-        self.tables = tables
+        tableCache = cache
+        tablesBuilt = built
         self.generation = generation
         self.tableSize = spec.tableSize
         self.tunnelSourceV4 = spec.tunnelSourceV4 ?? IPAddress(v4: 0)
@@ -159,7 +198,7 @@ public struct ForwardingSnapshot: ~Copyable {
                 to: VIPRecord(
                     address: service.address, port: service.port, ipProtocol: service.ipProtocol,
                     encapsulation: service.encapsulation, guePort: service.guePort,
-                    firstBackend: next, backendCount: sorted.count, tableBase: i * spec.tableSize,
+                    firstBackend: next, backendCount: sorted.count, table: UnsafePointer(vipTables[i].slots.baseAddress!),
                     gueGuard: service.encapsulation == .gue && service.ipProtocol == IPProtocol.udp
                         ? VIPRecord.gueGuardFlag | UInt32(service.guePort) : 0))
             next += sorted.count
@@ -173,7 +212,6 @@ public struct ForwardingSnapshot: ~Copyable {
     deinit {
         vips.deallocate()
         backends.deallocate()
-        tables.deallocate()
         templates.deallocate()
         vipMap.deallocate()
         counters.deallocate()
@@ -197,16 +235,19 @@ public struct ForwardingSnapshot: ~Copyable {
     @inlinable @inline(__always)
     public func template(backend: Int) -> UnsafeRawPointer { UnsafeRawPointer(templates + backend &* EncapTemplate.size) }
 
+    /// A VIP's Maglev table: per slot, the index of its backend among the VIP's, or `Maglev.emptySlot`.
+    public func table(vip: Int) -> UnsafeBufferPointer<UInt16> { UnsafeBufferPointer(start: vips[vip].table, count: tableSize) }
+
     /// The backend slot Maglev picks for a flow hash, or `Maglev.emptySlot`.
     @inlinable @inline(__always)
     public func maglevSlot(vip: Int, hash: UInt64) -> BackendSlot {
-        tables[vips[vip].tableBase + Maglev.slot(forHash: hash, tableSize: tableSize)]
+        vips[vip].table[Maglev.slot(forHash: hash, tableSize: tableSize)]
     }
 
     /// Starts loading the Maglev table slot a new flow will read.
     @inlinable @inline(__always)
     public func prefetchMaglevSlot(vip: Int, hash: UInt64) {
-        tern_prefetch(tables.baseAddress! + (vips[vip].tableBase &+ Maglev.slot(forHash: hash, tableSize: tableSize)))
+        tern_prefetch(vips[vip].table + Maglev.slot(forHash: hash, tableSize: tableSize))
     }
 
     /// The slot of a backend address among a VIP's backends, or nil (slow path after a reload).
@@ -235,9 +276,9 @@ public struct ForwardingSnapshot: ~Copyable {
             mix(UInt8(truncatingIfNeeded: backends[b].weight >> 8))
             mix(UInt8(truncatingIfNeeded: backends[b].weight))
         }
-        for s in record.tableBase..<(record.tableBase + tableSize) {
-            mix(UInt8(truncatingIfNeeded: tables[s] >> 8))
-            mix(UInt8(truncatingIfNeeded: tables[s]))
+        for slot in table(vip: vip) {
+            mix(UInt8(truncatingIfNeeded: slot >> 8))
+            mix(UInt8(truncatingIfNeeded: slot))
         }
         return h
     }

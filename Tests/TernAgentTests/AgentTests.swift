@@ -120,6 +120,18 @@ func publishedWeights(_ r: Reloader, vip: String) -> [IPAddress: Int] {
         #expect(result.ok && result.message.hasPrefix("reload ok: 2 VIPs, 4 backends"))
         #expect(r.publisher.generation == 2 && r.succeeded == 1 && r.failed == 0)
         #expect(publishedWeights(r, vip: dns).count == 2)
+        #expect(result.message.contains("(1 Maglev table built, the rest unchanged)"))  // web's table is the running one
+    }
+
+    /// A health verdict or a drain rebuilds the table of the VIP it touches, not the others.
+    @Test func aRuntimeChangeBuildsOnlyTheTableOfTheVIPItTouches() throws {
+        let r = try makeReloader(ConfigFile(base))
+        let webTable = r.publisher.cell.current.pointee.vips[0].table
+        let result = r.setHealth([(BackendKey(vip: dns, address: IPAddress("10.1.0.1")!), false)])
+        #expect(result.ok && result.message.contains("1 Maglev table built"))
+        #expect(r.publisher.cell.current.pointee.vips[0].table == webTable)
+        let drained = r.setState([BackendKey(vip: web, address: IPAddress("10.1.0.2")!)], to: .draining)
+        #expect(drained.message.contains("1 Maglev table built") && r.publisher.cell.current.pointee.vips[0].table != webTable)
     }
 
     @Test func aBrokenFileKeepsTheRunningConfigAndSaysWhy() throws {

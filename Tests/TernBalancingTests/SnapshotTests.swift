@@ -70,3 +70,51 @@ func isVIPAddress(_ s: borrowing ForwardingSnapshot, _ address: IPAddress) -> Bo
         for p in 1...500 { #expect(lookup(s, "192.0.2.10", UInt16(p)) == p - 1) }
     }
 }
+
+/// Rebuilding only what changed: a snapshot takes the running one's Maglev tables for VIPs whose
+/// backends, weights and table size are unchanged, and VIPs with the same backends share one.
+@Suite struct IncrementalTableTests {
+    func spec(_ services: [ServiceSpec], tableSize: Int = 1009) -> SnapshotSpec {
+        SnapshotSpec(services: services, tableSize: tableSize, tunnelSourceV4: IPAddress("10.0.0.1"), tunnelSourceV6: nil)
+    }
+
+    func tablePointers(_ s: borrowing ForwardingSnapshot) -> [UnsafePointer<UInt16>] { (0..<s.vips.count).map { s.vips[$0].table } }
+
+    @Test func onlyChangedTablesAreBuiltAndTheRestAreTheRunningOnes() {
+        let web = service("192.0.2.10", 80, backends: ["10.1.0.1", "10.1.0.2"])
+        let tls = service("192.0.2.10", 443, backends: ["10.1.0.2", "10.1.0.1"])  // same set, other order
+        let dns = service("192.0.2.11", 53, IPProtocol.udp, backends: ["10.1.0.3", "10.1.0.4"])
+        let first = ForwardingSnapshot(spec([web, tls, dns]), generation: 1)
+        #expect(first.tablesBuilt == 2)  // web and tls share one
+        let before = tablePointers(first)
+        #expect(before[0] == before[1] && before[0] != before[2])
+
+        var lighter = dns
+        lighter.backends[1].weight = 50
+        let second = ForwardingSnapshot(spec([web, tls, lighter]), generation: 2, reusing: first.tableCache, shouldStop: { false })!
+        let after = tablePointers(second)
+        #expect(second.tablesBuilt == 1 && after[0] == before[0] && after[2] != before[2])
+        // The reused table is the one a full build makes.
+        let full = ForwardingSnapshot(spec([web, tls, lighter]), generation: 3)
+        #expect(Array(second.table(vip: 0)) == Array(full.table(vip: 0)) && Array(second.table(vip: 2)) == Array(full.table(vip: 2)))
+        #expect(second.fingerprint(vip: 2) == full.fingerprint(vip: 2))
+
+        // Another table size: nothing can be reused.
+        let resized = ForwardingSnapshot(spec([web, tls, lighter], tableSize: 2003), generation: 4, reusing: second.tableCache, shouldStop: { false })!
+        #expect(resized.tablesBuilt == 2)
+    }
+
+    @Test func aTableOutlivesTheSnapshotThatBuiltItWhileAnotherUsesIt() {
+        let web = service("192.0.2.10", 80, backends: ["10.1.0.1", "10.1.0.2"])
+        var cache: [MaglevTableKey: MaglevTable] = [:]
+        var expected: [UInt16] = []
+        do {
+            let first = ForwardingSnapshot(spec([web]), generation: 1)
+            cache = first.tableCache
+            expected = Array(first.table(vip: 0))
+        }  // first is gone; the cache holds its table
+        let second = ForwardingSnapshot(spec([web]), generation: 2, reusing: cache, shouldStop: { false })!
+        cache = [:]
+        #expect(second.tablesBuilt == 0 && Array(second.table(vip: 0)) == expected)
+    }
+}
