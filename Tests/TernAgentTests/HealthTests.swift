@@ -159,6 +159,47 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (HealthP
         #expect(down.count == 1 && down.first?.up == false)
     }
 
+    /// A thousand backends, none answering: one pass starts every check without waiting on any
+    /// (so the control loop's reloads and stats are never held up by them), and the first pass
+    /// after the timeout fails them all, together.
+    @Test func aThousandSilentBackendsAreAllCheckedAtOnce() throws {
+        let sink = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)  // on every loopback address; never reads
+        defer { close(sink) }
+        var (storage, length) = Netlink.socketAddress(IPAddress("0.0.0.0")!, port: 0)
+        _ = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sink, $0, length) } }
+        var bound = sockaddr_in()
+        var size = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sink, $0, &size) } }
+        var text = nodeAndPort + """
+            [maglev]
+            table_size = 65537
+            [[vip]]
+            address = "192.0.2.53"
+            port = 53
+            protocol = "udp"
+            [vip.health]
+            check = "dns"
+            interval_ms = 1000
+            timeout_ms = 500
+            fall = 1
+
+            """
+        for i in 0..<1000 { text += "[[vip.backend]]\naddress = \"10.1.\(i / 250).\(i % 250 + 1)\"\n" }
+        var config = try ConfigLoader.parse(text, file: "k.toml")
+        for i in config.vips[0].backends.indices {  // the config refuses loopback backends; the test has no others
+            config.vips[0].backends[i].address = IPAddress("127.0.\(i / 250 + 1).\(i % 250 + 1)")!
+            config.vips[0].backends[i].health?.port = UInt16(bigEndian: bound.sin_port)
+        }
+        var changes: [(key: BackendKey, up: Bool, detail: String)] = []
+        let prober = HealthProber { changes += $0 }
+        prober.configure(config)
+        prober.step(now: 1000)
+        #expect(prober.inFlight.count == 1000 && changes.isEmpty)
+        prober.step(now: 1000.6)
+        #expect(changes.count == 1000 && changes.allSatisfy { !$0.up && $0.detail == "no answer within 500 ms" })
+        #expect(prober.inFlight.isEmpty)
+    }
+
     @Test func parsesStatusLines() {
         #expect(HealthProber.statusCode(Array("HTTP/1.0 204 No Content\r\n".utf8)) == 204)
         #expect(HealthProber.statusCode(Array("HTTP/1.1 200".utf8)) == nil)  // not complete yet
