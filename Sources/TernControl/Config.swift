@@ -137,6 +137,8 @@ public struct TernConfig: Equatable, Sendable {
     /// The value in force of every restart-only key by key path (`port[0].mtu`), in file order:
     /// what a reload compares (see `restartOnlyChanges`).
     public var restartOnly: [SettingValue] = []
+    /// What `[import]` brought in but not exactly as its source meant (`file:line: ...`), for the log.
+    public var importWarnings: [String] = []
 
     public var backendCount: Int { vips.reduce(0) { $0 + $1.backends.count } }
 

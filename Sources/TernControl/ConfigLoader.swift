@@ -42,7 +42,20 @@ public enum ConfigLoader {
             throw ConfigError(file: file, line: error.line, column: error.column, problems: [ConfigProblem("", error.message)])
         }
         var reader = DocumentReader()
-        let raw = reader.config(document)
+        var raw = reader.config(document)
+        var importWarnings: [String] = []
+        for (key, path, kind) in [(ConfigSchema.importKeepalived, raw.importKeepalived, ImportKind.keepalived),
+                                  (ConfigSchema.importIPVSAdm, raw.importIPVSAdm, .ipvsadm)] {
+            guard let path else { continue }
+            let resolved = path.hasPrefix("/") ? path : KeepalivedReader.directory(of: file) + path
+            switch importedVIPs(kind, path: resolved) {
+            case .success(let (vips, warnings)):
+                raw.vip = (raw.vip ?? []) + vips
+                importWarnings += warnings
+            case .failure(let error):
+                reader.fail(key.path, "cannot import \(escapedForMessage(path)):\n" + error.description, line: reader.line(of: key.path))
+            }
+        }
         var v = Validator()
         let config = v.validate(raw)
         // A key the reader could not take is reported once, by the reader.
@@ -52,8 +65,39 @@ public enum ConfigLoader {
             p.line = p.line ?? reader.line(of: p.keyPath)
             return p
         }
-        guard let config, problems.isEmpty else { throw ConfigError(file: file, problems: problems) }
+        guard var config, problems.isEmpty else { throw ConfigError(file: file, problems: problems) }
+        config.importWarnings = importWarnings
         return config
+    }
+
+    public enum ImportKind: Sendable { case keepalived, ipvsadm }
+
+    /// Another tool's VIPs as Tern reads its own: imported, rendered as `[[vip]]` TOML (what
+    /// `ternctl import` prints), then read back, each named by its source.
+    static func importedVIPs(_ kind: ImportKind, path: String) -> Result<([RawVIP], [String]), ImportError> {
+        var result: ImportResult
+        do {
+            switch kind {
+            case .keepalived: result = try Keepalived.load(path: path)
+            case .ipvsadm:
+                guard let bytes = KeepalivedReader.readFile(path), bytes.count <= KeepalivedReader.maxFileBytes,
+                    let text = String(validating: bytes, as: UTF8.self)
+                else { return .failure(ImportError([ImportMessage(ImportSource(file: path, line: 0), "cannot read it as UTF-8 text")])) }
+                result = try IPVSAdm.parse(text, file: path)
+            }
+        } catch {
+            return .failure(error)
+        }
+        let text = ImportRenderer.toml(result.vips, warnings: &result.warnings)
+        guard let document = try? TOMLParser.parse(Array(text.utf8)) else {
+            return .failure(ImportError([ImportMessage(ImportSource(file: path, line: 0), "rendered TOML does not parse (a bug)")]))
+        }
+        var reader = DocumentReader()
+        var vips = reader.vips(DocumentReader.Table(document, path: "")) ?? []
+        for i in vips.indices where i < result.vips.count {
+            vips[i].origin = "\(result.vips[i].source) (\(result.vips[i].origin))"
+        }
+        return .success((vips, result.warnings.map(\.description)))
     }
 }
 
@@ -67,6 +111,8 @@ struct RawConfig {
     var port: [RawPort]
     var maglev: RawMaglev?
     var vip: [RawVIP]?
+    var importKeepalived: String?
+    var importIPVSAdm: String?
 }
 
 struct RawNode {
@@ -99,6 +145,8 @@ struct RawMaglev {
 }
 
 struct RawVIP {
+    /// Imported VIPs: where they came from, naming them in problems instead of `vip[N]`.
+    var origin: String? = nil
     var address: String
     var port: Int
     var `protocol`: String
@@ -200,7 +248,21 @@ struct DocumentReader {
             unknown(m)
             return RawMaglev(table_size: int(m, K.tableSize))
         }
-        let vips = tables(t, K.vip)?.compactMap { v -> RawVIP? in
+        var imports: (keepalived: String?, ipvsadm: String?)
+        if let i = table(t, K.importTable) {
+            unknown(i)
+            imports = (string(i, K.importKeepalived), string(i, K.importIPVSAdm))
+        }
+        return RawConfig(
+            node: node ?? RawNode(name: "-"), controlSocket: controlSocket, shutdownDrain: shutdownDrain, metricsListen: metricsListen,
+            dataplane: dataplane, port: ports ?? [], maglev: maglev, vip: vips(t), importKeepalived: imports.keepalived,
+            importIPVSAdm: imports.ipvsadm)
+    }
+
+    /// The `[[vip]]` tables of a document (Tern's own, or those an import rendered).
+    mutating func vips(_ t: Table) -> [RawVIP]? {
+        typealias K = ConfigSchema
+        return tables(t, K.vip)?.compactMap { v -> RawVIP? in
             unknown(v)
             let backends = tables(v, K.backend)?.compactMap { b -> RawBackend? in
                 unknown(b)
@@ -237,10 +299,6 @@ struct DocumentReader {
                 address: address, port: port, protocol: proto, encap: encap, gue_port: guePort, allow_gue_port_overlap: overlap,
                 min_healthy: minHealthy, health: health, bgp: bgp, backend: backends)
         }
-        return RawConfig(
-            node: node ?? RawNode(name: "-"), controlSocket: controlSocket, shutdownDrain: shutdownDrain, metricsListen: metricsListen,
-            dataplane: dataplane,
-            port: ports ?? [], maglev: maglev, vip: vips)
     }
 
     /// A table being read and the key path that names it.
@@ -615,7 +673,7 @@ struct Validator {
         var vips: [VIPConfig] = []
         var paths: [String] = []
         for (i, r) in raw.enumerated() {
-            let path = "vip[\(i)]"
+            let path = r.origin ?? "vip[\(i)]"
             let address = address(r.address, "\(path).address")
             let port = int(r.port, ConfigSchema.vipPort, at: "\(path).port")
             var ipProtocol = IPProtocol.tcp

@@ -53,6 +53,11 @@ public enum ConfigSchema {
     public static let controlSocket = ConfigKey("control.socket", .string, restartOnly: true)
     public static let shutdownDrain = ConfigKey("control.shutdown_drain_s", .integer, range: 0...300, default: 0)
 
+    /// Follow mode: VIPs another tool's files define, read again on every load (`Import/`).
+    public static let importTable = ConfigKey("import", .table)
+    public static let importKeepalived = ConfigKey("import.keepalived", .string)
+    public static let importIPVSAdm = ConfigKey("import.ipvsadm", .string)
+
     public static let metrics = ConfigKey("metrics", .table)
     public static let metricsListen = ConfigKey("metrics.listen", .string, restartOnly: true)
 
@@ -118,7 +123,8 @@ public enum ConfigSchema {
     public static let bgpCommunities = ConfigKey("vip.bgp.communities", .string)
 
     public static let all: [ConfigKey] = [
-        node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, shutdownDrain, metrics, metricsListen, dataplane, workers,
+        node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, shutdownDrain, importTable, importKeepalived,
+        importIPVSAdm, metrics, metricsListen, dataplane, workers,
         burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
         portBackendDevice, portHostInterface, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
         allowGUEPortOverlap, minHealthy, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,

@@ -7,7 +7,9 @@
 //   its own buffer with mbuf-sized headroom; every transmitted frame must stay inside its buffer
 //   and every packet must be counted;
 // - `toml`: the TOML parser;
-// - `config`: the config loader (TOML to validated config); a config it accepts must build.
+// - `config`: the config loader (TOML to validated config); a config it accepts must build;
+// - `keepalived`, `ipvsadm`: the importers; what they accept must render to TOML the config loader
+//   takes (behind a fixed node and port).
 //
 // Built with -DTERN_LIBFUZZER and `--sanitize=fuzzer` it is a libFuzzer binary (see the Makefile's
 // `fuzz` target); built plainly it replays the files named on its command line.
@@ -45,13 +47,14 @@ func makeSimulator() -> Simulator {
 }
 
 enum FuzzTarget: String {
-    case frame, burst, toml, config
+    case frame, burst, toml, config, keepalived, ipvsadm
 }
 
 let target: FuzzTarget = {
     guard let name = getenv("TERN_FUZZ_TARGET").map({ String(cString: $0) }) else { return .frame }
     guard let t = FuzzTarget(rawValue: name) else {
-        _ = write(2, "TERN_FUZZ_TARGET must be frame, burst, toml or config\n", 53)
+        let message = "TERN_FUZZ_TARGET must be frame, burst, toml, config, keepalived or ipvsadm\n"
+        _ = write(2, message, message.utf8.count)
         exit(64)
     }
     return t
@@ -70,6 +73,8 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         _ = try? TOMLParser.parse(Array(input))
     case .config:
         fuzzConfig(input)
+    case .keepalived, .ipvsadm:
+        fuzzImport(input)
     }
     return 0
 }
@@ -79,6 +84,32 @@ func fuzzConfig(_ input: UnsafeBufferPointer<UInt8>) {
     guard let config = try? ConfigLoader.parse(Array(input), file: "fuzz.toml") else { return }
     if config.maglevTableBytes <= 1 << 20 {
         _ = ForwardingSnapshot(config.snapshotSpec, generation: 1)
+    }
+}
+
+/// An import that succeeds must render to VIPs the config loader reads (it may refuse them for
+/// reasons of its own, a loop or a duplicate, but must not crash).
+func fuzzImport(_ input: UnsafeBufferPointer<UInt8>) {
+    let bytes = Array(input)
+    var result: ImportResult
+    do {
+        if target == .ipvsadm {
+            guard let text = String(validating: bytes, as: UTF8.self) else { return }
+            result = try IPVSAdm.parse(text, file: "rules")
+        } else {
+            result = try Keepalived.load(path: "keepalived.conf", read: { $0 == "keepalived.conf" ? bytes : nil }, glob: { _ in [] })
+        }
+    } catch {
+        return
+    }
+    let head = "[node]\nname = \"f\"\ntunnel_source_v4 = \"10.0.0.1\"\ntunnel_source_v6 = \"fc00::1\"\n"
+        + "[[port]]\ndevice = \"d\"\ngateway_mac = \"02:00:00:00:00:01\"\n[maglev]\ntable_size = 251\n"
+    let text = head + ImportRenderer.toml(result.vips, warnings: &result.warnings)
+    do {
+        _ = try ConfigLoader.parse(text, file: "imported.toml")
+    } catch {
+        // A refusal must be about the VIPs' meaning, never about the TOML the renderer wrote.
+        if error.line != nil { fatalError("rendered TOML does not parse: \(error)\n\(text)") }
     }
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Seed corpora for TernFuzz's targets, from what the tests already generate:
 
-  make_fuzz_seeds.py OUTDIR    writes OUTDIR/{frame,burst,toml,config}/
+  make_fuzz_seeds.py OUTDIR    writes OUTDIR/{frame,burst,toml,config,keepalived,ipvsadm}/
 
 - frame: every frame of the outside cases and the demo traffic, in raw mode (first byte 9 picks
   no skeleton; see FuzzFrames.frame);
@@ -24,8 +24,10 @@ RAW_SKELETON = 9  # FuzzFrames.skeletons.count: the choice that keeps the input 
 
 
 def main(out):
-    for target in ("frame", "burst", "toml", "config"):
+    for target in ("frame", "burst", "toml", "config", "keepalived", "ipvsadm"):
         os.makedirs(os.path.join(out, target), exist_ok=True)
+    for target, name in (("keepalived", "keepalived.conf"), ("ipvsadm", "ipvsadm.rules")):
+        shutil.copy(os.path.join(HERE, "import", name), os.path.join(out, target, name))
     frames = [make_pcap.frame_bytes(c) for c in make_pcap.outside_cases()] + [bytes(f) for f in make_pcap.demo_frames(200)]
     big = []
     for f in frames[:40]:

@@ -1,0 +1,182 @@
+// keepalived.conf syntax: lines of words (`#` and `!` start comments, "quoted words" keep their
+// spaces), `{ ... }` blocks opened after a statement (on its line or the next), and `include
+// GLOB` (relative to the including file) spliced in where it stands. Bounded: nesting, include
+// depth, file size and total lines, so a hostile file cannot exhaust the daemon.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One statement: its words and, when a block follows, the statements inside it.
+public struct KeepalivedStatement: Sendable {
+    public var words: [String]
+    public var source: ImportSource
+    public var block: [KeepalivedStatement]?
+
+    public var keyword: String { words.first ?? "" }
+    public var arguments: ArraySlice<String> { words.dropFirst() }
+}
+
+public enum KeepalivedReader {
+    public static let maxFileBytes = 16 << 20
+    public static let maxLines = 1_000_000
+    public static let maxDepth = 16
+    public static let maxIncludeDepth = 8
+
+    /// The statements of `path` and what it includes. `read` and `glob` are the file system's
+    /// unless a test gives its own.
+    public static func read(
+        path: String, read: (String) -> [UInt8]? = readFile, glob: (String) -> [String] = globFiles
+    ) throws(ImportError) -> [KeepalivedStatement] {
+        var lines: [(words: [String], source: ImportSource)] = []
+        var problems: [ImportMessage] = []
+        collect(path: path, from: nil, depth: 0, read: read, glob: glob, into: &lines, problems: &problems)
+        guard problems.isEmpty else { throw ImportError(problems) }
+        return try statements(lines)
+    }
+
+    /// The words of every line of `path`, includes spliced in.
+    static func collect(
+        path: String, from: ImportSource?, depth: Int, read: (String) -> [UInt8]?, glob: (String) -> [String],
+        into lines: inout [(words: [String], source: ImportSource)], problems: inout [ImportMessage]
+    ) {
+        let here = from ?? ImportSource(file: path, line: 0)
+        guard depth <= maxIncludeDepth else {
+            return problems.append(ImportMessage(here, "includes nested deeper than \(maxIncludeDepth)"))
+        }
+        guard let bytes = read(path) else {
+            return problems.append(ImportMessage(here, "cannot read \(escapedForMessage(path))"))
+        }
+        guard bytes.count <= maxFileBytes else {
+            return problems.append(ImportMessage(here, "\(escapedForMessage(path)) is larger than \(maxFileBytes) bytes"))
+        }
+        var number = 0
+        for raw in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            number += 1
+            let source = ImportSource(file: path, line: number)
+            guard lines.count < maxLines else { return problems.append(ImportMessage(source, "more than \(maxLines) lines in all")) }
+            guard let text = String(validating: raw, as: UTF8.self) else {
+                problems.append(ImportMessage(source, "not UTF-8 text"))
+                continue
+            }
+            let (words, unclosed) = split(text)
+            if unclosed { problems.append(ImportMessage(source, "a quoted word is not closed")) }
+            guard let first = words.first else { continue }
+            if first == "include" {
+                guard words.count == 2 else {
+                    problems.append(ImportMessage(source, "include takes one file name or pattern"))
+                    continue
+                }
+                let pattern = words[1].hasPrefix("/") ? words[1] : directory(of: path) + words[1]
+                let files = glob(pattern)
+                if files.isEmpty { problems.append(ImportMessage(source, "include \(escapedForMessage(words[1])): no such file")) }
+                for f in files {
+                    collect(path: f, from: source, depth: depth + 1, read: read, glob: glob, into: &lines, problems: &problems)
+                }
+                continue
+            }
+            lines.append((words, source))
+        }
+    }
+
+    /// A line's words, braces apart; comments dropped. `unclosed` when a quote is left open.
+    static func split(_ line: String) -> (words: [String], unclosed: Bool) {
+        var words: [String] = []
+        var word = ""
+        var inWord = false, quoted = false
+        func end() {
+            if inWord { words.append(word) }
+            word = ""
+            inWord = false
+        }
+        for c in line {
+            if quoted {
+                if c == "\"" { quoted = false } else { word.append(c) }
+                continue
+            }
+            switch c {
+            case "\"":
+                quoted = true
+                inWord = true
+            case "#", "!":
+                end()
+                return (words, false)
+            case " ", "\t", "\r":
+                end()
+            case "{", "}":
+                end()
+                words.append(String(c))
+            default:
+                word.append(c)
+                inWord = true
+            }
+        }
+        end()
+        return (words, quoted)
+    }
+
+    /// Lines into nested statements: `{` opens the block of the statement before it.
+    static func statements(_ lines: [(words: [String], source: ImportSource)]) throws(ImportError) -> [KeepalivedStatement] {
+        // Each open block: the statement that owns it and what it holds so far.
+        var stack: [(owner: KeepalivedStatement?, body: [KeepalivedStatement])] = [(nil, [])]
+        for (words, source) in lines {
+            var current: [String] = []
+            func finish() {
+                if !current.isEmpty { stack[stack.count - 1].body.append(KeepalivedStatement(words: current, source: source)) }
+                current = []
+            }
+            for w in words {
+                switch w {
+                case "{":
+                    finish()
+                    guard let owner = stack[stack.count - 1].body.popLast(), owner.block == nil else {
+                        throw ImportError([ImportMessage(source, "a block ({) with no statement before it")])
+                    }
+                    guard stack.count <= maxDepth else { throw ImportError([ImportMessage(source, "blocks nested deeper than \(maxDepth)")]) }
+                    stack.append((owner, []))
+                case "}":
+                    finish()
+                    guard stack.count > 1, let frame = stack.popLast(), var owner = frame.owner else {
+                        throw ImportError([ImportMessage(source, "} closes no block")])
+                    }
+                    owner.block = frame.body
+                    stack[stack.count - 1].body.append(owner)
+                default:
+                    current.append(w)
+                }
+            }
+            finish()
+        }
+        if stack.count > 1, let owner = stack[stack.count - 1].owner {
+            throw ImportError([ImportMessage(owner.source, "the block of \"\(escapedForMessage(owner.keyword))\" is never closed (missing })")])
+        }
+        return stack[0].body
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "" }
+        return String(path[...slash])
+    }
+
+    /// A file's bytes (at most `maxFileBytes` + 1), or nil when it cannot be read.
+    public static func readFile(_ path: String) -> [UInt8]? {
+        guard let f = fopen(path, "rb") else { return nil }
+        defer { fclose(f) }
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while out.count <= maxFileBytes {
+            let n = fread(&buffer, 1, buffer.count, f)
+            if n == 0 { break }
+            out += buffer[0..<n]
+        }
+        return ferror(f) == 0 ? out : nil
+    }
+
+    /// The files a pattern names, sorted (glob(3)); the name itself when it has no wildcard and exists.
+    public static func globFiles(_ pattern: String) -> [String] {
+        var g = glob_t()
+        defer { globfree(&g) }
+        guard glob(pattern, 0, nil, &g) == 0 else { return [] }
+        return (0..<Int(g.gl_pathc)).compactMap { g.gl_pathv[$0].map { String(cString: $0) } }
+    }
+}

@@ -1,0 +1,280 @@
+import Testing
+
+@testable import TernControl
+@testable import TernWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Messages of a refused import (`file:line: message`).
+func refusal(_ run: () throws(ImportError) -> ImportResult) -> [String] {
+    do {
+        _ = try run()
+        return []
+    } catch {
+        return error.problems.map(\.description)
+    }
+}
+
+let template = """
+    [node]
+    name = "imported"
+    tunnel_source_v4 = "10.0.0.10"
+    tunnel_source_v6 = "fd00::10"
+    [[port]]
+    device = "net_null0"
+    gateway_mac = "02:00:00:00:00:fe"
+    [maglev]
+    table_size = 1009
+
+    """
+
+/// A config made of the template and what an import rendered.
+func importedConfig(_ result: ImportResult) throws -> TernConfig {
+    var warnings = result.warnings
+    return try ConfigLoader.parse(template + ImportRenderer.toml(result.vips, warnings: &warnings), file: "imported.toml")
+}
+
+@Suite struct IPVSAdmImportTests {
+    let dump = """
+        -A -t 192.0.2.10:80 -s mh -b flag-1
+        -a -t 192.0.2.10:80 -r 10.1.0.1:80 -i -w 1
+        -a -t 192.0.2.10:80 -r 10.1.0.2:80 -i -w 3
+        -A -u [2001:db8::53]:53 -s mh
+        -a -u [2001:db8::53]:53 -r [fd00:1::1]:53 -i -w 1 --tun-type gue --tun-port 6080
+        -a -u [2001:db8::53]:53 -r [fd00:1::2]:53 -i -w 0 --tun-type gue --tun-port 6080
+
+        """
+
+    @Test func servicesAndRealServersBecomeVIPsAndBackends() throws {
+        let result = try IPVSAdm.parse(dump, file: "rules")
+        #expect(result.warnings.isEmpty)
+        let c = try importedConfig(result)
+        #expect(c.vips.map(\.name) == ["192.0.2.10:80/tcp", "[2001:db8::53]:53/udp"])
+        #expect(c.vips[0].backends.map(\.weight) == [1, 3] && c.vips[0].encapsulation == .ipip)
+        #expect(c.vips[1].encapsulation == .gue && c.vips[1].guePort == 6080 && c.vips[1].backends.map(\.weight) == [1, 0])
+    }
+
+    @Test func otherSchedulersAndPersistenceAreImportedWithAWarningNamingTheLine() throws {
+        let result = try IPVSAdm.parse("-A -t 192.0.2.10:443 -s wlc -p 300\n-a -t 192.0.2.10:443 -r 10.1.0.1 -i\n", file: "rules")
+        #expect(result.warnings.map(\.description).first?.hasPrefix("rules:1: scheduler \"wlc\" becomes Maglev") == true)
+        #expect(result.warnings.count == 2 && result.warnings[1].message.hasPrefix("persistence (-p) is not imported"))
+        #expect(result.vips[0].backends[0].weight == 1)  // ipvsadm's default weight
+    }
+
+    @Test func whatTernCannotDoIsRefusedWithTheLineAndWhy() {
+        let cases: [(String, String)] = [
+            ("-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1:80 -g -w 1\n", "rules:2: direct routing (-g"),
+            ("-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1:80 -w 1\n", "rules:2: direct routing (-g, ipvsadm's default)"),
+            ("-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1:80 -m -w 1\n", "rules:2: NAT (-m) is refused"),
+            ("-A -f 7 -s mh\n", "rules:1: fwmark services are refused"),
+            ("-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1 -i --tun-type gre\n", "rules:2: tunnel type \"gre\" is refused"),
+            ("-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1 -i -w 70000\n", "rules:2: weight \"70000\""),
+            ("-a -t 192.0.2.10:80 -r 10.1.0.1 -i\n", "rules:1: real server of 192.0.2.10:80/tcp, which no earlier -A adds"),
+            ("-A -t 192.0.2.10:80 -s mh\n", "rules:1: service 192.0.2.10:80/tcp has no real server"),
+            ("-A -t 192.0.2.10 -s mh\n", "rules:1: \"192.0.2.10\" is not ADDR:PORT"),
+            ("-A -t 192.0.2.10:80 -s mh --bogus\n", "rules:1: unknown option \"--bogus\""),
+            ("-E -t 192.0.2.10:80 -s mh\n", "rules:1: \"-E\" is not -A or -a"),
+            (
+                "-A -u 192.0.2.1:53 -s mh\n-a -u 192.0.2.1:53 -r 10.1.0.1 -i\n-a -u 192.0.2.1:53 -r 10.1.0.2 -i --tun-type gue --tun-port 1\n",
+                "rules:3: tunnel differs from the real server on line 2"
+            ),
+        ]
+        for (text, expected) in cases {
+            let messages = refusal { () throws(ImportError) in try IPVSAdm.parse(text, file: "rules") }
+            #expect(messages.first?.hasPrefix(expected) == true, "\(text): \(messages)")
+        }
+    }
+
+    /// Export then import gives the same VIPs, backends and weights.
+    @Test func exportThenImportGivesTheSameServices() throws {
+        let c = try importedConfig(try IPVSAdm.parse(dump, file: "rules"))
+        let services = c.vips.map { v in
+            IPVSAdm.Service(
+                address: v.address, port: v.port, protocolName: v.protocolName, guePort: v.encapsulation == .gue ? v.guePort : nil,
+                backends: v.backends.map { ($0.address, $0.weight) })
+        }
+        let again = try importedConfig(try IPVSAdm.parse(IPVSAdm.save(services), file: "saved"))
+        #expect(again.vips == c.vips)
+        #expect(IPVSAdm.save(services).hasPrefix("-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1:80 -i -w 1\n"))
+    }
+}
+
+/// An in-memory file system for keepalived's includes.
+func files(_ contents: [String: String]) -> (read: (String) -> [UInt8]?, glob: (String) -> [String]) {
+    (
+        { contents[$0].map { Array($0.utf8) } },
+        { pattern in
+            if pattern.hasSuffix("*.conf") {
+                let prefix = String(pattern.dropLast(6))
+                return contents.keys.filter { $0.hasPrefix(prefix) && $0.hasSuffix(".conf") }.sorted()
+            }
+            return contents[pattern] == nil ? [] : [pattern]
+        }
+    )
+}
+
+@Suite struct KeepalivedImportTests {
+    let main = """
+        ! Configuration of a two-service IPVS node
+        global_defs {
+           router_id lb1
+        }
+        vrrp_instance VI_1 {
+            state MASTER
+            interface eth0
+        }
+        virtual_server_group web {
+            192.0.2.10-11 80
+        }
+        virtual_server group web {
+            delay_loop 2
+            lvs_sched mh
+            lvs_method TUN type gue port 6080
+            protocol TCP
+            quorum 2
+            real_server 10.1.0.1 80 {
+                weight 2
+                HTTP_GET {
+                    url {
+                        path /healthz
+                        status_code 204
+                    }
+                    connect_timeout 1
+                    retry 3
+                }
+            }
+            real_server 10.1.0.2 80 {
+                weight 1
+                TCP_CHECK {
+                    connect_port 8080
+                    connect_timeout 1
+                    retry 3
+                }
+            }
+            real_server 10.1.0.3 80 {
+                MISC_CHECK {
+                    misc_path /bin/true
+                }
+            }
+        }
+        include conf.d/*.conf
+
+        """
+    let dns = """
+        virtual_server 2001:db8::53 53 {   # the resolvers
+            lb_algo rr
+            lb_kind TUN
+            protocol UDP
+            real_server fd00:1::1 53 {
+                DNS_CHECK {
+                    type SOA
+                    name example.org
+                }
+            }
+        }
+
+        """
+
+    func load(_ main: String, extra: [String: String] = [:]) throws(ImportError) -> ImportResult {
+        var all = extra
+        all["/etc/keepalived/keepalived.conf"] = main
+        let fs = files(all)
+        return try Keepalived.load(path: "/etc/keepalived/keepalived.conf", read: fs.read, glob: fs.glob)
+    }
+
+    @Test func virtualServersGroupsIncludesAndChecksBecomeTernVIPs() throws {
+        let result = try load(main, extra: ["/etc/keepalived/conf.d/dns.conf": dns])
+        let c = try importedConfig(result)
+        #expect(c.vips.map(\.name) == ["192.0.2.10:80/tcp", "192.0.2.11:80/tcp", "[2001:db8::53]:53/udp"])
+        let web = c.vips[0]
+        #expect(web.encapsulation == .gue && web.guePort == 6080 && web.minHealthy == 2)
+        #expect(web.backends.map(\.weight) == [2, 1, 1])
+        let h = try #require(web.backends[0].health)
+        #expect(h.check == .http && h.path == "/healthz" && h.expectStatus == 204 && h.port == 80)
+        #expect(h.intervalMilliseconds == 2000 && h.timeoutMilliseconds == 1000 && h.fall == 3 && h.rise == 1)
+        #expect(web.backends[1].health?.check == .tcp && web.backends[1].health?.port == 8080)
+        #expect(web.backends[2].health == nil)  // MISC_CHECK: not imported, so not checked
+        #expect(c.vips[2].backends[0].health?.check == .dns && c.vips[2].encapsulation == .ipip)
+        let notes = result.warnings.map(\.description)
+        for expected in [
+            "/etc/keepalived/keepalived.conf:2: global_defs is not imported", "/etc/keepalived/keepalived.conf:5: vrrp_instance is not imported",
+            "/etc/keepalived/keepalived.conf:38: MISC_CHECK is not imported", "/etc/keepalived/conf.d/dns.conf:2: scheduler \"rr\" becomes Maglev",
+            "/etc/keepalived/conf.d/dns.conf:7: DNS_CHECK type is not imported",
+        ] {
+            #expect(notes.contains { $0.hasPrefix(expected) }, "\(expected) in \(notes)")
+        }
+    }
+
+    @Test func whatTernCannotDoAndWhatKeepalivedRefusesAreRefusedWithTheLine() {
+        let vs = "virtual_server 192.0.2.10 80 {\n protocol TCP\n lvs_sched mh\n METHOD\n real_server 10.1.0.1 80 {\n weight 1\n }\n}\n"
+        let cases: [(String, String)] = [
+            (vs.replacingOccurrences(of: "METHOD", with: "lvs_method NAT"), ":4: NAT is refused"),
+            (vs.replacingOccurrences(of: "METHOD", with: "lb_kind DR"), ":4: DR is refused"),
+            (vs.replacingOccurrences(of: "METHOD", with: ""), ":1: no lvs_method: keepalived's default is NAT"),
+            (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN type gre"), ":4: tunnel type gre is refused"),
+            (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN type gue"), ":4: type gue needs port N"),
+            (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN\n wieght 1"), ":5: unknown keyword \"wieght\" in virtual_server"),
+            (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN").replacingOccurrences(of: "weight 1", with: "weight 70000"), ":6: weight"),
+            (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN").replacingOccurrences(of: "protocol TCP", with: "protocol SCTP"), ":2: protocol SCTP is refused"),
+            ("virtual_server fwmark 7 {\n lvs_method TUN\n}\n", ":1: fwmark services are refused"),
+            ("virtual_server 192.0.2.300 80 {\n}\n", ":1: virtual_server takes ADDR PORT"),
+            (String(vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN").dropLast(2)), ":1: the block of \"virtual_server\" is never closed"),
+            ("}\n", ":1: } closes no block"),
+            ("vrrp_bogus {\n}\n", ":1: unknown keyword \"vrrp_bogus\""),
+            ("include missing/*.conf\n", ":1: include missing/*.conf: no such file"),
+            ("virtual_server 192.0.2.10 80 {\n lvs_method TUN\n}\n", ":1: no real_server"),
+        ]
+        for (text, expected) in cases {
+            let messages = refusal { () throws(ImportError) in try load(text) }
+            #expect(messages.contains { $0.hasPrefix("/etc/keepalived/keepalived.conf" + expected) }, "\(text): \(messages)")
+        }
+    }
+
+    @Test func includesThatLoopAreStoppedAndHostileInputIsBounded() {
+        let loop = refusal { () throws(ImportError) in try load("include keepalived.conf\n") }
+        #expect(loop.first?.contains("includes nested deeper than 8") == true)
+        let deep = String(repeating: "a {\n", count: 40) + String(repeating: "}\n", count: 40)
+        #expect(refusal { () throws(ImportError) in try load(deep) }.first?.contains("blocks nested deeper than") == true)
+        #expect(refusal { () throws(ImportError) in try load("virtual_server \"192.0.2.1 80 {\n") }.first?.contains("quoted word is not closed") == true)
+    }
+
+    /// Follow mode: `[import] keepalived` in Tern's config adds those VIPs to its own; a broken
+    /// file is a config error naming the file and line.
+    @Test func aTernConfigImportsAKeepalivedFileBesideItsOwnVIPs() throws {
+        let directory = "/tmp/tern-import-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        mkdir(directory, 0o700)
+        defer {
+            unlink(directory + "/keepalived.conf")
+            rmdir(directory)
+        }
+        func write(_ text: String) {
+            let f = fopen(directory + "/keepalived.conf", "w")!
+            fputs(text, f)
+            fclose(f)
+        }
+        write(dns)
+        let own = template + "[import]\nkeepalived = \"keepalived.conf\"\n[[vip]]\naddress = \"192.0.2.10\"\nport = 80\nprotocol = \"tcp\"\n"
+            + "[[vip.backend]]\naddress = \"10.1.0.1\"\n"
+        let c = try ConfigLoader.parse(own, file: directory + "/tern.toml")
+        #expect(c.vips.map(\.name) == ["192.0.2.10:80/tcp", "[2001:db8::53]:53/udp"])
+        #expect(c.importWarnings.contains { $0.hasPrefix(directory + "/keepalived.conf:2: scheduler \"rr\"") })
+        write(dns.replacingOccurrences(of: "protocol UDP", with: "protocol UDP\n    lb_kind NAT"))
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse(own, file: directory + "/tern.toml") }
+        do {
+            _ = try ConfigLoader.parse(own, file: directory + "/tern.toml")
+        } catch {
+            #expect(error.description.contains("import.keepalived: cannot import keepalived.conf:"))
+            #expect(error.description.contains(directory + "/keepalived.conf:5: NAT is refused"))
+        }
+        // An imported VIP that clashes with Tern's own is named by its source.
+        write(dns.replacingOccurrences(of: "2001:db8::53 53", with: "192.0.2.10 80").replacingOccurrences(of: "protocol UDP", with: "protocol TCP").replacingOccurrences(of: "fd00:1::1", with: "10.1.0.9"))
+        do {
+            _ = try ConfigLoader.parse(own, file: directory + "/tern.toml")
+            Issue.record("a duplicate VIP was accepted")
+        } catch {
+            #expect(error.description.contains(directory + "/keepalived.conf:1 (virtual_server 192.0.2.10 80): duplicate VIP"))
+        }
+    }
+}
