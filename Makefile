@@ -9,9 +9,9 @@ PREFIX      ?= /usr/local
 SYSCONFDIR  ?= /etc
 DESTDIR     ?=
 FUZZ_SECONDS ?= 15
-FUZZ_TARGETS ?= frame burst toml config
+FUZZ_TARGETS ?= frame burst toml config keepalived ipvsadm
 
-.PHONY: all build release run install install-test metrics-test test unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
+.PHONY: all build release run install install-test import-test metrics-test test unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
 
 all: build
 
@@ -61,7 +61,7 @@ install-test:
 	$(STAGE)/usr/bin/ternd --version && $(STAGE)/usr/bin/ternctl --version
 	@echo "ok: make install staged $$(find $(STAGE) -type f | wc -l) files; systemd-analyze verify passed"
 
-test: unit-test config-test leak-test install-test outside-test ternd-test metrics-test netns-test tsan-test fuzz bench-quick
+test: unit-test config-test leak-test install-test outside-test ternd-test import-test metrics-test netns-test tsan-test fuzz bench-quick
 
 unit-test:
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
@@ -87,6 +87,12 @@ outside-test: release
 ternd-test: build
 	$(PYTHON) Tests/outside/test_ternd.py .build/debug/ternd .build/debug/ternctl
 	$(PYTHON) Tests/outside/reload_soak.py .build/debug/ternd --reloads 40
+
+# IPVS shops' files: keepalived's own config check (keepalived -t) and ternctl import agree; a
+# 50-service keepalived.conf imports to the hand-written config's Maglev tables; export then import
+# round-trips; follow mode ([import] keepalived) under a running ternd, edits and a broken file.
+import-test: build
+	$(PYTHON) Tests/outside/test_import.py .build/debug/ternd .build/debug/ternctl
 
 # Prometheus: promtool checks ternd's /metrics, a real Prometheus server scrapes it and answers
 # PromQL; DPDK's dpdk-telemetry.py asks ternd's /tern/stats and /tern/vips; dpdk-dumpcap captures a

@@ -72,6 +72,9 @@ public final class Reloader {
             "reload ok: \(next.vips.count) VIPs, \(next.backendCount) backends; built in \(ms(timing.buildSeconds)) ms "
             + "(\(timing.tablesBuiltText), the rest unchanged), published in \(ms(timing.publishSeconds)) ms "
             + "(generation \(timing.generation))"
+        if !next.importWarnings.isEmpty {
+            message += "; \(next.importWarnings.count) import notes (ternctl check \(escapedForMessage(configPath)) lists them)"
+        }
         if !dropped.isEmpty { message += "; overrides dropped with their backends: \(dropped.map(\.description).joined(separator: ", "))" }
         message += noBackendsNote
         return finish(true, message)

@@ -21,7 +21,7 @@ struct Ternctl: ParsableCommand {
         version: TernVersion.string,
         subcommands: [
             Check.self, Simulate.self, Table.self, Status.self, Stats.self, Reload.self, Drain.self, Undrain.self, Show.self,
-            BGPFeed.self,
+            BGPFeed.self, Import.self, Export.self,
         ])
 }
 
@@ -50,6 +50,7 @@ struct Check: ParsableCommand {
 
     func run() throws {
         let c = try loadConfig(config)
+        for w in c.importWarnings { printError("note: \(w)") }
         print("ok: \(config): \(c.summary)")
     }
 }

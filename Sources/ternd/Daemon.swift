@@ -148,6 +148,7 @@ enum Daemon {
             log(.error, "\(error)")
             return 1
         }
+        for w in config.importWarnings { log("import note: \(w)") }
         if config.dataplane.workers > 1 && !dataplane.rss {
             log("note: the ports offer no RSS; each worker polls its own queue (virtual devices: one rx_pcap per queue)")
         }

@@ -1,0 +1,143 @@
+// `ternctl import ipvsadm|keepalived FILE`: another tool's services as Tern `[[vip]]` tables
+// (with `--template`, a whole config), and `ternctl export ipvsadm`: the running VIPs as
+// `ipvsadm -R` input (scheduler mh, tunnel forwarding).
+
+import ArgumentParser
+import TernAgent
+import TernControl
+import TernWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a Tern config from an ipvsadm-save dump or a keepalived.conf (refusals: exit 78, each with its line).",
+        discussion: """
+            ternctl import ipvsadm [FILE|-]      the `ipvsadm -S -n` format
+            ternctl import keepalived FILE        keepalived.conf, includes followed
+            What is imported with a difference is noted on stderr with its line; what Tern cannot do \
+            (direct routing, NAT, fwmark, ...) is refused. --template FILE puts the template's tables \
+            ([node], [[port]], ...) first and checks the whole config.
+            """)
+
+    @Argument(help: "ipvsadm or keepalived.")
+    var format: String
+
+    @Argument(help: "The file (ipvsadm: - or none for standard input).")
+    var file: String = "-"
+
+    @Option(help: "A Tern config whose tables ([node], [[port]], ...) go before the imported VIPs; the result is checked.")
+    var template: String?
+
+    func run() throws {
+        var result: ImportResult
+        do {
+            switch format {
+            case "ipvsadm":
+                let name = file == "-" ? "<stdin>" : file
+                guard let bytes = file == "-" ? readAll(0) : KeepalivedReader.readFile(file), let text = String(validating: bytes, as: UTF8.self)
+                else {
+                    printError("ternctl import: cannot read \(name) as UTF-8 text")
+                    throw ExitCode(66)
+                }
+                result = try IPVSAdm.parse(text, file: name)
+            case "keepalived":
+                result = try Keepalived.load(path: file)
+            default:
+                printError("ternctl import: the format is ipvsadm or keepalived, not \(escapedForMessage(format))")
+                throw ExitCode(64)
+            }
+        } catch let error as ImportError {
+            printError(error.description)
+            throw ExitCode(ConfigError.exitCode)
+        }
+        let vips = ImportRenderer.toml(result.vips, warnings: &result.warnings)
+        for w in result.warnings { printError("note: \(w)") }
+        var text = "# Imported by ternctl import \(format) \(file == "-" ? "" : file)\n"
+        if let template {
+            guard let bytes = KeepalivedReader.readFile(template), let t = String(validating: bytes, as: UTF8.self) else {
+                printError("ternctl import: cannot read the template \(template)")
+                throw ExitCode(66)
+            }
+            text += t + (t.hasSuffix("\n") ? "\n" : "\n\n")
+            do {
+                _ = try ConfigLoader.parse(text + vips, file: "\(template) + imported VIPs")
+            } catch {
+                printError(error.description)
+                print(text + vips, terminator: "")
+                throw ExitCode(ConfigError.exitCode)
+            }
+        }
+        print(text + vips, terminator: "")
+    }
+
+    func readAll(_ fd: Int32) -> [UInt8]? {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while out.count <= KeepalivedReader.maxFileBytes {
+            let n = read(fd, &buffer, buffer.count)
+            if n < 0 { return nil }
+            if n == 0 { break }
+            out += buffer[0..<n]
+        }
+        return out
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the running VIPs (or a config's, --config) for ipvsadm -R: scheduler mh, tunnel forwarding.",
+        discussion: """
+            Each backend gets the weight it has in the running Maglev table (0 while drained or down: \
+            quiescent in IPVS). A port-0 VIP is written persistent (-p 1): IPVS allows port 0 only there.
+            """)
+
+    @Argument(help: "ipvsadm.")
+    var format: String
+
+    @OptionGroup var options: SocketOptions
+
+    @Option(help: "Export this config file's VIPs (their configured weights) instead of asking ternd.")
+    var config: String?
+
+    func run() throws {
+        guard format == "ipvsadm" else {
+            printError("ternctl export: the format is ipvsadm")
+            throw ExitCode(64)
+        }
+        let services: [IPVSAdm.Service]
+        if let config {
+            services = try loadConfig(config).vips.map { v in
+                IPVSAdm.Service(
+                    address: v.address, port: v.port, protocolName: v.protocolName, guePort: v.encapsulation == .gue ? v.guePort : nil,
+                    backends: v.backends.map { ($0.address, $0.draining ? 0 : $0.weight) })
+            }
+        } else {
+            services = try running()
+        }
+        print(IPVSAdm.save(services), terminator: "")
+    }
+
+    /// From ternd: show-vips for the VIPs, show-backends for each backend's running weight.
+    func running() throws -> [IPVSAdm.Service] {
+        let vips = try options.send("show-vips")["vips"] as? [[String: Any]] ?? []
+        let rows = try options.send("show-backends")["vips"] as? [[String: Any]] ?? []
+        var weights: [String: [(IPAddress, Int)]] = [:]
+        for r in rows {
+            guard let name = r["vip"] as? String else { continue }
+            weights[name] = (r["backends"] as? [[String: Any]] ?? []).compactMap { b in
+                guard let a = (b["address"] as? String).flatMap(IPAddress.init) else { return nil }
+                return (a, b["effective_weight"] as? Int ?? 0)
+            }
+        }
+        return vips.compactMap { v in
+            guard let name = v["vip"] as? String, let address = (v["address"] as? String).flatMap(IPAddress.init),
+                let port = v["port"] as? Int, let proto = v["protocol"] as? String
+            else { return nil }
+            let gue = v["encap"] as? String == "gue" ? (v["gue_port"] as? Int).map { UInt16($0) } : nil
+            return IPVSAdm.Service(address: address, port: UInt16(port), protocolName: proto, guePort: gue, backends: weights[name] ?? [])
+        }
+    }
+}
