@@ -26,6 +26,8 @@ public struct ServiceSpec: Sendable {
     public var counterIDs: [Int]?
     /// Enough live backends (`min_healthy`): its address answers pings (and is announced).
     public var isUp = true
+    /// What Maglev hashes for a new flow (`vip.hash`).
+    public var hashMode = FlowHash.Mode.fiveTuple
 
     public init(
         address: IPAddress, port: UInt16, ipProtocol: UInt8, encapsulation: Encapsulation, guePort: UInt16 = 0,
@@ -104,6 +106,8 @@ public struct VIPRecord: @unchecked Sendable {  // `table` points into a MaglevT
     public var gueGuard: UInt32
 
     public static let gueGuardFlag: UInt32 = 0x1_0000
+    /// What Maglev hashes for a new flow of this VIP.
+    public var hashMode: FlowHash.Mode
 
     public var name: String { serviceName(address: address, port: port, ipProtocol: ipProtocol) }
 }
@@ -200,7 +204,7 @@ public struct ForwardingSnapshot: ~Copyable {
                     encapsulation: service.encapsulation, guePort: service.guePort,
                     firstBackend: next, backendCount: sorted.count, table: UnsafePointer(vipTables[i].slots.baseAddress!),
                     gueGuard: service.encapsulation == .gue && service.ipProtocol == IPProtocol.udp
-                        ? VIPRecord.gueGuardFlag | UInt32(service.guePort) : 0))
+                        ? VIPRecord.gueGuardFlag | UInt32(service.guePort) : 0, hashMode: service.hashMode))
             next += sorted.count
         }
         vipMap = VIPMap(services)

@@ -105,8 +105,18 @@ public struct VIPConfig: Equatable, Sendable {
     public var bgp = BGPAttributes()
     /// Backends up (and taking new flows) it needs to be announced.
     public var minHealthy = ConfigSchema.minHealthy.defaultValue!
+    /// What Maglev hashes for a new flow (`hash = "5-tuple" | "source" | "source-port-less"`).
+    public var hashMode = FlowHash.Mode.fiveTuple
 
     public var protocolName: String { ipProtocol == IPProtocol.tcp ? "tcp" : "udp" }
+
+    /// `hash` values as configs write them.
+    public static let hashNames: [(name: String, mode: FlowHash.Mode)] = [
+        ("5-tuple", .fiveTuple), ("source", .source), ("source-port-less", .sourcePortLess),
+    ]
+
+    /// `hash` as the config writes it.
+    public var hashName: String { Self.hashNames.first { $0.mode == hashMode }!.name }
 
     /// `192.0.2.10:80/tcp` or `[2001:db8::1]:443/udp`.
     public var name: String { serviceName(address: address, port: port, ipProtocol: ipProtocol) }
@@ -159,9 +169,11 @@ public struct TernConfig: Equatable, Sendable {
     public var snapshotSpec: SnapshotSpec {
         SnapshotSpec(
             services: vips.map { v in
-                ServiceSpec(
+                var s = ServiceSpec(
                     address: v.address, port: v.port, ipProtocol: v.ipProtocol, encapsulation: v.encapsulation,
                     guePort: v.guePort, backends: v.backends.map { ($0.address, $0.draining ? 0 : $0.weight) })
+                s.hashMode = v.hashMode
+                return s
             },
             tableSize: tableSize, tunnelSourceV4: node.tunnelSourceV4, tunnelSourceV6: node.tunnelSourceV6)
     }

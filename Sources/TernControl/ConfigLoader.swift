@@ -154,6 +154,7 @@ struct RawVIP {
     var gue_port: Int?
     var allow_gue_port_overlap: Bool?
     var min_healthy: Int?
+    var hash: String?
     var health: RawHealth?
     var bgp: RawBGP?
     var backend: [RawBackend]?
@@ -283,6 +284,7 @@ struct DocumentReader {
             let guePort = int(v, K.guePort)
             let overlap = bool(v, K.allowGUEPortOverlap)
             let minHealthy = int(v, K.minHealthy)
+            let hash = string(v, K.vipHash)
             let health = table(v, K.health).map { h in
                 unknown(h)
                 return RawHealth(
@@ -297,7 +299,7 @@ struct DocumentReader {
             guard let address, let port, let proto else { return nil }
             return RawVIP(
                 address: address, port: port, protocol: proto, encap: encap, gue_port: guePort, allow_gue_port_overlap: overlap,
-                min_healthy: minHealthy, health: health, bgp: bgp, backend: backends)
+                min_healthy: minHealthy, hash: hash, health: health, bgp: bgp, backend: backends)
         }
     }
 
@@ -710,6 +712,14 @@ struct Validator {
             vip.health = health
             if let g = r.bgp { vip.bgp = validateBGP(g, path: "\(path).bgp") }
             vip.minHealthy = int(r.min_healthy, ConfigSchema.minHealthy, at: "\(path).min_healthy")
+            if let h = r.hash {
+                if let known = VIPConfig.hashNames.first(where: { $0.name == h }) {
+                    vip.hashMode = known.mode
+                } else {
+                    let names = VIPConfig.hashNames.map { "\"\($0.name)\"" }.joined(separator: ", ")
+                    fail("\(path).hash", "must be one of \(names), got \"\(escapedForMessage(h))\"")
+                }
+            }
             if let first = seen[vip.name] {
                 fail(path, "duplicate VIP \(vip.name) (also vip[\(first)])")
             } else {

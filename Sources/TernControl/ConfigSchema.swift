@@ -94,6 +94,7 @@ public enum ConfigSchema {
     public static let guePort = ConfigKey("vip.gue_port", .integer, range: 1...65535)
     public static let allowGUEPortOverlap = ConfigKey("vip.allow_gue_port_overlap", .boolean)
     public static let minHealthy = ConfigKey("vip.min_healthy", .integer, range: 1...16384, default: 1)
+    public static let vipHash = ConfigKey("vip.hash", .string)
 
     public static let health = ConfigKey("vip.health", .table)
     public static let healthCheck = ConfigKey("vip.health.check", .string)
@@ -127,7 +128,7 @@ public enum ConfigSchema {
         importIPVSAdm, metrics, metricsListen, dataplane, workers,
         burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
         portBackendDevice, portHostInterface, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
-        allowGUEPortOverlap, minHealthy, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
+        allowGUEPortOverlap, minHealthy, vipHash, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
         healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState, backendHealth, backendHealthCheck,
         backendHealthPort, backendHealthPath, backendHealthExpectStatus, bgp, bgpMED, bgpCommunities,
     ]

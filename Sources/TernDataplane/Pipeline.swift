@@ -15,6 +15,7 @@
 //   hash the 5-tuple                  (end of stage 1: prefetch the flow's bucket, then its entry)
 //   UDP to a GUE VIP's own gue_port (GUE inside GUE) ─────────────────▶ drop gue_in_gue
 //   flow table hit (backend still configured) or Maglev ─ none ──────▶ drop no_backend
+//        (Maglev hashes the VIP's `hash`: 5-tuple, source, or all but the source port)
 //   fits the MTU? ─ no: ICMP "fragmentation needed" / "packet too big" ▶ replied (or drop too_big,
 //                       or bad_source when the client is no single host or is a VIP)
 //   room in front for the outer headers? ─ no ────────────────────────▶ drop no_headroom
@@ -288,7 +289,7 @@ public struct Worker: ~Copyable {
                 return record.firstBackend &+ Int(slot)
             }
         }
-        let slot = snapshot.maglevSlot(vip: vip, hash: hash)
+        let slot = snapshot.maglevSlot(vip: vip, hash: record.hashMode == .fiveTuple ? hash : Self.maglevHash(tuple, record.hashMode))
         if slot == Maglev.emptySlot { return -1 }
         let backend = record.firstBackend &+ Int(slot)
         flows.insert(
@@ -298,6 +299,11 @@ public struct Worker: ~Copyable {
         snapshot.countNewFlow(worker: index, backend: backend)
         return backend
     }
+
+    /// The Maglev hash of a VIP that hashes less than the 5-tuple (`vip.hash`); out of line: only
+    /// such VIPs' new flows pay for it.
+    @inlinable @inline(never)
+    static func maglevHash(_ tuple: FiveTuple, _ mode: FlowHash.Mode) -> UInt64 { FlowHash.hash(tuple, mode: mode) }
 
     /// A known flow's SYN, FIN or RST (out of line: rare). A SYN without ACK is a new connection on
     /// a remembered 5-tuple: decided afresh, in place (returned as not found). FIN or RST: the

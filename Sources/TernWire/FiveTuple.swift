@@ -52,6 +52,35 @@ public enum FlowHash {
         return m ^ (m >> 29)
     }
 
+    /// What a VIP's Maglev pick hashes (`vip.hash`): the flow hash over the 5-tuple with some
+    /// words set to zero. The flow table always keys on the whole 5-tuple.
+    public enum Mode: UInt8, Sendable {
+        /// Every word: each connection is placed on its own.
+        case fiveTuple = 0
+        /// The source address alone (destination words and `portsAndProtocol` but its address
+        /// family byte zero): every connection of a client goes to one backend, on every node.
+        case source = 1
+        /// All but the source port (its 16 bits zero): a client whose source port changes (NAT
+        /// rebinding, QUIC migration) stays on its backend.
+        case sourcePortLess = 2
+    }
+
+    /// The hash a VIP's `mode` gives a flow (`hash(t)` for `.fiveTuple`).
+    @inlinable
+    public static func hash(_ t: FiveTuple, mode: Mode) -> UInt64 {
+        var masked = t
+        switch mode {
+        case .fiveTuple: break
+        case .source:
+            masked.destinationHigh = 0
+            masked.destinationLow = 0
+            masked.portsAndProtocol &= 0xFF
+        case .sourcePortLess:
+            masked.portsAndProtocol &= 0x0000_FFFF_FFFF_FFFF
+        }
+        return hash(masked)
+    }
+
     @inlinable @inline(__always)
     public static func hash(_ t: FiveTuple) -> UInt64 {
         var h: UInt64 = 0x243F_6A88_85A3_08D3

@@ -112,7 +112,7 @@ struct Export: ParsableCommand {
             services = try loadConfig(config).vips.map { v in
                 IPVSAdm.Service(
                     address: v.address, port: v.port, protocolName: v.protocolName, guePort: v.encapsulation == .gue ? v.guePort : nil,
-                    backends: v.backends.map { ($0.address, $0.draining ? 0 : $0.weight) })
+                    persistent: v.hashMode == .source, backends: v.backends.map { ($0.address, $0.draining ? 0 : $0.weight) })
             }
         } else {
             services = try running()
@@ -137,7 +137,9 @@ struct Export: ParsableCommand {
                 let port = v["port"] as? Int, let proto = v["protocol"] as? String
             else { return nil }
             let gue = v["encap"] as? String == "gue" ? (v["gue_port"] as? Int).map { UInt16($0) } : nil
-            return IPVSAdm.Service(address: address, port: UInt16(port), protocolName: proto, guePort: gue, backends: weights[name] ?? [])
+            return IPVSAdm.Service(
+                address: address, port: UInt16(port), protocolName: proto, guePort: gue, persistent: v["hash"] as? String == "source",
+                backends: weights[name] ?? [])
         }
     }
 }

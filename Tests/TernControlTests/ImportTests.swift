@@ -41,7 +41,7 @@ func importedConfig(_ result: ImportResult) throws -> TernConfig {
         -A -t 192.0.2.10:80 -s mh -b flag-1
         -a -t 192.0.2.10:80 -r 10.1.0.1:80 -i -w 1
         -a -t 192.0.2.10:80 -r 10.1.0.2:80 -i -w 3
-        -A -u [2001:db8::53]:53 -s mh
+        -A -u [2001:db8::53]:53 -s mh -p
         -a -u [2001:db8::53]:53 -r [fd00:1::1]:53 -i -w 1 --tun-type gue --tun-port 6080
         -a -u [2001:db8::53]:53 -r [fd00:1::2]:53 -i -w 0 --tun-type gue --tun-port 6080
 
@@ -49,17 +49,21 @@ func importedConfig(_ result: ImportResult) throws -> TernConfig {
 
     @Test func servicesAndRealServersBecomeVIPsAndBackends() throws {
         let result = try IPVSAdm.parse(dump, file: "rules")
-        #expect(result.warnings.isEmpty)
+        #expect(result.warnings.map(\.description) == [
+            "rules:4: persistence (-p) becomes hash = \"source\": a client's connections go to one backend as long as the backends stay (no timeout)"
+        ])
         let c = try importedConfig(result)
         #expect(c.vips.map(\.name) == ["192.0.2.10:80/tcp", "[2001:db8::53]:53/udp"])
         #expect(c.vips[0].backends.map(\.weight) == [1, 3] && c.vips[0].encapsulation == .ipip)
         #expect(c.vips[1].encapsulation == .gue && c.vips[1].guePort == 6080 && c.vips[1].backends.map(\.weight) == [1, 0])
+        #expect(c.vips.map(\.hashMode) == [.fiveTuple, .source])
     }
 
     @Test func otherSchedulersAndPersistenceAreImportedWithAWarningNamingTheLine() throws {
         let result = try IPVSAdm.parse("-A -t 192.0.2.10:443 -s wlc -p 300\n-a -t 192.0.2.10:443 -r 10.1.0.1 -i\n", file: "rules")
         #expect(result.warnings.map(\.description).first?.hasPrefix("rules:1: scheduler \"wlc\" becomes Maglev") == true)
-        #expect(result.warnings.count == 2 && result.warnings[1].message.hasPrefix("persistence (-p) is not imported"))
+        #expect(result.warnings.count == 2 && result.warnings[1].message.hasPrefix("persistence (-p) becomes hash = \"source\""))
+        #expect(try importedConfig(result).vips[0].hashMode == .source)
         #expect(result.vips[0].backends[0].weight == 1)  // ipvsadm's default weight
     }
 
@@ -93,7 +97,7 @@ func importedConfig(_ result: ImportResult) throws -> TernConfig {
         let services = c.vips.map { v in
             IPVSAdm.Service(
                 address: v.address, port: v.port, protocolName: v.protocolName, guePort: v.encapsulation == .gue ? v.guePort : nil,
-                backends: v.backends.map { ($0.address, $0.weight) })
+                persistent: v.hashMode == .source, backends: v.backends.map { ($0.address, $0.weight) })
         }
         let again = try importedConfig(try IPVSAdm.parse(IPVSAdm.save(services), file: "saved"))
         #expect(again.vips == c.vips)

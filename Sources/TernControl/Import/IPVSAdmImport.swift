@@ -73,11 +73,13 @@ public enum IPVSAdm {
                 if scheduler != "mh" {
                     result.warnings.append(ImportMessage(source, "scheduler \"\(escapedForMessage(scheduler))\" becomes Maglev (Tern's only scheduler; IPVS calls it mh)"))
                 }
+                var vip = ImportedVIP(address: address, port: port, protocolName: proto, source: source, origin: line)
                 if options["persistent"] != nil {
-                    result.warnings.append(ImportMessage(source, "persistence (-p) is not imported: Maglev and the flow table keep each connection on one backend, but not each client address"))
+                    vip.persistent = true
+                    result.warnings.append(ImportMessage(source, "persistence (-p) becomes hash = \"source\": a client's connections go to one backend as long as the backends stay (no timeout)"))
                 }
                 index[name] = result.vips.count
-                result.vips.append(ImportedVIP(address: address, port: port, protocolName: proto, source: source, origin: line))
+                result.vips.append(vip)
             case "-a", "--add-server":
                 guard let i = index[name] else {
                     fail("real server of \(name), which no earlier -A adds")
@@ -140,30 +142,38 @@ public enum IPVSAdm {
         public var port: UInt16
         public var protocolName: String
         public var guePort: UInt16?
+        /// `hash = "source"`: written as IPVS persistence (-p, its default 300 s timeout).
+        public var persistent: Bool
         public var backends: [(address: IPAddress, weight: Int)]
 
-        public init(address: IPAddress, port: UInt16, protocolName: String, guePort: UInt16?, backends: [(address: IPAddress, weight: Int)]) {
+        public init(
+            address: IPAddress, port: UInt16, protocolName: String, guePort: UInt16?, persistent: Bool = false,
+            backends: [(address: IPAddress, weight: Int)]
+        ) {
             self.address = address
             self.port = port
             self.protocolName = protocolName
             self.guePort = guePort
+            self.persistent = persistent
             self.backends = backends
         }
 
         public static func == (a: Service, b: Service) -> Bool {
             a.address == b.address && a.port == b.port && a.protocolName == b.protocolName && a.guePort == b.guePort
+                && a.persistent == b.persistent
                 && a.backends.map(\.address) == b.backends.map(\.address) && a.backends.map(\.weight) == b.backends.map(\.weight)
         }
     }
 
     /// The ipvsadm-save lines for `services`: scheduler mh, tunnel forwarding, the backend's weight
-    /// (0: quiescent, as a drain). IPVS allows port 0 only for persistent services, so a port-0
-    /// VIP is written persistent with the shortest timeout (1 s).
+    /// (0: quiescent, as a drain). A `hash = "source"` VIP is written persistent (-p, 300 s). IPVS
+    /// allows port 0 only for persistent services, so any other port-0 VIP is written persistent
+    /// with the shortest timeout (1 s).
     public static func save(_ services: [Service]) -> String {
         var out = ""
         for s in services {
             let service = "-\(s.protocolName == "tcp" ? "t" : "u") \(hostPort(s.address, s.port))"
-            out += "-A \(service) -s mh\(s.port == 0 ? " -p 1" : "")\n"
+            out += "-A \(service) -s mh\(s.persistent ? " -p" : s.port == 0 ? " -p 1" : "")\n"
             let tunnel = s.guePort.map { " --tun-type gue --tun-port \($0)" } ?? ""
             for b in s.backends {
                 out += "-a \(service) -r \(hostPort(b.address, s.port)) -i -w \(b.weight)\(tunnel)\n"

@@ -78,6 +78,8 @@ public struct ImportedVIP: Sendable, Equatable {
     /// Time between checks of one backend.
     public var intervalMilliseconds: Int?
     public var minHealthy: Int?
+    /// Persistence by client address: `hash = "source"`.
+    public var persistent = false
     public var backends: [ImportedBackend] = []
     public var source: ImportSource
     /// What it was in the source: `virtual_server 192.0.2.10 80`, `-A -t 192.0.2.10:80`.
@@ -114,6 +116,7 @@ public enum ImportRenderer {
             out += "protocol = \(quoted(v.protocolName))\n"
             if let g = v.guePort { out += "encap = \"gue\"\ngue_port = \(g)\n" }
             if let m = v.minHealthy { out += "min_healthy = \(m)\n" }
+            if v.persistent { out += "hash = \"source\"\n" }
             let shared = v.backends.compactMap(\.check).first
             if let c = shared {
                 out += health(c, vip: v, warnings: &warnings)

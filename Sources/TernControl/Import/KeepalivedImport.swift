@@ -103,6 +103,7 @@ struct Interpreter {
         var tunnel = false
         var intervalMilliseconds: Int?
         var minHealthy: Int?
+        var persistent = false
         var defaults = CheckDefaults()
         var backends: [ImportedBackend] = []
     }
@@ -119,9 +120,8 @@ struct Interpreter {
         "mh-port", "mh-fallback", "sh-port", "sh-fallback", "flag-1", "flag-2", "flag-3", "warmup",
     ]
     static let warnedServiceKeywords: [String: String] = [
-        "persistence_timeout": "persistence is not imported: Maglev and the flow table keep each connection on one backend, but not each client address",
-        "persistence_granularity": "persistence is not imported",
-        "persistence_engine": "persistence is not imported",
+        "persistence_granularity": "persistence_granularity is not imported: hash = \"source\" keeps each client address on one backend",
+        "persistence_engine": "persistence_engine is not imported",
         "sorry_server": "sorry_server is not imported (with every backend down Tern withdraws the VIP, or keeps them all with all_down = \"keep\")",
         "sorry_server_inhibit": "sorry_server is not imported",
         "sorry_server_lvs_method": "sorry_server is not imported",
@@ -170,6 +170,9 @@ struct Interpreter {
                 guard let q = value.flatMap({ Int($0) }), (1...16384).contains(q) else { fail(e, "quorum takes 1-16384"); continue }
                 service.minHealthy = q
             case "real_server": realServer(e, into: &service)
+            case "persistence_timeout":
+                service.persistent = true
+                warn(e, "persistence becomes hash = \"source\": a client's connections go to one backend as long as the backends stay (no timeout)")
             case "inhibit_on_failure":
                 warn(e, "inhibit_on_failure is not imported: a failed backend leaves the Maglev table and its flows move")
             case _ where Self.silentServiceKeywords.contains(e.keyword): break
@@ -193,6 +196,7 @@ struct Interpreter {
             v.guePort = service.guePort
             v.intervalMilliseconds = service.intervalMilliseconds
             v.minHealthy = service.minHealthy
+            v.persistent = service.persistent
             v.backends = service.backends
             for b in v.backends where b.address == v.address { fail(s, "real_server \(b.address) is the virtual server itself") }
             if let first = seen[v.name] {
