@@ -253,8 +253,7 @@ public struct Worker: ~Copyable {
         }
         // A learned next hop not resolved yet (before a flow is placed: none waits for it).
         if port.gatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
-        let backend = chooseBackend(
-            c.pointee.tuple, hash: c.pointee.hash, vip: vip, tcpFlags: c.pointee.tcpFlags, snapshot: snapshot, now: now)
+        let backend = chooseBackend(c, vip: vip, snapshot: snapshot, now: now)
         if backend < 0 { return .dropNoBackend }
         let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
         if outcome == .forwarded { snapshot.countForwarded(worker: index, backend: backend) }
@@ -268,9 +267,8 @@ public struct Worker: ~Copyable {
     /// 5-tuple (a reused source port must not reach a drained backend). FIN or RST leave the
     /// flow `tcp_closing_timeout_s` to live.
     @inlinable @inline(__always)
-    mutating func chooseBackend(
-        _ tuple: FiveTuple, hash: UInt64, vip: Int, tcpFlags: UInt8, snapshot: borrowing ForwardingSnapshot, now: UInt32
-    ) -> Int {
+    mutating func chooseBackend(_ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Int {
+        let tuple = c.pointee.tuple, hash = c.pointee.hash, tcpFlags = c.pointee.tcpFlags
         let record = snapshot.vips[vip]
         var probe = flows.probe(tuple, hash: hash, now: now)
         if tcpFlags & (TCPFlag.syn | TCPFlag.fin | TCPFlag.rst) != 0 && probe.found {
@@ -289,21 +287,29 @@ public struct Worker: ~Copyable {
                 return record.firstBackend &+ Int(slot)
             }
         }
-        let slot = snapshot.maglevSlot(vip: vip, hash: record.hashMode == .fiveTuple ? hash : Self.maglevHash(tuple, record.hashMode))
+        return placeNewFlow(c, vip: vip, at: probe, snapshot: snapshot, now: now)
+    }
+
+    /// A flow the table does not know (or a new connection on a known 5-tuple): Maglev's pick,
+    /// over the VIP's `hash` (the 5-tuple, or less of it), remembered in the flow table. Out of
+    /// line: established flows, the common case, stay short.
+    @inlinable @inline(never)
+    mutating func placeNewFlow(
+        _ c: UnsafePointer<Classified>, vip: Int, at probe: FlowProbe, snapshot: borrowing ForwardingSnapshot, now: UInt32
+    ) -> Int {
+        let record = snapshot.vips[vip]
+        let hash = c.pointee.hash
+        let maglevHash = record.hashMode == .fiveTuple ? hash : FlowHash.hash(c.pointee.tuple, mode: record.hashMode)
+        let slot = snapshot.maglevSlot(vip: vip, hash: maglevHash)
         if slot == Maglev.emptySlot { return -1 }
         let backend = record.firstBackend &+ Int(slot)
         flows.insert(
-            tuple, at: probe, hash: hash, backend: snapshot.backends[backend].address, slot: slot,
+            c.pointee.tuple, at: probe, hash: hash, backend: snapshot.backends[backend].address, slot: slot,
             generation: snapshot.generation, now: now)
-        if tcpFlags & (TCPFlag.fin | TCPFlag.rst) != 0 { flows.markClosing(probe.index) }
+        if c.pointee.tcpFlags & (TCPFlag.fin | TCPFlag.rst) != 0 { flows.markClosing(probe.index) }
         snapshot.countNewFlow(worker: index, backend: backend)
         return backend
     }
-
-    /// The Maglev hash of a VIP that hashes less than the 5-tuple (`vip.hash`); out of line: only
-    /// such VIPs' new flows pay for it.
-    @inlinable @inline(never)
-    static func maglevHash(_ tuple: FiveTuple, _ mode: FlowHash.Mode) -> UInt64 { FlowHash.hash(tuple, mode: mode) }
 
     /// A known flow's SYN, FIN or RST (out of line: rare). A SYN without ACK is a new connection on
     /// a remembered 5-tuple: decided afresh, in place (returned as not found). FIN or RST: the
