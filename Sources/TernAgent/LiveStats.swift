@@ -3,9 +3,9 @@
 // one). One report for `ternctl stats`, the final JSON line at exit and later renderers.
 //
 // Consistency: each counter is read whole (relaxed atomic loads), but not all at one instant. A
-// worker counts a burst's outcomes before its `rx_polled`, so at any moment
-// 0 <= rx - rx_polled <= burst_size x workers (packets of bursts in flight); after the workers
-// stopped the two are equal. Per-VIP and per-backend figures are read first, so they never run
+// worker counts a burst's outcomes before its `rx_polled` (a release store), and `rx_polled` is
+// read first (acquire), so 0 <= rx - rx_polled <= burst_size x workers (packets of bursts in
+// flight) in every report; after the workers stopped the two are equal. Per-VIP and per-backend figures are read first, so they never run
 // ahead of `forwarded` by more than the packet each worker is finishing.
 
 import TernBalancing
@@ -46,13 +46,14 @@ public struct LiveStats {
         let totals = publisher.totals()
         var outcomes = OutcomeCounters()
         var flows = FlowTableCounters()
-        var rx: UInt64 = 0
+        // rx_polled before the outcomes: read the other way, a burst finished between the two
+        // reads would be in rx_polled but not in rx (seen by the control-socket test).
+        let rx = blocks.reduce(0) { $0 + $1.loadAcquiring(CounterSlot.rx) }
         var tx: UInt64 = 0
         var txFailed: UInt64 = 0
         for b in blocks {
             outcomes = outcomes + OutcomeCounters(reading: b)
             flows = flows + FlowTableCounters(reading: b)
-            rx += b.load(CounterSlot.rx)
             tx += b.load(CounterSlot.tx)
             txFailed += b.load(CounterSlot.txFailed)
         }

@@ -169,7 +169,7 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
                 transmit(replies, count: replyCount, port: q.rxPort, queue: q.queue, stats: stats)
             }
             if received > 0 {
-                stats.add(CounterSlot.rx, UInt64(received))
+                stats.addReleasing(CounterSlot.rx, UInt64(received))  // after the burst's outcomes (LiveStats)
                 idlePolls = 0
             } else if idleSleepMicroseconds > 0 {
                 idlePolls += 1

@@ -58,6 +58,14 @@ public struct CounterBlock: @unchecked Sendable {
     /// Any thread reads a slot.
     @inlinable @inline(__always)
     public func load(_ slot: Int) -> UInt64 { slots.load(slot) }
+
+    /// Adds after everything the worker counted before it (release): a reader that sees this
+    /// value by `loadAcquiring` also sees those counts. A plain store on x86.
+    @inlinable @inline(__always)
+    public func addReleasing(_ slot: Int, _ n: UInt64) { slots.addReleasing(slot, n) }
+
+    @inlinable @inline(__always)
+    public func loadAcquiring(_ slot: Int) -> UInt64 { slots.loadAcquiring(slot) }
 }
 
 /// An array of single-writer counters, cache-line aligned: the worker blocks, and a snapshot's
@@ -86,4 +94,13 @@ public struct Counters: @unchecked Sendable {
     /// Reads counter `i` (any thread).
     @inlinable @inline(__always)
     public func load(_ i: Int) -> UInt64 { (base + i).pointee.load(ordering: .relaxed) }
+
+    @inlinable @inline(__always)
+    public func addReleasing(_ i: Int, _ n: UInt64) {
+        let c = base + i
+        c.pointee.store(c.pointee.load(ordering: .relaxed) &+ n, ordering: .releasing)
+    }
+
+    @inlinable @inline(__always)
+    public func loadAcquiring(_ i: Int) -> UInt64 { (base + i).pointee.load(ordering: .acquiring) }
 }
