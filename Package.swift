@@ -72,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "ternctl",
             dependencies: [
-                "TernWire", "TernBalancing", "TernDataplane", "TernControl", "TernPcap", "TernTelemetry", "TernAgent",
+                "TernWire", "TernBalancing", "TernDataplane", "TernControl", "TernPcap", "TernTelemetry", "TernAgent", "TernMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "TernWireTests", dependencies: ["TernWire", "TernTestSupport"], swiftSettings: strict),
         .testTarget(name: "TernBalancingTests", dependencies: ["TernWire", "TernBalancing", "TernMetrics"], swiftSettings: strict),
         .testTarget(
-            name: "TernDataplaneTests", dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport"],
+            name: "TernDataplaneTests", dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport", "TernMetrics"],
             swiftSettings: strict),
         .testTarget(
             name: "TernControlTests", dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernControl"],

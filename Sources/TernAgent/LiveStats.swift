@@ -59,7 +59,10 @@ public struct LiveStats {
         }
         return TrafficReport(
             outcomes: outcomes, totals: totals, flows: flows,
-            extra: [("rx_polled", rx), ("tx", tx), ("tx_failed", txFailed), ("workers", UInt64(blocks.count))] + hostCounters
+            extra: [
+                ("rx_polled", rx), ("tx", tx), ("tx_failed", txFailed), ("workers", UInt64(blocks.count)),
+                ("mss_clamped", blocks.reduce(0) { $0 + $1.load(CounterSlot.mssClamped) }),
+            ] + hostCounters
                 + extra,
             extraObjects: extraObjects)
     }

@@ -37,6 +37,8 @@ public struct PortConfig: Equatable, Sendable {
     /// The next hop's address, whose MAC ternd learns from the kernel's neighbour table on the
     /// host interface (when `gateway_mac` is not set).
     public var gateway: IPAddress? = nil
+    /// Lower the MSS option of TCP SYNs received here to what the tunnel toward the backends carries.
+    public var clampMSS = false
 
     /// Whether the next hop's MAC is learned at run time rather than configured.
     public var learnsGateway: Bool { gatewayMAC == nil && gateway != nil }

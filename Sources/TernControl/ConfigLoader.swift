@@ -138,6 +138,7 @@ struct RawPort {
     var mtu: Int?
     var backend_device: String?
     var host_interface: String?
+    var clamp_mss: Bool?
 }
 
 struct RawMaglev {
@@ -242,7 +243,7 @@ struct DocumentReader {
             let port = RawPort(
                 device: device ?? "", gateway_mac: string(p, K.portGatewayMAC), gateway: string(p, K.portGateway),
                 mac: string(p, K.portMAC), mtu: int(p, K.portMTU), backend_device: string(p, K.portBackendDevice),
-                host_interface: string(p, K.portHostInterface))
+                host_interface: string(p, K.portHostInterface), clamp_mss: bool(p, K.portClampMSS))
             return device == nil ? nil : port
         }
         let maglev = table(t, K.maglev).map { m in
@@ -663,9 +664,10 @@ struct Validator {
             if let b = p.backend_device, !raw.contains(where: { $0.device == b }) {
                 fail("\(path).backend_device", "\"\(escapedForMessage(b))\" is not the device of any [[port]]")
             }
+            note(ConfigSchema.portClampMSS, "\(path).clamp_mss", "\(p.clamp_mss ?? false)")
             return PortConfig(
                 device: p.device, gatewayMAC: gatewayMAC, mac: own, mtu: mtu, backendDevice: p.backend_device,
-                hostInterface: p.host_interface, gateway: gateway)
+                hostInterface: p.host_interface, gateway: gateway, clampMSS: p.clamp_mss ?? false)
         }
     }
 

@@ -82,6 +82,7 @@ public enum ConfigSchema {
     public static let portMTU = ConfigKey("port.mtu", .integer, range: 1280...9216, default: 1500, restartOnly: true)
     public static let portBackendDevice = ConfigKey("port.backend_device", .string, restartOnly: true)
     public static let portHostInterface = ConfigKey("port.host_interface", .string, restartOnly: true)
+    public static let portClampMSS = ConfigKey("port.clamp_mss", .boolean, restartOnly: true)
 
     public static let maglev = ConfigKey("maglev", .table)
     public static let tableSize = ConfigKey("maglev.table_size", .integer, range: 7...10_000_019, default: 65537)
@@ -127,7 +128,7 @@ public enum ConfigSchema {
         node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, shutdownDrain, importTable, importKeepalived,
         importIPVSAdm, metrics, metricsListen, dataplane, workers,
         burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
-        portBackendDevice, portHostInterface, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
+        portBackendDevice, portHostInterface, portClampMSS, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
         allowGUEPortOverlap, minHealthy, vipHash, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
         healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState, backendHealth, backendHealthCheck,
         backendHealthPort, backendHealthPath, backendHealthExpectStatus, bgp, bgpMED, bgpCommunities,

@@ -29,7 +29,7 @@ public struct PortPlan: Sendable {
                 rx: i, backend: b,
                 context: PortContext(
                     mac: backend.mac ?? deviceMACs[b], gatewayMAC: backend.gatewayMAC ?? learnedGateway, mtu: backend.mtu,
-                    replyMAC: p.mac ?? deviceMACs[i], replyGatewayMAC: p.gatewayMAC ?? learnedGateway))
+                    replyMAC: p.mac ?? deviceMACs[i], replyGatewayMAC: p.gatewayMAC ?? learnedGateway, clampMSS: p.clampMSS))
         }
     }
 

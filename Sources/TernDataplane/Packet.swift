@@ -48,11 +48,17 @@ public struct PortContext: Sendable {
     /// Source and destination MAC of replies.
     public var replyMAC: MACAddress
     public var replyGatewayMAC: MACAddress
+    /// Lower TCP SYNs' MSS option to what the tunnel carries (`[[port]] clamp_mss`).
+    public var clampMSS: Bool
 
     /// 00:00:00:00:00:00: a next hop not known yet (never a valid unicast MAC).
     public static let unknownMAC = MACAddress(value: 0)
 
-    public init(mac: MACAddress, gatewayMAC: MACAddress, mtu: Int, replyMAC: MACAddress? = nil, replyGatewayMAC: MACAddress? = nil) {
+    public init(
+        mac: MACAddress, gatewayMAC: MACAddress, mtu: Int, replyMAC: MACAddress? = nil, replyGatewayMAC: MACAddress? = nil,
+        clampMSS: Bool = false
+    ) {
+        self.clampMSS = clampMSS
         self.mac = mac
         self.gatewayMAC = gatewayMAC
         self.mtu = mtu

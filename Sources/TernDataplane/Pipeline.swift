@@ -255,6 +255,7 @@ public struct Worker: ~Copyable {
         if port.gatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
         let backend = chooseBackend(c, vip: vip, snapshot: snapshot, now: now)
         if backend < 0 { return .dropNoBackend }
+        if _slowPath(port.clampMSS) { clampMSS(packet.data, c, backend: backend, snapshot: snapshot) }
         let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
         if outcome == .forwarded { snapshot.countForwarded(worker: index, backend: backend) }
         return outcome
@@ -309,6 +310,26 @@ public struct Worker: ~Copyable {
         if c.pointee.tcpFlags & (TCPFlag.fin | TCPFlag.rst) != 0 { flows.markClosing(probe.index) }
         snapshot.countNewFlow(worker: index, backend: backend)
         return backend
+    }
+
+    /// On a `clamp_mss` port: lowers a TCP SYN's MSS option to what the tunnel toward `backend`
+    /// carries (port MTU less the outer headers, less the inner IP and TCP headers); checksum
+    /// updated, counted. Out of line: ports without clamping pay one test per packet.
+    @inlinable @inline(never)
+    mutating func clampMSS(
+        _ frame: UnsafeMutableRawPointer, _ c: UnsafePointer<Classified>, backend: Int, snapshot: borrowing ForwardingSnapshot
+    ) {
+        guard c.pointee.tcpFlags & (TCPFlag.syn | TCPFlag.ack) == TCPFlag.syn else { return }
+        var net = NetworkHeader()
+        let end = Int(c.pointee.l3Offset) &+ Int(c.pointee.ipLength)
+        guard Parser.parseNetwork(UnsafeRawPointer(frame), length: end, into: &net) == .ok, net.ipProtocol == IPProtocol.tcp else {
+            return
+        }
+        let tunnelMTU = port.mtu &- EncapTemplate.kind(snapshot.template(backend: backend)).headerLength
+        let limit = TCPOptions.mss(tunnelMTU: tunnelMTU, innerIsV6: net.isV6)
+        if TCPOptions.clampMSS(frame + net.l4Offset, available: net.ipEnd &- net.l4Offset, to: limit) {
+            stats.add(CounterSlot.mssClamped)
+        }
     }
 
     /// A known flow's SYN, FIN or RST (out of line: rare). A SYN without ACK is a new connection on

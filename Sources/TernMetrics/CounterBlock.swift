@@ -27,8 +27,10 @@ public enum CounterSlot {
     public static let hostDropped = 22
     /// Frames the kernel sent on a host interface that this worker transmitted on the data port.
     public static let hostRx = 23
-    /// Slots in a block: three cache lines.
-    public static let count = 24
+    /// TCP SYNs whose MSS option was lowered (`clamp_mss`).
+    public static let mssClamped = 24
+    /// Slots in a block: four cache lines.
+    public static let count = 32
 }
 
 /// The host-path thread's counters (its own block: it is their only writer).

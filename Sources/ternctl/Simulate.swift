@@ -2,6 +2,7 @@ import ArgumentParser
 import TernBalancing
 import TernControl
 import TernDataplane
+import TernMetrics
 import TernPcap
 import TernTelemetry
 
@@ -87,7 +88,8 @@ struct Simulate: ParsableCommand {
         let report = TrafficReport(
             outcomes: simulator.worker.counters, totals: totals, flows: simulator.worker.flows.counters,
             extra: [
-                ("tx", sent), ("ns_per_packet", nsPerPacket), ("truncated_records", reader.truncation == nil ? 0 : 1),
+                ("tx", sent), ("mss_clamped", simulator.worker.stats.load(CounterSlot.mssClamped)), ("ns_per_packet", nsPerPacket),
+                ("truncated_records", reader.truncation == nil ? 0 : 1),
             ])
         print(json ? report.json : report.text)
     }

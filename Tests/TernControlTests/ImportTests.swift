@@ -91,6 +91,12 @@ func importedConfig(_ result: ImportResult) throws -> TernConfig {
         }
     }
 
+    /// Found by the fuzzer: control characters in a line reached the TOML comment naming it.
+    @Test func controlCharactersInTheSourceStayOutOfTheRenderedTOML() throws {
+        let result = try IPVSAdm.parse("-A -t 192.0.2.10:80 -s mh\u{0}\u{1}\r -b x\n-a -t 192.0.2.10:80 -r 10.1.0.1 -i\n", file: "rules")
+        #expect(try importedConfig(result).vips.count == 1)
+    }
+
     /// Export then import gives the same VIPs, backends and weights.
     @Test func exportThenImportGivesTheSameServices() throws {
         let c = try importedConfig(try IPVSAdm.parse(dump, file: "rules"))

@@ -112,7 +112,7 @@ public enum ImportRenderer {
     public static func toml(_ vips: [ImportedVIP], warnings: inout [ImportMessage]) -> String {
         var out = ""
         for v in vips {
-            out += "# \(v.source): \(v.origin)\n[[vip]]\naddress = \(quoted(v.address.description))\nport = \(v.port)\n"
+            out += "# \(v.source): \(escapedForMessage(v.origin))\n[[vip]]\naddress = \(quoted(v.address.description))\nport = \(v.port)\n"
             out += "protocol = \(quoted(v.protocolName))\n"
             if let g = v.guePort { out += "encap = \"gue\"\ngue_port = \(g)\n" }
             if let m = v.minHealthy { out += "min_healthy = \(m)\n" }
