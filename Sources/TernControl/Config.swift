@@ -19,6 +19,11 @@ public struct DataplaneConfig: Equatable, Sendable {
     public var tcpClosingTimeoutSeconds = ConfigSchema.tcpClosingTimeout.defaultValue!
 }
 
+/// Restart-only: per worker and second, the too-big answers Tern sends.
+public struct ICMPConfig: Equatable, Sendable {
+    public var tooBigPerSecond = ConfigSchema.icmpTooBig.defaultValue!
+}
+
 /// Restart-only: a reload that changes it is refused.
 public struct PortConfig: Equatable, Sendable {
     public var device: String
@@ -143,6 +148,7 @@ public struct TernConfig: Equatable, Sendable {
     public var control = ControlConfig()
     public var metrics: MetricsConfig? = nil
     public var dataplane: DataplaneConfig
+    public var icmp = ICMPConfig()
     public var ports: [PortConfig]
     public var tableSize: Int
     public var vips: [VIPConfig]

@@ -113,6 +113,7 @@ struct RawConfig {
     var vip: [RawVIP]?
     var importKeepalived: String?
     var importIPVSAdm: String?
+    var icmpTooBig: Int?
 }
 
 struct RawNode {
@@ -250,6 +251,10 @@ struct DocumentReader {
             unknown(m)
             return RawMaglev(table_size: int(m, K.tableSize))
         }
+        let icmpTooBig = table(t, K.icmp).flatMap { i -> Int? in
+            unknown(i)
+            return int(i, K.icmpTooBig)
+        }
         var imports: (keepalived: String?, ipvsadm: String?)
         if let i = table(t, K.importTable) {
             unknown(i)
@@ -258,7 +263,7 @@ struct DocumentReader {
         return RawConfig(
             node: node ?? RawNode(name: "-"), controlSocket: controlSocket, shutdownDrain: shutdownDrain, metricsListen: metricsListen,
             dataplane: dataplane, port: ports ?? [], maglev: maglev, vip: vips(t), importKeepalived: imports.keepalived,
-            importIPVSAdm: imports.ipvsadm)
+            importIPVSAdm: imports.ipvsadm, icmpTooBig: icmpTooBig)
     }
 
     /// The `[[vip]]` tables of a document (Tern's own, or those an import rendered).
@@ -489,6 +494,7 @@ struct Validator {
             config.control.socket = socket
         }
         note(K.controlSocket, K.controlSocket.path, config.control.socket)
+        config.icmp = ICMPConfig(tooBigPerSecond: int(raw.icmpTooBig, K.icmpTooBig))
         config.control.shutdownDrainSeconds = int(raw.shutdownDrain, K.shutdownDrain)
         if let listen = raw.metricsListen { config.metrics = metricsListen(listen) }
         note(K.metricsListen, K.metricsListen.path, config.metrics.map { "\($0.host) \($0.port)" } ?? "off")

@@ -36,6 +36,8 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
     /// Too big for the tunnel: answered with ICMP "fragmentation needed" or ICMPv6 "packet too
     /// big" so the client lowers its path MTU; transmit it (verdict `replied`).
     case repliedTooBig
+    /// A too-big answer over the worker's per-second budget (`[icmp] too_big_per_second`): not sent.
+    case dropICMPBudget
 
     public enum Verdict: String, Sendable { case forwarded, host, replied, dropped }
 
@@ -66,6 +68,7 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
         case .dropBadSource: "bad_source"
         case .dropGUEInGUE: "gue_in_gue"
         case .dropNoNeighbor: "no_neighbor"
+        case .dropICMPBudget: "icmp_budget"
         }
     }
 

@@ -17,7 +17,8 @@
 //   flow table hit (backend still configured) or Maglev ─ none ──────▶ drop no_backend
 //        (Maglev hashes the VIP's `hash`: 5-tuple, source, or all but the source port)
 //   fits the MTU? ─ no: ICMP "fragmentation needed" / "packet too big" ▶ replied (or drop too_big,
-//                       or bad_source when the client is no single host or is a VIP)
+//                       icmp_budget over the [icmp] budget, or bad_source when the client is
+//                       no single host or is a VIP)
 //   room in front for the outer headers? ─ no ────────────────────────▶ drop no_headroom
 //   encapsulate (the backend's prepared outer headers), Ethernet to the gateway ▶ forwarded
 //
@@ -90,15 +91,19 @@ public struct Worker: ~Copyable {
     /// How many packets ahead stage 1 starts loading frame bytes.
     @usableFromInline static let packetPrefetchDistance = 16
     /// ICMP errors must be rate-limited (RFC 1812 4.3.2.8, RFC 4443 2.4): at most this many
-    /// too-big replies per second per worker; beyond it such packets are dropped `too_big`.
-    public static let tooBigRepliesPerSecond: UInt32 = 1000
+    /// too-big answers per second per worker (`[icmp] too_big_per_second`); beyond it such packets
+    /// are dropped `icmp_budget`.
+    public let tooBigRepliesPerSecond: UInt32
     @usableFromInline var tooBigSecond: UInt32 = 0
     @usableFromInline var tooBigBudget: UInt32 = 0
+    /// The default budget.
+    public static let icmpRepliesPerSecond: UInt32 = 1000
 
     public init(
         index: Int, port: PortContext, flowTableEntries: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32,
-        tcpClosingTimeout: UInt32
+        tcpClosingTimeout: UInt32, tooBigRepliesPerSecond: UInt32 = Worker.icmpRepliesPerSecond
     ) {
+        self.tooBigRepliesPerSecond = tooBigRepliesPerSecond
         self.index = index
         self.port = port
         stats = CounterBlock.allocate()
@@ -389,9 +394,9 @@ public struct Worker: ~Copyable {
         if snapshot.isVIPAddress(client) { return .dropBadSource }
         if now != tooBigSecond {
             tooBigSecond = now
-            tooBigBudget = Worker.tooBigRepliesPerSecond
+            tooBigBudget = tooBigRepliesPerSecond
         }
-        guard tooBigBudget > 0 else { return .dropTooBig }
+        guard tooBigBudget > 0 else { return .dropICMPBudget }
         if port.replyGatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
         let outcome = Worker.replyTooBig(&packet, c, tunnelMTU: tunnelMTU, port: port)
         if outcome == .repliedTooBig { tooBigBudget -= 1 }

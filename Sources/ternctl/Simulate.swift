@@ -59,7 +59,8 @@ struct Simulate: ParsableCommand {
             index: 0, port: PortPlan(simulating: c.ports).routes[port].context,
             flowTableEntries: c.dataplane.flowTableEntries,
             tcpIdleTimeout: UInt32(c.dataplane.tcpIdleTimeoutSeconds), udpIdleTimeout: UInt32(c.dataplane.udpIdleTimeoutSeconds),
-            tcpClosingTimeout: UInt32(c.dataplane.tcpClosingTimeoutSeconds))
+            tcpClosingTimeout: UInt32(c.dataplane.tcpClosingTimeoutSeconds),
+            tooBigRepliesPerSecond: UInt32(c.icmp.tooBigPerSecond))
         var simulator = Simulator(snapshot: ForwardingSnapshot(c.snapshotSpec, generation: 1), worker: worker)
         // Streamed record by record: memory stays constant whatever the capture's size.
         var sent: UInt64 = 0

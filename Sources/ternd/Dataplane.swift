@@ -107,7 +107,8 @@ final class Dataplane {
                 index: w, port: queues[0].context, flowTableEntries: config.dataplane.flowTableEntries,
                 tcpIdleTimeout: UInt32(config.dataplane.tcpIdleTimeoutSeconds),
                 udpIdleTimeout: UInt32(config.dataplane.udpIdleTimeoutSeconds),
-                tcpClosingTimeout: UInt32(config.dataplane.tcpClosingTimeoutSeconds))
+                tcpClosingTimeout: UInt32(config.dataplane.tcpClosingTimeoutSeconds),
+                tooBigRepliesPerSecond: UInt32(config.icmp.tooBigPerSecond))
             loops.append(
                 WorkerLoop(
                     index: w, queues: queues, burstSize: config.dataplane.burstSize, cell: cell, worker: worker,

@@ -247,11 +247,25 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         let big = Frames.flow(
             source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 80,
             payload: [UInt8](repeating: 0, count: 1300))
-        let limit = Int(Worker.tooBigRepliesPerSecond)
+        let limit = Int(Worker.icmpRepliesPerSecond)
         for _ in 0..<limit { #expect(sim.run(big, timestampNanoseconds: 1_000_000_000).0 == .repliedTooBig) }
-        #expect(sim.run(big, timestampNanoseconds: 1_500_000_000).0 == .dropTooBig)
+        #expect(sim.run(big, timestampNanoseconds: 1_500_000_000).0 == .dropICMPBudget)
         #expect(sim.run(big, timestampNanoseconds: 2_000_000_000).0 == .repliedTooBig)
-        #expect(sim.worker.counters[.repliedTooBig] == UInt64(limit) + 1 && sim.worker.counters[.dropTooBig] == 1)
+        #expect(sim.worker.counters[.repliedTooBig] == UInt64(limit) + 1 && sim.worker.counters[.dropICMPBudget] == 1)
+    }
+
+    /// The budget is `[icmp] too_big_per_second`: 0 answers none.
+    @Test func aTooBigBudgetOfZeroAnswersNone() {
+        let spec = SnapshotSpec(services: [web([("10.1.0.1", 100)])], tableSize: 1009, tunnelSourceV4: ip("10.0.0.10"), tunnelSourceV6: nil)
+        let worker = Worker(
+            index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: 1500), flowTableEntries: 1024, tcpIdleTimeout: 300,
+            udpIdleTimeout: 30, tcpClosingTimeout: 10, tooBigRepliesPerSecond: 0)
+        var sim = Simulator(snapshot: ForwardingSnapshot(spec, generation: 1), worker: worker)
+        let big = Frames.flow(
+            source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 80,
+            payload: [UInt8](repeating: 0, count: 1480))
+        #expect(sim.run(big, timestampNanoseconds: 8_000_000_000).0 == .dropICMPBudget)
+        #expect(sim.run(echoRequest(from: ip("198.51.100.1"), to: ip("192.0.2.10")), timestampNanoseconds: 8_000_000_000).0 == .replied)
     }
 
     @Test func packetsWithoutHeadroomAreDroppedNotOverrun() {
