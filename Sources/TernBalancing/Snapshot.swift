@@ -99,7 +99,7 @@ public struct VIPRecord: @unchecked Sendable {  // `table` points into a MaglevT
     /// This VIP's backends are `backends[firstBackend ..< firstBackend + backendCount]`, in address order.
     public var firstBackend: Int
     public var backendCount: Int
-    /// This VIP's Maglev table (`tableSize` slots), kept alive by the snapshot's `tableOwners`.
+    /// This VIP's Maglev table (`tableSize` slots), kept alive by the snapshot's `tableCache`.
     public var table: UnsafePointer<UInt16>
     /// For a UDP VIP with GUE encapsulation, `gueGuardFlag | gue_port`: a packet to that port would
     /// be GUE inside GUE at the backend and is dropped. 0 for every other VIP (never matches).
@@ -233,7 +233,12 @@ public struct ForwardingSnapshot: ~Copyable {
     public func isVIPAddress(_ address: IPAddress) -> Bool { vipMap.isVIPAddress(address) }
 
     /// Whether some VIP on this address is up: a VIP that is down does not answer pings.
-    public func isUpVIPAddress(_ address: IPAddress) -> Bool { vipMap.isUpVIPAddress(address) }
+    public func isUpVIPAddress(_ address: IPAddress) -> Bool { vipMap.addressState(address) > 0 }
+
+    /// -1: no VIP uses the address; 0: VIPs do, none up; 1: some VIP on it is up. One probe for
+    /// both questions of traffic no VIP serves.
+    @inlinable @inline(__always)
+    public func vipAddressState(_ address: IPAddress) -> Int { vipMap.addressState(address) }
 
     /// The outer headers toward a backend (see `EncapTemplate`).
     @inlinable @inline(__always)

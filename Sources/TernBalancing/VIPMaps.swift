@@ -109,8 +109,9 @@ public struct VIPMap {
         addresses.find(MapKey(address)) >= 0
     }
 
-    /// Whether some VIP on this address is up (its pings are answered).
-    public func isUpVIPAddress(_ address: IPAddress) -> Bool {
-        addresses.find(MapKey(address)) > 0
+    /// -1: not a VIP address; 0: no VIP on it is up; 1: some VIP on it is up (pings answered).
+    @inlinable @inline(__always)
+    public func addressState(_ address: IPAddress) -> Int {
+        addresses.find(MapKey(address))
     }
 }

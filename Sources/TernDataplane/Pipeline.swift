@@ -198,7 +198,8 @@ public struct Worker: ~Copyable {
         _ packet: inout Packet, _ net: borrowing NetworkHeader, port: borrowing PortContext, snapshot: borrowing ForwardingSnapshot,
         into out: UnsafeMutablePointer<Classified>
     ) -> Outcome? {
-        if !snapshot.isVIPAddress(net.destination) { return .host }
+        let addressState = snapshot.vipAddressState(net.destination)
+        if addressState < 0 { return .host }
         if net.isFragment { return .dropFragment }
         var l4 = TransportHeader()
         if Parser.parseTransport(UnsafeRawPointer(packet.data), net, into: &l4) != .ok { return .dropMalformed }
@@ -209,7 +210,7 @@ public struct Worker: ~Copyable {
                 let source = net.source
                 if !source.isSingleHost { return .dropBadSource }
                 if snapshot.isVIPAddress(source) { return .dropBadSource }
-                if !snapshot.isUpVIPAddress(net.destination) { return .dropNoBackend }
+                if addressState == 0 { return .dropNoBackend }  // no VIP on it is up
                 if port.replyGatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
                 return replyToEcho(&packet, net, port: port)
             }

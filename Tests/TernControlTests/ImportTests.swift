@@ -231,6 +231,8 @@ func files(_ contents: [String: String]) -> (read: (String) -> [UInt8]?, glob: (
             ("virtual_server fwmark 7 {\n lvs_method TUN\n}\n", ":1: fwmark services are refused"),
             ("virtual_server 192.0.2.300 80 {\n}\n", ":1: virtual_server takes ADDR PORT"),
             (String(vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN").dropLast(2)), ":1: the block of \"virtual_server\" is never closed"),
+            (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN").replacingOccurrences(of: "weight 1", with: "weight 1\n retry x"), ":7: retry takes 0-100"),
+            (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN\n connect_timeout -1"), ":5: connect_timeout takes seconds"),
             ("}\n", ":1: } closes no block"),
             ("vrrp_bogus {\n}\n", ":1: unknown keyword \"vrrp_bogus\""),
             ("include missing/*.conf\n", ":1: include missing/*.conf: no such file"),

@@ -193,6 +193,35 @@ def check_mss_clamping(ternctl, tmp):
               "checksum intact; a small MSS and a non-SYN left alone", flush=True)
 
 
+def check_source_hash(ternctl, tmp):
+    """hash = "source": scapy reads the outer destination of what simulate emits; every
+    connection of a client reaches one backend, and the clients spread over the backends."""
+    from scapy.all import TCP
+    with open(os.path.join(HERE, "outside.toml")) as f:
+        text = f.read().replace('[[vip]]   # 4in4\naddress = "192.0.2.10"\nport = 80\nprotocol = "tcp"\n',
+                                '[[vip]]   # 4in4\naddress = "192.0.2.10"\nport = 80\nprotocol = "tcp"\nhash = "source"\n', 1)
+    check('hash = "source"' in text, "source hash: the 4in4 VIP of outside.toml was not found")
+    config = os.path.join(tmp, "source-hash.toml")
+    with open(config, "w") as f:
+        f.write(text)
+    clients = [f"198.51.100.{i}" for i in range(1, 41)]
+    frames = [Ether(dst=make_pcap.US, src=make_pcap.ROUTER) / IP(src=c, dst="192.0.2.10") / TCP(sport=30000 + p, dport=80, flags="S")
+              for c in clients for p in range(6)]
+    inp, outp = os.path.join(tmp, "hash-in.pcap"), os.path.join(tmp, "hash-out.pcap")
+    make_pcap.write_frames(inp, [raw(f) for f in frames])
+    subprocess.run([ternctl, "simulate", "--config", config, "--in", inp, "--out", outp], check=True, capture_output=True)
+    backends = {}
+    for frame in rdpcap(outp):
+        inner = IP(raw(frame[IP].payload))
+        backends.setdefault(inner.src, set()).add(frame[IP].dst)
+    one_each = len(backends) == len(clients) and all(len(b) == 1 for b in backends.values())
+    spread = {next(iter(b)) for b in backends.values()}
+    check(one_each and len(spread) == 2, f"source hash: backends per client {backends}")
+    if one_each and len(spread) == 2:
+        print(f"ok: hash = \"source\": scapy reads one outer destination per client over 6 connections each, "
+              f"{len(clients)} clients spread over {sorted(spread)}", flush=True)
+
+
 def main(ternctl):
     cases = make_pcap.outside_cases()
     tmp = tempfile.mkdtemp(prefix="tern-outside-")
@@ -298,6 +327,7 @@ def main(ternctl):
     check_against_reference(ternctl, cases, sent, out_frames)
     check_streaming(ternctl, tmp)
     check_mss_clamping(ternctl, tmp)
+    check_source_hash(ternctl, tmp)
 
     if FAILURES:
         print("\n".join(f"FAIL {f}" for f in FAILURES))

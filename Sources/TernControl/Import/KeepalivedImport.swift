@@ -90,11 +90,26 @@ struct Interpreter {
         }
     }
 
-    /// Seconds (keepalived allows fractions) to milliseconds.
-    static func milliseconds(_ text: String) -> Int? {
-        guard let seconds = Double(text), seconds >= 0, seconds <= 86_400 else { return nil }
-        return Int((seconds * 1000).rounded())
+    /// A statement's one value, seconds (keepalived allows fractions) to milliseconds; a bad value
+    /// is refused with its line.
+    mutating func seconds(_ e: KeepalivedStatement) -> Int? {
+        guard e.arguments.count == 1, let s = Double(e.arguments[e.arguments.startIndex]), s >= 0, s <= 86_400 else {
+            fail(e, "\(e.keyword) takes seconds (0-86400)")
+            return nil
+        }
+        return Int((s * 1000).rounded())
     }
+
+    /// `retry N`: failures before a server is down.
+    mutating func retries(_ e: KeepalivedStatement) -> Int? {
+        guard e.arguments.count == 1, let n = Int(e.arguments[e.arguments.startIndex]), (0...100).contains(n) else {
+            fail(e, "\(e.keyword) takes 0-100")
+            return nil
+        }
+        return n
+    }
+
+    static let inhibitNote = "inhibit_on_failure is not imported: a failed backend leaves the Maglev table and its flows move"
 
     /// What a virtual_server says for all of its addresses.
     struct Service {
@@ -160,12 +175,11 @@ struct Interpreter {
                 default: fail(e, "protocol \(escapedForMessage(value ?? "")) is refused: Tern balances TCP and UDP")
                 }
             case "delay_loop":
-                guard let ms = value.flatMap(Self.milliseconds) else { fail(e, "delay_loop takes seconds"); continue }
-                service.intervalMilliseconds = ms
+                service.intervalMilliseconds = seconds(e) ?? service.intervalMilliseconds
             case "connect_timeout":
-                service.defaults.timeoutMilliseconds = value.flatMap(Self.milliseconds)
+                service.defaults.timeoutMilliseconds = seconds(e)
             case "retry", "nb_get_retry":
-                service.defaults.retry = value.flatMap { Int($0) }
+                service.defaults.retry = retries(e)
             case "quorum":
                 guard let q = value.flatMap({ Int($0) }), (1...16384).contains(q) else { fail(e, "quorum takes 1-16384"); continue }
                 service.minHealthy = q
@@ -174,7 +188,7 @@ struct Interpreter {
                 service.persistent = true
                 warn(e, "persistence becomes hash = \"source\": a client's connections go to one backend as long as the backends stay (no timeout)")
             case "inhibit_on_failure":
-                warn(e, "inhibit_on_failure is not imported: a failed backend leaves the Maglev table and its flows move")
+                warn(e, Self.inhibitNote)
             case _ where Self.silentServiceKeywords.contains(e.keyword): break
             case _ where Self.warnedServiceKeywords[e.keyword] != nil: warn(e, Self.warnedServiceKeywords[e.keyword]!)
             default: fail(e, "unknown keyword \"\(escapedForMessage(e.keyword))\" in virtual_server")
@@ -262,10 +276,10 @@ struct Interpreter {
                 guard let w = value.flatMap({ Int($0) }), (0...65535).contains(w) else { fail(e, "weight: Tern weights are 0-65535"); continue }
                 backend.weight = w
             case "inhibit_on_failure":
-                warn(e, "inhibit_on_failure is not imported: a failed backend leaves the Maglev table and its flows move")
-            case "connect_timeout": defaults.timeoutMilliseconds = value.flatMap(Self.milliseconds)
-            case "retry", "nb_get_retry": defaults.retry = value.flatMap { Int($0) }
-            case "delay_loop": defaults.intervalMilliseconds = value.flatMap(Self.milliseconds)
+                warn(e, Self.inhibitNote)
+            case "connect_timeout": defaults.timeoutMilliseconds = seconds(e)
+            case "retry", "nb_get_retry": defaults.retry = retries(e)
+            case "delay_loop": defaults.intervalMilliseconds = seconds(e)
             case "uthreshold", "lthreshold": warn(e, "\(e.keyword) is not imported: Tern has no connection limits")
             case "lvs_method": forwarding(e, into: &service)
             case _ where Self.checkKinds[e.keyword] != nil: checks.append(e)
@@ -299,8 +313,8 @@ struct Interpreter {
             case "connect_port":
                 guard let p = value.flatMap({ Int($0) }), (1...65535).contains(p) else { fail(e, "connect_port takes 1-65535"); continue }
                 c.port = p
-            case "connect_timeout": timeout = value.flatMap(Self.milliseconds)
-            case "retry", "nb_get_retry": retry = value.flatMap { Int($0) }
+            case "connect_timeout": timeout = seconds(e)
+            case "retry", "nb_get_retry": retry = retries(e)
             case "connect_ip": warn(e, "connect_ip is not imported: Tern checks the backend's own address")
             case "url":
                 if c.kind == .http && c.path == nil {
