@@ -141,14 +141,16 @@ fuzz-long:
 
 # Benchmarks (figures go to bench/RESULTS.md; no assertions on their values). bench/run.py runs
 # TernBench (pipeline, dpdk and Maglev modes), adds callgrind instructions per packet, fails if the
-# packet path calls an allocator, reference counting or a lock, writes out/bench.json and
-# out/bench.png. bench-quick (CI's smoke run) uses the small scenario variants and short trials.
+# packet path calls an allocator, reference counting or a lock, writes out/bench.json,
+# out/bench.png and out/bench.log (TernBench's full output) and prints a one-screen summary with
+# ternd beside dpdk-testpmd. bench-quick (CI's smoke run) uses the small variants and short trials.
 bench-build:
 	$(SWIFT) build -c release --product TernBench
 
+# `make bench SCENARIO=udp` runs one scenario (no Maglev builds, no ternd runs).
+SCENARIO ?=
 bench: bench-build release
-	$(PYTHON) bench/run.py
-	$(PYTHON) bench/ternd_rate.py .build/release/ternd
+	$(PYTHON) bench/run.py $(if $(SCENARIO),--scenario $(SCENARIO),--ternd .build/release/ternd)
 
 bench-quick: bench-build
 	$(PYTHON) bench/run.py --quick

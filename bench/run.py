@@ -1,9 +1,13 @@
 #!/usr/bin/python3
 """Tern's benchmark driver: runs TernBench (pipeline, dpdk and Maglev modes), adds instruction
 counts per packet measured with callgrind, checks that the packet path calls no allocator,
-reference counting or lock, prints a table and writes JSON and a PNG chart.
+reference counting or lock, prints a one-screen summary and writes JSON, a PNG chart and
+TernBench's full output (bench.log beside the JSON).
 
-  bench/run.py [--quick] [--json FILE] [--png FILE]
+  bench/run.py [--quick] [--scenario NAME] [--ternd PATH] [--json FILE] [--png FILE]
+
+--scenario runs one scenario (pipeline and dpdk modes, its instructions; no Maglev builds);
+--ternd adds ternd over net_pcap beside dpdk-testpmd and reload times (bench/ternd_rate.py).
 
 Instructions per packet: callgrind counts only inside `benchBurst` (one burst through the
 pipeline); two runs with different pass counts are subtracted, so set-up cancels out. The small
@@ -102,22 +106,61 @@ def chart(records, path, machine, date):
     fig.savefig(path, dpi=110)
 
 
+def summary(records, ternd_lines, machine, date):
+    """The one-screen table: per scenario, pipeline ns and Mpps, instructions, worker loop vs io."""
+    rows = {}
+    for r in records:
+        row = rows.setdefault(r["scenario"], {})
+        row[r["mode"]] = r
+    out = [f"Tern benchmark summary - {machine} - {date}", ""]
+    head = f"{'scenario':<18}{'pipeline ns':>12}{'Mpps':>8}{'instr/pkt':>11}{'worker Mpps':>13}{'io Mpps':>9}{'ratio to io':>13}"
+    out += [head, "-" * len(head)]
+    for name, row in rows.items():
+        if "build" in row:
+            continue
+        p, d, io = row.get("pipeline"), row.get("dpdk"), row.get("dpdk-io")
+
+        def f(x, spec):
+            return format(x, spec) if isinstance(x, (int, float)) else "-"
+        out.append(f"{name:<18}{f(p and p['ns_per_packet'], '12.1f')}{f(p and p['mpps'], '8.2f')}"
+                   f"{f(p and p.get('instructions_per_packet'), '11.1f')}{f(d and d['mpps'], '13.2f')}"
+                   f"{f(io and io['mpps'], '9.2f')}{f(d and d.get('ratio_to_baseline'), '13.2f')}")
+    builds = [(n, row["build"]["ns_per_packet"] / 1e6) for n, row in rows.items() if "build" in row]
+    if builds:
+        out += ["", "Maglev builds (median of 11): " + ", ".join(f"{n.removeprefix('maglev-')} {ms:.2f} ms" for n, ms in builds)]
+    if ternd_lines:
+        out += [""] + [f"{label:<72} {figure}" for label, figure in ternd_lines]
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--scenario", help="one scenario (TernBench's names: tcp-established, tcp-syn, udp, ipv6, gue, multi-vip, imix)")
+    ap.add_argument("--ternd", help="also measure this ternd over net_pcap beside dpdk-testpmd (bench/ternd_rate.py)")
     ap.add_argument("--json", default=os.path.join(ROOT, "out/bench.json"))
     ap.add_argument("--png", default=os.path.join(ROOT, "out/bench.png"))
     args = ap.parse_args()
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="tern-bench-")
     raw = os.path.join(tmp, "bench.json")
-    cmd = [BENCH, "--json", raw] + (["--quick"] if args.quick else [])
-    subprocess.run(cmd, check=True)
+    log_path = os.path.splitext(args.json)[0] + ".log"
+    cmd = [BENCH, "--json", raw] + (["--quick"] if args.quick else []) + (["--scenario", args.scenario] if args.scenario else [])
+    print(f"TernBench running (full output: {log_path}) ...", flush=True)
+    with open(log_path, "w") as log:
+        done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
     subprocess.run("rm -rf /var/run/dpdk/tern-bench-*", shell=True)
+    if done.returncode != 0:
+        print(open(log_path).read()[-3000:])
+        sys.exit(f"TernBench failed ({done.returncode}); see {log_path}")
     with open(raw) as f:
         result = json.load(f)
+    if not any(r["mode"] == "pipeline" for r in result["records"]):
+        sys.exit(f"no scenario named {args.scenario!r} (see {log_path})")
 
-    print("\ninstructions per packet (callgrind, inside benchBurst, small variants):")
+    print("callgrind (instructions per packet, small variants) ...", flush=True)
+    log = open(log_path, "a")
+    log.write("\ninstructions per packet (callgrind, inside benchBurst, small variants):\n")
     bad = []
     for r in result["records"]:
         if r["mode"] != "pipeline":
@@ -129,13 +172,21 @@ def main():
         if forbidden:
             bad.append((small, forbidden))
         names = ", ".join(sorted(short_name(c) for c in callees)) or "-"
-        print(f"  {small:<24} {per_packet:7.1f}   functions called: {names}")
+        log.write(f"  {small:<24} {per_packet:7.1f}   functions called: {names}\n")
         if args.quick:
             break  # one scenario is enough for the smoke run
+    log.close()
+    ternd_lines = []
+    if args.ternd:
+        print("ternd over net_pcap beside dpdk-testpmd, reloads ...", flush=True)
+        import ternd_rate
+        ternd_lines = ternd_rate.measure(args.ternd)
+        result["ternd"] = [{"measure": label, "figure": figure} for label, figure in ternd_lines]
     with open(args.json, "w") as f:
         json.dump(result, f, indent=1)
     chart(result["records"], args.png, result["machine"], result["date"])
-    print(f"\nwrote {args.json} and {args.png}")
+    print("\n" + summary(result["records"], ternd_lines, result["machine"], result["date"]))
+    print(f"\nwrote {args.json}, {args.png} and {log_path}")
     if bad:
         print("FAIL: the packet path calls", bad)
         sys.exit(1)

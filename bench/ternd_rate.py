@@ -23,7 +23,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../Tests/outside"))
 import make_pcap  # noqa: E402
 
-TERND = sys.argv[1] if len(sys.argv) > 1 else ".build/release/ternd"
+TERND = ".build/release/ternd"  # set by measure()
 EAL = ["-l", "0-1", "--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--log-level", "lib.eal:error"]
 RUN = [0]
 
@@ -99,7 +99,10 @@ def reload_time(vips, backends, tmp):
     return [(float(b), int(n), float(pub)) for b, n, pub in found]
 
 
-def main():
+def measure(ternd):
+    """Lines of (label, figure) for the summary: ternd's rate, testpmd's on the same feed, reloads."""
+    global TERND
+    TERND = ternd
     tmp = tempfile.mkdtemp(prefix="tern-bench-")
     feed = os.path.join(tmp, "feed.pcap")
     # 1000 flows, 64-byte frames, one VIP with 100 backends.
@@ -108,13 +111,21 @@ def main():
     make_pcap.write_frames(feed, [f + b"\0" * (60 - len(f)) for f in frames])
     cfg = os.path.join(tmp, "rate.toml")
     config(cfg)
-    print(f"ternd (1 worker, net_pcap infinite_rx -> net_null, 1000 flows, 64 B): {rate(ternd_rx, feed, cfg):.2f} Mpps")
-    print(f"testpmd io forward, same feed:                                  {rate(testpmd_rx, feed):.2f} Mpps")
+    ternd, testpmd = rate(ternd_rx, feed, cfg), rate(testpmd_rx, feed)
+    lines = [("ternd, 1 worker, net_pcap infinite_rx -> net_null (1000 flows, 64 B)", f"{ternd:.2f} Mpps"),
+             ("dpdk-testpmd io forward, same feed", f"{testpmd:.2f} Mpps"),
+             ("ternd / testpmd", f"{ternd / testpmd:.2f}" if testpmd else "-")]
     for vips, backends in [(2, 4), (100, 100)]:
         for built, tables, published in reload_time(vips, backends, tmp):
-            print(f"reload {vips} VIPs x {backends} backends (M=65537), {tables} table(s) to build: built in {built} ms, "
-                  f"published in {published} ms")
+            lines.append((f"reload {vips} VIPs x {backends} backends (M=65537), {tables} table(s) built",
+                          f"{built} ms build, {published} ms publish"))
     shutil.rmtree(tmp, ignore_errors=True)
+    return lines
+
+
+def main():
+    for label, figure in measure(sys.argv[1] if len(sys.argv) > 1 else TERND):
+        print(f"{label:<72} {figure}")
 
 
 if __name__ == "__main__":

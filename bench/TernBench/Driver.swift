@@ -112,7 +112,8 @@ func runBenchmarks(_ o: BenchOptions) -> Int32 {
         return 0
     }
     var records: [Record] = []
-    if o.mode == "maglev" || o.mode == "all" {
+    // One scenario (--scenario) means the packet modes only.
+    if o.mode == "maglev" || (o.mode == "all" && o.scenario == nil) {
         for (m, n, skewed) in [(65537, 1000, false), (65537, 100, false), (65537, 10001, true)] {
             let ms = benchMaglev(m: m, n: n, skewed: skewed)
             let name = "maglev-\(m)x\(n)\(skewed ? "-skewed" : "")"
