@@ -80,7 +80,7 @@ let package = Package(
             name: "ternd",
             dependencies: [
                 "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernControl", "TernTelemetry", "TernAgent", "TernMetrics",
-                .product(name: "Logging", package: "swift-log"),
+                "TernPcap", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: dpdkSwift),
         // libFuzzer targets (TERN_FUZZ_TARGET: frame, burst, toml, config). Without -DTERN_LIBFUZZER it is a corpus

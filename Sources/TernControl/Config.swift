@@ -17,6 +17,11 @@ public struct DataplaneConfig: Equatable, Sendable {
     public var tcpIdleTimeoutSeconds = ConfigSchema.tcpIdleTimeout.defaultValue!
     public var udpIdleTimeoutSeconds = ConfigSchema.udpIdleTimeout.defaultValue!
     public var tcpClosingTimeoutSeconds = ConfigSchema.tcpClosingTimeout.defaultValue!
+    /// nil: `ConfigSchema.defaultDescriptors`, adjusted to each device's limits.
+    public var rxDescriptors: Int? = nil
+    public var txDescriptors: Int? = nil
+    /// nil: computed (`MbufPlan`).
+    public var mbufs: Int? = nil
 }
 
 /// Restart-only: per worker and second, the too-big answers Tern sends.

@@ -1,7 +1,7 @@
 // Config errors name the file and either the line (TOML syntax) or the key path
 // (`vip[1].backend[0].weight`), then say what is wrong. Exit status 78 (EX_CONFIG).
 
-public struct ConfigProblem: Equatable, Sendable, CustomStringConvertible {
+public struct ConfigProblem: Error, Equatable, Sendable, CustomStringConvertible {
     /// `vip[1].backend[0].weight`, or empty for the whole file.
     public var keyPath: String
     public var message: String

@@ -99,6 +99,9 @@ struct RawDataplane {
     var tcp_idle_timeout_s: Int?
     var udp_idle_timeout_s: Int?
     var tcp_closing_timeout_s: Int?
+    var rx_descriptors: Int?
+    var tx_descriptors: Int?
+    var mbufs: Int?
 }
 
 struct RawPort {
@@ -206,7 +209,8 @@ struct DocumentReader {
             return RawDataplane(
                 workers: int(d, K.workers), burst_size: int(d, K.burstSize), flow_table_entries: int(d, K.flowTableEntries),
                 tcp_idle_timeout_s: int(d, K.tcpIdleTimeout), udp_idle_timeout_s: int(d, K.udpIdleTimeout),
-                tcp_closing_timeout_s: int(d, K.tcpClosingTimeout))
+                tcp_closing_timeout_s: int(d, K.tcpClosingTimeout), rx_descriptors: int(d, K.rxDescriptors),
+                tx_descriptors: int(d, K.txDescriptors), mbufs: int(d, K.mbufs))
         }
         let ports = tables(t, K.port)?.compactMap { p -> RawPort? in
             unknown(p)
@@ -403,6 +407,15 @@ struct Validator {
         if key.restartOnly { restartOnly.append(SettingValue(path: path, value: value)) }
     }
 
+    /// An integer key without a default: nil when unset (the consumer computes it).
+    mutating func optionalInt(_ value: Int?, _ key: ConfigKey) -> Int? {
+        guard let value else {
+            note(key, key.path, "computed")
+            return nil
+        }
+        return int(value, key)
+    }
+
     /// An integer key's value within its range, else its default (or its lowest value).
     mutating func int(_ value: Int?, _ key: ConfigKey, at path: String? = nil) -> Int {
         let range = key.range!
@@ -451,7 +464,9 @@ struct Validator {
             flowTableEntries: int(d?.flow_table_entries, K.flowTableEntries),
             tcpIdleTimeoutSeconds: int(d?.tcp_idle_timeout_s, K.tcpIdleTimeout),
             udpIdleTimeoutSeconds: int(d?.udp_idle_timeout_s, K.udpIdleTimeout),
-            tcpClosingTimeoutSeconds: int(d?.tcp_closing_timeout_s, K.tcpClosingTimeout))
+            tcpClosingTimeoutSeconds: int(d?.tcp_closing_timeout_s, K.tcpClosingTimeout),
+            rxDescriptors: optionalInt(d?.rx_descriptors, K.rxDescriptors), txDescriptors: optionalInt(d?.tx_descriptors, K.txDescriptors),
+            mbufs: optionalInt(d?.mbufs, K.mbufs))
         let ports = validatePorts(raw.port)
         let tableSize = int(raw.maglev?.table_size, K.tableSize)
         if !Maglev.isPrime(tableSize) { fail("maglev.table_size", "must be prime, got \(tableSize)") }

@@ -73,6 +73,12 @@ public enum ConfigSchema {
 
     public static let tcpClosingTimeout = ConfigKey(
         "dataplane.tcp_closing_timeout_s", .integer, range: 1...86_400, default: 10, restartOnly: true)
+    /// Ring sizes per queue; unset: 1,024 adjusted to what each device takes (set: checked against it).
+    public static let rxDescriptors = ConfigKey("dataplane.rx_descriptors", .integer, range: 16...65_535, restartOnly: true)
+    public static let txDescriptors = ConfigKey("dataplane.tx_descriptors", .integer, range: 16...65_535, restartOnly: true)
+    public static let defaultDescriptors = 1024
+    /// The mbuf pool; unset: computed from rings, bursts, host path and net_pcap replays (`MbufPlan`).
+    public static let mbufs = ConfigKey("dataplane.mbufs", .integer, range: 1024...(1 << 26), restartOnly: true)
 
     public static let port = ConfigKey("port", .tables, required: true)
     public static let portDevice = ConfigKey("port.device", .string, required: true, restartOnly: true)
@@ -130,7 +136,7 @@ public enum ConfigSchema {
     public static let all: [ConfigKey] = [
         node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, shutdownDrain, importTable, importKeepalived,
         importIPVSAdm, metrics, metricsListen, dataplane, workers,
-        burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
+        burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, rxDescriptors, txDescriptors, mbufs, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
         portBackendDevice, portHostInterface, portClampMSS, icmp, icmpTooBig, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
         allowGUEPortOverlap, minHealthy, vipHash, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
         healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState, backendHealth, backendHealthCheck,

@@ -66,15 +66,16 @@ public struct Port: Sendable {
     /// RX queues and the device has it) and sets each up with `descriptors` entries
     /// (`rte_eth_dev_configure`, `rte_eth_rx_queue_setup`, `rte_eth_tx_queue_setup`). Returns
     /// whether RSS is on.
-    public func configure(rxQueues: UInt16, txQueues: UInt16, descriptors: UInt16, pool: Mempool) throws(DPDKError) -> Bool {
+    public func configure(
+        rxQueues: UInt16, txQueues: UInt16, descriptors: (rx: UInt16, tx: UInt16), pool: Mempool
+    ) throws(DPDKError) -> Bool {
         var rss: UInt64 = 0
         var rc = tern_port_configure(id, rxQueues, txQueues, 1, &rss)
         guard rc == 0 else {
             throw DPDKError("rte_eth_dev_configure(\(name), \(rxQueues) RX / \(txQueues) TX queues)", code: rc)
         }
-        var rxDescriptors = descriptors
-        var txDescriptors = descriptors
-        _ = rte_eth_dev_adjust_nb_rx_tx_desc(id, &rxDescriptors, &txDescriptors)
+        // Sizes come checked against the device's limits (`DescriptorLimits`).
+        let (rxDescriptors, txDescriptors) = descriptors
         let socket = UInt32(bitPattern: Int32(rte_eth_dev_socket_id(id)))
         for q in 0..<rxQueues {
             rc = rte_eth_rx_queue_setup(id, q, rxDescriptors, socket, nil, pool.pointer)
@@ -89,7 +90,35 @@ public struct Port: Sendable {
 
     /// The same number of RX and TX queues.
     public func configure(queues: UInt16, descriptors: UInt16, pool: Mempool) throws(DPDKError) -> Bool {
-        try configure(rxQueues: queues, txQueues: queues, descriptors: descriptors, pool: pool)
+        var rx = descriptors
+        var tx = descriptors
+        _ = rte_eth_dev_adjust_nb_rx_tx_desc(id, &rx, &tx)
+        return try configure(rxQueues: queues, txQueues: queues, descriptors: (rx, tx), pool: pool)
+    }
+
+    /// Descriptor limits per RX and TX queue, and the largest MTU (`rte_eth_dev_info_get`).
+    public var limits: (rx: (min: Int, max: Int, align: Int), tx: (min: Int, max: Int, align: Int), maxMTU: Int) {
+        var info = rte_eth_dev_info()
+        guard rte_eth_dev_info_get(id, &info) == 0 else { return ((0, Int(UInt16.max), 1), (0, Int(UInt16.max), 1), Int(UInt16.max)) }
+        let r = info.rx_desc_lim
+        let t = info.tx_desc_lim
+        return (
+            (Int(r.nb_min), Int(r.nb_max), Int(r.nb_align)), (Int(t.nb_min), Int(t.nb_max), Int(t.nb_align)), Int(info.max_mtu)
+        )
+    }
+
+    /// The arguments the device was created with (`rte_dev_devargs`), "" for none.
+    public var devargs: String { String(cString: tern_port_devargs(id)) }
+
+    /// Sets the device's MTU when it differs (`rte_eth_dev_get_mtu`, `rte_eth_dev_set_mtu`);
+    /// false when the device has no MTU to set (-ENOTSUP: net_pcap, net_ring, net_null).
+    public func setMTU(_ mtu: Int) throws(DPDKError) -> Bool {
+        var current: UInt16 = 0
+        if rte_eth_dev_get_mtu(id, &current) == 0 && Int(current) == mtu { return true }
+        let rc = rte_eth_dev_set_mtu(id, UInt16(mtu))
+        if rc == -Int32(ENOTSUP) { return false }
+        guard rc == 0 else { throw DPDKError("rte_eth_dev_set_mtu(\(name), \(mtu))", code: rc) }
+        return true
     }
 
     /// Link state and speed in Mb/s (`tern_port_link`, i.e. `rte_eth_link_get_nowait`).

@@ -153,7 +153,8 @@ enum Daemon {
             log("note: the ports offer no RSS; each worker polls its own queue (virtual devices: one rx_pcap per queue)")
         }
         log(
-            "started: \(config.summary); ports \(dataplane.ports.map(\.name).joined(separator: ", ")); \(dataplane.mbufs) mbufs; "
+            "started: \(config.summary); ports \(dataplane.ports.map(\.name).joined(separator: ", ")); "
+                + (config.dataplane.mbufs == nil ? dataplane.mbufPlan.summary : "\(dataplane.mbufs) mbufs (dataplane.mbufs)") + "; "
                 + "RSS \(dataplane.rss ? "on" : "off"); control socket \(config.control.socket)")
         let reloader = Reloader(
             configPath: options.config, desired: DesiredState(config: config), publisher: publisher,

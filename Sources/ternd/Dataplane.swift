@@ -6,6 +6,7 @@ import TernControl
 import TernDPDK
 import TernDataplane
 import TernMetrics
+import TernPcap
 import TernWire
 
 #if canImport(Glibc)
@@ -26,8 +27,10 @@ final class Dataplane {
     let taps: [Port]
     /// Learned next hops by port index (`[[port]] gateway` without `gateway_mac`).
     let gateways: [Int: GatewayCell]
-    /// Mbufs in the pool and whether the ports spread flows by RSS, for the start-up line.
+    /// Mbufs in the pool (the plan's, or `dataplane.mbufs`) and whether the ports spread flows by
+    /// RSS, for the start-up line.
     let mbufs: UInt32
+    let mbufPlan: MbufPlan
     let rss: Bool
 
     /// Opens the config's ports, sizes the pool, and launches a worker loop per worker lcore.
@@ -49,19 +52,59 @@ final class Dataplane {
             }
         }
         self.ports = ports
-        // Enough mbufs for every RX and TX ring plus bursts in flight and per-lcore caches, and for
-        // the host path: each TAP's rings, the kernel's queue on its data port, the worker rings.
-        let descriptors = 1024
-        let perQueue = 2 * descriptors + 4 * config.dataplane.burstSize
         let hostPorts = config.ports.indices.filter { config.ports[$0].hostInterface != nil }
-        let hostRingSize = 1024
-        let hostMbufs = hostPorts.count * (2 * descriptors + (workers + 1) * hostRingSize + 64)
-        mbufs = UInt32(ports.count * workers * perQueue + (workers + 1) * 256 + 1024 + hostMbufs)
-        let largestFrame = (config.ports.map(\.mtu).max() ?? 1500) + 18
-        pool = try Mempool(name: "tern_mbufs", count: mbufs, cache: 256, dataRoom: UInt16(max(2048, largestFrame)))
+        var descriptors: [(rx: Int, tx: Int)] = []
+        for (i, port) in ports.enumerated() {
+            let limits = port.limits
+            let device = "port[\(i)] (\(port.name))"
+            let rx = DescriptorLimits(min: limits.rx.min, max: limits.rx.max, align: limits.rx.align)
+                .descriptors(requested: config.dataplane.rxDescriptors, key: ConfigSchema.rxDescriptors, device: device)
+            let tx = DescriptorLimits(min: limits.tx.min, max: limits.tx.max, align: limits.tx.align)
+                .descriptors(requested: config.dataplane.txDescriptors, key: ConfigSchema.txDescriptors, device: device)
+            switch (rx, tx) {
+            case (.success(let r), .success(let t)): descriptors.append((r, t))
+            case (.failure(let problem), _), (_, .failure(let problem)):
+                throw StartupError(message: "\(configPath): \(problem.keyPath): \(problem.message)", exitCode: ConfigError.exitCode)
+            }
+            let mtu = config.ports[i].mtu
+            if mtu > limits.maxMTU {
+                throw StartupError(
+                    message: "\(configPath): port[\(i)].mtu: \(mtu) is more than \(port.name) takes (\(limits.maxMTU))",
+                    exitCode: ConfigError.exitCode)
+            }
+        }
+        let sizes = MbufPlan.compute(
+            workers: workers, burstSize: config.dataplane.burstSize, descriptors: descriptors, hostPorts: hostPorts,
+            replayPackets: ports.reduce(0) { $0 + Dataplane.replayedPackets($1) })
+        mbufPlan = sizes
+        mbufs = UInt32(config.dataplane.mbufs ?? sizes.total)
+        let dataRoom = MbufPlan.dataRoom(mtus: config.ports.map(\.mtu))
+        do {
+            pool = try Mempool(name: "tern_mbufs", count: mbufs, cache: UInt32(MbufPlan.cachePerLcore), dataRoom: UInt16(dataRoom))
+        } catch {
+            throw StartupError(
+                message: "\(configPath): dataplane.mbufs: a pool of \(mbufs) mbufs of \(dataRoom) bytes: \(error.description)",
+                exitCode: ConfigError.exitCode)
+        }
         var rss = false
-        for port in ports {
-            rss = try port.configure(queues: UInt16(workers), descriptors: UInt16(descriptors), pool: pool) || rss
+        for (i, port) in ports.enumerated() {
+            do {
+                rss = try port.configure(
+                    rxQueues: UInt16(workers), txQueues: UInt16(workers),
+                    descriptors: (UInt16(descriptors[i].rx), UInt16(descriptors[i].tx)), pool: pool) || rss
+            } catch {
+                // Queue set-up takes mbufs (RX rings; net_pcap's replayed capture): name the key to raise.
+                let short = config.dataplane.mbufs.map { $0 < sizes.total ? " (the computed size is \(sizes.total))" : "" } ?? ""
+                throw StartupError(
+                    message: "\(configPath): port[\(i)].device: \(error.description); the pool has \(mbufs) mbufs\(short): "
+                        + "raise dataplane.mbufs or lower dataplane.rx_descriptors",
+                    exitCode: ConfigError.exitCode)
+            }
+            do {
+                _ = try port.setMTU(config.ports[i].mtu)
+            } catch {
+                throw StartupError(message: "\(configPath): port[\(i)].mtu: \(error.description)", exitCode: ConfigError.exitCode)
+            }
             try port.start()
         }
         self.rss = rss
@@ -76,16 +119,16 @@ final class Dataplane {
             let tap: Port
             do {
                 tap = try HostInterface.create(name: name, mac: config.ports[i].mac ?? ports[i].mac)
-                _ = try tap.configure(queues: 1, descriptors: UInt16(descriptors), pool: pool)
+                _ = try tap.configure(queues: 1, descriptors: UInt16(descriptors[i].rx), pool: pool)
                 try tap.start()
             } catch {
                 throw StartupError(message: "\(path): \(error.description)", exitCode: ConfigError.exitCode)
             }
             taps.append(tap)
             let rings = try (0..<workers).map { w throws(DPDKError) in
-                try MbufRing(name: "tern_host_\(i)_\(w)", count: UInt32(hostRingSize))
+                try MbufRing(name: "tern_host_\(i)_\(w)", count: UInt32(MbufPlan.hostRingSize))
             }
-            let back = try MbufRing(name: "tern_host_\(i)_back", count: UInt32(hostRingSize))
+            let back = try MbufRing(name: "tern_host_\(i)_back", count: UInt32(MbufPlan.hostRingSize))
             links.append(HostPathLoop.Link(tap: tap.id, toKernel: rings, fromKernel: back))
         }
         self.taps = taps
@@ -117,6 +160,17 @@ final class Dataplane {
         self.loops = loops
         try hostPath?.start()
         for (w, loop) in loops.enumerated() { try Lcore.launch(loop, on: lcores[w]) }
+    }
+
+    /// Packets a net_pcap device replaying its capture (`infinite_rx=1`) holds in mbufs: the
+    /// capture's records. 0 for other devices, or when the file cannot be read (DPDK says why).
+    static func replayedPackets(_ port: Port) -> Int {
+        MbufPlan.replayedCaptures(devargs: port.devargs).reduce(0) { total, path in
+            guard let reader = try? PcapReader(path: path) else { return total }
+            var n = 0
+            while case .some(.some) = try? reader.next() { n += 1 }
+            return total + n
+        }
     }
 
     /// Packets received so far over all workers (live reads of their blocks: for the idle timer).

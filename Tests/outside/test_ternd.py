@@ -528,11 +528,69 @@ def test_control_socket(ternd, ternctl, tmp):
           "0600 and nobody refused, a live socket refuses a second ternd, a stale one is replaced", flush=True)
 
 
+def test_replay_and_jumbo(ternd, tmp):
+    """A 100,000-packet capture replays in a loop (the pool grows to hold it); 8,000-byte frames
+    through a port with mtu = 9000 leave encapsulated, whole, none dropped as malformed."""
+    template = bytes(make_pcap.eth() / make_pcap.IP(src="198.51.100.1", dst="192.0.2.1") / make_pcap.TCP(sport=1024, dport=80, flags="A"))
+    template += b"\0" * (60 - len(template))
+    frames = []
+    for i in range(100_000):  # 100,000 flows: source address and port vary (ternd checks no checksum)
+        f = bytearray(template)
+        f[28:30] = struct.pack(">H", 100 + i // 60_000)
+        f[34:36] = struct.pack(">H", 1024 + i % 60_000)
+        frames.append(bytes(f))
+    replay = os.path.join(tmp, "replay-100k.pcap")
+    make_pcap.write_frames(replay, frames)
+    config = os.path.join(tmp, "replay.toml")
+    with open(config, "w") as f:
+        f.write('[node]\nname = "replay"\ntunnel_source_v4 = "10.0.0.10"\n[dataplane]\nflow_table_entries = 262144\n'
+                '[[port]]\ndevice = "net_pcap0"\ngateway_mac = "02:00:00:00:00:fe"\nmac = "02:00:00:00:00:01"\n'
+                '[[vip]]\naddress = "192.0.2.1"\nport = 80\nprotocol = "tcp"\n'
+                + "".join(f'[[vip.backend]]\naddress = "10.1.0.{b}"\n' for b in range(1, 9)))
+    cmd = ternd_cmd(ternd, f"net_pcap0,rx_pcap={replay},tx_pcap=/dev/null,infinite_rx=1", config)
+    cmd[cmd.index("-m") + 1] = "1024"  # 100,000 mbufs of 2 KiB stay in the replay ring
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        started = wait_for_line(proc, "started:", 60)
+        time.sleep(2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        remove_runtime_dirs(cmd)
+    stats = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    check(proc.returncode == 0 and "pcap replay 100000" in started, f"replay: exit {proc.returncode}, {started!r} {err[-300:]}")
+    check(stats.get("rx", 0) > 100_000 and stats.get("forwarded") == stats.get("rx") and stats.get("mbufs_in_use") == 0,
+          f"replay: {dict((k, stats.get(k)) for k in ('rx', 'forwarded', 'mbufs_in_use'))}")
+
+    # Jumbo: 8,000-byte TCP and UDP packets, mtu 9000.
+    jumbo = [bytes(make_pcap.eth() / make_pcap.IP(src=f"198.51.100.{i + 1}", dst="192.0.2.1") /
+                   (make_pcap.TCP(sport=2000 + i, dport=80, flags="A") if i % 2 else make_pcap.UDP(sport=2000 + i, dport=53)) /
+                   (bytes([i]) * (8000 - 20 - (20 if i % 2 else 8)))) for i in range(40)]
+    inp, out_pcap = os.path.join(tmp, "jumbo-in.pcap"), os.path.join(tmp, "jumbo-out.pcap")
+    make_pcap.write_frames(inp, jumbo)
+    with open(config) as f:
+        text = f.read()
+    with open(config, "w") as f:
+        f.write(text.replace('mac = "02:00:00:00:00:01"\n', 'mac = "02:00:00:00:00:01"\nmtu = 9000\n')
+                + '[[vip]]\naddress = "192.0.2.1"\nport = 53\nprotocol = "udp"\n[[vip.backend]]\naddress = "10.2.0.1"\n')
+    rc, out, err = run_ternd(ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap={out_pcap}", config, ["--stop-when-idle", "1"]))
+    stats = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    sent = read_pcap(out_pcap) if os.path.exists(out_pcap) else []
+    check(rc == 0 and stats.get("forwarded") == 40 and stats.get("dropped", {}).get("malformed") == 0,
+          f"jumbo: exit {rc}, forwarded {stats.get('forwarded')}, dropped {stats.get('dropped')} {err[-300:]}")
+    check(sorted(len(f) for f in sent) == sorted(len(f) + 20 for f in jumbo)
+          and all(f[34:] == j[14:] for f, j in zip(sorted(sent, key=lambda f: f[-1]), sorted(jumbo, key=lambda f: f[-1]))),
+          f"jumbo: {len(sent)} frames out, lengths {sorted(len(f) for f in sent)[:4]}")
+    print("ok: a 100,000-packet capture replays with infinite_rx (pool sized for it); 8,000-byte frames at mtu 9000 "
+          "leave whole in IPIP", flush=True)
+
+
 def main(ternd, ternctl):
     tmp = tempfile.mkdtemp(prefix="tern-ternd-")
     try:
         test_startup_errors(ternd, tmp)
         test_startup_causes(ternd, tmp)
+        test_replay_and_jumbo(ternd, tmp)
         test_sigterm_stops_a_long_reload(ternd, tmp)
         test_control_socket(ternd, ternctl, tmp)
         test_same_bytes_as_simulate(ternd, ternctl, tmp)

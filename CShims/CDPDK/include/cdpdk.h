@@ -18,6 +18,8 @@
 #include <rte_pdump.h>
 #include <rte_telemetry.h>
 #include <rte_eth_ring.h>
+#include <rte_dev.h>
+#include <rte_devargs.h>
 #include <rte_ring.h>
 
 #include <signal.h>
@@ -54,6 +56,14 @@ static inline void tern_swap_macs(struct rte_mbuf *m) {
 }
 
 // ---- ports ------------------------------------------------------------------------------------
+
+/// The arguments the device was created with (`--vdev net_pcap0,rx_pcap=...`), or "".
+static inline const char *tern_port_devargs(uint16_t port) {
+    struct rte_eth_dev_info info;
+    if (rte_eth_dev_info_get(port, &info) != 0 || info.device == NULL) return "";
+    const struct rte_devargs *d = rte_dev_devargs(info.device);
+    return (d != NULL && d->args != NULL) ? d->args : "";
+}
 
 static inline uint16_t tern_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n) {
     return rte_eth_rx_burst(port, queue, pkts, n);

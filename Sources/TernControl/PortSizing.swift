@@ -1,0 +1,97 @@
+// How big ternd's rings, mbufs and buffers are: from the config, each device's limits and what
+// net_pcap replays hold. Pure arithmetic, so every rule is unit-tested without DPDK; ternd asks
+// the devices and reads the captures, then calls these.
+
+/// A device's descriptor limits per queue (`rte_eth_dev_info.rx_desc_lim` / `tx_desc_lim`).
+public struct DescriptorLimits: Equatable, Sendable {
+    public var min: Int
+    public var max: Int
+    public var align: Int
+
+    public init(min: Int, max: Int, align: Int) {
+        self.min = min
+        self.max = max
+        self.align = Swift.max(1, align)
+    }
+
+    /// The ring size for `requested` (nil: the default, fitted to the device). A set value the
+    /// device cannot take is refused with the key, the device and its limits.
+    public func descriptors(requested: Int?, key: ConfigKey, device: String) -> Result<Int, ConfigProblem> {
+        guard let requested else {
+            let fitted = Swift.min(Swift.max(ConfigSchema.defaultDescriptors, min), max)
+            return .success(fitted / align * align)
+        }
+        if requested < min || requested > max || requested % align != 0 {
+            return .failure(
+                ConfigProblem(
+                    key.path,
+                    "\(requested) does not fit \(device): it takes \(min)...\(max)"
+                        + (align > 1 ? " in multiples of \(align)" : "")))
+        }
+        return .success(requested)
+    }
+}
+
+/// The mbuf pool's size, by what holds mbufs. The start-up line prints it.
+public struct MbufPlan: Equatable, Sendable {
+    /// RX and TX descriptors of every worker queue of every port.
+    public var rings: Int
+    /// Bursts in flight, per-lcore caches and slack.
+    public var inFlight: Int
+    /// TAP rings and the rings between workers and the host-path thread.
+    public var hostPath: Int
+    /// Packets net_pcap devices with `infinite_rx=1` keep in mbufs for the whole run.
+    public var replay: Int
+
+    public var total: Int { rings + inFlight + hostPath + replay }
+
+    public static let cachePerLcore = 256
+    public static let hostRingSize = 1024
+
+    /// `descriptors`: each port's (rx, tx) ring sizes; `hostPorts`: ports with a host interface
+    /// (their TAPs use the same ring sizes as their data port).
+    public static func compute(
+        workers: Int, burstSize: Int, descriptors: [(rx: Int, tx: Int)], hostPorts: [Int], replayPackets: Int
+    ) -> MbufPlan {
+        let rings = descriptors.reduce(0) { $0 + workers * ($1.rx + $1.tx) }
+        let inFlight = descriptors.count * workers * 4 * burstSize + (workers + 1) * cachePerLcore + 1024
+        let hostPath = hostPorts.reduce(0) { $0 + descriptors[$1].rx + descriptors[$1].tx + (workers + 1) * hostRingSize + 64 }
+        return MbufPlan(rings: rings, inFlight: inFlight, hostPath: hostPath, replay: replayPackets)
+    }
+
+    public var summary: String {
+        "\(total) mbufs (rings \(rings), in flight \(inFlight), host path \(hostPath), pcap replay \(replay))"
+    }
+
+    /// Bytes of frame an mbuf holds (headroom comes on top): the largest port MTU plus an Ethernet
+    /// header and a VLAN tag, at least 2,048, so a received frame is always one segment.
+    public static func dataRoom(mtus: [Int]) -> Int {
+        Swift.max(2048, (mtus.max() ?? 1500) + 14 + 4)
+    }
+
+    /// The captures a net_pcap device replays in a loop (`infinite_rx=1`) holds in mbufs: its
+    /// `rx_pcap` files, from the device's arguments (`rx_pcap=FILE,...,infinite_rx=1`).
+    public static func replayedCaptures(devargs: String) -> [String] {
+        var files: [String] = []
+        var infinite = false
+        for pair in devargs.split(separator: ",") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: " ") }
+            guard kv.count == 2 else { continue }
+            switch kv[0] {
+            case "rx_pcap": files.append(kv[1])
+            case "infinite_rx": infinite = kv[1] == "1"
+            default: break
+            }
+        }
+        return infinite ? files : []
+    }
+}
+
+extension String {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}
