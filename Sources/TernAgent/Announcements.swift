@@ -24,7 +24,7 @@ public enum Announcements {
     public static func wanted(_ desired: DesiredState, stopping: Bool) -> [String: Announcement] {
         var out: [String: Announcement] = [:]
         for v in desired.config.vips {
-            let prefix = prefix(of: v.address)
+            let prefix = v.prefix
             var a = out[prefix] ?? Announcement(up: false)
             a.up = a.up || (!stopping && desired.isUp(v))
             if a.attributes == BGPAttributes() { a.attributes = v.bgp }
@@ -32,8 +32,6 @@ public enum Announcements {
         }
         return out
     }
-
-    public static func prefix(of address: IPAddress) -> String { "\(address)/\(address.isV6 ? 128 : 32)" }
 }
 
 /// The feed's memory of what it told ExaBGP, and the commands that bring ExaBGP to a new wanted

@@ -28,12 +28,15 @@ public struct ServiceSpec: Sendable {
     public var isUp = true
     /// What Maglev hashes for a new flow (`vip.hash`).
     public var hashMode = FlowHash.Mode.fiveTuple
+    /// Every address the service answers on: `address`, or a CIDR VIP's prefix.
+    public var addresses: [IPAddress]
 
     public init(
         address: IPAddress, port: UInt16, ipProtocol: UInt8, encapsulation: Encapsulation, guePort: UInt16 = 0,
         backends: [(address: IPAddress, weight: Int)], counterIDs: [Int]? = nil
     ) {
         self.address = address
+        self.addresses = [address]
         self.port = port
         self.ipProtocol = ipProtocol
         self.encapsulation = encapsulation

@@ -78,11 +78,16 @@ public struct VIPMap {
     @usableFromInline let anyPortOnly: Bool
 
     init(_ services: [ServiceSpec]) {
+        // A CIDR VIP: every address of its prefix names the same record.
         self.services = KeyMap(
-            services.enumerated().map { (MapKey($1.address, port: $1.port, ipProtocol: $1.ipProtocol), Int32($0)) })
+            services.enumerated().flatMap { i, s in
+                s.addresses.map { (MapKey($0, port: s.port, ipProtocol: s.ipProtocol), Int32(i)) }
+            })
         // Per address: 1 when some VIP on it is up (answers pings), else 0.
         var up: [IPAddress: Bool] = [:]
-        for s in services { up[s.address] = (up[s.address] ?? false) || s.isUp }
+        for s in services {
+            for a in s.addresses { up[a] = (up[a] ?? false) || s.isUp }
+        }
         addresses = KeyMap(up.map { (MapKey($0.key), $0.value ? 1 : 0) })
         anyPortOnly = services.allSatisfy { $0.port == 0 }
     }

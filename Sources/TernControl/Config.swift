@@ -104,7 +104,10 @@ public struct HealthConfig: Equatable, Sendable {
 }
 
 public struct VIPConfig: Equatable, Sendable {
+    /// The VIP's address; for a CIDR VIP (`address = "198.51.100.0/28"`) the prefix's first.
     public var address: IPAddress
+    /// A CIDR VIP's prefix length (every address in the prefix is the VIP); nil: one address.
+    public var prefixLength: Int? = nil
     public var port: UInt16
     public var ipProtocol: UInt8
     public var encapsulation: Encapsulation
@@ -130,8 +133,28 @@ public struct VIPConfig: Equatable, Sendable {
     /// `hash` as the config writes it.
     public var hashName: String { Self.hashNames.first { $0.mode == hashMode }!.name }
 
-    /// `192.0.2.10:80/tcp` or `[2001:db8::1]:443/udp`.
+    /// `192.0.2.10:80/tcp` or `[2001:db8::1]:443/udp` (a CIDR VIP by its first address).
     public var name: String { serviceName(address: address, port: port, ipProtocol: ipProtocol) }
+
+    /// Every address the VIP answers on: one, or each of its prefix's.
+    public var addresses: [IPAddress] {
+        guard let p = prefixLength else { return [address] }
+        return (0..<(UInt64(1) << UInt64(address.bitWidth - p))).map { address.advanced(by: $0) }
+    }
+
+    /// What BGP announces for it: `192.0.2.10/32`, or the CIDR VIP's prefix.
+    public var prefix: String { "\(address)/\(prefixLength ?? address.bitWidth)" }
+
+    /// Whether the VIP answers on `other`.
+    public func covers(_ other: IPAddress) -> Bool {
+        guard other.isV6 == address.isV6 else { return false }
+        guard let p = prefixLength else { return other == address }
+        let count = UInt64(1) << UInt64(address.bitWidth - p)
+        return other.high == address.high && other.low >= address.low && other.low - address.low < count
+    }
+
+    /// Whether the two VIPs share an address (aligned prefixes overlap when one holds the other's start).
+    public func overlaps(_ other: VIPConfig) -> Bool { covers(other.address) || other.covers(address) }
 }
 
 /// Restart-only: where ternd listens for ternctl.
@@ -186,6 +209,7 @@ public struct TernConfig: Equatable, Sendable {
                     address: v.address, port: v.port, ipProtocol: v.ipProtocol, encapsulation: v.encapsulation,
                     guePort: v.guePort, backends: v.backends.map { ($0.address, $0.draining ? 0 : $0.weight) })
                 s.hashMode = v.hashMode
+                s.addresses = v.addresses
                 return s
             },
             tableSize: tableSize, tunnelSourceV4: node.tunnelSourceV4, tunnelSourceV6: node.tunnelSourceV6)
@@ -193,7 +217,7 @@ public struct TernConfig: Equatable, Sendable {
 
     /// The VIP a selector names, if any.
     public func vip(matching s: VIPSelector) -> VIPConfig? {
-        vips.first { $0.address == s.address && $0.port == s.port && $0.ipProtocol == s.ipProtocol }
+        vips.first { $0.covers(s.address) && $0.port == s.port && $0.ipProtocol == s.ipProtocol }
     }
 }
 

@@ -433,6 +433,28 @@ struct Validator {
     }
 
     /// Every address in the config is a VIP, a backend or a tunnel source: all must be unicast.
+    /// A VIP's `address`: one address, or a prefix (`198.51.100.0/28`, at most 256 addresses,
+    /// host bits zero) whose every address is the VIP.
+    mutating func vipAddress(_ text: String, _ path: String) -> (IPAddress?, Int?) {
+        guard let slash = text.firstIndex(of: "/") else { return (address(text, path), nil) }
+        guard let first = address(String(text[..<slash]), path) else { return (nil, nil) }
+        let lengthText = text[text.index(after: slash)...]
+        let widest = first.bitWidth - 8
+        guard let length = Int(lengthText), lengthText.allSatisfy(\.isNumber), (0...first.bitWidth).contains(length) else {
+            fail(path, "not a prefix length: \"\(escapedForMessage(String(lengthText)))\" (\(first.isV6 ? "IPv6" : "IPv4") takes 0-\(first.bitWidth))")
+            return (nil, nil)
+        }
+        guard length >= widest else {
+            fail(path, "/\(length) is too wide: a CIDR VIP covers at most 256 addresses (/\(widest))")
+            return (nil, nil)
+        }
+        guard first.hasZeroHostBits(prefixLength: length) else {
+            fail(path, "\(text) has host bits set: a CIDR VIP starts on its prefix boundary")
+            return (nil, nil)
+        }
+        return (first, length)
+    }
+
     mutating func address(_ text: String, _ path: String) -> IPAddress? {
         guard let a = IPAddress(text) else {
             fail(path, "not an IPv4 or IPv6 address: \"\(escapedForMessage(text))\"")
@@ -531,11 +553,9 @@ struct Validator {
     /// A backend that is a VIP of this config would receive its own encapsulated packets back,
     /// growing until they are too big.
     mutating func checkLoops(_ c: TernConfig, _ paths: [String]) {
-        var vipOfAddress: [IPAddress: Int] = [:]
-        for (i, v) in c.vips.enumerated() where vipOfAddress[v.address] == nil { vipOfAddress[v.address] = i }
         for (i, v) in c.vips.enumerated() {
             for (j, b) in v.backends.enumerated() {
-                if let k = vipOfAddress[b.address] {
+                if let k = c.vips.firstIndex(where: { $0.covers(b.address) }) {
                     fail(
                         "\(paths[i]).backend[\(j)].address",
                         "\(b.address) is a VIP address of this config (\(paths[k])): its packets would loop through Tern")
@@ -544,16 +564,16 @@ struct Validator {
         }
     }
 
-    /// One prefix, one set of BGP attributes: VIPs on one address that set `[vip.bgp]` must agree.
+    /// One prefix, one set of BGP attributes: VIPs on one prefix that set `[vip.bgp]` must agree.
     mutating func checkBGPAttributes(_ c: TernConfig, _ paths: [String]) {
-        var first: [IPAddress: Int] = [:]
+        var first: [String: Int] = [:]
         for (i, v) in c.vips.enumerated() where v.bgp != BGPAttributes() {
-            if let k = first[v.address] {
+            if let k = first[v.prefix] {
                 if c.vips[k].bgp != v.bgp {
-                    fail("\(paths[i]).bgp", "differs from \(paths[k]).bgp: both are on \(v.address), which is announced once")
+                    fail("\(paths[i]).bgp", "differs from \(paths[k]).bgp: both are on \(v.prefix), which is announced once")
                 }
             } else {
-                first[v.address] = i
+                first[v.prefix] = i
             }
         }
     }
@@ -565,7 +585,7 @@ struct Validator {
     mutating func checkGUEPortOverlap(_ c: TernConfig, _ paths: [String]) {
         for (k, g) in c.vips.enumerated() where g.encapsulation == .gue {
             for (i, u) in c.vips.enumerated()
-            where i != k && u.ipProtocol == IPProtocol.udp && u.address == g.address && (u.port == 0 || u.port == g.guePort)
+            where i != k && u.ipProtocol == IPProtocol.udp && u.overlaps(g) && (u.port == 0 || u.port == g.guePort)
                 && !u.allowGUEPortOverlap
             {
                 fail(
@@ -669,7 +689,7 @@ struct Validator {
         var paths: [String] = []
         for (i, r) in raw.enumerated() {
             let path = r.origin ?? "vip[\(i)]"
-            let address = address(r.address, "\(path).address")
+            let (address, prefixLength) = vipAddress(r.address, "\(path).address")
             let port = int(r.port, ConfigSchema.vipPort, at: "\(path).port")
             var ipProtocol = IPProtocol.tcp
             switch r.protocol {
@@ -702,6 +722,7 @@ struct Validator {
             var vip = VIPConfig(
                 address: address, port: UInt16(port), ipProtocol: ipProtocol, encapsulation: encapsulation,
                 guePort: guePort, backends: backends, allowGUEPortOverlap: r.allow_gue_port_overlap ?? false)
+            vip.prefixLength = prefixLength
             vip.health = health
             if let g = r.bgp { vip.bgp = validateBGP(g, path: "\(path).bgp") }
             vip.minHealthy = int(r.min_healthy, ConfigSchema.minHealthy, at: "\(path).min_healthy")
@@ -713,10 +734,14 @@ struct Validator {
                     fail("\(path).hash", "must be one of \(names), got \"\(escapedForMessage(h))\"")
                 }
             }
-            if let first = seen[vip.name] {
-                fail(path, "duplicate VIP \(vip.name) (also vip[\(first)])")
-            } else {
-                seen[vip.name] = i
+            // Per address: a CIDR VIP's addresses may not be another VIP's (same port and protocol).
+            for a in vip.addresses {
+                let name = serviceName(address: a, port: vip.port, ipProtocol: vip.ipProtocol)
+                if let first = seen[name] {
+                    fail(path, "duplicate VIP \(name) (also vip[\(first)])")
+                    break
+                }
+                seen[name] = i
             }
             vips.append(vip)
             paths.append(path)

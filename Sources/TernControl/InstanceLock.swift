@@ -56,7 +56,8 @@ public final class InstanceLock {
 }
 
 extension String {
-    fileprivate func trimmingCharacters(in set: String) -> String {
+    /// Without Foundation: `set`'s characters dropped from both ends.
+    func trimmingCharacters(in set: String) -> String {
         var s = Substring(self)
         while let c = s.first, set.contains(c) { s = s.dropFirst() }
         while let c = s.last, set.contains(c) { s = s.dropLast() }

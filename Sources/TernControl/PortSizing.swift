@@ -86,12 +86,3 @@ public struct MbufPlan: Equatable, Sendable {
         return infinite ? files : []
     }
 }
-
-extension String {
-    fileprivate func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
-        return String(s)
-    }
-}

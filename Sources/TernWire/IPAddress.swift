@@ -20,6 +20,23 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
         self.init(high: 0, low: UInt64(value), isV6: false)
     }
 
+    /// Address bits: 32 or 128.
+    public var bitWidth: Int { isV6 ? 128 : 32 }
+
+    /// The address `n` after this one within the low 64 bits (the addresses of a VIP prefix,
+    /// at most 256 of them from an aligned start, never carry into `high`).
+    public func advanced(by n: UInt64) -> IPAddress {
+        IPAddress(high: high, low: low &+ n, isV6: isV6)
+    }
+
+    /// Whether the bits after the first `prefixLength` are all zero (an aligned prefix start).
+    public func hasZeroHostBits(prefixLength: Int) -> Bool {
+        let hostBits = bitWidth - prefixLength
+        guard hostBits > 0 else { return true }
+        if hostBits >= 64 { return low == 0 && (hostBits == 64 || high & ((1 << (hostBits - 64)) - 1) == 0) }
+        return low & ((1 << UInt64(hostBits)) - 1) == 0
+    }
+
     /// Loads 4 (IPv4) or 16 (IPv6) bytes in network order from packet memory.
     @inlinable @inline(__always)
     public init(loadingFrom p: UnsafeRawPointer, offset: Int, isV6: Bool) {

@@ -109,10 +109,14 @@ struct Export: ParsableCommand {
         }
         let services: [IPVSAdm.Service]
         if let config {
-            services = try loadConfig(config).vips.map { v in
-                IPVSAdm.Service(
-                    address: v.address, port: v.port, protocolName: v.protocolName, guePort: v.encapsulation == .gue ? v.guePort : nil,
-                    persistent: v.hashMode == .source, backends: v.backends.map { ($0.address, $0.draining ? 0 : $0.weight) })
+            // ipvsadm has no prefixes: a CIDR VIP is one service per address.
+            services = try loadConfig(config).vips.flatMap { v in
+                v.addresses.map { address in
+                    IPVSAdm.Service(
+                        address: address, port: v.port, protocolName: v.protocolName,
+                        guePort: v.encapsulation == .gue ? v.guePort : nil, persistent: v.hashMode == .source,
+                        backends: v.backends.map { ($0.address, $0.draining ? 0 : $0.weight) })
+                }
             }
         } else {
             services = try running()
@@ -132,14 +136,18 @@ struct Export: ParsableCommand {
                 return (a, b["effective_weight"] as? Int ?? 0)
             }
         }
-        return vips.compactMap { v in
+        return vips.flatMap { v -> [IPVSAdm.Service] in
             guard let name = v["vip"] as? String, let address = (v["address"] as? String).flatMap(IPAddress.init),
                 let port = v["port"] as? Int, let proto = v["protocol"] as? String
-            else { return nil }
+            else { return [] }
             let gue = v["encap"] as? String == "gue" ? (v["gue_port"] as? Int).map { UInt16($0) } : nil
-            return IPVSAdm.Service(
-                address: address, port: UInt16(port), protocolName: proto, guePort: gue, persistent: v["hash"] as? String == "source",
-                backends: weights[name] ?? [])
+            let length = (v["prefix"] as? String)?.split(separator: "/").last.flatMap { Int($0) } ?? address.bitWidth
+            let count = UInt64(1) << UInt64(max(0, min(8, address.bitWidth - length)))
+            return (0..<count).map { i in
+                IPVSAdm.Service(
+                    address: address.advanced(by: i), port: UInt16(port), protocolName: proto, guePort: gue,
+                    persistent: v["hash"] as? String == "source", backends: weights[name] ?? [])
+            }
         }
     }
 }

@@ -338,6 +338,15 @@ func problems(_ text: String) -> [String] {
         #expect(feed.update(changed) == ["announce route 192.0.2.10/32 next-hop 10.0.0.1 med 60 community [65000:100 65000:7]"])
     }
 
+    /// A CIDR VIP is announced as its prefix, not as one /32 per address.
+    @Test func aCIDRVIPIsAnnouncedAsItsPrefix() throws {
+        let config = try ConfigLoader.parse(text.replacingOccurrences(of: "address = \"192.0.2.10\"", with: "address = \"192.0.2.16/28\""), file: "a.toml")
+        let wanted = Announcements.wanted(DesiredState(config: config), stopping: false)
+        #expect(wanted.mapValues(\.up) == ["192.0.2.16/28": true, "2001:db8::10/128": false])
+        var feed = AnnouncementFeed(nextHop: "self")
+        #expect(feed.update(wanted).contains("announce route 192.0.2.16/28 next-hop self"))
+    }
+
     /// The BIRD variant: one static protocol per family, a blackhole route per prefix that is up.
     @Test func theBIRDIncludeFileHoldsTheUpPrefixesWithTheirAttributes() {
         let file = BIRDRoutes.file([

@@ -222,6 +222,43 @@ def check_source_hash(ternctl, tmp):
               f"{len(clients)} clients spread over {sorted(spread)}", flush=True)
 
 
+def check_cidr_vip(ternctl, tmp):
+    """address = "198.51.100.0/28": scapy reads what simulate emits for SYNs and pings to every
+    address of the prefix and to the first address past it: the 16 are tunnelled (inner
+    destination kept) and answered, the 17th goes to the host; the hash spreads over both backends."""
+    from scapy.all import ICMP, TCP
+    config = os.path.join(tmp, "cidr.toml")
+    with open(config, "w") as f:
+        f.write('[node]\nname = "cidr"\ntunnel_source_v4 = "10.0.0.10"\n[[port]]\ndevice = "net_pcap0"\n'
+                f'gateway_mac = "{make_pcap.ROUTER}"\nmac = "{make_pcap.US}"\n'
+                '[[vip]]\naddress = "203.0.113.0/28"\nport = 80\nprotocol = "tcp"\n'
+                '[[vip.backend]]\naddress = "10.1.0.1"\n[[vip.backend]]\naddress = "10.1.0.2"\n')
+    addresses = [f"203.0.113.{i}" for i in range(17)]
+    e = Ether(dst=make_pcap.US, src=make_pcap.ROUTER)
+    frames = [e / IP(src=f"198.51.100.{p + 1}", dst=a) / TCP(sport=40000 + p, dport=80, flags="S") for a in addresses for p in range(4)]
+    frames += [e / IP(src="198.51.100.200", dst=a) / ICMP(type=8, id=7, seq=i) for i, a in enumerate(addresses)]
+    inp, outp = os.path.join(tmp, "cidr-in.pcap"), os.path.join(tmp, "cidr-out.pcap")
+    make_pcap.write_frames(inp, [raw(f) for f in frames])
+    result = subprocess.run([ternctl, "simulate", "--config", config, "--in", inp, "--out", outp, "--json"], check=True,
+                            capture_output=True, text=True)
+    counts = json.loads(result.stdout)
+    tunnelled, answered, backends = set(), set(), set()
+    for frame in rdpcap(outp):
+        if frame[IP].proto == 4:
+            inner = IP(raw(frame[IP].payload))
+            tunnelled.add(inner.dst)
+            backends.add(frame[IP].dst)
+        elif ICMP in frame and frame[ICMP].type == 0:
+            answered.add(frame[IP].src)
+    ok = (tunnelled == set(addresses[:16]) and answered == set(addresses[:16]) and backends == {"10.1.0.1", "10.1.0.2"}
+          and counts["forwarded"] == 64 and counts["replied"] == 16 and counts["host"] == 5)
+    check(ok, f"CIDR VIP: tunnelled {sorted(tunnelled)}, answered {sorted(answered)}, backends {backends}, counts "
+              f"{ {k: counts[k] for k in ('forwarded', 'replied', 'host')} }")
+    if ok:
+        print("ok: a /28 VIP: scapy reads SYNs to all 16 addresses tunnelled (inner destination kept) over both backends, "
+              "pings to all 16 answered, the 17th address left to the host", flush=True)
+
+
 def main(ternctl):
     cases = make_pcap.outside_cases()
     tmp = tempfile.mkdtemp(prefix="tern-outside-")
@@ -328,6 +365,7 @@ def main(ternctl):
     check_streaming(ternctl, tmp)
     check_mss_clamping(ternctl, tmp)
     check_source_hash(ternctl, tmp)
+    check_cidr_vip(ternctl, tmp)
 
     if FAILURES:
         print("\n".join(f"FAIL {f}" for f in FAILURES))
