@@ -49,6 +49,9 @@ public struct PortConfig: Equatable, Sendable {
     public var gateway: IPAddress? = nil
     /// Lower the MSS option of TCP SYNs received here to what the tunnel toward the backends carries.
     public var clampMSS = false
+    /// 802.1Q VLAN id: what Tern transmits here is tagged with it, and tagged frames received here
+    /// with another id go to the host path; nil: untagged.
+    public var vlan: Int? = nil
 
     /// Whether the next hop's MAC is learned at run time rather than configured.
     public var learnsGateway: Bool { gatewayMAC == nil && gateway != nil }

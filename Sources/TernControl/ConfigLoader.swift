@@ -113,6 +113,7 @@ struct RawPort {
     var backend_device: String?
     var host_interface: String?
     var clamp_mss: Bool?
+    var vlan: Int?
 }
 
 struct RawMaglev {
@@ -218,7 +219,8 @@ struct DocumentReader {
             let port = RawPort(
                 device: device ?? "", gateway_mac: string(p, K.portGatewayMAC), gateway: string(p, K.portGateway),
                 mac: string(p, K.portMAC), mtu: int(p, K.portMTU), backend_device: string(p, K.portBackendDevice),
-                host_interface: string(p, K.portHostInterface), clamp_mss: bool(p, K.portClampMSS))
+                host_interface: string(p, K.portHostInterface), clamp_mss: bool(p, K.portClampMSS),
+                vlan: int(p, K.portVLAN))
             return device == nil ? nil : port
         }
         let maglev = table(t, K.maglev).map { m in
@@ -676,9 +678,11 @@ struct Validator {
                 fail("\(path).backend_device", "\"\(escapedForMessage(b))\" is not the device of any [[port]]")
             }
             note(ConfigSchema.portClampMSS, "\(path).clamp_mss", "\(p.clamp_mss ?? false)")
+            let vlan = p.vlan.map { int($0, ConfigSchema.portVLAN, at: "\(path).vlan") }
+            if vlan == nil { note(ConfigSchema.portVLAN, "\(path).vlan", "untagged") }
             return PortConfig(
                 device: p.device, gatewayMAC: gatewayMAC, mac: own, mtu: mtu, backendDevice: p.backend_device,
-                hostInterface: p.host_interface, gateway: gateway, clampMSS: p.clamp_mss ?? false)
+                hostInterface: p.host_interface, gateway: gateway, clampMSS: p.clamp_mss ?? false, vlan: vlan)
         }
     }
 

@@ -89,6 +89,7 @@ public enum ConfigSchema {
     public static let portBackendDevice = ConfigKey("port.backend_device", .string, restartOnly: true)
     public static let portHostInterface = ConfigKey("port.host_interface", .string, restartOnly: true)
     public static let portClampMSS = ConfigKey("port.clamp_mss", .boolean, restartOnly: true)
+    public static let portVLAN = ConfigKey("port.vlan", .integer, range: 1...4094, restartOnly: true)
 
     public static let icmp = ConfigKey("icmp", .table)
     public static let icmpTooBig = ConfigKey("icmp.too_big_per_second", .integer, range: 0...1_000_000, default: 1000, restartOnly: true)
@@ -137,7 +138,7 @@ public enum ConfigSchema {
         node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, shutdownDrain, importTable, importKeepalived,
         importIPVSAdm, metrics, metricsListen, dataplane, workers,
         burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, rxDescriptors, txDescriptors, mbufs, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
-        portBackendDevice, portHostInterface, portClampMSS, icmp, icmpTooBig, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
+        portBackendDevice, portHostInterface, portClampMSS, portVLAN, icmp, icmpTooBig, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
         allowGUEPortOverlap, minHealthy, vipHash, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
         healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState, backendHealth, backendHealthCheck,
         backendHealthPort, backendHealthPath, backendHealthExpectStatus, bgp, bgpMED, bgpCommunities,

@@ -29,7 +29,8 @@ public struct PortPlan: Sendable {
                 rx: i, backend: b,
                 context: PortContext(
                     mac: backend.mac ?? deviceMACs[b], gatewayMAC: backend.gatewayMAC ?? learnedGateway, mtu: backend.mtu,
-                    replyMAC: p.mac ?? deviceMACs[i], replyGatewayMAC: p.gatewayMAC ?? learnedGateway, clampMSS: p.clampMSS))
+                    replyMAC: p.mac ?? deviceMACs[i], replyGatewayMAC: p.gatewayMAC ?? learnedGateway, clampMSS: p.clampMSS,
+                    vlan: UInt16(backend.vlan ?? 0), replyVLAN: UInt16(p.vlan ?? 0)))
         }
     }
 

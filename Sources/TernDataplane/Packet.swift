@@ -49,16 +49,26 @@ public struct PortContext: Sendable {
     public var replyMAC: MACAddress
     public var replyGatewayMAC: MACAddress
     /// Lower TCP SYNs' MSS option to what the tunnel carries (`[[port]] clamp_mss`).
-    public var clampMSS: Bool
+    public let clampMSS: Bool
+    /// 802.1Q VLAN id of encapsulated packets (the backend port's `vlan`); 0: untagged.
+    public let vlan: UInt16
+    /// The receiving port's VLAN id: replies carry it, and frames tagged with another id are the
+    /// host's; 0: replies untagged, any tag accepted.
+    public let replyVLAN: UInt16
+    /// Some of the above is on: packets take `forwardWithPortFeatures` (one test for all of them).
+    public let hasFeatures: Bool
 
     /// 00:00:00:00:00:00: a next hop not known yet (never a valid unicast MAC).
     public static let unknownMAC = MACAddress(value: 0)
 
     public init(
         mac: MACAddress, gatewayMAC: MACAddress, mtu: Int, replyMAC: MACAddress? = nil, replyGatewayMAC: MACAddress? = nil,
-        clampMSS: Bool = false
+        clampMSS: Bool = false, vlan: UInt16 = 0, replyVLAN: UInt16 = 0
     ) {
         self.clampMSS = clampMSS
+        self.vlan = vlan
+        self.replyVLAN = replyVLAN
+        hasFeatures = clampMSS || vlan != 0 || replyVLAN != 0
         self.mac = mac
         self.gatewayMAC = gatewayMAC
         self.mtu = mtu

@@ -3,6 +3,7 @@
 //   parse L2/L3 ─ not IP ─────────────────────────────────────────────▶ host
 //        │ malformed ─────────────────────────────────────────────────▶ drop malformed
 //   destination a VIP address? ─ no ──────────────────────────────────▶ host
+//   tagged with another VLAN than the port's `vlan` ─────────────────▶ host
 //   fragment ─────────────────────────────────────────────────────────▶ drop fragment
 //   parse L4 ─ malformed ─────────────────────────────────────────────▶ drop malformed
 //   ICMP echo request ─ from no single host, or from a VIP ──────────▶ drop bad_source
@@ -14,13 +15,15 @@
 //   VIP for (address, port, protocol), else the port-0 VIP ─ none ───▶ drop no_service
 //   hash the 5-tuple                  (end of stage 1: prefetch the flow's bucket, then its entry)
 //   UDP to a GUE VIP's own gue_port (GUE inside GUE) ─────────────────▶ drop gue_in_gue
+//   port with clamp_mss or vlan: `forwardWithPortFeatures`, the steps below plus theirs
 //   flow table hit (backend still configured) or Maglev ─ none ──────▶ drop no_backend
 //        (Maglev hashes the VIP's `hash`: 5-tuple, source, or all but the source port)
 //   fits the MTU? ─ no: ICMP "fragmentation needed" / "packet too big" ▶ replied (or drop too_big,
 //                       icmp_budget over the [icmp] budget, or bad_source when the client is
 //                       no single host or is a VIP)
 //   room in front for the outer headers? ─ no ────────────────────────▶ drop no_headroom
-//   encapsulate (the backend's prepared outer headers), Ethernet to the gateway ▶ forwarded
+//   encapsulate (the backend's prepared outer headers), Ethernet to the gateway
+//        (802.1Q-tagged with the backend port's `vlan`) ─────────────▶ forwarded
 //
 // The common case (unfragmented TCP or UDP that a VIP serves) is settled with one map probe on
 // (address, port, protocol) right after the L4 ports are read; everything else takes the steps
@@ -200,6 +203,7 @@ public struct Worker: ~Copyable {
     ) -> Outcome? {
         let addressState = snapshot.vipAddressState(net.destination)
         if addressState < 0 { return .host }
+        if isOtherVLAN(UnsafeRawPointer(packet.data), l3Offset: net.l3Offset, port: port) { return .host }
         if net.isFragment { return .dropFragment }
         var l4 = TransportHeader()
         if Parser.parseTransport(UnsafeRawPointer(packet.data), net, into: &l4) != .ok { return .dropMalformed }
@@ -259,12 +263,49 @@ public struct Worker: ~Copyable {
         }
         // A learned next hop not resolved yet (before a flow is placed: none waits for it).
         if port.gatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
+        if _slowPath(port.hasFeatures) { return forwardWithPortFeatures(&packet, c, vip: vip, snapshot: snapshot, now: now) }
         let backend = chooseBackend(c, vip: vip, snapshot: snapshot, now: now)
         if backend < 0 { return .dropNoBackend }
-        if _slowPath(port.clampMSS) { clampMSS(packet.data, c, backend: backend, snapshot: snapshot) }
         let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
         if outcome == .forwarded { snapshot.countForwarded(worker: index, backend: backend) }
         return outcome
+    }
+
+    /// `forward` on a port with `clamp_mss` or a VLAN: a frame tagged with another VLAN is the
+    /// host's; a SYN's MSS is clamped; the encapsulated frame gets the backend port's tag. Out of
+    /// line: other ports pay one test per packet.
+    @inlinable @inline(never)
+    mutating func forwardWithPortFeatures(
+        _ packet: inout Packet, _ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32
+    ) -> Outcome {
+        if Worker.isOtherVLAN(UnsafeRawPointer(packet.data), l3Offset: Int(c.pointee.l3Offset), port: port) { return .host }
+        let backend = chooseBackend(c, vip: vip, snapshot: snapshot, now: now)
+        if backend < 0 { return .dropNoBackend }
+        if port.clampMSS { clampMSS(packet.data, c, backend: backend, snapshot: snapshot) }
+        var outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
+        if outcome == .forwarded && port.vlan != 0 { outcome = Worker.pushVLANTag(&packet, port.vlan) }
+        if outcome == .forwarded { snapshot.countForwarded(worker: index, backend: backend) }
+        return outcome
+    }
+
+    /// A received frame tagged with another VLAN id than its port's (`[[port]] vlan`): not Tern's.
+    @inlinable
+    static func isOtherVLAN(_ frame: UnsafeRawPointer, l3Offset: Int, port: borrowing PortContext) -> Bool {
+        let vlan = port.replyVLAN
+        if vlan == 0 || l3Offset != HeaderSize.ethernet &+ HeaderSize.vlanTag { return false }
+        return frame.be16(14) & 0x0FFF != vlan
+    }
+
+    /// Inserts an 802.1Q tag after the MAC addresses of a built frame (4 bytes of headroom).
+    @inlinable
+    static func pushVLANTag(_ packet: inout Packet, _ vlan: UInt16) -> Outcome {
+        if packet.headroom < HeaderSize.vlanTag { return .dropNoHeadroom }
+        let p = packet.data
+        (p - HeaderSize.vlanTag).copyMemory(from: p, byteCount: 12)
+        p.storeBE16(EtherType.vlan, at: 12 &- HeaderSize.vlanTag)
+        p.storeBE16(vlan, at: 14 &- HeaderSize.vlanTag)
+        packet.reframe(start: -HeaderSize.vlanTag, length: packet.length &+ HeaderSize.vlanTag)
+        return .forwarded
     }
 
     /// The backend (index into `snapshot.backends`) for a flow: the one the flow table remembers if
@@ -420,8 +461,7 @@ public struct Worker: ~Copyable {
         let quoted = min(Int(c.pointee.ipLength), (isV6 ? 1280 : 576) &- ipHeader &- 8)
         let l3 = Int(c.pointee.l3Offset)
         let o = l3 &- ipHeader &- 8
-        let start = o &- HeaderSize.ethernet
-        if start < -packet.headroom { return .dropTooBig }
+        if o &- HeaderSize.ethernet &- (port.replyVLAN == 0 ? 0 : HeaderSize.vlanTag) < -packet.headroom { return .dropTooBig }
 
         let p = packet.data
         let icmp = o &+ ipHeader
@@ -446,10 +486,10 @@ public struct Worker: ~Copyable {
                 ipProtocol: IPProtocol.icmp, source: vip, destination: client)
             p.storeBE16(Checksum.compute(p + icmp, length: messageLength), at: icmp &+ 2)
         }
-        HeaderBuilder.writeEthernet(
-            p, at: start, destination: port.replyGatewayMAC, source: port.replyMAC,
-            etherType: isV6 ? EtherType.ipv6 : EtherType.ipv4)
-        packet.reframe(start: start, length: HeaderSize.ethernet &+ ipHeader &+ messageLength)
+        let start = HeaderBuilder.writeLinkHeader(
+            p, before: o, destination: port.replyGatewayMAC, source: port.replyMAC, etherType: isV6 ? EtherType.ipv6 : EtherType.ipv4,
+            vlan: port.replyVLAN)
+        packet.reframe(start: start, length: (o &- start) &+ ipHeader &+ messageLength)
         return .repliedTooBig
     }
 
@@ -460,6 +500,8 @@ public struct Worker: ~Copyable {
     static func replyToEcho(_ packet: inout Packet, _ net: borrowing NetworkHeader, port: borrowing PortContext) -> Outcome {
         let p = packet.data
         let l3 = net.l3Offset
+        // An untagged request with a tagged reply needs 4 bytes in front.
+        if port.replyVLAN != 0 && l3 &- HeaderSize.ethernet &- HeaderSize.vlanTag < -packet.headroom { return .dropNoHeadroom }
         let l4 = net.l4Offset
         let messageLength = net.ipEnd &- l4
         p.storeU8(net.isV6 ? 129 : 0, at: l4)
@@ -479,11 +521,10 @@ public struct Worker: ~Copyable {
             p.storeBE16(Checksum.compute(p + l3, length: l4 &- l3), at: l3 &+ 10)
             p.storeBE16(Checksum.compute(p + l4, length: messageLength), at: l4 &+ 2)
         }
-        let start = l3 &- HeaderSize.ethernet
-        HeaderBuilder.writeEthernet(
-            p, at: start, destination: port.replyGatewayMAC, source: port.replyMAC,
-            etherType: net.isV6 ? EtherType.ipv6 : EtherType.ipv4)
-        packet.reframe(start: start, length: net.ipLength &+ HeaderSize.ethernet)
+        let start = HeaderBuilder.writeLinkHeader(
+            p, before: l3, destination: port.replyGatewayMAC, source: port.replyMAC, etherType: net.isV6 ? EtherType.ipv6 : EtherType.ipv4,
+            vlan: port.replyVLAN)
+        packet.reframe(start: start, length: net.ipLength &+ (l3 &- start))
         return .replied
     }
 }

@@ -4,6 +4,8 @@
 
 public enum HeaderSize {
     public static let ethernet = 14
+    /// An 802.1Q tag between the MAC addresses and the EtherType.
+    public static let vlanTag = 4
     public static let ipv4 = 20
     public static let ipv6 = 40
     public static let udp = 8
@@ -18,6 +20,23 @@ public enum HeaderBuilder {
         destination.store(to: p, offset: o)
         source.store(to: p, offset: o + 6)
         p.storeBE16(etherType, at: o + 12)
+    }
+
+    /// The Ethernet header ending at `l3`, with an 802.1Q tag (priority 0) when `vlan` is not 0.
+    /// Returns where the frame starts: `l3` less 14, or 18 with the tag.
+    @inlinable @inline(__always)
+    public static func writeLinkHeader(
+        _ p: UnsafeMutableRawPointer, before l3: Int, destination: MACAddress, source: MACAddress, etherType: UInt16, vlan: UInt16
+    ) -> Int {
+        if vlan == 0 {
+            writeEthernet(p, at: l3 &- HeaderSize.ethernet, destination: destination, source: source, etherType: etherType)
+            return l3 &- HeaderSize.ethernet
+        }
+        let start = l3 &- HeaderSize.ethernet &- HeaderSize.vlanTag
+        writeEthernet(p, at: start, destination: destination, source: source, etherType: EtherType.vlan)
+        p.storeBE16(vlan, at: l3 &- 4)
+        p.storeBE16(etherType, at: l3 &- 2)
+        return start
     }
 
     /// A 20-byte IPv4 header with a valid checksum. TTL 64.

@@ -193,6 +193,43 @@ def check_mss_clamping(ternctl, tmp):
               "checksum intact; a small MSS and a non-SYN left alone", flush=True)
 
 
+def check_vlan(ternctl, tmp):
+    """[[port]] vlan = 100: tshark decodes what simulate emits: encapsulated packets and echo
+    replies tagged 100 with the outer and inner headers intact (IPv4 and IPv6 outer, GUE); a frame
+    tagged 200 is the host's; untagged requests are answered tagged."""
+    from scapy.all import ICMP, TCP, UDP, Dot1Q
+    with open(os.path.join(HERE, "outside.toml")) as f:
+        config_text = f.read().replace("mtu = 1500\n", "mtu = 1500\nvlan = 100\n", 1)
+    config = os.path.join(tmp, "vlan.toml")
+    with open(config, "w") as f:
+        f.write(config_text)
+    e = Ether(dst=make_pcap.US, src=make_pcap.ROUTER)
+    frames = [
+        e / Dot1Q(vlan=100) / IP(src="198.51.100.1", dst="192.0.2.10") / TCP(sport=40000, dport=80, flags="S"),
+        e / IP(src="198.51.100.2", dst="192.0.2.10") / TCP(sport=40001, dport=80, flags="S"),
+        e / Dot1Q(vlan=100) / IPv6(src="2001:db8:1::1", dst="2001:db8::10") / TCP(sport=40002, dport=443, flags="S"),
+        e / Dot1Q(vlan=200) / IP(src="198.51.100.3", dst="192.0.2.10") / TCP(sport=40003, dport=80, flags="S"),
+        e / IP(src="198.51.100.4", dst="192.0.2.10") / ICMP(type=8, id=1, seq=1),
+        e / Dot1Q(vlan=200) / IP(src="198.51.100.5", dst="192.0.2.10") / ICMP(type=8, id=1, seq=2),
+    ]
+    inp, outp = os.path.join(tmp, "vlan-in.pcap"), os.path.join(tmp, "vlan-out.pcap")
+    make_pcap.write_frames(inp, [raw(f) for f in frames])
+    p = subprocess.run([ternctl, "simulate", "--config", config, "--in", inp, "--out", outp, "--json"], capture_output=True, text=True)
+    counts = json.loads(p.stdout) if p.returncode == 0 else {}
+    out = subprocess.run(["tshark", "-r", outp, "-o", "tcp.check_checksum:TRUE", "-T", "fields", "-E", "separator=|", "-E", "occurrence=l",
+                          "-e", "vlan.id", "-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.srcport", "-e", "icmp.type"],
+                         capture_output=True, text=True).stdout.splitlines()
+    rows = [line.split("|") for line in out]
+    good = (counts.get("forwarded") == 3 and counts.get("replied") == 1 and counts.get("host") == 2
+            and [r[0] for r in rows] == ["100"] * 4
+            and [r[3] for r in rows[:3]] == ["40000", "40001", "40002"] and rows[3][4] == "0"
+            and rows[0][1] == "192.0.2.10" and rows[2][2] == "2001:db8::10")
+    check(good, f"vlan: counts {counts}, tshark {rows}")
+    if good:
+        print("ok: vlan = 100: tshark decodes encapsulated SYNs (4in4, 6in6) and an echo reply tagged 100 with inner headers "
+              "intact; frames tagged 200 go to the host", flush=True)
+
+
 def check_source_hash(ternctl, tmp):
     """hash = "source": scapy reads the outer destination of what simulate emits; every
     connection of a client reaches one backend, and the clients spread over the backends."""
@@ -366,6 +403,7 @@ def main(ternctl):
     check_mss_clamping(ternctl, tmp)
     check_source_hash(ternctl, tmp)
     check_cidr_vip(ternctl, tmp)
+    check_vlan(ternctl, tmp)
 
     if FAILURES:
         print("\n".join(f"FAIL {f}" for f in FAILURES))
