@@ -61,8 +61,7 @@ public struct LiveStats {
             outcomes: outcomes, totals: totals, flows: flows,
             extra: [
                 ("rx_polled", rx), ("tx", tx), ("tx_failed", txFailed), ("workers", UInt64(blocks.count)),
-                ("mss_clamped", blocks.reduce(0) { $0 + $1.load(CounterSlot.mssClamped) }),
-            ] + hostCounters
+            ] + CounterSlot.features.map { f in (f.name, blocks.reduce(0) { $0 + $1.load(f.slot) }) } + hostCounters
                 + extra,
             extraObjects: extraObjects)
     }

@@ -55,7 +55,7 @@ public struct MetricsRenderer {
             counter("tern_tx_failed_packets_total", "Frames the TX queue refused (freed).", worker, block.load(CounterSlot.txFailed))
             counter("tern_flows_inserted_total", "Flows inserted into the worker's flow table.", worker, block.load(CounterSlot.flowsInserted))
             counter("tern_flows_evicted_total", "Flows evicted from a full bucket.", worker, block.load(CounterSlot.flowsEvicted))
-            counter("tern_mss_clamped_total", "TCP SYNs whose MSS option was lowered (clamp_mss).", worker, block.load(CounterSlot.mssClamped))
+            for f in CounterSlot.features { counter("tern_\(f.name)_total", f.help, worker, block.load(f.slot)) }
         }
         let hostHelp = [
             "host_tx": "Frames handed to the kernel's host interfaces.", "host_rx": "Frames from the host interfaces sent out.",

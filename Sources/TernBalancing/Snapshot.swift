@@ -30,6 +30,10 @@ public struct ServiceSpec: Sendable {
     public var hashMode = FlowHash.Mode.fiveTuple
     /// Every address the service answers on: `address`, or a CIDR VIP's prefix.
     public var addresses: [IPAddress]
+    /// A QUIC VIP: new flows whose connection ID names a backend's server id go to it.
+    public var quic = false
+    /// Backends' QUIC server ids, by address (whatever backends a snapshot keeps).
+    public var quicServerIDs: [IPAddress: UInt32] = [:]
 
     public init(
         address: IPAddress, port: UInt16, ipProtocol: UInt8, encapsulation: Encapsulation, guePort: UInt16 = 0,
@@ -111,6 +115,29 @@ public struct VIPRecord: @unchecked Sendable {  // `table` points into a MaglevT
     public static let gueGuardFlag: UInt32 = 0x1_0000
     /// What Maglev hashes for a new flow of this VIP.
     public var hashMode: FlowHash.Mode
+    /// New flows read the QUIC connection ID first (`vip.quic`).
+    public var quic: Bool
+    /// A new flow is placed by Maglev over the whole 5-tuple (no hash mode, no QUIC): the
+    /// placement's one test.
+    public var plainPlacement: Bool
+
+    init(
+        address: IPAddress, port: UInt16, ipProtocol: UInt8, encapsulation: Encapsulation, guePort: UInt16, firstBackend: Int,
+        backendCount: Int, table: UnsafePointer<UInt16>, gueGuard: UInt32, hashMode: FlowHash.Mode, quic: Bool
+    ) {
+        self.address = address
+        self.port = port
+        self.ipProtocol = ipProtocol
+        self.encapsulation = encapsulation
+        self.guePort = guePort
+        self.firstBackend = firstBackend
+        self.backendCount = backendCount
+        self.table = table
+        self.gueGuard = gueGuard
+        self.hashMode = hashMode
+        self.quic = quic
+        plainPlacement = hashMode == .fiveTuple && !quic
+    }
 
     public var name: String { serviceName(address: address, port: port, ipProtocol: ipProtocol) }
 }
@@ -141,6 +168,8 @@ public struct ForwardingSnapshot: ~Copyable {
     /// Per backend (same index as `backends`), its `EncapTemplate`: 64 bytes, cache-line aligned.
     public let templates: UnsafeMutableRawPointer
     public let vipMap: VIPMap
+    /// QUIC server ids of the VIPs' backends.
+    @usableFromInline let quicServers: KeyMap
     /// Per worker: packets then new flows per backend (same index as `backends`), each worker's
     /// block on its own cache lines. A VIP's figures are the sums over its backends.
     public let counters: Counters
@@ -207,10 +236,17 @@ public struct ForwardingSnapshot: ~Copyable {
                     encapsulation: service.encapsulation, guePort: service.guePort,
                     firstBackend: next, backendCount: sorted.count, table: UnsafePointer(vipTables[i].slots.baseAddress!),
                     gueGuard: service.encapsulation == .gue && service.ipProtocol == IPProtocol.udp
-                        ? VIPRecord.gueGuardFlag | UInt32(service.guePort) : 0, hashMode: service.hashMode))
+                        ? VIPRecord.gueGuardFlag | UInt32(service.guePort) : 0, hashMode: service.hashMode, quic: service.quic))
             next += sorted.count
         }
         vipMap = VIPMap(services)
+        // (VIP, server id) to the backend's slot among the VIP's (sorted) backends.
+        quicServers = KeyMap(
+            services.indices.flatMap { i in
+                sortedBackends[i].enumerated().compactMap { slot, backend -> (MapKey, Int32)? in
+                    services[i].quicServerIDs[backend.address].map { (MapKey(quicServer: $0, vip: i), Int32(slot)) }
+                }
+            })
         workerCount = workers
         counterStride = (2 * backendTotal + 7) & ~7
         counters = Counters.allocate(count: counterStride * workers)
@@ -221,6 +257,7 @@ public struct ForwardingSnapshot: ~Copyable {
         backends.deallocate()
         templates.deallocate()
         vipMap.deallocate()
+        quicServers.deallocate()
         counters.deallocate()
     }
 
@@ -260,6 +297,12 @@ public struct ForwardingSnapshot: ~Copyable {
     @inlinable @inline(__always)
     public func prefetchMaglevSlot(vip: Int, hash: UInt64) {
         tern_prefetch(vips[vip].table + Maglev.slot(forHash: hash, tableSize: tableSize))
+    }
+
+    /// The slot among a VIP's backends of the backend with this QUIC server id, or -1.
+    @inlinable
+    public func quicBackendSlot(vip: Int, serverID: UInt32) -> Int {
+        quicServers.find(MapKey(quicServer: serverID, vip: vip))
     }
 
     /// The slot of a backend address among a VIP's backends, or nil (slow path after a reload).

@@ -19,6 +19,14 @@ struct MapKey: Equatable {
         rest = UInt64(port) << 16 | UInt64(ipProtocol) << 8 | (a.isV6 ? 6 : 4)
     }
 
+    /// A QUIC server id of a VIP's backend (its own kind of key: family word 0x51).
+    @inlinable
+    init(quicServer id: UInt32, vip: Int) {
+        high = UInt64(truncatingIfNeeded: vip)
+        low = UInt64(id)
+        rest = 0x51
+    }
+
     @inlinable @inline(__always)
     func slot(shift: Int) -> Int {
         let x = (high &* 0x9E37_79B9_7F4A_7C15 ^ low) &* 0xC2B2_AE3D_27D4_EB4F ^ rest

@@ -69,6 +69,8 @@ public struct BackendConfig: Equatable, Sendable {
     /// Its check: the VIP's `[vip.health]` with this backend's `[vip.backend.health]` keys over it;
     /// nil: not checked (counts as up).
     public var health: HealthConfig? = nil
+    /// The server id its QUIC connection IDs carry (`quic_server_id`, on `quic` VIPs).
+    public var quicServerID: UInt32? = nil
 }
 
 /// `[vip.bgp]`: route attributes a BGP feed attaches to the VIP's prefix.
@@ -125,6 +127,8 @@ public struct VIPConfig: Equatable, Sendable {
     public var minHealthy = ConfigSchema.minHealthy.defaultValue!
     /// What Maglev hashes for a new flow (`hash = "5-tuple" | "source" | "source-port-less"`).
     public var hashMode = FlowHash.Mode.fiveTuple
+    /// New flows whose QUIC connection ID names a backend's `quic_server_id` go to that backend.
+    public var quic = false
 
     public var protocolName: String { ipProtocol == IPProtocol.tcp ? "tcp" : "udp" }
 
@@ -213,6 +217,10 @@ public struct TernConfig: Equatable, Sendable {
                     guePort: v.guePort, backends: v.backends.map { ($0.address, $0.draining ? 0 : $0.weight) })
                 s.hashMode = v.hashMode
                 s.addresses = v.addresses
+                s.quic = v.quic
+                if v.quic {
+                    s.quicServerIDs = Dictionary(v.backends.compactMap { b in b.quicServerID.map { (b.address, $0) } }, uniquingKeysWith: { a, _ in a })
+                }
                 return s
             },
             tableSize: tableSize, tunnelSourceV4: node.tunnelSourceV4, tunnelSourceV6: node.tunnelSourceV6)

@@ -131,6 +131,7 @@ struct RawVIP {
     var allow_gue_port_overlap: Bool?
     var min_healthy: Int?
     var hash: String?
+    var quic: Bool?
     var health: RawHealth?
     var bgp: RawBGP?
     var backend: [RawBackend]?
@@ -164,6 +165,7 @@ struct RawBackend {
     var address: String
     var weight: Int?
     var state: String?
+    var quic_server_id: Int?
     var health: RawHealth?
 }
 
@@ -257,7 +259,10 @@ struct DocumentReader {
                         check: string(h, K.backendHealthCheck), port: int(h, K.backendHealthPort), path: string(h, K.backendHealthPath),
                         expect_status: int(h, K.backendHealthExpectStatus))
                 }
-                return string(b, K.backendAddress).map { RawBackend(address: $0, weight: weight, state: state, health: health) }
+                let serverID = int(b, K.backendQUICServerID)
+                return string(b, K.backendAddress).map {
+                    RawBackend(address: $0, weight: weight, state: state, quic_server_id: serverID, health: health)
+                }
             }
             let address = string(v, K.vipAddress)
             let port = int(v, K.vipPort)
@@ -267,6 +272,7 @@ struct DocumentReader {
             let overlap = bool(v, K.allowGUEPortOverlap)
             let minHealthy = int(v, K.minHealthy)
             let hash = string(v, K.vipHash)
+            let quic = bool(v, K.vipQUIC)
             let health = table(v, K.health).map { h in
                 unknown(h)
                 return RawHealth(
@@ -281,7 +287,7 @@ struct DocumentReader {
             guard let address, let port, let proto else { return nil }
             return RawVIP(
                 address: address, port: port, protocol: proto, encap: encap, gue_port: guePort, allow_gue_port_overlap: overlap,
-                min_healthy: minHealthy, hash: hash, health: health, bgp: bgp, backend: backends)
+                min_healthy: minHealthy, hash: hash, quic: quic, health: health, bgp: bgp, backend: backends)
         }
     }
 
@@ -727,6 +733,8 @@ struct Validator {
                 address: address, port: UInt16(port), ipProtocol: ipProtocol, encapsulation: encapsulation,
                 guePort: guePort, backends: backends, allowGUEPortOverlap: r.allow_gue_port_overlap ?? false)
             vip.prefixLength = prefixLength
+            vip.quic = r.quic ?? false
+            validateQUIC(vip, r, path: path)
             vip.health = health
             if let g = r.bgp { vip.bgp = validateBGP(g, path: "\(path).bgp") }
             vip.minHealthy = int(r.min_healthy, ConfigSchema.minHealthy, at: "\(path).min_healthy")
@@ -799,6 +807,22 @@ struct Validator {
         return out
     }
 
+    /// `quic = true` only on UDP VIPs; `quic_server_id` only on their backends, once per VIP.
+    mutating func validateQUIC(_ vip: VIPConfig, _ r: RawVIP, path: String) {
+        if vip.quic && vip.ipProtocol != IPProtocol.udp { fail("\(path).quic", "QUIC runs over UDP: needs protocol = \"udp\"") }
+        var seen: [Int: Int] = [:]
+        for (j, b) in (r.backend ?? []).enumerated() {
+            guard let id = b.quic_server_id else { continue }
+            let bpath = "\(path).backend[\(j)].quic_server_id"
+            if !vip.quic {
+                fail(bpath, "only on backends of a VIP with quic = true")
+            } else if let first = seen[id] {
+                fail(bpath, "\(id) is also backend[\(first)]'s: a server id names one backend")
+            }
+            seen[id] = j
+        }
+    }
+
     /// `health`: the VIP's raw keys when sound (nil otherwise) and its validated check.
     mutating func validateBackends(
         _ raw: [RawBackend], path: String, node: NodeConfig, tableSize: Int, health: (raw: RawHealth?, check: HealthConfig?),
@@ -834,6 +858,7 @@ struct Validator {
                 fail("\(bpath).address", "IPv4 backend \(a) needs node.tunnel_source_v4")
             }
             var backend = BackendConfig(address: a, weight: weight, draining: draining, health: health.check)
+            backend.quicServerID = b.quic_server_id.map { UInt32(int($0, ConfigSchema.backendQUICServerID, at: "\(bpath).quic_server_id")) }
             if let own = b.health, let inherited = health.raw {
                 backend.health = validateHealth(inherited.overridden(by: own), path: "\(bpath).health", vipPort: vipPort)
             }

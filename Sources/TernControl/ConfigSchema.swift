@@ -106,6 +106,7 @@ public enum ConfigSchema {
     public static let allowGUEPortOverlap = ConfigKey("vip.allow_gue_port_overlap", .boolean)
     public static let minHealthy = ConfigKey("vip.min_healthy", .integer, range: 1...16384, default: 1)
     public static let vipHash = ConfigKey("vip.hash", .string)
+    public static let vipQUIC = ConfigKey("vip.quic", .boolean)
 
     public static let health = ConfigKey("vip.health", .table)
     public static let healthCheck = ConfigKey("vip.health.check", .string)
@@ -122,6 +123,7 @@ public enum ConfigSchema {
     public static let backendAddress = ConfigKey("vip.backend.address", .string, required: true)
     public static let backendWeight = ConfigKey("vip.backend.weight", .integer, range: 0...65535, default: 100)
     public static let backendState = ConfigKey("vip.backend.state", .string)
+    public static let backendQUICServerID = ConfigKey("vip.backend.quic_server_id", .integer, range: 1...4_294_967_295)
     /// One backend's own check where it differs from the VIP's (another port or path, or "none").
     public static let backendHealth = ConfigKey("vip.backend.health", .table)
     public static let backendHealthCheck = ConfigKey("vip.backend.health.check", .string)
@@ -139,8 +141,8 @@ public enum ConfigSchema {
         importIPVSAdm, metrics, metricsListen, dataplane, workers,
         burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, rxDescriptors, txDescriptors, mbufs, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
         portBackendDevice, portHostInterface, portClampMSS, portVLAN, icmp, icmpTooBig, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
-        allowGUEPortOverlap, minHealthy, vipHash, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
-        healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState, backendHealth, backendHealthCheck,
+        allowGUEPortOverlap, minHealthy, vipHash, vipQUIC, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
+        healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState, backendQUICServerID, backendHealth, backendHealthCheck,
         backendHealthPort, backendHealthPath, backendHealthExpectStatus, bgp, bgpMED, bgpCommunities,
     ]
 

@@ -89,6 +89,9 @@ public struct Worker: ~Copyable {
     /// Stage-1 results of the current burst; `pending[i]` says whether packet i awaits stage 2.
     @usableFromInline let classified: UnsafeMutablePointer<Classified>
     @usableFromInline let pending: UnsafeMutablePointer<Bool>
+    /// The current burst's packets (set by `processBurst`): where `placeBy` finds the frame of a
+    /// classified packet (same index).
+    @usableFromInline var burstPackets: UnsafeMutablePointer<Packet>? = nil
     /// Largest burst `processBurst` takes.
     public static let maxBurst = 512
     /// How many packets ahead stage 1 starts loading frame bytes.
@@ -131,6 +134,8 @@ public struct Worker: ~Copyable {
         snapshot: borrowing ForwardingSnapshot, now: UInt32
     ) {
         precondition(count <= Worker.maxBurst)
+        burstPackets = packets
+        defer { burstPackets = nil }
         for i in 0..<min(count, Worker.packetPrefetchDistance) { packets[i].prefetch() }
         for i in 0..<count {
             if i &+ Worker.packetPrefetchDistance < count { packets[i &+ Worker.packetPrefetchDistance].prefetch() }
@@ -157,10 +162,14 @@ public struct Worker: ~Copyable {
     /// frame to transmit. `now` is flow-table time in seconds (at least 1).
     @inlinable
     public mutating func process(_ packet: inout Packet, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Outcome {
-        var outcome = classify(&packet, into: classified, snapshot: snapshot)
-        if outcome == nil { outcome = forward(&packet, classified, snapshot: snapshot, now: now) }
-        stats.add(CounterSlot.outcomes &+ Int(outcome!.rawValue))
-        return outcome!
+        withUnsafeMutablePointer(to: &packet) { p in
+            burstPackets = p
+            defer { burstPackets = nil }
+            var outcome = classify(&p.pointee, into: classified, snapshot: snapshot)
+            if outcome == nil { outcome = forward(&p.pointee, classified, snapshot: snapshot, now: now) }
+            stats.add(CounterSlot.outcomes &+ Int(outcome!.rawValue))
+            return outcome!
+        }
     }
 
     /// Stage 1: everything up to the flow hash. Returns the outcome when the packet is done (not for
@@ -347,8 +356,7 @@ public struct Worker: ~Copyable {
     ) -> Int {
         let record = snapshot.vips[vip]
         let hash = c.pointee.hash
-        let maglevHash = record.hashMode == .fiveTuple ? hash : FlowHash.hash(c.pointee.tuple, mode: record.hashMode)
-        let slot = snapshot.maglevSlot(vip: vip, hash: maglevHash)
+        let slot = record.plainPlacement ? snapshot.maglevSlot(vip: vip, hash: hash) : placeBy(c, vip: vip, snapshot: snapshot)
         if slot == Maglev.emptySlot { return -1 }
         let backend = record.firstBackend &+ Int(slot)
         flows.insert(
@@ -357,6 +365,35 @@ public struct Worker: ~Copyable {
         if c.pointee.tcpFlags & (TCPFlag.fin | TCPFlag.rst) != 0 { flows.markClosing(probe.index) }
         snapshot.countNewFlow(worker: index, backend: backend)
         return backend
+    }
+
+    /// A new flow of a VIP with a `hash` mode or `quic`: the backend a QUIC connection ID names
+    /// (counted by what the ID said), else Maglev over the VIP's hash. The frame is found through
+    /// the burst's packets (`burstPackets`), so no other placement carries it.
+    @inlinable @inline(never)
+    mutating func placeBy(_ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot) -> BackendSlot {
+        let record = snapshot.vips[vip]
+        if record.quic && !c.pointee.isICMPError, let packets = burstPackets {
+            let frame = UnsafeRawPointer(packets[c - UnsafePointer(classified)].data)
+            // UDP payload: after the IP header (its length is what l3Offset + ipLength leave) and 8 bytes.
+            var net = NetworkHeader()
+            let end = Int(c.pointee.l3Offset) &+ Int(c.pointee.ipLength)
+            if Parser.parseNetwork(frame, length: end, into: &net) == .ok && net.l4Offset &+ 8 <= end {
+                switch QUIC.serverID(frame + (net.l4Offset &+ 8), length: end &- net.l4Offset &- 8) {
+                case .serverID(let id):
+                    let slot = snapshot.quicBackendSlot(vip: vip, serverID: id)
+                    if slot >= 0 {
+                        stats.add(CounterSlot.quicByServerID)
+                        return BackendSlot(slot)
+                    }
+                    stats.add(CounterSlot.quicUnknownServerID)
+                case .none:
+                    stats.add(CounterSlot.quicWithoutServerID)
+                }
+            }
+        }
+        let hash = record.hashMode == .fiveTuple ? c.pointee.hash : FlowHash.hash(c.pointee.tuple, mode: record.hashMode)
+        return snapshot.maglevSlot(vip: vip, hash: hash)
     }
 
     /// On a `clamp_mss` port: lowers a TCP SYN's MSS option to what the tunnel toward `backend`

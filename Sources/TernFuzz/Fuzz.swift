@@ -32,16 +32,24 @@ func makeSimulator() -> Simulator {
     func a(_ s: String) -> IPAddress { IPAddress(s)! }
     let backends4: [(address: IPAddress, weight: Int)] = [(a("10.1.0.1"), 1), (a("10.1.0.2"), 2), (a("10.1.0.3"), 0)]
     let backends6: [(address: IPAddress, weight: Int)] = [(a("fc00::1"), 1), (a("fc00::2"), 1)]
+    // UDP VIPs route QUIC by connection ID (server ids 1024 and 197634 named by v1 and v2 IDs).
+    var quic = ServiceSpec(address: a("2001:db8::10"), port: 0, ipProtocol: IPProtocol.udp, encapsulation: .ipip, backends: backends6)
+    quic.quic = true
+    quic.quicServerIDs = [a("fc00::1"): 1024, a("fc00::2"): 197_634]
+    var quicGUE = ServiceSpec(address: a("192.0.2.10"), port: 0, ipProtocol: IPProtocol.udp, encapsulation: .gue, guePort: 6080, backends: backends6)
+    quicGUE.quic = true
+    quicGUE.quicServerIDs = quic.quicServerIDs
     let spec = SnapshotSpec(
         services: [
             ServiceSpec(address: a("192.0.2.10"), port: 80, ipProtocol: IPProtocol.tcp, encapsulation: .ipip, backends: backends4),
-            ServiceSpec(address: a("192.0.2.10"), port: 0, ipProtocol: IPProtocol.udp, encapsulation: .gue, guePort: 6080, backends: backends6),
+            quicGUE,
             ServiceSpec(address: a("2001:db8::10"), port: 443, ipProtocol: IPProtocol.tcp, encapsulation: .gue, guePort: 6080, backends: backends4),
-            ServiceSpec(address: a("2001:db8::10"), port: 0, ipProtocol: IPProtocol.udp, encapsulation: .ipip, backends: backends6),
+            quic,
         ],
         tableSize: 251, tunnelSourceV4: a("10.0.0.10"), tunnelSourceV6: a("fc00::10"))
     let worker = Worker(
-        index: 0, port: PortContext(mac: MACAddress(value: 2), gatewayMAC: MACAddress(value: 1), mtu: 1500),
+        // A port with every feature (MSS clamping, VLAN 7 both ways): `forwardWithPortFeatures`.
+        index: 0, port: PortContext(mac: MACAddress(value: 2), gatewayMAC: MACAddress(value: 1), mtu: 1500, clampMSS: true, vlan: 7, replyVLAN: 7),
         flowTableEntries: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
     return Simulator(snapshot: ForwardingSnapshot(spec, generation: 1), worker: worker)
 }

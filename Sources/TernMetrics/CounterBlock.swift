@@ -29,6 +29,19 @@ public enum CounterSlot {
     public static let hostRx = 23
     /// TCP SYNs whose MSS option was lowered (`clamp_mss`).
     public static let mssClamped = 24
+    /// New flows of `quic` VIPs: placed on the backend their connection ID's server id names;
+    /// with a server id no backend of the VIP has (Maglev); with none to read (Maglev).
+    public static let quicByServerID = 25
+    public static let quicUnknownServerID = 26
+    public static let quicWithoutServerID = 27
+
+    /// The per-feature counters as stats, `simulate` and metrics (`tern_NAME_total`) name them.
+    public static let features: [(name: String, slot: Int, help: String)] = [
+        ("mss_clamped", mssClamped, "TCP SYNs whose MSS option was lowered (clamp_mss)."),
+        ("quic_by_server_id", quicByServerID, "New flows of quic VIPs placed on the backend their connection ID names."),
+        ("quic_unknown_server_id", quicUnknownServerID, "New flows of quic VIPs whose server id no backend has (Maglev placed them)."),
+        ("quic_without_server_id", quicWithoutServerID, "New flows of quic VIPs without a server id to read (Initial, 0-RTT, short ID; Maglev)."),
+    ]
     /// Slots in a block: four cache lines.
     public static let count = 32
 }

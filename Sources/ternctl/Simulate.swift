@@ -89,9 +89,8 @@ struct Simulate: ParsableCommand {
         let report = TrafficReport(
             outcomes: simulator.worker.counters, totals: totals, flows: simulator.worker.flows.counters,
             extra: [
-                ("tx", sent), ("mss_clamped", simulator.worker.stats.load(CounterSlot.mssClamped)), ("ns_per_packet", nsPerPacket),
-                ("truncated_records", reader.truncation == nil ? 0 : 1),
-            ])
+                ("tx", sent), ("ns_per_packet", nsPerPacket), ("truncated_records", reader.truncation == nil ? 0 : 1),
+            ] + CounterSlot.features.map { ($0.name, simulator.worker.stats.load($0.slot)) })
         print(json ? report.json : report.text)
     }
 }

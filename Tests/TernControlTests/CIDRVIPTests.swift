@@ -54,3 +54,28 @@ import Testing
         #expect(try ConfigLoader.parse(cidr("192.0.2.10/32"), file: "t.toml").vips[0].addresses == [IPAddress("192.0.2.10")!])
     }
 }
+
+@Suite struct QUICConfigTests {
+    let udp = minimal.replacingOccurrences(of: "port = 80\nprotocol = \"tcp\"", with: "port = 443\nprotocol = \"udp\"\nquic = true")
+        .replacingOccurrences(of: "address = \"10.1.0.1\"", with: "address = \"10.1.0.1\"\nquic_server_id = 1024")
+
+    @Test func serverIDsReachTheSnapshotSpecByAddress() throws {
+        let c = try ConfigLoader.parse(udp + "[[vip.backend]]\naddress = \"10.1.0.2\"\n", file: "t.toml")
+        #expect(c.vips[0].quic && c.vips[0].backends.map(\.quicServerID) == [1024, nil])
+        let spec = c.snapshotSpec.services[0]
+        #expect(spec.quic && spec.quicServerIDs == [IPAddress("10.1.0.1")!: 1024])
+    }
+
+    @Test func quicNeedsUDPAndServerIDsNeedQUICOnceEach() {
+        #expect(problems(udp.replacingOccurrences(of: "protocol = \"udp\"", with: "protocol = \"tcp\"")).contains {
+            $0.hasSuffix("vip[0].quic: QUIC runs over UDP: needs protocol = \"udp\"")
+        })
+        #expect(problems(udp.replacingOccurrences(of: "quic = true", with: "")).contains {
+            $0.hasSuffix("vip[0].backend[0].quic_server_id: only on backends of a VIP with quic = true")
+        })
+        #expect(problems(udp + "[[vip.backend]]\naddress = \"10.1.0.2\"\nquic_server_id = 1024\n").contains {
+            $0.hasSuffix("vip[0].backend[1].quic_server_id: 1024 is also backend[0]'s: a server id names one backend")
+        })
+        #expect(problems(udp.replacingOccurrences(of: "1024", with: "0")).contains { $0.contains("quic_server_id: must be in 1...4294967295") })
+    }
+}

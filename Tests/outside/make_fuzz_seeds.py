@@ -3,7 +3,7 @@
 
   make_fuzz_seeds.py OUTDIR    writes OUTDIR/{frame,burst,toml,config,keepalived,ipvsadm}/
 
-- frame: every frame of the outside cases and the demo traffic, in raw mode (first byte 9 picks
+- frame: every frame of the outside cases and the demo traffic, QUIC and VLAN-tagged frames, in raw mode (first byte 9 picks
   no skeleton; see FuzzFrames.frame);
 - burst: the same frames as bursts of up to 8 (length-prefixed records, see Fuzz.swift), plus
   frames padded to 1,600 and 9,000 bytes so the too-big code is in reach;
@@ -29,6 +29,12 @@ def main(out):
     for target, name in (("keepalived", "keepalived.conf"), ("ipvsadm", "ipvsadm.rules")):
         shutil.copy(os.path.join(HERE, "import", name), os.path.join(out, target, name))
     frames = [make_pcap.frame_bytes(c) for c in make_pcap.outside_cases()] + [bytes(f) for f in make_pcap.demo_frames(200)]
+    # QUIC to the fuzz snapshot's quic VIPs (v1 and v2 connection IDs naming its server ids), and
+    # frames tagged with its port's VLAN 7.
+    for payload in (b"\x40\x41\x00\x03\x04\x05\x06\x07\x08", b"\x40\x80\x03\x04\x02\x05\x06\x07\x08",
+                    b"\xef\x00\x00\x00\x01\x08\x41\x00\x03\x04\x05\x06\x07\x00"):
+        frames.append(bytes(make_pcap.eth() / make_pcap.IP(src="198.51.100.1", dst="192.0.2.10") / make_pcap.UDP(sport=5000, dport=443) / payload))
+        frames.append(bytes(make_pcap.eth(vlan=7) / make_pcap.IPv6(src="2001:db8:1::1", dst="2001:db8::10") / make_pcap.UDP(sport=5000, dport=443) / payload))
     big = []
     for f in frames[:40]:
         if f[12:14] == b"\x08\x00" and f[23] == 6:  # IPv4 TCP: grow it with a payload, lengths fixed up

@@ -230,6 +230,75 @@ def check_vlan(ternctl, tmp):
               "intact; frames tagged 200 go to the host", flush=True)
 
 
+def check_quic(ternctl, tmp):
+    """quic = true: scapy crafts Katran's QUIC fixture payloads (CID versions 1 and 2, long and
+    short headers, unmapped and zero ids) and a client that migrates mid-connection; what
+    simulate emits goes to the backend the connection ID names, or where Maglev puts it (as a
+    VIP without quic would) when it names none."""
+    from scapy.all import UDP
+    backends = {"10.1.0.1": 1024, "10.1.0.2": 1026, "10.1.0.3": 197634, "10.1.0.4": 0x12345678}
+
+    def config(quic):
+        path = os.path.join(tmp, f"quic-{quic}.toml")
+        with open(path, "w") as f:
+            f.write('[node]\nname = "quic"\ntunnel_source_v4 = "10.0.0.10"\n[[port]]\ndevice = "net_pcap0"\n'
+                    f'gateway_mac = "{make_pcap.ROUTER}"\nmac = "{make_pcap.US}"\n'
+                    f'[[vip]]\naddress = "192.0.2.20"\nport = 443\nprotocol = "udp"\nquic = {"true" if quic else "false"}\n'
+                    + "".join(f'[[vip.backend]]\naddress = "{a}"\n' + (f"quic_server_id = {i}\n" if quic else "")
+                              for a, i in backends.items()))
+        return path
+
+    def run(quic, frames, name):
+        inp, outp = os.path.join(tmp, f"{name}-in.pcap"), os.path.join(tmp, f"{name}-out.pcap")
+        make_pcap.write_frames(inp, [raw(f) for f in frames])
+        p = subprocess.run([ternctl, "simulate", "--config", config(quic), "--in", inp, "--out", outp, "--json"],
+                           check=True, capture_output=True, text=True)
+        return [fr[IP].dst for fr in rdpcap(outp)], json.loads(p.stdout)
+
+    def packet(sport, payload, src="192.168.1.42"):
+        return Ether(dst=make_pcap.US, src=make_pcap.ROUTER) / IP(src=src, dst="192.0.2.20") / UDP(sport=sport, dport=443) / payload
+
+    data = b"quic data\x00@"
+    katran = [  # (payload, the server id it names, or None), from Katran's fixture suite
+        (b"\xcf\xfa\xce\xb0\x01\x08\x41\x02\x03\x04\x05\x06\x07\x00\x00\x01\x11\x01" + data, None),  # Initial
+        (b"\xdf\xfa\xce\xb0\x01\x08\x43\xff\x33\x44\x55\x66\x77\x88\x00\x01\x11\x01" + data, None),  # 0-RTT
+        (b"\xef\xfa\xce\xb0\x01\x08\x41\x00\x03\x04\x05\x06\x07\x00\x00\x01\x11\x01" + data, 1024),  # Handshake, v1
+        (b"\xff\xfa\xce\xb0\x01\x08\x41\x00\x03\x04\x05\x06\x07\x00\x00\x01\x11\x01" + data, 1024),  # Retry, v1
+        (b"\x00", None),  # short header, no connection ID
+        (b"\x00\x41\x00\x83\x04\x05\x06\x07\x00@", 1026),  # short, v1
+        (b"\x00\x41\x11\x00\x00\x00\x00\x00\x00@", None),  # short, v1 id 1092: no such backend
+        (b"\x00\x40\x00\x03\x04\x05\x06\x07\x00@", None),  # short, v1 id 0
+        (b"\x00\x80\x03\x04\x02\x05\x06\x07\x00@", 197634),  # short, v2
+        (b"\x00\x80\x03\x04\x44\x00\x00\x00\x00@", None),  # short, v2 id 197700: no such backend
+        (b"\x40\xc0\x12\x34\x56\x78\x00\x00\x00@", 0x12345678),  # short, v3
+    ]
+    frames = [packet(31337 + i, payload) for i, (payload, _) in enumerate(katran)]
+    got, counts = run(True, frames, "quic-katran")
+    plain, _ = run(False, frames, "quic-plain")
+    by_id = {i: a for a, i in backends.items()}
+    want = [by_id[i] if i else plain[k] for k, (_, i) in enumerate(katran)]
+    ok = (got == want and counts.get("quic_by_server_id") == 5 and counts.get("quic_unknown_server_id") == 2
+          and counts.get("quic_without_server_id") == 4)
+    check(ok, f"quic: Katran's payloads went to {got}, expected {want}; counts {counts}")
+
+    # Migration: the Initial from port 5000 lands where Maglev puts it; that backend's server id
+    # in the connection ID then keeps the connection there from other ports and another address.
+    first, _ = run(True, [packet(5000, katran[0][0], src="198.51.100.7")], "quic-first")
+    chosen = first[0]
+    cid = (0xC0).to_bytes(1, "big") + backends[chosen].to_bytes(4, "big") + b"\x01\x02\x03"
+    short = b"\x40" + cid + b"payload"
+    moves = [packet(5000, katran[0][0], src="198.51.100.7")] + [packet(5000, short, src="198.51.100.7")]
+    moves += [packet(6000 + k, short, src="198.51.100.7") for k in range(8)] + [packet(7000, short, src="203.0.113.50")]
+    got, _ = run(True, moves, "quic-migrate")
+    elsewhere, _ = run(False, moves, "quic-migrate-plain")
+    migrated_ok = got == [chosen] * len(moves) and any(d != chosen for d in elsewhere)
+    check(migrated_ok, f"quic migration: {got} (plain VIP: {elsewhere}), chosen {chosen}")
+    if ok and migrated_ok:
+        print(f"ok: quic: scapy-crafted Katran payloads (v1, v2, v3 IDs; Handshake and Retry; unmapped and zero ids) go to the "
+              f"backend their ID names or where Maglev puts them; a client moving across 9 ports and another address stays on "
+              f"{chosen} (a VIP without quic spreads those over {len(set(elsewhere))} backends)", flush=True)
+
+
 def check_source_hash(ternctl, tmp):
     """hash = "source": scapy reads the outer destination of what simulate emits; every
     connection of a client reaches one backend, and the clients spread over the backends."""
@@ -404,6 +473,7 @@ def main(ternctl):
     check_source_hash(ternctl, tmp)
     check_cidr_vip(ternctl, tmp)
     check_vlan(ternctl, tmp)
+    check_quic(ternctl, tmp)
 
     if FAILURES:
         print("\n".join(f"FAIL {f}" for f in FAILURES))
