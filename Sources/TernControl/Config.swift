@@ -27,6 +27,8 @@ public struct DataplaneConfig: Equatable, Sendable {
 /// Restart-only: per worker and second, the too-big answers Tern sends.
 public struct ICMPConfig: Equatable, Sendable {
     public var tooBigPerSecond = ConfigSchema.icmpTooBig.defaultValue!
+    /// Echo replies, per worker and second.
+    public var echoPerSecond = ConfigSchema.icmpEcho.defaultValue!
 }
 
 /// Restart-only: a reload that changes it is refused.

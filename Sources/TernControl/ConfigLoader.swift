@@ -84,6 +84,7 @@ struct RawConfig {
     var importKeepalived: String?
     var importIPVSAdm: String?
     var icmpTooBig: Int?
+    var icmpEcho: Int?
 }
 
 struct RawNode {
@@ -229,9 +230,9 @@ struct DocumentReader {
             unknown(m)
             return RawMaglev(table_size: int(m, K.tableSize))
         }
-        let icmpTooBig = table(t, K.icmp).flatMap { i -> Int? in
+        let icmp = table(t, K.icmp).map { i -> (tooBig: Int?, echo: Int?) in
             unknown(i)
-            return int(i, K.icmpTooBig)
+            return (int(i, K.icmpTooBig), int(i, K.icmpEcho))
         }
         var imports: (keepalived: String?, ipvsadm: String?)
         if let i = table(t, K.importTable) {
@@ -241,7 +242,7 @@ struct DocumentReader {
         return RawConfig(
             node: node ?? RawNode(name: "-"), controlSocket: controlSocket, shutdownDrain: shutdownDrain, metricsListen: metricsListen,
             dataplane: dataplane, port: ports ?? [], maglev: maglev, vip: vips(t), importKeepalived: imports.keepalived,
-            importIPVSAdm: imports.ipvsadm, icmpTooBig: icmpTooBig)
+            importIPVSAdm: imports.ipvsadm, icmpTooBig: icmp?.tooBig, icmpEcho: icmp?.echo)
     }
 
     /// The `[[vip]]` tables of a document (Tern's own, or those an import rendered).
@@ -509,7 +510,7 @@ struct Validator {
             config.control.socket = socket
         }
         note(K.controlSocket, K.controlSocket.path, config.control.socket)
-        config.icmp = ICMPConfig(tooBigPerSecond: int(raw.icmpTooBig, K.icmpTooBig))
+        config.icmp = ICMPConfig(tooBigPerSecond: int(raw.icmpTooBig, K.icmpTooBig), echoPerSecond: int(raw.icmpEcho, K.icmpEcho))
         config.control.shutdownDrainSeconds = int(raw.shutdownDrain, K.shutdownDrain)
         if let listen = raw.metricsListen { config.metrics = metricsListen(listen) }
         note(K.metricsListen, K.metricsListen.path, config.metrics.map { "\($0.host) \($0.port)" } ?? "off")

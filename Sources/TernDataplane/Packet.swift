@@ -36,7 +36,7 @@ public struct Packet {
 /// What the pipeline needs to know about the ports a packet leaves on: encapsulated packets go
 /// toward the backends, replies back out of the port the request came in on (the same port in a
 /// one-armed setup).
-public struct PortContext: Sendable {
+public struct PortContext: @unchecked Sendable {  // `echoBudget` is set and used by one worker only
     /// Source MAC of encapsulated packets.
     public var mac: MACAddress
     /// Destination MAC of encapsulated packets (the next hop toward the backends);
@@ -57,6 +57,9 @@ public struct PortContext: Sendable {
     public let replyVLAN: UInt16
     /// Some of the above is on: packets take `forwardWithPortFeatures` (one test for all of them).
     public let hasFeatures: Bool
+    /// The worker's echo-reply budget (`Worker` points it at its own whenever the port is set):
+    /// reached from `replyToEcho` through the port it already has, so stage 1 carries nothing more.
+    public var echoBudget: UnsafeMutablePointer<ICMPBudget>? = nil
 
     /// 00:00:00:00:00:00: a next hop not known yet (never a valid unicast MAC).
     public static let unknownMAC = MACAddress(value: 0)
@@ -79,3 +82,29 @@ public struct PortContext: Sendable {
 
 import CFastPath
 import TernWire
+
+/// Answers left this second (per worker): refilled when the second changes.
+public struct ICMPBudget: Sendable {
+    public let perSecond: UInt32
+    public var second: UInt32 = 0
+    public var left: UInt32 = 0
+
+    public init(perSecond: UInt32) { self.perSecond = perSecond }
+
+    /// Called once per burst with flow-table time.
+    @inlinable @inline(__always)
+    public mutating func refill(now: UInt32) {
+        if now != second {
+            second = now
+            left = perSecond
+        }
+    }
+
+    /// Whether one more answer fits this second (and takes it).
+    @inlinable @inline(__always)
+    public mutating func take() -> Bool {
+        guard left > 0 else { return false }
+        left -= 1
+        return true
+    }
+}

@@ -85,7 +85,11 @@ public struct Worker: ~Copyable {
     /// Packets per outcome so far.
     public var counters: OutcomeCounters { OutcomeCounters(reading: stats) }
     public let index: Int
-    public var port: PortContext
+    public var port: PortContext {
+        didSet { port.echoBudget = echoBudget }
+    }
+    /// Echo replies left this second (`[icmp] echo_per_second`); the port points here.
+    @usableFromInline let echoBudget: UnsafeMutablePointer<ICMPBudget>
     /// Stage-1 results of the current burst; `pending[i]` says whether packet i awaits stage 2.
     @usableFromInline let classified: UnsafeMutablePointer<Classified>
     @usableFromInline let pending: UnsafeMutablePointer<Bool>
@@ -102,15 +106,21 @@ public struct Worker: ~Copyable {
     public let tooBigRepliesPerSecond: UInt32
     @usableFromInline var tooBigSecond: UInt32 = 0
     @usableFromInline var tooBigBudget: UInt32 = 0
-    /// The default budget.
+    /// The default budgets.
     public static let icmpRepliesPerSecond: UInt32 = 1000
+    public static let echoRepliesPerSecond: UInt32 = 10_000
 
     public init(
         index: Int, port: PortContext, flowTableEntries: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32,
-        tcpClosingTimeout: UInt32, tooBigRepliesPerSecond: UInt32 = Worker.icmpRepliesPerSecond
+        tcpClosingTimeout: UInt32, tooBigRepliesPerSecond: UInt32 = Worker.icmpRepliesPerSecond,
+        echoRepliesPerSecond: UInt32 = Worker.echoRepliesPerSecond
     ) {
         self.tooBigRepliesPerSecond = tooBigRepliesPerSecond
         self.index = index
+        echoBudget = .allocate(capacity: 1)
+        echoBudget.initialize(to: ICMPBudget(perSecond: echoRepliesPerSecond))
+        var port = port
+        port.echoBudget = echoBudget
         self.port = port
         stats = CounterBlock.allocate()
         flows = FlowTable(
@@ -124,6 +134,7 @@ public struct Worker: ~Copyable {
     deinit {
         classified.deallocate()
         pending.deallocate()
+        echoBudget.deallocate()
         stats.deallocate()
     }
 
@@ -136,6 +147,7 @@ public struct Worker: ~Copyable {
         precondition(count <= Worker.maxBurst)
         burstPackets = packets
         defer { burstPackets = nil }
+        echoBudget.pointee.refill(now: now)
         for i in 0..<min(count, Worker.packetPrefetchDistance) { packets[i].prefetch() }
         for i in 0..<count {
             if i &+ Worker.packetPrefetchDistance < count { packets[i &+ Worker.packetPrefetchDistance].prefetch() }
@@ -162,7 +174,8 @@ public struct Worker: ~Copyable {
     /// frame to transmit. `now` is flow-table time in seconds (at least 1).
     @inlinable
     public mutating func process(_ packet: inout Packet, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Outcome {
-        withUnsafeMutablePointer(to: &packet) { p in
+        echoBudget.pointee.refill(now: now)
+        return withUnsafeMutablePointer(to: &packet) { p in
             burstPackets = p
             defer { burstPackets = nil }
             var outcome = classify(&p.pointee, into: classified, snapshot: snapshot)
@@ -225,6 +238,7 @@ public struct Worker: ~Copyable {
                 if snapshot.isVIPAddress(source) { return .dropBadSource }
                 if addressState == 0 { return .dropNoBackend }  // no VIP on it is up
                 if port.replyGatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
+                if let budget = port.echoBudget, !budget.pointee.take() { return .dropICMPBudget }
                 return replyToEcho(&packet, net, port: port)
             }
             // Neighbour discovery (router/neighbour solicitation and advertisement, redirect) is

@@ -60,7 +60,7 @@ struct Simulate: ParsableCommand {
             flowTableEntries: c.dataplane.flowTableEntries,
             tcpIdleTimeout: UInt32(c.dataplane.tcpIdleTimeoutSeconds), udpIdleTimeout: UInt32(c.dataplane.udpIdleTimeoutSeconds),
             tcpClosingTimeout: UInt32(c.dataplane.tcpClosingTimeoutSeconds),
-            tooBigRepliesPerSecond: UInt32(c.icmp.tooBigPerSecond))
+            tooBigRepliesPerSecond: UInt32(c.icmp.tooBigPerSecond), echoRepliesPerSecond: UInt32(c.icmp.echoPerSecond))
         var simulator = Simulator(snapshot: ForwardingSnapshot(c.snapshotSpec, generation: 1), worker: worker)
         // Streamed record by record: memory stays constant whatever the capture's size.
         var sent: UInt64 = 0

@@ -151,7 +151,7 @@ final class Dataplane {
                 tcpIdleTimeout: UInt32(config.dataplane.tcpIdleTimeoutSeconds),
                 udpIdleTimeout: UInt32(config.dataplane.udpIdleTimeoutSeconds),
                 tcpClosingTimeout: UInt32(config.dataplane.tcpClosingTimeoutSeconds),
-                tooBigRepliesPerSecond: UInt32(config.icmp.tooBigPerSecond))
+                tooBigRepliesPerSecond: UInt32(config.icmp.tooBigPerSecond), echoRepliesPerSecond: UInt32(config.icmp.echoPerSecond))
             loops.append(
                 WorkerLoop(
                     index: w, queues: queues, burstSize: config.dataplane.burstSize, cell: cell, worker: worker,

@@ -18,6 +18,14 @@ func makeSimulator(_ services: [ServiceSpec], generation: UInt32 = 1, mtu: Int =
     return Simulator(snapshot: ForwardingSnapshot(spec, generation: generation), worker: worker)
 }
 
+func makeSimulatorWithEchoBudget(_ perSecond: UInt32) -> Simulator {
+    let spec = SnapshotSpec(services: [web([("10.1.0.1", 100)])], tableSize: 1009, tunnelSourceV4: ip("10.0.0.10"), tunnelSourceV6: nil)
+    let worker = Worker(
+        index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: 1500), flowTableEntries: 1024, tcpIdleTimeout: 300,
+        udpIdleTimeout: 30, tcpClosingTimeout: 10, echoRepliesPerSecond: perSecond)
+    return Simulator(snapshot: ForwardingSnapshot(spec, generation: 1), worker: worker)
+}
+
 func web(_ backends: [(String, Int)], encapsulation: Encapsulation = .ipip) -> ServiceSpec {
     ServiceSpec(
         address: ip("192.0.2.10"), port: 80, ipProtocol: IPProtocol.tcp, encapsulation: encapsulation, guePort: 6080,
@@ -252,6 +260,21 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         #expect(sim.run(big, timestampNanoseconds: 1_500_000_000).0 == .dropICMPBudget)
         #expect(sim.run(big, timestampNanoseconds: 2_000_000_000).0 == .repliedTooBig)
         #expect(sim.worker.counters[.repliedTooBig] == UInt64(limit) + 1 && sim.worker.counters[.dropICMPBudget] == 1)
+    }
+
+    /// `[icmp] echo_per_second`: pings over the worker's budget in one second are dropped
+    /// `icmp_budget`; the next second answers again, also after the port was set anew (as the
+    /// worker loop does every burst).
+    @Test func echoRepliesAreLimitedPerWorkerPerSecond() {
+        var sim = makeSimulatorWithEchoBudget(3)
+        let ping = echoRequest(from: ip("198.51.100.1"), to: ip("192.0.2.10"))
+        let first = (0..<5).map { _ in sim.run(ping, timestampNanoseconds: 1_000_000_000).0 }
+        #expect(first == [.replied, .replied, .replied, .dropICMPBudget, .dropICMPBudget])
+        sim.worker.port = PortContext(mac: ours, gatewayMAC: gateway, mtu: 1500)
+        #expect(sim.run(ping, timestampNanoseconds: 2_000_000_000).0 == .replied)
+        #expect(sim.worker.counters[.replied] == 4 && sim.worker.counters[.dropICMPBudget] == 2)
+        var none = makeSimulatorWithEchoBudget(0)
+        #expect(none.run(ping).0 == .dropICMPBudget)
     }
 
     /// The budget is `[icmp] too_big_per_second`: 0 answers none.
