@@ -11,7 +11,8 @@ extension ControlCommands {
         case "/tern/stats":
             let report = info.stats.report()
             pairs = [
-                ("rx", report.outcomes.received), ("forwarded", report.outcomes[.forwarded]), ("host", report.outcomes[.host]),
+                ("rx", report.outcomes.received), ("forwarded", report.outcomes.forwarded),
+                ("forwarded_in_fragments", report.outcomes[.forwardedInFragments]), ("host", report.outcomes[.host]),
             ]
             pairs += Outcome.replies.map { ("replied_" + $0.0, report.outcomes[$0.1]) }
             pairs += Outcome.dropReasons.map { ("dropped_" + $0.dropReason!, report.outcomes[$0]) }

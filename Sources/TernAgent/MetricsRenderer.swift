@@ -43,7 +43,10 @@ public struct MetricsRenderer {
             let worker = [("worker", String(w))]
             let outcomes = OutcomeCounters(reading: block)
             counter("tern_rx_packets_total", "Packets the worker took from its RX queues.", worker, block.load(CounterSlot.rx))
-            counter("tern_forwarded_packets_total", "Packets encapsulated to a backend.", worker, outcomes[.forwarded])
+            counter("tern_forwarded_packets_total", "Packets encapsulated to a backend.", worker, outcomes.forwarded)
+            counter(
+                "tern_forwarded_in_fragments_packets_total", "Packets encapsulated to a backend as outer IPv4 fragments (no DF, too big).",
+                worker, outcomes[.forwardedInFragments])
             counter("tern_host_packets_total", "Packets not for a VIP (the host's).", worker, outcomes[.host])
             for (kind, o) in Outcome.replies {
                 counter("tern_replied_packets_total", "Packets answered by Tern (ICMP).", worker + [("kind", kind)], outcomes[o])

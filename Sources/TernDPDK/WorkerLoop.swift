@@ -7,6 +7,7 @@ import Synchronization
 import TernBalancing
 import TernDataplane
 import TernMetrics
+import TernWire
 
 #if canImport(Glibc)
 import Glibc
@@ -97,7 +98,9 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         let replies = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
         let toFree = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
         let toHost = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
+        let fragments = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: OuterFragments.maxCount)
         defer {
+            fragments.deallocate()
             for p in [mbufs, toBackends, replies, toFree, toHost] { p.deallocate() }
             packets.deallocate()
             outcomes.deallocate()
@@ -138,6 +141,8 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
                         tern_mbuf_reframe(m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
                         toBackends[backendCount] = m
                         backendCount += 1
+                    case .forwardedInFragments:
+                        sendInFragments(m, packets[i], mtu: q.context.mtu, list: fragments, port: q.backendPort, queue: q.queue, stats: stats)
                     case .replied, .repliedTooBig:
                         tern_mbuf_reframe(m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
                         // One-armed: one TX list, so frames leave in the order they arrived.
@@ -188,6 +193,32 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         guard n > 0 else { return }
         stats.add(CounterSlot.hostRx, UInt64(n))
         transmit(list, count: n, port: q.rxPort, queue: q.queue, stats: stats)
+    }
+
+    /// Cuts a frame too big for the tunnel into outer IPv4 fragments (`OuterFragments`): the
+    /// first stays in the received mbuf, the others get mbufs from its pool; sends them at once
+    /// (rare: ahead of the burst's other frames). Without mbufs for all of them, none is sent
+    /// (counted `tx_failed`).
+    func sendInFragments(
+        _ m: OpaquePointer?, _ packet: Packet, mtu: Int, list: UnsafeMutablePointer<OpaquePointer?>, port: UInt16, queue: UInt16,
+        stats: CounterBlock
+    ) {
+        let frame = packet.data
+        let n = OuterFragments.count(frame, length: packet.length, mtu: mtu)
+        list[0] = m
+        for k in 1..<n {
+            guard let extra = tern_mbuf_alloc(tern_mbuf_pool(m)), let out = tern_mbuf_append(extra, UInt16(mtu + 32)) else {
+                tern_mbuf_free_bulk(list, UInt32(k))
+                stats.add(CounterSlot.txFailed, UInt64(n))
+                return
+            }
+            let length = OuterFragments.write(k, of: frame, length: packet.length, mtu: mtu, to: UnsafeMutableRawPointer(out))
+            tern_mbuf_reframe(extra, UInt16(truncatingIfNeeded: tern_mbuf_headroom(extra)), UInt16(truncatingIfNeeded: length))
+            list[k] = extra
+        }
+        let first = OuterFragments.write(0, of: frame, length: packet.length, mtu: mtu, to: frame)
+        tern_mbuf_reframe(m, UInt16(truncatingIfNeeded: packet.headroom), UInt16(truncatingIfNeeded: first))
+        transmit(list, count: n, port: port, queue: queue, stats: stats)
     }
 
     /// Sends what the TX queue takes; frees and counts what it refuses.

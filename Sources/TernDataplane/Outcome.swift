@@ -38,12 +38,16 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
     case repliedTooBig
     /// A too-big answer over the worker's per-second budget (`[icmp] too_big_per_second`): not sent.
     case dropICMPBudget
+    /// Encapsulated but too big for the tunnel, inner IPv4 without DF: built whole with the outer
+    /// DF clear; the transmitter sends it as outer fragments (`OuterFragments`, RFC 2003 5.1).
+    /// Verdict `forwarded`.
+    case forwardedInFragments
 
     public enum Verdict: String, Sendable { case forwarded, host, replied, dropped }
 
     public var verdict: Verdict {
         switch self {
-        case .forwarded: .forwarded
+        case .forwarded, .forwardedInFragments: .forwarded
         case .host: .host
         case .replied, .repliedTooBig: .replied
         default: .dropped
@@ -52,12 +56,12 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
 
     /// Whether the packet leaves on the TX queue.
     @inlinable @inline(__always)
-    public var transmits: Bool { self == .forwarded || self == .replied || self == .repliedTooBig }
+    public var transmits: Bool { self == .forwarded || self == .replied || self == .repliedTooBig || self == .forwardedInFragments }
 
     /// The drop reason's name in counters and JSON, or nil for verdicts that are not drops.
     public var dropReason: String? {
         switch self {
-        case .forwarded, .host, .replied, .repliedTooBig: nil
+        case .forwarded, .forwardedInFragments, .host, .replied, .repliedTooBig: nil
         case .dropMalformed: "malformed"
         case .dropFragment: "fragment"
         case .dropNoService: "no_service"
@@ -104,4 +108,6 @@ public struct OutcomeCounters: Sendable {
     }
 
     public var received: UInt64 { Outcome.allCases.reduce(0) { $0 + self[$1] } }
+    /// Encapsulated toward backends, whole or in outer fragments.
+    public var forwarded: UInt64 { self[.forwarded] + self[.forwardedInFragments] }
 }

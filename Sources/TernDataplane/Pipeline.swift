@@ -306,7 +306,7 @@ public struct Worker: ~Copyable {
         if backend < 0 { return .dropNoBackend }
         if port.clampMSS { clampMSS(packet.data, c, backend: backend, snapshot: snapshot) }
         var outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
-        if outcome == .forwarded && port.vlan != 0 { outcome = Worker.pushVLANTag(&packet, port.vlan) }
+        if outcome.verdict == .forwarded && port.vlan != 0 { outcome = Worker.pushVLANTag(&packet, port.vlan, outcome) }
         if outcome == .forwarded { snapshot.countForwarded(worker: index, backend: backend) }
         return outcome
     }
@@ -321,14 +321,14 @@ public struct Worker: ~Copyable {
 
     /// Inserts an 802.1Q tag after the MAC addresses of a built frame (4 bytes of headroom).
     @inlinable
-    static func pushVLANTag(_ packet: inout Packet, _ vlan: UInt16) -> Outcome {
+    static func pushVLANTag(_ packet: inout Packet, _ vlan: UInt16, _ outcome: Outcome) -> Outcome {
         if packet.headroom < HeaderSize.vlanTag { return .dropNoHeadroom }
         let p = packet.data
         (p - HeaderSize.vlanTag).copyMemory(from: p, byteCount: 12)
         p.storeBE16(EtherType.vlan, at: 12 &- HeaderSize.vlanTag)
         p.storeBE16(vlan, at: 14 &- HeaderSize.vlanTag)
         packet.reframe(start: -HeaderSize.vlanTag, length: packet.length &+ HeaderSize.vlanTag)
-        return .forwarded
+        return outcome
     }
 
     /// The backend (index into `snapshot.backends`) for a flow: the one the flow table remembers if
@@ -447,14 +447,16 @@ public struct Worker: ~Copyable {
     /// the received frame are left behind.
     @inlinable @inline(__always)
     mutating func encapsulate(
-        _ packet: inout Packet, _ c: UnsafePointer<Classified>, backend: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32
+        _ packet: inout Packet, _ c: UnsafePointer<Classified>, backend: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32,
+        fragmenting: Bool = false
     ) -> Outcome {
         let template = snapshot.template(backend: backend)
         let kind = EncapTemplate.kind(template)
         let ipLength = Int(c.pointee.ipLength)
         let l3Offset = Int(c.pointee.l3Offset)
-        if ipLength &+ kind.headerLength > port.mtu {
-            return tooBig(&packet, c, tunnelMTU: port.mtu &- kind.headerLength, snapshot: snapshot, now: now)
+        // `fragmenting` (from `tooBig`): build the frame whole, the transmitter cuts it.
+        if !fragmenting && ipLength &+ kind.headerLength > port.mtu {
+            return tooBig(&packet, c, backend: backend, snapshot: snapshot, now: now)
         }
         let o = l3Offset &- kind.headerLength
         let start = o &- HeaderSize.ethernet
@@ -475,12 +477,27 @@ public struct Worker: ~Copyable {
         return .forwarded
     }
 
-    /// A packet the tunnel cannot carry: answered (within the per-second budget) so that the client
-    /// lowers its path MTU instead of retransmitting into a black hole. Out of line: rare.
+    /// A packet the tunnel cannot carry. An inner IPv4 packet without DF toward an IPv4 tunnel is
+    /// encapsulated whole with the outer DF clear and sent as outer fragments (RFC 2003 5.1; the
+    /// transmitter cuts it, `OuterFragments`). Otherwise it is answered (within the per-second
+    /// budget) so that the client lowers its path MTU instead of retransmitting into a black hole.
+    /// Out of line: rare.
     @inlinable @inline(never)
     mutating func tooBig(
-        _ packet: inout Packet, _ c: UnsafePointer<Classified>, tunnelMTU: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32
+        _ packet: inout Packet, _ c: UnsafePointer<Classified>, backend: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32
     ) -> Outcome {
+        let template = snapshot.template(backend: backend)
+        let kind = EncapTemplate.kind(template)
+        let tunnelMTU = port.mtu &- kind.headerLength
+        if !c.pointee.isV6 && !c.pointee.dontFragment && !kind.outerIsV6 {
+            let payload = Int(c.pointee.ipLength) &+ kind.headerLength &- HeaderSize.ipv4
+            let per = OuterFragments.payloadPerFragment(mtu: port.mtu)
+            guard (payload &+ per &- 1) / per <= OuterFragments.maxCount else { return .dropTooBig }
+            let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now, fragmenting: true)
+            guard outcome == .forwarded else { return outcome }
+            snapshot.countForwarded(worker: index, backend: backend)
+            return .forwardedInFragments
+        }
         if c.pointee.isICMPError { return .dropTooBig }  // no ICMP error about an ICMP error (RFC 1122)
         let client = c.pointee.tuple.source
         if !client.isSingleHost { return .dropBadSource }
@@ -501,7 +518,7 @@ public struct Worker: ~Copyable {
     /// ("packet too big", RFC 8201) carrying the MTU the tunnel leaves, and quoting the packet from
     /// its IP header on, as much as fits in 576 (IPv4) or 1280 (IPv6) bytes. The new headers go in
     /// front of the IP header, so the quoted bytes stay where they are. An IPv4 packet without DF
-    /// may be fragmented on its way; Tern does not fragment, so it is dropped `too_big`.
+    /// that reaches here (toward an IPv6 tunnel, which Tern does not fragment) is dropped `too_big`.
     @inlinable
     static func replyTooBig(_ packet: inout Packet, _ c: UnsafePointer<Classified>, tunnelMTU: Int, port: borrowing PortContext)
         -> Outcome

@@ -53,4 +53,21 @@ public struct Simulator: ~Copyable {
     public mutating func runBurst(_ packets: UnsafeMutablePointer<Packet>, count: Int, outcomes: UnsafeMutablePointer<Outcome>) {
         worker.processBurst(packets, count: count, outcomes: outcomes, snapshot: snapshot, now: now)
     }
+
+    /// The frames a transmitted packet leaves as: itself, or its outer fragments
+    /// (`forwardedInFragments`, cut at the port's MTU as ternd's worker loop cuts them).
+    public func frames(_ outcome: Outcome, _ frame: [UInt8]) -> [[UInt8]] {
+        guard outcome == .forwardedInFragments else { return [frame] }
+        var whole = frame
+        let mtu = worker.port.mtu
+        return whole.withUnsafeMutableBytes { raw -> [[UInt8]] in
+            let p = raw.baseAddress!
+            let n = OuterFragments.count(p, length: frame.count, mtu: mtu)
+            return (0..<n).map { k in
+                [UInt8](unsafeUninitializedCapacity: mtu + 32) { buffer, count in
+                    count = OuterFragments.write(k, of: p, length: frame.count, mtu: mtu, to: buffer.baseAddress!)
+                }
+            }
+        }
+    }
 }

@@ -108,7 +108,7 @@ public struct TrafficReport: Sendable {
 
     public var text: String {
         var s = "rx \(outcomes.received)\n"
-        s += "forwarded \(outcomes[.forwarded])\nhost \(outcomes[.host])\nreplied \(replied)\n"
+        s += "forwarded \(outcomes.forwarded)\n  in_fragments \(outcomes[.forwardedInFragments])\nhost \(outcomes[.host])\nreplied \(replied)\n"
         for (kind, n) in replies where n > 0 { s += "  \(kind) \(n)\n" }
         s += "dropped \(dropped.reduce(0) { $0 + $1.1 })\n"
         for (reason, n) in dropped where n > 0 { s += "  \(reason) \(n)\n" }
@@ -126,7 +126,8 @@ public struct TrafficReport: Sendable {
             "{" + pairs.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
         }
         var fields: [String] = [
-            "\"rx\":\(outcomes.received)", "\"forwarded\":\(outcomes[.forwarded])", "\"host\":\(outcomes[.host])",
+            "\"rx\":\(outcomes.received)", "\"forwarded\":\(outcomes.forwarded)",
+            "\"forwarded_in_fragments\":\(outcomes[.forwardedInFragments])", "\"host\":\(outcomes[.host])",
             "\"replied\":\(replied)", "\"replies\":\(object(replies))", "\"dropped\":\(object(dropped))",
         ]
         fields += extra.map { "\"\($0.0)\":\($0.1)" }

@@ -68,11 +68,14 @@ struct Simulate: ParsableCommand {
         do {
             while let r = try reader.next() {
                 let started = monotonicNanoseconds()
-                let (_, frame) = simulator.run(r.data, timestampNanoseconds: r.timestampNanoseconds)
+                let (outcome, frame) = simulator.run(r.data, timestampNanoseconds: r.timestampNanoseconds)
                 elapsed += monotonicNanoseconds() - started
                 if let frame {
-                    try writer.append(PcapRecord(timestampNanoseconds: r.timestampNanoseconds, data: frame))
-                    sent += 1
+                    // What the wire carries: outer fragments of a packet too big for the tunnel.
+                    for data in simulator.frames(outcome, frame) {
+                        try writer.append(PcapRecord(timestampNanoseconds: r.timestampNanoseconds, data: data))
+                        sent += 1
+                    }
                 }
             }
             try writer.close()

@@ -237,17 +237,25 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         #expect(sim.run(fixed).0 == .dropICMPUnsupported)
     }
 
-    @Test func tooBigWithoutDontFragmentIsDroppedAndCounted() {
-        var sim = makeSimulator([web([("10.1.0.1", 100)])], mtu: 1280)
+    /// Without DF: toward an IPv4 tunnel, outer fragments (each within the MTU, reassembling to the
+    /// whole encapsulated packet); toward an IPv6 tunnel, dropped `too_big`.
+    @Test func tooBigWithoutDontFragmentLeavesInOuterFragmentsOverIPv4() {
         let tcp = Frames.tcp(
             source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 80,
             payload: [UInt8](repeating: 0, count: 1280 - 20 - 40 + 1))
-        let big = Frames.ethernet(
-            Frames.ipv4(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), protocol: IPProtocol.tcp, payload: tcp,
-                        dontFragment: false),
-            etherType: EtherType.ipv4)
-        #expect(sim.run(big).0 == .dropTooBig)
-        #expect(sim.worker.counters[.dropTooBig] == 1)
+        let inner = Frames.ipv4(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), protocol: IPProtocol.tcp, payload: tcp, dontFragment: false)
+        let big = Frames.ethernet(inner, etherType: EtherType.ipv4)
+        var sim = makeSimulator([web([("10.1.0.1", 100)])], mtu: 1280)
+        let (o, whole) = sim.run(big)
+        #expect(o == .forwardedInFragments && sim.worker.counters.forwarded == 1)
+        let parts = sim.frames(o, whole!)
+        #expect(parts.count == 2 && parts.allSatisfy { $0.count <= 14 + 1280 })
+        // Offsets and MF, then the payloads joined again: the whole outer payload (the inner packet).
+        #expect(parts.map { UInt16($0[20]) << 8 | UInt16($0[21]) } == [0x2000, UInt16((1280 - 20) / 8)])
+        #expect(parts.flatMap { $0[34...] } == inner)
+        #expect(parts.allSatisfy { Checksum.compute($0.withUnsafeBytes { $0.baseAddress! + 14 }, length: 20) == 0 })
+        var v6 = makeSimulator([web([("fc00::1", 100)])], mtu: 1280)
+        #expect(v6.run(big).0 == .dropTooBig && v6.worker.counters[.dropTooBig] == 1)
     }
 
     @Test func tooBigRepliesAreLimitedPerWorkerPerSecond() {

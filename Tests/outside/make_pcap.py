@@ -137,8 +137,9 @@ def outside_cases(seed=7):
     c.append(Case("UDP to the GUE port of a GUE VIP", eth() / IP(src=c4, dst=V4) / UDP(sport=4000, dport=6080) / Raw(b"g" * 8),
                   "gue_in_gue"))
     c.append(Case("UDP to the GUE port of an IPv6 GUE VIP", eth() / IPv6(src=c6, dst=V6) / UDP(sport=4000, dport=6080), "gue_in_gue"))
-    c.append(Case("too big after encapsulation, IPv4 without DF", eth() / IP(src=c4, dst=V4) / TCP(dport=80, sport=13) /
-                  Raw(b"m" * 1460), "too_big"))
+    # Toward an IPv4 tunnel it would leave as outer fragments (test_simulate's check_outer_fragments).
+    c.append(Case("too big after encapsulation, IPv4 without DF, IPv6 tunnel (4in6)", eth() / IP(src=c4, dst=V4) /
+                  TCP(dport=443, sport=13) / Raw(b"m" * 1460), "too_big"))
     c.append(Case("ICMP unreachable to a VIP quoting nothing", eth() / IP(src=c4, dst=V4) / ICMP(type=3, code=4) / Raw(b"\0" * 28),
                   "icmp_unsupported"))
     c.append(Case("ICMP unreachable quoting another address's packet", eth() / IP(src="203.0.113.1", dst=V4) /

@@ -299,6 +299,42 @@ def check_quic(ternctl, tmp):
               f"{chosen} (a VIP without quic spreads those over {len(set(elsewhere))} backends)", flush=True)
 
 
+def check_outer_fragments(ternctl, tmp):
+    """Too big for the tunnel, inner IPv4 without DF: simulate emits outer IPv4 fragments (IPIP
+    and GUE) that scapy reassembles into the whole encapsulated packet, the inner packet byte for
+    byte; with DF the client gets "fragmentation needed" instead."""
+    from scapy.all import ICMP, UDP, TCP, Raw, defragment
+    e = Ether(dst=make_pcap.US, src=make_pcap.ROUTER)
+    datagrams = [
+        e / IP(src="198.51.100.1", dst="192.0.2.10", id=777) / TCP(sport=4000, dport=80, flags="A") / Raw(bytes(range(256)) * 12),
+        e / IP(src="198.51.100.2", dst="192.0.2.10", id=778) / UDP(sport=4001, dport=5353) / Raw(b"u" * 4000),
+    ]
+    with_df = e / IP(src="198.51.100.3", dst="192.0.2.10", flags="DF") / TCP(sport=4002, dport=80, flags="A") / Raw(b"d" * 3000)
+    inp, outp = os.path.join(tmp, "ofrag-in.pcap"), os.path.join(tmp, "ofrag-out.pcap")
+    make_pcap.write_frames(inp, [raw(f) for f in datagrams + [with_df]])
+    p = subprocess.run([ternctl, "simulate", "--config", os.path.join(HERE, "outside.toml"), "--in", inp, "--out", outp, "--json"],
+                       capture_output=True, text=True)
+    counts = json.loads(p.stdout) if p.returncode == 0 else {}
+    out = rdpcap(outp)
+    fragments = [f for f in out if IP in f and f[IP].proto in (4, 17) and (f[IP].flags.MF or f[IP].frag > 0)]
+    whole = defragment(fragments)
+    inner = []
+    for pkt in whole:
+        if pkt[IP].flags.MF or pkt[IP].frag:
+            continue
+        payload = bytes(pkt[IP].payload)
+        inner.append(payload if pkt[IP].proto == 4 else payload[8 + 4:])  # GUE: UDP and GUE headers first
+    ok = (counts.get("forwarded") == 2 and counts.get("forwarded_in_fragments") == 2 and counts.get("replied") == 1
+          and all(len(f) <= 14 + 1500 for f in out) and all(len(bytes(f[IP])) <= 1500 for f in fragments)
+          and sorted(inner) == sorted(bytes(d[IP]) for d in datagrams)
+          and any(ICMP in f and f[ICMP].type == 3 and f[ICMP].code == 4 for f in out))
+    check(ok, f"outer fragments: counts {counts}, {len(fragments)} fragments, reassembled {len(inner)}")
+    if ok:
+        print(f"ok: outer fragments: a 3,092-byte TCP segment (IPIP) and a 4,028-byte UDP datagram (GUE) without DF leave as "
+              f"{len(fragments)} outer IPv4 fragments of at most 1,500 bytes that scapy reassembles to the inner packets byte for "
+              "byte; with DF the client is told the MTU", flush=True)
+
+
 def check_source_hash(ternctl, tmp):
     """hash = "source": scapy reads the outer destination of what simulate emits; every
     connection of a client reaches one backend, and the clients spread over the backends."""
@@ -474,6 +510,7 @@ def main(ternctl):
     check_cidr_vip(ternctl, tmp)
     check_vlan(ternctl, tmp)
     check_quic(ternctl, tmp)
+    check_outer_fragments(ternctl, tmp)
 
     if FAILURES:
         print("\n".join(f"FAIL {f}" for f in FAILURES))

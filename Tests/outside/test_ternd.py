@@ -95,6 +95,12 @@ def test_same_bytes_as_simulate(ternd, ternctl, tmp):
     for name, config, frames in [
         ("outside cases", os.path.join(HERE, "outside.toml"), [make_pcap.frame_bytes(c) for c in make_pcap.outside_cases()]),
         ("demo traffic", os.path.join(ROOT, "configs/example.toml"), [bytes(f) for f in make_pcap.demo_frames()]),
+        # Full-size packets without DF that the tunnel makes too big: outer IPv4 fragments (IPIP
+        # and GUE), the second fragment's mbuf taken from the pool.
+        ("outer fragments", os.path.join(HERE, "outside.toml"),
+         [bytes(make_pcap.eth() / make_pcap.IP(src=f"198.51.100.{i + 1}", dst="192.0.2.10") /
+                (make_pcap.TCP(sport=4000 + i, dport=80, flags="A") / (bytes([i]) * (1460 - 3 * i)) if i % 2 else
+                 make_pcap.UDP(sport=4000 + i, dport=5353) / (bytes([i]) * (1472 - 3 * i)))) for i in range(6)]),
     ]:
         inp, sim_out, ternd_out = (os.path.join(tmp, f) for f in ("in.pcap", "sim.pcap", "ternd.pcap"))
         make_pcap.write_frames(inp, frames)

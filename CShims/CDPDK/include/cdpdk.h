@@ -43,6 +43,8 @@ static inline void tern_mbuf_reframe(struct rte_mbuf *m, uint16_t headroom, uint
 static inline void tern_mbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
 static inline void tern_mbuf_free_bulk(struct rte_mbuf **m, unsigned n) { rte_pktmbuf_free_bulk(m, n); }
 static inline struct rte_mbuf *tern_mbuf_alloc(struct rte_mempool *mp) { return rte_pktmbuf_alloc(mp); }
+/// The pool an mbuf came from (outer fragments are taken from it).
+static inline struct rte_mempool *tern_mbuf_pool(struct rte_mbuf *m) { return m->pool; }
 static inline char *tern_mbuf_append(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_append(m, len); }
 /// The mbuf's private area (mempool created with a non-zero priv_size).
 static inline void *tern_mbuf_priv(struct rte_mbuf *m) { return rte_mbuf_to_priv(m); }
