@@ -36,7 +36,7 @@ public struct Packet {
 /// What the pipeline needs to know about the ports a packet leaves on: encapsulated packets go
 /// toward the backends, replies back out of the port the request came in on (the same port in a
 /// one-armed setup).
-public struct PortContext: @unchecked Sendable {  // `echoBudget` is set and used by one worker only
+public struct PortContext: @unchecked Sendable {  // `echoBudget`, `fragments`: set and used by one worker only
     /// Source MAC of encapsulated packets.
     public var mac: MACAddress
     /// Destination MAC of encapsulated packets (the next hop toward the backends);
@@ -60,6 +60,8 @@ public struct PortContext: @unchecked Sendable {  // `echoBudget` is set and use
     /// The worker's echo-reply budget (`Worker` points it at its own whenever the port is set):
     /// reached from `replyToEcho` through the port it already has, so stage 1 carries nothing more.
     public var echoBudget: UnsafeMutablePointer<ICMPBudget>? = nil
+    /// The worker's fragment table, reached the same way (`classifyFragment`).
+    public var fragments: UnsafeMutablePointer<FragmentTable>? = nil
 
     /// 00:00:00:00:00:00: a next hop not known yet (never a valid unicast MAC).
     public static let unknownMAC = MACAddress(value: 0)

@@ -86,8 +86,14 @@ public struct Worker: ~Copyable {
     public var counters: OutcomeCounters { OutcomeCounters(reading: stats) }
     public let index: Int
     public var port: PortContext {
-        didSet { port.echoBudget = echoBudget }
+        didSet {
+            port.echoBudget = echoBudget
+            port.fragments = fragments
+        }
     }
+    /// IP fragments' flows (`FragmentTable`); the port points here.
+    @usableFromInline let fragments: UnsafeMutablePointer<FragmentTable>
+    public static let fragmentTableEntries = 4096
     /// Echo replies left this second (`[icmp] echo_per_second`); the port points here.
     @usableFromInline let echoBudget: UnsafeMutablePointer<ICMPBudget>
     /// Stage-1 results of the current burst; `pending[i]` says whether packet i awaits stage 2.
@@ -119,10 +125,14 @@ public struct Worker: ~Copyable {
         self.index = index
         echoBudget = .allocate(capacity: 1)
         echoBudget.initialize(to: ICMPBudget(perSecond: echoRepliesPerSecond))
+        let stats = CounterBlock.allocate()
+        self.stats = stats
+        fragments = .allocate(capacity: 1)
+        fragments.initialize(to: FragmentTable(capacity: Worker.fragmentTableEntries, counters: stats))
         var port = port
         port.echoBudget = echoBudget
+        port.fragments = fragments
         self.port = port
-        stats = CounterBlock.allocate()
         flows = FlowTable(
             capacity: flowTableEntries, tcpIdleTimeout: tcpIdleTimeout, udpIdleTimeout: udpIdleTimeout,
             tcpClosingTimeout: tcpClosingTimeout, counters: stats)
@@ -135,6 +145,8 @@ public struct Worker: ~Copyable {
         classified.deallocate()
         pending.deallocate()
         echoBudget.deallocate()
+        fragments.deinitialize(count: 1)
+        fragments.deallocate()
         stats.deallocate()
     }
 
@@ -148,6 +160,7 @@ public struct Worker: ~Copyable {
         burstPackets = packets
         defer { burstPackets = nil }
         echoBudget.pointee.refill(now: now)
+        fragments.pointee.now = now
         for i in 0..<min(count, Worker.packetPrefetchDistance) { packets[i].prefetch() }
         for i in 0..<count {
             if i &+ Worker.packetPrefetchDistance < count { packets[i &+ Worker.packetPrefetchDistance].prefetch() }
@@ -175,6 +188,7 @@ public struct Worker: ~Copyable {
     @inlinable
     public mutating func process(_ packet: inout Packet, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Outcome {
         echoBudget.pointee.refill(now: now)
+        fragments.pointee.now = now
         return withUnsafeMutablePointer(to: &packet) { p in
             burstPackets = p
             defer { burstPackets = nil }
@@ -226,7 +240,7 @@ public struct Worker: ~Copyable {
         let addressState = snapshot.vipAddressState(net.destination)
         if addressState < 0 { return .host }
         if isOtherVLAN(UnsafeRawPointer(packet.data), l3Offset: net.l3Offset, port: port) { return .host }
-        if net.isFragment { return .dropFragment }
+        if net.isFragment { return classifyFragment(packet, net, port: port, snapshot: snapshot, into: out) }
         var l4 = TransportHeader()
         if Parser.parseTransport(UnsafeRawPointer(packet.data), net, into: &l4) != .ok { return .dropMalformed }
         let isV6 = net.isV6
@@ -251,6 +265,50 @@ public struct Worker: ~Copyable {
             return .dropICMPUnsupported
         }
         return .dropNoService
+    }
+
+    /// A TCP or UDP fragment to a VIP address (`FragmentTable`): the first is classified by its
+    /// ports and leaves its flow in the table; a later one is classified as a packet of that flow
+    /// (nil, `out` filled), or dropped `fragment` when its first has not passed. Fragments of
+    /// other protocols (ICMP) are dropped `fragment`: Tern answers pings itself and does not
+    /// reassemble.
+    @inlinable
+    static func classifyFragment(
+        _ packet: borrowing Packet, _ net: borrowing NetworkHeader, port: borrowing PortContext,
+        snapshot: borrowing ForwardingSnapshot, into out: UnsafeMutablePointer<Classified>
+    ) -> Outcome? {
+        let ipProtocol = net.ipProtocol
+        guard ipProtocol == IPProtocol.tcp || ipProtocol == IPProtocol.udp, let table = port.fragments else { return .dropFragment }
+        let p = UnsafeRawPointer(packet.data)
+        guard let f = Parser.fragmentFields(p, net) else { return .dropMalformed }
+        if f.offset == 0 {
+            var l4 = TransportHeader()
+            guard Parser.parseFirstFragmentPorts(p, net, into: &l4) else { return .dropMalformed }
+            let vip = snapshot.findVIP(address: net.destination, port: l4.destinationPort, ipProtocol: ipProtocol)
+            if vip < 0 { return .dropNoService }
+            let tuple = FiveTuple(
+                source: net.source, destination: net.destination, sourcePort: l4.sourcePort, destinationPort: l4.destinationPort,
+                ipProtocol: ipProtocol)
+            let hash = FlowHash.hash(tuple)
+            if !table.pointee.insert(
+                source: net.source, destination: net.destination, id: f.id, ipProtocol: ipProtocol, tuple: tuple, hash: hash, vip: vip,
+                generation: snapshot.generation)
+            {
+                table.pointee.counters.add(CounterSlot.fragmentTableFull)
+            }
+            out.initialize(to: Classified(net, tuple: tuple, hash: hash, vip: vip, tcpFlags: l4.tcpFlags))
+            return nil
+        }
+        guard let flow = table.pointee.find(source: net.source, destination: net.destination, id: f.id, ipProtocol: ipProtocol, last: !f.more)
+        else { return .dropFragment }
+        // After a reload the VIP may have another index: found again by its (address, port, protocol).
+        let vip = flow.generation == snapshot.generation
+            ? flow.vip
+            : snapshot.findVIP(address: net.destination, port: UInt16(truncatingIfNeeded: flow.tuple.portsAndProtocol >> 32), ipProtocol: ipProtocol)
+        if vip < 0 { return .dropNoService }
+        table.pointee.counters.add(CounterSlot.fragmentsFollowed)
+        out.initialize(to: Classified(net, tuple: flow.tuple, hash: flow.hash, vip: vip))
+        return nil
     }
 
     /// An ICMP error about a packet a VIP sent (a backend's reply, in DSR), such as "fragmentation
@@ -392,7 +450,8 @@ public struct Worker: ~Copyable {
             // UDP payload: after the IP header (its length is what l3Offset + ipLength leave) and 8 bytes.
             var net = NetworkHeader()
             let end = Int(c.pointee.l3Offset) &+ Int(c.pointee.ipLength)
-            if Parser.parseNetwork(frame, length: end, into: &net) == .ok && net.l4Offset &+ 8 <= end {
+            // A later fragment holds no UDP header (it follows its first: `classifyFragment`).
+            if Parser.parseNetwork(frame, length: end, into: &net) == .ok && !net.isFragment && net.l4Offset &+ 8 <= end {
                 switch QUIC.serverID(frame + (net.l4Offset &+ 8), length: end &- net.l4Offset &- 8) {
                 case .serverID(let id):
                     let slot = snapshot.quicBackendSlot(vip: vip, serverID: id)

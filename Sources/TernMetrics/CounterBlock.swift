@@ -34,6 +34,10 @@ public enum CounterSlot {
     public static let quicByServerID = 25
     public static let quicUnknownServerID = 26
     public static let quicWithoutServerID = 27
+    /// Later IP fragments sent after their datagram's first; first fragments whose entry took a
+    /// live one's place in a full bucket of the fragment table.
+    public static let fragmentsFollowed = 28
+    public static let fragmentTableFull = 29
 
     /// The per-feature counters as stats, `simulate` and metrics (`tern_NAME_total`) name them.
     public static let features: [(name: String, slot: Int, help: String)] = [
@@ -41,6 +45,8 @@ public enum CounterSlot {
         ("quic_by_server_id", quicByServerID, "New flows of quic VIPs placed on the backend their connection ID names."),
         ("quic_unknown_server_id", quicUnknownServerID, "New flows of quic VIPs whose server id no backend has (Maglev placed them)."),
         ("quic_without_server_id", quicWithoutServerID, "New flows of quic VIPs without a server id to read (Initial, 0-RTT, short ID; Maglev)."),
+        ("fragments_followed", fragmentsFollowed, "Later IP fragments sent to the backend of their datagram's first fragment."),
+        ("fragment_table_full", fragmentTableFull, "First fragments whose entry replaced a live one (fragment table bucket full)."),
     ]
     /// Slots in a block: four cache lines.
     public static let count = 32

@@ -172,6 +172,40 @@ public enum Parser {
         return .ok
     }
 
+    /// A fragment's identification, offset (bytes) and more-fragments flag: IPv4's header fields,
+    /// or IPv6's fragment header (found by walking the extension headers again). Slow path.
+    @inlinable
+    public static func fragmentFields(_ p: UnsafeRawPointer, _ h: borrowing NetworkHeader) -> (id: UInt32, offset: Int, more: Bool)? {
+        if !h.isV6 {
+            let flags = p.be16(h.l3Offset + 6)
+            return (UInt32(p.be16(h.l3Offset + 4)), Int(flags & 0x1FFF) &* 8, flags & 0x2000 != 0)
+        }
+        var next = p.u8(h.l3Offset + 6)
+        var offset = h.l3Offset + 40
+        while offset < h.l4Offset {
+            if next == IPProtocol.fragment {
+                guard h.ipEnd - offset >= 8 else { return nil }
+                let word = p.be16(offset + 2)
+                return (p.be32(offset + 4), Int(word & 0xFFF8), word & 1 != 0)
+            }
+            next = p.u8(offset)
+            offset += (Int(p.u8(offset + 1)) + 1) &* 8
+        }
+        return nil
+    }
+
+    /// The ports (and TCP flags) of a first fragment: as `parseTransport`, without asking that
+    /// the whole UDP datagram be here (the rest is in later fragments).
+    @inlinable
+    public static func parseFirstFragmentPorts(_ p: UnsafeRawPointer, _ h: borrowing NetworkHeader, into t: inout TransportHeader) -> Bool {
+        let available = h.ipEnd - h.l4Offset
+        guard h.ipProtocol == IPProtocol.tcp ? available >= 20 : available >= 8 else { return false }
+        t.sourcePort = p.be16(h.l4Offset)
+        t.destinationPort = p.be16(h.l4Offset + 2)
+        if h.ipProtocol == IPProtocol.tcp { t.tcpFlags = p.u8(h.l4Offset + 13) }
+        return true
+    }
+
     /// Parses the TCP, UDP, ICMP or ICMPv6 header at `h.l4Offset`. Other protocols return `.ok`
     /// with zero ports. Do not call it for fragments: only a first fragment holds the header.
     @inlinable @inline(__always)

@@ -119,9 +119,15 @@ def outside_cases(seed=7):
     c.append(Case("ICMP time exceeded about a port-0 VIP's UDP packet (GUE)", eth() / IP(src="203.0.113.2", dst=V4) /
                   ICMP(type=11, code=0) / IP(src=V4, dst=c4) / UDP(sport=5353, dport=4003), "forwarded", vip=(V4, 0, "udp")))
     # Drops.
-    c.append(Case("IPv4 first fragment", eth() / IP(src=c4, dst=V4, flags="MF") / TCP(dport=80), "fragment"))
-    c.append(Case("IPv4 later fragment", eth() / IP(src=c4, dst=V4, frag=100, proto=6) / Raw(b"z" * 16), "fragment"))
-    c.append(Case("IPv6 fragment header", eth() / IPv6(src=c6, dst=V6) / IPv6ExtHdrFragment(m=1) / TCP(dport=80), "fragment"))
+    # A first fragment carries the ports: its flow's backend; a later one whose first never came is dropped.
+    c.append(Case("IPv4 first fragment", eth() / IP(src=c4, dst=V4, flags="MF", id=4242) / TCP(dport=80), "forwarded",
+                  (V4, 80, "tcp")))
+    c.append(Case("IPv4 later fragment without its first", eth() / IP(src=c4, dst=V4, frag=100, proto=6, id=999) / Raw(b"z" * 16),
+                  "fragment"))
+    c.append(Case("IPv6 first fragment", eth() / IPv6(src=c6, dst=V6) / IPv6ExtHdrFragment(m=1, id=77) / TCP(dport=80), "forwarded",
+                  (V6, 80, "tcp")))
+    c.append(Case("IPv6 later fragment without its first", eth() / IPv6(src=c6, dst=V6) / IPv6ExtHdrFragment(offset=10, id=78, nh=6) /
+                  Raw(b"z" * 16), "fragment"))
     c.append(Case("no VIP on that port", eth() / IP(src=c4, dst=V4) / TCP(dport=8080), "no_service"))
     c.append(Case("GRE to a VIP address", eth() / IP(src=c4, dst=V4) / GRE(), "no_service"))
     c.append(Case("UDP to a TCP-only VIP address", eth() / IP(src=c4, dst="192.0.2.20") / UDP(dport=53), "no_service"))
