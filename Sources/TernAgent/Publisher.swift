@@ -36,14 +36,15 @@ public final class Publisher {
     }
 
     /// Builds the next snapshot and publishes it; nil (nothing changed) when `shouldStop` stopped
-    /// the build. Only the Maglev tables whose backends, weights or size changed are built; the
-    /// rest are the running snapshot's.
+    /// the build. Only the Maglev tables whose backends, weights or size changed are built, and
+    /// VIPs built from the same inputs as in the running snapshot are copied from it (records,
+    /// templates, table; `ForwardingSnapshot.builtServices`).
     public func publish(_ spec: SnapshotSpec, shouldStop: () -> Bool, clock: () -> Double) -> Timing? {
         let started = clock()
         let spec = counterIDs.assign(spec)
         guard
             let snapshot = ForwardingSnapshot(
-                spec, generation: generation &+ 1, workers: workers, reusing: cell.current.pointee.tableCache, shouldStop: shouldStop)
+                spec, generation: generation &+ 1, workers: workers, previous: UnsafePointer(cell.current), shouldStop: shouldStop)
         else { return nil }
         let tablesBuilt = snapshot.tablesBuilt
         generation &+= 1

@@ -562,9 +562,13 @@ struct Validator {
     /// A backend that is a VIP of this config would receive its own encapsulated packets back,
     /// growing until they are too big.
     mutating func checkLoops(_ c: TernConfig, _ paths: [String]) {
+        var vipOfAddress: [IPAddress: Int] = [:]
+        for (i, v) in c.vips.enumerated() {
+            for a in v.addresses where vipOfAddress[a] == nil { vipOfAddress[a] = i }
+        }
         for (i, v) in c.vips.enumerated() {
             for (j, b) in v.backends.enumerated() {
-                if let k = c.vips.firstIndex(where: { $0.covers(b.address) }) {
+                if let k = vipOfAddress[b.address] {
                     fail(
                         "\(paths[i]).backend[\(j)].address",
                         "\(b.address) is a VIP address of this config (\(paths[k])): its packets would loop through Tern")

@@ -1,5 +1,9 @@
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @testable import TernBalancing
 @testable import TernWire
 
@@ -102,6 +106,41 @@ func isVIPAddress(_ s: borrowing ForwardingSnapshot, _ address: IPAddress) -> Bo
         // Another table size: nothing can be reused.
         let resized = ForwardingSnapshot(spec([web, tls, lighter], tableSize: 2003), generation: 4, reusing: second.tableCache, shouldStop: { false })!
         #expect(resized.tablesBuilt == 2)
+    }
+
+    /// With `previous`, VIPs built from the same inputs are copied (records, templates, table);
+    /// the result equals a full build byte for byte, whatever changed around them.
+    @Test func copyingUnchangedVIPsFromThePreviousSnapshotEqualsAFullBuild() {
+        func withIDs(_ services: [ServiceSpec]) -> [ServiceSpec] {
+            var ids = 0
+            return services.map { s in
+                var s = s
+                s.counterIDs = s.backends.indices.map { _ in ids += 1; return ids }
+                return s
+            }
+        }
+        let web = service("192.0.2.10", 80, backends: ["10.1.0.2", "10.1.0.1", "10.1.0.3"])
+        let dns = service("192.0.2.11", 53, IPProtocol.udp, backends: ["10.1.0.4", "10.1.0.5"])
+        let gue = ServiceSpec(
+            address: IPAddress("192.0.2.12")!, port: 0, ipProtocol: IPProtocol.udp, encapsulation: .gue, guePort: 6080,
+            backends: [(IPAddress("10.1.0.6")!, 100), (IPAddress("10.1.0.7")!, 100)])
+        let first = ForwardingSnapshot(spec(withIDs([web, dns, gue])), generation: 1)
+        var heavier = dns
+        heavier.backends[0].weight = 300
+        for next in [withIDs([web, heavier, gue]), withIDs([gue, web]), withIDs([web, dns, gue, service("192.0.2.13", 80, backends: ["10.1.0.8"])])] {
+            let copied = withUnsafePointer(to: first) { ForwardingSnapshot(spec(next), generation: 2, previous: $0, shouldStop: { false })! }
+            let full = ForwardingSnapshot(spec(next), generation: 2)
+            #expect(copied.backends.map(\.address) == full.backends.map(\.address) && copied.backends.map(\.counterID) == full.backends.map(\.counterID))
+            #expect(copied.backends.map(\.weight) == full.backends.map(\.weight))
+            #expect((0..<next.count).allSatisfy { copied.fingerprint(vip: $0) == full.fingerprint(vip: $0) })
+            let bytes = copied.backends.count * EncapTemplate.size
+            #expect(memcmp(copied.templates, full.templates, bytes) == 0)
+        }
+        // Another tunnel source changes every template: nothing is copied.
+        let moved = SnapshotSpec(services: withIDs([web, dns, gue]), tableSize: 1009, tunnelSourceV4: IPAddress("10.0.0.2"), tunnelSourceV6: nil)
+        let copied = withUnsafePointer(to: first) { ForwardingSnapshot(moved, generation: 2, previous: $0, shouldStop: { false })! }
+        let full = ForwardingSnapshot(moved, generation: 2)
+        #expect(memcmp(copied.templates, full.templates, copied.backends.count * EncapTemplate.size) == 0)
     }
 
     @Test func aTableOutlivesTheSnapshotThatBuiltItWhileAnotherUsesIt() {

@@ -121,6 +121,13 @@ func runBenchmarks(_ o: BenchOptions) -> Int32 {
             records.append(Record(scenario: name, mode: "build", nsPerPacket: ms * 1e6, note: "ns_per_packet holds the build time in ns"))
         }
     }
+    if o.mode == "reload" || (o.mode == "all" && o.scenario == nil) {
+        for (v, b) in [(100, 100), (1000, 100)] {
+            let r = benchReload(vips: v, backends: b)
+            print("reload \(v) VIPs x \(b) backends, one VIP changed: ids \(fmt(r.assign, 2)) ms + snapshot \(fmt(r.build, 2)) ms (median of 5)")
+            records.append(Record(scenario: "reload-\(v)x\(b)", mode: "build", nsPerPacket: (r.assign + r.build) * 1e6, note: "ns_per_packet holds the build time in ns"))
+        }
+    }
     if o.mode == "pipeline" || o.mode == "all" {
         print("\n" + pad("scenario", 24) + pad("mode", 10) + pad("ns/pkt", 9) + "Mpps")
         for s in Scenario.all(quick: o.quick) where o.scenario == nil || o.scenario == s.name {

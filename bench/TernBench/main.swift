@@ -1,6 +1,6 @@
 // TernBench: Tern's benchmarks. See bench/README.md for what each mode measures.
 //
-//   TernBench [--quick] [--json FILE] [--mode pipeline|maglev|all] [--scenario NAME] [--passes N]
+//   TernBench [--quick] [--json FILE] [--mode pipeline|maglev|reload|dpdk|all] [--scenario NAME] [--passes N]
 //   TernBench --callgrind SCENARIO PASSES    (one scenario, for valgrind --toggle-collect=*benchBurst*)
 
 #if canImport(Glibc)
