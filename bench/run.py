@@ -121,13 +121,17 @@ def summary(records, ternd_lines, machine, date):
         p, d, io = row.get("pipeline"), row.get("dpdk"), row.get("dpdk-io")
 
         def f(x, spec):
-            return format(x, spec) if isinstance(x, (int, float)) else "-"
+            return format(x, spec) if isinstance(x, (int, float)) else "-".rjust(int(spec.split(".")[0]))
         out.append(f"{name:<18}{f(p and p['ns_per_packet'], '12.1f')}{f(p and p['mpps'], '8.2f')}"
                    f"{f(p and p.get('instructions_per_packet'), '11.1f')}{f(d and d['mpps'], '13.2f')}"
                    f"{f(io and io['mpps'], '9.2f')}{f(d and d.get('ratio_to_baseline'), '13.2f')}")
     builds = [(n, row["build"]["ns_per_packet"] / 1e6) for n, row in rows.items() if "build" in row]
-    if builds:
-        out += ["", "Maglev builds (median of 11): " + ", ".join(f"{n.removeprefix('maglev-')} {ms:.2f} ms" for n, ms in builds)]
+    maglev = [(n.removeprefix("maglev-"), ms) for n, ms in builds if n.startswith("maglev-")]
+    reload = [(n.removeprefix("reload-"), ms) for n, ms in builds if n.startswith("reload-")]
+    if maglev:
+        out += ["", "Maglev builds (median of 11): " + ", ".join(f"{n} {ms:.2f} ms" for n, ms in maglev)]
+    if reload:
+        out += ["Reload builds, one VIP of VIPs x backends changed (median of 5): " + ", ".join(f"{n} {ms:.2f} ms" for n, ms in reload)]
     if ternd_lines:
         out += [""] + [f"{label:<72} {figure}" for label, figure in ternd_lines]
     return "\n".join(out)
