@@ -207,7 +207,7 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         let n = OuterFragments.count(frame, length: packet.length, mtu: mtu)
         list[0] = m
         for k in 1..<n {
-            guard let extra = tern_mbuf_alloc(tern_mbuf_pool(m)), let out = tern_mbuf_append(extra, UInt16(mtu + 32)) else {
+            guard let extra = tern_mbuf_alloc(tern_mbuf_pool(m)), let out = tern_mbuf_append(extra, UInt16(OuterFragments.largestFrame(mtu: mtu))) else {
                 tern_mbuf_free_bulk(list, UInt32(k))
                 stats.add(CounterSlot.txFailed, UInt64(n))
                 return

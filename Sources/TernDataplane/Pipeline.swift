@@ -550,8 +550,7 @@ public struct Worker: ~Copyable {
         let tunnelMTU = port.mtu &- kind.headerLength
         if !c.pointee.isV6 && !c.pointee.dontFragment && !kind.outerIsV6 {
             let payload = Int(c.pointee.ipLength) &+ kind.headerLength &- HeaderSize.ipv4
-            let per = OuterFragments.payloadPerFragment(mtu: port.mtu)
-            guard (payload &+ per &- 1) / per <= OuterFragments.maxCount else { return .dropTooBig }
+            guard OuterFragments.count(payload: payload, mtu: port.mtu) <= OuterFragments.maxCount else { return .dropTooBig }
             let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now, fragmenting: true)
             guard outcome == .forwarded else { return outcome }
             snapshot.countForwarded(worker: index, backend: backend)

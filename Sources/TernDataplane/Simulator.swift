@@ -64,7 +64,7 @@ public struct Simulator: ~Copyable {
             let p = raw.baseAddress!
             let n = OuterFragments.count(p, length: frame.count, mtu: mtu)
             return (0..<n).map { k in
-                [UInt8](unsafeUninitializedCapacity: mtu + 32) { buffer, count in
+                [UInt8](unsafeUninitializedCapacity: OuterFragments.largestFrame(mtu: mtu)) { buffer, count in
                     count = OuterFragments.write(k, of: p, length: frame.count, mtu: mtu, to: buffer.baseAddress!)
                 }
             }

@@ -21,10 +21,19 @@ public enum OuterFragments {
     /// How many fragments a frame of `length` bytes becomes at `mtu`.
     @inlinable
     public static func count(_ frame: UnsafeRawPointer, length: Int, mtu: Int) -> Int {
-        let payload = length &- l3Offset(frame) &- HeaderSize.ipv4
+        count(payload: length &- l3Offset(frame) &- HeaderSize.ipv4, mtu: mtu)
+    }
+
+    /// How many fragments `payload` bytes after the outer IPv4 header become at `mtu`.
+    @inlinable
+    public static func count(payload: Int, mtu: Int) -> Int {
         let per = payloadPerFragment(mtu: mtu)
         return per > 0 ? (payload &+ per &- 1) / per : 0
     }
+
+    /// Largest fragment frame: the MTU plus an Ethernet header and a VLAN tag.
+    @inlinable
+    public static func largestFrame(mtu: Int) -> Int { mtu &+ HeaderSize.ethernet &+ HeaderSize.vlanTag }
 
     /// Writes fragment `k` of `frame` (`length` bytes, outer IPv4 header without options) to `out`
     /// and returns its length. Fragment 0 may be written over the frame itself (`out == frame`);

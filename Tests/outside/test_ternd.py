@@ -587,8 +587,31 @@ def test_replay_and_jumbo(ternd, tmp):
     check(sorted(len(f) for f in sent) == sorted(len(f) + 20 for f in jumbo)
           and all(f[34:] == j[14:] for f, j in zip(sorted(sent, key=lambda f: f[-1]), sorted(jumbo, key=lambda f: f[-1]))),
           f"jumbo: {len(sent)} frames out, lengths {sorted(len(f) for f in sent)[:4]}")
+    # A full 9,000-byte datagram without DF at mtu 9000: two outer fragments, the second in an mbuf
+    # from the pool (its data room is sized for the largest fragment frame).
+    full = bytes(make_pcap.eth() / make_pcap.IP(src="198.51.100.99", dst="192.0.2.1") / make_pcap.UDP(sport=2999, dport=53) /
+                 (b"j" * (9000 - 28)))
+    make_pcap.write_frames(inp, [full])
+    rc, out, err = run_ternd(ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap={out_pcap}", config, ["--stop-when-idle", "1"]))
+    stats = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    sent = read_pcap(out_pcap) if os.path.exists(out_pcap) else []
+    check(rc == 0 and stats.get("forwarded_in_fragments") == 1 and stats.get("tx_failed") == 0 and len(sent) == 2
+          and all(len(f) <= 14 + 9000 for f in sent) and sum(len(f) - 34 for f in sent) == len(full) - 14,
+          f"jumbo outer fragments: exit {rc}, {stats.get('forwarded_in_fragments')} fragmented, tx_failed {stats.get('tx_failed')}, "
+          f"frames {[len(f) for f in sent]}")
+    # A pool too small for the replay: refused naming the key to raise.
+    with open(config) as f:
+        text = f.read()
+    with open(config, "w") as f:
+        f.write(text.replace("[dataplane]\n", "[dataplane]\nmbufs = 4096\n"))
+    cmd = ternd_cmd(ternd, f"net_pcap0,rx_pcap={replay},tx_pcap=/dev/null,infinite_rx=1", config)
+    cmd[cmd.index("-m") + 1] = "1024"
+    rc, _, err = run_ternd(cmd)
+    check(rc == 78 and "dataplane.mbufs" in err and "the pool has 4096 mbufs (the computed size is" in err,
+          f"small pool: exit {rc}, stderr {err[-300:]}")
     print("ok: a 100,000-packet capture replays with infinite_rx (pool sized for it); 8,000-byte frames at mtu 9000 "
-          "leave whole in IPIP", flush=True)
+          "leave whole in IPIP, a 9,000-byte one without DF in two outer fragments; a pool set too small is refused "
+          "naming dataplane.mbufs", flush=True)
 
 
 def main(ternd, ternctl):
