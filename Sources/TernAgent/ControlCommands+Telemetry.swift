@@ -15,6 +15,7 @@ extension ControlCommands {
                 ("forwarded_in_fragments", report.outcomes[.forwardedInFragments]), ("host", report.outcomes[.host]),
             ]
             pairs += Outcome.replies.map { ("replied_" + $0.0, report.outcomes[$0.1]) }
+            pairs.append(("fragments_held", report.outcomes[.held]))
             pairs += Outcome.dropReasons.map { ("dropped_" + $0.dropReason!, report.outcomes[$0]) }
             pairs += report.extra.filter { $0.0 != "workers" }
             pairs += [

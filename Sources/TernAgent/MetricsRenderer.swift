@@ -51,6 +51,9 @@ public struct MetricsRenderer {
             for (kind, o) in Outcome.replies {
                 counter("tern_replied_packets_total", "Packets answered by Tern (ICMP).", worker + [("kind", kind)], outcomes[o])
             }
+            counter(
+                "tern_fragments_held_total", "IP fragments held until their datagram's first fragment passed (then counted by their outcome).",
+                worker, outcomes[.held])
             for o in Outcome.dropReasons {
                 counter("tern_dropped_packets_total", "Packets dropped, by reason.", worker + [("reason", o.dropReason!)], outcomes[o])
             }

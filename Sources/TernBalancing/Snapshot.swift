@@ -382,10 +382,14 @@ public struct ForwardingSnapshot: ~Copyable {
     /// Whether some VIP on this address is up: a VIP that is down does not answer pings.
     public func isUpVIPAddress(_ address: IPAddress) -> Bool { vipMap.addressState(address) > 0 }
 
-    /// -1: no VIP uses the address; 0: VIPs do, none up; 1: some VIP on it is up. One probe for
-    /// both questions of traffic no VIP serves.
+    /// -1: no VIP uses the address; 0: VIPs do, none up; above 0: some VIP on it is up. One probe
+    /// for both questions of traffic no VIP serves.
     @inlinable @inline(__always)
     public func vipAddressState(_ address: IPAddress) -> Int { vipMap.addressState(address) }
+
+    /// The VIP whose backends take fragmented echo requests to an address: its first VIP that is
+    /// up (configuration order, so every node picks the same one), or -1.
+    public func echoVIP(_ address: IPAddress) -> Int { max(-1, vipMap.addressState(address) - 1) }
 
     /// The outer headers toward a backend (see `EncapTemplate`).
     @inlinable @inline(__always)

@@ -91,12 +91,13 @@ public struct VIPMap {
             services.enumerated().flatMap { i, s in
                 s.addresses.map { (MapKey($0, port: s.port, ipProtocol: s.ipProtocol), Int32(i)) }
             })
-        // Per address: 1 when some VIP on it is up (answers pings), else 0.
-        var up: [IPAddress: Bool] = [:]
-        for s in services {
-            for a in s.addresses { up[a] = (up[a] ?? false) || s.isUp }
+        // Per address: 1 + the index of its first VIP that is up (answers pings, takes fragmented
+        // echo requests), else 0.
+        var up: [IPAddress: Int32] = [:]
+        for (i, s) in services.enumerated() {
+            for a in s.addresses where up[a] ?? 0 == 0 { up[a] = s.isUp ? Int32(i + 1) : 0 }
         }
-        addresses = KeyMap(up.map { (MapKey($0.key), $0.value ? 1 : 0) })
+        addresses = KeyMap(up.map { (MapKey($0.key), $0.value) })
         anyPortOnly = services.allSatisfy { $0.port == 0 }
     }
 
@@ -122,7 +123,8 @@ public struct VIPMap {
         addresses.find(MapKey(address)) >= 0
     }
 
-    /// -1: not a VIP address; 0: no VIP on it is up; 1: some VIP on it is up (pings answered).
+    /// -1: not a VIP address; 0: no VIP on it is up; above 0: some VIP on it is up (pings
+    /// answered), the first of them (in configuration order) is `addressState - 1`.
     @inlinable @inline(__always)
     public func addressState(_ address: IPAddress) -> Int {
         addresses.find(MapKey(address))

@@ -36,7 +36,7 @@ public struct DescriptorLimits: Equatable, Sendable {
 public struct MbufPlan: Equatable, Sendable {
     /// RX and TX descriptors of every worker queue of every port.
     public var rings: Int
-    /// Bursts in flight, per-lcore caches and slack.
+    /// Bursts in flight, IP fragments held ahead of their first, per-lcore caches and slack.
     public var inFlight: Int
     /// TAP rings and the rings between workers and the host-path thread.
     public var hostPath: Int
@@ -49,12 +49,13 @@ public struct MbufPlan: Equatable, Sendable {
     public static let hostRingSize = 1024
 
     /// `descriptors`: each port's (rx, tx) ring sizes; `hostPorts`: ports with a host interface
-    /// (their TAPs use the same ring sizes as their data port).
+    /// (their TAPs use the same ring sizes as their data port); `heldFragments`: fragments a worker
+    /// may hold (`FragmentTable.heldCapacity`).
     public static func compute(
-        workers: Int, burstSize: Int, descriptors: [(rx: Int, tx: Int)], hostPorts: [Int], replayPackets: Int
+        workers: Int, burstSize: Int, descriptors: [(rx: Int, tx: Int)], hostPorts: [Int], replayPackets: Int, heldFragments: Int
     ) -> MbufPlan {
         let rings = descriptors.reduce(0) { $0 + workers * ($1.rx + $1.tx) }
-        let inFlight = descriptors.count * workers * 4 * burstSize + (workers + 1) * cachePerLcore + 1024
+        let inFlight = descriptors.count * workers * 4 * burstSize + workers * heldFragments + (workers + 1) * cachePerLcore + 1024
         let hostPath = hostPorts.reduce(0) { $0 + descriptors[$1].rx + descriptors[$1].tx + (workers + 1) * hostRingSize + 64 }
         return MbufPlan(rings: rings, inFlight: inFlight, hostPath: hostPath, replay: replayPackets)
     }

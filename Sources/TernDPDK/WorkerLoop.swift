@@ -88,91 +88,77 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
     /// Asks the loop to finish its current burst and return.
     public func requestStop() { stop.store(true, ordering: .releasing) }
 
+    /// The loop's lists, allocated once per run: a burst's mbufs, packets and outcomes, and where
+    /// its frames go.
+    struct Lists {
+        let mbufs: UnsafeMutablePointer<OpaquePointer?>
+        let packets: UnsafeMutablePointer<Packet>
+        let outcomes: UnsafeMutablePointer<Outcome>
+        let toBackends: UnsafeMutablePointer<OpaquePointer?>
+        let replies: UnsafeMutablePointer<OpaquePointer?>
+        let toFree: UnsafeMutablePointer<OpaquePointer?>
+        let toHost: UnsafeMutablePointer<OpaquePointer?>
+        /// Outer fragments of one frame (`sendInFragments`).
+        let fragments: UnsafeMutablePointer<OpaquePointer?>
+        /// Held IP fragments given back (`FragmentTable`).
+        let handles: UnsafeMutablePointer<UInt>
+
+        init(burst: Int) {
+            let n = max(burst, FragmentTable.heldCapacity)
+            mbufs = .allocate(capacity: n)
+            packets = .allocate(capacity: n)
+            outcomes = .allocate(capacity: n)
+            toBackends = .allocate(capacity: n)
+            replies = .allocate(capacity: n)
+            toFree = .allocate(capacity: n)
+            toHost = .allocate(capacity: n)
+            fragments = .allocate(capacity: OuterFragments.maxCount)
+            handles = .allocate(capacity: FragmentTable.heldCapacity)
+        }
+
+        func deallocate() {
+            for p in [mbufs, toBackends, replies, toFree, toHost, fragments] { p.deallocate() }
+            packets.deallocate()
+            outcomes.deallocate()
+            handles.deallocate()
+        }
+    }
+
     /// The loop itself; returns after `requestStop`.
     public func run() {
         let burst = burstSize
-        let mbufs = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
-        let packets = UnsafeMutablePointer<Packet>.allocate(capacity: burst)
-        let outcomes = UnsafeMutablePointer<Outcome>.allocate(capacity: burst)
-        let toBackends = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
-        let replies = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
-        let toFree = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
-        let toHost = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
-        let fragments = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: OuterFragments.maxCount)
-        defer {
-            fragments.deallocate()
-            for p in [mbufs, toBackends, replies, toFree, toHost] { p.deallocate() }
-            packets.deallocate()
-            outcomes.deallocate()
-        }
+        let lists = Lists(burst: burst)
+        defer { lists.deallocate() }
         let queues = self.queues
         let hz = EAL.tscHz
         let start = tern_tsc()
         var idlePolls = 0
         let stats = self.stats
+        let held = worker.pointee.fragments
+        var now: UInt32 = 1
 
         while !stop.load(ordering: .acquiring) {
             let snapshot = cell.enterBurst(reader: index)
-            let now = UInt32(truncatingIfNeeded: (tern_tsc() &- start) / hz) &+ 1
+            now = UInt32(truncatingIfNeeded: (tern_tsc() &- start) / hz) &+ 1
             var received = 0
             for q in queues {
-                if let ring = q.fromHostRing { sendFromHost(ring, q, list: toHost, burst: burst, stats: stats) }
-                let n = Int(tern_rx_burst(q.rxPort, q.queue, mbufs, UInt16(burst)))
+                if let ring = q.fromHostRing { sendFromHost(ring, q, list: lists.toHost, burst: burst, stats: stats) }
+                let n = Int(tern_rx_burst(q.rxPort, q.queue, lists.mbufs, UInt16(burst)))
                 if n == 0 { continue }
                 received += n
                 for i in 0..<n {
-                    let m = mbufs[i]
-                    packets[i] = Packet(
+                    let m = lists.mbufs[i]
+                    lists.packets[i] = Packet(
                         data: tern_mbuf_data(m)!, length: Int(tern_mbuf_data_len(m)), headroom: Int(tern_mbuf_headroom(m)))
                 }
                 worker.pointee.port = q.context
                 if let g = q.gateway { worker.pointee.port.gatewayMAC = GatewayCell.load(g) }
                 if let g = q.replyGateway { worker.pointee.port.replyGatewayMAC = GatewayCell.load(g) }
-                worker.pointee.processBurst(packets, count: n, outcomes: outcomes, snapshot: snapshot.pointee, now: now)
-                let oneArmed = q.backendPort == q.rxPort
-                var backendCount = 0
-                var replyCount = 0
-                var freeCount = 0
-                var hostCount = 0
-                for i in 0..<n {
-                    let m = mbufs[i]
-                    switch outcomes[i] {
-                    case .forwarded:
-                        tern_mbuf_reframe(m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
-                        toBackends[backendCount] = m
-                        backendCount += 1
-                    case .forwardedInFragments:
-                        sendInFragments(m, packets[i], mtu: q.context.mtu, list: fragments, port: q.backendPort, queue: q.queue, stats: stats)
-                    case .replied, .repliedTooBig:
-                        tern_mbuf_reframe(m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
-                        // One-armed: one TX list, so frames leave in the order they arrived.
-                        if oneArmed {
-                            toBackends[backendCount] = m
-                            backendCount += 1
-                        } else {
-                            replies[replyCount] = m
-                            replyCount += 1
-                        }
-                    case .host where q.hostRing != nil:
-                        toHost[hostCount] = m
-                        hostCount += 1
-                    default:
-                        // Drops, and host-bound frames of a port without a host interface.
-                        toFree[freeCount] = m
-                        freeCount += 1
-                    }
-                }
-                if hostCount > 0 {
-                    let queued = Int(tern_ring_enqueue_burst(q.hostRing, toHost, UInt32(hostCount)))
-                    if queued < hostCount {
-                        tern_mbuf_free_bulk(toHost + queued, UInt32(hostCount - queued))
-                        stats.add(CounterSlot.hostDropped, UInt64(hostCount - queued))
-                    }
-                }
-                if freeCount > 0 { tern_mbuf_free_bulk(toFree, UInt32(freeCount)) }
-                transmit(toBackends, count: backendCount, port: q.backendPort, queue: q.queue, stats: stats)
-                transmit(replies, count: replyCount, port: q.rxPort, queue: q.queue, stats: stats)
+                worker.pointee.processBurst(lists.packets, count: n, outcomes: lists.outcomes, snapshot: snapshot.pointee, now: now)
+                finishBurst(count: n, q, lists, stats: stats)
+                if held.pointee.heldCount > 0 { releaseHeld(q, lists, snapshot: snapshot, now: now) }
             }
+            if held.pointee.heldCount > 0 { freeHeld(held.pointee.takeExpired(now: now, into: lists.handles), lists) }
             if received > 0 {
                 stats.addReleasing(CounterSlot.rx, UInt64(received))  // after the burst's outcomes (LiveStats)
                 idlePolls = 0
@@ -184,7 +170,81 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
                 }
             }
         }
+        freeHeld(held.pointee.takeExpired(now: now, all: true, into: lists.handles), lists)
         cell.goOffline(reader: index)
+    }
+
+    /// Sends, frees or passes to the host each packet of a processed burst, by its outcome; keeps
+    /// the fragments the pipeline holds.
+    @inline(__always)
+    func finishBurst(count n: Int, _ q: WorkerQueue, _ lists: Lists, stats: CounterBlock) {
+        let oneArmed = q.backendPort == q.rxPort
+        var backendCount = 0
+        var replyCount = 0
+        var freeCount = 0
+        var hostCount = 0
+        let packets = lists.packets
+        for i in 0..<n {
+            let m = lists.mbufs[i]
+            switch lists.outcomes[i] {
+            case .forwarded:
+                tern_mbuf_reframe(m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
+                lists.toBackends[backendCount] = m
+                backendCount += 1
+            case .forwardedInFragments:
+                sendInFragments(m, packets[i], mtu: q.context.mtu, list: lists.fragments, port: q.backendPort, queue: q.queue, stats: stats)
+            case .replied, .repliedTooBig:
+                tern_mbuf_reframe(m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
+                // One-armed: one TX list, so frames leave in the order they arrived.
+                if oneArmed {
+                    lists.toBackends[backendCount] = m
+                    backendCount += 1
+                } else {
+                    lists.replies[replyCount] = m
+                    replyCount += 1
+                }
+            case .host where q.hostRing != nil:
+                lists.toHost[hostCount] = m
+                hostCount += 1
+            case .held where worker.pointee.fragments.pointee.hold(frame: packets[i].data, length: packets[i].length, handle: UInt(bitPattern: m)):
+                break
+            default:
+                // Drops, and host-bound frames of a port without a host interface.
+                lists.toFree[freeCount] = m
+                freeCount += 1
+            }
+        }
+        if hostCount > 0 {
+            let queued = Int(tern_ring_enqueue_burst(q.hostRing, lists.toHost, UInt32(hostCount)))
+            if queued < hostCount {
+                tern_mbuf_free_bulk(lists.toHost + queued, UInt32(hostCount - queued))
+                stats.add(CounterSlot.hostDropped, UInt64(hostCount - queued))
+            }
+        }
+        if freeCount > 0 { tern_mbuf_free_bulk(lists.toFree, UInt32(freeCount)) }
+        transmit(lists.toBackends, count: backendCount, port: q.backendPort, queue: q.queue, stats: stats)
+        transmit(lists.replies, count: replyCount, port: q.rxPort, queue: q.queue, stats: stats)
+    }
+
+    /// Runs the held fragments whose first fragment has now passed through the pipeline again, as
+    /// a burst of their own on the queue that brought the first, after its burst was sent.
+    func releaseHeld(_ q: WorkerQueue, _ lists: Lists, snapshot: UnsafePointer<ForwardingSnapshot>, now: UInt32) {
+        let k = worker.pointee.fragments.pointee.takeReleased(into: lists.handles)
+        guard k > 0 else { return }
+        for j in 0..<k {
+            let m = OpaquePointer(bitPattern: lists.handles[j])
+            lists.mbufs[j] = m
+            lists.packets[j] = Packet(data: tern_mbuf_data(m)!, length: Int(tern_mbuf_data_len(m)), headroom: Int(tern_mbuf_headroom(m)))
+        }
+        worker.pointee.processBurst(lists.packets, count: k, outcomes: lists.outcomes, snapshot: snapshot.pointee, now: now)
+        finishBurst(count: k, q, lists, stats: stats)
+    }
+
+    /// Frees held fragments given back (`takeExpired`: already counted `fragment_timeout`).
+    func freeHeld(_ k: Int, _ lists: Lists) {
+        guard k > 0 else { return }
+        for j in 0..<k { lists.toFree[j] = OpaquePointer(bitPattern: lists.handles[j]) }
+        tern_mbuf_free_bulk(lists.toFree, UInt32(k))
     }
 
     /// Transmits what the kernel sent on the port's host interface (queued by the host path).

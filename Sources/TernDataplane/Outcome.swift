@@ -12,7 +12,9 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
     case replied
     /// Truncated or inconsistent headers.
     case dropMalformed
-    /// An IP fragment to a VIP (not reassembled or tracked yet).
+    /// An IP fragment to a VIP that cannot follow a first fragment: a later fragment whose first
+    /// has not passed while the hold is full, or a fragment of a protocol Tern does not route
+    /// (`FragmentTable`).
     case dropFragment
     /// To a VIP address, but no VIP serves that protocol and port (or the protocol is not TCP/UDP).
     case dropNoService
@@ -42,14 +44,22 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
     /// DF clear; the transmitter sends it as outer fragments (`OuterFragments`, RFC 2003 5.1).
     /// Verdict `forwarded`.
     case forwardedInFragments
+    /// A later IP fragment that came before its datagram's first: kept (its buffer) until the first
+    /// passes, then run again and counted by its final outcome (`FragmentTable`). Not a final
+    /// outcome: `OutcomeCounters.received` leaves it out.
+    case held
+    /// A held fragment whose first fragment did not come within `FragmentTable.holdSeconds`
+    /// (or the worker stopped while holding it).
+    case dropFragmentTimeout
 
-    public enum Verdict: String, Sendable { case forwarded, host, replied, dropped }
+    public enum Verdict: String, Sendable { case forwarded, host, replied, dropped, held }
 
     public var verdict: Verdict {
         switch self {
         case .forwarded, .forwardedInFragments: .forwarded
         case .host: .host
         case .replied, .repliedTooBig: .replied
+        case .held: .held
         default: .dropped
         }
     }
@@ -61,7 +71,7 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
     /// The drop reason's name in counters and JSON, or nil for verdicts that are not drops.
     public var dropReason: String? {
         switch self {
-        case .forwarded, .forwardedInFragments, .host, .replied, .repliedTooBig: nil
+        case .forwarded, .forwardedInFragments, .host, .replied, .repliedTooBig, .held: nil
         case .dropMalformed: "malformed"
         case .dropFragment: "fragment"
         case .dropNoService: "no_service"
@@ -73,6 +83,7 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
         case .dropGUEInGUE: "gue_in_gue"
         case .dropNoNeighbor: "no_neighbor"
         case .dropICMPBudget: "icmp_budget"
+        case .dropFragmentTimeout: "fragment_timeout"
         }
     }
 
@@ -85,8 +96,8 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
 /// One counter per outcome, in a fixed-size tuple so counting never allocates.
 public struct OutcomeCounters: Sendable {
     public static let count = Outcome.allCases.count
-    @usableFromInline var storage: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
-        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    @usableFromInline var storage: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     public init() {}
 
@@ -107,7 +118,8 @@ public struct OutcomeCounters: Sendable {
         withUnsafeBytes(of: storage) { $0.load(fromByteOffset: Int(o.rawValue) * 8, as: UInt64.self) }
     }
 
-    public var received: UInt64 { Outcome.allCases.reduce(0) { $0 + self[$1] } }
+    /// Packets that reached a final outcome (every outcome but `held`).
+    public var received: UInt64 { Outcome.allCases.reduce(0) { $1 == .held ? $0 : $0 + self[$1] } }
     /// Encapsulated toward backends, whole or in outer fragments.
     public var forwarded: UInt64 { self[.forwarded] + self[.forwardedInFragments] }
 }

@@ -4,7 +4,11 @@
 //        │ malformed ─────────────────────────────────────────────────▶ drop malformed
 //   destination a VIP address? ─ no ──────────────────────────────────▶ host
 //   tagged with another VLAN than the port's `vlan` ─────────────────▶ host
-//   fragment ─────────────────────────────────────────────────────────▶ drop fragment
+//   fragment: first (TCP, UDP, ICMP echo) ─ its flow into the fragment table, on as that flow ▼
+//        │ later, its first passed ─ on as its first's flow ─────────────────────────────────▼
+//        │ later, ahead of its first ─────────────────────────────────▶ held (then run again,
+//        │                                     or drop fragment_timeout; hold full: drop fragment)
+//        └ other protocols ───────────────────────────────────────────▶ drop fragment
 //   parse L4 ─ malformed ─────────────────────────────────────────────▶ drop malformed
 //   ICMP echo request ─ from no single host, or from a VIP ──────────▶ drop bad_source
 //        │ no VIP on the address is up (min_healthy) ─────────────────▶ drop no_backend
@@ -91,8 +95,9 @@ public struct Worker: ~Copyable {
             port.fragments = fragments
         }
     }
-    /// IP fragments' flows (`FragmentTable`); the port points here.
-    @usableFromInline let fragments: UnsafeMutablePointer<FragmentTable>
+    /// IP fragments' flows and held fragments (`FragmentTable`); the port points here, the worker
+    /// loop holds and releases fragments through it.
+    public let fragments: UnsafeMutablePointer<FragmentTable>
     public static let fragmentTableEntries = 4096
     /// Echo replies left this second (`[icmp] echo_per_second`); the port points here.
     @usableFromInline let echoBudget: UnsafeMutablePointer<ICMPBudget>
@@ -160,7 +165,7 @@ public struct Worker: ~Copyable {
         burstPackets = packets
         defer { burstPackets = nil }
         echoBudget.pointee.refill(now: now)
-        fragments.pointee.now = now
+        fragments.pointee.beginBurst(now: now)
         for i in 0..<min(count, Worker.packetPrefetchDistance) { packets[i].prefetch() }
         for i in 0..<count {
             if i &+ Worker.packetPrefetchDistance < count { packets[i &+ Worker.packetPrefetchDistance].prefetch() }
@@ -188,7 +193,7 @@ public struct Worker: ~Copyable {
     @inlinable
     public mutating func process(_ packet: inout Packet, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Outcome {
         echoBudget.pointee.refill(now: now)
-        fragments.pointee.now = now
+        fragments.pointee.beginBurst(now: now)
         return withUnsafeMutablePointer(to: &packet) { p in
             burstPackets = p
             defer { burstPackets = nil }
@@ -267,25 +272,39 @@ public struct Worker: ~Copyable {
         return .dropNoService
     }
 
-    /// A TCP or UDP fragment to a VIP address (`FragmentTable`): the first is classified by its
-    /// ports and leaves its flow in the table; a later one is classified as a packet of that flow
-    /// (nil, `out` filled), or dropped `fragment` when its first has not passed. Fragments of
-    /// other protocols (ICMP) are dropped `fragment`: Tern answers pings itself and does not
-    /// reassemble.
+    /// A fragment to a VIP address (`FragmentTable`). A TCP or UDP first fragment is classified by
+    /// its ports; an ICMP echo request's first goes to a backend of the address's first VIP that is
+    /// up (Tern answers whole echo requests itself but does not reassemble: the backend does, and
+    /// answers from the VIP). The first leaves its flow in the table; a later fragment is
+    /// classified as a packet of that flow (nil, `out` filled), or held until its first passes.
+    /// Fragments of other protocols are dropped `fragment`.
     @inlinable
     static func classifyFragment(
         _ packet: borrowing Packet, _ net: borrowing NetworkHeader, port: borrowing PortContext,
         snapshot: borrowing ForwardingSnapshot, into out: UnsafeMutablePointer<Classified>
     ) -> Outcome? {
         let ipProtocol = net.ipProtocol
-        guard ipProtocol == IPProtocol.tcp || ipProtocol == IPProtocol.udp, let table = port.fragments else { return .dropFragment }
+        let isICMP = ipProtocol == IPProtocol.icmp || ipProtocol == IPProtocol.icmpv6
+        guard ipProtocol == IPProtocol.tcp || ipProtocol == IPProtocol.udp || isICMP, let table = port.fragments else {
+            return .dropFragment
+        }
         let p = UnsafeRawPointer(packet.data)
         guard let f = Parser.fragmentFields(p, net) else { return .dropMalformed }
         if f.offset == 0 {
             var l4 = TransportHeader()
-            guard Parser.parseFirstFragmentPorts(p, net, into: &l4) else { return .dropMalformed }
-            let vip = snapshot.findVIP(address: net.destination, port: l4.destinationPort, ipProtocol: ipProtocol)
-            if vip < 0 { return .dropNoService }
+            let vip: Int
+            if isICMP {
+                guard net.ipEnd &- net.l4Offset >= 8 else { return .dropMalformed }
+                if p.u8(net.l4Offset) != (net.isV6 ? 128 : 8) { return .dropFragment }  // only echo requests
+                let source = net.source
+                if !source.isSingleHost || snapshot.isVIPAddress(source) { return .dropBadSource }
+                vip = snapshot.echoVIP(net.destination)
+                if vip < 0 { return .dropNoBackend }
+            } else {
+                guard Parser.parseFirstFragmentPorts(p, net, into: &l4) else { return .dropMalformed }
+                vip = snapshot.findVIP(address: net.destination, port: l4.destinationPort, ipProtocol: ipProtocol)
+                if vip < 0 { return .dropNoService }
+            }
             let tuple = FiveTuple(
                 source: net.source, destination: net.destination, sourcePort: l4.sourcePort, destinationPort: l4.destinationPort,
                 ipProtocol: ipProtocol)
@@ -300,11 +319,15 @@ public struct Worker: ~Copyable {
             return nil
         }
         guard let flow = table.pointee.find(source: net.source, destination: net.destination, id: f.id, ipProtocol: ipProtocol, last: !f.more)
-        else { return .dropFragment }
+        else { return table.pointee.reserveHold() ? .held : .dropFragment }
         // After a reload the VIP may have another index: found again by its (address, port, protocol).
-        let vip = flow.generation == snapshot.generation
+        let vip =
+            flow.generation == snapshot.generation
             ? flow.vip
-            : snapshot.findVIP(address: net.destination, port: UInt16(truncatingIfNeeded: flow.tuple.portsAndProtocol >> 32), ipProtocol: ipProtocol)
+            : isICMP
+                ? snapshot.echoVIP(net.destination)
+                : snapshot.findVIP(
+                    address: net.destination, port: UInt16(truncatingIfNeeded: flow.tuple.portsAndProtocol >> 32), ipProtocol: ipProtocol)
         if vip < 0 { return .dropNoService }
         table.pointee.counters.add(CounterSlot.fragmentsFollowed)
         out.initialize(to: Classified(net, tuple: flow.tuple, hash: flow.hash, vip: vip))
@@ -314,7 +337,8 @@ public struct Worker: ~Copyable {
     /// An ICMP error about a packet a VIP sent (a backend's reply, in DSR), such as "fragmentation
     /// needed" from a router on the way back to the client: it goes to the backend of the flow it
     /// quotes, hashed as that flow (client to VIP), so the backend's kernel can act on it (path
-    /// MTU discovery). Anything else, or a flow of no VIP, is dropped `icmp_unsupported`.
+    /// MTU discovery); one quoting an echo reply goes where the fragmented echo requests of that
+    /// client went. Anything else, or a flow of no VIP, is dropped `icmp_unsupported`.
     @inlinable
     static func steerICMPError(
         _ packet: borrowing Packet, _ net: borrowing NetworkHeader, snapshot: borrowing ForwardingSnapshot,
@@ -324,7 +348,11 @@ public struct Worker: ~Copyable {
             let quoted = Parser.parseQuoted(UnsafeRawPointer(packet.data), at: net.l4Offset &+ 8, end: net.ipEnd, isV6: net.isV6),
             quoted.source == net.destination
         else { return .dropICMPUnsupported }
-        let vip = snapshot.findVIP(address: quoted.source, port: quoted.sourcePort, ipProtocol: quoted.ipProtocol)
+        // A quoted echo reply: the backend that took the fragmented echo request (`classifyFragment`).
+        let vip =
+            quoted.ipProtocol == IPProtocol.icmp || quoted.ipProtocol == IPProtocol.icmpv6
+            ? snapshot.echoVIP(quoted.source)
+            : snapshot.findVIP(address: quoted.source, port: quoted.sourcePort, ipProtocol: quoted.ipProtocol)
         if vip < 0 { return .dropICMPUnsupported }
         let tuple = FiveTuple(
             source: quoted.destination, destination: quoted.source, sourcePort: quoted.destinationPort,

@@ -14,6 +14,12 @@ public struct Simulator: ~Copyable {
     var bufferSize: Int
     var startNanoseconds: UInt64? = nil
     var now: UInt32 = 1
+    /// Copies of the fragments the pipeline holds (`FragmentTable`), by handle.
+    var heldFrames: [UInt: [UInt8]] = [:]
+    var nextHandle: UInt = 1
+    /// What held fragments became when their first passed, not yet taken (`takeReleased`).
+    var released: [(Outcome, [UInt8]?)] = []
+    let handles = UnsafeMutablePointer<UInt>.allocate(capacity: FragmentTable.heldCapacity)
 
     public init(snapshot: consuming ForwardingSnapshot, worker: consuming Worker) {
         self.snapshot = snapshot
@@ -22,7 +28,10 @@ public struct Simulator: ~Copyable {
         buffer = .allocate(byteCount: bufferSize, alignment: 64)
     }
 
-    deinit { buffer.deallocate() }
+    deinit {
+        buffer.deallocate()
+        handles.deallocate()
+    }
 
     /// Flow-table time from capture timestamps: whole seconds since the first frame, plus one.
     mutating func advanceClock(to nanoseconds: UInt64) {
@@ -34,8 +43,43 @@ public struct Simulator: ~Copyable {
     }
 
     /// Runs one frame; returns its outcome and, for `forwarded` and `replied`, the frame to transmit.
+    /// A fragment ahead of its first is `held`: when a later frame's first fragment lets it go, its
+    /// outcome and frame come from `takeReleased` after that frame's.
     public mutating func run(_ frame: [UInt8], timestampNanoseconds: UInt64 = 0) -> (Outcome, [UInt8]?) {
         advanceClock(to: timestampNanoseconds)
+        if worker.fragments.pointee.heldCount > 0 { dropHeld(worker.fragments.pointee.takeExpired(now: now, into: handles)) }
+        let result = runOne(frame)
+        if result.0 == .held {
+            let handle = nextHandle
+            nextHandle += 1
+            if frame.withUnsafeBytes({ worker.fragments.pointee.hold(frame: $0.baseAddress!, length: $0.count, handle: handle) }) {
+                heldFrames[handle] = frame
+            }
+        }
+        if worker.fragments.pointee.heldCount > 0 {
+            let k = worker.fragments.pointee.takeReleased(into: handles)
+            for j in 0..<k {
+                if let copy = heldFrames.removeValue(forKey: handles[j]) { released.append(runOne(copy)) }
+            }
+        }
+        return result
+    }
+
+    /// The outcomes and frames of held fragments let go since the last call, in the order they
+    /// arrived.
+    public mutating func takeReleased() -> [(Outcome, [UInt8]?)] {
+        defer { released = [] }
+        return released
+    }
+
+    /// Gives up every fragment still held (counted `fragment_timeout`), as ternd does when it stops.
+    public mutating func finish() { dropHeld(worker.fragments.pointee.takeExpired(now: now, all: true, into: handles)) }
+
+    mutating func dropHeld(_ k: Int) {
+        for j in 0..<k { heldFrames[handles[j]] = nil }
+    }
+
+    mutating func runOne(_ frame: [UInt8]) -> (Outcome, [UInt8]?) {
         if frame.count + Simulator.headroom > bufferSize {
             buffer.deallocate()
             bufferSize = frame.count + Simulator.headroom

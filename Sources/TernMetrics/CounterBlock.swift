@@ -9,35 +9,35 @@ import Synchronization
 
 /// The slots of a worker's block.
 public enum CounterSlot {
-    /// Packets per outcome: slot `outcomes + Outcome.rawValue` (16 slots).
+    /// Packets per outcome: slot `outcomes + Outcome.rawValue` (24 slots, room to grow).
     public static let outcomes = 0
-    public static let outcomeSlots = 16
+    public static let outcomeSlots = 24
     /// Flow-table events.
-    public static let flowsInserted = 16
-    public static let flowsEvicted = 17
-    public static let flowsExpired = 18
+    public static let flowsInserted = 24
+    public static let flowsEvicted = 25
+    public static let flowsExpired = 26
     /// Frames received, transmitted, and refused by the TX queue (freed). Updated once per burst,
     /// after the burst's outcomes: a reader may see up to one burst per worker more verdicts than
     /// `rx`.
-    public static let rx = 19
-    public static let tx = 20
-    public static let txFailed = 21
+    public static let rx = 27
+    public static let tx = 28
+    public static let txFailed = 29
     /// Host-bound frames dropped because the host path's ring was full (the kernel is not
     /// keeping up; forwarding is not slowed).
-    public static let hostDropped = 22
+    public static let hostDropped = 30
     /// Frames the kernel sent on a host interface that this worker transmitted on the data port.
-    public static let hostRx = 23
+    public static let hostRx = 31
     /// TCP SYNs whose MSS option was lowered (`clamp_mss`).
-    public static let mssClamped = 24
+    public static let mssClamped = 32
     /// New flows of `quic` VIPs: placed on the backend their connection ID's server id names;
     /// with a server id no backend of the VIP has (Maglev); with none to read (Maglev).
-    public static let quicByServerID = 25
-    public static let quicUnknownServerID = 26
-    public static let quicWithoutServerID = 27
+    public static let quicByServerID = 33
+    public static let quicUnknownServerID = 34
+    public static let quicWithoutServerID = 35
     /// Later IP fragments sent after their datagram's first; first fragments whose entry took a
     /// live one's place in a full bucket of the fragment table.
-    public static let fragmentsFollowed = 28
-    public static let fragmentTableFull = 29
+    public static let fragmentsFollowed = 36
+    public static let fragmentTableFull = 37
 
     /// The per-feature counters as stats, `simulate` and metrics (`tern_NAME_total`) name them.
     public static let features: [(name: String, slot: Int, help: String)] = [
@@ -48,8 +48,8 @@ public enum CounterSlot {
         ("fragments_followed", fragmentsFollowed, "Later IP fragments sent to the backend of their datagram's first fragment."),
         ("fragment_table_full", fragmentTableFull, "First fragments whose entry replaced a live one (fragment table bucket full)."),
     ]
-    /// Slots in a block: four cache lines.
-    public static let count = 32
+    /// Slots in a block: five cache lines.
+    public static let count = 40
 }
 
 /// The host-path thread's counters (its own block: it is their only writer).

@@ -110,6 +110,7 @@ public struct TrafficReport: Sendable {
         var s = "rx \(outcomes.received)\n"
         s += "forwarded \(outcomes.forwarded)\n  in_fragments \(outcomes[.forwardedInFragments])\nhost \(outcomes[.host])\nreplied \(replied)\n"
         for (kind, n) in replies where n > 0 { s += "  \(kind) \(n)\n" }
+        s += "fragments_held \(outcomes[.held])\n"
         s += "dropped \(dropped.reduce(0) { $0 + $1.1 })\n"
         for (reason, n) in dropped where n > 0 { s += "  \(reason) \(n)\n" }
         for (name, n) in extra { s += "\(name) \(n)\n" }
@@ -128,7 +129,8 @@ public struct TrafficReport: Sendable {
         var fields: [String] = [
             "\"rx\":\(outcomes.received)", "\"forwarded\":\(outcomes.forwarded)",
             "\"forwarded_in_fragments\":\(outcomes[.forwardedInFragments])", "\"host\":\(outcomes[.host])",
-            "\"replied\":\(replied)", "\"replies\":\(object(replies))", "\"dropped\":\(object(dropped))",
+            "\"replied\":\(replied)", "\"replies\":\(object(replies))", "\"fragments_held\":\(outcomes[.held])",
+            "\"dropped\":\(object(dropped))",
         ]
         fields += extra.map { "\"\($0.0)\":\($0.1)" }
         fields += extraObjects.map { "\"\($0.0)\":\(object($0.1))" }

@@ -239,8 +239,9 @@ public enum Parser {
 
     /// The flow an ICMP error is about: the IP header and ports it quotes, which start `offset`
     /// bytes into the frame and may be cut short anywhere after the ports (RFC 792 quotes only the
-    /// IP header and 8 bytes). Nil unless the quote is of the given family, TCP or UDP, and not a
-    /// later fragment (which would hold no ports). Extension headers are walked as far as quoted.
+    /// IP header and 8 bytes). Nil unless the quote is of the given family, TCP, UDP or an ICMP echo
+    /// reply (no ports), and not a later fragment (which would hold no ports). Extension headers
+    /// are walked as far as quoted.
     @inlinable
     public static func parseQuoted(_ p: UnsafeRawPointer, at offset: Int, end: Int, isV6: Bool) -> QuotedFlow? {
         var next: UInt8
@@ -276,6 +277,12 @@ public enum Parser {
             flow.destination = IPAddress(loadingFrom: p, offset: offset + 16, isV6: false)
             next = p.u8(offset + 9)
             l4 = offset + headerLength
+        }
+        // An echo reply (a backend answering a fragmented echo request): the flow has no ports.
+        if next == (isV6 ? IPProtocol.icmpv6 : IPProtocol.icmp) {
+            guard end - l4 >= 4, p.u8(l4) == (isV6 ? 129 : 0) else { return nil }
+            flow.ipProtocol = next
+            return flow
         }
         guard next == IPProtocol.tcp || next == IPProtocol.udp, end - l4 >= 4 else { return nil }
         flow.ipProtocol = next

@@ -68,9 +68,11 @@ struct Simulate: ParsableCommand {
         do {
             while let r = try reader.next() {
                 let started = monotonicNanoseconds()
-                let (outcome, frame) = simulator.run(r.data, timestampNanoseconds: r.timestampNanoseconds)
+                let result = simulator.run(r.data, timestampNanoseconds: r.timestampNanoseconds)
+                // Fragments held ahead of their first leave after it.
+                let results = [result] + simulator.takeReleased()
                 elapsed += monotonicNanoseconds() - started
-                if let frame {
+                for case let (outcome, frame?) in results {
                     // What the wire carries: outer fragments of a packet too big for the tunnel.
                     for data in simulator.frames(outcome, frame) {
                         try writer.append(PcapRecord(timestampNanoseconds: r.timestampNanoseconds, data: data))
@@ -78,6 +80,7 @@ struct Simulate: ParsableCommand {
                     }
                 }
             }
+            simulator.finish()
             try writer.close()
         } catch {
             printError(error.description)

@@ -75,7 +75,7 @@ final class Dataplane {
         }
         let sizes = MbufPlan.compute(
             workers: workers, burstSize: config.dataplane.burstSize, descriptors: descriptors, hostPorts: hostPorts,
-            replayPackets: ports.reduce(0) { $0 + Dataplane.replayedPackets($1) })
+            replayPackets: ports.reduce(0) { $0 + Dataplane.replayedPackets($1) }, heldFragments: FragmentTable.heldCapacity)
         mbufPlan = sizes
         mbufs = UInt32(config.dataplane.mbufs ?? sizes.total)
         let dataRoom = MbufPlan.dataRoom(mtus: config.ports.map(\.mtu))

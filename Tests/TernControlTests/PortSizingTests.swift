@@ -26,11 +26,12 @@ import Testing
         #expect(try nic.descriptors(requested: 2048, key: ConfigSchema.rxDescriptors, device: "d").get() == 2048)
     }
 
-    @Test func poolHoldsRingsBurstsHostPathAndReplay() {
+    @Test func poolHoldsRingsBurstsHeldFragmentsHostPathAndReplay() {
         let plan = MbufPlan.compute(
-            workers: 2, burstSize: 32, descriptors: [(1024, 1024), (512, 256)], hostPorts: [1], replayPackets: 100_000)
+            workers: 2, burstSize: 32, descriptors: [(1024, 1024), (512, 256)], hostPorts: [1], replayPackets: 100_000,
+            heldFragments: 64)
         #expect(plan.rings == 2 * 2048 + 2 * 768)
-        #expect(plan.inFlight == 2 * 2 * 4 * 32 + 3 * 256 + 1024)
+        #expect(plan.inFlight == 2 * 2 * 4 * 32 + 2 * 64 + 3 * 256 + 1024)
         #expect(plan.hostPath == 768 + 3 * 1024 + 64)
         #expect(plan.replay == 100_000)
         #expect(plan.total == plan.rings + plan.inFlight + plan.hostPath + 100_000)

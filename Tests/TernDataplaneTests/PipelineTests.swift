@@ -2,6 +2,7 @@ import Testing
 
 @testable import TernBalancing
 @testable import TernDataplane
+@testable import TernMetrics
 @testable import TernTestSupport
 @testable import TernWire
 
@@ -315,6 +316,6 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         let c = sim.worker.counters
         #expect(c.received == 101)
         #expect(c[.forwarded] == 25 && c[.dropNoService] == 75 && c[.dropMalformed] == 1)
-        #expect(Outcome.allCases.count <= OutcomeCounters.count && OutcomeCounters.count <= 16)
+        #expect(Outcome.allCases.count <= OutcomeCounters.count && OutcomeCounters.count <= CounterSlot.outcomeSlots)
     }
 }

@@ -42,7 +42,9 @@ struct SplitMix: RandomNumberGenerator {
             let (outcome, out) = sim.run(frame)
             #expect((out != nil) == outcome.transmits)
             if let out { #expect(out.count <= frame.count + 14 + 40 + 12) }
+            for (o, out) in sim.takeReleased() { #expect((out != nil) == o.transmits) }  // held fragments let go
         }
+        sim.finish()  // what is still held is given up: then every frame has its one final outcome
         let c = sim.worker.counters
         #expect(c.received == UInt64(total))
         // The generator reaches every verdict (so the test exercises the whole path).

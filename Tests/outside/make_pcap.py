@@ -119,15 +119,16 @@ def outside_cases(seed=7):
     c.append(Case("ICMP time exceeded about a port-0 VIP's UDP packet (GUE)", eth() / IP(src="203.0.113.2", dst=V4) /
                   ICMP(type=11, code=0) / IP(src=V4, dst=c4) / UDP(sport=5353, dport=4003), "forwarded", vip=(V4, 0, "udp")))
     # Drops.
-    # A first fragment carries the ports: its flow's backend; a later one whose first never came is dropped.
+    # A first fragment carries the ports: its flow's backend; a later one whose first never comes is
+    # held, then given up (when simulate or ternd finishes, if not after two seconds).
     c.append(Case("IPv4 first fragment", eth() / IP(src=c4, dst=V4, flags="MF", id=4242) / TCP(dport=80), "forwarded",
                   (V4, 80, "tcp")))
     c.append(Case("IPv4 later fragment without its first", eth() / IP(src=c4, dst=V4, frag=100, proto=6, id=999) / Raw(b"z" * 16),
-                  "fragment"))
+                  "fragment_timeout"))
     c.append(Case("IPv6 first fragment", eth() / IPv6(src=c6, dst=V6) / IPv6ExtHdrFragment(m=1, id=77) / TCP(dport=80), "forwarded",
                   (V6, 80, "tcp")))
     c.append(Case("IPv6 later fragment without its first", eth() / IPv6(src=c6, dst=V6) / IPv6ExtHdrFragment(offset=10, id=78, nh=6) /
-                  Raw(b"z" * 16), "fragment"))
+                  Raw(b"z" * 16), "fragment_timeout"))
     c.append(Case("no VIP on that port", eth() / IP(src=c4, dst=V4) / TCP(dport=8080), "no_service"))
     c.append(Case("GRE to a VIP address", eth() / IP(src=c4, dst=V4) / GRE(), "no_service"))
     c.append(Case("UDP to a TCP-only VIP address", eth() / IP(src=c4, dst="192.0.2.20") / UDP(dport=53), "no_service"))

@@ -26,7 +26,13 @@ pings and TCP to the node itself go through ternd's host path, as on a NIC only 
    The way back from the router to the client carries 1400 bytes: a 1 MiB download (4in4, 6in6)
    completes only because ternd sends the router's ICMP errors, addressed to the VIP, on to the
    backend of the flow they quote, whose kernel then lowers its path MTU.
-3. ping and ping6 to VIP addresses are answered by ternd itself (verdict `replied`).
+3. ping and ping6 to VIP addresses are answered by ternd itself (verdict `replied`). Over a path
+   of 1,400 bytes, `ping -6 -s 4000` and 4,000-byte UDP datagrams to the IPv6 VIP leave the client
+   in fragments; ternd sends each datagram's fragments to one backend, which reassembles and answers.
+   With the router dropping ICMP too-big messages toward the client, a 1 MiB upload through lb2
+   stalls although lb2 clamps the SYN's MSS (the client sizes its segments by the backend's
+   SYN-ACK, which in DSR bypasses ternd); with the backends advertising the tunnel's MSS
+   (route advmss) uploads complete (4in4, 6in6).
 4. Scale-out: open connections through lb1, move the VIP routes to lb2 (as ECMP does when a node
    joins or leaves): every connection carries on, because lb2's Maglev table picks the same backend.
 5. Drain on reload: SIGHUP with b1 at weight 0: connections on b1 carry on, new ones go to b2,
@@ -168,6 +174,8 @@ def config_text(lb, drained=()):
             f'[node]\nname = "{lb}"\ntunnel_source_v4 = "{v4}.2"\ntunnel_source_v6 = "{v6}2"\n'
             '[dataplane]\nflow_table_entries = 4096\n'
             '[[port]]\ndevice = "net_af_packet0"\nmtu = 1500\n'
+            # lb2 lowers the MSS of SYNs to what the tunnel carries; lb1 relies on path MTU discovery.
+            + ("clamp_mss = true\n" if lb == "lb2" else "")
             # The host-path node learns the router's MAC from its kernel; the other is told it.
             + (f'host_interface = "{HOST_INTERFACE}"\ngateway = "{v4}.1"\n' if lb == HOST_PATH_NODE
                else f'gateway_mac = "{mac_of(NS["rt"], "rt-" + lb)}"\n')
@@ -181,6 +189,10 @@ def config_text(lb, drained=()):
         for b, addresses in BACKENDS.items():
             weight = 0 if b in drained else 100
             text += f'[[vip.backend]]\naddress = "{addresses[0 if family == "v4" else 1]}"\nweight = {weight}\n'
+    # UDP on the IPv6 VIP's address too: datagrams too big for the client's path arrive in fragments.
+    text += f'[[vip]]\naddress = "{VIPS["6in6"][0]}"\nport = {UDP_PORT}\nprotocol = "udp"\n'
+    for b, addresses in BACKENDS.items():
+        text += f'[[vip.backend]]\naddress = "{addresses[1]}"\nweight = {0 if b in drained else 100}\n'
     return text
 
 
@@ -299,14 +311,15 @@ def try_exchange(conn, payload=b""):
         return f"error: {e}"
 
 
-def udp_exchange(address, port):
+def udp_exchange(address, port, payload=b"query"):
+    """Sends `payload`; returns the answering backend and the size it received ("b1 5")."""
     with in_netns(NS["cl"]):
         sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
     with sock:
         sock.settimeout(2)
         sock.connect((address, port))
         for _ in range(3):  # the first datagram may wait for the router's neighbour resolution
-            sock.send(b"query")
+            sock.send(payload)
             try:
                 return sock.recv(100).decode()
             except socket.timeout:
@@ -321,7 +334,7 @@ def test_protocols():
         if kind == "gue":
             answers = []
             while len(answers) < 16 or (len(set(answers)) == 1 and len(answers) < 40):
-                answers.append(udp_exchange(address, UDP_PORT + len(answers) % 16))
+                answers.append(udp_exchange(address, UDP_PORT + len(answers) % 16).split()[0])
             spread = set(answers) == {"b1", "b2"}
             check(spread, f"gue: UDP answers {answers}")
             if spread:
@@ -379,6 +392,97 @@ def test_ping():
                            capture_output=True, text=True)
         check(p.returncode == 0 and " 0% packet loss" in p.stdout, f"ping {address}: {p.stdout[-300:]}")
     print("ok: ping and ping6 to VIP addresses are answered", flush=True)
+
+
+def test_fragmented_ping_and_udp():
+    """The client's path to the IPv6 VIP carries 1,400 bytes, so its kernel fragments what is
+    bigger: `ping -6 -s 4000` and 4,000-byte UDP datagrams. ternd sends every fragment of a
+    datagram to one backend (the echo requests to a backend of the address's first VIP), whose
+    kernel reassembles it and answers from the VIP; the router's "packet too big" about that reply
+    reaches the same backend. IPv6 only: net_af_packet joins its socket to
+    a fanout group with the defrag flag (DPDK 22.11), so the kernel reassembles IPv4 datagrams
+    before ternd sees them; IPv4 fragments are checked on simulate (scapy) and ternd over net_pcap."""
+    address = VIPS["6in6"][0]
+    sh("ip", "-6", "route", "add", f"{address}/128", "via", f"{LINKS['cl'][2]}1", "mtu", "1400", ns=NS["cl"])
+    try:
+        # The backend's 4,048-byte reply meets the router's 1,400-byte way back: the first may be
+        # lost while ternd steers the router's "packet too big" (quoting the reply) to that backend.
+        subprocess.run(["ip", "netns", "exec", NS["cl"], "ping", "-6", "-c", "1", "-W", "1", "-s", "4000", address], capture_output=True)
+        p = subprocess.run(["ip", "netns", "exec", NS["cl"], "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", "-s", "4000", address],
+                           capture_output=True, text=True)
+        pinged = p.returncode == 0 and " 0% packet loss" in p.stdout and "4008 bytes from" in p.stdout
+        check(pinged, f"ping -6 -s 4000 {address}: {p.stdout[-300:]}")
+        answers = [udp_exchange(address, UDP_PORT, bytes(4000)) for _ in range(8)]
+        whole = all(a.split()[1:] == ["4000"] for a in answers)
+        check(whole, f"4000-byte UDP datagrams to [{address}]:{UDP_PORT}: answers {answers}")
+    finally:
+        sh("ip", "-6", "route", "del", f"{address}/128", ns=NS["cl"])
+    if pinged and whole:
+        print(f"ok: fragments: ping -6 -s 4000 to {address} answered over a 1,400-byte path (the backend reassembled); "
+              f"8 UDP datagrams of 4,000 bytes in 3 fragments each reached {sorted(set(a.split()[0] for a in answers))} whole",
+              flush=True)
+
+
+BLACKHOLE = ('table inet tern_blackhole {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n'
+             '  oifname "rt-cl" icmp type destination-unreachable icmp code frag-needed drop\n'
+             '  oifname "rt-cl" icmpv6 type packet-too-big drop\n }\n}\n')
+
+
+@contextlib.contextmanager
+def too_big_dropped():
+    """The router drops ICMP "fragmentation needed" and ICMPv6 "packet too big" toward the client,
+    as firewalls do, so path MTU discovery cannot work; the client reaches the two VIPs by routes
+    of their own (metric 7: new next hops, without the path MTUs earlier tests taught it)."""
+    subprocess.run(["ip", "netns", "exec", NS["rt"], "nft", "-f", "-"], check=True, text=True, input=BLACKHOLE)
+    routes = [("-4", f"{VIPS['4in4'][0]}/32", f"{LINKS['cl'][1]}.1"), ("-6", f"{VIPS['6in6'][0]}/128", f"{LINKS['cl'][2]}1")]
+    for family, prefix, via in routes:
+        sh("ip", family, "route", "add", prefix, "via", via, "metric", "7", ns=NS["cl"])
+    try:
+        yield
+    finally:
+        for family, prefix, _ in routes:
+            sh("ip", family, "route", "del", prefix, "metric", "7", ns=NS["cl"])
+        sh("nft", "delete", "table", "inet", "tern_blackhole", ns=NS["rt"])
+
+
+def set_backend_advmss(v4, v6):
+    """The MSS the backends advertise in their SYN-ACKs (route advmss; None: the default, from the
+    link MTU). In DSR this is what sizes the client's segments toward the VIP."""
+    for b in BACKENDS:
+        _, prefix4, prefix6 = LINKS[b]
+        sh("ip", "-4", "route", "change", "default", "via", f"{prefix4}.1", *(("advmss", str(v4)) if v4 else ()), ns=NS[b])
+        sh("ip", "-6", "route", "change", "default", "via", f"{prefix6}1", *(("advmss", str(v6)) if v6 else ()), ns=NS[b])
+
+
+def upload_1mib(kind, timeout):
+    conn = Connection(VIPS[kind][0])
+    conn.sock.settimeout(timeout)
+    try:
+        return conn.exchange(bytes(range(256)) * 4096)
+    except (OSError, RuntimeError, ValueError) as e:
+        return f"error: {e}"
+    finally:
+        conn.close()
+
+
+def test_mss_with_icmp_dropped():
+    """With too-big messages dropped on the way to the client, path MTU discovery cannot shrink
+    the client's segments. Through lb2, which clamps the MSS of the client's SYN (clamp_mss), a
+    1 MiB upload still stalls: the client sizes its segments by the MSS in the backend's SYN-ACK,
+    which in DSR never passes ternd. With the backends advertising the MSS the tunnel carries
+    (route advmss 1440 / 1400, README), the same uploads complete."""
+    with too_big_dropped():
+        stalled = upload_1mib("4in4", 4)
+        set_backend_advmss(1440, 1400)
+        try:
+            got = {kind: upload_1mib(kind, 10) for kind in ("4in4", "6in6")}
+        finally:
+            set_backend_advmss(None, None)
+    check(stalled.startswith("error"), f"ICMP too-big dropped, default backend MSS: the upload should stall, got {stalled}")
+    check(set(got.values()) <= {"b1", "b2"}, f"ICMP too-big dropped, backends' advmss set: uploads {got}")
+    if stalled.startswith("error") and set(got.values()) <= {"b1", "b2"}:
+        print(f"ok: ICMP too-big dropped on the way: a 1 MiB upload stalls although lb2 clamps the SYN's MSS ({stalled}); "
+              "with the backends advertising the tunnel's MSS (advmss), uploads (4in4, 6in6) complete", flush=True)
 
 
 def test_host_interface_taken(ternd, tmp):
@@ -711,12 +815,14 @@ def serve(name, udp=True):
         s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((address, port))
         while True:
-            _, peer = s.recvfrom(2048)
-            s.sendto(name.encode(), peer)
+            data, peer = s.recvfrom(65535)
+            s.sendto(f"{name} {len(data)}".encode(), peer)
 
     threading.Thread(target=tcp_server, daemon=True).start()
     for port in range(UDP_PORT, UDP_PORT + 16 if udp else UDP_PORT):
         threading.Thread(target=udp_server, args=(VIPS["gue"][0], port), daemon=True).start()
+    if udp:
+        threading.Thread(target=udp_server, args=(VIPS["6in6"][0], UDP_PORT), daemon=True).start()
     print("ready", flush=True)
     while True:
         time.sleep(3600)
@@ -742,10 +848,12 @@ def main(ternd):
         test_bulk_with_path_mtu_discovery()
         test_download_with_icmp_steering()
         test_ping()
+        test_fragmented_ping_and_udp()
         test_router_mac_change(nodes["lb1"])
         test_host_flood(nodes["lb1"])
         test_health_checks(nodes["lb1"], servers)
         nodes["lb2"] = test_scale_out(ternd, tmp)
+        test_mss_with_icmp_dropped()
         test_drain(nodes["lb2"])
         feed_router = start_bgp_feed(nodes["lb1"], tmp)
         for lb, node in nodes.items():
@@ -754,10 +862,12 @@ def main(ternd):
                 check_withdrawn_after_stop(feed_router)
             check_counters(lb, stats, err)
             if lb == "lb1":
+                check(stats.get("fragments_followed", 0) >= 4 * 2 + 8 * 2, f"lb1: fragments_followed {stats.get('fragments_followed')}")
                 replies = stats.get("replies", {})
                 check(replies.get("echo") == 6 and replies.get("too_big", 0) >= 3,
                       f"lb1: replies {replies}, expected the 6 echo requests and too-big replies for each bulk transfer")
             if lb == "lb2":
+                check(stats.get("mss_clamped", 0) >= 2, f"lb2: mss_clamped {stats.get('mss_clamped')}")
                 check(stats.get("reloads") == {"ok": 1, "failed": 0} and "reload ok:" in err, f"lb2: reloads {stats.get('reloads')}")
     finally:
         for node in nodes.values():

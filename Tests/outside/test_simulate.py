@@ -336,10 +336,11 @@ def check_outer_fragments(ternctl, tmp):
 
 
 def check_fragments(ternctl, tmp):
-    """IP fragments (scapy's fragment()): in order, interleaved between flows and duplicated, every
-    fragment of a datagram reaches the backend the datagram's unfragmented packets reach, and
-    scapy reassembles what each backend got into the original datagrams; fragments ahead of their
-    first (reversed) or whose first was lost are dropped `fragment` and counted."""
+    """IP fragments (scapy's fragment()): in order, interleaved between flows, duplicated, reversed
+    and overlapping, every fragment of a datagram reaches the backend the datagram's unfragmented
+    packets reach, and scapy reassembles what each backend got into the original datagrams;
+    fragments ahead of their first are held and sent after it; those whose first was lost time out
+    (`fragment_timeout`), all counted."""
     from scapy.all import TCP, Raw, fragment, defragment
     e = Ether(dst=make_pcap.US, src=make_pcap.ROUTER)
 
@@ -350,10 +351,14 @@ def check_fragments(ternctl, tmp):
     def frags(k):
         return [e / f for f in fragment(datagram(k), fragsize=1200)]
 
-    a, b, c, d, r, lost = (frags(k) for k in range(6))
-    stream = a + [x for pair in zip(b, c) for x in pair] + [d[0], d[1], d[1], d[2]] + r[::-1] + lost[1:]
+    a, b, c, d, r, lost, o = (frags(k) for k in range(7))
+    # An extra fragment overlapping the first two of datagram 6 (the same bytes again).
+    body = raw(datagram(6)[IP].payload)
+    overlap = e / IP(src=datagram(6).src, dst="192.0.2.10", id=1006, proto=6, flags="MF", frag=75) / Raw(body[600:1800])
+    stream = (a + [x for pair in zip(b, c) for x in pair] + [d[0], d[1], d[1], d[2]] + r[::-1] + lost[1:]
+              + [o[0], overlap, o[1], o[2]])
     # One unfragmented packet of each flow: where its datagram's fragments must go.
-    probes = [e / IP(src=f"198.51.100.{k + 10}", dst="192.0.2.10") / TCP(sport=2000 + k, dport=80, flags="A") for k in range(6)]
+    probes = [e / IP(src=f"198.51.100.{k + 10}", dst="192.0.2.10") / TCP(sport=2000 + k, dport=80, flags="A") for k in range(7)]
     inp, outp = os.path.join(tmp, "frag-in.pcap"), os.path.join(tmp, "frag-out.pcap")
     make_pcap.write_frames(inp, [raw(f) for f in stream + probes])
     p = subprocess.run([ternctl, "simulate", "--config", os.path.join(HERE, "outside.toml"), "--in", inp, "--out", outp, "--json"],
@@ -365,20 +370,27 @@ def check_fragments(ternctl, tmp):
     same_backend = all(dst == probe_backend.get(inner.src) for dst, inner in tunnelled)
     reassembled = {}
     for dst in set(d for d, _ in tunnelled):
-        # A duplicated fragment arrives twice (the kernel drops the copy; scapy's defragment needs it gone).
-        pieces = {raw(inner): inner for d2, inner in tunnelled if d2 == dst and (inner.flags.MF or inner.frag)}
+        # A duplicated fragment arrives twice (the kernel drops the copy; scapy's defragment needs it
+        # gone); the overlapping one is left to the kernel's own policy.
+        pieces = {raw(inner): inner for d2, inner in tunnelled
+                  if d2 == dst and (inner.flags.MF or inner.frag) and raw(inner) != raw(overlap[IP])}
         for pkt in defragment(list(pieces.values())):
             if not (pkt.flags.MF or pkt.frag):
                 reassembled[pkt.src] = raw(pkt)
-    wanted = {datagram(k).src: raw(IP(raw(datagram(k)))) for k in (0, 1, 2, 3, 4)}
-    ok = (same_backend and all(reassembled.get(s) == w for s, w in wanted.items() if s != datagram(4).src)
-          and counts.get("fragments_followed") == 2 + 4 + 3 + 0 and counts.get("dropped", {}).get("fragment") == 2 + 2
-          and len(probe_backend) == 6)
-    check(ok, f"fragments: same backend {same_backend}, reassembled {sorted(reassembled)}, counts "
-              f"{ {k: counts.get(k) for k in ('forwarded', 'fragments_followed', 'dropped')} }")
+    wanted = {datagram(k).src: raw(IP(raw(datagram(k)))) for k in (0, 1, 2, 3, 4, 6)}
+    # The reversed datagram leaves in the order it came once its first passed: first, then last, middle.
+    reversed_order = [inner.frag for _, inner in tunnelled if inner.src == datagram(4).src and (inner.flags.MF or inner.frag)]
+    ok = (same_backend and all(reassembled.get(s) == w for s, w in wanted.items()) and datagram(5).src not in reassembled
+          and reversed_order == [0, 300, 150]
+          and counts.get("fragments_followed") == 2 + 4 + 3 + 2 + 3 and counts.get("fragments_held") == 2 + 2
+          and counts.get("dropped", {}).get("fragment_timeout") == 2 and counts.get("dropped", {}).get("fragment") == 0
+          and len(probe_backend) == 7)
+    check(ok, f"fragments: same backend {same_backend}, reassembled {sorted(reassembled)}, reversed {reversed_order}, counts "
+              f"{ {k: counts.get(k) for k in ('forwarded', 'fragments_followed', 'fragments_held', 'dropped')} }")
     if ok:
-        print("ok: fragments: in order, interleaved between two flows and duplicated, every fragment reached its flow's backend "
-              "and scapy reassembled the datagrams there; reversed and first-lost fragments dropped `fragment`", flush=True)
+        print("ok: fragments: in order, interleaved between two flows, duplicated, reversed and overlapping, every fragment "
+              "reached its flow's backend and scapy reassembled the datagrams there; reversed ones held and sent after their "
+              "first; first-lost ones timed out `fragment_timeout`", flush=True)
 
 
 def check_source_hash(ternctl, tmp):
