@@ -239,14 +239,15 @@ public enum Parser {
 
     /// The flow an ICMP error is about: the IP header and ports it quotes, which start `offset`
     /// bytes into the frame and may be cut short anywhere after the ports (RFC 792 quotes only the
-    /// IP header and 8 bytes). Nil unless the quote is of the given family, TCP, UDP or an ICMP echo
-    /// reply (no ports), and not a later fragment (which would hold no ports). Extension headers
-    /// are walked as far as quoted.
+    /// IP header and 8 bytes). Nil unless the quote is of the given family and TCP or UDP (not a
+    /// later fragment, which would hold no ports), or ICMP: an echo reply or a later fragment (no
+    /// ports). Extension headers are walked as far as quoted.
     @inlinable
     public static func parseQuoted(_ p: UnsafeRawPointer, at offset: Int, end: Int, isV6: Bool) -> QuotedFlow? {
         var next: UInt8
         var l4: Int
         var flow = QuotedFlow()
+        var laterFragment = false
         if isV6 {
             guard end - offset >= 40, p.u8(offset) >> 4 == 6 else { return nil }
             flow.source = IPAddress(loadingFrom: p, offset: offset + 8, isV6: true)
@@ -260,7 +261,7 @@ public enum Parser {
                 walked += 1
                 guard walked <= maxExtensionHeaders, end - l4 >= 8 else { return nil }
                 if next == IPProtocol.fragment {
-                    guard p.be16(l4 + 2) & 0xFFF8 == 0 else { return nil }
+                    laterFragment = p.be16(l4 + 2) & 0xFFF8 != 0
                     next = p.u8(l4)
                     l4 += 8
                 } else {
@@ -272,19 +273,21 @@ public enum Parser {
             guard end - offset >= 20 else { return nil }
             let versionIHL = p.u8(offset)
             let headerLength = Int(versionIHL & 0x0F) &* 4
-            guard versionIHL >> 4 == 4, headerLength >= 20, p.be16(offset + 6) & 0x1FFF == 0 else { return nil }
+            guard versionIHL >> 4 == 4, headerLength >= 20 else { return nil }
+            laterFragment = p.be16(offset + 6) & 0x1FFF != 0
             flow.source = IPAddress(loadingFrom: p, offset: offset + 12, isV6: false)
             flow.destination = IPAddress(loadingFrom: p, offset: offset + 16, isV6: false)
             next = p.u8(offset + 9)
             l4 = offset + headerLength
         }
-        // An echo reply (a backend answering a fragmented echo request): the flow has no ports.
+        // An echo reply (a backend answering a fragmented echo request): the flow has no ports, so
+        // a later fragment of it names its flow too (a VIP sends no other ICMP in fragments).
         if next == (isV6 ? IPProtocol.icmpv6 : IPProtocol.icmp) {
-            guard end - l4 >= 4, p.u8(l4) == (isV6 ? 129 : 0) else { return nil }
+            guard laterFragment || (end - l4 >= 4 && p.u8(l4) == (isV6 ? 129 : 0)) else { return nil }
             flow.ipProtocol = next
             return flow
         }
-        guard next == IPProtocol.tcp || next == IPProtocol.udp, end - l4 >= 4 else { return nil }
+        guard !laterFragment, next == IPProtocol.tcp || next == IPProtocol.udp, end - l4 >= 4 else { return nil }
         flow.ipProtocol = next
         flow.sourcePort = p.be16(l4)
         flow.destinationPort = p.be16(l4 + 2)

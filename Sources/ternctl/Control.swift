@@ -75,8 +75,9 @@ struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Every counter of the running data plane, live: the keys of ternd's final JSON line.",
         discussion: """
-            rx is the sum of verdicts; rx_polled what the workers took from their queues: rx - rx_polled is between 0 and \
-            burst_size x workers (bursts being processed). With --watch, rates per second over each interval, like \
+            rx is the sum of verdicts; rx_polled what the workers took from their queues: rx - rx_polled is at most \
+            burst_size x workers (bursts being processed), and at least minus the IP fragments held ahead of their first \
+            right now (at most 64 per worker; fragments_held counts every fragment ever held). With --watch, rates per second over each interval, like \
             `ipvsadm --rate`.
             """)
     @OptionGroup var options: SocketOptions

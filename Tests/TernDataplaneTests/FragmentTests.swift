@@ -154,6 +154,12 @@ func echoFragments(client: String, id: UInt16, type: UInt8 = 8) -> [[UInt8]] {
             etherType: EtherType.ipv4)
         let (o, out) = sim.run(error)
         #expect(o == .forwarded && outerDestination(out!) == outerDestination(request.1!))
+        // One quoting a later fragment of the reply (no ICMP header to read) goes there too.
+        var aboutLater = error
+        aboutLater[14 + 20 + 8 + 6] = 0x00
+        aboutLater[14 + 20 + 8 + 7] = 0xAD  // fragment offset 173 x 8
+        let (laterOutcome, laterOut) = sim.run(aboutLater)
+        #expect(laterOutcome == .forwarded && outerDestination(laterOut!) == outerDestination(request.1!))
         // One quoting an echo request (not something a VIP sends) is not steered.
         var aboutRequest = error
         aboutRequest[14 + 20 + 8 + 20] = 8

@@ -447,7 +447,7 @@ def too_big_dropped():
 
 def set_backend_advmss(v4, v6):
     """The MSS the backends advertise in their SYN-ACKs (route advmss; None: the default, from the
-    link MTU). In DSR this is what sizes the client's segments toward the VIP."""
+    path MTU). In DSR this is what sizes the client's segments toward the VIP."""
     for b in BACKENDS:
         _, prefix4, prefix6 = LINKS[b]
         sh("ip", "-4", "route", "change", "default", "via", f"{prefix4}.1", *(("advmss", str(v4)) if v4 else ()), ns=NS[b])
@@ -472,6 +472,9 @@ def test_mss_with_icmp_dropped():
     which in DSR never passes ternd. With the backends advertising the MSS the tunnel carries
     (route advmss 1440 / 1400, README), the same uploads complete."""
     with too_big_dropped():
+        # What backends advertise on a 1,500-byte link (set explicitly: a new route also forgets
+        # the path MTUs earlier tests taught them, which would lower their MSS).
+        set_backend_advmss(1460, 1440)
         stalled = upload_1mib("4in4", 4)
         set_backend_advmss(1440, 1400)
         try:
