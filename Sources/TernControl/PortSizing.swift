@@ -65,9 +65,11 @@ public struct MbufPlan: Equatable, Sendable {
     }
 
     /// Bytes of frame an mbuf holds (headroom comes on top): the largest port MTU plus an Ethernet
-    /// header and a VLAN tag, at least 2,048, so a received frame is always one segment.
+    /// header and a VLAN tag, rounded up to a KiB (the granularity NICs' RX buffers come in; it
+    /// also leaves net_af_packet the 66 bytes of frame header its `framesz` must hold besides
+    /// the frame), at least 2,048, so a received frame is always one segment.
     public static func dataRoom(mtus: [Int]) -> Int {
-        Swift.max(2048, (mtus.max() ?? 1500) + 14 + 4)
+        Swift.max(2048, ((mtus.max() ?? 1500) + 14 + 4 + 1023) / 1024 * 1024)
     }
 
     /// The captures a net_pcap device replays in a loop (`infinite_rx=1`) holds in mbufs: its
@@ -86,4 +88,33 @@ public struct MbufPlan: Equatable, Sendable {
         }
         return infinite ? files : []
     }
+}
+
+/// net_af_packet (DPDK 22.11): received frames land in ring frames of `framesz` bytes (a devargs
+/// key, default 2,048) behind a 66-byte header. The PMD reports 1,518-byte frames as its limit
+/// whatever `framesz` is, and the MTU that counts is the kernel interface's, so ternd checks a
+/// port's `mtu` against `framesz` instead of setting the device's MTU.
+public enum AFPacketFrames {
+    public static let defaultFrameSize = 2048
+    /// Ring-frame bytes before the Ethernet header (TPACKET_V2 header and address, aligned).
+    public static let header = 66
+    /// Bytes the PMD asks of each mbuf's data room per ring frame (TPACKET2_HDRLEN less the address).
+    public static let mbufShortfall = 32
+
+    /// The ring-frame size of an af_packet device (nil: another kind of device).
+    public static func frameSize(device: String, devargs: String) -> Int? {
+        guard device.hasPrefix("net_af_packet") else { return nil }
+        for pair in devargs.split(separator: ",") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: " ") }
+            if kv.count == 2 && kv[0] == "framesz", let n = Int(kv[1]) { return n }
+        }
+        return defaultFrameSize
+    }
+
+    /// The smallest `framesz` that holds a frame of `mtu` (with Ethernet header and a VLAN tag):
+    /// a multiple of 16, as the kernel aligns ring frames.
+    public static func frameSizeNeeded(mtu: Int) -> Int { (mtu + 14 + 4 + header + 15) / 16 * 16 }
+
+    /// The mbuf data room the PMD requires for ring frames of `frameSize`.
+    public static func dataRoom(frameSize: Int) -> Int { frameSize - mbufShortfall }
 }

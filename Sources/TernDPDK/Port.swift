@@ -96,14 +96,19 @@ public struct Port: Sendable {
         return try configure(rxQueues: queues, txQueues: queues, descriptors: (rx, tx), pool: pool)
     }
 
-    /// Descriptor limits per RX and TX queue, and the largest MTU (`rte_eth_dev_info_get`).
+    /// Descriptor limits per RX and TX queue, and the largest MTU the device takes
+    /// (`rte_eth_dev_info_get`: max_mtu, and max_rx_pktlen less the frame overhead).
     public var limits: (rx: (min: Int, max: Int, align: Int), tx: (min: Int, max: Int, align: Int), maxMTU: Int) {
         var info = rte_eth_dev_info()
         guard rte_eth_dev_info_get(id, &info) == 0 else { return ((0, Int(UInt16.max), 1), (0, Int(UInt16.max), 1), Int(UInt16.max)) }
         let r = info.rx_desc_lim
         let t = info.tx_desc_lim
+        // ethdev refuses an MTU whose frame exceeds max_rx_pktlen, with this overhead (rte_ethdev.c).
+        let maxMTU = Int(info.max_mtu)
+        let overhead = maxMTU != Int(UInt16.max) && Int(info.max_rx_pktlen) > maxMTU ? Int(info.max_rx_pktlen) - maxMTU : 18
         return (
-            (Int(r.nb_min), Int(r.nb_max), Int(r.nb_align)), (Int(t.nb_min), Int(t.nb_max), Int(t.nb_align)), Int(info.max_mtu)
+            (Int(r.nb_min), Int(r.nb_max), Int(r.nb_align)), (Int(t.nb_min), Int(t.nb_max), Int(t.nb_align)),
+            min(maxMTU, Int(info.max_rx_pktlen) - overhead)
         )
     }
 

@@ -67,7 +67,14 @@ final class Dataplane {
                 throw StartupError(message: "\(configPath): \(problem.keyPath): \(problem.message)", exitCode: ConfigError.exitCode)
             }
             let mtu = config.ports[i].mtu
-            if mtu > limits.maxMTU {
+            if let frameSize = AFPacketFrames.frameSize(device: port.name, devargs: port.devargs) {
+                let needed = AFPacketFrames.frameSizeNeeded(mtu: mtu)
+                if frameSize < needed {
+                    throw StartupError(
+                        message: "\(configPath): port[\(i)].mtu: \(mtu) needs framesz=\(needed) or more on \(port.name) (it has \(frameSize))",
+                        exitCode: ConfigError.exitCode)
+                }
+            } else if mtu > limits.maxMTU {
                 throw StartupError(
                     message: "\(configPath): port[\(i)].mtu: \(mtu) is more than \(port.name) takes (\(limits.maxMTU))",
                     exitCode: ConfigError.exitCode)
@@ -78,7 +85,8 @@ final class Dataplane {
             replayPackets: ports.reduce(0) { $0 + Dataplane.replayedPackets($1) }, heldFragments: FragmentTable.heldCapacity)
         mbufPlan = sizes
         mbufs = UInt32(config.dataplane.mbufs ?? sizes.total)
-        let dataRoom = MbufPlan.dataRoom(mtus: config.ports.map(\.mtu))
+        let frameSizes = ports.compactMap { AFPacketFrames.frameSize(device: $0.name, devargs: $0.devargs) }
+        let dataRoom = frameSizes.reduce(MbufPlan.dataRoom(mtus: config.ports.map(\.mtu))) { max($0, AFPacketFrames.dataRoom(frameSize: $1)) }
         do {
             pool = try Mempool(name: "tern_mbufs", count: mbufs, cache: UInt32(MbufPlan.cachePerLcore), dataRoom: UInt16(dataRoom))
         } catch {
@@ -101,7 +109,8 @@ final class Dataplane {
                     exitCode: ConfigError.exitCode)
             }
             do {
-                _ = try port.setMTU(config.ports[i].mtu)
+                // af_packet: the kernel interface's MTU counts (checked against framesz above).
+                if AFPacketFrames.frameSize(device: port.name, devargs: port.devargs) == nil { _ = try port.setMTU(config.ports[i].mtu) }
             } catch {
                 throw StartupError(message: "\(configPath): port[\(i)].mtu: \(error.description)", exitCode: ConfigError.exitCode)
             }

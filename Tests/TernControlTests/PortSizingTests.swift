@@ -38,9 +38,10 @@ import Testing
         #expect(plan.summary.hasPrefix("\(plan.total) mbufs (rings 5632"))
     }
 
-    @Test func dataRoomHoldsTheLargestFrameWithAVLANTag() {
+    @Test func dataRoomHoldsTheLargestFrameWithAVLANTagInWholeKiB() {
         #expect(MbufPlan.dataRoom(mtus: [1500]) == 2048)
-        #expect(MbufPlan.dataRoom(mtus: [1500, 9000]) == 9018)
+        #expect(MbufPlan.dataRoom(mtus: [1500, 9000]) == 9216)
+        #expect(MbufPlan.dataRoom(mtus: [4000]) == 4096)
         #expect(MbufPlan.dataRoom(mtus: []) == 2048)
     }
 
@@ -51,5 +52,19 @@ import Testing
         #expect(MbufPlan.replayedCaptures(devargs: "rx_pcap=/a,infinite_rx=0").isEmpty)
         #expect(MbufPlan.replayedCaptures(devargs: "").isEmpty)
         #expect(MbufPlan.replayedCaptures(devargs: "iface=veth0,framesz=10240").isEmpty)
+    }
+}
+
+@Suite struct AFPacketFramesTests {
+    @Test func framesizComesFromTheDevargsOrTheDefault() {
+        #expect(AFPacketFrames.frameSize(device: "net_af_packet0", devargs: "iface=eth1") == 2048)
+        #expect(AFPacketFrames.frameSize(device: "net_af_packet0", devargs: "iface=eth1, framesz=9216,blocksz=36864") == 9216)
+        #expect(AFPacketFrames.frameSize(device: "net_pcap0", devargs: "framesz=9216") == nil)
+    }
+
+    @Test func aJumboFrameNeedsARingFrameWithRoomForItsHeader() {
+        #expect(AFPacketFrames.frameSizeNeeded(mtu: 1500) == 1584)  // fits the default 2,048
+        #expect(AFPacketFrames.frameSizeNeeded(mtu: 9000) == 9088)
+        #expect(AFPacketFrames.dataRoom(frameSize: 9216) <= MbufPlan.dataRoom(mtus: [9000]))
     }
 }

@@ -40,6 +40,9 @@ pings and TCP to the node itself go through ternd's host path, as on a NIC only 
 6. ExaBGP on lb1, fed by `ternctl bgp-feed`, announces the VIPs to BIRD on the router; when lb1's
    ternd stops, the feed withdraws them (fail closed) and the router drops the route.
 7. On SIGTERM: RX equals the sum of verdicts, nothing malformed, nothing refused by TX, mbufs 0.
+8. Jumbo frames: the client's, lb2's and the backends' links at MTU 9000, ternd at mtu 9000 on
+   net_af_packet (framesz 9216), no clamp_mss: 1 MiB uploads (4in4, 6in6) cross the tunnel in
+   9,014-byte frames after ternd's ICMP settles the client's path MTU at 8,980 / 8,960.
 
 Needs root, iproute2, ethtool, ping, nftables, bird2, exabgp, libbpf-dev and the clang that ships beside swift.
 Usage: test_netns.py PATH/TO/ternd   (or --serve NAME inside a backend namespace)
@@ -199,12 +202,12 @@ def config_text(lb, drained=()):
 class Node:
     """ternd in an LB namespace, one-armed on net_af_packet over the veth toward the router."""
 
-    def __init__(self, ternd, lb, tmp, text=None):
+    def __init__(self, ternd, lb, tmp, text=None, devargs=""):
         self.lb, self.config = lb, os.path.join(tmp, f"{lb}.toml")
         with open(self.config, "w") as f:
             f.write(text or config_text(lb))
         test_ternd.RUN += 1
-        eal = test_ternd.eal(f"tern-netns-{os.getpid()}-{lb}", f"net_af_packet0,iface={lb}")
+        eal = test_ternd.eal(f"tern-netns-{os.getpid()}-{lb}-{test_ternd.RUN}", f"net_af_packet0,iface={lb}{devargs}")
         self.cmd = ["ip", "netns", "exec", NS[lb], ternd, *eal, "--", "--config", self.config, "--idle-sleep-us", "200"]
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.log, self.logged, self.closed = [], threading.Condition(), False
@@ -454,6 +457,11 @@ def set_backend_advmss(v4, v6):
         sh("ip", "-6", "route", "change", "default", "via", f"{prefix6}1", *(("advmss", str(v6)) if v6 else ()), ns=NS[b])
 
 
+def forget_path_mtus(ns):
+    for family in ("-4", "-6"):
+        sh("ip", family, "route", "flush", "cache", ns=NS[ns])
+
+
 def upload_1mib(kind, timeout):
     conn = Connection(VIPS[kind][0])
     conn.sock.settimeout(timeout)
@@ -486,6 +494,46 @@ def test_mss_with_icmp_dropped():
     if stalled.startswith("error") and set(got.values()) <= {"b1", "b2"}:
         print(f"ok: ICMP too-big dropped on the way: a 1 MiB upload stalls although lb2 clamps the SYN's MSS ({stalled}); "
               "with the backends advertising the tunnel's MSS (advmss), uploads (4in4, 6in6) complete", flush=True)
+
+
+def test_jumbo(ternd, tmp):
+    """Jumbo frames end to end: every link of the client, lb2 and the backends at MTU 9000, ternd
+    at mtu 9000 on net_af_packet (framesz 9216: a 9,014-byte frame and af_packet's header), no
+    clamp_mss. The client's 9,000-byte packets do not fit the tunnel; ternd tells it (ICMP),
+    its kernel settles on 8,980 (4in4) and 8,960 (6in6), and 1 MiB uploads arrive whole."""
+    for b in BACKENDS:
+        sh("ip", "link", "set", "dev", b, "xdpdrv", "off", ns=NS[b])
+    for ns, link in [("cl", "cl"), ("lb2", "lb2"), ("b1", "b1"), ("b2", "b2")]:
+        sh("ip", "link", "set", "dev", link, "mtu", "9000", ns=NS[ns])
+        sh("ip", "link", "set", "dev", f"rt-{link}", "mtu", "9000", ns=NS["rt"])
+    # Forget the path MTUs earlier tests taught the client and the backends (the backends would
+    # advertise a smaller MSS from them).
+    for ns in ("cl", "b1", "b2"):
+        forget_path_mtus(ns)
+    for b in BACKENDS:
+        # Above a page, veth runs only XDP programs that take multi-buffer frames.
+        sh("ip", "link", "set", "dev", b, "xdpdrv", "obj", os.path.join(tmp, "xdp_decap.o"), "sec", "xdp.frags", ns=NS[b])
+    text = config_text("lb2").replace("mtu = 1500\n", "mtu = 9000\n").replace("clamp_mss = true\n", "")
+    node = Node(ternd, "lb2", tmp, text=text, devargs=",framesz=9216,blocksz=36864")
+    try:
+        route_vips_via("lb2")
+        got, mtus = {}, {}
+        for kind in ("4in4", "6in6"):
+            got[kind] = upload_1mib(kind, 15)
+            route = sh("ip", "route", "get", VIPS[kind][0], ns=NS["cl"])
+            mtus[kind] = route.split(" mtu ")[1].split()[0] if " mtu " in route else "?"
+        stats, err = node.stop()
+    finally:
+        if node.proc.poll() is None:
+            node.proc.kill()
+            test_ternd.remove_runtime_dirs(node.cmd)
+    check_counters("lb2", stats, err)
+    ok = set(got.values()) <= {"b1", "b2"} and mtus == {"4in4": "8980", "6in6": "8960"}
+    check(ok, f"jumbo: uploads {got}, client's path MTUs {mtus}")
+    if ok:
+        print(f"ok: jumbo: links at MTU 9000, ternd mtu 9000 on net_af_packet: 1 MiB uploads (4in4, 6in6) arrived whole; "
+              f"the client's path MTUs toward the VIPs settled at {mtus['4in4']} and {mtus['6in6']} (ternd's ICMP); "
+              f"too-big replies {stats.get('replies', {}).get('too_big')}", flush=True)
 
 
 def test_host_interface_taken(ternd, tmp):
@@ -872,6 +920,7 @@ def main(ternd):
             if lb == "lb2":
                 check(stats.get("mss_clamped", 0) >= 2, f"lb2: mss_clamped {stats.get('mss_clamped')}")
                 check(stats.get("reloads") == {"ok": 1, "failed": 0} and "reload ok:" in err, f"lb2: reloads {stats.get('reloads')}")
+        test_jumbo(ternd, tmp)
     finally:
         for node in nodes.values():
             if node.proc.poll() is None:

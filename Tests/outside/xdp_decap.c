@@ -49,8 +49,7 @@ static __always_inline int outer_length(void *l3, void *end, __u16 ethertype, __
     return length;
 }
 
-SEC("xdp")
-int xdp_decap(struct xdp_md *ctx) {
+static __always_inline int decap(struct xdp_md *ctx) {
     void *data = (void *)(long)ctx->data;
     void *end = (void *)(long)ctx->data_end;
     struct ethhdr *eth = data;
@@ -70,5 +69,13 @@ int xdp_decap(struct xdp_md *ctx) {
     *eth = saved;
     return XDP_PASS;
 }
+
+SEC("xdp")
+int xdp_decap(struct xdp_md *ctx) { return decap(ctx); }
+
+// The same for links whose MTU exceeds a page (jumbo frames): veth takes such a program only
+// when it says it handles multi-buffer frames; the headers it reads are in the first buffer.
+SEC("xdp.frags")
+int xdp_decap_frags(struct xdp_md *ctx) { return decap(ctx); }
 
 char LICENSE[] SEC("license") = "GPL";
