@@ -6,8 +6,10 @@
 //   ternctl and ternd wire them together.
 import PackageDescription
 
-/// Every target: Swift 6 language mode (the package default) and warnings are errors.
-let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
+/// Every target: Swift 6 language mode (the package default) and warnings are errors; code for
+/// corei7 (Nehalem, 2008: SSE4.2, POPCNT), whose `crc32` instruction the flow hash uses (the C
+/// side, rte_memcpy.h and CFastPath's header, is built for it too).
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error), .unsafeFlags(["-target-cpu", "corei7", "-Xcc", "-msse4.2"])]
 
 /// DPDK 22.11 from Debian. SwiftPM cannot use its pkg-config file, so the flags are spelled out;
 /// -march=corei7 is needed by rte_memcpy.h (SSSE3). Swift targets that see CDPDK get them via -Xcc.
@@ -34,7 +36,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
-        .target(name: "TernWire", swiftSettings: strict),
+        .target(name: "TernWire", dependencies: ["CFastPath"], swiftSettings: strict),
         // Per-worker counter blocks: written by their worker, read live by the control thread.
         .target(name: "TernMetrics", swiftSettings: strict),
         .target(name: "TernBalancing", dependencies: ["TernWire", "TernMetrics", "CFastPath"], swiftSettings: strict),
@@ -50,7 +52,7 @@ let package = Package(
             linkerSettings: dpdkLibraries),
         // Prefetch hints, a SIMD tag compare and huge-page table memory for the packet path (not
         // DPDK). DWARF 4: Debian's valgrind (bench/run.py's callgrind) cannot read clang's DWARF 5.
-        .target(name: "CFastPath", path: "CShims/CFastPath", cSettings: [.unsafeFlags(["-Wall", "-Werror", "-gdwarf-4"])]),
+        .target(name: "CFastPath", path: "CShims/CFastPath", cSettings: [.unsafeFlags(["-Wall", "-Werror", "-gdwarf-4", "-msse4.2"])]),
         .target(
             name: "TernDPDK", dependencies: ["CDPDK", "TernWire", "TernBalancing", "TernDataplane", "TernMetrics"],
             swiftSettings: dpdkSwift),
@@ -97,7 +99,7 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "bench/TernBench", swiftSettings: dpdkSwift),
-        .testTarget(name: "TernWireTests", dependencies: ["TernWire", "TernTestSupport"], swiftSettings: strict),
+        .testTarget(name: "TernWireTests", dependencies: ["TernWire", "TernTestSupport", "CFastPath"], swiftSettings: strict),
         .testTarget(name: "TernBalancingTests", dependencies: ["TernWire", "TernBalancing", "TernMetrics"], swiftSettings: strict),
         .testTarget(
             name: "TernDataplaneTests", dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport", "TernMetrics"],

@@ -27,10 +27,33 @@ def words(address):
     return value >> 64, value & M64
 
 
-def flow_hash(src, dst, sport, dport, proto):
-    h = 0x243F6A8885A308D3
+def tuple_words(src, dst, sport, dport, proto):
     v6 = ipaddress.ip_address(src).version == 6
-    for w in (*words(src), *words(dst), sport << 48 | dport << 32 | proto << 8 | (6 if v6 else 4)):
+    return (*words(src), *words(dst), sport << 48 | dport << 32 | proto << 8 | (6 if v6 else 4))
+
+
+def crc32c_u64(crc, w):
+    """CRC32C (reflected polynomial 0x82F63B78, no inversion) of crc followed by w's 8 bytes,
+    least significant first: what the SSE4.2 crc32 instruction computes."""
+    for i in range(8):
+        crc ^= (w >> (8 * i)) & 0xFF
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc
+
+
+def flow_hash(src, dst, sport, dport, proto):
+    """Version 2 (FlowHash.version): a CRC32C chain over the five words, times the golden ratio."""
+    c = 0xFFFFFFFF
+    for w in tuple_words(src, dst, sport, dport, proto):
+        c = crc32c_u64(c, w)
+    return (c * 0x9E3779B97F4A7C15) & M64
+
+
+def flow_hash_v1(src, dst, sport, dport, proto):
+    """Version 1 (FlowHash.hashV1): multiply-xor rounds and the MurmurHash3 finalizer."""
+    h = 0x243F6A8885A308D3
+    for w in tuple_words(src, dst, sport, dport, proto):
         m = ((h ^ w) * 0x9E3779B97F4A7C15) & M64
         h = m ^ (m >> 29)
     return mix(h)
