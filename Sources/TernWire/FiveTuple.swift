@@ -105,12 +105,7 @@ public enum FlowHash {
     /// h = (h XOR w) * 0x9E3779B97F4A7C15, h = h XOR (h >> 29); then `mix(h)` (the MurmurHash3
     /// 64-bit finalizer). Kept so its values stay pinned in the tests and documented.
     public static func hashV1(_ t: FiveTuple) -> UInt64 {
-        var h: UInt64 = 0x243F_6A88_85A3_08D3
-        h = step(h, t.sourceHigh)
-        h = step(h, t.sourceLow)
-        h = step(h, t.destinationHigh)
-        h = step(h, t.destinationLow)
-        h = step(h, t.portsAndProtocol)
-        return mix(h)
+        let words = [t.sourceHigh, t.sourceLow, t.destinationHigh, t.destinationLow, t.portsAndProtocol]
+        return mix(words.reduce(0x243F_6A88_85A3_08D3, step))
     }
 }
