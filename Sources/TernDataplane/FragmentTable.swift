@@ -142,7 +142,8 @@ public struct FragmentTable: ~Copyable {
         slot.pointee.vip = Int32(truncatingIfNeeded: vip)
         slot.pointee.generation = generation
         slot.pointee.seen = now
-        if heldCount > 0 { firstPassed = true }
+        // Fragments held before, or held earlier in this burst (handed over after it), may be its.
+        if heldCount > 0 || reserved > 0 { firstPassed = true }
         return !evicted
     }
 

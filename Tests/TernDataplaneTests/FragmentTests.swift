@@ -74,6 +74,34 @@ func echoFragments(client: String, id: UInt16, type: UInt8 = 8) -> [[UInt8]] {
         #expect(sim.worker.counters.received == 3)
     }
 
+    @Test func aFragmentHeldEarlierInTheFirstsOwnBurstIsReleasedAfterIt() {
+        // As ternd's worker loop does it: the burst runs whole, then the held ones are handed over.
+        var sim = makeSimulator([dnsService()])
+        var frames = udpFragments(client: "198.51.100.1", port: 5000, id: 7).reversed().map { $0 }
+        let packets = UnsafeMutablePointer<Packet>.allocate(capacity: frames.count)
+        let outcomes = UnsafeMutablePointer<Outcome>.allocate(capacity: frames.count)
+        defer {
+            packets.deallocate()
+            outcomes.deallocate()
+        }
+        for i in frames.indices {
+            frames[i] = [UInt8](repeating: 0, count: Simulator.headroom) + frames[i]
+            packets[i] = frames[i].withUnsafeMutableBytes {
+                Packet(data: $0.baseAddress! + Simulator.headroom, length: $0.count - Simulator.headroom, headroom: Simulator.headroom)
+            }
+        }
+        sim.runBurst(packets, count: frames.count, outcomes: outcomes)
+        #expect((0..<frames.count).map { outcomes[$0] } == [.held, .held, .forwarded])
+        for i in 0..<2 {
+            let kept = sim.worker.fragments.pointee.hold(frame: packets[i].data, length: packets[i].length, handle: UInt(i + 1))
+            #expect(kept)
+        }
+        let handles = UnsafeMutablePointer<UInt>.allocate(capacity: FragmentTable.heldCapacity)
+        defer { handles.deallocate() }
+        let n = sim.worker.fragments.pointee.takeReleased(into: handles)
+        #expect(n == 2 && handles[0] == 1 && handles[1] == 2)
+    }
+
     @Test func aHeldFragmentWhoseFirstNeverComesTimesOutCounted() {
         var sim = makeSimulator([dnsService()])
         let f = udpFragments(client: "198.51.100.1", port: 5000, id: 7)

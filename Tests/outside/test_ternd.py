@@ -122,6 +122,53 @@ def test_same_bytes_as_simulate(ternd, ternctl, tmp):
         print(f"ok: {name}: ternd (1 worker) emitted the same {len(got)} frames as ternctl simulate, in order", flush=True)
 
 
+def test_held_fragments(ternd, ternctl, tmp):
+    """Fragments ahead of their first through ternd's worker loop (mbufs held, run again after
+    the first's burst, given back at stop): IPv4 TCP and IPv6 UDP reversed, an echo request whose
+    middle comes first, an IPv4 datagram whose first is lost, between plain packets. ternd emits
+    the same frames as simulate (its held fragments leave after the first's burst, simulate's right
+    after the first: compared as multisets), counts the same holds and timeouts, and frees every mbuf."""
+    from scapy.all import ICMP, IPv6ExtHdrFragment, Raw, TCP, UDP, IPv6, fragment, fragment6
+    e = make_pcap.eth()
+    v4 = [e / f for f in fragment(make_pcap.IP(src="198.51.100.61", dst="192.0.2.10", id=61) / TCP(sport=6100, dport=80, flags="A")
+                                  / Raw(b"a" * 3000), fragsize=1200)]
+    v6 = [e / f for f in fragment6(IPv6(src="2001:db8:ff::62", dst="2001:db8::10") / IPv6ExtHdrFragment(id=62) / UDP(sport=6200, dport=5353)
+                                   / Raw(b"b" * 3000), 1280)]
+    echo = [e / f for f in fragment(make_pcap.IP(src="198.51.100.63", dst="192.0.2.10", id=63) / ICMP(id=63) / Raw(b"c" * 3000),
+                                    fragsize=1200)]
+    lost = [e / f for f in fragment(make_pcap.IP(src="198.51.100.64", dst="192.0.2.10", id=64) / UDP(sport=6400, dport=5353)
+                                    / Raw(b"d" * 3000), fragsize=1200)]
+    plain = [e / make_pcap.IP(src=f"198.51.100.{70 + i}", dst="192.0.2.10") / TCP(sport=7000 + i, dport=80, flags="A") for i in range(4)]
+    stream = v4[::-1] + plain[:2] + v6[::-1] + [echo[1], echo[0], echo[2]] + plain[2:] + lost[1:]
+    frames = [bytes(f) for f in stream]
+    inp, sim_out, ternd_out = (os.path.join(tmp, f) for f in ("held-in.pcap", "held-sim.pcap", "held-ternd.pcap"))
+    make_pcap.write_frames(inp, frames)
+    config = os.path.join(HERE, "outside.toml")
+    p = subprocess.run([ternctl, "simulate", "--config", config, "--in", inp, "--out", sim_out, "--json"], capture_output=True, text=True)
+    want = json.loads(p.stdout) if p.returncode == 0 else {}
+    expected = read_pcap(sim_out)
+    cmd = ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap={ternd_out}", config, ["--stop-when-idle", "1"])
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    remove_runtime_dirs(cmd)
+    check(p.returncode == 0, f"held fragments: ternd exited {p.returncode}: {p.stderr[-500:]}")
+    if p.returncode != 0:
+        return
+    stats = json.loads(p.stdout.strip().splitlines()[-1])
+    got = read_pcap(ternd_out)
+    held = len(v4) - 1 + len(v6) - 1 + 1 + len(lost) - 1
+    ok = (sorted(got) == sorted(expected) and len(got) == len(frames) - (len(lost) - 1)
+          and stats["fragments_held"] == want.get("fragments_held") == held
+          and stats["dropped"]["fragment_timeout"] == want.get("dropped", {}).get("fragment_timeout") == len(lost) - 1
+          and stats["rx"] == len(frames) and stats["mbufs_in_use"] == 0)
+    check(ok, f"held fragments: ternd {len(got)} frames, simulate {len(expected)}, same multiset {sorted(got) == sorted(expected)}; "
+              f"held {stats['fragments_held']}/{want.get('fragments_held')}, timed out {stats['dropped']['fragment_timeout']}, "
+              f"rx {stats['rx']}, mbufs in use {stats['mbufs_in_use']}")
+    if ok:
+        print(f"ok: held fragments: ternd held {held} fragments ahead of their first (IPv4, IPv6, an echo request), sent them "
+              f"after it ({len(got)} frames, the multiset simulate emits), gave {len(lost) - 1} whose first was lost back at stop "
+              "(fragment_timeout); mbufs in use 0", flush=True)
+
+
 def test_separate_ports(ternd, ternctl, tmp):
     """Client-facing port net_pcap0 with backend_device = net_pcap1: encapsulated frames leave on
     net_pcap1 with its MACs, echo replies on net_pcap0 with its own: what `ternctl simulate`
@@ -623,6 +670,7 @@ def main(ternd, ternctl):
         test_sigterm_stops_a_long_reload(ternd, tmp)
         test_control_socket(ternd, ternctl, tmp)
         test_same_bytes_as_simulate(ternd, ternctl, tmp)
+        test_held_fragments(ternd, ternctl, tmp)
         test_two_workers_same_multiset(ternd, ternctl, tmp)
         test_separate_ports(ternd, ternctl, tmp)
         test_reload_under_load(ternd, tmp)
