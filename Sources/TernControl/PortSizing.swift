@@ -75,18 +75,9 @@ public struct MbufPlan: Equatable, Sendable {
     /// The captures a net_pcap device replays in a loop (`infinite_rx=1`) holds in mbufs: its
     /// `rx_pcap` files, from the device's arguments (`rx_pcap=FILE,...,infinite_rx=1`).
     public static func replayedCaptures(devargs: String) -> [String] {
-        var files: [String] = []
-        var infinite = false
-        for pair in devargs.split(separator: ",") {
-            let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: " ") }
-            guard kv.count == 2 else { continue }
-            switch kv[0] {
-            case "rx_pcap": files.append(kv[1])
-            case "infinite_rx": infinite = kv[1] == "1"
-            default: break
-            }
-        }
-        return infinite ? files : []
+        let pairs = devargPairs(devargs)
+        let infinite = pairs.last { $0.key == "infinite_rx" }?.value == "1"
+        return infinite ? pairs.filter { $0.key == "rx_pcap" }.map(\.value) : []
     }
 }
 
@@ -104,11 +95,7 @@ public enum AFPacketFrames {
     /// The ring-frame size of an af_packet device (nil: another kind of device).
     public static func frameSize(device: String, devargs: String) -> Int? {
         guard device.hasPrefix("net_af_packet") else { return nil }
-        for pair in devargs.split(separator: ",") {
-            let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: " ") }
-            if kv.count == 2 && kv[0] == "framesz", let n = Int(kv[1]) { return n }
-        }
-        return defaultFrameSize
+        return devargPairs(devargs).first { $0.key == "framesz" }.flatMap { Int($0.value) } ?? defaultFrameSize
     }
 
     /// The smallest `framesz` that holds a frame of `mtu` (with Ethernet header and a VLAN tag):
@@ -117,4 +104,12 @@ public enum AFPacketFrames {
 
     /// The mbuf data room the PMD requires for ring frames of `frameSize`.
     public static func dataRoom(frameSize: Int) -> Int { frameSize - mbufShortfall }
+}
+
+/// A device's arguments (`key=value,key=value`, as `--vdev` takes them), in order.
+func devargPairs(_ devargs: String) -> [(key: String, value: String)] {
+    devargs.split(separator: ",").compactMap { pair in
+        let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: " ") }
+        return kv.count == 2 ? (kv[0], kv[1]) : nil
+    }
 }

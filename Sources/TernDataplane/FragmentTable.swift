@@ -15,14 +15,30 @@
 import TernMetrics
 import TernWire
 
-/// Where a datagram's fragments go: the flow (and VIP) its first fragment was classified as.
-public struct FragmentEntry: Sendable {
+/// A datagram: its addresses, and identification, protocol and family.
+public struct FragmentKey: Equatable, Sendable {
     @usableFromInline var sourceHigh: UInt64 = 0
     @usableFromInline var sourceLow: UInt64 = 0
     @usableFromInline var destinationHigh: UInt64 = 0
     @usableFromInline var destinationLow: UInt64 = 0
     /// Identification (IPv4: 16 bits, IPv6: 32 bits) << 16 | protocol << 8 | family (4 or 6).
     @usableFromInline var idProtocol: UInt64 = 0
+
+    @inlinable init() {}
+
+    @inlinable
+    init(source: IPAddress, destination: IPAddress, id: UInt32, ipProtocol: UInt8) {
+        sourceHigh = source.high
+        sourceLow = source.low
+        destinationHigh = destination.high
+        destinationLow = destination.low
+        idProtocol = UInt64(id) << 16 | UInt64(ipProtocol) << 8 | (source.isV6 ? 6 : 4)
+    }
+}
+
+/// Where a datagram's fragments go: the flow (and VIP) its first fragment was classified as.
+public struct FragmentEntry: Sendable {
+    @usableFromInline var key = FragmentKey()
     @usableFromInline var tuple = FiveTuple(source: IPAddress(v4: 0), destination: IPAddress(v4: 0), sourcePort: 0, destinationPort: 0, ipProtocol: 0)
     @usableFromInline var hash: UInt64 = 0
     @usableFromInline var vip: Int32 = -1
@@ -36,11 +52,7 @@ public struct FragmentEntry: Sendable {
 /// A later fragment held until its first passes: its datagram's key and the caller's handle on
 /// its buffer (ternd: the mbuf; the simulator: its copy).
 public struct HeldFragment: Sendable {
-    var sourceHigh: UInt64 = 0
-    var sourceLow: UInt64 = 0
-    var destinationHigh: UInt64 = 0
-    var destinationLow: UInt64 = 0
-    var idProtocol: UInt64 = 0
+    var key = FragmentKey()
     var handle: UInt = 0
     var since: UInt32 = 0
     /// Chosen by `takeReleased` or `takeExpired`.
@@ -93,23 +105,25 @@ public struct FragmentTable: ~Copyable {
         reserved = 0
     }
 
-    /// The key words of a fragment: its addresses, and identification, protocol and family.
     @inlinable
-    static func idProtocol(id: UInt32, ipProtocol: UInt8, isV6: Bool) -> UInt64 {
-        UInt64(id) << 16 | UInt64(ipProtocol) << 8 | (isV6 ? 6 : 4)
-    }
-
-    @inlinable
-    func bucket(_ s: IPAddress, _ d: IPAddress, _ idProtocol: UInt64) -> UnsafeMutablePointer<FragmentEntry> {
-        let x = ((s.low ^ d.low &* 0x9E37_79B9_7F4A_7C15) ^ s.high ^ d.high ^ idProtocol) &* 0xC2B2_AE3D_27D4_EB4F
+    func bucket(_ k: FragmentKey) -> UnsafeMutablePointer<FragmentEntry> {
+        let x = ((k.sourceLow ^ k.destinationLow &* 0x9E37_79B9_7F4A_7C15) ^ k.sourceHigh ^ k.destinationHigh ^ k.idProtocol)
+            &* 0xC2B2_AE3D_27D4_EB4F
         return entries + (Int(truncatingIfNeeded: x >> 40) & bucketMask) &* FragmentTable.ways
     }
 
+    /// Whether an entry is in use (written, within its lifetime).
     @inlinable
-    func matches(_ e: UnsafeMutablePointer<FragmentEntry>, _ s: IPAddress, _ d: IPAddress, _ idProtocol: UInt64) -> Bool {
-        e.pointee.seen != 0 && now &- e.pointee.seen <= FragmentTable.lifetime && e.pointee.idProtocol == idProtocol
-            && e.pointee.sourceLow == s.low && e.pointee.sourceHigh == s.high && e.pointee.destinationLow == d.low
-            && e.pointee.destinationHigh == d.high
+    func isLive(_ e: UnsafeMutablePointer<FragmentEntry>) -> Bool {
+        e.pointee.seen != 0 && now &- e.pointee.seen <= FragmentTable.lifetime
+    }
+
+    /// The live entry of `k`'s datagram, or nil.
+    @inlinable
+    func entry(_ k: FragmentKey) -> UnsafeMutablePointer<FragmentEntry>? {
+        let b = bucket(k)
+        for w in 0..<FragmentTable.ways where isLive(b + w) && b[w].key == k { return b + w }
+        return nil
     }
 
     /// Remembers the flow of a first fragment; returns false when it took a live entry's place.
@@ -118,25 +132,26 @@ public struct FragmentTable: ~Copyable {
         source: IPAddress, destination: IPAddress, id: UInt32, ipProtocol: UInt8, tuple: FiveTuple, hash: UInt64, vip: Int,
         generation: UInt32
     ) -> Bool {
-        let key = FragmentTable.idProtocol(id: id, ipProtocol: ipProtocol, isV6: source.isV6)
-        let b = bucket(source, destination, key)
-        var slot = b
+        let key = FragmentKey(source: source, destination: destination, id: id, ipProtocol: ipProtocol)
+        var slot = bucket(key)
         var evicted = true
-        for w in 0..<FragmentTable.ways {
-            let e = b + w
-            if matches(e, source, destination, key) || e.pointee.seen == 0 || now &- e.pointee.seen > FragmentTable.lifetime {
-                slot = e
-                evicted = false
-                break
+        if let same = entry(key) {
+            slot = same
+            evicted = false
+        } else {
+            // A free or expired way, else the oldest.
+            let b = slot
+            for w in 0..<FragmentTable.ways {
+                if !isLive(b + w) {
+                    slot = b + w
+                    evicted = false
+                    break
+                }
+                if b[w].seen < slot.pointee.seen { slot = b + w }
             }
-            if e.pointee.seen < slot.pointee.seen { slot = e }
         }
         slot.pointee = FragmentEntry()
-        slot.pointee.sourceHigh = source.high
-        slot.pointee.sourceLow = source.low
-        slot.pointee.destinationHigh = destination.high
-        slot.pointee.destinationLow = destination.low
-        slot.pointee.idProtocol = key
+        slot.pointee.key = key
         slot.pointee.tuple = tuple
         slot.pointee.hash = hash
         slot.pointee.vip = Int32(truncatingIfNeeded: vip)
@@ -153,15 +168,9 @@ public struct FragmentTable: ~Copyable {
     public mutating func find(source: IPAddress, destination: IPAddress, id: UInt32, ipProtocol: UInt8, last: Bool)
         -> (tuple: FiveTuple, hash: UInt64, vip: Int, generation: UInt32)?
     {
-        let key = FragmentTable.idProtocol(id: id, ipProtocol: ipProtocol, isV6: source.isV6)
-        let b = bucket(source, destination, key)
-        for w in 0..<FragmentTable.ways where matches(b + w, source, destination, key) {
-            let e = b + w
-            let found = (e.pointee.tuple, e.pointee.hash, Int(e.pointee.vip), e.pointee.generation)
-            if last { e.pointee.seen = now &- FragmentTable.lifetime }
-            return found
-        }
-        return nil
+        guard let e = entry(FragmentKey(source: source, destination: destination, id: id, ipProtocol: ipProtocol)) else { return nil }
+        if last { e.pointee.seen = now &- FragmentTable.lifetime }
+        return (e.pointee.tuple, e.pointee.hash, Int(e.pointee.vip), e.pointee.generation)
     }
 
     /// Whether a later fragment ahead of its first can be held (then the pipeline says `held` and
@@ -182,22 +191,10 @@ public struct FragmentTable: ~Copyable {
             net.isFragment, let f = Parser.fragmentFields(frame, net)
         else { return false }
         reserved -= 1
-        let s = net.source
-        let d = net.destination
-        held[heldCount] = HeldFragment(
-            sourceHigh: s.high, sourceLow: s.low, destinationHigh: d.high, destinationLow: d.low,
-            idProtocol: FragmentTable.idProtocol(id: f.id, ipProtocol: net.ipProtocol, isV6: s.isV6), handle: handle, since: now)
+        let key = FragmentKey(source: net.source, destination: net.destination, id: f.id, ipProtocol: net.ipProtocol)
+        held[heldCount] = HeldFragment(key: key, handle: handle, since: now)
         heldCount += 1
         return true
-    }
-
-    /// Whether the datagram of a held fragment now has its entry.
-    func isReleasable(_ h: HeldFragment) -> Bool {
-        let isV6 = h.idProtocol & 0xFF == 6
-        let s = IPAddress(high: h.sourceHigh, low: h.sourceLow, isV6: isV6)
-        let d = IPAddress(high: h.destinationHigh, low: h.destinationLow, isV6: isV6)
-        let b = bucket(s, d, h.idProtocol)
-        return (0..<FragmentTable.ways).contains { matches(b + $0, s, d, h.idProtocol) }
     }
 
     /// Takes the held fragments whose first fragment has passed (oldest first) into `handles`
@@ -205,7 +202,7 @@ public struct FragmentTable: ~Copyable {
     public mutating func takeReleased(into handles: UnsafeMutablePointer<UInt>) -> Int {
         guard firstPassed else { return 0 }
         firstPassed = false
-        for i in 0..<heldCount { held[i].selected = isReleasable(held[i]) }
+        for i in 0..<heldCount { held[i].selected = entry(held[i].key) != nil }
         return takeSelected(into: handles)
     }
 

@@ -54,6 +54,8 @@ final class Dataplane {
         self.ports = ports
         let hostPorts = config.ports.indices.filter { config.ports[$0].hostInterface != nil }
         var descriptors: [(rx: Int, tx: Int)] = []
+        // net_af_packet ports: their ring-frame size (`AFPacketFrames`); nil for other devices.
+        let frameSizes = ports.map { AFPacketFrames.frameSize(device: $0.name, devargs: $0.devargs) }
         for (i, port) in ports.enumerated() {
             let limits = port.limits
             let device = "port[\(i)] (\(port.name))"
@@ -67,7 +69,7 @@ final class Dataplane {
                 throw StartupError(message: "\(configPath): \(problem.keyPath): \(problem.message)", exitCode: ConfigError.exitCode)
             }
             let mtu = config.ports[i].mtu
-            if let frameSize = AFPacketFrames.frameSize(device: port.name, devargs: port.devargs) {
+            if let frameSize = frameSizes[i] {
                 let needed = AFPacketFrames.frameSizeNeeded(mtu: mtu)
                 if frameSize < needed {
                     throw StartupError(
@@ -85,8 +87,9 @@ final class Dataplane {
             replayPackets: ports.reduce(0) { $0 + Dataplane.replayedPackets($1) }, heldFragments: FragmentTable.heldCapacity)
         mbufPlan = sizes
         mbufs = UInt32(config.dataplane.mbufs ?? sizes.total)
-        let frameSizes = ports.compactMap { AFPacketFrames.frameSize(device: $0.name, devargs: $0.devargs) }
-        let dataRoom = frameSizes.reduce(MbufPlan.dataRoom(mtus: config.ports.map(\.mtu))) { max($0, AFPacketFrames.dataRoom(frameSize: $1)) }
+        let dataRoom = frameSizes.compactMap { $0 }.reduce(MbufPlan.dataRoom(mtus: config.ports.map(\.mtu))) {
+            max($0, AFPacketFrames.dataRoom(frameSize: $1))
+        }
         do {
             pool = try Mempool(name: "tern_mbufs", count: mbufs, cache: UInt32(MbufPlan.cachePerLcore), dataRoom: UInt16(dataRoom))
         } catch {
@@ -110,7 +113,7 @@ final class Dataplane {
             }
             do {
                 // af_packet: the kernel interface's MTU counts (checked against framesz above).
-                if AFPacketFrames.frameSize(device: port.name, devargs: port.devargs) == nil { _ = try port.setMTU(config.ports[i].mtu) }
+                if frameSizes[i] == nil { _ = try port.setMTU(config.ports[i].mtu) }
             } catch {
                 throw StartupError(message: "\(configPath): port[\(i)].mtu: \(error.description)", exitCode: ConfigError.exitCode)
             }

@@ -646,6 +646,23 @@ def test_replay_and_jumbo(ternd, tmp):
           and all(len(f) <= 14 + 9000 for f in sent) and sum(len(f) - 34 for f in sent) == len(full) - 14,
           f"jumbo outer fragments: exit {rc}, {stats.get('forwarded_in_fragments')} fragmented, tx_failed {stats.get('tx_failed')}, "
           f"frames {[len(f) for f in sent]}")
+    # net_af_packet (on lo: nothing is sent) with its default 2,048-byte ring frames cannot take
+    # mtu 9000: refused naming the key and the framesz it needs; with framesz=9216 it starts.
+    af_config = os.path.join(tmp, "af-packet.toml")
+    with open(af_config, "w") as f:
+        f.write(text.replace('device = "net_pcap0"', 'device = "net_af_packet0"').replace('mac = "02:00:00:00:00:01"\n', 'mtu = 9000\n'))
+    rc, _, err = run_ternd(ternd_cmd(ternd, "net_af_packet0,iface=lo", af_config))
+    message = "port[0].mtu: 9000 needs framesz=9088 or more on net_af_packet0 (it has 2048)"
+    check(rc == 78 and message in err, f"af_packet framesz: exit {rc}, {err[-300:]}")
+    cmd = ternd_cmd(ternd, "net_af_packet0,iface=lo,framesz=9216,blocksz=36864", af_config)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        af_started = wait_for_line(proc, "started:", 60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        remove_runtime_dirs(cmd)
+    check(proc.returncode == 0 and "started:" in af_started, f"af_packet framesz=9216: exit {proc.returncode}, {af_started!r}")
     # A pool too small for the replay: refused naming the key to raise.
     with open(config) as f:
         text = f.read()
@@ -658,7 +675,8 @@ def test_replay_and_jumbo(ternd, tmp):
           f"small pool: exit {rc}, stderr {err[-300:]}")
     print("ok: a 100,000-packet capture replays with infinite_rx (pool sized for it); 8,000-byte frames at mtu 9000 "
           "leave whole in IPIP, a 9,000-byte one without DF in two outer fragments; a pool set too small is refused "
-          "naming dataplane.mbufs", flush=True)
+          "naming dataplane.mbufs; net_af_packet at mtu 9000 is refused naming the framesz it needs, and starts with it",
+          flush=True)
 
 
 def main(ternd, ternctl):
