@@ -120,6 +120,9 @@ def setup(xdp_obj):
                     "net.ipv4.conf.default.rp_filter"):
             sh("sysctl", "-qw", f"{key}=0", ns=name)
         sh("ip", "link", "set", "lo", "up", ns=name)
+    # test_drain binds these source ports itself; an ephemeral connection on one of them made
+    # bind fail (EADDRINUSE) in CI.
+    sh("sysctl", "-qw", f"net.ipv4.ip_local_reserved_ports={DRAIN_PORTS.start}-{DRAIN_PORTS.stop - 1}", ns=NS["cl"])
     rt = NS["rt"]
     for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
         sh("sysctl", "-qw", f"{key}=1", ns=rt)
@@ -264,6 +267,10 @@ def in_netns(name):
             yield
         finally:
             libc.setns(home.fileno(), 0)
+
+
+# Source ports test_drain binds; reserved in the client namespace (no ephemeral use).
+DRAIN_PORTS = range(40000, 40064)
 
 
 class Connection:
@@ -789,7 +796,7 @@ def test_drain(node):
     conns, before = open_spread(VIPS["4in4"][0])
     # Source ports whose connection went to b1, reset (RST, no TIME_WAIT) to be used again below.
     reused = []
-    for port in range(40000, 40064):
+    for port in DRAIN_PORTS:
         if len(reused) == 4:
             break
         c = Connection(VIPS["4in4"][0], source_port=port)
