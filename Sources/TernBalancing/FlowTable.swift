@@ -173,6 +173,10 @@ public struct FlowTable: ~Copyable {
     @inlinable @inline(__always)
     func metadata(_ b: Int) -> UnsafeMutableRawPointer { meta + b &* 64 }
 
+    /// The bucket of an entry index: index / 8 (`ways`) as a shift, not a signed division.
+    @inlinable @inline(__always)
+    static func bucket(ofEntry index: Int) -> Int { index &>> 3 }
+
     /// Stage 1 of a burst: start loading the flow's bucket metadata.
     @inlinable @inline(__always)
     public func prefetch(hash: UInt64) {
@@ -250,14 +254,14 @@ public struct FlowTable: ~Copyable {
     /// Marks a flow as seen now.
     @inlinable @inline(__always)
     public func touch(_ index: Int, now: UInt32) {
-        metadata(index / FlowTable.ways).storeBytes(
+        metadata(FlowTable.bucket(ofEntry: index)).storeBytes(
             of: now, toByteOffset: FlowTable.seenOffset &+ (index & (FlowTable.ways - 1)) &* 4, as: UInt32.self)
     }
 
     /// A TCP flow saw FIN or RST: from now on it lives `tcpClosingTimeout` after its last packet.
     @inlinable @inline(__always)
     public func markClosing(_ index: Int) {
-        metadata(index / FlowTable.ways).storeBytes(
+        metadata(FlowTable.bucket(ofEntry: index)).storeBytes(
             of: 2, toByteOffset: FlowTable.classOffset &+ (index & (FlowTable.ways - 1)), as: UInt8.self)
     }
 
@@ -273,7 +277,7 @@ public struct FlowTable: ~Copyable {
             destinationHigh: t.destinationHigh, destinationLow: t.destinationLow,
             portsAndProtocol: t.portsAndProtocol | (backend.isV6 ? FlowEntry.backendIsV6 : 0),
             backendHigh: backend.high, backendLow: backend.low, generation: generation, backendSlot: slot)
-        let m = metadata(p.index / FlowTable.ways)
+        let m = metadata(FlowTable.bucket(ofEntry: p.index))
         let way = p.index & (FlowTable.ways - 1)
         m.storeBytes(of: tag(hash), toByteOffset: way &* 2, as: UInt16.self)
         m.storeBytes(of: now, toByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)

@@ -28,7 +28,7 @@ public struct Packet {
     @inlinable @inline(__always)
     mutating func reframe(start offset: Int, length: Int) {
         data += offset
-        headroom += offset
+        headroom &+= offset
         self.length = length
     }
 }
@@ -38,11 +38,13 @@ public struct Packet {
 /// one-armed setup).
 public struct PortContext: @unchecked Sendable {  // `echoBudget`, `fragments`: set and used by one worker only
     /// Source MAC of encapsulated packets.
-    public var mac: MACAddress
+    public var mac: MACAddress { didSet { macWords = MACWords(destination: gatewayMAC, source: mac) } }
     /// Destination MAC of encapsulated packets (the next hop toward the backends);
     /// `PortContext.unknownMAC` while a learned next hop is not resolved (packets are dropped
     /// `no_neighbor`).
-    public var gatewayMAC: MACAddress
+    public var gatewayMAC: MACAddress { didSet { macWords = MACWords(destination: gatewayMAC, source: mac) } }
+    /// The two addresses as encapsulated frames start, in wire order (two stores per packet).
+    public private(set) var macWords: MACWords
     /// Largest IP packet (outer headers included) the path to backends carries.
     public var mtu: Int
     /// Source and destination MAC of replies.
@@ -76,6 +78,7 @@ public struct PortContext: @unchecked Sendable {  // `echoBudget`, `fragments`: 
         hasFeatures = clampMSS || vlan != 0 || replyVLAN != 0
         self.mac = mac
         self.gatewayMAC = gatewayMAC
+        macWords = MACWords(destination: gatewayMAC, source: mac)
         self.mtu = mtu
         self.replyMAC = replyMAC ?? mac
         self.replyGatewayMAC = replyGatewayMAC ?? gatewayMAC
@@ -84,6 +87,29 @@ public struct PortContext: @unchecked Sendable {  // `echoBudget`, `fragments`: 
 
 import CFastPath
 import TernWire
+
+/// The first 12 bytes of an Ethernet header (destination, then source MAC) as an 8-byte and a
+/// 4-byte word in memory order, so a frame gets them with two stores.
+public struct MACWords: Sendable {
+    public let first: UInt64
+    public let second: UInt32
+
+    public init(destination: MACAddress, source: MACAddress) {
+        var bytes: (UInt64, UInt64) = (0, 0)
+        (first, second) = withUnsafeMutableBytes(of: &bytes) { b in
+            destination.store(to: b.baseAddress!, offset: 0)
+            source.store(to: b.baseAddress!, offset: 6)
+            return (b.load(as: UInt64.self), b.load(fromByteOffset: 8, as: UInt32.self))
+        }
+    }
+
+    /// Writes the 12 bytes at `o`.
+    @inlinable @inline(__always)
+    public func store(to p: UnsafeMutableRawPointer, at o: Int) {
+        p.storeBytes(of: first, toByteOffset: o, as: UInt64.self)
+        p.storeBytes(of: second, toByteOffset: o &+ 8, as: UInt32.self)
+    }
+}
 
 /// Answers left this second (per worker): refilled when the second changes.
 public struct ICMPBudget: Sendable {

@@ -185,8 +185,10 @@ public enum EncapTemplate {
             p.storeBE16(UInt16(truncatingIfNeeded: outerLength), at: o &+ 2)
             p.storeBE16(identification, at: o &+ 4)
             p.storeBE16(flags, at: o &+ 6)
-            let sum = seed &+ UInt64(trafficClass) &+ UInt64(outerLength & 0xFFFF) &+ UInt64(identification) &+ UInt64(flags)
-            p.storeBE16(~Checksum.fold(sum), at: o &+ 10)
+            // Five 16-bit words (the seed is folded): the sum fits in 32 bits.
+            let sum = UInt32(truncatingIfNeeded: seed) &+ UInt32(trafficClass) &+ UInt32(outerLength & 0xFFFF)
+                &+ UInt32(identification) &+ UInt32(flags)
+            p.storeBE16(~Checksum.fold(small: sum), at: o &+ 10)
         case .ipv6:
             (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv6)
             writeIPv6Variable(p, at: o, trafficClass: trafficClass, hash: hash, payloadLength: innerLength)

@@ -31,6 +31,15 @@ public enum Checksum {
         return UInt16(truncatingIfNeeded: s)
     }
 
+    /// `fold` for a sum known to fit in 32 bits (a few 16-bit words): two folds reach 16 bits,
+    /// since after the first the sum is at most 0x1FFFE.
+    @inlinable @inline(__always)
+    public static func fold(small sum: UInt32) -> UInt16 {
+        var s = (sum & 0xFFFF) &+ (sum >> 16)
+        s = (s & 0xFFFF) &+ (s >> 16)
+        return UInt16(truncatingIfNeeded: s)
+    }
+
     /// The checksum field value for data whose running sum (checksum field zeroed) is `sum`.
     @inlinable @inline(__always)
     public static func finish(_ sum: UInt64) -> UInt16 {

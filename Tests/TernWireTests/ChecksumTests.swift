@@ -31,6 +31,14 @@ import Testing
         }
     }
 
+    @Test func smallFoldEqualsTheGeneralFoldForEvery32BitSum() {
+        // The extremes (0x1FFFE after the first fold, carries out of the second) and random sums.
+        let edges: [UInt32] = [0, 0xFFFF, 0x1_0000, 0x1_FFFE, 0xFFFE_FFFF, 0xFFFF_0000, 0xFFFF_FFFF, 0x4_FFFB]
+        for sum in edges + (0..<20_000).map({ _ in UInt32.random(in: 0...UInt32.max) }) {
+            #expect(Checksum.fold(small: sum) == Checksum.fold(UInt64(sum)))
+        }
+    }
+
     @Test func builtIPv4HeaderVerifiesToZero() {
         var buffer = [UInt8](repeating: 0, count: 20)
         buffer.withUnsafeMutableBytes { p in
