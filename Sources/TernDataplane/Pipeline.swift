@@ -280,15 +280,18 @@ public struct Worker: ~Copyable {
         }
         let destination = IPAddress(loadingFrom: p, offset: l3 &+ (isV6 ? 24 : 16), isV6: isV6)
         let destinationPort = p.be16(l4 &+ 2)
-        let vip = snapshot.findVIP(address: destination, port: destinationPort, ipProtocol: ipProtocol)
-        if vip < 0 { return false }
         let tuple = FiveTuple(
             source: IPAddress(loadingFrom: p, offset: l3 &+ (isV6 ? 8 : 12), isV6: isV6), destination: destination,
             sourcePort: p.be16(l4), destinationPort: destinationPort, ipProtocol: ipProtocol)
+        // The record is written before the VIP probe (its VIP after): nothing read so far has to
+        // outlive the probe in a register or on the stack.
         out.initialize(
             to: Classified(
-                tuple: tuple, hash: FlowHash.hash(tuple), vip: vip, l3Offset: l3, ipLength: ipLength, trafficClass: trafficClass,
+                tuple: tuple, hash: FlowHash.hash(tuple), vip: -1, l3Offset: l3, ipLength: ipLength, trafficClass: trafficClass,
                 dontFragment: dontFragment, isICMPError: false, tcpFlags: tcpFlags))
+        let vip = snapshot.findVIP(address: destination, port: destinationPort, ipProtocol: ipProtocol)
+        if vip < 0 { return false }
+        out.pointee.vip = Int32(truncatingIfNeeded: vip)
         return true
     }
 
