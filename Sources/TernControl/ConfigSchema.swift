@@ -28,19 +28,20 @@ public struct ConfigKey: Sendable, Hashable {
         self.range = range
         self.defaultValue = d
         self.restartOnly = restartOnly
+        if let dot = path.lastIndex(of: ".") {
+            table = String(path[..<dot])
+            name = String(path[path.index(after: dot)...])
+        } else {
+            table = ""
+            name = path
+        }
     }
 
-    /// The table holding the key (`vip.backend`; "" at the top).
-    public var table: String {
-        guard let dot = path.lastIndex(of: ".") else { return "" }
-        return String(path[..<dot])
-    }
-
+    /// The table holding the key (`vip.backend`; "" at the top). Split from `path` once: the
+    /// reader asks for every key of every backend.
+    public let table: String
     /// The key's own name (`weight`).
-    public var name: String {
-        guard let dot = path.lastIndex(of: ".") else { return path }
-        return String(path[path.index(after: dot)...])
-    }
+    public let name: String
 }
 
 public enum ConfigSchema {
@@ -148,9 +149,11 @@ public enum ConfigSchema {
     ]
 
     /// The names of the keys a table may hold ("" is the top level).
-    public static func names(in table: String) -> Set<String> {
-        Set(all.filter { $0.table == table }.map(\.name))
-    }
+    public static func names(in table: String) -> Set<String> { namesByTable[table] ?? [] }
+
+    /// Worked out once: every table of every backend asks (a config of 100,000 backends spent
+    /// most of its load time filtering the key list).
+    static let namesByTable: [String: Set<String>] = Dictionary(grouping: all, by: \.table).mapValues { Set($0.map(\.name)) }
 
     /// Tables with restart-only keys, as a config writes them (`[dataplane]`, `[[port]]`).
     public static var restartOnlyTables: [String] {
