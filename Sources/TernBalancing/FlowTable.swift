@@ -206,17 +206,8 @@ public struct FlowTable: ~Copyable {
     func replacementWay(_ m: UnsafeMutableRawPointer, now: UInt32) -> (way: Int, evicts: Bool) {
         let unused = tern_match_u16x8(m, 0)
         if unused != 0 { return (unused.trailingZeroBitCount, false) }
-        var oldest = 0
-        var oldestSeen = UInt32.max
-        for way in 0..<FlowTable.ways {
-            let seen = m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
-            if !isLive(m, way, seen: seen, now: now) { return (way, false) }
-            if seen < oldestSeen {
-                oldestSeen = seen
-                oldest = way
-            }
-        }
-        return (oldest, true)
+        let r = tern_replacement_way(m + FlowTable.seenOffset, m + FlowTable.classOffset, timeouts, now)
+        return (Int(r & 0xFF), r & 0x100 != 0)
     }
 
     @inlinable @inline(__always)

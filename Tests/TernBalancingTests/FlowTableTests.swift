@@ -1,3 +1,4 @@
+import CFastPath
 import Testing
 
 @testable import TernBalancing
@@ -72,6 +73,42 @@ let backendA = IPAddress("10.1.0.1")!
         table.insert(t, at: first, hash: FlowHash.hash(t), backend: backendA, slot: 0, generation: 1, now: 1)
         let again = table.probe(t, hash: FlowHash.hash(t), now: 100)
         #expect(!again.found && again.index == first.index)
+    }
+
+    /// The eight-way SIMD choice of a full bucket's way against the loop it replaced: the first
+    /// idled-out way, else the least recently seen (first of equals), over random times, classes
+    /// (upper bits set too), timeouts and clock wrap-around.
+    @Test func replacementWayAgreesWithTheLoopOverTheWays() {
+        var rng = SystemRandomNumberGenerator()
+        var dead = 0, evicted = 0
+        for round in 0..<20_000 {
+            let now = round % 3 == 0 ? UInt32.random(in: 0...20, using: &rng) : UInt32.random(in: 0...UInt32.max, using: &rng)
+            let timeouts = (0..<4).map { _ in UInt32.random(in: 0...(round % 2 == 0 ? 50 : UInt32.max), using: &rng) }
+            let seen = (0..<8).map { _ in
+                round % 5 == 0 ? UInt32.random(in: 0...3, using: &rng) : now &- UInt32.random(in: 0...60, using: &rng)
+            }
+            let classes = (0..<8).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            var expected = (way: 0, evicts: true)
+            var oldest = UInt32.max
+            for w in 0..<8 {
+                if now &- seen[w] > timeouts[Int(classes[w] & 3)] {
+                    expected = (w, false)
+                    break
+                }
+                if seen[w] < oldest {
+                    oldest = seen[w]
+                    expected.way = w
+                }
+            }
+            let r = seen.withUnsafeBytes { s in
+                classes.withUnsafeBytes { c in
+                    timeouts.withUnsafeBufferPointer { t in tern_replacement_way(s.baseAddress!, c.baseAddress!, t.baseAddress!, now) }
+                }
+            }
+            #expect(Int(r & 0xFF) == expected.way && (r & 0x100 != 0) == expected.evicts, "seen \(seen) classes \(classes) timeouts \(timeouts) now \(now)")
+            if expected.evicts { evicted += 1 } else { dead += 1 }
+        }
+        #expect(dead > 1000 && evicted > 1000, "idled out \(dead), evictions \(evicted)")
     }
 
     @Test func entriesAreOneCacheLine() {
