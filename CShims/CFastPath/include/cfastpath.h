@@ -1,6 +1,7 @@
-// CFastPath: what the packet path needs and Swift has no spelling for: cache-prefetch hints and a
-// 16-bit SIMD compare that yields a bit mask (static inline, so they inline into Swift), and
-// huge-page memory for the tables the path probes. Not DPDK.
+// CFastPath: what the packet path needs and Swift has no spelling for: cache-prefetch hints, SIMD
+// over a flow-table bucket (tag compare, replacement way), the CRC32C step of the flow hash (all
+// static inline, so they inline into Swift), and huge-page memory for the tables the path
+// probes. Not DPDK.
 #ifndef TERN_CFASTPATH_H
 #define TERN_CFASTPATH_H
 
