@@ -34,6 +34,8 @@ public struct ServiceSpec: Sendable {
     public var quic = false
     /// Backends' QUIC server ids, by address (whatever backends a snapshot keeps).
     public var quicServerIDs: [IPAddress: UInt32] = [:]
+    /// TCP SYNs opening a connection have their MSS option lowered to what the tunnel carries (`vip.clamp_mss`).
+    public var clampMSS = false
 
     public init(
         address: IPAddress, port: UInt16, ipProtocol: UInt8, encapsulation: Encapsulation, guePort: UInt16 = 0,
@@ -179,15 +181,29 @@ public struct VIPRecord: @unchecked Sendable {  // `table` points into a MaglevT
     public static let gueGuardFlag: UInt32 = 0x1_0000
     /// What Maglev hashes for a new flow of this VIP.
     public var hashMode: FlowHash.Mode
-    /// New flows read the QUIC connection ID first (`vip.quic`).
-    public var quic: Bool
-    /// A new flow is placed by Maglev over the whole 5-tuple (no hash mode, no QUIC): the
-    /// placement's one test.
+    /// What a new flow's placement does besides Maglev (one byte: a field more in the record cost
+    /// established packets an instruction).
+    public var placement: Placement
+    /// A new flow is placed by Maglev over the whole 5-tuple (no hash mode, QUIC or MSS clamp):
+    /// the placement's one test.
     public var plainPlacement: Bool
+
+    public struct Placement: OptionSet, Sendable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// New flows read the QUIC connection ID first (`vip.quic`).
+        public static let quic = Placement(rawValue: 1)
+        /// A new connection's SYN gets its MSS option clamped (`vip.clamp_mss`).
+        public static let clampMSS = Placement(rawValue: 2)
+    }
+
+    public var quic: Bool { placement.contains(.quic) }
+    public var clampMSS: Bool { placement.contains(.clampMSS) }
 
     init(
         address: IPAddress, port: UInt16, ipProtocol: UInt8, encapsulation: Encapsulation, guePort: UInt16, firstBackend: Int,
-        backendCount: Int, table: UnsafePointer<UInt16>, gueGuard: UInt32, hashMode: FlowHash.Mode, quic: Bool
+        backendCount: Int, table: UnsafePointer<UInt16>, gueGuard: UInt32, hashMode: FlowHash.Mode, quic: Bool,
+        clampMSS: Bool
     ) {
         self.address = address
         self.port = port
@@ -199,8 +215,8 @@ public struct VIPRecord: @unchecked Sendable {  // `table` points into a MaglevT
         self.table = table
         self.gueGuard = gueGuard
         self.hashMode = hashMode
-        self.quic = quic
-        plainPlacement = hashMode == .fiveTuple && !quic
+        placement = [quic ? .quic : [], clampMSS ? .clampMSS : []]
+        plainPlacement = hashMode == .fiveTuple && placement.isEmpty
     }
 
     public var name: String { serviceName(address: address, port: port, ipProtocol: ipProtocol) }
@@ -342,7 +358,8 @@ public struct ForwardingSnapshot: ~Copyable {
                     encapsulation: service.encapsulation, guePort: service.guePort,
                     firstBackend: next, backendCount: count, table: UnsafePointer(vipTables[i].slots.baseAddress!),
                     gueGuard: service.encapsulation == .gue && service.ipProtocol == IPProtocol.udp
-                        ? VIPRecord.gueGuardFlag | UInt32(service.guePort) : 0, hashMode: service.hashMode, quic: service.quic))
+                        ? VIPRecord.gueGuardFlag | UInt32(service.guePort) : 0, hashMode: service.hashMode, quic: service.quic,
+                        clampMSS: service.clampMSS))
             next += count
         }
         self.builtServices = builtServices

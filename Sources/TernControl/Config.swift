@@ -131,6 +131,8 @@ public struct VIPConfig: Equatable, Sendable {
     public var hashMode = FlowHash.Mode.fiveTuple
     /// New flows whose QUIC connection ID names a backend's `quic_server_id` go to that backend.
     public var quic = false
+    /// TCP SYNs opening a connection to it have their MSS option lowered to what the tunnel carries.
+    public var clampMSS = false
 
     public var protocolName: String { ipProtocol == IPProtocol.tcp ? "tcp" : "udp" }
 
@@ -220,6 +222,7 @@ public struct TernConfig: Equatable, Sendable {
                 s.hashMode = v.hashMode
                 s.addresses = v.addresses
                 s.quic = v.quic
+                s.clampMSS = v.clampMSS
                 if v.quic {
                     s.quicServerIDs = Dictionary(v.backends.compactMap { b in b.quicServerID.map { (b.address, $0) } }, uniquingKeysWith: { a, _ in a })
                 }

@@ -133,6 +133,7 @@ struct RawVIP {
     var min_healthy: Int?
     var hash: String?
     var quic: Bool?
+    var clamp_mss: Bool?
     var health: RawHealth?
     var bgp: RawBGP?
     var backend: [RawBackend]?
@@ -274,6 +275,7 @@ struct DocumentReader {
             let minHealthy = int(v, K.minHealthy)
             let hash = string(v, K.vipHash)
             let quic = bool(v, K.vipQUIC)
+            let clampMSS = bool(v, K.vipClampMSS)
             let health = table(v, K.health).map { h in
                 unknown(h)
                 return RawHealth(
@@ -288,7 +290,7 @@ struct DocumentReader {
             guard let address, let port, let proto else { return nil }
             return RawVIP(
                 address: address, port: port, protocol: proto, encap: encap, gue_port: guePort, allow_gue_port_overlap: overlap,
-                min_healthy: minHealthy, hash: hash, quic: quic, health: health, bgp: bgp, backend: backends)
+                min_healthy: minHealthy, hash: hash, quic: quic, clamp_mss: clampMSS, health: health, bgp: bgp, backend: backends)
         }
     }
 
@@ -740,6 +742,10 @@ struct Validator {
             vip.prefixLength = prefixLength
             vip.quic = r.quic ?? false
             validateQUIC(vip, r, path: path)
+            vip.clampMSS = r.clamp_mss ?? false
+            if vip.clampMSS && vip.ipProtocol != IPProtocol.tcp {
+                fail("\(path).clamp_mss", "MSS is a TCP option: needs protocol = \"tcp\"")
+            }
             vip.health = health
             if let g = r.bgp { vip.bgp = validateBGP(g, path: "\(path).bgp") }
             vip.minHealthy = int(r.min_healthy, ConfigSchema.minHealthy, at: "\(path).min_healthy")

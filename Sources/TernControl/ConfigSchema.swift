@@ -109,6 +109,7 @@ public enum ConfigSchema {
     public static let minHealthy = ConfigKey("vip.min_healthy", .integer, range: 1...16384, default: 1)
     public static let vipHash = ConfigKey("vip.hash", .string)
     public static let vipQUIC = ConfigKey("vip.quic", .boolean)
+    public static let vipClampMSS = ConfigKey("vip.clamp_mss", .boolean)
 
     public static let health = ConfigKey("vip.health", .table)
     public static let healthCheck = ConfigKey("vip.health.check", .string)
@@ -143,7 +144,7 @@ public enum ConfigSchema {
         importIPVSAdm, metrics, metricsListen, dataplane, workers,
         burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, rxDescriptors, txDescriptors, mbufs, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
         portBackendDevice, portHostInterface, portClampMSS, portVLAN, icmp, icmpTooBig, icmpEcho, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
-        allowGUEPortOverlap, minHealthy, vipHash, vipQUIC, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
+        allowGUEPortOverlap, minHealthy, vipHash, vipQUIC, vipClampMSS, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
         healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState, backendQUICServerID, backendHealth, backendHealthCheck,
         backendHealthPort, backendHealthPath, backendHealthExpectStatus, bgp, bgpMED, bgpCommunities,
     ]

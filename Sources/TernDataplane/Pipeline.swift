@@ -21,7 +21,8 @@
 //   UDP to a GUE VIP's own gue_port (GUE inside GUE) ─────────────────▶ drop gue_in_gue
 //   port with clamp_mss or vlan: `forwardWithPortFeatures`, the steps below plus theirs
 //   flow table hit (backend still configured) or Maglev ─ none ──────▶ drop no_backend
-//        (Maglev hashes the VIP's `hash`: 5-tuple, source, or all but the source port)
+//        (Maglev hashes the VIP's `hash`: 5-tuple, source, or all but the source port;
+//        a new connection's SYN to a `clamp_mss` VIP has its MSS lowered)
 //   fits the MTU? ─ no: ICMP "fragmentation needed" / "packet too big" ▶ replied (or drop too_big,
 //                       icmp_budget over the [icmp] budget, or bad_source when the client is
 //                       no single host or is a VIP)
@@ -558,11 +559,23 @@ public struct Worker: ~Copyable {
         return backend
     }
 
-    /// A new flow of a VIP with a `hash` mode or `quic`: the backend a QUIC connection ID names
-    /// (counted by what the ID said), else Maglev over the VIP's hash. The frame is found through
-    /// the burst's packets (`burstPackets`), so no other placement carries it.
+    /// A new flow of a VIP with a `hash` mode, `quic` or `clamp_mss`: placed by `pick`, then a
+    /// connection's SYN has its MSS clamped. The frame is found through the burst's packets
+    /// (`burstPackets`), so no other placement carries it.
     @inlinable @inline(never)
     mutating func placeBy(_ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot) -> BackendSlot {
+        let record = snapshot.vips[vip]
+        let slot = pick(c, vip: vip, snapshot: snapshot)
+        if record.clampMSS && slot != Maglev.emptySlot, let packets = burstPackets {
+            clampMSS(packets[c - UnsafePointer(classified)].data, c, backend: record.firstBackend &+ Int(slot), snapshot: snapshot)
+        }
+        return slot
+    }
+
+    /// The backend a QUIC connection ID names (counted by what the ID said), else Maglev over the
+    /// VIP's hash.
+    @inlinable @inline(__always)
+    mutating func pick(_ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot) -> BackendSlot {
         let record = snapshot.vips[vip]
         if record.quic && !c.pointee.isICMPError, let packets = burstPackets {
             let frame = UnsafeRawPointer(packets[c - UnsafePointer(classified)].data)
@@ -588,9 +601,10 @@ public struct Worker: ~Copyable {
         return snapshot.maglevSlot(vip: vip, hash: hash)
     }
 
-    /// On a `clamp_mss` port: lowers a TCP SYN's MSS option to what the tunnel toward `backend`
-    /// carries (port MTU less the outer headers, less the inner IP and TCP headers); checksum
-    /// updated, counted. Out of line: ports without clamping pay one test per packet.
+    /// On a `clamp_mss` port or VIP: lowers a TCP SYN's MSS option to what the tunnel toward
+    /// `backend` carries (port MTU less the outer headers, less the inner IP and TCP headers);
+    /// checksum updated, counted. Out of line: ports without clamping pay one test per packet,
+    /// VIPs without it none (a SYN without ACK is always placed anew: `connectionEvent`).
     @inlinable @inline(never)
     mutating func clampMSS(
         _ frame: UnsafeMutableRawPointer, _ c: UnsafePointer<Classified>, backend: Int, snapshot: borrowing ForwardingSnapshot

@@ -39,11 +39,14 @@ func makeSimulator() -> Simulator {
     var quicGUE = ServiceSpec(address: a("192.0.2.10"), port: 0, ipProtocol: IPProtocol.udp, encapsulation: .gue, guePort: 6080, backends: backends6)
     quicGUE.quic = true
     quicGUE.quicServerIDs = quic.quicServerIDs
+    // The IPv6 TCP VIP clamps its SYNs' MSS itself (in the new-flow placement).
+    var clamping = ServiceSpec(address: a("2001:db8::10"), port: 443, ipProtocol: IPProtocol.tcp, encapsulation: .gue, guePort: 6080, backends: backends4)
+    clamping.clampMSS = true
     let spec = SnapshotSpec(
         services: [
             ServiceSpec(address: a("192.0.2.10"), port: 80, ipProtocol: IPProtocol.tcp, encapsulation: .ipip, backends: backends4),
             quicGUE,
-            ServiceSpec(address: a("2001:db8::10"), port: 443, ipProtocol: IPProtocol.tcp, encapsulation: .gue, guePort: 6080, backends: backends4),
+            clamping,
             quic,
         ],
         tableSize: 251, tunnelSourceV4: a("10.0.0.10"), tunnelSourceV6: a("fc00::10"))

@@ -79,3 +79,20 @@ import Testing
         #expect(problems(udp.replacingOccurrences(of: "1024", with: "0")).contains { $0.contains("quic_server_id: must be in 1...4294967295") })
     }
 }
+
+@Suite struct VIPClampMSSConfigTests {
+    let clamped = minimal.replacingOccurrences(of: "port = 80\nprotocol = \"tcp\"", with: "port = 80\nprotocol = \"tcp\"\nclamp_mss = true")
+
+    @Test func aVIPsClampMSSReachesItsSnapshotSpecAndAReloadMayChangeIt() throws {
+        let c = try ConfigLoader.parse(clamped, file: "t.toml")
+        #expect(c.vips[0].clampMSS && c.snapshotSpec.services[0].clampMSS)
+        let running = try ConfigLoader.parse(minimal, file: "t.toml")
+        #expect(!running.snapshotSpec.services[0].clampMSS && running.restartOnlyChanges(to: c).isEmpty)
+    }
+
+    @Test func clampMSSNeedsTCP() {
+        #expect(problems(clamped.replacingOccurrences(of: "protocol = \"tcp\"", with: "protocol = \"udp\"")).contains {
+            $0.hasSuffix("vip[0].clamp_mss: MSS is a TCP option: needs protocol = \"tcp\"")
+        })
+    }
+}

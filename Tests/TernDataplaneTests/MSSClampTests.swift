@@ -1,4 +1,5 @@
-// `[[port]] clamp_mss`: a SYN's MSS option is lowered to what the tunnel carries; nothing else is.
+// `[[port]] clamp_mss` and `[[vip]] clamp_mss`: a SYN's MSS option is lowered to what the tunnel
+// carries; nothing else is.
 
 import Testing
 
@@ -54,5 +55,42 @@ func innerMSS(_ frame: [UInt8], outer: Int = 20) -> UInt16 {
         var sim = clampingSimulator([web([("10.1.0.1", 100)])])
         _ = sim.run(synFrame(mss: 1460))
         #expect(innerMSS(sim.run(synFrame(mss: 1460)).1!) == 1440 && sim.worker.stats.load(CounterSlot.mssClamped) == 2)
+    }
+
+    @Test func aVIPWithClampMSSClampsItsSYNsOnAPortWithout() {
+        var clamped = web([("10.1.0.1", 100)])
+        clamped.clampMSS = true
+        var other = web([("10.1.0.2", 100)])
+        other.port = 8080
+        var sim = clampingSimulator([clamped, other], clamp: false)
+        #expect(innerMSS(sim.run(synFrame(mss: 1460)).1!) == 1440)
+        // Retransmitted: the flow table knows it, and it is clamped again.
+        #expect(innerMSS(sim.run(synFrame(mss: 1460)).1!) == 1440)
+        // A SYN-ACK and a small MSS are left alone; so is another VIP's SYN.
+        #expect(innerMSS(sim.run(synFrame(mss: 1460, flags: TCPFlag.syn | TCPFlag.ack, port: 40001)).1!) == 1460)
+        #expect(innerMSS(sim.run(synFrame(mss: 1200, port: 40002)).1!) == 1200)
+        #expect(sim.worker.stats.load(CounterSlot.mssClamped) == 2)
+        let tcp = Frames.tcp(
+            source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 40003, destinationPort: 8080, flags: TCPFlag.syn,
+            options: [2, 4, 0x05, 0xB4])
+        let (o, out) = sim.run(
+            Frames.ethernet(
+                Frames.ipv4(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), protocol: IPProtocol.tcp, payload: tcp),
+                etherType: EtherType.ipv4))
+        #expect(o == .forwarded && innerMSS(out!) == 1460 && sim.worker.stats.load(CounterSlot.mssClamped) == 2)
+    }
+
+    @Test func aClampingVIPStillPlacesByItsHashMode() {
+        var spec = web([("10.1.0.1", 100), ("10.1.0.2", 100), ("10.1.0.3", 100)])
+        spec.clampMSS = true
+        spec.hashMode = .source
+        var sim = clampingSimulator([spec], clamp: false)
+        var backends = Set<[UInt8]>()
+        for p in 0..<32 {
+            let (_, out) = sim.run(synFrame(mss: 1460, port: UInt16(41000 + p)))
+            #expect(innerMSS(out!) == 1440)
+            backends.insert(Array(out![30..<34]))  // outer destination
+        }
+        #expect(backends.count == 1 && sim.worker.stats.load(CounterSlot.mssClamped) == 32)
     }
 }

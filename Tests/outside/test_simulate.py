@@ -161,10 +161,18 @@ def check_streaming(ternctl, tmp):
 def check_mss_clamping(ternctl, tmp):
     """clamp_mss: tshark reads the inner SYNs' MSS after simulate: lowered to what the tunnel
     carries (IPv4 in IPIP 1440, IPv6 in IPv6 1400 at MTU 1500), other options intact, TCP checksum
-    valid; a SYN under the limit and a non-SYN segment keep theirs."""
-    from scapy.all import TCP
+    valid; a SYN under the limit and a non-SYN segment keep theirs. Set on the port (every VIP),
+    then on the 4in4 VIP alone (the 6in6 VIP's SYN keeps 1460)."""
     with open(os.path.join(HERE, "outside.toml")) as f:
-        config_text = f.read().replace("mtu = 1500\n", "mtu = 1500\nclamp_mss = true\n", 1)
+        text = f.read()
+    check_mss_clamped(ternctl, tmp, "port", text.replace("mtu = 1500\n", "mtu = 1500\nclamp_mss = true\n", 1),
+                      ["1440", "1400", "1200", "1460"], clamped=2)
+    vip = 'address = "192.0.2.10"\nport = 80\nprotocol = "tcp"\n'
+    check_mss_clamped(ternctl, tmp, "vip", text.replace(vip, vip + "clamp_mss = true\n", 1), ["1440", "1460", "1200", "1460"], clamped=1)
+
+
+def check_mss_clamped(ternctl, tmp, where, config_text, expected, clamped):
+    from scapy.all import TCP
     config = os.path.join(tmp, "clamp.toml")
     with open(config, "w") as f:
         f.write(config_text)
@@ -185,12 +193,12 @@ def check_mss_clamping(ternctl, tmp):
     rows = [line.split("|") for line in out]
     mss = [r[0] for r in rows]
     # tcp.checksum.status 1: verified good.
-    good = (counts.get("forwarded") == 4 and counts.get("mss_clamped") == 2 and mss == ["1440", "1400", "1200", "1460"]
+    good = (counts.get("forwarded") == 4 and counts.get("mss_clamped") == clamped and mss == expected
             and all(r[1] == "1" for r in rows) and rows[0][2] == "7" and rows[1][3] != "")
-    check(good, f"clamp_mss: counts {counts}, tshark {rows}")
+    check(good, f"clamp_mss on the {where}: counts {counts}, tshark {rows}")
     if good:
-        print("ok: clamp_mss: tshark reads the inner SYNs' MSS as 1440 (4in4) and 1400 (6in6), other options and the TCP "
-              "checksum intact; a small MSS and a non-SYN left alone", flush=True)
+        print(f"ok: clamp_mss on the {where}: tshark reads the inner SYNs' MSS as {'/'.join(expected[:2])} (4in4/6in6), other "
+              "options and the TCP checksum intact; a small MSS and a non-SYN left alone", flush=True)
 
 
 def check_vlan(ternctl, tmp):
