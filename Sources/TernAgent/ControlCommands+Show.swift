@@ -69,7 +69,7 @@ extension ControlCommands {
             return [
                 "vip": v.name, "address": v.address.description, "prefix": v.prefix, "port": Int(v.port), "protocol": v.protocolName,
                 "encap": v.encapsulation == .gue ? "gue" : "ipip", "gue_port": Int(v.guePort), "backends": v.backends.count,
-                "hash": v.hashName,
+                "hash": v.hashName, "quic": v.quic, "clamp_mss": v.clampMSS,
                 "backends_taking_new_flows": taking, "table_size": c.tableSize, "fingerprint": fingerprints[v.name] ?? "",
                 "packets": counts[v.name]?.packets ?? 0, "new_flows": counts[v.name]?.newFlows ?? 0,
             ]

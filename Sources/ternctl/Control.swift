@@ -202,7 +202,8 @@ struct ShowVIPs: ParsableCommand {
     func run() throws {
         try options.finish(try options.send("show-vips")) { r in
             (r["vips"] as? [[String: Any]] ?? []).map { v in
-                "\(v["vip"] ?? "?") encap=\(v["encap"] ?? "?") backends=\(v["backends"] ?? 0) "
+                let flags = ["quic", "clamp_mss"].filter { v[$0] as? Bool == true }.map { " \($0)" }.joined()
+                return "\(v["vip"] ?? "?") encap=\(v["encap"] ?? "?") hash=\(v["hash"] ?? "?")\(flags) backends=\(v["backends"] ?? 0) "
                     + "taking_new_flows=\(v["backends_taking_new_flows"] ?? 0) table_size=\(v["table_size"] ?? 0) "
                     + "fingerprint=\(v["fingerprint"] ?? "") packets=\(v["packets"] ?? 0) new_flows=\(v["new_flows"] ?? 0)\n"
             }.joined()
