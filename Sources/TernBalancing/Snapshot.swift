@@ -94,20 +94,26 @@ public struct MaglevTableKey: Hashable, Sendable {
         var weight: Int
     }
 
-    var tableSize: Int
-    var backends: [Backend]
+    /// One multiply-xor pass over the backends, done once when the key is made: a reload puts
+    /// every VIP's key in the next snapshot's table cache, and hashing them all again (SipHash per
+    /// backend at first, then this pass) was the largest cost after the changed tables. Compared
+    /// first, so unequal keys rarely compare their backends.
+    let digest: UInt64
+    let tableSize: Int
+    let backends: [Backend]
 
-    /// One multiply-xor pass over the backends, then one `Hasher` round: a reload hashes every
-    /// VIP's key, and SipHash per backend made that the largest cost after the changed tables.
-    /// (Equality still compares every backend.)
-    public func hash(into hasher: inout Hasher) {
+    init(tableSize: Int, backends: [Backend]) {
         var x = UInt64(truncatingIfNeeded: tableSize) &* 0x9E37_79B9_7F4A_7C15
         for b in backends {
             x = (x ^ b.address.high ^ b.address.low &* 0xC2B2_AE3D_27D4_EB4F ^ UInt64(truncatingIfNeeded: b.weight) << 1) &* 0x9E37_79B9_7F4A_7C15
             x ^= x >> 29
         }
-        hasher.combine(x)
+        digest = x
+        self.tableSize = tableSize
+        self.backends = backends
     }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(digest) }
 }
 
 /// A VIP's identity across snapshots: (address, port, protocol).
@@ -321,12 +327,11 @@ public struct ForwardingSnapshot: ~Copyable {
         let backendTotal = services.reduce(0) { $0 + $1.backends.count }
         vips = .allocate(capacity: services.count)
         // Records and templates are mapped directly, on 2 MiB pages where they are that big (100,000
-        // backends: 4 and 6 MiB): fewer page faults for a reload, fewer TLB misses for the workers.
-        guard let b = tern_huge_alloc(max(1, backendTotal) * MemoryLayout<BackendRecord>.stride) else {
-            fatalError("out of memory for backend records")
-        }
+        // backends: 4 and 6 MiB), in mappings a retired snapshot left where one fits (every byte
+        // is written below): no page faults for a reload, fewer TLB misses for the workers.
+        guard let b = tern_kept_alloc(Self.recordBytes(backendTotal), 0) else { fatalError("out of memory for backend records") }
         backends = UnsafeMutableBufferPointer(start: b.bindMemory(to: BackendRecord.self, capacity: max(1, backendTotal)), count: backendTotal)
-        guard let t = tern_huge_alloc(max(1, backendTotal) * EncapTemplate.size) else { fatalError("out of memory for templates") }
+        guard let t = tern_kept_alloc(Self.templateBytes(backendTotal), 0) else { fatalError("out of memory for templates") }
         templates = t
         var builtServices: [ServiceID: BuiltService] = [:]
         builtServices.reserveCapacity(services.count)
@@ -373,17 +378,22 @@ public struct ForwardingSnapshot: ~Copyable {
             })
         workerCount = workers
         counterStride = (2 * backendTotal + 7) & ~7
-        counters = Counters.allocate(count: counterStride * workers)
+        guard let c = tern_kept_alloc(Self.counterBytes(counterStride * workers), 1) else { fatalError("out of memory for counters") }
+        counters = Counters(zeroedMemory: c, count: max(1, counterStride * workers))
     }
 
     deinit {
         vips.deallocate()
-        tern_huge_free(backends.baseAddress, max(1, backends.count) * MemoryLayout<BackendRecord>.stride)
-        tern_huge_free(templates, max(1, backends.count) * EncapTemplate.size)
+        tern_kept_free(backends.baseAddress, Self.recordBytes(backends.count))
+        tern_kept_free(templates, Self.templateBytes(backends.count))
         vipMap.deallocate()
         quicServers.deallocate()
-        counters.deallocate()
+        tern_kept_free(counters.base, Self.counterBytes(counters.count))
     }
+
+    static func recordBytes(_ backends: Int) -> Int { max(1, backends) * MemoryLayout<BackendRecord>.stride }
+    static func templateBytes(_ backends: Int) -> Int { max(1, backends) * EncapTemplate.size }
+    static func counterBytes(_ count: Int) -> Int { max(1, count) * MemoryLayout<UInt64>.stride }
 
     /// The VIP for a destination: the VIP with that address, port and protocol, else the port-0
     /// VIP of that address and protocol; -1 when there is none.

@@ -105,6 +105,18 @@ public struct Counters: @unchecked Sendable {
 
     public func deallocate() { UnsafeMutableRawPointer(base).deallocate() }
 
+    /// Counters in memory the caller allocated, zeroed and frees (64-byte aligned,
+    /// `count * 8` bytes): a zero word is a zero counter.
+    public init(zeroedMemory: UnsafeMutableRawPointer, count: Int) {
+        base = zeroedMemory.bindMemory(to: Atomic<UInt64>.self, capacity: count)
+        self.count = count
+    }
+
+    init(base: UnsafeMutablePointer<Atomic<UInt64>>, count: Int) {
+        self.base = base
+        self.count = count
+    }
+
     /// Adds `n` to counter `i`; only one thread may add to a given counter.
     @inlinable @inline(__always)
     public func add(_ i: Int, _ n: UInt64 = 1) {

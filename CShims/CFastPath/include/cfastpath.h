@@ -103,4 +103,14 @@ static inline uint32_t tern_replacement_way(const void *seen, const void *classe
 void *tern_huge_alloc(size_t bytes);
 void tern_huge_free(void *p, size_t bytes);
 
+/// Memory for a forwarding snapshot's arrays (control side, any thread). tern_kept_free keeps
+/// the mapping (up to 8 of them and 512 MiB, oldest dropped first) and tern_kept_alloc hands back
+/// one of the same mapped size before mapping anew: a reload then writes into pages the retired
+/// snapshot used instead of faulting in fresh ones (the kernel zeroing ~10 MB for 100,000
+/// backends was ~3 ms of a 10 ms reload). Reused memory holds old bytes unless `zeroed`.
+void *tern_kept_alloc(size_t bytes, int zeroed);
+void tern_kept_free(void *p, size_t bytes);
+/// Bytes kept for reuse now.
+size_t tern_kept_bytes(void);
+
 #endif
