@@ -97,6 +97,13 @@ void tern_kept_free(void *p, size_t bytes) {
     for (size_t i = 0; i < n; i++) munmap(evicted[i], evictedSizes[i]);
 }
 
+void tern_kept_reserve(size_t bytes) {
+    void *p = tern_huge_alloc(bytes);
+    if (p == NULL) return;
+    memset(p, 0, bytes);  // every page faulted in now
+    tern_kept_free(p, bytes);
+}
+
 size_t tern_kept_bytes(void) {
     pthread_mutex_lock(&tern_kept_lock);
     size_t total = tern_kept_total;

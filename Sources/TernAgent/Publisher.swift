@@ -33,6 +33,7 @@ public final class Publisher {
         self.workers = workers
         generation = 1
         cell = SnapshotCell(ForwardingSnapshot(counterIDs.assign(spec), generation: 1, workers: workers), readers: workers)
+        cell.current.pointee.reserveNextBuild()
     }
 
     /// Builds the next snapshot and publishes it; nil (nothing changed) when `shouldStop` stopped

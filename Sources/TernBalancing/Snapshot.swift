@@ -391,6 +391,15 @@ public struct ForwardingSnapshot: ~Copyable {
         tern_kept_free(counters.base, Self.counterBytes(counters.count))
     }
 
+    /// Maps, faults in and keeps memory for one more snapshot of this one's size: the first
+    /// reload after start then writes into pages that exist, as every later one does (it costs
+    /// what the kept mappings hold anyway once a snapshot has been retired).
+    public func reserveNextBuild() {
+        tern_kept_reserve(Self.recordBytes(backends.count))
+        tern_kept_reserve(Self.templateBytes(backends.count))
+        tern_kept_reserve(Self.counterBytes(counters.count))
+    }
+
     static func recordBytes(_ backends: Int) -> Int { max(1, backends) * MemoryLayout<BackendRecord>.stride }
     static func templateBytes(_ backends: Int) -> Int { max(1, backends) * EncapTemplate.size }
     static func counterBytes(_ count: Int) -> Int { max(1, count) * MemoryLayout<UInt64>.stride }
