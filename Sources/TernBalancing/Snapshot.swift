@@ -485,11 +485,9 @@ public struct ForwardingSnapshot: ~Copyable {
         return h
     }
 
-    /// Adds one forwarded packet to a backend's counters in `worker`'s block.
+    /// `worker`'s forwarded-packet counters, by backend: a worker takes them once per burst.
     @inlinable @inline(__always)
-    public func countForwarded(worker: Int, backend: Int) {
-        counters.add(worker &* counterStride &+ backend)
-    }
+    public func forwardedCounters(worker: Int) -> Counters { counters.dropFirst(worker &* counterStride) }
 
     /// Adds one flow Maglev placed on a backend (a flow-table miss) in `worker`'s block.
     @inlinable @inline(__always)

@@ -42,7 +42,12 @@ public struct PortContext: @unchecked Sendable {  // `echoBudget`, `fragments`: 
     /// Destination MAC of encapsulated packets (the next hop toward the backends);
     /// `PortContext.unknownMAC` while a learned next hop is not resolved (packets are dropped
     /// `no_neighbor`).
-    public var gatewayMAC: MACAddress { didSet { macWords = MACWords(destination: gatewayMAC, source: mac) } }
+    public var gatewayMAC: MACAddress {
+        didSet {
+            macWords = MACWords(destination: gatewayMAC, source: mac)
+            takesSlowForward = hasFeatures || gatewayMAC == PortContext.unknownMAC
+        }
+    }
     /// The two addresses as encapsulated frames start, in wire order (two stores per packet).
     public private(set) var macWords: MACWords
     /// Largest IP packet (outer headers included) the path to backends carries.
@@ -57,8 +62,11 @@ public struct PortContext: @unchecked Sendable {  // `echoBudget`, `fragments`: 
     /// The receiving port's VLAN id: replies carry it, and frames tagged with another id are the
     /// host's; 0: replies untagged, any tag accepted.
     public let replyVLAN: UInt16
-    /// Some of the above is on: packets take `forwardWithPortFeatures` (one test for all of them).
+    /// Some of the above is on.
     public let hasFeatures: Bool
+    /// `hasFeatures`, or the next hop is not resolved yet: packets take `forwardWithPortFeatures`
+    /// (one test per packet for all of them).
+    public private(set) var takesSlowForward: Bool
     /// The worker's echo-reply budget (`Worker` points it at its own whenever the port is set):
     /// reached from `replyToEcho` through the port it already has, so stage 1 carries nothing more.
     public var echoBudget: UnsafeMutablePointer<ICMPBudget>? = nil
@@ -76,6 +84,7 @@ public struct PortContext: @unchecked Sendable {  // `echoBudget`, `fragments`: 
         self.vlan = vlan
         self.replyVLAN = replyVLAN
         hasFeatures = clampMSS || vlan != 0 || replyVLAN != 0
+        takesSlowForward = hasFeatures || gatewayMAC == PortContext.unknownMAC
         self.mac = mac
         self.gatewayMAC = gatewayMAC
         macWords = MACWords(destination: gatewayMAC, source: mac)

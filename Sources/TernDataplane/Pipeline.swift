@@ -18,9 +18,12 @@
 //   other ICMP ───────────────────────────────────────────────────────▶ drop icmp_unsupported
 //   VIP for (address, port, protocol), else the port-0 VIP ─ none ───▶ drop no_service
 //   hash the 5-tuple                  (end of stage 1: prefetch the flow's bucket, then its entry)
-//   UDP to a GUE VIP's own gue_port (GUE inside GUE) ─────────────────▶ drop gue_in_gue
-//   port with clamp_mss or vlan: `forwardWithPortFeatures`, the steps below plus theirs
+//   port with clamp_mss or vlan, or next hop not resolved: `forwardWithPortFeatures`
+//        next hop not resolved yet ───────────────────────────────────▶ drop no_neighbor
+//        otherwise the steps below plus the port's features
 //   flow table hit (backend still configured) or Maglev ─ none ──────▶ drop no_backend
+//        (a flow is placed only if it is not UDP to a GUE VIP's own gue_port, GUE inside GUE:
+//        ─────────────────────────────────────────────────────────────▶ drop gue_in_gue)
 //        (Maglev hashes the VIP's `hash`: 5-tuple, source, or all but the source port;
 //        a new connection's SYN to a `clamp_mss` VIP has its MSS lowered)
 //   fits the MTU? ─ no: ICMP "fragmentation needed" / "packet too big" ▶ replied (or drop too_big,
@@ -120,6 +123,9 @@ public struct Worker: ~Copyable {
     /// The current burst's packets (set by `processBurst`): where `placeBy` finds the frame of a
     /// classified packet (same index).
     @usableFromInline var burstPackets: UnsafeMutablePointer<Packet>? = nil
+    /// This worker's forwarded-packet counters in the burst's snapshot, by backend (set with
+    /// `burstPackets`): one add per packet, the row worked out once per burst.
+    @usableFromInline var forwardedCounters: Counters? = nil
     /// Largest burst `processBurst` takes.
     public static let maxBurst = 512
     /// How many packets ahead stage 1 starts loading frame bytes.
@@ -176,7 +182,8 @@ public struct Worker: ~Copyable {
     ) {
         precondition(count <= Worker.maxBurst)
         burstPackets = packets
-        defer { burstPackets = nil }
+        forwardedCounters = snapshot.forwardedCounters(worker: index)
+        defer { (burstPackets, forwardedCounters) = (nil, nil) }
         echoBudget.pointee.refill(now: now)
         fragments.pointee.beginBurst(now: now)
         for i in 0..<min(count, Worker.packetPrefetchDistance) { packets[i].prefetch() }
@@ -209,7 +216,8 @@ public struct Worker: ~Copyable {
         fragments.pointee.beginBurst(now: now)
         return withUnsafeMutablePointer(to: &packet) { p in
             burstPackets = p
-            defer { burstPackets = nil }
+            forwardedCounters = snapshot.forwardedCounters(worker: index)
+            defer { (burstPackets, forwardedCounters) = (nil, nil) }
             var outcome = classify(&p.pointee, into: classified, snapshot: snapshot)
             if outcome == nil { outcome = forward(&p.pointee, classified, snapshot: snapshot, now: now) }
             stats.add(CounterSlot.outcomes &+ Int(outcome!.rawValue))
@@ -459,33 +467,30 @@ public struct Worker: ~Copyable {
         _ packet: inout Packet, _ c: UnsafePointer<Classified>, snapshot: borrowing ForwardingSnapshot, now: UInt32
     ) -> Outcome {
         let vip = Int(c.pointee.vip)
-        if snapshot.vips[vip].gueGuard == UInt32(c.pointee.tuple.destinationPort) | VIPRecord.gueGuardFlag {
-            return .dropGUEInGUE
-        }
-        // A learned next hop not resolved yet (before a flow is placed: none waits for it).
-        if port.gatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
-        if _slowPath(port.hasFeatures) { return forwardWithPortFeatures(&packet, c, vip: vip, snapshot: snapshot, now: now) }
+        if _slowPath(port.takesSlowForward) { return forwardWithPortFeatures(&packet, c, vip: vip, snapshot: snapshot, now: now) }
         let backend = chooseBackend(c, vip: vip, snapshot: snapshot, now: now)
-        if backend < 0 { return .dropNoBackend }
+        if backend < 0 { return Worker.noBackendOutcome(backend) }
         let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
-        if outcome == .forwarded { snapshot.countForwarded(worker: index, backend: backend) }
+        if outcome == .forwarded { forwardedCounters.unsafelyUnwrapped.add(backend) }
         return outcome
     }
 
-    /// `forward` on a port with `clamp_mss` or a VLAN: a frame tagged with another VLAN is the
-    /// host's; a SYN's MSS is clamped; the encapsulated frame gets the backend port's tag. Out of
-    /// line: other ports pay one test per packet.
+    /// `forward` on a port with `clamp_mss` or a VLAN, or whose learned next hop is not resolved
+    /// yet (dropped before a flow is placed: none waits for it): a frame tagged with another VLAN
+    /// is the host's; a SYN's MSS is clamped; the encapsulated frame gets the backend port's tag.
+    /// Out of line: other ports pay one test per packet.
     @inlinable @inline(never)
     mutating func forwardWithPortFeatures(
         _ packet: inout Packet, _ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32
     ) -> Outcome {
+        if port.gatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
         if Worker.isOtherVLAN(UnsafeRawPointer(packet.data), l3Offset: Int(c.pointee.l3Offset), port: port) { return .host }
         let backend = chooseBackend(c, vip: vip, snapshot: snapshot, now: now)
-        if backend < 0 { return .dropNoBackend }
+        if backend < 0 { return Worker.noBackendOutcome(backend) }
         if port.clampMSS { clampMSS(packet.data, c, backend: backend, snapshot: snapshot) }
         var outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
         if outcome.verdict == .forwarded && port.vlan != 0 { outcome = Worker.pushVLANTag(&packet, port.vlan, outcome) }
-        if outcome == .forwarded { snapshot.countForwarded(worker: index, backend: backend) }
+        if outcome == .forwarded { forwardedCounters.unsafelyUnwrapped.add(backend) }
         return outcome
     }
 
@@ -509,10 +514,27 @@ public struct Worker: ~Copyable {
         return outcome
     }
 
+    /// `chooseBackend`'s answers that are not a backend: the VIP has none to offer, or the packet
+    /// is UDP to a GUE VIP's own `gue_port` (GUE inside GUE at the backend).
+    @usableFromInline static let noBackend = -1
+    @usableFromInline static let gueInGUE = -2
+
+    @inlinable
+    static func noBackendOutcome(_ answer: Int) -> Outcome { answer == gueInGUE ? .dropGUEInGUE : .dropNoBackend }
+
+    /// Whether a flow is UDP to its GUE VIP's own `gue_port`. Asked only where a flow is placed (a
+    /// new one, or one remembered from an older snapshot, which may have had another gue_port):
+    /// such a flow is never in the table, so its established packets need not ask.
+    @inlinable @inline(__always)
+    static func isGUEInGUE(_ c: UnsafePointer<Classified>, _ record: VIPRecord) -> Bool {
+        record.gueGuard == UInt32(c.pointee.tuple.destinationPort) | VIPRecord.gueGuardFlag
+    }
+
     /// The backend (index into `snapshot.backends`) for a flow: the one the flow table remembers if
-    /// it is still one of the VIP's backends (even drained), otherwise Maglev's pick; -1 when the VIP
-    /// has no backend to offer. A TCP SYN without ACK opens a new connection: it always takes
-    /// Maglev's pick from the current table and replaces what the table remembered for its
+    /// it is still one of the VIP's backends (even drained), otherwise Maglev's pick; `noBackend`
+    /// when the VIP has none to offer, `gueInGUE` for UDP to its gue_port. A TCP SYN without ACK
+    /// opens a new connection: it always takes Maglev's pick from the current table and replaces
+    /// what the table remembered for its
     /// 5-tuple (a reused source port must not reach a drained backend). FIN or RST leave the
     /// flow `tcp_closing_timeout_s` to live.
     @inlinable @inline(__always)
@@ -530,6 +552,7 @@ public struct Worker: ~Copyable {
                 return record.firstBackend &+ Int(entry.pointee.backendSlot)
             }
             // Written under an older snapshot: find the same backend by address.
+            if Worker.isGUEInGUE(c, record) { return Worker.gueInGUE }
             if let slot = snapshot.slot(of: entry.pointee.backendAddress, vip: vip) {
                 entry.pointee.generation = snapshot.generation
                 entry.pointee.backendSlot = slot
@@ -547,9 +570,10 @@ public struct Worker: ~Copyable {
         _ c: UnsafePointer<Classified>, vip: Int, at probe: FlowProbe, snapshot: borrowing ForwardingSnapshot, now: UInt32
     ) -> Int {
         let record = snapshot.vips[vip]
+        if Worker.isGUEInGUE(c, record) { return Worker.gueInGUE }
         let hash = c.pointee.hash
         let slot = record.plainPlacement ? snapshot.maglevSlot(vip: vip, hash: hash) : placeBy(c, vip: vip, snapshot: snapshot)
-        if slot == Maglev.emptySlot { return -1 }
+        if slot == Maglev.emptySlot { return Worker.noBackend }
         let backend = record.firstBackend &+ Int(slot)
         flows.insert(
             c.pointee.tuple, at: probe, hash: hash, backend: snapshot.backends[backend].address, slot: slot,
@@ -685,7 +709,7 @@ public struct Worker: ~Copyable {
             guard OuterFragments.count(payload: payload, mtu: port.mtu) <= OuterFragments.maxCount else { return .dropTooBig }
             let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now, fragmenting: true)
             guard outcome == .forwarded else { return outcome }
-            snapshot.countForwarded(worker: index, backend: backend)
+            forwardedCounters.unsafelyUnwrapped.add(backend)
             return .forwardedInFragments
         }
         if c.pointee.isICMPError { return .dropTooBig }  // no ICMP error about an ICMP error (RFC 1122)

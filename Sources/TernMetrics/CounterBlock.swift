@@ -112,10 +112,15 @@ public struct Counters: @unchecked Sendable {
         self.count = count
     }
 
+    @usableFromInline
     init(base: UnsafeMutablePointer<Atomic<UInt64>>, count: Int) {
         self.base = base
         self.count = count
     }
+
+    /// The counters from `offset` on.
+    @inlinable @inline(__always)
+    public func dropFirst(_ offset: Int) -> Counters { Counters(base: base + offset, count: count &- offset) }
 
     /// Adds `n` to counter `i`; only one thread may add to a given counter.
     @inlinable @inline(__always)

@@ -51,7 +51,7 @@ func numberedSnapshot(_ generation: UInt32, workers: Int) -> ForwardingSnapshot 
                     var ok = s.pointee.vips[0].port == g && s.pointee.tunnelSourceV4.v4Value == UInt32(g)
                     ok = ok && s.pointee.vips[0].backendCount == Int(g % 5 + 1)
                     for slot in 0..<101 where Int(s.pointee.vips[0].table[slot]) >= s.pointee.vips[0].backendCount { ok = false }
-                    s.pointee.countForwarded(worker: r, backend: 0)
+                    s.pointee.forwardedCounters(worker: r).add(0)
                     if !ok { bad.add(1, ordering: .relaxed) }
                     bursts.add(1, ordering: .relaxed)
                 }

@@ -88,4 +88,21 @@ let notOneHostV6 = ["::", "::1", "ff02::1", "ff05::2", "::ffff:198.51.100.1"]
         let t = Frames.flow(source: ip("198.51.100.1"), destination: ip("192.0.2.21"), sourcePort: 5000, destinationPort: 6080)
         #expect(tcpSim.run(t).0 == .forwarded)
     }
+
+    /// The guard is asked where a flow is placed, not per packet: a flow established to a port
+    /// that a reload then makes the VIP's gue_port is dropped from the new snapshot on.
+    @Test func aFlowToAPortThatAReloadMadeTheGUEPortIsDroppedAsGUEInGUE() {
+        func gue(_ port: UInt16) -> ServiceSpec {
+            ServiceSpec(
+                address: ip("192.0.2.20"), port: 0, ipProtocol: IPProtocol.udp, encapsulation: .gue, guePort: port,
+                backends: [(ip("10.1.0.1"), 100)])
+        }
+        var sim = makeSimulator([gue(6080)])
+        let flow = Frames.flow(source: ip("198.51.100.1"), destination: ip("192.0.2.20"), sourcePort: 5000, destinationPort: 7000, udp: true)
+        #expect(sim.run(flow).0 == .forwarded && sim.run(flow).0 == .forwarded)
+        var next = makeSimulator([gue(7000)], generation: 2)
+        swap(&next.worker, &sim.worker)
+        #expect(next.run(flow).0 == .dropGUEInGUE && next.run(flow).0 == .dropGUEInGUE)
+        #expect(next.worker.counters[.dropGUEInGUE] == 2)
+    }
 }
