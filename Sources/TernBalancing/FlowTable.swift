@@ -219,9 +219,10 @@ public struct FlowTable: ~Copyable {
     func timeout(class c: UInt8) -> UInt32 { timeouts[Int(c & 3)] }
 
     /// Finds the flow, or where a new one should go. A matching entry that has idled out counts as
-    /// not found and its place is reused, so a flow never has two entries.
+    /// not found and its place is reused, so a flow never has two entries. With `touch`, a live
+    /// flow found is marked seen `now` (the packet path's lookup: the bucket is at hand here).
     @inlinable @inline(__always)
-    public mutating func probe(_ t: FiveTuple, hash: UInt64, now: UInt32) -> FlowProbe {
+    public mutating func probe(_ t: FiveTuple, hash: UInt64, now: UInt32, touch: Bool = false) -> FlowProbe {
         let b = bucket(hash)
         let m = metadata(b)
         let wanted = tag(hash)
@@ -232,7 +233,10 @@ public struct FlowTable: ~Copyable {
             let way = matches.trailingZeroBitCount
             if entries[base &+ way].matches(t) {
                 let seen = m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
-                if isLive(m, way, seen: seen, now: now) { return FlowProbe(index: base &+ way, found: true, evicts: false) }
+                if isLive(m, way, seen: seen, now: now) {
+                    if touch { m.storeBytes(of: now, toByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self) }
+                    return FlowProbe(index: base &+ way, found: true, evicts: false)
+                }
                 block.add(CounterSlot.flowsExpired)
                 return FlowProbe(index: base &+ way, found: false, evicts: false)
             }
@@ -240,13 +244,6 @@ public struct FlowTable: ~Copyable {
         }
         let r = replacementWay(m, now: now)
         return FlowProbe(index: base &+ r.way, found: false, evicts: r.evicts)
-    }
-
-    /// Marks a flow as seen now.
-    @inlinable @inline(__always)
-    public func touch(_ index: Int, now: UInt32) {
-        metadata(FlowTable.bucket(ofEntry: index)).storeBytes(
-            of: now, toByteOffset: FlowTable.seenOffset &+ (index & (FlowTable.ways - 1)) &* 4, as: UInt32.self)
     }
 
     /// A TCP flow saw FIN or RST: from now on it lives `tcpClosingTimeout` after its last packet.

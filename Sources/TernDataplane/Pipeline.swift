@@ -541,25 +541,35 @@ public struct Worker: ~Copyable {
     mutating func chooseBackend(_ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Int {
         let tuple = c.pointee.tuple, hash = c.pointee.hash, tcpFlags = c.pointee.tcpFlags
         let record = snapshot.vips[vip]
-        var probe = flows.probe(tuple, hash: hash, now: now)
+        var probe = flows.probe(tuple, hash: hash, now: now, touch: true)
         if tcpFlags & (TCPFlag.syn | TCPFlag.fin | TCPFlag.rst) != 0 && probe.found {
             probe = connectionEvent(probe, tcpFlags: tcpFlags)
         }
         if probe.found {
             let entry = flows.entries + probe.index
-            flows.touch(probe.index, now: now)
             if entry.pointee.generation == snapshot.generation && Int(entry.pointee.backendSlot) < record.backendCount {
                 return record.firstBackend &+ Int(entry.pointee.backendSlot)
             }
-            // Written under an older snapshot: find the same backend by address.
-            if Worker.isGUEInGUE(c, record) { return Worker.gueInGUE }
-            if let slot = snapshot.slot(of: entry.pointee.backendAddress, vip: vip) {
-                entry.pointee.generation = snapshot.generation
-                entry.pointee.backendSlot = slot
-                return record.firstBackend &+ Int(slot)
-            }
+            let backend = refind(entry, c, vip: vip, snapshot: snapshot)
+            if backend != Worker.noBackend { return backend }
         }
         return placeNewFlow(c, vip: vip, at: probe, snapshot: snapshot, now: now)
+    }
+
+    /// A flow-table entry written under an older snapshot: the same backend found by address and
+    /// the entry brought up to date; `noBackend` when the VIP no longer has it (the flow is placed
+    /// anew), `gueInGUE` when a reload made the flow's port its VIP's gue_port. Out of line: the
+    /// first packet of each flow after a reload.
+    @inlinable @inline(never)
+    func refind(
+        _ entry: UnsafeMutablePointer<FlowEntry>, _ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot
+    ) -> Int {
+        let record = snapshot.vips[vip]
+        if Worker.isGUEInGUE(c, record) { return Worker.gueInGUE }
+        guard let slot = snapshot.slot(of: entry.pointee.backendAddress, vip: vip) else { return Worker.noBackend }
+        entry.pointee.generation = snapshot.generation
+        entry.pointee.backendSlot = slot
+        return record.firstBackend &+ Int(slot)
     }
 
     /// A flow the table does not know (or a new connection on a known 5-tuple): Maglev's pick,

@@ -50,4 +50,16 @@ func segment(_ i: Int, _ flags: UInt8) -> [UInt8] {
         #expect(sim.worker.flows.counters.inserted == inserted + 2)
         #expect(sim.worker.flows.counters.expired == 2)
     }
+
+    /// A flow's packets keep it alive: its idle timeout (300 s) counts from its last packet, so a
+    /// flow with a packet every 200 s is never forgotten, and one silent for 301 s is.
+    @Test func eachPacketRestartsItsFlowsIdleTimeout() {
+        var sim = makeSimulator([web([("10.1.0.1", 100), ("10.1.0.2", 100)])])
+        let second: UInt64 = 1_000_000_000
+        _ = sim.run(segment(1, TCPFlag.syn), timestampNanoseconds: second)
+        for t in stride(from: 201, through: 1001, by: 200) { _ = sim.run(segment(1, TCPFlag.ack), timestampNanoseconds: UInt64(t) * second) }
+        #expect(sim.worker.flows.counters.inserted == 1 && sim.worker.flows.counters.expired == 0)
+        _ = sim.run(segment(1, TCPFlag.ack), timestampNanoseconds: 1302 * second)
+        #expect(sim.worker.flows.counters.inserted == 2 && sim.worker.flows.counters.expired == 1)
+    }
 }
