@@ -18,7 +18,7 @@ public struct FlowEntry: Sendable {
     public var sourceLow: UInt64
     public var destinationHigh: UInt64
     public var destinationLow: UInt64
-    /// `FiveTuple.portsAndProtocol`, plus `backendIsV6`.
+    /// `FiveTuple.portsAndProtocol`.
     public var portsAndProtocol: UInt64
     /// The backend's address: after a reload it finds the backend again in the new snapshot.
     public var backendHigh: UInt64
@@ -26,12 +26,13 @@ public struct FlowEntry: Sendable {
     /// The snapshot generation `backendSlot` refers to (32 bits: it does not wrap in any lifetime).
     public var generation: UInt32
     public var backendSlot: BackendSlot
-    @usableFromInline let reserved: UInt16
+    /// 1 when the backend is IPv6 (kept out of the key words, so a lookup compares them as they are).
+    public var backendIsV6: UInt16
 
     @inlinable @inline(__always)
     public init(
         sourceHigh: UInt64, sourceLow: UInt64, destinationHigh: UInt64, destinationLow: UInt64, portsAndProtocol: UInt64,
-        backendHigh: UInt64, backendLow: UInt64, generation: UInt32, backendSlot: BackendSlot
+        backendHigh: UInt64, backendLow: UInt64, backendIsV6: Bool, generation: UInt32, backendSlot: BackendSlot
     ) {
         self.sourceHigh = sourceHigh
         self.sourceLow = sourceLow
@@ -42,21 +43,19 @@ public struct FlowEntry: Sendable {
         self.backendLow = backendLow
         self.generation = generation
         self.backendSlot = backendSlot
-        self.reserved = 0
+        self.backendIsV6 = backendIsV6 ? 1 : 0
     }
-
-    /// Set in `portsAndProtocol` when the backend is IPv6 (a bit the key itself never uses).
-    public static let backendIsV6: UInt64 = 0x1_0000
 
     @inlinable @inline(__always)
     func matches(_ t: FiveTuple) -> Bool {
-        portsAndProtocol & ~FlowEntry.backendIsV6 == t.portsAndProtocol && destinationLow == t.destinationLow
-            && sourceLow == t.sourceLow && sourceHigh == t.sourceHigh && destinationHigh == t.destinationHigh
+        // In memory order: the compiler compares the words as two vectors and one.
+        sourceHigh == t.sourceHigh && sourceLow == t.sourceLow && destinationHigh == t.destinationHigh
+            && destinationLow == t.destinationLow && portsAndProtocol == t.portsAndProtocol
     }
 
     @inlinable
     public var backendAddress: IPAddress {
-        IPAddress(high: backendHigh, low: backendLow, isV6: portsAndProtocol & FlowEntry.backendIsV6 != 0)
+        IPAddress(high: backendHigh, low: backendLow, isV6: backendIsV6 != 0)
     }
 }
 
@@ -263,8 +262,8 @@ public struct FlowTable: ~Copyable {
         entries[p.index] = FlowEntry(
             sourceHigh: t.sourceHigh, sourceLow: t.sourceLow,
             destinationHigh: t.destinationHigh, destinationLow: t.destinationLow,
-            portsAndProtocol: t.portsAndProtocol | (backend.isV6 ? FlowEntry.backendIsV6 : 0),
-            backendHigh: backend.high, backendLow: backend.low, generation: generation, backendSlot: slot)
+            portsAndProtocol: t.portsAndProtocol, backendHigh: backend.high, backendLow: backend.low, backendIsV6: backend.isV6,
+            generation: generation, backendSlot: slot)
         let m = metadata(FlowTable.bucket(ofEntry: p.index))
         let way = p.index & (FlowTable.ways - 1)
         m.storeBytes(of: tag(hash), toByteOffset: way &* 2, as: UInt16.self)

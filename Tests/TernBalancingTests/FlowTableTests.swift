@@ -33,6 +33,28 @@ let backendA = IPAddress("10.1.0.1")!
         #expect(table.liveCount(now: 2) == 500 - Int(table.counters.evicted))
     }
 
+    /// An IPv6 backend is remembered as one (a reload finds it again by address), and a flow that
+    /// differs from a remembered one in a single key word is not that flow.
+    @Test func remembersTheBackendsFamilyAndMatchesEveryKeyWord() {
+        var table = FlowTable(capacity: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
+        let t = FiveTuple(
+            source: IPAddress("2001:db8:1::1")!, destination: IPAddress("2001:db8::10")!, sourcePort: 40000, destinationPort: 443,
+            ipProtocol: IPProtocol.tcp)
+        let backend = IPAddress("fc00::1")!
+        let p = table.probe(t, hash: 7, now: 1)
+        table.insert(t, at: p, hash: 7, backend: backend, slot: 0, generation: 1, now: 1)
+        let found = table.probe(t, hash: 7, now: 2)
+        #expect(found.found && table.entries[found.index].backendAddress == backend && backend.isV6)
+        var others = [t, t, t, t, t]
+        others[0].sourceHigh ^= 1
+        others[1].sourceLow ^= 1
+        others[2].destinationHigh ^= 1
+        others[3].destinationLow ^= 1
+        others[4].portsAndProtocol ^= 1 << 16
+        // The same hash (same bucket and tag): only the key words tell them apart.
+        for o in others { #expect(!table.probe(o, hash: 7, now: 2).found) }
+    }
+
     @Test func forgetsTCPAndUDPFlowsAfterTheirOwnIdleTimeouts() {
         var table = FlowTable(capacity: 64, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
         let tcp = tuple(1)
