@@ -534,9 +534,8 @@ public struct Worker: ~Copyable {
     /// it is still one of the VIP's backends (even drained), otherwise Maglev's pick; `noBackend`
     /// when the VIP has none to offer, `gueInGUE` for UDP to its gue_port. A TCP SYN without ACK
     /// opens a new connection: it always takes Maglev's pick from the current table and replaces
-    /// what the table remembered for its
-    /// 5-tuple (a reused source port must not reach a drained backend). FIN or RST leave the
-    /// flow `tcp_closing_timeout_s` to live.
+    /// what the table remembered for its 5-tuple (a reused source port must not reach a drained
+    /// backend). FIN or RST leave the flow `tcp_closing_timeout_s` to live.
     @inlinable @inline(__always)
     mutating func chooseBackend(_ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Int {
         let tuple = c.pointee.tuple, hash = c.pointee.hash, tcpFlags = c.pointee.tcpFlags
