@@ -49,16 +49,23 @@ static struct {
 static size_t tern_kept_count, tern_kept_total;
 static pthread_mutex_t tern_kept_lock = PTHREAD_MUTEX_INITIALIZER;
 
+// Takes kept mapping `i` out of the list and returns it (the lock held).
+static void *tern_kept_remove(size_t i) {
+    void *p = tern_kept[i].p;
+    tern_kept_total -= tern_kept[i].size;
+    memmove(&tern_kept[i], &tern_kept[i + 1], (tern_kept_count - i - 1) * sizeof tern_kept[0]);
+    tern_kept_count--;
+    return p;
+}
+
 static void *tern_kept_take(size_t size) {
     void *p = NULL;
     pthread_mutex_lock(&tern_kept_lock);
     for (size_t i = 0; i < tern_kept_count; i++) {
-        if (tern_kept[i].size != size) continue;
-        p = tern_kept[i].p;
-        tern_kept_total -= size;
-        memmove(&tern_kept[i], &tern_kept[i + 1], (tern_kept_count - i - 1) * sizeof tern_kept[0]);
-        tern_kept_count--;
-        break;
+        if (tern_kept[i].size == size) {
+            p = tern_kept_remove(i);
+            break;
+        }
     }
     pthread_mutex_unlock(&tern_kept_lock);
     return p;
@@ -83,11 +90,8 @@ void tern_kept_free(void *p, size_t bytes) {
     size_t evictedSizes[TERN_KEPT_SLOTS + 1], n = 0;
     pthread_mutex_lock(&tern_kept_lock);
     while (tern_kept_count > 0 && (tern_kept_count == TERN_KEPT_SLOTS || tern_kept_total + size > TERN_KEPT_BYTES)) {
-        evicted[n] = tern_kept[0].p;
-        evictedSizes[n++] = tern_kept[0].size;
-        tern_kept_total -= tern_kept[0].size;
-        memmove(&tern_kept[0], &tern_kept[1], (tern_kept_count - 1) * sizeof tern_kept[0]);
-        tern_kept_count--;
+        evictedSizes[n] = tern_kept[0].size;
+        evicted[n++] = tern_kept_remove(0);
     }
     tern_kept[tern_kept_count].p = p;
     tern_kept[tern_kept_count].size = size;

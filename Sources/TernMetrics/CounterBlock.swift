@@ -108,8 +108,7 @@ public struct Counters: @unchecked Sendable {
     /// Counters in memory the caller allocated, zeroed and frees (64-byte aligned,
     /// `count * 8` bytes): a zero word is a zero counter.
     public init(zeroedMemory: UnsafeMutableRawPointer, count: Int) {
-        base = zeroedMemory.bindMemory(to: Atomic<UInt64>.self, capacity: count)
-        self.count = count
+        self.init(base: zeroedMemory.bindMemory(to: Atomic<UInt64>.self, capacity: count), count: count)
     }
 
     @usableFromInline
