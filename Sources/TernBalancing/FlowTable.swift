@@ -184,20 +184,25 @@ public struct FlowTable: ~Copyable {
 
     /// Stage 2 of a burst: with the metadata in cache, start loading the entry the flow most
     /// likely has (its tag matches) or will get (a never-used way, else the least recently seen).
-    /// Returns whether a tag matched (false: the flow is new and will need Maglev).
-    @inlinable @inline(__always) @discardableResult
-    public func prefetchEntry(hash: UInt64, now: UInt32) -> Bool {
+    /// Returns the hint for `liveEntry`: `hinted` | the first way whose tag matched, or 0 when
+    /// none did (the flow is new and will need Maglev).
+    @inlinable @inline(__always)
+    public func prefetchEntry(hash: UInt64, now: UInt32) -> UInt8 {
         let b = bucket(hash)
         let m = metadata(b)
         let base = entries + b &* FlowTable.ways
         let matches = tern_match_u16x8(m, tag(hash))
         if matches != 0 {
-            tern_prefetch(base + matches.trailingZeroBitCount)
-            return true
+            let way = matches.trailingZeroBitCount
+            tern_prefetch(base + way)
+            return FlowTable.hinted | UInt8(truncatingIfNeeded: way)
         }
         tern_prefetch_write(base + replacementWay(m, now: now).way)
-        return false
+        return 0
     }
+
+    /// Marks a hint as naming a way (way 0 included).
+    public static let hinted: UInt8 = 8
 
     /// Where a new flow goes: a never-used way, else the first idled-out one, else the least
     /// recently seen (`evicts`).
@@ -217,6 +222,20 @@ public struct FlowTable: ~Copyable {
     @inlinable @inline(__always)
     func timeout(class c: UInt8) -> UInt32 { timeouts[Int(c & 3)] }
 
+    /// The common lookup, settled without tags: the flow is live at the way `hint` names (what
+    /// `prefetchEntry` said a stage earlier). Returns its entry index, marked seen `now`, or -1
+    /// for anything else (no hint; another key there, as after an insert earlier in the burst;
+    /// idled out), which `probe` then decides: a stale hint costs time, never a wrong answer.
+    @inlinable @inline(__always)
+    public func liveEntry(_ t: FiveTuple, hash: UInt64, hint: UInt8, now: UInt32) -> Int {
+        if hint & FlowTable.hinted == 0 { return -1 }
+        let b = bucket(hash)
+        let way = Int(hint) & (FlowTable.ways - 1)
+        let index = b &* FlowTable.ways &+ way
+        if !entries[index].matches(t) || !touchIfLive(metadata(b), way, now: now, touch: true) { return -1 }
+        return index
+    }
+
     /// Finds the flow, or where a new one should go. A matching entry that has idled out counts as
     /// not found and its place is reused, so a flow never has two entries. With `touch`, a live
     /// flow found is marked seen `now` (the packet path's lookup: the bucket is at hand here).
@@ -231,11 +250,7 @@ public struct FlowTable: ~Copyable {
         while matches != 0 {
             let way = matches.trailingZeroBitCount
             if entries[base &+ way].matches(t) {
-                let seen = m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
-                if isLive(m, way, seen: seen, now: now) {
-                    if touch { m.storeBytes(of: now, toByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self) }
-                    return FlowProbe(index: base &+ way, found: true, evicts: false)
-                }
+                if touchIfLive(m, way, now: now, touch: touch) { return FlowProbe(index: base &+ way, found: true, evicts: false) }
                 block.add(CounterSlot.flowsExpired)
                 return FlowProbe(index: base &+ way, found: false, evicts: false)
             }
@@ -243,6 +258,15 @@ public struct FlowTable: ~Copyable {
         }
         let r = replacementWay(m, now: now)
         return FlowProbe(index: base &+ r.way, found: false, evicts: r.evicts)
+    }
+
+    /// Whether the flow at `way` of bucket metadata `m` is live; with `touch`, it is marked seen `now`.
+    @inlinable @inline(__always)
+    func touchIfLive(_ m: UnsafeMutableRawPointer, _ way: Int, now: UInt32, touch: Bool) -> Bool {
+        let seen = m.load(fromByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self)
+        if !isLive(m, way, seen: seen, now: now) { return false }
+        if touch { m.storeBytes(of: now, toByteOffset: FlowTable.seenOffset &+ way &* 4, as: UInt32.self) }
+        return true
     }
 
     /// A TCP flow saw FIN or RST: from now on it lives `tcpClosingTimeout` after its last packet.

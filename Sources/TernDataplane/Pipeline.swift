@@ -41,9 +41,10 @@
 //
 // A burst runs in stages: `classify` takes every packet of the burst as far as its flow hash and
 // starts loading its flow-table bucket; a second pass starts loading the entry whose tag matches
-// (or, for a new flow, the entry it will take and its Maglev table slot);
-// `forward` then finishes each packet, by which time both are (usually) in cache. A single packet
-// takes the same steps back to back.
+// and notes its way (the hint), or, for a new flow, the entry it will take and its Maglev table
+// slot; `forward` then finishes each packet, by which time both are (usually) in cache: an
+// established flow is settled at its hinted way, and anything else takes the full lookup. A single
+// packet takes the same steps back to back (without a hint).
 //
 // Nothing here allocates, retains, locks or calls through an existential: the snapshot is borrowed,
 // per-worker state is a ~Copyable struct, and everything is inlined into the caller's loop.
@@ -59,6 +60,8 @@ public struct Classified {
     public var hash: UInt64
     public var vip: Int32
     public var l3Offset: UInt16
+    /// Where stage 2's prefetch saw this flow's tag (`FlowTable.prefetchEntry`; 0 until then).
+    public var flowHint: UInt8
     /// Bytes of the inner IP packet (without link-layer padding).
     public var ipLength: Int32
     public var trafficClass: UInt8
@@ -87,6 +90,7 @@ public struct Classified {
         self.hash = hash
         self.vip = Int32(truncatingIfNeeded: vip)
         self.l3Offset = UInt16(truncatingIfNeeded: l3Offset)
+        flowHint = 0
         self.ipLength = Int32(truncatingIfNeeded: ipLength)
         self.trafficClass = trafficClass
         self.dontFragment = dontFragment
@@ -198,9 +202,9 @@ public struct Worker: ~Copyable {
             }
         }
         for i in 0..<count where pending[i] {
-            if !flows.prefetchEntry(hash: classified[i].hash, now: now) {
-                snapshot.prefetchMaglevSlot(vip: Int(classified[i].vip), hash: classified[i].hash)
-            }
+            let hint = flows.prefetchEntry(hash: classified[i].hash, now: now)
+            classified[i].flowHint = hint
+            if hint & FlowTable.hinted == 0 { snapshot.prefetchMaglevSlot(vip: Int(classified[i].vip), hash: classified[i].hash) }
         }
         for i in 0..<count {
             if pending[i] { outcomes[i] = forward(&packets[i], classified + i, snapshot: snapshot, now: now) }
@@ -462,7 +466,7 @@ public struct Worker: ~Copyable {
     }
 
     /// Stage 2: flow table or Maglev, then encapsulation.
-    @inlinable @inline(__always)
+    @usableFromInline @_transparent
     mutating func forward(
         _ packet: inout Packet, _ c: UnsafePointer<Classified>, snapshot: borrowing ForwardingSnapshot, now: UInt32
     ) -> Outcome {
@@ -536,23 +540,45 @@ public struct Worker: ~Copyable {
     /// opens a new connection: it always takes Maglev's pick from the current table and replaces
     /// what the table remembered for its 5-tuple (a reused source port must not reach a drained
     /// backend). FIN or RST leave the flow `tcp_closing_timeout_s` to live.
+    ///
+    /// The common case is settled here: a packet of an established flow (no SYN, FIN or RST), at
+    /// the way stage 2's prefetch saw, remembered under this snapshot. Everything else takes
+    /// `lookUpBackend`, out of line, so this path keeps few values live.
     @inlinable @inline(__always)
     mutating func chooseBackend(_ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Int {
-        let tuple = c.pointee.tuple, hash = c.pointee.hash, tcpFlags = c.pointee.tcpFlags
-        let record = snapshot.vips[vip]
-        var probe = flows.probe(tuple, hash: hash, now: now, touch: true)
-        if tcpFlags & (TCPFlag.syn | TCPFlag.fin | TCPFlag.rst) != 0 && probe.found {
-            probe = connectionEvent(probe, tcpFlags: tcpFlags)
+        if c.pointee.tcpFlags & (TCPFlag.syn | TCPFlag.fin | TCPFlag.rst) == 0 {
+            let index = flows.liveEntry(c.pointee.tuple, hash: c.pointee.hash, hint: c.pointee.flowHint, now: now)
+            if index >= 0 {
+                let backend = Worker.currentBackend(flows.entries + index, snapshot.vips[vip], snapshot: snapshot)
+                if backend >= 0 { return backend }
+            }
         }
+        return lookUpBackend(c, vip: vip, snapshot: snapshot, now: now)
+    }
+
+    /// `chooseBackend` past its common case: the full flow-table lookup, connection events, the
+    /// re-find after a reload, a new flow's placement.
+    @inlinable @inline(never)
+    mutating func lookUpBackend(_ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Int {
+        let tcpFlags = c.pointee.tcpFlags
+        var probe = flows.probe(c.pointee.tuple, hash: c.pointee.hash, now: now, touch: true)
+        if tcpFlags & (TCPFlag.syn | TCPFlag.fin | TCPFlag.rst) != 0 && probe.found { probe = connectionEvent(probe, tcpFlags: tcpFlags) }
         if probe.found {
             let entry = flows.entries + probe.index
-            if entry.pointee.generation == snapshot.generation && Int(entry.pointee.backendSlot) < record.backendCount {
-                return record.firstBackend &+ Int(entry.pointee.backendSlot)
-            }
+            let current = Worker.currentBackend(entry, snapshot.vips[vip], snapshot: snapshot)
+            if current >= 0 { return current }
             let backend = refind(entry, c, vip: vip, snapshot: snapshot)
             if backend != Worker.noBackend { return backend }
         }
         return placeNewFlow(c, vip: vip, at: probe, snapshot: snapshot, now: now)
+    }
+
+    /// The backend a flow-table entry names if it was written under this snapshot and its slot is
+    /// still one of the VIP's, else -1 (`refind` decides).
+    @inlinable @inline(__always)
+    static func currentBackend(_ entry: UnsafeMutablePointer<FlowEntry>, _ record: VIPRecord, snapshot: borrowing ForwardingSnapshot) -> Int {
+        if entry.pointee.generation != snapshot.generation || Int(entry.pointee.backendSlot) >= record.backendCount { return -1 }
+        return record.firstBackend &+ Int(entry.pointee.backendSlot)
     }
 
     /// A flow-table entry written under an older snapshot: the same backend found by address and

@@ -93,6 +93,29 @@ public struct Simulator: ~Copyable {
         return (outcome, Array(UnsafeRawBufferPointer(start: packet.data, count: packet.length)))
     }
 
+    /// Runs `frames` as one burst through `processBurst`; their outcomes and, for `forwarded` and
+    /// `replied`, the frames to transmit, in order.
+    public mutating func runBurst(_ frames: [[UInt8]]) -> [(Outcome, [UInt8]?)] {
+        let room = Simulator.headroom
+        let buffers = frames.map { frame in
+            let b = UnsafeMutableRawPointer.allocate(byteCount: room + frame.count, alignment: 64)
+            frame.withUnsafeBytes { (b + room).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            return b
+        }
+        let packets = UnsafeMutablePointer<Packet>.allocate(capacity: frames.count)
+        let outcomes = UnsafeMutablePointer<Outcome>.allocate(capacity: frames.count)
+        defer {
+            buffers.forEach { $0.deallocate() }
+            packets.deallocate()
+            outcomes.deallocate()
+        }
+        for i in frames.indices { packets[i] = Packet(data: buffers[i] + room, length: frames[i].count, headroom: room) }
+        runBurst(packets, count: frames.count, outcomes: outcomes)
+        return frames.indices.map { i in
+            (outcomes[i], outcomes[i].transmits ? Array(UnsafeRawBufferPointer(start: packets[i].data, count: packets[i].length)) : nil)
+        }
+    }
+
     /// Runs a burst of packets in place, as a worker loop does (the fuzzer's way into `processBurst`).
     public mutating func runBurst(_ packets: UnsafeMutablePointer<Packet>, count: Int, outcomes: UnsafeMutablePointer<Outcome>) {
         worker.processBurst(packets, count: count, outcomes: outcomes, snapshot: snapshot, now: now)

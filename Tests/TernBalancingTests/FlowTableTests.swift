@@ -97,6 +97,31 @@ let backendA = IPAddress("10.1.0.1")!
         #expect(!again.found && again.index == first.index)
     }
 
+    /// The hint stage 2's prefetch gives settles a live flow without tags (and touches it), and
+    /// says "not here" for anything else: no hint, an idled-out flow, and another flow that took
+    /// the hinted way after the hint was given (an insert earlier in the burst).
+    @Test func aHintFindsOnlyTheLiveFlowStillAtItsWay() {
+        var table = FlowTable(capacity: 64, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
+        let x = tuple(1, proto: IPProtocol.udp), y = tuple(2, proto: IPProtocol.udp)
+        #expect(table.prefetchEntry(hash: 7, now: 1) == 0)
+        let p = table.probe(x, hash: 7, now: 1)
+        table.insert(x, at: p, hash: 7, backend: backendA, slot: 3, generation: 1, now: 1)
+        let hint = table.prefetchEntry(hash: 7, now: 2)
+        #expect(hint & FlowTable.hinted != 0)
+        #expect(table.liveEntry(x, hash: 7, hint: hint, now: 2) == p.index)
+        #expect(table.liveEntry(x, hash: 7, hint: 0, now: 2) == -1)
+        // Touched at 25, so still live at 50 (30 s UDP timeout); 81 is past it.
+        #expect(table.liveEntry(x, hash: 7, hint: hint, now: 25) == p.index)
+        #expect(table.liveEntry(x, hash: 7, hint: hint, now: 50) == p.index)
+        #expect(table.liveEntry(x, hash: 7, hint: hint, now: 81) == -1)
+        #expect(!table.probe(x, hash: 7, now: 81).found)
+        // y takes x's way (same bucket and tag); x's old hint now finds y, not x.
+        table.insert(y, at: p, hash: 7, backend: backendA, slot: 4, generation: 1, now: 90)
+        #expect(table.liveEntry(x, hash: 7, hint: hint, now: 91) == -1)
+        #expect(table.liveEntry(y, hash: 7, hint: hint, now: 91) == p.index)
+        #expect(!table.probe(x, hash: 7, now: 91).found)
+    }
+
     /// The eight-way SIMD choice of a full bucket's way against the loop it replaced: the first
     /// idled-out way, else the least recently seen (first of equals), over random times, classes
     /// (upper bits set too), timeouts and clock wrap-around.

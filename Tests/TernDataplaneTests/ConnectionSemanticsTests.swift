@@ -35,6 +35,19 @@ func segment(_ i: Int, _ flags: UInt8) -> [UInt8] {
         #expect(next.worker.flows.counters.inserted == kept)
     }
 
+    /// A burst holding several packets of a flow the table does not know yet: the first places
+    /// it, the others find it (their prefetch saw no entry; the lookup must not trust that), so the
+    /// table holds one entry and all go to one backend. A flow placed earlier keeps its backend.
+    @Test func packetsOfANewFlowInOneBurstMakeOneEntry() {
+        var sim = makeSimulator([web([("10.1.0.1", 100), ("10.1.0.2", 100)])])
+        let known = outerDestination(sim.run(segment(9, TCPFlag.syn)).1!)
+        let results = sim.runBurst([segment(1, TCPFlag.syn), segment(1, TCPFlag.ack), segment(9, TCPFlag.ack), segment(1, TCPFlag.ack)])
+        #expect(results.allSatisfy { $0.0 == .forwarded })
+        #expect(sim.worker.flows.counters.inserted == 2)
+        #expect(Set([0, 1, 3].map { outerDestination(results[$0].1!) }).count == 1)
+        #expect(outerDestination(results[2].1!) == known)
+    }
+
     /// After FIN or RST a flow lives `tcp_closing_timeout_s` (here 10 s) after its last packet
     /// instead of the 300 s idle timeout.
     @Test func finAndRstShortenAFlowsLifeToTheClosingTimeout() {
