@@ -702,14 +702,14 @@ public struct Worker: ~Copyable {
         fragmenting: Bool = false
     ) -> Outcome {
         let template = snapshot.template(backend: backend)
-        let kind = EncapTemplate.kind(template)
+        let headerLength = EncapTemplate.headerLength(template)
         let ipLength = Int(c.pointee.ipLength)
         let l3Offset = Int(c.pointee.l3Offset)
         // `fragmenting` (from `tooBig`): build the frame whole, the transmitter cuts it.
-        if !fragmenting && ipLength &+ kind.headerLength > port.mtu {
+        if !fragmenting && ipLength &+ headerLength > port.mtu {
             return tooBig(&packet, c, backend: backend, snapshot: snapshot, now: now)
         }
-        let o = l3Offset &- kind.headerLength
+        let o = l3Offset &- headerLength
         let start = o &- HeaderSize.ethernet
         if start < 0 &- packet.headroom { return .dropNoHeadroom }
 
@@ -719,11 +719,11 @@ public struct Worker: ~Copyable {
         let dontFragment = c.pointee.isV6 || c.pointee.dontFragment
         let identification = dontFragment ? 0 : UnsafeRawPointer(p).be16(l3Offset &+ 4)
         EncapTemplate.apply(
-            template, kind: kind, to: p, at: o, innerLength: ipLength, trafficClass: c.pointee.trafficClass,
+            template, kind: EncapTemplate.kind(template), to: p, at: o, innerLength: ipLength, trafficClass: c.pointee.trafficClass,
             identification: identification, dontFragment: dontFragment, hash: c.pointee.hash)
         port.macWords.store(to: p, at: start)
-        p.storeBE16(kind.outerIsV6 ? EtherType.ipv6 : EtherType.ipv4, at: start &+ 12)
-        packet.reframe(start: start, length: ipLength &+ kind.headerLength &+ HeaderSize.ethernet)
+        EncapTemplate.storeEtherType(template, to: p, at: start &+ 12)
+        packet.reframe(start: start, length: ipLength &+ headerLength &+ HeaderSize.ethernet)
         return .forwarded
     }
 

@@ -93,13 +93,16 @@ public enum HeaderBuilder {
 /// The outer headers toward one backend, prepared once per snapshot so a packet only copies them
 /// and fills in what changes per packet (lengths, TOS or traffic class, identification and DF,
 /// flow label, UDP source port, checksums). A template is a 64-byte block: the header bytes from
-/// offset 0 (IPv4 20, IPv4+UDP+GUE 32, IPv6 40, IPv6+UDP+GUE 52), its `Kind` at byte 56, and at
-/// byte 60 the folded ones'-complement sum of the constant words: of the IPv4 header, or of the
+/// offset 0 (IPv4 20, IPv4+UDP+GUE 32, IPv6 40, IPv6+UDP+GUE 52), its `Kind` at byte 56, the
+/// kind's header length at 57 and outer EtherType (as on the wire) at 58, read directly so a
+/// packet does not branch on the kind for them, and at byte 60 the folded ones'-complement sum of the constant words: of the IPv4 header, or of the
 /// IPv6 pseudo-header's addresses and next header plus the GUE header, for the UDP checksum of
 /// GUE over IPv6.
 public enum EncapTemplate {
     public static let size = 64
     @usableFromInline static let kindOffset = 56
+    @usableFromInline static let headerLengthOffset = 57
+    @usableFromInline static let etherTypeOffset = 58
     @usableFromInline static let seedOffset = 60
 
     public enum Kind: UInt8, Sendable {
@@ -150,12 +153,24 @@ public enum EncapTemplate {
             if destination.isV6 { seed &+= Checksum.add(UnsafeRawPointer(t) + udp + HeaderSize.udp, length: HeaderSize.gue) }
         }
         t.storeBytes(of: kind.rawValue, toByteOffset: kindOffset, as: UInt8.self)
+        t.storeBytes(of: UInt8(kind.headerLength), toByteOffset: headerLengthOffset, as: UInt8.self)
+        t.storeBE16(kind.outerIsV6 ? EtherType.ipv6 : EtherType.ipv4, at: etherTypeOffset)
         t.storeBytes(of: UInt32(Checksum.fold(seed)), toByteOffset: seedOffset, as: UInt32.self)
     }
 
     @inlinable @inline(__always)
     public static func kind(_ t: UnsafeRawPointer) -> Kind {
         Kind(rawValue: t.load(fromByteOffset: kindOffset, as: UInt8.self)).unsafelyUnwrapped
+    }
+
+    /// `kind(t).headerLength`, read from the template.
+    @inlinable @inline(__always)
+    public static func headerLength(_ t: UnsafeRawPointer) -> Int { Int(t.load(fromByteOffset: headerLengthOffset, as: UInt8.self)) }
+
+    /// Copies the template's outer EtherType to `p + o` (the Ethernet header's last two bytes).
+    @inlinable @inline(__always)
+    public static func storeEtherType(_ t: UnsafeRawPointer, to p: UnsafeMutableRawPointer, at o: Int) {
+        p.storeBytes(of: t.load(fromByteOffset: etherTypeOffset, as: UInt16.self), toByteOffset: o, as: UInt16.self)
     }
 
     /// Puts the template's headers at `o`, in front of the `innerLength`-byte inner packet that
