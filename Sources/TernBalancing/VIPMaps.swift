@@ -30,7 +30,8 @@ struct MapKey: Equatable {
     @inlinable @inline(__always)
     func slot(shift: Int) -> Int {
         let x = (high &* 0x9E37_79B9_7F4A_7C15 ^ low) &* 0xC2B2_AE3D_27D4_EB4F ^ rest
-        return Int(truncatingIfNeeded: (x &* 0x9E37_79B9_7F4A_7C15) >> UInt64(truncatingIfNeeded: shift))
+        // `&>>`: the shift is below 64 (capacity >= 8), so no test for an oversized shift.
+        return Int(truncatingIfNeeded: (x &* 0x9E37_79B9_7F4A_7C15) &>> UInt64(truncatingIfNeeded: shift))
     }
 }
 

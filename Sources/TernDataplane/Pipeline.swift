@@ -250,15 +250,16 @@ public struct Worker: ~Copyable {
         _ p: UnsafeRawPointer, length: Int, into out: UnsafeMutablePointer<Classified>, snapshot: borrowing ForwardingSnapshot
     ) -> Bool {
         let l3 = HeaderSize.ethernet
-        switch p.be16(12) {
-        case EtherType.ipv4:
+        // EtherType and fragment field compared as on the wire (no byte swaps).
+        switch p.wire16(12) {
+        case EtherType.ipv4.bigEndian:
             guard length >= l3 &+ HeaderSize.ipv4 &+ HeaderSize.udp, p.u8(l3) == 0x45 else { return false }
-            let flags = p.be16(l3 &+ 6)
-            guard flags & 0x3FFF == 0 else { return false }
+            let flags = p.wire16(l3 &+ 6)
+            guard flags & UInt16(0x3FFF).bigEndian == 0 else { return false }
             return classifyTransport(
                 p, length: length, isV6: false, ipLength: Int(p.be16(l3 &+ 2)), ipProtocol: p.u8(l3 &+ 9),
-                trafficClass: p.u8(l3 &+ 1), dontFragment: flags & 0x4000 != 0, into: out, snapshot: snapshot)
-        case EtherType.ipv6:
+                trafficClass: p.u8(l3 &+ 1), dontFragment: flags & UInt16(0x4000).bigEndian != 0, into: out, snapshot: snapshot)
+        case EtherType.ipv6.bigEndian:
             guard length >= l3 &+ HeaderSize.ipv6 &+ HeaderSize.udp, p.u8(l3) >> 4 == 6 else { return false }
             return classifyTransport(
                 p, length: length, isV6: true, ipLength: HeaderSize.ipv6 &+ Int(p.be16(l3 &+ 4)), ipProtocol: p.u8(l3 &+ 6),
@@ -292,17 +293,17 @@ public struct Worker: ~Copyable {
             return false
         }
         let destination = IPAddress(loadingFrom: p, offset: l3 &+ (isV6 ? 24 : 16), isV6: isV6)
-        let destinationPort = p.be16(l4 &+ 2)
+        let ports = p.be32(l4)
         let tuple = FiveTuple(
             source: IPAddress(loadingFrom: p, offset: l3 &+ (isV6 ? 8 : 12), isV6: isV6), destination: destination,
-            sourcePort: p.be16(l4), destinationPort: destinationPort, ipProtocol: ipProtocol)
+            ports: ports, ipProtocol: ipProtocol)
         // The record is written before the VIP probe (its VIP after): nothing read so far has to
         // outlive the probe in a register or on the stack.
         out.initialize(
             to: Classified(
                 tuple: tuple, hash: FlowHash.hash(tuple), vip: -1, l3Offset: l3, ipLength: ipLength, trafficClass: trafficClass,
                 dontFragment: dontFragment, isICMPError: false, tcpFlags: tcpFlags))
-        let vip = snapshot.findVIP(address: destination, port: destinationPort, ipProtocol: ipProtocol)
+        let vip = snapshot.findVIP(address: destination, port: UInt16(truncatingIfNeeded: ports), ipProtocol: ipProtocol)
         if vip < 0 { return false }
         out.pointee.vip = Int32(truncatingIfNeeded: vip)
         return true

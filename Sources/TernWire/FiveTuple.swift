@@ -22,6 +22,17 @@ public struct FiveTuple: Hashable, Sendable {
             | (source.isV6 ? 6 : 4)
     }
 
+    /// `ports` as the transport header's first four bytes read big-endian (source port << 16 |
+    /// destination port): one load and no shifts of separate ports.
+    @inlinable @inline(__always)
+    public init(source: IPAddress, destination: IPAddress, ports: UInt32, ipProtocol: UInt8) {
+        sourceHigh = source.high
+        sourceLow = source.low
+        destinationHigh = destination.high
+        destinationLow = destination.low
+        portsAndProtocol = UInt64(ports) << 32 | UInt64(ipProtocol) << 8 | (source.isV6 ? 6 : 4)
+    }
+
     @inlinable public var isV6: Bool { portsAndProtocol & 0xFF == 6 }
     @inlinable public var source: IPAddress { IPAddress(high: sourceHigh, low: sourceLow, isV6: isV6) }
     @inlinable public var destination: IPAddress { IPAddress(high: destinationHigh, low: destinationLow, isV6: isV6) }

@@ -20,6 +20,13 @@ extension UnsafeRawPointer {
         UInt64(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 
+    /// Two bytes as they are on the wire (network order), for comparing with a constant's
+    /// `.bigEndian`: no byte swap.
+    @inlinable @inline(__always)
+    public func wire16(_ offset: Int) -> UInt16 {
+        loadUnaligned(fromByteOffset: offset, as: UInt16.self)
+    }
+
     @inlinable @inline(__always)
     public func u8(_ offset: Int) -> UInt8 {
         load(fromByteOffset: offset, as: UInt8.self)
