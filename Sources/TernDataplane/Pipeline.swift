@@ -720,7 +720,7 @@ public struct Worker: ~Copyable {
         let dontFragment = c.pointee.isV6 || c.pointee.dontFragment
         let identification = dontFragment ? 0 : UnsafeRawPointer(p).be16(l3Offset &+ 4)
         EncapTemplate.apply(
-            template, kind: EncapTemplate.kind(template), to: p, at: o, innerLength: ipLength, trafficClass: c.pointee.trafficClass,
+            template, to: p, at: o, innerLength: ipLength, trafficClass: c.pointee.trafficClass,
             identification: identification, dontFragment: dontFragment, hash: c.pointee.hash)
         port.macWords.store(to: p, at: start)
         EncapTemplate.storeEtherType(template, to: p, at: start &+ 12)

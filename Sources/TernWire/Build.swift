@@ -179,35 +179,29 @@ public enum EncapTemplate {
     /// `identification` and DF as given; IPv6 needs neither.
     @inlinable @inline(__always)
     public static func apply(
-        _ t: UnsafeRawPointer, kind: Kind, to p: UnsafeMutableRawPointer, at o: Int, innerLength: Int, trafficClass: UInt8,
+        _ t: UnsafeRawPointer, to p: UnsafeMutableRawPointer, at o: Int, innerLength: Int, trafficClass: UInt8,
         identification: UInt16, dontFragment: Bool, hash: UInt64
     ) {
-        let seed = UInt64(t.load(fromByteOffset: seedOffset, as: UInt32.self))
-        let outerLength = innerLength &+ kind.headerLength
+        let headerLength = EncapTemplate.headerLength(t)
+        let outerLength = innerLength &+ headerLength
+        // The common case, plain IPv4, is told by the header length (which the caller has read
+        // already), not by the kind: tests on the kind alone compile to a jump table.
+        if headerLength == HeaderSize.ipv4 {
+            (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv4)
+            writeIPv4Variable(t, p, at: o, outerLength: outerLength, trafficClass: trafficClass, identification: identification, dontFragment: dontFragment)
+            return
+        }
+        let kind = EncapTemplate.kind(t)
         let sourcePort = 0xC000 | UInt16(truncatingIfNeeded: hash >> 50)
-        switch kind {
-        case .ipv4, .ipv4GUE:
-            if kind == .ipv4 {
-                (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv4)
-            } else {
-                (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv4 + HeaderSize.udp + HeaderSize.gue)
-                let udpLength = UInt16(truncatingIfNeeded: outerLength &- HeaderSize.ipv4)
-                p.storeBE16(sourcePort, at: o &+ HeaderSize.ipv4)
-                p.storeBE16(udpLength, at: o &+ HeaderSize.ipv4 &+ 4)
-            }
-            let flags: UInt16 = dontFragment ? 0x4000 : 0
-            p.storeU8(trafficClass, at: o &+ 1)
-            p.storeBE16(UInt16(truncatingIfNeeded: outerLength), at: o &+ 2)
-            p.storeBE16(identification, at: o &+ 4)
-            p.storeBE16(flags, at: o &+ 6)
-            // Five 16-bit words (the seed is folded): the sum fits in 32 bits.
-            let sum = UInt32(truncatingIfNeeded: seed) &+ UInt32(trafficClass) &+ UInt32(outerLength & 0xFFFF)
-                &+ UInt32(identification) &+ UInt32(flags)
-            p.storeBE16(~Checksum.fold(small: sum), at: o &+ 10)
-        case .ipv6:
+        if kind == .ipv4GUE {
+            (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv4 + HeaderSize.udp + HeaderSize.gue)
+            p.storeBE16(sourcePort, at: o &+ HeaderSize.ipv4)
+            p.storeBE16(UInt16(truncatingIfNeeded: outerLength &- HeaderSize.ipv4), at: o &+ HeaderSize.ipv4 &+ 4)
+            writeIPv4Variable(t, p, at: o, outerLength: outerLength, trafficClass: trafficClass, identification: identification, dontFragment: dontFragment)
+        } else if kind == .ipv6 {
             (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv6)
             writeIPv6Variable(p, at: o, trafficClass: trafficClass, hash: hash, payloadLength: innerLength)
-        case .ipv6GUE:
+        } else {
             (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv6 + HeaderSize.udp + HeaderSize.gue)
             let udpLength = outerLength &- HeaderSize.ipv6
             writeIPv6Variable(p, at: o, trafficClass: trafficClass, hash: hash, payloadLength: udpLength)
@@ -216,11 +210,30 @@ public enum EncapTemplate {
             p.storeBE16(UInt16(truncatingIfNeeded: udpLength), at: u &+ 4)
             // IPv6 requires a UDP checksum (RFC 8200); Linux drops zero-checksum GUE over IPv6. The
             // seed holds the addresses, next header and GUE header; add the rest.
+            let seed = UInt64(t.load(fromByteOffset: seedOffset, as: UInt32.self))
             var sum = seed &+ UInt64(udpLength) &* 2 &+ UInt64(sourcePort) &+ UInt64(UnsafeRawPointer(p).be16(u &+ 2))
             sum = Checksum.add(UnsafeRawPointer(p) + (u &+ HeaderSize.udp &+ HeaderSize.gue), length: innerLength, to: sum)
             let c = ~Checksum.fold(sum)
             p.storeBE16(c == 0 ? 0xFFFF : c, at: u &+ 6)
         }
+    }
+
+    /// An outer IPv4 header's per-packet fields (TOS, total length, identification, DF) and its
+    /// checksum, from the template's folded sum of the constant words.
+    @inlinable @inline(__always)
+    static func writeIPv4Variable(
+        _ t: UnsafeRawPointer, _ p: UnsafeMutableRawPointer, at o: Int, outerLength: Int, trafficClass: UInt8, identification: UInt16,
+        dontFragment: Bool
+    ) {
+        let flags: UInt16 = dontFragment ? 0x4000 : 0
+        p.storeU8(trafficClass, at: o &+ 1)
+        p.storeBE16(UInt16(truncatingIfNeeded: outerLength), at: o &+ 2)
+        p.storeBE16(identification, at: o &+ 4)
+        p.storeBE16(flags, at: o &+ 6)
+        // Five 16-bit words (the seed is folded): the sum fits in 32 bits.
+        let sum = t.load(fromByteOffset: seedOffset, as: UInt32.self) &+ UInt32(trafficClass) &+ UInt32(outerLength & 0xFFFF)
+            &+ UInt32(identification) &+ UInt32(flags)
+        p.storeBE16(~Checksum.fold(small: sum), at: o &+ 10)
     }
 
     @inlinable @inline(__always)
