@@ -75,6 +75,36 @@ func isVIPAddress(_ s: borrowing ForwardingSnapshot, _ address: IPAddress) -> Bo
     }
 }
 
+/// The VIP maps' hash (CRC32C of the key's words, low bits) spreads the keys configurations make
+/// (runs of consecutive addresses and ports, IPv6 prefixes that differ high or low): every key is
+/// found, and none sits far from its first slot.
+@Suite struct VIPMapSpreadTests {
+    @Test func consecutiveAddressesAndPortsSpreadOverTheMap() {
+        let v6 = IPAddress("2001:db8::")!
+        var keys: [MapKey] = []
+        for i in 0..<1024 {
+            keys.append(MapKey(IPAddress(v4: 0xC000_0200 &+ UInt32(i)), port: 443, ipProtocol: IPProtocol.tcp))
+            keys.append(MapKey(IPAddress("192.0.2.10")!, port: UInt16(i), ipProtocol: IPProtocol.udp))
+            keys.append(MapKey(IPAddress(high: v6.high, low: UInt64(i), isV6: true), port: 80, ipProtocol: IPProtocol.tcp))
+            keys.append(MapKey(IPAddress(high: v6.high | UInt64(i) << 16, low: 0xFFFF, isV6: true), port: 80, ipProtocol: IPProtocol.tcp))
+        }
+        let map = KeyMap(keys.enumerated().map { ($0.element, Int32($0.offset)) })
+        defer { map.deallocate() }
+        var longest = 0
+        for (i, key) in keys.enumerated() {
+            #expect(map.find(key) == i)
+            var slot = key.slot(mask: map.mask), distance = 0
+            while map.slots[slot].key != key {
+                slot = (slot + 1) & map.mask
+                distance += 1
+            }
+            longest = max(longest, distance)
+        }
+        // Linear probing at most half full: a few dozen at worst for 4,096 keys spread at random.
+        #expect(longest < 40, "longest probe \(longest)")
+    }
+}
+
 /// Rebuilding only what changed: a snapshot takes the running one's Maglev tables for VIPs whose
 /// backends, weights and table size are unchanged, and VIPs with the same backends share one.
 @Suite struct IncrementalTableTests {
