@@ -250,9 +250,9 @@ public struct FlowTable: ~Copyable {
         while matches != 0 {
             let way = matches.trailingZeroBitCount
             if entries[base &+ way].matches(t) {
-                if touchIfLive(m, way, now: now, touch: touch) { return FlowProbe(index: base &+ way, found: true, evicts: false) }
-                block.add(CounterSlot.flowsExpired)
-                return FlowProbe(index: base &+ way, found: false, evicts: false)
+                let live = touchIfLive(m, way, now: now, touch: touch)
+                if !live { block.add(CounterSlot.flowsExpired) }
+                return FlowProbe(index: base &+ way, found: live, evicts: false)
             }
             matches &= matches &- 1
         }

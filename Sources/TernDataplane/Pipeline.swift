@@ -60,7 +60,7 @@ public struct Classified {
     public var hash: UInt64
     public var vip: Int32
     public var l3Offset: UInt16
-    /// Where stage 2's prefetch saw this flow's tag (`FlowTable.prefetchEntry`; 0 until then).
+    /// Where the burst's second pass saw this flow's tag (`FlowTable.prefetchEntry`; 0 until then).
     public var flowHint: UInt8
     /// Bytes of the inner IP packet (without link-layer padding).
     public var ipLength: Int32
@@ -466,7 +466,8 @@ public struct Worker: ~Copyable {
         return nil
     }
 
-    /// Stage 2: flow table or Maglev, then encapsulation.
+    /// Stage 2: flow table or Maglev, then encapsulation. `@_transparent`: with `@inline(__always)`
+    /// the compiler kept it a call from the burst loop; inlined it saves the call (RESULTS.md).
     @usableFromInline @_transparent
     mutating func forward(
         _ packet: inout Packet, _ c: UnsafePointer<Classified>, snapshot: borrowing ForwardingSnapshot, now: UInt32
@@ -543,10 +544,12 @@ public struct Worker: ~Copyable {
     /// backend). FIN or RST leave the flow `tcp_closing_timeout_s` to live.
     ///
     /// The common case is settled here: a packet of an established flow (no SYN, FIN or RST), at
-    /// the way stage 2's prefetch saw, remembered under this snapshot. Everything else takes
+    /// the way the burst's second pass saw, remembered under this snapshot. Everything else takes
     /// `lookUpBackend`, out of line, so this path keeps few values live.
     @inlinable @inline(__always)
-    mutating func chooseBackend(_ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Int {
+    mutating func chooseBackend(
+        _ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32
+    ) -> Int {
         if c.pointee.tcpFlags & (TCPFlag.syn | TCPFlag.fin | TCPFlag.rst) == 0 {
             let index = flows.liveEntry(c.pointee.tuple, hash: c.pointee.hash, hint: c.pointee.flowHint, now: now)
             if index >= 0 {
@@ -560,10 +563,14 @@ public struct Worker: ~Copyable {
     /// `chooseBackend` past its common case: the full flow-table lookup, connection events, the
     /// re-find after a reload, a new flow's placement.
     @inlinable @inline(never)
-    mutating func lookUpBackend(_ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Int {
+    mutating func lookUpBackend(
+        _ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32
+    ) -> Int {
         let tcpFlags = c.pointee.tcpFlags
         var probe = flows.probe(c.pointee.tuple, hash: c.pointee.hash, now: now, touch: true)
-        if tcpFlags & (TCPFlag.syn | TCPFlag.fin | TCPFlag.rst) != 0 && probe.found { probe = connectionEvent(probe, tcpFlags: tcpFlags) }
+        if tcpFlags & (TCPFlag.syn | TCPFlag.fin | TCPFlag.rst) != 0 && probe.found {
+            probe = connectionEvent(probe, tcpFlags: tcpFlags)
+        }
         if probe.found {
             let entry = flows.entries + probe.index
             let current = Worker.currentBackend(entry, snapshot.vips[vip], snapshot: snapshot)
@@ -577,7 +584,9 @@ public struct Worker: ~Copyable {
     /// The backend a flow-table entry names if it was written under this snapshot and its slot is
     /// still one of the VIP's, else -1 (`refind` decides).
     @inlinable @inline(__always)
-    static func currentBackend(_ entry: UnsafeMutablePointer<FlowEntry>, _ record: VIPRecord, snapshot: borrowing ForwardingSnapshot) -> Int {
+    static func currentBackend(
+        _ entry: UnsafeMutablePointer<FlowEntry>, _ record: VIPRecord, snapshot: borrowing ForwardingSnapshot
+    ) -> Int {
         if entry.pointee.generation != snapshot.generation || Int(entry.pointee.backendSlot) >= record.backendCount { return -1 }
         return record.firstBackend &+ Int(entry.pointee.backendSlot)
     }

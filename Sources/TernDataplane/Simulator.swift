@@ -112,7 +112,8 @@ public struct Simulator: ~Copyable {
         for i in frames.indices { packets[i] = Packet(data: buffers[i] + room, length: frames[i].count, headroom: room) }
         runBurst(packets, count: frames.count, outcomes: outcomes)
         return frames.indices.map { i in
-            (outcomes[i], outcomes[i].transmits ? Array(UnsafeRawBufferPointer(start: packets[i].data, count: packets[i].length)) : nil)
+            let sent = UnsafeRawBufferPointer(start: packets[i].data, count: packets[i].length)
+            return (outcomes[i], outcomes[i].transmits ? Array(sent) : nil)
         }
     }
 

@@ -95,9 +95,9 @@ public enum HeaderBuilder {
 /// flow label, UDP source port, checksums). A template is a 64-byte block: the header bytes from
 /// offset 0 (IPv4 20, IPv4+UDP+GUE 32, IPv6 40, IPv6+UDP+GUE 52), its `Kind` at byte 56, the
 /// kind's header length at 57 and outer EtherType (as on the wire) at 58, read directly so a
-/// packet does not branch on the kind for them, and at byte 60 the folded ones'-complement sum of the constant words: of the IPv4 header, or of the
-/// IPv6 pseudo-header's addresses and next header plus the GUE header, for the UDP checksum of
-/// GUE over IPv6.
+/// packet does not branch on the kind for them, and at byte 60 the folded ones'-complement sum of
+/// the constant words: of the IPv4 header, or of the IPv6 pseudo-header's addresses and next
+/// header plus the GUE header, for the UDP checksum of GUE over IPv6.
 public enum EncapTemplate {
     public static let size = 64
     @usableFromInline static let kindOffset = 56
@@ -188,7 +188,9 @@ public enum EncapTemplate {
         // already), not by the kind: tests on the kind alone compile to a jump table.
         if headerLength == HeaderSize.ipv4 {
             (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv4)
-            writeIPv4Variable(t, p, at: o, outerLength: outerLength, trafficClass: trafficClass, identification: identification, dontFragment: dontFragment)
+            writeIPv4Variable(
+                t, p, at: o, outerLength: outerLength, trafficClass: trafficClass, identification: identification,
+                dontFragment: dontFragment)
             return
         }
         let kind = EncapTemplate.kind(t)
@@ -197,7 +199,9 @@ public enum EncapTemplate {
             (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv4 + HeaderSize.udp + HeaderSize.gue)
             p.storeBE16(sourcePort, at: o &+ HeaderSize.ipv4)
             p.storeBE16(UInt16(truncatingIfNeeded: outerLength &- HeaderSize.ipv4), at: o &+ HeaderSize.ipv4 &+ 4)
-            writeIPv4Variable(t, p, at: o, outerLength: outerLength, trafficClass: trafficClass, identification: identification, dontFragment: dontFragment)
+            writeIPv4Variable(
+                t, p, at: o, outerLength: outerLength, trafficClass: trafficClass, identification: identification,
+                dontFragment: dontFragment)
         } else if kind == .ipv6 {
             (p + o).copyMemory(from: t, byteCount: HeaderSize.ipv6)
             writeIPv6Variable(p, at: o, trafficClass: trafficClass, hash: hash, payloadLength: innerLength)
@@ -222,8 +226,8 @@ public enum EncapTemplate {
     /// checksum, from the template's folded sum of the constant words.
     @inlinable @inline(__always)
     static func writeIPv4Variable(
-        _ t: UnsafeRawPointer, _ p: UnsafeMutableRawPointer, at o: Int, outerLength: Int, trafficClass: UInt8, identification: UInt16,
-        dontFragment: Bool
+        _ t: UnsafeRawPointer, _ p: UnsafeMutableRawPointer, at o: Int, outerLength: Int, trafficClass: UInt8,
+        identification: UInt16, dontFragment: Bool
     ) {
         let flags: UInt16 = dontFragment ? 0x4000 : 0
         p.storeU8(trafficClass, at: o &+ 1)

@@ -86,7 +86,8 @@ func isVIPAddress(_ s: borrowing ForwardingSnapshot, _ address: IPAddress) -> Bo
             keys.append(MapKey(IPAddress(v4: 0xC000_0200 &+ UInt32(i)), port: 443, ipProtocol: IPProtocol.tcp))
             keys.append(MapKey(IPAddress("192.0.2.10")!, port: UInt16(i), ipProtocol: IPProtocol.udp))
             keys.append(MapKey(IPAddress(high: v6.high, low: UInt64(i), isV6: true), port: 80, ipProtocol: IPProtocol.tcp))
-            keys.append(MapKey(IPAddress(high: v6.high | UInt64(i) << 16, low: 0xFFFF, isV6: true), port: 80, ipProtocol: IPProtocol.tcp))
+            let prefix = IPAddress(high: v6.high | UInt64(i) << 16, low: 0xFFFF, isV6: true)
+            keys.append(MapKey(prefix, port: 80, ipProtocol: IPProtocol.tcp))
         }
         let map = KeyMap(keys.enumerated().map { ($0.element, Int32($0.offset)) })
         defer { map.deallocate() }

@@ -41,7 +41,8 @@ func segment(_ i: Int, _ flags: UInt8) -> [UInt8] {
     @Test func packetsOfANewFlowInOneBurstMakeOneEntry() {
         var sim = makeSimulator([web([("10.1.0.1", 100), ("10.1.0.2", 100)])])
         let known = outerDestination(sim.run(segment(9, TCPFlag.syn)).1!)
-        let results = sim.runBurst([segment(1, TCPFlag.syn), segment(1, TCPFlag.ack), segment(9, TCPFlag.ack), segment(1, TCPFlag.ack)])
+        let burst = [segment(1, TCPFlag.syn), segment(1, TCPFlag.ack), segment(9, TCPFlag.ack), segment(1, TCPFlag.ack)]
+        let results = sim.runBurst(burst)
         #expect(results.allSatisfy { $0.0 == .forwarded })
         #expect(sim.worker.flows.counters.inserted == 2)
         #expect(Set([0, 1, 3].map { outerDestination(results[$0].1!) }).count == 1)
