@@ -14,12 +14,8 @@ public struct FiveTuple: Hashable, Sendable {
 
     @inlinable @inline(__always)
     public init(source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16, ipProtocol: UInt8) {
-        sourceHigh = source.high
-        sourceLow = source.low
-        destinationHigh = destination.high
-        destinationLow = destination.low
-        portsAndProtocol = UInt64(sourcePort) << 48 | UInt64(destinationPort) << 32 | UInt64(ipProtocol) << 8
-            | (source.isV6 ? 6 : 4)
+        self.init(
+            source: source, destination: destination, ports: UInt32(sourcePort) << 16 | UInt32(destinationPort), ipProtocol: ipProtocol)
     }
 
     /// `ports` as the transport header's first four bytes read big-endian (source port << 16 |
