@@ -100,7 +100,7 @@ let package = Package(
             ],
             path: "bench/TernBench", swiftSettings: dpdkSwift),
         .testTarget(name: "TernWireTests", dependencies: ["TernWire", "TernTestSupport", "CFastPath"], swiftSettings: strict),
-        .testTarget(name: "TernBalancingTests", dependencies: ["TernWire", "TernBalancing", "TernMetrics", "CFastPath"], swiftSettings: strict),
+        .testTarget(name: "TernBalancingTests", dependencies: ["TernWire", "TernBalancing", "TernMetrics", "TernTestSupport", "CFastPath"], swiftSettings: strict),
         .testTarget(
             name: "TernDataplaneTests", dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport", "TernMetrics"],
             swiftSettings: strict),

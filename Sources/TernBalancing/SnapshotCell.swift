@@ -72,18 +72,31 @@ public final class SnapshotCell: @unchecked Sendable {
     /// Publishes `next` and waits out the grace period; returns the old snapshot, which no worker
     /// can see any more. The caller owns it (read its counters, then `retire` it).
     public func publish(_ next: consuming ForwardingSnapshot, pollMicroseconds: UInt32 = 200) -> UnsafeMutablePointer<ForwardingSnapshot> {
+        let grace = swap(next)
+        while !hasElapsed(grace) { usleep(pollMicroseconds) }
+        return grace.old
+    }
+
+    /// A publication whose grace period may still be running: `old` must not be touched until
+    /// `hasElapsed` says so.
+    public struct Grace {
+        public let old: UnsafeMutablePointer<ForwardingSnapshot>
+        let epoch: UInt64
+    }
+
+    /// The first half of `publish`: swaps the pointer in and starts the grace period.
+    public func swap(_ next: consuming ForwardingSnapshot) -> Grace {
         let p = UnsafeMutablePointer<ForwardingSnapshot>.allocate(capacity: 1)
         p.initialize(to: next)
         let old = pointer.exchange(UInt(bitPattern: p), ordering: .acquiringAndReleasing)
         let target = epoch.add(1, ordering: .acquiringAndReleasing).newValue
-        for i in 0..<readerCount {
-            while true {
-                let seen = readers[i].seenEpoch.load(ordering: .acquiring)
-                if seen >= target { break }  // includes `offline`
-                usleep(pollMicroseconds)
-            }
-        }
-        return UnsafeMutablePointer(bitPattern: old)!
+        return Grace(old: UnsafeMutablePointer(bitPattern: old)!, epoch: target)
+    }
+
+    /// Whether every online worker has entered a burst (or gone offline) since `grace` began.
+    public func hasElapsed(_ grace: Grace) -> Bool {
+        for i in 0..<readerCount where readers[i].seenEpoch.load(ordering: .acquiring) < grace.epoch { return false }
+        return true  // `offline` is above every epoch
     }
 
     /// Frees a snapshot `publish` returned.

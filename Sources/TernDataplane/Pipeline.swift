@@ -44,7 +44,7 @@
 // and notes its way (the hint), or, for a new flow, the entry it will take and its Maglev table
 // slot; `forward` then finishes each packet, by which time both are (usually) in cache: an
 // established flow is settled at its hinted way, and anything else takes the full lookup. A single
-// packet takes the same steps back to back (without a hint).
+// packet is a burst of one.
 //
 // Nothing here allocates, retains, locks or calls through an existential: the snapshot is borrowed,
 // per-worker state is a ~Copyable struct, and everything is inlined into the caller's loop.
@@ -178,7 +178,10 @@ public struct Worker: ~Copyable {
         stats.deallocate()
     }
 
-    /// Runs a burst (at most `maxBurst` packets) through the pipeline, writing each packet's outcome.
+    /// Runs a burst (at most `maxBurst` packets) through the pipeline, writing each packet's outcome;
+    /// `forwarded` and `replied` packets are rewritten in place into the frame to transmit. `now` is
+    /// flow-table time in seconds (at least 1). The only way into the pipeline: ternd's worker loop,
+    /// `Simulator` (simulate, tests, fuzzing) and the benchmarks all come in here.
     @inlinable
     public mutating func processBurst(
         _ packets: UnsafeMutablePointer<Packet>, count: Int, outcomes: UnsafeMutablePointer<Outcome>,
@@ -209,23 +212,6 @@ public struct Worker: ~Copyable {
         for i in 0..<count {
             if pending[i] { outcomes[i] = forward(&packets[i], classified + i, snapshot: snapshot, now: now) }
             stats.add(CounterSlot.outcomes &+ Int(outcomes[i].rawValue))
-        }
-    }
-
-    /// Decides one packet's fate and, for `forwarded` and `replied`, rewrites it in place into the
-    /// frame to transmit. `now` is flow-table time in seconds (at least 1).
-    @inlinable
-    public mutating func process(_ packet: inout Packet, snapshot: borrowing ForwardingSnapshot, now: UInt32) -> Outcome {
-        echoBudget.pointee.refill(now: now)
-        fragments.pointee.beginBurst(now: now)
-        return withUnsafeMutablePointer(to: &packet) { p in
-            burstPackets = p
-            forwardedCounters = snapshot.forwardedCounters(worker: index)
-            defer { (burstPackets, forwardedCounters) = (nil, nil) }
-            var outcome = classify(&p.pointee, into: classified, snapshot: snapshot)
-            if outcome == nil { outcome = forward(&p.pointee, classified, snapshot: snapshot, now: now) }
-            stats.add(CounterSlot.outcomes &+ Int(outcome!.rawValue))
-            return outcome!
         }
     }
 

@@ -1,5 +1,7 @@
-// Runs frames held in Swift arrays through one worker's pipeline, one at a time and in order: what
-// `ternctl simulate`, the tests and the fuzzer use. Not the packet path itself (it copies).
+// Runs frames held in Swift arrays through one worker's pipeline, one at a time and in order, or as
+// bursts: what `ternctl simulate`, the tests and the fuzzer use. Every frame enters the pipeline as
+// ternd's do, through `Worker.processBurst` (a single frame is a burst of one), so established flows
+// take the same hinted path as under ternd. Not the packet path itself (it copies).
 
 import TernBalancing
 import TernWire
@@ -20,6 +22,9 @@ public struct Simulator: ~Copyable {
     /// What held fragments became when their first passed, not yet taken (`takeReleased`).
     var released: [(Outcome, [UInt8]?)] = []
     let handles = UnsafeMutablePointer<UInt>.allocate(capacity: FragmentTable.heldCapacity)
+    /// A burst of one: the packet and outcome `runOne` hands to `processBurst`.
+    let onePacket = UnsafeMutablePointer<Packet>.allocate(capacity: 1)
+    let oneOutcome = UnsafeMutablePointer<Outcome>.allocate(capacity: 1)
 
     public init(snapshot: consuming ForwardingSnapshot, worker: consuming Worker) {
         self.snapshot = snapshot
@@ -31,6 +36,8 @@ public struct Simulator: ~Copyable {
     deinit {
         buffer.deallocate()
         handles.deallocate()
+        onePacket.deallocate()
+        oneOutcome.deallocate()
     }
 
     /// Flow-table time from capture timestamps: whole seconds since the first frame, plus one.
@@ -87,10 +94,11 @@ public struct Simulator: ~Copyable {
         }
         let data = buffer + Simulator.headroom
         frame.withUnsafeBytes { data.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        var packet = Packet(data: data, length: frame.count, headroom: Simulator.headroom)
-        let outcome = worker.process(&packet, snapshot: snapshot, now: now)
+        onePacket.initialize(to: Packet(data: data, length: frame.count, headroom: Simulator.headroom))
+        runBurst(onePacket, count: 1, outcomes: oneOutcome)
+        let outcome = oneOutcome.pointee
         guard outcome.transmits else { return (outcome, nil) }
-        return (outcome, Array(UnsafeRawBufferPointer(start: packet.data, count: packet.length)))
+        return (outcome, Array(UnsafeRawBufferPointer(start: onePacket.pointee.data, count: onePacket.pointee.length)))
     }
 
     /// Runs `frames` as one burst through `processBurst`; their outcomes and, for `forwarded` and

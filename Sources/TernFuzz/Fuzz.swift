@@ -1,8 +1,8 @@
 // Fuzz targets, chosen by the environment variable TERN_FUZZ_TARGET:
-// - `frame` (default): one frame through the parser and the whole pipeline, built from a header
+// - `frame` (default): one frame (a burst of one) through the parser and the whole pipeline, built from a header
 //   skeleton the first input bytes choose, against a snapshot whose VIPs cover every path
 //   (IPv4/IPv6, TCP/UDP, any-port, IPIP and GUE, v4/v6 backends);
-// - `burst`: several frames at once through `Worker.processBurst`, ternd's entry point: the input
+// - `burst`: several frames at once through `Worker.processBurst`, the pipeline's one entry point: the input
 //   is a sequence of (2-byte big-endian length, frame) records, frames up to 9,216 bytes, each in
 //   its own buffer with mbuf-sized headroom; every transmitted frame must stay inside its buffer
 //   and every packet must be counted;

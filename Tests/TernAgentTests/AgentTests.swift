@@ -347,7 +347,8 @@ final class FlowSender {
                 sourcePort: UInt16(1000 + i), destinationPort: 80)
             frame.withUnsafeBytes { (buffer + 128).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             var packet = Packet(data: buffer + 128, length: frame.count, headroom: 128)
-            _ = worker.process(&packet, snapshot: reloader.publisher.cell.current.pointee, now: 1)
+            var outcome = Outcome.forwarded
+            worker.processBurst(&packet, count: 1, outcomes: &outcome, snapshot: reloader.publisher.cell.current.pointee, now: 1)
         }
     }
 }

@@ -1,4 +1,5 @@
 import CFastPath
+import TernTestSupport
 import Testing
 
 @testable import TernBalancing
@@ -22,15 +23,20 @@ let backendA = IPAddress("10.1.0.1")!
             #expect(!p.found)
             table.insert(t, at: p, hash: FlowHash.hash(t), backend: backendA, slot: UInt16(i % 7), generation: 3, now: 1)
         }
+        // Flows may be evicted from a full bucket: every flow still in the table is found with what
+        // was stored, and the ones found are exactly the ones not evicted (none evicted at this load).
+        var found = 0
         for i in 0..<500 {
             let t = tuple(i)
             let p = table.probe(t, hash: FlowHash.hash(t), now: 2)
-            if p.found {
-                #expect(table.entries[p.index].backendSlot == UInt16(i % 7))
-                #expect(table.entries[p.index].backendAddress == backendA)
-            }
+            guard p.found else { continue }
+            found += 1
+            #expect(table.entries[p.index].backendSlot == UInt16(i % 7))
+            #expect(table.entries[p.index].backendAddress == backendA)
         }
-        #expect(table.liveCount(now: 2) == 500 - Int(table.counters.evicted))
+        #expect(found == 500 - Int(table.counters.evicted))
+        #expect(found > 490)
+        #expect(table.liveCount(now: 2) == found)
     }
 
     /// An IPv6 backend is remembered as one (a reload finds it again by address), and a flow that
@@ -126,7 +132,7 @@ let backendA = IPAddress("10.1.0.1")!
     /// idled-out way, else the least recently seen (first of equals), over random times, classes
     /// (upper bits set too), timeouts and clock wrap-around.
     @Test func replacementWayAgreesWithTheLoopOverTheWays() {
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix(seed: 8)
         var dead = 0, evicted = 0
         for round in 0..<20_000 {
             let now = round % 3 == 0 ? UInt32.random(in: 0...20, using: &rng) : UInt32.random(in: 0...UInt32.max, using: &rng)

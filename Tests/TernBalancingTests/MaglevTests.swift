@@ -1,3 +1,4 @@
+import TernTestSupport
 import Testing
 
 @testable import TernBalancing
@@ -168,18 +169,5 @@ func fingerprint(_ table: [UInt16]) -> UInt64 {
         }
         #expect(!finished && asked == 1)
         #expect(Maglev.build(backends: backends(100), into: table))
-    }
-}
-
-/// A small deterministic generator for test inputs.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

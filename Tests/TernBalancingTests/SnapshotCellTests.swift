@@ -76,23 +76,28 @@ func numberedSnapshot(_ generation: UInt32, workers: Int) -> ForwardingSnapshot 
         #expect(published == 298 && read > 0)
     }
 
-    @Test func publishWaitsForAReaderStillInItsBurst() {
-        let cell = SnapshotCell(numberedSnapshot(1, workers: 1), readers: 1)
-        _ = cell.enterBurst(reader: 0)  // reader 0 now holds generation 1
-        let returned = Atomic<Bool>(false)
-        let done = spawn {
-            let old = cell.publish(numberedSnapshot(2, workers: 1), pollMicroseconds: 50)
-            returned.store(true, ordering: .releasing)
-            SnapshotCell.retire(old)
-        }
-        usleep(100_000)
-        let returnedEarly = returned.load(ordering: .acquiring)
-        #expect(!returnedEarly)
-        let next = cell.enterBurst(reader: 0)  // quiescent: the writer may go on
+    @Test func theGracePeriodLastsUntilEveryReaderStillInItsBurstEntersAnother() {
+        let cell = SnapshotCell(numberedSnapshot(1, workers: 2), readers: 2)
+        _ = cell.enterBurst(reader: 0)  // both readers now hold generation 1
+        _ = cell.enterBurst(reader: 1)
+        let grace = cell.swap(numberedSnapshot(2, workers: 2))
+        #expect(!cell.hasElapsed(grace))
+        let next = cell.enterBurst(reader: 0)  // quiescent: reader 0 let go of generation 1
         #expect(next.pointee.generation == 2)
+        #expect(!cell.hasElapsed(grace))  // reader 1 still may be reading it
+        cell.goOffline(reader: 1)
+        #expect(cell.hasElapsed(grace))
+        #expect(grace.old.pointee.generation == 1)
+        SnapshotCell.retire(grace.old)
+    }
+
+    @Test func publishReturnsOnceTheReaderStillInItsBurstEntersAnother() {
+        let cell = SnapshotCell(numberedSnapshot(1, workers: 1), readers: 1)
+        _ = cell.enterBurst(reader: 0)
+        let done = spawn { SnapshotCell.retire(cell.publish(numberedSnapshot(2, workers: 1), pollMicroseconds: 50)) }
+        // The reader keeps entering bursts until it sees the new snapshot; publish cannot return before.
+        while cell.enterBurst(reader: 0).pointee.generation != 2 { usleep(50) }
         done.wait()
-        let returnedLater = returned.load(ordering: .acquiring)
-        #expect(returnedLater)
     }
 
     @Test func offlineReadersDoNotHoldUpPublication() {

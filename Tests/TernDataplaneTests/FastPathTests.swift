@@ -109,7 +109,7 @@ import Testing
     @Test func everyDamagedFrameTheFastPathAcceptsIsClassifiedAlikeByTheGeneralParser() {
         let sim = FastPathTests.simulator()
         let (fast, other) = FastPathTests.seeds()
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix(seed: 0x7E2A)
         var accepted = 0, declined = 0, disagreements: [[UInt8]] = []
         for seed in fast + other {
             for _ in 0..<400 {
@@ -119,7 +119,7 @@ import Testing
                 } else {
                     for _ in 0..<Int.random(in: 1...3, using: &rng) {
                         let i = Int.random(in: 12..<min(frame.count, 80), using: &rng)
-                        frame[i] = Bool.random(using: &rng) ? UInt8.random(in: 0...255, using: &rng) : frame[i] ^ (1 << UInt8.random(in: 0..<8))
+                        frame[i] = Bool.random(using: &rng) ? UInt8.random(in: 0...255, using: &rng) : frame[i] ^ (1 << UInt8.random(in: 0..<8, using: &rng))
                     }
                 }
                 switch FastPathTests.compare(frame, sim) {

@@ -305,7 +305,9 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         var frame = clientFlow(1)
         frame.withUnsafeMutableBytes { raw in
             var packet = Packet(data: raw.baseAddress!, length: raw.count, headroom: 0)
-            #expect(sim.worker.process(&packet, snapshot: sim.snapshot, now: 1) == .dropNoHeadroom)
+            var outcome = Outcome.forwarded
+            sim.runBurst(&packet, count: 1, outcomes: &outcome)
+            #expect(outcome == .dropNoHeadroom)
         }
     }
 

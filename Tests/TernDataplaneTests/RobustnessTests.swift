@@ -5,15 +5,6 @@ import Testing
 @testable import TernTestSupport
 @testable import TernWire
 
-/// A small deterministic generator (SplitMix64), so a failure names a seed that reproduces it.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        return FlowHash.mix(state)
-    }
-}
-
 @Suite struct RobustnessTests {
     /// Hundreds of thousands of frames: valid skeletons with random bytes written over random
     /// fields and random truncations, plus pure noise. Every one must end in exactly one counted
@@ -28,7 +19,7 @@ struct SplitMix: RandomNumberGenerator {
                 address: ip("2001:db8::10"), port: 443, ipProtocol: IPProtocol.tcp, encapsulation: .gue, guePort: 6080,
                 backends: [(ip("10.1.0.1"), 1)]),
         ], flows: 4096)
-        var rng = SplitMix(state: 42)
+        var rng = SplitMix(seed: 42)
         let total = 300_000
         var input = [UInt8](repeating: 0, count: 96)
         for _ in 0..<total {

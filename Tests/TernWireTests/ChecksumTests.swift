@@ -1,4 +1,5 @@
 import Testing
+import TernTestSupport
 
 @testable import TernWire
 
@@ -19,13 +20,14 @@ import Testing
     }
 
     @Test func incrementalUpdateEqualsRecomputing() {
+        var rng = SplitMix(seed: 1071)
         for _ in 0..<2000 {
-            var words = (0..<10).map { _ in UInt16.random(in: 1...0xFFFF) }
+            var words = (0..<10).map { _ in UInt16.random(in: 1...0xFFFF, using: &rng) }
             let bytes = { (w: [UInt16]) in w.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] } }
             let before = bytes(words).withUnsafeBytes { Checksum.compute($0.baseAddress!, length: 20) }
-            let i = Int.random(in: 0..<10)
+            let i = Int.random(in: 0..<10, using: &rng)
             let old = words[i]
-            words[i] = UInt16.random(in: 1...0xFFFF)
+            words[i] = UInt16.random(in: 1...0xFFFF, using: &rng)
             let after = bytes(words).withUnsafeBytes { Checksum.compute($0.baseAddress!, length: 20) }
             #expect(Checksum.update(before, old: old, new: words[i]) == after)
         }
@@ -33,8 +35,9 @@ import Testing
 
     @Test func smallFoldEqualsTheGeneralFoldForEvery32BitSum() {
         // The extremes (0x1FFFE after the first fold, carries out of the second) and random sums.
+        var rng = SplitMix(seed: 0x1FFFE)
         let edges: [UInt32] = [0, 0xFFFF, 0x1_0000, 0x1_FFFE, 0xFFFE_FFFF, 0xFFFF_0000, 0xFFFF_FFFF, 0x4_FFFB]
-        for sum in edges + (0..<20_000).map({ _ in UInt32.random(in: 0...UInt32.max) }) {
+        for sum in edges + (0..<20_000).map({ _ in UInt32.random(in: 0...UInt32.max, using: &rng) }) {
             #expect(Checksum.fold(small: sum) == Checksum.fold(UInt64(sum)))
         }
     }
