@@ -11,7 +11,7 @@ DESTDIR     ?=
 FUZZ_SECONDS ?= 15
 FUZZ_TARGETS ?= frame burst toml config keepalived ipvsadm
 
-.PHONY: all build release run install install-test import-test metrics-test test unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
+.PHONY: all build release run install install-test import-test metrics-test test lint format unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
 
 all: build
 
@@ -61,7 +61,27 @@ install-test:
 	$(STAGE)/usr/bin/ternd --version && $(STAGE)/usr/bin/ternctl --version
 	@echo "ok: make install staged $$(find $(STAGE) -type f | wc -l) files; systemd-analyze verify passed"
 
-test: unit-test config-test leak-test install-test outside-test ternd-test import-test metrics-test netns-test tsan-test fuzz bench-quick
+# Each stage runs as its own make, timed; the times are printed at the end (and at a failure).
+TEST_STAGES := lint unit-test config-test leak-test install-test outside-test ternd-test import-test metrics-test netns-test \
+	tsan-test fuzz bench-quick
+test:
+	@times=""; all=$$(date +%s); \
+	for stage in $(TEST_STAGES); do \
+		start=$$(date +%s); \
+		$(MAKE) --no-print-directory $$stage; status=$$?; \
+		times="$$times$$(printf '  %-14s %5d s' $$stage $$(( $$(date +%s) - start )))\n"; \
+		if [ $$status -ne 0 ]; then printf "make test: stage %s failed\nstage times:\n$$times" $$stage; exit $$status; fi; \
+	done; \
+	printf "make test: every stage passed in %d s\nstage times:\n$$times" $$(( $$(date +%s) - all ))
+
+# swift-format (the toolchain's `swift format`) with the tree's .swift-format: any difference fails.
+# `make format` rewrites the files.
+FORMATTED := Package.swift Sources Tests bench/TernBench
+lint:
+	$(SWIFT) format lint --strict -r $(FORMATTED)
+
+format:
+	$(SWIFT) format format -i -r $(FORMATTED)
 
 unit-test:
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests

@@ -52,7 +52,8 @@ let package = Package(
             linkerSettings: dpdkLibraries),
         // Prefetch hints, a SIMD tag compare and huge-page table memory for the packet path (not
         // DPDK). DWARF 4: Debian's valgrind (bench/run.py's callgrind) cannot read clang's DWARF 5.
-        .target(name: "CFastPath", path: "CShims/CFastPath", cSettings: [.unsafeFlags(["-Wall", "-Werror", "-gdwarf-4", "-msse4.2"])]),
+        .target(
+            name: "CFastPath", path: "CShims/CFastPath", cSettings: [.unsafeFlags(["-Wall", "-Werror", "-gdwarf-4", "-msse4.2"])]),
         .target(
             name: "TernDPDK", dependencies: ["CDPDK", "TernWire", "TernBalancing", "TernDataplane", "TernMetrics"],
             swiftSettings: dpdkSwift),
@@ -74,14 +75,16 @@ let package = Package(
         .executableTarget(
             name: "ternctl",
             dependencies: [
-                "TernWire", "TernBalancing", "TernDataplane", "TernControl", "TernPcap", "TernTelemetry", "TernAgent", "TernMetrics",
+                "TernWire", "TernBalancing", "TernDataplane", "TernControl", "TernPcap", "TernTelemetry", "TernAgent",
+                "TernMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
         .executableTarget(
             name: "ternd",
             dependencies: [
-                "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernControl", "TernTelemetry", "TernAgent", "TernMetrics",
+                "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernControl", "TernTelemetry", "TernAgent",
+                "TernMetrics",
                 "TernPcap", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: dpdkSwift),
@@ -100,9 +103,12 @@ let package = Package(
             ],
             path: "bench/TernBench", swiftSettings: dpdkSwift),
         .testTarget(name: "TernWireTests", dependencies: ["TernWire", "TernTestSupport", "CFastPath"], swiftSettings: strict),
-        .testTarget(name: "TernBalancingTests", dependencies: ["TernWire", "TernBalancing", "TernMetrics", "TernTestSupport", "CFastPath"], swiftSettings: strict),
         .testTarget(
-            name: "TernDataplaneTests", dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport", "TernMetrics"],
+            name: "TernBalancingTests",
+            dependencies: ["TernWire", "TernBalancing", "TernMetrics", "TernTestSupport", "CFastPath"], swiftSettings: strict),
+        .testTarget(
+            name: "TernDataplaneTests",
+            dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport", "TernMetrics"],
             swiftSettings: strict),
         .testTarget(
             name: "TernControlTests", dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernControl"],

@@ -67,7 +67,8 @@ extension ControlCommands {
         let rows: [[String: Any]] = c.vips.map { v in
             let taking = v.backends.filter { reloader.desired.effectiveWeight($0, of: v) > 0 }.count
             return [
-                "vip": v.name, "address": v.address.description, "prefix": v.prefix, "port": Int(v.port), "protocol": v.protocolName,
+                "vip": v.name, "address": v.address.description, "prefix": v.prefix, "port": Int(v.port),
+                "protocol": v.protocolName,
                 "encap": v.encapsulation == .gue ? "gue" : "ipip", "gue_port": Int(v.guePort), "backends": v.backends.count,
                 "hash": v.hashName, "quic": v.quic, "clamp_mss": v.clampMSS,
                 "backends_taking_new_flows": taking, "table_size": c.tableSize, "fingerprint": fingerprints[v.name] ?? "",

@@ -75,7 +75,8 @@ public final class ControlCommands {
         switch request.command {
         case "status": return status()
         case "stats":
-            let json = info.stats.report(extraObjects: [("reloads", [("ok", reloader.succeeded), ("failed", reloader.failed)])]).json
+            let json = info.stats.report(extraObjects: [("reloads", [("ok", reloader.succeeded), ("failed", reloader.failed)])])
+                .json
             guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
                 return ControlReply.error("stats not encodable")
             }
@@ -97,7 +98,8 @@ public final class ControlCommands {
             return ControlReply.ok(["prefixes": prefixes])
         default:
             return ControlReply.error(
-                "unknown command \"\(escapedForMessage(request.command))\" (status, stats, reload, drain, undrain, show-backends, show-vips, announcements)")
+                "unknown command \"\(escapedForMessage(request.command))\" (status, stats, reload, drain, undrain, show-backends, show-vips, announcements)"
+            )
         }
     }
 
@@ -122,7 +124,9 @@ public final class ControlCommands {
             return ControlReply.error("no VIP \(escapedForMessage(vip)) (VIPs are named like 192.0.2.10:80/tcp)")
         }
         let keys = reloader.desired.backends(address, vip: request.arguments["vip"])
-        guard !keys.isEmpty else { return ControlReply.error("no backend \(address)\(request.arguments["vip"].map { " in \($0)" } ?? "")") }
+        guard !keys.isEmpty else {
+            return ControlReply.error("no backend \(address)\(request.arguments["vip"].map { " in \($0)" } ?? "")")
+        }
         let result = reloader.setState(keys, to: state)
         log(result.ok ? .info : .error, result.message)
         return result.ok ? ControlReply.ok(["message": result.message]) : ControlReply.error(result.message)

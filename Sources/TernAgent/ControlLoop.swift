@@ -17,7 +17,7 @@
 import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Whether ternd is on its way out (shutdown drain): VIPs are then reported down.
@@ -54,7 +54,8 @@ public final class ControlLoop {
     let lifecycle: Lifecycle
 
     public init(
-        signals: any SignalSource, reloader: Reloader, log: @escaping (Logger.Level, String) -> Void, clock: @escaping () -> Double,
+        signals: any SignalSource, reloader: Reloader, log: @escaping (Logger.Level, String) -> Void,
+        clock: @escaping () -> Double,
         stopWhenIdleSeconds: Double? = nil, progress: @escaping () -> UInt64 = { 0 }, server: ControlServer? = nil,
         commands: ControlCommands? = nil, exchange: ControlExchange? = nil, answer: @escaping (String) -> [UInt8] = { _ in [] },
         periodic: [(interval: Double, action: () -> Void)] = [], lifecycle: Lifecycle = Lifecycle()

@@ -7,7 +7,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One request: `{"command": "drain", "backend": "10.1.0.1", "vip": "192.0.2.10:80/tcp"}`.
@@ -25,7 +25,9 @@ public struct ControlRequest: Sendable {
         guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
             return .failure(ControlFailure("the request is not a JSON object"))
         }
-        guard let command = object["command"] as? String else { return .failure(ControlFailure("the request has no \"command\"")) }
+        guard let command = object["command"] as? String else {
+            return .failure(ControlFailure("the request has no \"command\""))
+        }
         var arguments: [String: String] = [:]
         for (k, v) in object where k != "command" {
             guard let s = v as? String else { return .failure(ControlFailure("argument \"\(k)\" must be a string")) }
@@ -38,7 +40,9 @@ public struct ControlRequest: Sendable {
     public var line: [UInt8] {
         var object: [String: Any] = arguments
         object["command"] = command
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        let data =
+            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+            ?? Data("{}".utf8)
         return Array(data) + [0x0A]
     }
 }
@@ -54,7 +58,8 @@ public enum ControlReply {
     public static func error(_ message: String) -> [String: Any] { ["ok": false, "error": message] }
 
     public static func line(_ reply: [String: Any]) -> [UInt8] {
-        let data = (try? JSONSerialization.data(withJSONObject: reply, options: [.sortedKeys, .withoutEscapingSlashes]))
+        let data =
+            (try? JSONSerialization.data(withJSONObject: reply, options: [.sortedKeys, .withoutEscapingSlashes]))
             ?? Data("{\"ok\":false,\"error\":\"reply not encodable\"}".utf8)
         return Array(data) + [0x0A]
     }
@@ -108,10 +113,12 @@ public final class ControlServer {
                 UnixSocket.writeAll(c.fd, ControlReply.line(reply))
                 Glibc.close(c.fd)
             } else if c.buffer.count > ControlServer.maxRequest {
-                UnixSocket.writeAll(c.fd, ControlReply.line(ControlReply.error("request longer than \(ControlServer.maxRequest) bytes")))
+                UnixSocket.writeAll(
+                    c.fd, ControlReply.line(ControlReply.error("request longer than \(ControlServer.maxRequest) bytes")))
                 Glibc.close(c.fd)
             } else if now >= c.deadline {
-                UnixSocket.writeAll(c.fd, ControlReply.line(ControlReply.error("no request within \(ControlServer.requestTimeout) s")))
+                UnixSocket.writeAll(
+                    c.fd, ControlReply.line(ControlReply.error("no request within \(ControlServer.requestTimeout) s")))
                 Glibc.close(c.fd)
             } else {
                 open.append(c)

@@ -79,7 +79,8 @@ public struct DesiredState: Sendable {
 
     /// The same by key (looks the backend up in the config; `.active` when it is not there).
     public func state(of key: BackendKey) -> BackendState {
-        guard let v = config.vips.first(where: { $0.name == key.vip }), let b = v.backends.first(where: { $0.address == key.address })
+        guard let v = config.vips.first(where: { $0.name == key.vip }),
+            let b = v.backends.first(where: { $0.address == key.address })
         else { return overrides[key] ?? .active }
         return state(of: b, of: v)
     }

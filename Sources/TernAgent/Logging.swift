@@ -7,7 +7,7 @@
 import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public struct TernLogHandler: LogHandler {

@@ -29,7 +29,8 @@ public struct MetricsRenderer {
             let body = name.dropFirst("tern_".count)
             let cut = body.lastIndex(of: "_")!
             return MetricNameDescriptor(
-                namespace: "tern", metricName: String(body[..<cut]), unitName: String(body[body.index(after: cut)...]), helpText: help)
+                namespace: "tern", metricName: String(body[..<cut]), unitName: String(body[body.index(after: cut)...]),
+                helpText: help)
         }
         func counter(_ name: String, _ help: String, _ labels: [(String, String)], _ value: UInt64) {
             r.makeCounter(descriptor: descriptor(name, help), labels: labels).increment(by: Int64(truncatingIfNeeded: value))
@@ -45,21 +46,28 @@ public struct MetricsRenderer {
             counter("tern_rx_packets_total", "Packets the worker took from its RX queues.", worker, block.load(CounterSlot.rx))
             counter("tern_forwarded_packets_total", "Packets encapsulated to a backend.", worker, outcomes.forwarded)
             counter(
-                "tern_forwarded_in_fragments_packets_total", "Packets encapsulated to a backend as outer IPv4 fragments (no DF, too big).",
+                "tern_forwarded_in_fragments_packets_total",
+                "Packets encapsulated to a backend as outer IPv4 fragments (no DF, too big).",
                 worker, outcomes[.forwardedInFragments])
             counter("tern_host_packets_total", "Packets not for a VIP (the host's).", worker, outcomes[.host])
             for (kind, o) in Outcome.replies {
                 counter("tern_replied_packets_total", "Packets answered by Tern (ICMP).", worker + [("kind", kind)], outcomes[o])
             }
             counter(
-                "tern_fragments_held_total", "IP fragments held until their datagram's first fragment passed (then counted by their outcome).",
+                "tern_fragments_held_total",
+                "IP fragments held until their datagram's first fragment passed (then counted by their outcome).",
                 worker, outcomes[.held])
             for o in Outcome.dropReasons {
-                counter("tern_dropped_packets_total", "Packets dropped, by reason.", worker + [("reason", o.dropReason!)], outcomes[o])
+                counter(
+                    "tern_dropped_packets_total", "Packets dropped, by reason.", worker + [("reason", o.dropReason!)], outcomes[o]
+                )
             }
             counter("tern_tx_packets_total", "Frames transmitted.", worker, block.load(CounterSlot.tx))
-            counter("tern_tx_failed_packets_total", "Frames the TX queue refused (freed).", worker, block.load(CounterSlot.txFailed))
-            counter("tern_flows_inserted_total", "Flows inserted into the worker's flow table.", worker, block.load(CounterSlot.flowsInserted))
+            counter(
+                "tern_tx_failed_packets_total", "Frames the TX queue refused (freed).", worker, block.load(CounterSlot.txFailed))
+            counter(
+                "tern_flows_inserted_total", "Flows inserted into the worker's flow table.", worker,
+                block.load(CounterSlot.flowsInserted))
             counter("tern_flows_evicted_total", "Flows evicted from a full bucket.", worker, block.load(CounterSlot.flowsEvicted))
             for f in CounterSlot.features { counter("tern_\(f.name)_total", f.help, worker, block.load(f.slot)) }
         }
@@ -74,7 +82,8 @@ public struct MetricsRenderer {
         let totals = stats.publisher.totals()
         for v in totals.vips {
             counter("tern_vip_forwarded_packets_total", "Packets forwarded for a VIP.", [("vip", v.name)], v.packets)
-            counter("tern_vip_new_flows_total", "Flows Maglev placed for a VIP (flow-table misses).", [("vip", v.name)], v.newFlows)
+            counter(
+                "tern_vip_new_flows_total", "Flows Maglev placed for a VIP (flow-table misses).", [("vip", v.name)], v.newFlows)
         }
         for case let e? in totals.entries {
             let labels = [("vip", e.vip), ("backend", e.address.description)]
@@ -92,7 +101,8 @@ public struct MetricsRenderer {
                 let labels = [("vip", v.name), ("backend", b.address.description)]
                 let h = info.health(BackendKey(vip: v.name, address: b.address)) ?? HealthState()
                 gauge("tern_backend_up", "1 while the backend passes its health checks.", labels, h.up ? 1 : 0)
-                counter("tern_backend_health_transitions_total", "Health changes (up to down, down to up).", labels, h.transitions)
+                counter(
+                    "tern_backend_health_transitions_total", "Health changes (up to down, down to up).", labels, h.transitions)
             }
         }
         for v in desired.config.vips {
@@ -117,7 +127,8 @@ public struct MetricsRenderer {
                 counter(name, help, port, UInt64(max(0, s[key] ?? 0)))
             }
         }
-        gauge("tern_config_generation", "Generation of the running forwarding snapshot.", [], Double(reloader.publisher.generation))
+        gauge(
+            "tern_config_generation", "Generation of the running forwarding snapshot.", [], Double(reloader.publisher.generation))
         counter("tern_config_reloads_total", "Reloads and runtime changes, by result.", [("result", "ok")], reloader.succeeded)
         counter("tern_config_reloads_total", "Reloads and runtime changes, by result.", [("result", "failed")], reloader.failed)
         gauge(

@@ -10,7 +10,7 @@ import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Hands questions from other threads (a Prometheus scrape, a DPDK telemetry command) to the
@@ -123,8 +123,10 @@ final class MetricsHandler: ChannelInboundHandler {
             head = nil
             let path = h.uri.split(separator: "?").first.map(String.init) ?? h.uri
             guard h.method == .GET || h.method == .HEAD, path == "/metrics" else {
-                respond(context, status: path == "/metrics" ? .methodNotAllowed : .notFound, body: Array("not found; try GET /metrics\n".utf8),
-                        keepAlive: h.isKeepAlive)
+                respond(
+                    context, status: path == "/metrics" ? .methodNotAllowed : .notFound,
+                    body: Array("not found; try GET /metrics\n".utf8),
+                    keepAlive: h.isKeepAlive)
                 return
             }
             // Wait for the control thread off the event loop, then answer on it.
@@ -137,11 +139,13 @@ final class MetricsHandler: ChannelInboundHandler {
                 loop.execute {
                     let (handler, context) = bound.value
                     if let text {
-                        handler.respond(context, status: .ok, body: text, keepAlive: keepAlive,
-                                        contentType: "text/plain; version=0.0.4; charset=utf-8")
+                        handler.respond(
+                            context, status: .ok, body: text, keepAlive: keepAlive,
+                            contentType: "text/plain; version=0.0.4; charset=utf-8")
                     } else {
-                        handler.respond(context, status: .serviceUnavailable, body: Array("ternd's control thread is busy\n".utf8),
-                                        keepAlive: keepAlive)
+                        handler.respond(
+                            context, status: .serviceUnavailable, body: Array("ternd's control thread is busy\n".utf8),
+                            keepAlive: keepAlive)
                     }
                 }
             }

@@ -9,7 +9,7 @@ import TernDataplane
 import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public final class NeighborWatcher {
@@ -82,9 +82,15 @@ public final class NeighborWatcher {
             if mac != before {
                 t.cell.mac = mac
                 if mac == PortContext.unknownMAC {
-                    log(.warning, "port[\(t.port)] gateway \(t.gateway): unreachable (\(states[i])); dropping what goes to it (no_neighbor)")
+                    log(
+                        .warning,
+                        "port[\(t.port)] gateway \(t.gateway): unreachable (\(states[i])); dropping what goes to it (no_neighbor)"
+                    )
                 } else {
-                    log(.info, "port[\(t.port)] gateway \(t.gateway) is at \(mac)\(before == PortContext.unknownMAC ? "" : " (was \(before))")")
+                    log(
+                        .info,
+                        "port[\(t.port)] gateway \(t.gateway) is at \(mac)\(before == PortContext.unknownMAC ? "" : " (was \(before))")"
+                    )
                 }
             }
             if again, let e = nudge(t.gateway, t.interface) { log(.debug, "port[\(t.port)] gateway: \(e.description)") }

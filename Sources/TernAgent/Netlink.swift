@@ -5,7 +5,7 @@
 import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public enum Netlink {
@@ -156,8 +156,12 @@ public enum Netlink {
         return (storage, socklen_t(address.isV6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size))
     }
 
-    static func put16(_ b: inout [UInt8], _ o: Int, _ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { b.replaceSubrange(o..<o + 2, with: $0) } }
-    static func put32(_ b: inout [UInt8], _ o: Int, _ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { b.replaceSubrange(o..<o + 4, with: $0) } }
+    static func put16(_ b: inout [UInt8], _ o: Int, _ v: UInt16) {
+        withUnsafeBytes(of: v.littleEndian) { b.replaceSubrange(o..<o + 2, with: $0) }
+    }
+    static func put32(_ b: inout [UInt8], _ o: Int, _ v: UInt32) {
+        withUnsafeBytes(of: v.littleEndian) { b.replaceSubrange(o..<o + 4, with: $0) }
+    }
     static func get16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) | UInt16(b[o + 1]) << 8 }
     static func get32(_ b: [UInt8], _ o: Int) -> UInt32 { UInt32(get16(b, o)) | UInt32(get16(b, o + 2)) << 16 }
 }

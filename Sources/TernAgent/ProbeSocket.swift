@@ -4,19 +4,22 @@
 import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 enum ProbeSocket {
     /// A non-blocking TCP (or UDP) socket connecting to `address`:`port`; nil and the reason when
     /// it cannot even start.
     static func open(_ address: IPAddress, port: UInt16, udp: Bool) -> (fd: Int32?, error: String) {
-        let type = (udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)) | Int32(SOCK_NONBLOCK.rawValue)
+        let type =
+            (udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)) | Int32(SOCK_NONBLOCK.rawValue)
             | Int32(SOCK_CLOEXEC.rawValue)
         let fd = socket(address.isV6 ? AF_INET6 : AF_INET, type, 0)
         guard fd >= 0 else { return (nil, "socket: \(String(cString: strerror(errno)))") }
         var (storage, length) = Netlink.socketAddress(address, port: port)
-        let rc = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) } }
+        let rc = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
+        }
         if rc != 0 && errno != EINPROGRESS {
             let reason = String(cString: strerror(errno))
             close(fd)

@@ -45,7 +45,8 @@ public final class Publisher {
         let spec = counterIDs.assign(spec)
         guard
             let snapshot = ForwardingSnapshot(
-                spec, generation: generation &+ 1, workers: workers, previous: UnsafePointer(cell.current), shouldStop: shouldStop)
+                spec, generation: generation &+ 1, workers: workers, previous: UnsafePointer(cell.current), shouldStop: shouldStop
+            )
         else { return nil }
         let tablesBuilt = snapshot.tablesBuilt
         generation &+= 1

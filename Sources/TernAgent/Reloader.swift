@@ -52,19 +52,23 @@ public final class Reloader {
         let restartOnly = desired.config.restartOnlyChanges(to: next)
         guard restartOnly.isEmpty else {
             return finish(
-                false, "reload refused, keeping the running config: restart-only keys changed: \(restartOnly.joined(separator: ", "))")
+                false,
+                "reload refused, keeping the running config: restart-only keys changed: \(restartOnly.joined(separator: ", "))")
         }
         if let available = availableMemory() {
             let problems = MemoryBudget.reloadProblems(next, available: available)
             if !problems.isEmpty {
                 return finish(
-                    false, "reload refused, keeping the running config:\n" + ConfigError(file: configPath, problems: problems).description)
+                    false,
+                    "reload refused, keeping the running config:\n"
+                        + ConfigError(file: configPath, problems: problems).description)
             }
         }
         var candidate = desired
         let dropped = candidate.replaceConfig(next)
         guard let timing = publisher.publish(candidate.snapshotSpec, shouldStop: shouldStop, clock: clock) else {
-            return finish(false, "reload abandoned: a stop signal arrived while the tables were built; keeping the running config")
+            return finish(
+                false, "reload abandoned: a stop signal arrived while the tables were built; keeping the running config")
         }
         desired = candidate
         didReload?(next)
@@ -75,7 +79,9 @@ public final class Reloader {
         if !next.importWarnings.isEmpty {
             message += "; \(next.importWarnings.count) import notes (ternctl check \(escapedForMessage(configPath)) lists them)"
         }
-        if !dropped.isEmpty { message += "; overrides dropped with their backends: \(dropped.map(\.description).joined(separator: ", "))" }
+        if !dropped.isEmpty {
+            message += "; overrides dropped with their backends: \(dropped.map(\.description).joined(separator: ", "))"
+        }
         message += noBackendsNote
         return finish(true, message)
     }

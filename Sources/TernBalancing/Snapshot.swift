@@ -105,7 +105,9 @@ public struct MaglevTableKey: Hashable, Sendable {
     init(tableSize: Int, backends: [Backend]) {
         var x = UInt64(truncatingIfNeeded: tableSize) &* 0x9E37_79B9_7F4A_7C15
         for b in backends {
-            x = (x ^ b.address.high ^ b.address.low &* 0xC2B2_AE3D_27D4_EB4F ^ UInt64(truncatingIfNeeded: b.weight) << 1) &* 0x9E37_79B9_7F4A_7C15
+            x =
+                (x ^ b.address.high ^ b.address.low &* 0xC2B2_AE3D_27D4_EB4F ^ UInt64(truncatingIfNeeded: b.weight) << 1)
+                &* 0x9E37_79B9_7F4A_7C15
             x ^= x >> 29
         }
         digest = x
@@ -161,7 +163,8 @@ public struct BuiltService: Sendable {
             s.counterIDs == counterIDs,
             s.backends.count == backends.count
         else { return false }
-        for i in backends.indices where backends[i].address != s.backends[i].address || backends[i].weight != s.backends[i].weight {
+        for i in backends.indices where backends[i].address != s.backends[i].address || backends[i].weight != s.backends[i].weight
+        {
             return false
         }
         return true
@@ -289,7 +292,8 @@ public struct ForwardingSnapshot: ~Copyable {
             return b
         }
         let order = services.indices.map { i in
-            copied[i]?.order ?? services[i].backends.indices.sorted { services[i].backends[$0].address < services[i].backends[$1].address }
+            copied[i]?.order
+                ?? services[i].backends.indices.sorted { services[i].backends[$0].address < services[i].backends[$1].address }
         }
         var cache: [MaglevTableKey: MaglevTable] = [:]
         cache.reserveCapacity(services.count)
@@ -306,7 +310,8 @@ public struct ForwardingSnapshot: ~Copyable {
                 continue
             }
             let sorted = order[i].map { s.backends[$0] }
-            let key = MaglevTableKey(tableSize: spec.tableSize, backends: sorted.map { .init(address: $0.address, weight: $0.weight) })
+            let key = MaglevTableKey(
+                tableSize: spec.tableSize, backends: sorted.map { .init(address: $0.address, weight: $0.weight) })
             tableKeys.append(key)
             if let table = cache[key] ?? reusing[key] {
                 cache[key] = table
@@ -330,7 +335,8 @@ public struct ForwardingSnapshot: ~Copyable {
         // backends: 4 and 6 MiB), in mappings a retired snapshot left where one fits (every byte
         // is written below): no page faults for a reload, fewer TLB misses for the workers.
         guard let b = tern_kept_alloc(Self.recordBytes(backendTotal), 0) else { fatalError("out of memory for backend records") }
-        backends = UnsafeMutableBufferPointer(start: b.bindMemory(to: BackendRecord.self, capacity: max(1, backendTotal)), count: backendTotal)
+        backends = UnsafeMutableBufferPointer(
+            start: b.bindMemory(to: BackendRecord.self, capacity: max(1, backendTotal)), count: backendTotal)
         guard let t = tern_kept_alloc(Self.templateBytes(backendTotal), 0) else { fatalError("out of memory for templates") }
         templates = t
         var builtServices: [ServiceID: BuiltService] = [:]
@@ -364,7 +370,7 @@ public struct ForwardingSnapshot: ~Copyable {
                     firstBackend: next, backendCount: count, table: UnsafePointer(vipTables[i].slots.baseAddress!),
                     gueGuard: service.encapsulation == .gue && service.ipProtocol == IPProtocol.udp
                         ? VIPRecord.gueGuardFlag | UInt32(service.guePort) : 0, hashMode: service.hashMode, quic: service.quic,
-                        clampMSS: service.clampMSS))
+                    clampMSS: service.clampMSS))
             next += count
         }
         self.builtServices = builtServices
@@ -373,12 +379,16 @@ public struct ForwardingSnapshot: ~Copyable {
         quicServers = KeyMap(
             services.indices.filter { !services[$0].quicServerIDs.isEmpty }.flatMap { i in
                 order[i].enumerated().compactMap { slot, original -> (MapKey, Int32)? in
-                    services[i].quicServerIDs[services[i].backends[original].address].map { (MapKey(quicServer: $0, vip: i), Int32(slot)) }
+                    services[i].quicServerIDs[services[i].backends[original].address].map {
+                        (MapKey(quicServer: $0, vip: i), Int32(slot))
+                    }
                 }
             })
         workerCount = workers
         counterStride = (2 * backendTotal + 7) & ~7
-        guard let c = tern_kept_alloc(Self.counterBytes(counterStride * workers), 1) else { fatalError("out of memory for counters") }
+        guard let c = tern_kept_alloc(Self.counterBytes(counterStride * workers), 1) else {
+            fatalError("out of memory for counters")
+        }
         counters = Counters(zeroedMemory: c, count: max(1, counterStride * workers))
     }
 

@@ -71,7 +71,9 @@ public final class SnapshotCell: @unchecked Sendable {
 
     /// Publishes `next` and waits out the grace period; returns the old snapshot, which no worker
     /// can see any more. The caller owns it (read its counters, then `retire` it).
-    public func publish(_ next: consuming ForwardingSnapshot, pollMicroseconds: UInt32 = 200) -> UnsafeMutablePointer<ForwardingSnapshot> {
+    public func publish(_ next: consuming ForwardingSnapshot, pollMicroseconds: UInt32 = 200) -> UnsafeMutablePointer<
+        ForwardingSnapshot
+    > {
         let grace = swap(next)
         while !hasElapsed(grace) { usleep(pollMicroseconds) }
         return grace.old
@@ -107,5 +109,5 @@ public final class SnapshotCell: @unchecked Sendable {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

@@ -224,7 +224,8 @@ public struct TernConfig: Equatable, Sendable {
                 s.quic = v.quic
                 s.clampMSS = v.clampMSS
                 if v.quic {
-                    s.quicServerIDs = Dictionary(v.backends.compactMap { b in b.quicServerID.map { (b.address, $0) } }, uniquingKeysWith: { a, _ in a })
+                    s.quicServerIDs = Dictionary(
+                        v.backends.compactMap { b in b.quicServerID.map { (b.address, $0) } }, uniquingKeysWith: { a, _ in a })
                 }
                 return s
             },

@@ -1,3 +1,4 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
 // TOML text → validated `TernConfig`. `TOMLParser` reads the document (strict TOML 1.0, errors
 // with line and column); `DocumentReader` takes the keys Tern knows into raw structs, reporting
 // wrong types, missing and unknown keys with their lines; `Validator` then range-checks every
@@ -44,8 +45,10 @@ public enum ConfigLoader {
         var reader = DocumentReader()
         var raw = reader.config(document)
         var importWarnings: [String] = []
-        for (key, path, kind) in [(ConfigSchema.importKeepalived, raw.importKeepalived, ImportKind.keepalived),
-                                  (ConfigSchema.importIPVSAdm, raw.importIPVSAdm, .ipvsadm)] {
+        for (key, path, kind) in [
+            (ConfigSchema.importKeepalived, raw.importKeepalived, ImportKind.keepalived),
+            (ConfigSchema.importIPVSAdm, raw.importIPVSAdm, .ipvsadm),
+        ] {
             guard let path else { continue }
             let resolved = path.hasPrefix("/") ? path : KeepalivedReader.directory(of: file) + path
             switch importedVIPs(kind, path: resolved) {
@@ -53,7 +56,8 @@ public enum ConfigLoader {
                 raw.vip = (raw.vip ?? []) + vips
                 importWarnings += warnings
             case .failure(let error):
-                reader.fail(key.path, "cannot import \(escapedForMessage(path)):\n" + error.description, line: reader.line(of: key.path))
+                reader.fail(
+                    key.path, "cannot import \(escapedForMessage(path)):\n" + error.description, line: reader.line(of: key.path))
             }
         }
         var v = Validator()
@@ -241,7 +245,8 @@ struct DocumentReader {
             imports = (string(i, K.importKeepalived), string(i, K.importIPVSAdm))
         }
         return RawConfig(
-            node: node ?? RawNode(name: "-"), controlSocket: controlSocket, shutdownDrain: shutdownDrain, metricsListen: metricsListen,
+            node: node ?? RawNode(name: "-"), controlSocket: controlSocket, shutdownDrain: shutdownDrain,
+            metricsListen: metricsListen,
             dataplane: dataplane, port: ports ?? [], maglev: maglev, vip: vips(t), importKeepalived: imports.keepalived,
             importIPVSAdm: imports.ipvsadm, icmpTooBig: icmp?.tooBig, icmpEcho: icmp?.echo)
     }
@@ -258,7 +263,8 @@ struct DocumentReader {
                 let health = table(b, K.backendHealth).map { h in
                     unknown(h)
                     return RawHealth(
-                        check: string(h, K.backendHealthCheck), port: int(h, K.backendHealthPort), path: string(h, K.backendHealthPath),
+                        check: string(h, K.backendHealthCheck), port: int(h, K.backendHealthPort),
+                        path: string(h, K.backendHealthPath),
                         expect_status: int(h, K.backendHealthExpectStatus))
                 }
                 let serverID = int(b, K.backendQUICServerID)
@@ -281,7 +287,8 @@ struct DocumentReader {
                 return RawHealth(
                     check: string(h, K.healthCheck), port: int(h, K.healthPort), interval_ms: int(h, K.healthInterval),
                     timeout_ms: int(h, K.healthTimeout), rise: int(h, K.healthRise), fall: int(h, K.healthFall),
-                    path: string(h, K.healthPath), expect_status: int(h, K.healthExpectStatus), all_down: string(h, K.healthAllDown))
+                    path: string(h, K.healthPath), expect_status: int(h, K.healthExpectStatus),
+                    all_down: string(h, K.healthAllDown))
             }
             let bgp = table(v, K.bgp).map { g in
                 unknown(g)
@@ -392,7 +399,10 @@ struct DocumentReader {
     }
 
     func quotedKey(_ key: String) -> String {
-        key.utf8.allSatisfy { $0 < 0x80 && ($0 == 0x5F || $0 == 0x2D || Character(Unicode.Scalar($0)).isLetter || Character(Unicode.Scalar($0)).isNumber) } && !key.isEmpty
+        key.utf8.allSatisfy {
+            $0 < 0x80
+                && ($0 == 0x5F || $0 == 0x2D || Character(Unicode.Scalar($0)).isLetter || Character(Unicode.Scalar($0)).isNumber)
+        } && !key.isEmpty
             ? key : "\"\(escapedForMessage(key))\""
     }
 }
@@ -452,7 +462,10 @@ struct Validator {
         let lengthText = text[text.index(after: slash)...]
         let widest = first.bitWidth - 8
         guard let length = Int(lengthText), lengthText.allSatisfy(\.isNumber), (0...first.bitWidth).contains(length) else {
-            fail(path, "not a prefix length: \"\(escapedForMessage(String(lengthText)))\" (\(first.isV6 ? "IPv6" : "IPv4") takes 0-\(first.bitWidth))")
+            fail(
+                path,
+                "not a prefix length: \"\(escapedForMessage(String(lengthText)))\" (\(first.isV6 ? "IPv6" : "IPv4") takes 0-\(first.bitWidth))"
+            )
             return (nil, nil)
         }
         guard length >= widest else {
@@ -498,7 +511,8 @@ struct Validator {
             tcpIdleTimeoutSeconds: int(d?.tcp_idle_timeout_s, K.tcpIdleTimeout),
             udpIdleTimeoutSeconds: int(d?.udp_idle_timeout_s, K.udpIdleTimeout),
             tcpClosingTimeoutSeconds: int(d?.tcp_closing_timeout_s, K.tcpClosingTimeout),
-            rxDescriptors: optionalInt(d?.rx_descriptors, K.rxDescriptors), txDescriptors: optionalInt(d?.tx_descriptors, K.txDescriptors),
+            rxDescriptors: optionalInt(d?.rx_descriptors, K.rxDescriptors),
+            txDescriptors: optionalInt(d?.tx_descriptors, K.txDescriptors),
             mbufs: optionalInt(d?.mbufs, K.mbufs))
         let ports = validatePorts(raw.port)
         let tableSize = int(raw.maglev?.table_size, K.tableSize)
@@ -528,7 +542,8 @@ struct Validator {
 
     /// `HOST:PORT` (IPv6 in brackets): an address of this machine and a port.
     mutating func metricsListen(_ text: String) -> MetricsConfig? {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port)
+        else {
             fail("metrics.listen", "must be HOST:PORT (127.0.0.1:9108, [::1]:9108), got \"\(escapedForMessage(text))\"")
             return nil
         }
@@ -638,7 +653,11 @@ struct Validator {
     /// device arguments would split on.
     static func isInterfaceName(_ name: String) -> Bool {
         (1...15).contains(name.utf8.count) && name != "." && name != ".."
-            && name.utf8.allSatisfy { $0 < 0x80 && (Character(Unicode.Scalar($0)).isLetter || Character(Unicode.Scalar($0)).isNumber || $0 == 0x2E || $0 == 0x2D || $0 == 0x5F) }
+            && name.utf8.allSatisfy {
+                $0 < 0x80
+                    && (Character(Unicode.Scalar($0)).isLetter || Character(Unicode.Scalar($0)).isNumber || $0 == 0x2E
+                        || $0 == 0x2D || $0 == 0x5F)
+            }
     }
 
     mutating func validateNode(_ raw: RawNode) -> NodeConfig {
@@ -682,7 +701,8 @@ struct Validator {
                 if !Validator.isInterfaceName(name) {
                     fail(
                         "\(path).host_interface",
-                        "must be 1 to 15 letters, digits, '.', '-' or '_' (a Linux interface name), got \"\(escapedForMessage(name))\"")
+                        "must be 1 to 15 letters, digits, '.', '-' or '_' (a Linux interface name), got \"\(escapedForMessage(name))\""
+                    )
                 } else if let other = raw[..<i].firstIndex(where: { $0.host_interface == name }) {
                     fail("\(path).host_interface", "\"\(name)\" is already the host interface of port[\(other)]")
                 }
@@ -869,7 +889,9 @@ struct Validator {
                 fail("\(bpath).address", "IPv4 backend \(a) needs node.tunnel_source_v4")
             }
             var backend = BackendConfig(address: a, weight: weight, draining: draining, health: health.check)
-            backend.quicServerID = b.quic_server_id.map { UInt32(int($0, ConfigSchema.backendQUICServerID, at: "\(bpath).quic_server_id")) }
+            backend.quicServerID = b.quic_server_id.map {
+                UInt32(int($0, ConfigSchema.backendQUICServerID, at: "\(bpath).quic_server_id"))
+            }
             if let own = b.health, let inherited = health.raw {
                 backend.health = validateHealth(inherited.overridden(by: own), path: "\(bpath).health", vipPort: vipPort)
             }

@@ -93,8 +93,10 @@ public enum ConfigSchema {
     public static let portVLAN = ConfigKey("port.vlan", .integer, range: 1...4094, restartOnly: true)
 
     public static let icmp = ConfigKey("icmp", .table)
-    public static let icmpTooBig = ConfigKey("icmp.too_big_per_second", .integer, range: 0...1_000_000, default: 1000, restartOnly: true)
-    public static let icmpEcho = ConfigKey("icmp.echo_per_second", .integer, range: 0...10_000_000, default: 10_000, restartOnly: true)
+    public static let icmpTooBig = ConfigKey(
+        "icmp.too_big_per_second", .integer, range: 0...1_000_000, default: 1000, restartOnly: true)
+    public static let icmpEcho = ConfigKey(
+        "icmp.echo_per_second", .integer, range: 0...10_000_000, default: 10_000, restartOnly: true)
 
     public static let maglev = ConfigKey("maglev", .table)
     public static let tableSize = ConfigKey("maglev.table_size", .integer, range: 7...10_000_019, default: 65537)
@@ -142,10 +144,14 @@ public enum ConfigSchema {
     public static let all: [ConfigKey] = [
         node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, shutdownDrain, importTable, importKeepalived,
         importIPVSAdm, metrics, metricsListen, dataplane, workers,
-        burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, rxDescriptors, txDescriptors, mbufs, port, portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
-        portBackendDevice, portHostInterface, portClampMSS, portVLAN, icmp, icmpTooBig, icmpEcho, maglev, tableSize, vip, vipAddress, vipPort, vipProtocol, vipEncap, guePort,
-        allowGUEPortOverlap, minHealthy, vipHash, vipQUIC, vipClampMSS, health, healthCheck, healthPort, healthInterval, healthTimeout, healthRise, healthFall, healthPath,
-        healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState, backendQUICServerID, backendHealth, backendHealthCheck,
+        burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, rxDescriptors, txDescriptors, mbufs, port,
+        portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
+        portBackendDevice, portHostInterface, portClampMSS, portVLAN, icmp, icmpTooBig, icmpEcho, maglev, tableSize, vip,
+        vipAddress, vipPort, vipProtocol, vipEncap, guePort,
+        allowGUEPortOverlap, minHealthy, vipHash, vipQUIC, vipClampMSS, health, healthCheck, healthPort, healthInterval,
+        healthTimeout, healthRise, healthFall, healthPath,
+        healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState, backendQUICServerID,
+        backendHealth, backendHealthCheck,
         backendHealthPort, backendHealthPath, backendHealthExpectStatus, bgp, bgpMED, bgpCommunities,
     ]
 

@@ -3,7 +3,7 @@
 // would otherwise both start on the same devices.
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public final class InstanceLock {

@@ -4,7 +4,7 @@
 // in `Validator` apply whatever the machine).
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public enum MemoryBudget {
@@ -36,7 +36,8 @@ public enum MemoryBudget {
                 ConfigProblem(
                     "dataplane.flow_table_entries",
                     "\(config.dataplane.workers) worker(s) x \(config.dataplane.flowTableEntries) entries need \(mib(flows)) MiB of "
-                        + "flow tables; this machine has \(mib(max(0, usable))) MiB available (MemAvailable less \(mib(reserveBytes)) MiB)")
+                        + "flow tables; this machine has \(mib(max(0, usable))) MiB available (MemAvailable less \(mib(reserveBytes)) MiB)"
+                )
             ]
         }
         if flows + maglev > usable {

@@ -55,7 +55,8 @@ public struct MbufPlan: Equatable, Sendable {
         workers: Int, burstSize: Int, descriptors: [(rx: Int, tx: Int)], hostPorts: [Int], replayPackets: Int, heldFragments: Int
     ) -> MbufPlan {
         let rings = descriptors.reduce(0) { $0 + workers * ($1.rx + $1.tx) }
-        let inFlight = descriptors.count * workers * 4 * burstSize + workers * heldFragments + (workers + 1) * cachePerLcore + 1024
+        let inFlight =
+            descriptors.count * workers * 4 * burstSize + workers * heldFragments + (workers + 1) * cachePerLcore + 1024
         let hostPath = hostPorts.reduce(0) { $0 + descriptors[$1].rx + descriptors[$1].tx + (workers + 1) * hostRingSize + 64 }
         return MbufPlan(rings: rings, inFlight: inFlight, hostPath: hostPath, replay: replayPackets)
     }

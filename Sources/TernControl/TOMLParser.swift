@@ -237,11 +237,15 @@ private struct Parsing {
             return t
         case .table(let t, let line):
             let how = t.origin == .dotted ? "by dotted keys" : "as a table"
-            throw error("[\(isArray ? "[" : "")\(name)\(isArray ? "]" : "")]: \(name) is already defined \(how) (line \(line))", at: start)
+            throw error(
+                "[\(isArray ? "[" : "")\(name)\(isArray ? "]" : "")]: \(name) is already defined \(how) (line \(line))", at: start
+            )
         case .tables(_, let line):
             throw error("[\(name)]: \(name) is already an array of tables (line \(line))", at: start)
         case .value(_, let line):
-            throw error("[\(isArray ? "[" : "")\(name)\(isArray ? "]" : "")]: \(name) is already defined as a value (line \(line))", at: start)
+            throw error(
+                "[\(isArray ? "[" : "")\(name)\(isArray ? "]" : "")]: \(name) is already defined as a value (line \(line))",
+                at: start)
         }
     }
 
@@ -306,7 +310,8 @@ private struct Parsing {
             switch existing {
             case .value(_, let l), .table(_, let l), .tables(_, let l): line = l
             }
-            throw error("duplicate key \(path.map(quoteIfNeeded).joined(separator: ".")) (first defined on line \(line))", at: start)
+            throw error(
+                "duplicate key \(path.map(quoteIfNeeded).joined(separator: ".")) (first defined on line \(line))", at: start)
         }
         let v = try value(nesting: nesting, depth: target.depth)
         target.add(last, .value(v, line: keyLine))
@@ -491,7 +496,10 @@ private struct Parsing {
     /// the content); fewer are content.
     mutating func closingQuotes(_ q: UInt8, into out: inout [UInt8]) throws(TOMLError) -> String? {
         var n = 0
-        while peek() == q { n += 1; i += 1 }
+        while peek() == q {
+            n += 1
+            i += 1
+        }
         if n < 3 {
             out.append(contentsOf: repeatElement(q, count: n))
             return nil
@@ -545,7 +553,8 @@ private struct Parsing {
             out.append(contentsOf: String(Character(scalar)).utf8)
             i += n
         default:
-            throw error("invalid escape sequence \\\(e < 0x80 && !isControl(e) ? String(Character(Unicode.Scalar(e))) : "")", at: start)
+            throw error(
+                "invalid escape sequence \\\(e < 0x80 && !isControl(e) ? String(Character(Unicode.Scalar(e))) : "")", at: start)
         }
     }
 
@@ -757,12 +766,20 @@ func firstInvalidUTF8(_ b: [UInt8]) -> Int? {
         var hi: UInt8 = 0xBF
         switch c {
         case 0xC2...0xDF: n = 1
-        case 0xE0: n = 2; lo = 0xA0
+        case 0xE0:
+            n = 2
+            lo = 0xA0
         case 0xE1...0xEC, 0xEE...0xEF: n = 2
-        case 0xED: n = 2; hi = 0x9F
-        case 0xF0: n = 3; lo = 0x90
+        case 0xED:
+            n = 2
+            hi = 0x9F
+        case 0xF0:
+            n = 3
+            lo = 0x90
         case 0xF1...0xF3: n = 3
-        case 0xF4: n = 3; hi = 0x8F
+        case 0xF4:
+            n = 3
+            hi = 0x8F
         default: return i
         }
         for k in 1...n {

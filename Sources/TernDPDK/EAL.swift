@@ -3,7 +3,7 @@
 import CDPDK
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public struct DPDKError: Error, CustomStringConvertible {
@@ -24,7 +24,7 @@ public enum EAL {
     public static func initialize(_ arguments: [String]) throws(DPDKError) -> Int {
         // rte_eal_init permutes argv and writes argv[0] over another slot: free the originals.
         let owned = arguments.map { strdup($0) }
-        defer { owned.forEach { free($0) } }
+        defer { for p in owned { free(p) } }
         var argv = owned
         let rc = argv.withUnsafeMutableBufferPointer { rte_eal_init(Int32($0.count), $0.baseAddress) }
         guard rc >= 0 else {

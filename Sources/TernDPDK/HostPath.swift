@@ -12,7 +12,7 @@ import TernMetrics
 import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public enum HostInterface {
@@ -75,11 +75,13 @@ public final class HostPathLoop: @unchecked Sendable {
     /// Starts the thread (`rte_ctrl_thread_create`, named tern-host).
     public func start() throws(DPDKError) {
         let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = rte_ctrl_thread_create(&thread, "tern-host", nil, { raw in
-            let loop = Unmanaged<HostPathLoop>.fromOpaque(raw!).takeRetainedValue()
-            loop.run()
-            return nil
-        }, context)
+        let rc = rte_ctrl_thread_create(
+            &thread, "tern-host", nil,
+            { raw in
+                let loop = Unmanaged<HostPathLoop>.fromOpaque(raw!).takeRetainedValue()
+                loop.run()
+                return nil
+            }, context)
         guard rc == 0 else {
             Unmanaged<HostPathLoop>.fromOpaque(context).release()
             throw DPDKError("rte_ctrl_thread_create(tern-host)", code: rc)

@@ -12,11 +12,12 @@ public enum Lcore {
     /// the task travels as its context pointer and is released when `run` returns.
     public static func launch(_ task: any LcoreTask, on lcore: UInt32) throws(DPDKError) {
         let context = Unmanaged.passRetained(task as AnyObject).toOpaque()
-        let rc = rte_eal_remote_launch({ raw in
-            let task = Unmanaged<AnyObject>.fromOpaque(raw!).takeRetainedValue() as! any LcoreTask
-            task.run()
-            return 0
-        }, context, lcore)
+        let rc = rte_eal_remote_launch(
+            { raw in
+                let task = Unmanaged<AnyObject>.fromOpaque(raw!).takeRetainedValue() as! any LcoreTask
+                task.run()
+                return 0
+            }, context, lcore)
         guard rc == 0 else {
             Unmanaged<AnyObject>.fromOpaque(context).release()
             throw DPDKError("rte_eal_remote_launch(lcore \(lcore))", code: rc)

@@ -100,7 +100,9 @@ public struct Port: Sendable {
     /// (`rte_eth_dev_info_get`: max_mtu, and max_rx_pktlen less the frame overhead).
     public var limits: (rx: (min: Int, max: Int, align: Int), tx: (min: Int, max: Int, align: Int), maxMTU: Int) {
         var info = rte_eth_dev_info()
-        guard rte_eth_dev_info_get(id, &info) == 0 else { return ((0, Int(UInt16.max), 1), (0, Int(UInt16.max), 1), Int(UInt16.max)) }
+        guard rte_eth_dev_info_get(id, &info) == 0 else {
+            return ((0, Int(UInt16.max), 1), (0, Int(UInt16.max), 1), Int(UInt16.max))
+        }
         let r = info.rx_desc_lim
         let t = info.tx_desc_lim
         // ethdev refuses an MTU whose frame exceeds max_rx_pktlen, with this overhead (rte_ethdev.c).

@@ -99,7 +99,8 @@ public final class RingFeeder: @unchecked Sendable {
         nextFlow[t] = n &+ 1
         let flow = flowsPerTemplate == 0 ? n : n % flowsPerTemplate
         data.storeBytes(of: flow.bigEndian, toByteOffset: template.sourceOffset, as: UInt32.self)
-        data.storeBytes(of: UInt16(truncatingIfNeeded: flow >> 16 ^ flow).bigEndian, toByteOffset: template.portOffset, as: UInt16.self)
+        data.storeBytes(
+            of: UInt16(truncatingIfNeeded: flow >> 16 ^ flow).bigEndian, toByteOffset: template.portOffset, as: UInt16.self)
         priv.storeBytes(of: now, toByteOffset: 8, as: UInt64.self)
     }
 

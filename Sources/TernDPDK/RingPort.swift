@@ -35,7 +35,7 @@ public final class RingPort: @unchecked Sendable {
             return m
         }
         let n = Int(tern_ring_enqueue_burst(rx, &mbufs, UInt32(mbufs.count)))
-        if n < mbufs.count { mbufs[n...].forEach { tern_mbuf_free($0) } }
+        for m in mbufs[n...] { tern_mbuf_free(m) }
         return n
     }
 

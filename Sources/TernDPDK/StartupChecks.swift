@@ -4,7 +4,7 @@
 import CDPDK
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public enum StartupChecks {

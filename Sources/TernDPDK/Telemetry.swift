@@ -13,15 +13,19 @@ public enum Telemetry {
     public static func register(_ commands: [(name: String, help: String)], answer: @escaping @Sendable (String) -> [UInt8]?) {
         Telemetry.answer = answer
         for c in commands {
-            _ = rte_telemetry_register_cmd(c.name, { command, _, data in
-                guard let command, let data, let lines = Telemetry.answer?(String(cString: command)) else { return -1 }
-                rte_tel_data_start_dict(data)
-                for line in String(decoding: lines, as: UTF8.self).split(separator: "\n") {
-                    guard let space = line.lastIndex(of: " "), let value = UInt64(line[line.index(after: space)...]) else { continue }
-                    _ = rte_tel_data_add_dict_u64(data, String(line[..<space]), value)
-                }
-                return 0
-            }, c.help)
+            _ = rte_telemetry_register_cmd(
+                c.name,
+                { command, _, data in
+                    guard let command, let data, let lines = Telemetry.answer?(String(cString: command)) else { return -1 }
+                    rte_tel_data_start_dict(data)
+                    for line in String(decoding: lines, as: UTF8.self).split(separator: "\n") {
+                        guard let space = line.lastIndex(of: " "), let value = UInt64(line[line.index(after: space)...]) else {
+                            continue
+                        }
+                        _ = rte_tel_data_add_dict_u64(data, String(line[..<space]), value)
+                    }
+                    return 0
+                }, c.help)
         }
     }
 }

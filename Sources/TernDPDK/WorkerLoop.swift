@@ -10,7 +10,7 @@ import TernMetrics
 import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Where a worker receives and where its packets leave. (`@unchecked`: the host rings and gateway
@@ -154,7 +154,8 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
                 worker.pointee.port = q.context
                 if let g = q.gateway { worker.pointee.port.gatewayMAC = GatewayCell.load(g) }
                 if let g = q.replyGateway { worker.pointee.port.replyGatewayMAC = GatewayCell.load(g) }
-                worker.pointee.processBurst(lists.packets, count: n, outcomes: lists.outcomes, snapshot: snapshot.pointee, now: now)
+                worker.pointee.processBurst(
+                    lists.packets, count: n, outcomes: lists.outcomes, snapshot: snapshot.pointee, now: now)
                 finishBurst(count: n, q, lists, stats: stats)
                 if held.pointee.heldCount > 0 { releaseHeld(q, lists, snapshot: snapshot, now: now) }
             }
@@ -188,13 +189,16 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
             let m = lists.mbufs[i]
             switch lists.outcomes[i] {
             case .forwarded:
-                tern_mbuf_reframe(m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
+                tern_mbuf_reframe(
+                    m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
                 lists.toBackends[backendCount] = m
                 backendCount += 1
             case .forwardedInFragments:
-                sendInFragments(m, packets[i], mtu: q.context.mtu, list: lists.fragments, port: q.backendPort, queue: q.queue, stats: stats)
+                sendInFragments(
+                    m, packets[i], mtu: q.context.mtu, list: lists.fragments, port: q.backendPort, queue: q.queue, stats: stats)
             case .replied, .repliedTooBig:
-                tern_mbuf_reframe(m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
+                tern_mbuf_reframe(
+                    m, UInt16(truncatingIfNeeded: packets[i].headroom), UInt16(truncatingIfNeeded: packets[i].length))
                 // One-armed: one TX list, so frames leave in the order they arrived.
                 if oneArmed {
                     lists.toBackends[backendCount] = m
@@ -206,7 +210,9 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
             case .host where q.hostRing != nil:
                 lists.toHost[hostCount] = m
                 hostCount += 1
-            case .held where worker.pointee.fragments.pointee.hold(frame: packets[i].data, length: packets[i].length, handle: UInt(bitPattern: m)):
+            case .held
+            where worker.pointee.fragments.pointee.hold(
+                frame: packets[i].data, length: packets[i].length, handle: UInt(bitPattern: m)):
                 break
             default:
                 // Drops, and host-bound frames of a port without a host interface.
@@ -234,7 +240,8 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         for j in 0..<k {
             let m = OpaquePointer(bitPattern: lists.handles[j])
             lists.mbufs[j] = m
-            lists.packets[j] = Packet(data: tern_mbuf_data(m)!, length: Int(tern_mbuf_data_len(m)), headroom: Int(tern_mbuf_headroom(m)))
+            lists.packets[j] = Packet(
+                data: tern_mbuf_data(m)!, length: Int(tern_mbuf_data_len(m)), headroom: Int(tern_mbuf_headroom(m)))
         }
         worker.pointee.processBurst(lists.packets, count: k, outcomes: lists.outcomes, snapshot: snapshot.pointee, now: now)
         finishBurst(count: k, q, lists, stats: stats)
@@ -248,7 +255,9 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
     }
 
     /// Transmits what the kernel sent on the port's host interface (queued by the host path).
-    func sendFromHost(_ ring: OpaquePointer, _ q: WorkerQueue, list: UnsafeMutablePointer<OpaquePointer?>, burst: Int, stats: CounterBlock) {
+    func sendFromHost(
+        _ ring: OpaquePointer, _ q: WorkerQueue, list: UnsafeMutablePointer<OpaquePointer?>, burst: Int, stats: CounterBlock
+    ) {
         let n = Int(tern_ring_dequeue_burst(ring, list, UInt32(burst)))
         guard n > 0 else { return }
         stats.add(CounterSlot.hostRx, UInt64(n))
@@ -267,7 +276,9 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         let n = OuterFragments.count(frame, length: packet.length, mtu: mtu)
         list[0] = m
         for k in 1..<n {
-            guard let extra = tern_mbuf_alloc(tern_mbuf_pool(m)), let out = tern_mbuf_append(extra, UInt16(OuterFragments.largestFrame(mtu: mtu))) else {
+            guard let extra = tern_mbuf_alloc(tern_mbuf_pool(m)),
+                let out = tern_mbuf_append(extra, UInt16(OuterFragments.largestFrame(mtu: mtu)))
+            else {
                 tern_mbuf_free_bulk(list, UInt32(k))
                 stats.add(CounterSlot.txFailed, UInt64(n))
                 return

@@ -39,7 +39,8 @@ public struct FragmentKey: Equatable, Sendable {
 /// Where a datagram's fragments go: the flow (and VIP) its first fragment was classified as.
 public struct FragmentEntry: Sendable {
     @usableFromInline var key = FragmentKey()
-    @usableFromInline var tuple = FiveTuple(source: IPAddress(v4: 0), destination: IPAddress(v4: 0), sourcePort: 0, destinationPort: 0, ipProtocol: 0)
+    @usableFromInline var tuple = FiveTuple(
+        source: IPAddress(v4: 0), destination: IPAddress(v4: 0), sourcePort: 0, destinationPort: 0, ipProtocol: 0)
     @usableFromInline var hash: UInt64 = 0
     @usableFromInline var vip: Int32 = -1
     @usableFromInline var generation: UInt32 = 0
@@ -107,7 +108,8 @@ public struct FragmentTable: ~Copyable {
 
     @inlinable
     func bucket(_ k: FragmentKey) -> UnsafeMutablePointer<FragmentEntry> {
-        let x = ((k.sourceLow ^ k.destinationLow &* 0x9E37_79B9_7F4A_7C15) ^ k.sourceHigh ^ k.destinationHigh ^ k.idProtocol)
+        let x =
+            ((k.sourceLow ^ k.destinationLow &* 0x9E37_79B9_7F4A_7C15) ^ k.sourceHigh ^ k.destinationHigh ^ k.idProtocol)
             &* 0xC2B2_AE3D_27D4_EB4F
         return entries + (Int(truncatingIfNeeded: x >> 40) & bucketMask) &* FragmentTable.ways
     }
@@ -168,7 +170,9 @@ public struct FragmentTable: ~Copyable {
     public mutating func find(source: IPAddress, destination: IPAddress, id: UInt32, ipProtocol: UInt8, last: Bool)
         -> (tuple: FiveTuple, hash: UInt64, vip: Int, generation: UInt32)?
     {
-        guard let e = entry(FragmentKey(source: source, destination: destination, id: id, ipProtocol: ipProtocol)) else { return nil }
+        guard let e = entry(FragmentKey(source: source, destination: destination, id: id, ipProtocol: ipProtocol)) else {
+            return nil
+        }
         if last { e.pointee.seen = now &- FragmentTable.lifetime }
         return (e.pointee.tuple, e.pointee.hash, Int(e.pointee.vip), e.pointee.generation)
     }

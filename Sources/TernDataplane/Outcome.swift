@@ -66,7 +66,9 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
 
     /// Whether the packet leaves on the TX queue.
     @inlinable @inline(__always)
-    public var transmits: Bool { self == .forwarded || self == .replied || self == .repliedTooBig || self == .forwardedInFragments }
+    public var transmits: Bool {
+        self == .forwarded || self == .replied || self == .repliedTooBig || self == .forwardedInFragments
+    }
 
     /// The drop reason's name in counters and JSON, or nil for verdicts that are not drops.
     public var dropReason: String? {
@@ -96,8 +98,12 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
 /// One counter per outcome, in a fixed-size tuple so counting never allocates.
 public struct OutcomeCounters: Sendable {
     public static let count = Outcome.allCases.count
-    @usableFromInline var storage: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
-        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    @usableFromInline var storage:
+        (
+            UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+            UInt64, UInt64, UInt64, UInt64
+        ) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     public init() {}
 

@@ -1,6 +1,9 @@
 // A frame in memory with room in front of it: the only thing the pipeline knows about a packet, so
 // the same code runs on DPDK mbufs, pcap files, tests, fuzzers and benchmarks.
 
+import CFastPath
+import TernWire
+
 /// `data` points at the first byte of the frame; `headroom` bytes before it may be written.
 /// The pipeline moves `data` back (and changes `length`) when it adds or removes headers.
 public struct Packet {
@@ -93,9 +96,6 @@ public struct PortContext: @unchecked Sendable {  // `echoBudget`, `fragments`: 
         self.replyGatewayMAC = replyGatewayMAC ?? gatewayMAC
     }
 }
-
-import CFastPath
-import TernWire
 
 /// The first 12 bytes of an Ethernet header (destination, then source MAC) as an 8-byte and a
 /// 4-byte word in memory order, so a frame gets them with two stores.

@@ -298,7 +298,9 @@ public struct Worker: ~Copyable {
     /// Stage 1 for every frame: Ethernet with or without a VLAN tag, IPv4 or IPv6 with options or
     /// extension headers, fragments, ICMP, and all that no VIP serves.
     @inlinable @inline(never)
-    func classifyGeneral(_ packet: inout Packet, into out: UnsafeMutablePointer<Classified>, snapshot: borrowing ForwardingSnapshot)
+    func classifyGeneral(
+        _ packet: inout Packet, into out: UnsafeMutablePointer<Classified>, snapshot: borrowing ForwardingSnapshot
+    )
         -> Outcome?
     {
         let p = UnsafeRawPointer(packet.data)
@@ -330,7 +332,8 @@ public struct Worker: ~Copyable {
     /// Static and out of line: the worker's state stays put.
     @inlinable @inline(never)
     static func classifyUnserved(
-        _ packet: inout Packet, _ net: borrowing NetworkHeader, port: borrowing PortContext, snapshot: borrowing ForwardingSnapshot,
+        _ packet: inout Packet, _ net: borrowing NetworkHeader, port: borrowing PortContext,
+        snapshot: borrowing ForwardingSnapshot,
         into out: UnsafeMutablePointer<Classified>
     ) -> Outcome? {
         let addressState = snapshot.vipAddressState(net.destination)
@@ -401,7 +404,8 @@ public struct Worker: ~Copyable {
                 ipProtocol: ipProtocol)
             let hash = FlowHash.hash(tuple)
             if !table.pointee.insert(
-                source: net.source, destination: net.destination, id: f.id, ipProtocol: ipProtocol, tuple: tuple, hash: hash, vip: vip,
+                source: net.source, destination: net.destination, id: f.id, ipProtocol: ipProtocol, tuple: tuple, hash: hash,
+                vip: vip,
                 generation: snapshot.generation)
             {
                 table.pointee.counters.add(CounterSlot.fragmentTableFull)
@@ -409,7 +413,9 @@ public struct Worker: ~Copyable {
             out.initialize(to: Classified(net, tuple: tuple, hash: hash, vip: vip, tcpFlags: l4.tcpFlags))
             return nil
         }
-        guard let flow = table.pointee.find(source: net.source, destination: net.destination, id: f.id, ipProtocol: ipProtocol, last: !f.more)
+        guard
+            let flow = table.pointee.find(
+                source: net.source, destination: net.destination, id: f.id, ipProtocol: ipProtocol, last: !f.more)
         else { return table.pointee.reserveHold() ? .held : .dropFragment }
         // After a reload the VIP may have another index: found again by its (address, port, protocol).
         let vip =
@@ -418,7 +424,8 @@ public struct Worker: ~Copyable {
             : isICMP
                 ? snapshot.echoVIP(net.destination)
                 : snapshot.findVIP(
-                    address: net.destination, port: UInt16(truncatingIfNeeded: flow.tuple.portsAndProtocol >> 32), ipProtocol: ipProtocol)
+                    address: net.destination, port: UInt16(truncatingIfNeeded: flow.tuple.portsAndProtocol >> 32),
+                    ipProtocol: ipProtocol)
         if vip < 0 { return .dropNoService }
         table.pointee.counters.add(CounterSlot.fragmentsFollowed)
         out.initialize(to: Classified(net, tuple: flow.tuple, hash: flow.hash, vip: vip))
@@ -622,7 +629,8 @@ public struct Worker: ~Copyable {
         let record = snapshot.vips[vip]
         let slot = pick(c, vip: vip, snapshot: snapshot)
         if record.clampMSS && slot != Maglev.emptySlot, let packets = burstPackets {
-            clampMSS(packets[c - UnsafePointer(classified)].data, c, backend: record.firstBackend &+ Int(slot), snapshot: snapshot)
+            clampMSS(
+                packets[c - UnsafePointer(classified)].data, c, backend: record.firstBackend &+ Int(slot), snapshot: snapshot)
         }
         return slot
     }
@@ -667,7 +675,8 @@ public struct Worker: ~Copyable {
         guard c.pointee.tcpFlags & (TCPFlag.syn | TCPFlag.ack) == TCPFlag.syn else { return }
         var net = NetworkHeader()
         let end = Int(c.pointee.l3Offset) &+ Int(c.pointee.ipLength)
-        guard Parser.parseNetwork(UnsafeRawPointer(frame), length: end, into: &net) == .ok, net.ipProtocol == IPProtocol.tcp else {
+        guard Parser.parseNetwork(UnsafeRawPointer(frame), length: end, into: &net) == .ok, net.ipProtocol == IPProtocol.tcp
+        else {
             return
         }
         let tunnelMTU = port.mtu &- EncapTemplate.kind(snapshot.template(backend: backend)).headerLength
@@ -800,7 +809,8 @@ public struct Worker: ~Copyable {
             p.storeBE16(Checksum.compute(p + icmp, length: messageLength), at: icmp &+ 2)
         }
         let start = HeaderBuilder.writeLinkHeader(
-            p, before: o, destination: port.replyGatewayMAC, source: port.replyMAC, etherType: isV6 ? EtherType.ipv6 : EtherType.ipv4,
+            p, before: o, destination: port.replyGatewayMAC, source: port.replyMAC,
+            etherType: isV6 ? EtherType.ipv6 : EtherType.ipv4,
             vlan: port.replyVLAN)
         packet.reframe(start: start, length: (o &- start) &+ ipHeader &+ messageLength)
         return .repliedTooBig
@@ -835,7 +845,8 @@ public struct Worker: ~Copyable {
             p.storeBE16(Checksum.compute(p + l4, length: messageLength), at: l4 &+ 2)
         }
         let start = HeaderBuilder.writeLinkHeader(
-            p, before: l3, destination: port.replyGatewayMAC, source: port.replyMAC, etherType: net.isV6 ? EtherType.ipv6 : EtherType.ipv4,
+            p, before: l3, destination: port.replyGatewayMAC, source: port.replyMAC,
+            etherType: net.isV6 ? EtherType.ipv6 : EtherType.ipv4,
             vlan: port.replyVLAN)
         packet.reframe(start: start, length: net.ipLength &+ (l3 &- start))
         return .replied

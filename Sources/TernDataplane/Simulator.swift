@@ -59,7 +59,8 @@ public struct Simulator: ~Copyable {
         if result.0 == .held {
             let handle = nextHandle
             nextHandle += 1
-            if frame.withUnsafeBytes({ worker.fragments.pointee.hold(frame: $0.baseAddress!, length: $0.count, handle: handle) }) {
+            if frame.withUnsafeBytes({ worker.fragments.pointee.hold(frame: $0.baseAddress!, length: $0.count, handle: handle) })
+            {
                 heldFrames[handle] = frame
             }
         }
@@ -113,7 +114,7 @@ public struct Simulator: ~Copyable {
         let packets = UnsafeMutablePointer<Packet>.allocate(capacity: frames.count)
         let outcomes = UnsafeMutablePointer<Outcome>.allocate(capacity: frames.count)
         defer {
-            buffers.forEach { $0.deallocate() }
+            for b in buffers { b.deallocate() }
             packets.deallocate()
             outcomes.deallocate()
         }

@@ -21,7 +21,7 @@ import TernTestSupport
 import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The first bytes of the input choose the frame's header skeleton, so the fuzzer reaches VIPs
@@ -33,18 +33,23 @@ func makeSimulator() -> Simulator {
     let backends4: [(address: IPAddress, weight: Int)] = [(a("10.1.0.1"), 1), (a("10.1.0.2"), 2), (a("10.1.0.3"), 0)]
     let backends6: [(address: IPAddress, weight: Int)] = [(a("fc00::1"), 1), (a("fc00::2"), 1)]
     // UDP VIPs route QUIC by connection ID (server ids 1024 and 197634 named by v1 and v2 IDs).
-    var quic = ServiceSpec(address: a("2001:db8::10"), port: 0, ipProtocol: IPProtocol.udp, encapsulation: .ipip, backends: backends6)
+    var quic = ServiceSpec(
+        address: a("2001:db8::10"), port: 0, ipProtocol: IPProtocol.udp, encapsulation: .ipip, backends: backends6)
     quic.quic = true
     quic.quicServerIDs = [a("fc00::1"): 1024, a("fc00::2"): 197_634]
-    var quicGUE = ServiceSpec(address: a("192.0.2.10"), port: 0, ipProtocol: IPProtocol.udp, encapsulation: .gue, guePort: 6080, backends: backends6)
+    var quicGUE = ServiceSpec(
+        address: a("192.0.2.10"), port: 0, ipProtocol: IPProtocol.udp, encapsulation: .gue, guePort: 6080, backends: backends6)
     quicGUE.quic = true
     quicGUE.quicServerIDs = quic.quicServerIDs
     // The IPv6 TCP VIP clamps its SYNs' MSS itself (in the new-flow placement).
-    var clamping = ServiceSpec(address: a("2001:db8::10"), port: 443, ipProtocol: IPProtocol.tcp, encapsulation: .gue, guePort: 6080, backends: backends4)
+    var clamping = ServiceSpec(
+        address: a("2001:db8::10"), port: 443, ipProtocol: IPProtocol.tcp, encapsulation: .gue, guePort: 6080, backends: backends4
+    )
     clamping.clampMSS = true
     let spec = SnapshotSpec(
         services: [
-            ServiceSpec(address: a("192.0.2.10"), port: 80, ipProtocol: IPProtocol.tcp, encapsulation: .ipip, backends: backends4),
+            ServiceSpec(
+                address: a("192.0.2.10"), port: 80, ipProtocol: IPProtocol.tcp, encapsulation: .ipip, backends: backends4),
             quicGUE,
             clamping,
             quic,
@@ -52,7 +57,9 @@ func makeSimulator() -> Simulator {
         tableSize: 251, tunnelSourceV4: a("10.0.0.10"), tunnelSourceV6: a("fc00::10"))
     let worker = Worker(
         // A port with every feature (MSS clamping, VLAN 7 both ways): `forwardWithPortFeatures`.
-        index: 0, port: PortContext(mac: MACAddress(value: 2), gatewayMAC: MACAddress(value: 1), mtu: 1500, clampMSS: true, vlan: 7, replyVLAN: 7),
+        index: 0,
+        port: PortContext(
+            mac: MACAddress(value: 2), gatewayMAC: MACAddress(value: 1), mtu: 1500, clampMSS: true, vlan: 7, replyVLAN: 7),
         flowTableEntries: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
     return Simulator(snapshot: ForwardingSnapshot(spec, generation: 1), worker: worker)
 }
@@ -108,12 +115,14 @@ func fuzzImport(_ input: UnsafeBufferPointer<UInt8>) {
             guard let text = String(validating: bytes, as: UTF8.self) else { return }
             result = try IPVSAdm.parse(text, file: "rules")
         } else {
-            result = try Keepalived.load(path: "keepalived.conf", read: { $0 == "keepalived.conf" ? bytes : nil }, glob: { _ in [] })
+            result = try Keepalived.load(
+                path: "keepalived.conf", read: { $0 == "keepalived.conf" ? bytes : nil }, glob: { _ in [] })
         }
     } catch {
         return
     }
-    let head = "[node]\nname = \"f\"\ntunnel_source_v4 = \"10.0.0.1\"\ntunnel_source_v6 = \"fc00::1\"\n"
+    let head =
+        "[node]\nname = \"f\"\ntunnel_source_v4 = \"10.0.0.1\"\ntunnel_source_v6 = \"fc00::1\"\n"
         + "[[port]]\ndevice = \"d\"\ngateway_mac = \"02:00:00:00:00:01\"\n[maglev]\ntable_size = 251\n"
     let text = head + ImportRenderer.toml(result.vips, warnings: &result.warnings)
     do {
@@ -165,32 +174,37 @@ func fuzzBurst(_ input: UnsafeBufferPointer<UInt8>) {
 }
 
 #if TERN_LIBFUZZER
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
+    // swift-format-ignore: AlwaysUseLowerCamelCase
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func LLVMFuzzerRunDriver(
+        _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
+    ) -> CInt
 
-/// SwiftPM links an executable's entry point under the name `<Target>_main`; libFuzzer brings its
-/// own `main`, so the fuzz build defines only this and hands control to libFuzzer's driver.
-@_cdecl("TernFuzz_main")
-public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
-    var argc = argc
-    var argv = argv
-    return LLVMFuzzerRunDriver(&argc, &argv) { fuzzOne($0, $1) }
-}
-#else
-@main
-struct ReplayMain {
-    static func main() {
-        for path in CommandLine.arguments.dropFirst() {
-            guard let f = fopen(path, "rb") else { continue }
-            var bytes: [UInt8] = []
-            var c = fgetc(f)
-            while c != EOF { bytes.append(UInt8(c)); c = fgetc(f) }
-            fclose(f)
-            bytes.withUnsafeBufferPointer { _ = fuzzOne($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, $0.count) }
-        }
-        print("replayed \(CommandLine.arguments.count - 1) inputs")
+    /// SwiftPM links an executable's entry point under the name `<Target>_main`; libFuzzer brings its
+    /// own `main`, so the fuzz build defines only this and hands control to libFuzzer's driver.
+    @_cdecl("TernFuzz_main")
+    public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+        var argc = argc
+        var argv = argv
+        return LLVMFuzzerRunDriver(&argc, &argv) { fuzzOne($0, $1) }
     }
-}
+#else
+    @main
+    struct ReplayMain {
+        static func main() {
+            for path in CommandLine.arguments.dropFirst() {
+                guard let f = fopen(path, "rb") else { continue }
+                var bytes: [UInt8] = []
+                var c = fgetc(f)
+                while c != EOF {
+                    bytes.append(UInt8(c))
+                    c = fgetc(f)
+                }
+                fclose(f)
+                bytes.withUnsafeBufferPointer { _ = fuzzOne($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, $0.count) }
+            }
+            print("replayed \(CommandLine.arguments.count - 1) inputs")
+        }
+    }
 #endif

@@ -43,10 +43,19 @@ public enum CounterSlot {
     public static let features: [(name: String, slot: Int, help: String)] = [
         ("mss_clamped", mssClamped, "TCP SYNs whose MSS option was lowered (clamp_mss)."),
         ("quic_by_server_id", quicByServerID, "New flows of quic VIPs placed on the backend their connection ID names."),
-        ("quic_unknown_server_id", quicUnknownServerID, "New flows of quic VIPs whose server id no backend has (Maglev placed them)."),
-        ("quic_without_server_id", quicWithoutServerID, "New flows of quic VIPs without a server id to read (Initial, 0-RTT, short ID; Maglev)."),
+        (
+            "quic_unknown_server_id", quicUnknownServerID,
+            "New flows of quic VIPs whose server id no backend has (Maglev placed them)."
+        ),
+        (
+            "quic_without_server_id", quicWithoutServerID,
+            "New flows of quic VIPs without a server id to read (Initial, 0-RTT, short ID; Maglev)."
+        ),
         ("fragments_followed", fragmentsFollowed, "Later IP fragments sent to the backend of their datagram's first fragment."),
-        ("fragment_table_full", fragmentTableFull, "First fragments whose entry replaced a live one (fragment table bucket full)."),
+        (
+            "fragment_table_full", fragmentTableFull,
+            "First fragments whose entry replaced a live one (fragment table bucket full)."
+        ),
     ]
     /// Slots in a block: five cache lines.
     public static let count = 40

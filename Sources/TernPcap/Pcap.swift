@@ -3,7 +3,7 @@
 // `Pcap.read` hold a whole capture (tests, bench preload their packets).
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public struct PcapError: Error, CustomStringConvertible, Equatable {
@@ -84,7 +84,9 @@ public enum Pcap {
         return out
     }
 
-    static func put32(_ v: UInt32, _ out: inout [UInt8]) { for k in 0..<4 { out.append(UInt8(truncatingIfNeeded: v >> (8 * k))) } }
+    static func put32(_ v: UInt32, _ out: inout [UInt8]) {
+        for k in 0..<4 { out.append(UInt8(truncatingIfNeeded: v >> (8 * k))) }
+    }
     static func put16(_ v: UInt16, _ out: inout [UInt8]) { out += [UInt8(truncatingIfNeeded: v), UInt8(v >> 8)] }
 
     /// Reads a whole file (small captures: tests, tools).

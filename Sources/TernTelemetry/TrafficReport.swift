@@ -108,7 +108,8 @@ public struct TrafficReport: Sendable {
 
     public var text: String {
         var s = "rx \(outcomes.received)\n"
-        s += "forwarded \(outcomes.forwarded)\n  in_fragments \(outcomes[.forwardedInFragments])\nhost \(outcomes[.host])\nreplied \(replied)\n"
+        s +=
+            "forwarded \(outcomes.forwarded)\n  in_fragments \(outcomes[.forwardedInFragments])\nhost \(outcomes[.host])\nreplied \(replied)\n"
         for (kind, n) in replies where n > 0 { s += "  \(kind) \(n)\n" }
         s += "fragments_held \(outcomes[.held])\n"
         s += "dropped \(dropped.reduce(0) { $0 + $1.1 })\n"

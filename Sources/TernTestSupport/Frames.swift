@@ -113,10 +113,14 @@ public enum Frames {
         source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16, udp: Bool = false,
         payload: [UInt8] = [], tos: UInt8 = 0, vlan: UInt16? = nil, tcpFlags: UInt8 = TCPFlag.ack
     ) -> [UInt8] {
-        let l4 = udp
-            ? Frames.udp(source: source, destination: destination, sourcePort: sourcePort, destinationPort: destinationPort, payload: payload)
+        let l4 =
+            udp
+            ? Frames.udp(
+                source: source, destination: destination, sourcePort: sourcePort, destinationPort: destinationPort,
+                payload: payload)
             : Frames.tcp(
-                source: source, destination: destination, sourcePort: sourcePort, destinationPort: destinationPort, flags: tcpFlags,
+                source: source, destination: destination, sourcePort: sourcePort, destinationPort: destinationPort,
+                flags: tcpFlags,
                 payload: payload)
         let proto = udp ? IPProtocol.udp : IPProtocol.tcp
         if destination.isV6 {
@@ -147,17 +151,21 @@ public enum FuzzFrames {
             Frames.flow(source: c6, destination: v6, sourcePort: 40000, destinationPort: 53, udp: true),
             Frames.flow(source: c4, destination: v4, sourcePort: 1, destinationPort: 80, vlan: 7),
             Frames.ethernet(
-                Frames.ipv4(source: c4, destination: v4, protocol: IPProtocol.icmp, payload: Frames.icmpEcho(source: c4, destination: v4)),
+                Frames.ipv4(
+                    source: c4, destination: v4, protocol: IPProtocol.icmp, payload: Frames.icmpEcho(source: c4, destination: v4)),
                 etherType: EtherType.ipv4),
             Frames.ethernet(
                 Frames.ipv6(
-                    source: c6, destination: v6, nextHeader: IPProtocol.icmpv6, payload: Frames.icmpEcho(source: c6, destination: v6)),
+                    source: c6, destination: v6, nextHeader: IPProtocol.icmpv6,
+                    payload: Frames.icmpEcho(source: c6, destination: v6)),
                 etherType: EtherType.ipv6),
             Frames.ethernet(
                 Frames.ipv6(
                     source: c6, destination: v6, nextHeader: IPProtocol.udp,
                     payload: Frames.udp(source: c6, destination: v6, sourcePort: 5, destinationPort: 6),
-                    extensions: [(IPProtocol.hopByHop, [1, 4, 0, 0, 0, 0]), (IPProtocol.destinationOptions, [1, 4, 0, 0, 0, 0])]),
+                    extensions: [
+                        (IPProtocol.hopByHop, [1, 4, 0, 0, 0, 0]), (IPProtocol.destinationOptions, [1, 4, 0, 0, 0, 0]),
+                    ]),
                 etherType: EtherType.ipv6),
             Frames.ethernet(
                 Frames.ipv4(

@@ -74,7 +74,8 @@ public enum HeaderBuilder {
 
     /// An 8-byte UDP header with a zero (absent) checksum.
     @inlinable @inline(__always)
-    public static func writeUDP(_ p: UnsafeMutableRawPointer, at o: Int, sourcePort: UInt16, destinationPort: UInt16, length: Int) {
+    public static func writeUDP(_ p: UnsafeMutableRawPointer, at o: Int, sourcePort: UInt16, destinationPort: UInt16, length: Int)
+    {
         p.storeBE16(sourcePort, at: o)
         p.storeBE16(destinationPort, at: o + 2)
         p.storeBE16(UInt16(truncatingIfNeeded: length), at: o + 4)
@@ -165,7 +166,9 @@ public enum EncapTemplate {
 
     /// `kind(t).headerLength`, read from the template.
     @inlinable @inline(__always)
-    public static func headerLength(_ t: UnsafeRawPointer) -> Int { Int(t.load(fromByteOffset: headerLengthOffset, as: UInt8.self)) }
+    public static func headerLength(_ t: UnsafeRawPointer) -> Int {
+        Int(t.load(fromByteOffset: headerLengthOffset, as: UInt8.self))
+    }
 
     /// Copies the template's outer EtherType to `p + o` (the Ethernet header's last two bytes).
     @inlinable @inline(__always)
@@ -235,13 +238,15 @@ public enum EncapTemplate {
         p.storeBE16(identification, at: o &+ 4)
         p.storeBE16(flags, at: o &+ 6)
         // Five 16-bit words (the seed is folded): the sum fits in 32 bits.
-        let sum = t.load(fromByteOffset: seedOffset, as: UInt32.self) &+ UInt32(trafficClass) &+ UInt32(outerLength & 0xFFFF)
+        let sum =
+            t.load(fromByteOffset: seedOffset, as: UInt32.self) &+ UInt32(trafficClass) &+ UInt32(outerLength & 0xFFFF)
             &+ UInt32(identification) &+ UInt32(flags)
         p.storeBE16(~Checksum.fold(small: sum), at: o &+ 10)
     }
 
     @inlinable @inline(__always)
-    static func writeIPv6Variable(_ p: UnsafeMutableRawPointer, at o: Int, trafficClass: UInt8, hash: UInt64, payloadLength: Int) {
+    static func writeIPv6Variable(_ p: UnsafeMutableRawPointer, at o: Int, trafficClass: UInt8, hash: UInt64, payloadLength: Int)
+    {
         let flowLabel = UInt32(truncatingIfNeeded: hash >> 12) & 0xF_FFFF
         p.storeBE32(6 << 28 | UInt32(trafficClass) << 20 | flowLabel, at: o)
         p.storeBE16(UInt16(truncatingIfNeeded: payloadLength), at: o &+ 4)

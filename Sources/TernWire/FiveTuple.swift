@@ -15,7 +15,8 @@ public struct FiveTuple: Hashable, Sendable {
     @inlinable @inline(__always)
     public init(source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16, ipProtocol: UInt8) {
         self.init(
-            source: source, destination: destination, ports: UInt32(sourcePort) << 16 | UInt32(destinationPort), ipProtocol: ipProtocol)
+            source: source, destination: destination, ports: UInt32(sourcePort) << 16 | UInt32(destinationPort),
+            ipProtocol: ipProtocol)
     }
 
     /// `ports` as the transport header's first four bytes read big-endian (source port << 16 |

@@ -183,7 +183,8 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
             let v = v4Value
             return "\(v >> 24).\(v >> 16 & 0xFF).\(v >> 8 & 0xFF).\(v & 0xFF)"
         }
-        let groups = (0..<4).map { UInt16(truncatingIfNeeded: high >> (48 - 16 * $0)) }
+        let groups =
+            (0..<4).map { UInt16(truncatingIfNeeded: high >> (48 - 16 * $0)) }
             + (0..<4).map { UInt16(truncatingIfNeeded: low >> (48 - 16 * $0)) }
         var best = (start: -1, length: 0)
         var i = 0
@@ -214,7 +215,9 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses `aa:bb:cc:dd:ee:ff` (or with `-`).
     public init?(_ text: some StringProtocol) {
-        let parts = String(text).split(omittingEmptySubsequences: false, whereSeparator: { (c: Character) in c == ":" || c == "-" }).map(String.init)
+        let parts = String(text).split(
+            omittingEmptySubsequences: false, whereSeparator: { (c: Character) in c == ":" || c == "-" }
+        ).map(String.init)
         guard parts.count == 6 else { return nil }
         var v: UInt64 = 0
         for part in parts {

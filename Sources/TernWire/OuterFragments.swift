@@ -39,7 +39,9 @@ public enum OuterFragments {
     /// and returns its length. Fragment 0 may be written over the frame itself (`out == frame`);
     /// write the others first, since it shortens the frame's header.
     @inlinable
-    public static func write(_ k: Int, of frame: UnsafeMutableRawPointer, length: Int, mtu: Int, to out: UnsafeMutableRawPointer) -> Int {
+    public static func write(_ k: Int, of frame: UnsafeMutableRawPointer, length: Int, mtu: Int, to out: UnsafeMutableRawPointer)
+        -> Int
+    {
         let l3 = l3Offset(frame)
         let payloadStart = l3 &+ HeaderSize.ipv4
         let per = payloadPerFragment(mtu: mtu)

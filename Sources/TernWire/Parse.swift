@@ -175,7 +175,9 @@ public enum Parser {
     /// A fragment's identification, offset (bytes) and more-fragments flag: IPv4's header fields,
     /// or IPv6's fragment header (found by walking the extension headers again). Slow path.
     @inlinable
-    public static func fragmentFields(_ p: UnsafeRawPointer, _ h: borrowing NetworkHeader) -> (id: UInt32, offset: Int, more: Bool)? {
+    public static func fragmentFields(_ p: UnsafeRawPointer, _ h: borrowing NetworkHeader) -> (
+        id: UInt32, offset: Int, more: Bool
+    )? {
         if !h.isV6 {
             let flags = p.be16(h.l3Offset + 6)
             return (UInt32(p.be16(h.l3Offset + 4)), Int(flags & 0x1FFF) &* 8, flags & 0x2000 != 0)
@@ -197,7 +199,9 @@ public enum Parser {
     /// The ports (and TCP flags) of a first fragment: as `parseTransport`, without asking that
     /// the whole UDP datagram be here (the rest is in later fragments).
     @inlinable
-    public static func parseFirstFragmentPorts(_ p: UnsafeRawPointer, _ h: borrowing NetworkHeader, into t: inout TransportHeader) -> Bool {
+    public static func parseFirstFragmentPorts(_ p: UnsafeRawPointer, _ h: borrowing NetworkHeader, into t: inout TransportHeader)
+        -> Bool
+    {
         let available = h.ipEnd - h.l4Offset
         guard h.ipProtocol == IPProtocol.tcp ? available >= 20 : available >= 8 else { return false }
         t.sourcePort = p.be16(h.l4Offset)

@@ -35,8 +35,11 @@ public enum QUIC {
             cid = 6
         }
         guard length - cid >= minConnectionIDLength else { return .none }
-        let b0 = UInt32(p.u8(cid)), b1 = UInt32(p.u8(cid + 1)), b2 = UInt32(p.u8(cid + 2))
-        let b3 = UInt32(p.u8(cid + 3)), b4 = UInt32(p.u8(cid + 4))
+        let b0 = UInt32(p.u8(cid))
+        let b1 = UInt32(p.u8(cid + 1))
+        let b2 = UInt32(p.u8(cid + 2))
+        let b3 = UInt32(p.u8(cid + 3))
+        let b4 = UInt32(p.u8(cid + 4))
         let id: UInt32
         switch b0 >> 6 {
         case 1: id = (b0 & 0x3F) << 10 | b1 << 2 | b2 >> 6

@@ -31,7 +31,8 @@ public enum TCPOptions {
                 // (odd: the words at at-1 and at+1, both inside the option).
                 let first = at & ~1
                 let odd = at & 1 != 0
-                let old0 = r.be16(first), old1 = odd ? r.be16(first + 2) : 0
+                let old0 = r.be16(first)
+                let old1 = odd ? r.be16(first + 2) : 0
                 tcp.storeU8(UInt8(truncatingIfNeeded: limit >> 8), at: at)
                 tcp.storeU8(UInt8(truncatingIfNeeded: limit), at: at + 1)
                 var checksum = Checksum.update(r.be16(16), old: old0, new: r.be16(first))

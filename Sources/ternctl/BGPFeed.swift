@@ -13,13 +13,15 @@ import TernAgent
 import TernControl
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct BGPFeed: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bgp-feed",
-        abstract: "Keep ExaBGP (process API) or BIRD (--bird-include) announcing the VIP prefixes this node should; withdraw all if ternd goes away.")
+        abstract:
+            "Keep ExaBGP (process API) or BIRD (--bird-include) announcing the VIP prefixes this node should; withdraw all if ternd goes away."
+    )
 
     @OptionGroup var options: SocketOptions
 
@@ -129,7 +131,7 @@ struct BGPFeed: ParsableCommand {
         posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
         posix_spawn_file_actions_addclose(&actions, fds[0])
         let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        defer { for p in argv { free(p) } }
         var pid: pid_t = 0
         let spawned = posix_spawnp(&pid, arguments[0], &actions, nil, argv, environ)
         close(fds[1])

@@ -3,12 +3,12 @@
 
 import ArgumentParser
 import Foundation
-
-#if canImport(Glibc)
-import Glibc
-#endif
 import TernAgent
 import TernControl
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 struct SocketOptions: ParsableArguments {
     @Option(help: "ternd's control socket ([control] socket in its config).")
@@ -30,7 +30,8 @@ struct SocketOptions: ParsableArguments {
     /// Prints the reply (JSON, or `text` of it); a failed reply goes to stderr and exits `failure`.
     func finish(_ reply: [String: Any], failure: Int32 = 1, text: ([String: Any]) -> String) throws {
         if json {
-            let data = (try? JSONSerialization.data(withJSONObject: reply, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+            let data =
+                (try? JSONSerialization.data(withJSONObject: reply, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
             print(String(decoding: data, as: UTF8.self))
         }
         guard reply["ok"] as? Bool == true else {
@@ -49,20 +50,25 @@ struct Status: ParsableCommand {
     func run() throws {
         try options.finish(try options.send("status")) { r in
             var s = "ternd \(r["version"] ?? "?"), up \(r["uptime_s"] ?? "?") s\n"
-            s += "config \(r["config"] ?? "?"): \(r["summary"] ?? "")\ngeneration \(r["generation"] ?? "?"), workers \(r["workers"] ?? "?")\n"
+            s +=
+                "config \(r["config"] ?? "?"): \(r["summary"] ?? "")\ngeneration \(r["generation"] ?? "?"), workers \(r["workers"] ?? "?")\n"
             for p in r["ports"] as? [[String: Any]] ?? [] {
                 let stats = (p["stats"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
-                s += "port \(p["name"] ?? "?"): link \(p["link_up"] as? Bool == true ? "up" : "down"); \(stats.joined(separator: ", "))\n"
+                s +=
+                    "port \(p["name"] ?? "?"): link \(p["link_up"] as? Bool == true ? "up" : "down"); \(stats.joined(separator: ", "))\n"
             }
             for g in r["gateways"] as? [[String: Any]] ?? [] {
                 let mac = g["mac"] as? String ?? ""
-                s += "port[\(g["port"] ?? "?")] gateway \(g["gateway"] ?? "?") on \(g["interface"] ?? "?"): "
+                s +=
+                    "port[\(g["port"] ?? "?")] gateway \(g["gateway"] ?? "?") on \(g["interface"] ?? "?"): "
                     + (mac.isEmpty ? "UNKNOWN (dropping no_neighbor)" : "at \(mac)") + ", kernel state \(g["state"] ?? "?")\n"
             }
             for (vip, f) in (r["table_fingerprints"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key }) {
                 s += "table \(vip) fingerprint \(f)\n"
             }
-            if let reloads = r["reloads"] as? [String: Any] { s += "reloads ok \(reloads["ok"] ?? 0), failed \(reloads["failed"] ?? 0)\n" }
+            if let reloads = r["reloads"] as? [String: Any] {
+                s += "reloads ok \(reloads["ok"] ?? 0), failed \(reloads["failed"] ?? 0)\n"
+            }
             if let last = r["last_reload"] as? [String: Any] {
                 s += "last reload: \(last["ok"] as? Bool == true ? "ok" : "FAILED"): \(last["message"] ?? "")\n"
             }
@@ -116,7 +122,9 @@ struct Stats: ParsableCommand {
 
     static func text(_ r: [String: Any]) -> String {
         var s = ""
-        for key in ["rx", "rx_polled", "forwarded", "host", "replied", "tx", "tx_failed", "workers"] { s += "\(key) \(r[key] ?? 0)\n" }
+        for key in ["rx", "rx_polled", "forwarded", "host", "replied", "tx", "tx_failed", "workers"] {
+            s += "\(key) \(r[key] ?? 0)\n"
+        }
         // The host path's counters, when ternd has host interfaces.
         for key in ["host_tx", "host_rx", "host_dropped", "host_rx_dropped"] where r[key] != nil { s += "\(key) \(r[key]!)\n" }
         for (group, label) in [("replies", "replied"), ("dropped", "dropped"), ("flows", "flows"), ("reloads", "reloads")] {
@@ -174,7 +182,9 @@ struct BackendSelection: ParsableArguments {
 
 struct Drain: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Give a backend weight 0 at runtime: established flows stay, new flows go elsewhere. Kept across reloads while the backend stays in the config.")
+        abstract:
+            "Give a backend weight 0 at runtime: established flows stay, new flows go elsewhere. Kept across reloads while the backend stays in the config."
+    )
     @OptionGroup var options: SocketOptions
     @OptionGroup var selection: BackendSelection
 
@@ -203,7 +213,8 @@ struct ShowVIPs: ParsableCommand {
         try options.finish(try options.send("show-vips")) { r in
             (r["vips"] as? [[String: Any]] ?? []).map { v in
                 let flags = ["quic", "clamp_mss"].filter { v[$0] as? Bool == true }.map { " \($0)" }.joined()
-                return "\(v["vip"] ?? "?") encap=\(v["encap"] ?? "?") hash=\(v["hash"] ?? "?")\(flags) backends=\(v["backends"] ?? 0) "
+                return
+                    "\(v["vip"] ?? "?") encap=\(v["encap"] ?? "?") hash=\(v["hash"] ?? "?")\(flags) backends=\(v["backends"] ?? 0) "
                     + "taking_new_flows=\(v["backends_taking_new_flows"] ?? 0) table_size=\(v["table_size"] ?? 0) "
                     + "fingerprint=\(v["fingerprint"] ?? "") packets=\(v["packets"] ?? 0) new_flows=\(v["new_flows"] ?? 0)\n"
             }.joined()
@@ -214,7 +225,8 @@ struct ShowVIPs: ParsableCommand {
 struct ShowBackends: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backends",
-        abstract: "Each VIP's backends: weight, effective weight, state, Maglev slots and share, packets and new flows since start.")
+        abstract:
+            "Each VIP's backends: weight, effective weight, state, Maglev slots and share, packets and new flows since start.")
     @OptionGroup var options: SocketOptions
     @Argument(help: "Only this VIP (ADDR:PORT/PROTO).") var vip: String?
 
@@ -225,7 +237,8 @@ struct ShowBackends: ParsableCommand {
                 s += "\(v["vip"] ?? "?")\n"
                 for b in v["backends"] as? [[String: Any]] ?? [] {
                     let share = formatPercent((b["share"] as? Double ?? 0) * 100)
-                    s += "  \(b["address"] ?? "?") weight=\(b["weight"] ?? 0) effective=\(b["effective_weight"] ?? 0) "
+                    s +=
+                        "  \(b["address"] ?? "?") weight=\(b["weight"] ?? 0) effective=\(b["effective_weight"] ?? 0) "
                         + "state=\(b["state"] ?? "?") slots=\(b["slots"] ?? 0) share=\(share) packets=\(b["packets"] ?? 0) "
                         + "new_flows=\(b["new_flows"] ?? 0) health=\"\(b["health"] ?? "")\"\n"
                 }

@@ -8,7 +8,7 @@ import TernControl
 import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct Import: ParsableCommand {
@@ -37,7 +37,8 @@ struct Import: ParsableCommand {
             switch format {
             case "ipvsadm":
                 let name = file == "-" ? "<stdin>" : file
-                guard let bytes = file == "-" ? readAll(0) : KeepalivedReader.readFile(file), let text = String(validating: bytes, as: UTF8.self)
+                guard let bytes = file == "-" ? readAll(0) : KeepalivedReader.readFile(file),
+                    let text = String(validating: bytes, as: UTF8.self)
                 else {
                     printError("ternctl import: cannot read \(name) as UTF-8 text")
                     throw ExitCode(66)

@@ -7,7 +7,7 @@ import TernPcap
 import TernTelemetry
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct Simulate: ParsableCommand {
@@ -72,7 +72,7 @@ struct Simulate: ParsableCommand {
                 // Fragments held ahead of their first leave after it.
                 let results = [result] + simulator.takeReleased()
                 elapsed += monotonicNanoseconds() - started
-                for case let (outcome, frame?) in results {
+                for case (let outcome, let frame?) in results {
                     // What the wire carries: outer fragments of a packet too big for the tunnel.
                     for data in simulator.frames(outcome, frame) {
                         try writer.append(PcapRecord(timestampNanoseconds: r.timestampNanoseconds, data: data))
@@ -106,4 +106,3 @@ func monotonicNanoseconds() -> UInt64 {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
-

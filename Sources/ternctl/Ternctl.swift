@@ -6,7 +6,7 @@ import TernAgent
 import TernControl
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @main

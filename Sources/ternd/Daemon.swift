@@ -13,7 +13,7 @@ import TernTelemetry
 import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// ternd's logger (TernLogHandler: `ternd: ` on every line, syslog priorities for the journal); its
@@ -103,7 +103,10 @@ enum Daemon {
         }
         defer { lock.release() }
         if let pid = StartupChecks.primaryHolding(prefix: prefix) {
-            log(.error, "DPDK file prefix \"\(prefix)\" is in use by a running DPDK primary process (pid \(pid)); choose another --file-prefix")
+            log(
+                .error,
+                "DPDK file prefix \"\(prefix)\" is in use by a running DPDK primary process (pid \(pid)); choose another --file-prefix"
+            )
             return 1
         }
         let unreadable = StartupChecks.unreadableVdevFiles(ealArguments)
@@ -140,7 +143,8 @@ enum Daemon {
         let dataplane: Dataplane
         do {
             dataplane = try Dataplane(
-                config: config, configPath: options.config, cell: publisher.cell, idleSleepMicroseconds: options.idleSleepMicroseconds)
+                config: config, configPath: options.config, cell: publisher.cell,
+                idleSleepMicroseconds: options.idleSleepMicroseconds)
         } catch let error as StartupError {
             log(.error, error.message)
             return error.exitCode
@@ -154,7 +158,8 @@ enum Daemon {
         }
         log(
             "started: \(config.summary); ports \(dataplane.ports.map(\.name).joined(separator: ", ")); "
-                + (config.dataplane.mbufs == nil ? dataplane.mbufPlan.summary : "\(dataplane.mbufs) mbufs (dataplane.mbufs)") + "; "
+                + (config.dataplane.mbufs == nil ? dataplane.mbufPlan.summary : "\(dataplane.mbufs) mbufs (dataplane.mbufs)")
+                + "; "
                 + "RSS \(dataplane.rss ? "on" : "off"); control socket \(config.control.socket)")
         let reloader = Reloader(
             configPath: options.config, desired: DesiredState(config: config), publisher: publisher,
@@ -177,11 +182,15 @@ enum Daemon {
         let lifecycle = Lifecycle()
         var info = DaemonInfo(
             configPath: options.config, startedAt: wallSeconds(), workers: config.dataplane.workers,
-            ports: { dataplane.ports.map { p in
-                let link = p.link
-                return ["name": p.name, "link_up": link.up, "speed_mbps": Int(link.speedMbps),
-                        "stats": Dictionary(uniqueKeysWithValues: p.stats.map { ($0.0, Int($0.1)) })] as [String: Any]
-            } }, stats: LiveStats(blocks: dataplane.loops.map(\.stats), publisher: publisher, host: dataplane.hostPath?.stats),
+            ports: {
+                dataplane.ports.map { p in
+                    let link = p.link
+                    return [
+                        "name": p.name, "link_up": link.up, "speed_mbps": Int(link.speedMbps),
+                        "stats": Dictionary(uniqueKeysWithValues: p.stats.map { ($0.0, Int($0.1)) }),
+                    ] as [String: Any]
+                }
+            }, stats: LiveStats(blocks: dataplane.loops.map(\.stats), publisher: publisher, host: dataplane.hostPath?.stats),
             gateways: { watcher.status }, health: { prober.states[$0] })
         // Other threads ask the control thread through one exchange: Prometheus scrapes (the metrics
         // server's thread) and DPDK telemetry commands (its thread).
@@ -191,7 +200,10 @@ enum Daemon {
             reloader: reloader, info: info, wallClock: wallSeconds, shouldStop: { signals.stopPending }, log: { log($0, $1) })
         let renderer = MetricsRenderer(stats: info.stats, reloader: reloader, info: info, commands: commands)
         Telemetry.register(
-            [("/tern/stats", "Tern's counters, live. No parameters."), ("/tern/vips", "Packets forwarded per VIP. No parameters.")]
+            [
+                ("/tern/stats", "Tern's counters, live. No parameters."),
+                ("/tern/vips", "Packets forwarded per VIP. No parameters."),
+            ]
         ) { exchange.ask($0) }
         var metricsServer: MetricsServer? = nil
         if let m = config.metrics {
@@ -207,7 +219,8 @@ enum Daemon {
         defer { metricsServer?.close() }
         let loop = ControlLoop(
             signals: signals, reloader: reloader, log: { log($0, $1) }, clock: monotonicSeconds,
-            stopWhenIdleSeconds: options.stopWhenIdleSeconds, progress: { dataplane.progress }, server: server, commands: commands,
+            stopWhenIdleSeconds: options.stopWhenIdleSeconds, progress: { dataplane.progress }, server: server,
+            commands: commands,
             exchange: exchange, answer: { $0 == "metrics" ? renderer.render() : commands.telemetry($0) },
             periodic: (watcher.targets.isEmpty ? [] : [(0.5, watcher.poll)]) + [(0, { prober.step(now: monotonicSeconds()) })],
             lifecycle: lifecycle)

@@ -10,7 +10,7 @@ import TernPcap
 import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct StartupError: Error {
@@ -48,7 +48,8 @@ final class Dataplane {
             do {
                 ports.append(try Port(named: p.device))
             } catch {
-                throw StartupError(message: "\(configPath): port[\(i)].device: \(error.description)", exitCode: ConfigError.exitCode)
+                throw StartupError(
+                    message: "\(configPath): port[\(i)].device: \(error.description)", exitCode: ConfigError.exitCode)
             }
         }
         self.ports = ports
@@ -66,14 +67,16 @@ final class Dataplane {
             switch (rx, tx) {
             case (.success(let r), .success(let t)): descriptors.append((r, t))
             case (.failure(let problem), _), (_, .failure(let problem)):
-                throw StartupError(message: "\(configPath): \(problem.keyPath): \(problem.message)", exitCode: ConfigError.exitCode)
+                throw StartupError(
+                    message: "\(configPath): \(problem.keyPath): \(problem.message)", exitCode: ConfigError.exitCode)
             }
             let mtu = config.ports[i].mtu
             if let frameSize = frameSizes[i] {
                 let needed = AFPacketFrames.frameSizeNeeded(mtu: mtu)
                 if frameSize < needed {
                     throw StartupError(
-                        message: "\(configPath): port[\(i)].mtu: \(mtu) needs framesz=\(needed) or more on \(port.name) (it has \(frameSize))",
+                        message:
+                            "\(configPath): port[\(i)].mtu: \(mtu) needs framesz=\(needed) or more on \(port.name) (it has \(frameSize))",
                         exitCode: ConfigError.exitCode)
                 }
             } else if mtu > limits.maxMTU {
@@ -91,7 +94,8 @@ final class Dataplane {
             max($0, AFPacketFrames.dataRoom(frameSize: $1))
         }
         do {
-            pool = try Mempool(name: "tern_mbufs", count: mbufs, cache: UInt32(MbufPlan.cachePerLcore), dataRoom: UInt16(dataRoom))
+            pool = try Mempool(
+                name: "tern_mbufs", count: mbufs, cache: UInt32(MbufPlan.cachePerLcore), dataRoom: UInt16(dataRoom))
         } catch {
             throw StartupError(
                 message: "\(configPath): dataplane.mbufs: a pool of \(mbufs) mbufs of \(dataRoom) bytes: \(error.description)",
@@ -100,9 +104,10 @@ final class Dataplane {
         var rss = false
         for (i, port) in ports.enumerated() {
             do {
-                rss = try port.configure(
-                    rxQueues: UInt16(workers), txQueues: UInt16(workers),
-                    descriptors: (UInt16(descriptors[i].rx), UInt16(descriptors[i].tx)), pool: pool) || rss
+                rss =
+                    try port.configure(
+                        rxQueues: UInt16(workers), txQueues: UInt16(workers),
+                        descriptors: (UInt16(descriptors[i].rx), UInt16(descriptors[i].tx)), pool: pool) || rss
             } catch {
                 // Queue set-up takes mbufs (RX rings; net_pcap's replayed capture): name the key to raise.
                 let short = config.dataplane.mbufs.map { $0 < sizes.total ? " (the computed size is \(sizes.total))" : "" } ?? ""
@@ -147,7 +152,8 @@ final class Dataplane {
         hostPath = links.isEmpty ? nil : HostPathLoop(links: links)
         let hostLinks = Dictionary(uniqueKeysWithValues: zip(hostPorts, links))
         let plan = PortPlan(config.ports, deviceMACs: ports.map(\.mac))
-        let gateways = Dictionary(uniqueKeysWithValues: config.ports.indices.filter { config.ports[$0].learnsGateway }.map { ($0, GatewayCell()) })
+        let gateways = Dictionary(
+            uniqueKeysWithValues: config.ports.indices.filter { config.ports[$0].learnsGateway }.map { ($0, GatewayCell()) })
         self.gateways = gateways
         var loops: [WorkerLoop] = []
         for w in 0..<workers {
@@ -163,7 +169,8 @@ final class Dataplane {
                 tcpIdleTimeout: UInt32(config.dataplane.tcpIdleTimeoutSeconds),
                 udpIdleTimeout: UInt32(config.dataplane.udpIdleTimeoutSeconds),
                 tcpClosingTimeout: UInt32(config.dataplane.tcpClosingTimeoutSeconds),
-                tooBigRepliesPerSecond: UInt32(config.icmp.tooBigPerSecond), echoRepliesPerSecond: UInt32(config.icmp.echoPerSecond))
+                tooBigRepliesPerSecond: UInt32(config.icmp.tooBigPerSecond),
+                echoRepliesPerSecond: UInt32(config.icmp.echoPerSecond))
             loops.append(
                 WorkerLoop(
                     index: w, queues: queues, burstSize: config.dataplane.burstSize, cell: cell, worker: worker,

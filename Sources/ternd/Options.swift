@@ -60,14 +60,19 @@ struct Options {
                 guard let v = value() else { return .failure(UsageError(message: "--stats-json needs a file")) }
                 o.statsJSON = v
             case "--stop-when-idle":
-                guard let v = value(), let s = Double(v), s > 0 else { return .failure(UsageError(message: "--stop-when-idle needs seconds > 0")) }
+                guard let v = value(), let s = Double(v), s > 0 else {
+                    return .failure(UsageError(message: "--stop-when-idle needs seconds > 0"))
+                }
                 o.stopWhenIdleSeconds = s
             case "--idle-sleep-us":
-                guard let v = value(), let n = UInt32(v) else { return .failure(UsageError(message: "--idle-sleep-us needs a number")) }
+                guard let v = value(), let n = UInt32(v) else {
+                    return .failure(UsageError(message: "--idle-sleep-us needs a number"))
+                }
                 o.idleSleepMicroseconds = n
             case "--log-level":
                 guard let v = value(), let level = Logger.Level(rawValue: v) else {
-                    return .failure(UsageError(message: "--log-level needs trace, debug, info, notice, warning, error or critical"))
+                    return .failure(
+                        UsageError(message: "--log-level needs trace, debug, info, notice, warning, error or critical"))
                 }
                 o.logLevel = level
             case "-h", "--help":

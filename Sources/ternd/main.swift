@@ -1,6 +1,6 @@
 // ternd: the Tern data plane. Wiring only; see Daemon.swift.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 exit(Daemon.run(CommandLine.arguments))

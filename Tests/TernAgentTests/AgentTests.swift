@@ -1,9 +1,9 @@
 import Foundation
+import Logging
 import Synchronization
 import Testing
 
 @testable import TernAgent
-import Logging
 @testable import TernBalancing
 @testable import TernControl
 @testable import TernDataplane
@@ -12,7 +12,7 @@ import Logging
 @testable import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 let base = """
@@ -63,7 +63,8 @@ func makeReloader(_ file: ConfigFile, memory: Int? = nil) throws -> Reloader {
     let desired = DesiredState(config: config)
     let publisher = Publisher(spec: desired.snapshotSpec, workers: 1)
     return Reloader(
-        configPath: file.path, desired: desired, publisher: publisher, availableMemory: { memory }, clock: { 0 }, wallClock: { 0 })
+        configPath: file.path, desired: desired, publisher: publisher, availableMemory: { memory }, clock: { 0 }, wallClock: { 0 }
+    )
 }
 
 /// The weight each backend of a VIP has in the running snapshot.
@@ -93,8 +94,10 @@ func publishedWeights(_ r: Reloader, vip: String) -> [IPAddress: Int] {
         var d = DesiredState(config: try parse(base))
         d.set(d.backends(IPAddress("10.1.0.1")!), to: .draining)
         // 10.1.0.1 leaves the DNS VIP (replaced by 10.1.0.3), stays in the web VIP.
-        let next = try parse(base.replacingOccurrences(of: "port = 53\nprotocol = \"udp\"\n[[vip.backend]]\naddress = \"10.1.0.1\"",
-                                                      with: "port = 53\nprotocol = \"udp\"\n[[vip.backend]]\naddress = \"10.1.0.3\""))
+        let next = try parse(
+            base.replacingOccurrences(
+                of: "port = 53\nprotocol = \"udp\"\n[[vip.backend]]\naddress = \"10.1.0.1\"",
+                with: "port = 53\nprotocol = \"udp\"\n[[vip.backend]]\naddress = \"10.1.0.3\""))
         let dropped = d.replaceConfig(next)
         #expect(dropped == [BackendKey(vip: dns, address: IPAddress("10.1.0.1")!)])
         #expect(d.state(of: BackendKey(vip: web, address: IPAddress("10.1.0.1")!)) == .draining)
@@ -149,7 +152,8 @@ func publishedWeights(_ r: Reloader, vip: String) -> [IPAddress: Int] {
     @Test func restartOnlyChangesAndMemoryBeyondTheMachineAreRefused() throws {
         let file = ConfigFile(base)
         let r = try makeReloader(file)
-        file.write(base.replacingOccurrences(of: "gateway_mac = \"02:00:00:00:00:fe\"", with: "gateway_mac = \"02:00:00:00:00:fd\""))
+        file.write(
+            base.replacingOccurrences(of: "gateway_mac = \"02:00:00:00:00:fe\"", with: "gateway_mac = \"02:00:00:00:00:fd\""))
         #expect(r.reload().message.contains("restart-only keys changed: port[0].gateway_mac"))
         file.write(base)
         let tight = try makeReloader(file, memory: 270 << 20)  // 14 MiB usable; the tables need 38 MiB
@@ -205,8 +209,9 @@ final class ScriptedSignals: SignalSource {
         let file = ConfigFile(base)
         let r = try makeReloader(file)
         var lines: [String] = []
-        let loop = ControlLoop(signals: ScriptedSignals([nil, SIGHUP, SIGUSR1, SIGHUP, SIGTERM]), reloader: r, log: { lines.append($1) },
-                               clock: { 0 })
+        let loop = ControlLoop(
+            signals: ScriptedSignals([nil, SIGHUP, SIGUSR1, SIGHUP, SIGTERM]), reloader: r, log: { lines.append($1) },
+            clock: { 0 })
         #expect(loop.run(pollMilliseconds: 0) == "signal \(SIGTERM)")
         #expect(r.succeeded == 2 && lines.filter { $0.hasPrefix("reload ok") }.count == 2)
         #expect(lines.contains("signal \(SIGUSR1) ignored"))
@@ -230,7 +235,8 @@ final class ScriptedSignals: SignalSource {
         #expect(Announcements.wanted(r.desired, stopping: lifecycle.stopping).values.allSatisfy { !$0.up })
         #expect(stoppingAt != nil && now - stoppingAt! >= 4.9)
         let again = ControlLoop(
-            signals: ScriptedSignals([SIGTERM, nil, SIGTERM]), reloader: r, log: { _, _ in }, clock: { 0 }, lifecycle: Lifecycle())
+            signals: ScriptedSignals([SIGTERM, nil, SIGTERM]), reloader: r, log: { _, _ in }, clock: { 0 }, lifecycle: Lifecycle()
+        )
         #expect(again.run(pollMilliseconds: 0) == "signal \(SIGTERM)")
     }
 
@@ -243,7 +249,8 @@ final class ScriptedSignals: SignalSource {
             clock: {
                 now += 0.25
                 return now
-            }, stopWhenIdleSeconds: 1, progress: {
+            }, stopWhenIdleSeconds: 1,
+            progress: {
                 packets += now < 3 ? 1 : 0
                 return packets
             })
@@ -302,7 +309,9 @@ final class ScriptedSignals: SignalSource {
         // Left behind by a process that is gone: replaced.
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         var a = try UnixSocket.address(path)
-        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        _ = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
         close(fd)
         #expect(access(path, F_OK) == 0)
         let server = try ControlServer(path: path)
@@ -383,7 +392,10 @@ final class FlowSender {
         #expect(first.values.reduce(0) { $0 + $1.packets } == 20 && first.values.reduce(0) { $0 + $1.newFlows } == 20)
         #expect(first.count == 2 && first.values.allSatisfy { $0.packets > 0 })
         // 10.0.0.5 sorts first: every old backend moves up one place in the new snapshot.
-        file.write(base.replacingOccurrences(of: "port = 80\nprotocol = \"tcp\"\n", with: "port = 80\nprotocol = \"tcp\"\n[[vip.backend]]\naddress = \"10.0.0.5\"\n"))
+        file.write(
+            base.replacingOccurrences(
+                of: "port = 80\nprotocol = \"tcp\"\n",
+                with: "port = 80\nprotocol = \"tcp\"\n[[vip.backend]]\naddress = \"10.0.0.5\"\n"))
         #expect(r.reload().ok)
         send(20)  // the same flows: the flow table keeps each on its backend
         let second = counts()
@@ -405,7 +417,9 @@ final class FlowSender {
     @Test func everyLineIsPrefixedAndTheJournalGetsPriorities() {
         let plain = TernLogHandler(level: .info, journal: false)
         #expect(plain.lines(level: .info, message: "reload ok") == "ternd: reload ok\n")
-        #expect(plain.lines(level: .error, message: "reload failed:\nt.toml:3: x") == "ternd: error: reload failed:\nternd: error: t.toml:3: x\n")
+        #expect(
+            plain.lines(level: .error, message: "reload failed:\nt.toml:3: x")
+                == "ternd: error: reload failed:\nternd: error: t.toml:3: x\n")
         let journal = TernLogHandler(level: .info, journal: true)
         #expect(journal.lines(level: .warning, message: "signal 10 ignored") == "<4>ternd: warning: signal 10 ignored\n")
         #expect(journal.lines(level: .info, message: "started") == "<6>ternd: started\n")

@@ -1,14 +1,14 @@
 import Foundation
 import Synchronization
+import TernBalancing
 import Testing
 
 @testable import TernAgent
-import TernBalancing
 @testable import TernControl
 @testable import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A loopback listener on a free port: TCP that answers each connection with `reply` (nothing:
@@ -25,7 +25,9 @@ final class LoopbackServer: @unchecked Sendable {
         _ = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, length) } }
         var bound = sockaddr_in()
         var size = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sock, $0, &size) } }
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sock, $0, &size) }
+        }
         if !udp { listen(sock, 16) }
         var timeout = timeval(tv_sec: 0, tv_usec: 50_000)
         setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -39,13 +41,17 @@ final class LoopbackServer: @unchecked Sendable {
                     var peer = sockaddr_storage()
                     var peerLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
                     let n = withUnsafeMutablePointer(to: &peer) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buffer, buffer.count, 0, $0, &peerLength) }
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            recvfrom(fd, &buffer, buffer.count, 0, $0, &peerLength)
+                        }
                     }
                     guard n >= 12 else { continue }
                     var answer = Array(buffer[0..<n])
                     answer[2] |= 0x80
                     _ = withUnsafePointer(to: &peer) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, answer, answer.count, 0, $0, peerLength) }
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            sendto(fd, answer, answer.count, 0, $0, peerLength)
+                        }
                     }
                 } else {
                     let c = accept(fd, nil, nil)
@@ -85,12 +91,15 @@ func healthConfig(_ check: HealthConfig.Check, port: UInt16, rise: Int = 1, fall
 }
 
 /// Runs the prober's passes (as the control loop does) for `seconds`; returns the changes reported.
-func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (HealthProber, [(key: BackendKey, up: Bool, detail: String)]) {
+func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (
+    HealthProber, [(key: BackendKey, up: Bool, detail: String)]
+) {
     var changes: [(key: BackendKey, up: Bool, detail: String)] = []
     let prober = HealthProber { changes += $0 }
     var text = nodeAndPort
     for (i, _) in targets.enumerated() {
-        text += "[[vip]]\naddress = \"192.0.2.\(i + 1)\"\nport = 80\nprotocol = \"tcp\"\n[[vip.backend]]\naddress = \"10.1.0.1\"\n"
+        text +=
+            "[[vip]]\naddress = \"192.0.2.\(i + 1)\"\nport = 80\nprotocol = \"tcp\"\n[[vip.backend]]\naddress = \"10.1.0.1\"\n"
     }
     var config = try! ConfigLoader.parse(text, file: "h.toml")
     for (i, t) in targets.enumerated() {
@@ -111,7 +120,9 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (HealthP
         var s = HealthState()
         #expect(s.up)
         var changed: [Bool] = []
-        for ok in [false, true, false, false, false] { changed.append(s.record(ok: ok, detail: ok ? "ok" : "refused", rise: 2, fall: 3)) }
+        for ok in [false, true, false, false, false] {
+            changed.append(s.record(ok: ok, detail: ok ? "ok" : "refused", rise: 2, fall: 3))
+        }
         // A success resets the count: down only after three failures in a row.
         #expect(changed == [false, false, false, false, true] && !s.up && s.transitions == 1)
         changed = []
@@ -128,7 +139,8 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (HealthP
         let closedPort = closed.port
         closed.stop()  // nothing listens there any more
         let (prober, changes) = runProber(
-            [("127.0.0.1", healthConfig(.tcp, port: open.port)), ("127.0.0.1", healthConfig(.tcp, port: closedPort))], seconds: 0.5)
+            [("127.0.0.1", healthConfig(.tcp, port: open.port)), ("127.0.0.1", healthConfig(.tcp, port: closedPort))],
+            seconds: 0.5)
         #expect(changes.map { "\($0.key.vip) \($0.up)" } == ["192.0.2.2:80/tcp false"])
         #expect(prober.states.values.contains { $0.lastResult == "connected" })
         #expect(prober.states.values.contains { $0.lastResult.hasPrefix("connect: Connection refused") })
@@ -142,7 +154,8 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (HealthP
             bad.stop()
         }
         let (prober, changes) = runProber(
-            [("127.0.0.1", healthConfig(.http, port: good.port)), ("127.0.0.1", healthConfig(.http, port: bad.port))], seconds: 0.5)
+            [("127.0.0.1", healthConfig(.http, port: good.port)), ("127.0.0.1", healthConfig(.http, port: bad.port))],
+            seconds: 0.5)
         #expect(changes.map { "\($0.key.vip) \($0.up) \($0.detail)" } == ["192.0.2.2:80/tcp false HTTP 503"])
         #expect(prober.states.values.contains { $0.lastResult == "HTTP 200" })
     }
@@ -169,21 +182,24 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (HealthP
         _ = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sink, $0, length) } }
         var bound = sockaddr_in()
         var size = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sink, $0, &size) } }
-        var text = nodeAndPort + """
-            [maglev]
-            table_size = 65537
-            [[vip]]
-            address = "192.0.2.53"
-            port = 53
-            protocol = "udp"
-            [vip.health]
-            check = "dns"
-            interval_ms = 1000
-            timeout_ms = 500
-            fall = 1
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sink, $0, &size) }
+        }
+        var text =
+            nodeAndPort + """
+                [maglev]
+                table_size = 65537
+                [[vip]]
+                address = "192.0.2.53"
+                port = 53
+                protocol = "udp"
+                [vip.health]
+                check = "dns"
+                interval_ms = 1000
+                timeout_ms = 500
+                fall = 1
 
-            """
+                """
         for i in 0..<1000 { text += "[[vip.backend]]\naddress = \"10.1.\(i / 250).\(i % 250 + 1)\"\n" }
         var config = try ConfigLoader.parse(text, file: "k.toml")
         for i in config.vips[0].backends.indices {  // the config refuses loopback backends; the test has no others
@@ -208,25 +224,27 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (HealthP
 }
 
 @Suite struct HealthStateInDesiredStateTests {
-    let text = nodeAndPort + """
-        [[vip]]
-        address = "192.0.2.10"
-        port = 80
-        protocol = "tcp"
-        [vip.health]
-        check = "tcp"
-        all_down = "ALLDOWN"
-        [[vip.backend]]
-        address = "10.1.0.1"
-        [[vip.backend]]
-        address = "10.1.0.2"
-        state = "draining"
+    let text =
+        nodeAndPort + """
+            [[vip]]
+            address = "192.0.2.10"
+            port = 80
+            protocol = "tcp"
+            [vip.health]
+            check = "tcp"
+            all_down = "ALLDOWN"
+            [[vip.backend]]
+            address = "10.1.0.1"
+            [[vip.backend]]
+            address = "10.1.0.2"
+            state = "draining"
 
-        """
+            """
 
     @Test func downBackendsLeaveTheSnapshotUnlessAllAreDownAndTheVIPKeepsThem() throws {
         for policy in ["withdraw", "keep"] {
-            var d = DesiredState(config: try ConfigLoader.parse(text.replacingOccurrences(of: "ALLDOWN", with: policy), file: "h.toml"))
+            var d = DesiredState(
+                config: try ConfigLoader.parse(text.replacingOccurrences(of: "ALLDOWN", with: policy), file: "h.toml"))
             let one = BackendKey(vip: "192.0.2.10:80/tcp", address: IPAddress("10.1.0.1")!)
             let two = BackendKey(vip: "192.0.2.10:80/tcp", address: IPAddress("10.1.0.2")!)
             #expect(d.state(of: two) == .draining && d.snapshotSpec.services[0].backends.map(\.weight) == [100, 0])
@@ -242,10 +260,18 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (HealthP
 
     @Test func healthTablesAreCheckedLikeEveryOtherKey() {
         let base = text.replacingOccurrences(of: "ALLDOWN", with: "withdraw")
-        #expect(problems(base.replacingOccurrences(of: "check = \"tcp\"", with: "check = \"icmp\"")).first?.contains("vip[0].health.check") == true)
-        #expect(problems(base.replacingOccurrences(of: "check = \"tcp\"", with: "check = \"tcp\"\ntimeout_ms = 2000")).first?.contains("longer than interval_ms") == true)
-        #expect(problems(base.replacingOccurrences(of: "state = \"draining\"", with: "state = \"sleepy\"")).first?.contains("vip[0].backend[1].state") == true)
-        #expect(problems(base.replacingOccurrences(of: "port = 80", with: "port = 0")).first?.contains("vip[0].health.port: required") == true)
+        #expect(
+            problems(base.replacingOccurrences(of: "check = \"tcp\"", with: "check = \"icmp\"")).first?.contains(
+                "vip[0].health.check") == true)
+        #expect(
+            problems(base.replacingOccurrences(of: "check = \"tcp\"", with: "check = \"tcp\"\ntimeout_ms = 2000")).first?
+                .contains("longer than interval_ms") == true)
+        #expect(
+            problems(base.replacingOccurrences(of: "state = \"draining\"", with: "state = \"sleepy\"")).first?.contains(
+                "vip[0].backend[1].state") == true)
+        #expect(
+            problems(base.replacingOccurrences(of: "port = 80", with: "port = 0")).first?.contains("vip[0].health.port: required")
+                == true)
     }
 }
 
@@ -259,31 +285,32 @@ func problems(_ text: String) -> [String] {
 }
 
 @Suite struct AnnouncementTests {
-    let text = nodeAndPort + """
-        [[vip]]
-        address = "192.0.2.10"
-        port = 80
-        protocol = "tcp"
-        min_healthy = 2
-        [[vip.backend]]
-        address = "10.1.0.1"
-        [[vip.backend]]
-        address = "10.1.0.2"
-        [[vip]]
-        address = "192.0.2.10"
-        port = 443
-        protocol = "tcp"
-        [[vip.backend]]
-        address = "10.1.0.1"
-        [[vip]]
-        address = "2001:db8::10"
-        port = 53
-        protocol = "udp"
-        [[vip.backend]]
-        address = "10.1.0.3"
-        weight = 0
+    let text =
+        nodeAndPort + """
+            [[vip]]
+            address = "192.0.2.10"
+            port = 80
+            protocol = "tcp"
+            min_healthy = 2
+            [[vip.backend]]
+            address = "10.1.0.1"
+            [[vip.backend]]
+            address = "10.1.0.2"
+            [[vip]]
+            address = "192.0.2.10"
+            port = 443
+            protocol = "tcp"
+            [[vip.backend]]
+            address = "10.1.0.1"
+            [[vip]]
+            address = "2001:db8::10"
+            port = 53
+            protocol = "udp"
+            [[vip.backend]]
+            address = "10.1.0.3"
+            weight = 0
 
-        """
+            """
 
     /// An address is announced while some VIP on it has min_healthy backends taking new flows; a
     /// shutdown drain reports everything down.
@@ -306,14 +333,16 @@ func problems(_ text: String) -> [String] {
         d.setHealth(BackendKey(vip: "192.0.2.10:443/tcp", address: IPAddress("10.1.0.1")!), up: false)
         #expect(d.snapshotSpec.services.map(\.isUp) == [true, false, false])
         let snapshot = ForwardingSnapshot(d.snapshotSpec, generation: 1)
-        let upV4 = snapshot.isUpVIPAddress(IPAddress("192.0.2.10")!), upV6 = snapshot.isUpVIPAddress(IPAddress("2001:db8::10")!)
+        let upV4 = snapshot.isUpVIPAddress(IPAddress("192.0.2.10")!)
+        let upV6 = snapshot.isUpVIPAddress(IPAddress("2001:db8::10")!)
         let known = snapshot.isVIPAddress(IPAddress("2001:db8::10")!)
         #expect(upV4 && !upV6 && known)
     }
 
     @Test func theFeedAnnouncesAndWithdrawsOnlyChangesAndWithdrawsAllAtTheEnd() {
         var feed = AnnouncementFeed()
-        let up = Announcement(up: true), down = Announcement(up: false)
+        let up = Announcement(up: true)
+        let down = Announcement(up: false)
         #expect(feed.update(["192.0.2.10/32": up, "2001:db8::10/128": down]) == ["announce route 192.0.2.10/32 next-hop self"])
         #expect(feed.update(["192.0.2.10/32": up]).isEmpty)
         #expect(
@@ -327,7 +356,8 @@ func problems(_ text: String) -> [String] {
     @Test func theFeedCarriesMEDAndCommunitiesAndAnnouncesTheirChanges() throws {
         let config = try ConfigLoader.parse(
             text.replacingOccurrences(
-                of: "port = 443\nprotocol = \"tcp\"\n", with: "port = 443\nprotocol = \"tcp\"\n[vip.bgp]\nmed = 50\ncommunities = \"65000:100 65000:7\"\n"),
+                of: "port = 443\nprotocol = \"tcp\"\n",
+                with: "port = 443\nprotocol = \"tcp\"\n[vip.bgp]\nmed = 50\ncommunities = \"65000:100 65000:7\"\n"),
             file: "a.toml")
         let wanted = Announcements.wanted(DesiredState(config: config), stopping: false)
         #expect(wanted["192.0.2.10/32"]?.attributes == BGPAttributes(med: 50, communities: ["65000:100", "65000:7"]))
@@ -340,7 +370,8 @@ func problems(_ text: String) -> [String] {
 
     /// A CIDR VIP is announced as its prefix, not as one /32 per address.
     @Test func aCIDRVIPIsAnnouncedAsItsPrefix() throws {
-        let config = try ConfigLoader.parse(text.replacingOccurrences(of: "address = \"192.0.2.10\"", with: "address = \"192.0.2.16/28\""), file: "a.toml")
+        let config = try ConfigLoader.parse(
+            text.replacingOccurrences(of: "address = \"192.0.2.10\"", with: "address = \"192.0.2.16/28\""), file: "a.toml")
         let wanted = Announcements.wanted(DesiredState(config: config), stopping: false)
         #expect(wanted.mapValues(\.up) == ["192.0.2.16/28": true, "2001:db8::10/128": false])
         var feed = AnnouncementFeed(nextHop: "self")
@@ -353,21 +384,24 @@ func problems(_ text: String) -> [String] {
             "192.0.2.10/32": Announcement(up: true, attributes: BGPAttributes(med: 5, communities: ["65000:1"])),
             "192.0.2.11/32": Announcement(up: false), "2001:db8::10/128": Announcement(up: true),
         ])
-        #expect(file.hasSuffix("""
-            protocol static tern_vips4 {
-              ipv4;
-              route 192.0.2.10/32 blackhole { bgp_med = 5; bgp_community.add((65000,1)); };
-            }
-            protocol static tern_vips6 {
-              ipv6;
-              route 2001:db8::10/128 blackhole;
-            }
+        #expect(
+            file.hasSuffix(
+                """
+                protocol static tern_vips4 {
+                  ipv4;
+                  route 192.0.2.10/32 blackhole { bgp_med = 5; bgp_community.add((65000,1)); };
+                }
+                protocol static tern_vips6 {
+                  ipv6;
+                  route 2001:db8::10/128 blackhole;
+                }
 
-            """))
+                """))
     }
 
     @Test func bgpAttributesAreCheckedAndOneAddressHasOneSet() {
-        let at443 = "port = 443\nprotocol = \"tcp\"\n", at80 = "protocol = \"tcp\"\nmin_healthy = 2\n"
+        let at443 = "port = 443\nprotocol = \"tcp\"\n"
+        let at80 = "protocol = \"tcp\"\nmin_healthy = 2\n"
         let bgp = at443 + "[vip.bgp]\nmed = 50\ncommunities = \"COMMUNITY\"\n"
         for bad in ["65000", "65536:1", "a:b", "1:2:3"] {
             let found = problems(text.replacingOccurrences(of: at443, with: bgp.replacingOccurrences(of: "COMMUNITY", with: bad)))
@@ -376,42 +410,45 @@ func problems(_ text: String) -> [String] {
         let twice = text.replacingOccurrences(of: at443, with: bgp.replacingOccurrences(of: "COMMUNITY", with: "1:1"))
             .replacingOccurrences(of: at80, with: at80 + "[vip.bgp]\nmed = 10\n")
         #expect(problems(twice).first?.contains("vip[1].bgp: differs from vip[0].bgp") == true)
-        #expect(problems(text.replacingOccurrences(of: at80, with: at80 + "[vip.bgp]\nmed = -1\n")).first?.contains("vip[0].bgp.med") == true)
+        #expect(
+            problems(text.replacingOccurrences(of: at80, with: at80 + "[vip.bgp]\nmed = -1\n")).first?.contains("vip[0].bgp.med")
+                == true)
     }
 }
 
 /// `[vip.backend.health]`: one backend's check differs from its VIP's (another port or path, or none).
 @Suite struct BackendHealthOverrideTests {
-    let text = nodeAndPort + """
-        [[vip]]
-        address = "192.0.2.10"
-        port = 80
-        protocol = "tcp"
-        [vip.health]
-        check = "http"
-        path = "/health"
-        interval_ms = 600
-        [[vip.backend]]
-        address = "10.1.0.1"
-        [[vip.backend]]
-        address = "10.1.0.2"
-        [vip.backend.health]
-        port = 8080
-        path = "/ready"
-        [[vip.backend]]
-        address = "10.1.0.3"
-        [vip.backend.health]
-        check = "none"
-        [[vip]]
-        address = "192.0.2.10"
-        port = 443
-        protocol = "tcp"
-        [[vip.backend]]
-        address = "10.1.0.1"
-        [vip.backend.health]
-        check = "tcp"
+    let text =
+        nodeAndPort + """
+            [[vip]]
+            address = "192.0.2.10"
+            port = 80
+            protocol = "tcp"
+            [vip.health]
+            check = "http"
+            path = "/health"
+            interval_ms = 600
+            [[vip.backend]]
+            address = "10.1.0.1"
+            [[vip.backend]]
+            address = "10.1.0.2"
+            [vip.backend.health]
+            port = 8080
+            path = "/ready"
+            [[vip.backend]]
+            address = "10.1.0.3"
+            [vip.backend.health]
+            check = "none"
+            [[vip]]
+            address = "192.0.2.10"
+            port = 443
+            protocol = "tcp"
+            [[vip.backend]]
+            address = "10.1.0.1"
+            [vip.backend.health]
+            check = "tcp"
 
-        """
+            """
 
     @Test func aBackendsKeysOverrideItsVIPsAndTheRestIsInherited() throws {
         let c = try ConfigLoader.parse(text, file: "b.toml")
@@ -432,11 +469,15 @@ func problems(_ text: String) -> [String] {
     }
 
     @Test func aBackendsHealthKeysAreCheckedAndNamed() {
-        #expect(problems(text.replacingOccurrences(of: "port = 8080", with: "port = 0")).first?.contains("vip[0].backend[1].health.port") == true)
-        #expect(problems(text.replacingOccurrences(of: "port = 8080", with: "all_down = \"keep\"")).first?.contains(
-            "vip[0].backend[1].health.all_down: unknown key") == true)
-        #expect(problems(text.replacingOccurrences(of: "check = \"none\"", with: "check = \"ping\"")).first?.contains(
-            "vip[0].backend[2].health.check") == true)
+        #expect(
+            problems(text.replacingOccurrences(of: "port = 8080", with: "port = 0")).first?.contains(
+                "vip[0].backend[1].health.port") == true)
+        #expect(
+            problems(text.replacingOccurrences(of: "port = 8080", with: "all_down = \"keep\"")).first?.contains(
+                "vip[0].backend[1].health.all_down: unknown key") == true)
+        #expect(
+            problems(text.replacingOccurrences(of: "check = \"none\"", with: "check = \"ping\"")).first?.contains(
+                "vip[0].backend[2].health.check") == true)
         // A VIP-level mistake is reported once, not again for every backend.
         #expect(problems(text.replacingOccurrences(of: "interval_ms = 600", with: "interval_ms = 5")).count == 1)
     }

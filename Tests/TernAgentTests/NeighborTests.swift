@@ -5,7 +5,7 @@ import Testing
 @testable import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An RTM_NEWNEIGH message as the kernel sends it: nlmsghdr, ndmsg, NDA_DST, NDA_LLADDR.
@@ -16,7 +16,8 @@ func neighborMessage(family: UInt8, index: UInt32, state: UInt16, address: [UInt
         let body = le16(UInt16(4 + value.count)) + le16(type) + value
         return body + [UInt8](repeating: 0, count: (4 - body.count % 4) % 4)
     }
-    let body = [family, 0, 0, 0] + le32(index) + le16(state) + [0, 1] + attribute(1, address) + (mac.map { attribute(2, $0) } ?? [])
+    let body =
+        [family, 0, 0, 0] + le32(index) + le16(state) + [0, 1] + attribute(1, address) + (mac.map { attribute(2, $0) } ?? [])
     return le32(UInt32(16 + body.count)) + le16(28) + le16(2) + le32(1) + le32(0) + body
 }
 
@@ -24,7 +25,8 @@ let doneMessage: [UInt8] = [20, 0, 0, 0, 3, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 
 
 @Suite struct NetlinkTests {
     @Test func parsesNeighbourEntriesOfBothFamiliesUntilDone() {
-        let v4 = neighborMessage(family: 2, index: 7, state: Netlink.State.reachable, address: [10, 0, 0, 1], mac: [2, 0, 0, 0, 0, 0xFE])
+        let v4 = neighborMessage(
+            family: 2, index: 7, state: Netlink.State.reachable, address: [10, 0, 0, 1], mac: [2, 0, 0, 0, 0, 0xFE])
         let v6 = neighborMessage(
             family: 10, index: 7, state: Netlink.State.stale, address: [0xFD, 0] + [UInt8](repeating: 0, count: 13) + [1],
             mac: [2, 0, 0, 0, 1, 0xFE])
@@ -33,8 +35,10 @@ let doneMessage: [UInt8] = [20, 0, 0, 0, 3, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 
         #expect(parsed.done && parsed.error == nil)
         #expect(
             parsed.neighbors == [
-                Netlink.Neighbor(interfaceIndex: 7, address: IPAddress("10.0.0.1")!, mac: MACAddress("02:00:00:00:00:fe"), state: 2),
-                Netlink.Neighbor(interfaceIndex: 7, address: IPAddress("fd00::1")!, mac: MACAddress("02:00:00:00:01:fe"), state: 4),
+                Netlink.Neighbor(
+                    interfaceIndex: 7, address: IPAddress("10.0.0.1")!, mac: MACAddress("02:00:00:00:00:fe"), state: 2),
+                Netlink.Neighbor(
+                    interfaceIndex: 7, address: IPAddress("fd00::1")!, mac: MACAddress("02:00:00:00:01:fe"), state: 4),
                 Netlink.Neighbor(interfaceIndex: 3, address: IPAddress("10.0.0.9")!, mac: nil, state: 1),
             ])
     }
@@ -51,7 +55,8 @@ let doneMessage: [UInt8] = [20, 0, 0, 0, 3, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 
     }
 
     @Test func anErrorMessageCarriesItsErrno() {
-        let error: [UInt8] = [36, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0] + [0xEA, 0xFF, 0xFF, 0xFF] + [UInt8](repeating: 0, count: 16)
+        let error: [UInt8] =
+            [36, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0] + [0xEA, 0xFF, 0xFF, 0xFF] + [UInt8](repeating: 0, count: 16)
         #expect(Netlink.parse(error).error == 22)
     }
 
@@ -64,7 +69,9 @@ let doneMessage: [UInt8] = [20, 0, 0, 0, 3, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 
             #expect(fd >= 0)
             defer { close(fd) }
             var (storage, length) = Netlink.socketAddress(address, port: 9)
-            let bound = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+            let bound = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+            }
             guard bound == 0 else {
                 Issue.record("cannot bind \(text) port 9 (root needed, port free): \(String(cString: strerror(errno)))")
                 continue
@@ -120,10 +127,14 @@ let doneMessage: [UInt8] = [20, 0, 0, 0, 3, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 
         table = [entry(Netlink.State.reachable, router)]
         watcher.poll()
         #expect(cell.mac == router && nudges == 1 && lines == ["info: port[0] gateway 10.0.0.1 is at 02:00:00:00:00:fe"])
-        #expect(watcher.status.first?["mac"] as? String == "02:00:00:00:00:fe" && watcher.status.first?["state"] as? String == "reachable")
+        #expect(
+            watcher.status.first?["mac"] as? String == "02:00:00:00:00:fe"
+                && watcher.status.first?["state"] as? String == "reachable")
         table = [entry(Netlink.State.failed, nil)]
         watcher.poll()
-        #expect(cell.mac == PortContext.unknownMAC && nudges == 2 && lines.last?.hasPrefix("warning: port[0] gateway 10.0.0.1: unreachable") == true)
+        #expect(
+            cell.mac == PortContext.unknownMAC && nudges == 2
+                && lines.last?.hasPrefix("warning: port[0] gateway 10.0.0.1: unreachable") == true)
         // Another interface's entry for the same address is not ours.
         table = [Netlink.Neighbor(interfaceIndex: 9, address: gatewayAddress, mac: router, state: Netlink.State.reachable)]
         watcher.poll()

@@ -108,7 +108,8 @@ let backendA = IPAddress("10.1.0.1")!
     /// the hinted way after the hint was given (an insert earlier in the burst).
     @Test func aHintFindsOnlyTheLiveFlowStillAtItsWay() {
         var table = FlowTable(capacity: 64, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
-        let x = tuple(1, proto: IPProtocol.udp), y = tuple(2, proto: IPProtocol.udp)
+        let x = tuple(1, proto: IPProtocol.udp)
+        let y = tuple(2, proto: IPProtocol.udp)
         #expect(table.prefetchEntry(hash: 7, now: 1) == 0)
         let p = table.probe(x, hash: 7, now: 1)
         table.insert(x, at: p, hash: 7, backend: backendA, slot: 3, generation: 1, now: 1)
@@ -133,7 +134,8 @@ let backendA = IPAddress("10.1.0.1")!
     /// (upper bits set too), timeouts and clock wrap-around.
     @Test func replacementWayAgreesWithTheLoopOverTheWays() {
         var rng = SplitMix(seed: 8)
-        var dead = 0, evicted = 0
+        var dead = 0
+        var evicted = 0
         for round in 0..<20_000 {
             let now = round % 3 == 0 ? UInt32.random(in: 0...20, using: &rng) : UInt32.random(in: 0...UInt32.max, using: &rng)
             let timeouts = (0..<4).map { _ in UInt32.random(in: 0...(round % 2 == 0 ? 50 : UInt32.max), using: &rng) }
@@ -155,10 +157,14 @@ let backendA = IPAddress("10.1.0.1")!
             }
             let r = seen.withUnsafeBytes { s in
                 classes.withUnsafeBytes { c in
-                    timeouts.withUnsafeBufferPointer { t in tern_replacement_way(s.baseAddress!, c.baseAddress!, t.baseAddress!, now) }
+                    timeouts.withUnsafeBufferPointer { t in
+                        tern_replacement_way(s.baseAddress!, c.baseAddress!, t.baseAddress!, now)
+                    }
                 }
             }
-            #expect(Int(r & 0xFF) == expected.way && (r & 0x100 != 0) == expected.evicts, "seen \(seen) classes \(classes) timeouts \(timeouts) now \(now)")
+            #expect(
+                Int(r & 0xFF) == expected.way && (r & 0x100 != 0) == expected.evicts,
+                "seen \(seen) classes \(classes) timeouts \(timeouts) now \(now)")
             if expected.evicts { evicted += 1 } else { dead += 1 }
         }
         #expect(dead > 1000 && evicted > 1000, "idled out \(dead), evictions \(evicted)")

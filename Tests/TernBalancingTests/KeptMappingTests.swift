@@ -5,12 +5,12 @@
 import CFastPath
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @testable import TernBalancing
 @testable import TernWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite struct KeptMappingTests {
     @Test func aFreedMappingIsHandedBackForTheSameSizeZeroedWhenAsked() throws {
@@ -53,9 +53,10 @@ import Glibc
         let fresh = ForwardingSnapshot(spec(0x0B00_0000), generation: 2, workers: 2)
         #expect(counters == [7] && (0..<reused.counters.count).allSatisfy { reused.counters.load($0) == 0 })
         #expect(memcmp(reused.templates, fresh.templates, reused.backends.count * EncapTemplate.size) == 0)
-        #expect(reused.backends.indices.allSatisfy { i in
-            reused.backends[i].address == fresh.backends[i].address && reused.backends[i].weight == fresh.backends[i].weight
-                && reused.backends[i].counterID == fresh.backends[i].counterID
-        })
+        #expect(
+            reused.backends.indices.allSatisfy { i in
+                reused.backends[i].address == fresh.backends[i].address && reused.backends[i].weight == fresh.backends[i].weight
+                    && reused.backends[i].counterID == fresh.backends[i].counterID
+            })
     }
 }

@@ -140,7 +140,10 @@ func fingerprint(_ table: [UInt16]) -> UInt64 {
             let m = [7, 101, 1009, 4099][trial % 4]
             guard n < m else { continue }
             let list = (0..<n).map { i in
-                (address: IPAddress(v4: 0x0A00_0000 + UInt32(rng.next() % 100_000)), weight: Int(rng.next() % 4) == 0 ? 0 : 1 + Int(rng.next() % 65535))
+                (
+                    address: IPAddress(v4: 0x0A00_0000 + UInt32(rng.next() % 100_000)),
+                    weight: Int(rng.next() % 4) == 0 ? 0 : 1 + Int(rng.next() % 65535)
+                )
             }
             var unique: [(address: IPAddress, weight: Int)] = []
             for b in list where !unique.contains(where: { $0.address == b.address }) { unique.append(b) }

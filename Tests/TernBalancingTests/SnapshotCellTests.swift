@@ -23,7 +23,8 @@ func numberedSnapshot(_ generation: UInt32, workers: Int) -> ForwardingSnapshot 
     let spec = SnapshotSpec(
         services: [
             ServiceSpec(
-                address: IPAddress(v4: generation), port: UInt16(truncatingIfNeeded: generation), ipProtocol: IPProtocol.tcp, encapsulation: .ipip,
+                address: IPAddress(v4: generation), port: UInt16(truncatingIfNeeded: generation), ipProtocol: IPProtocol.tcp,
+                encapsulation: .ipip,
                 backends: backends)
         ],
         tableSize: 101, tunnelSourceV4: IPAddress(v4: generation), tunnelSourceV6: nil)
@@ -42,21 +43,24 @@ func numberedSnapshot(_ generation: UInt32, workers: Int) -> ForwardingSnapshot 
         let started = Atomic<Int>(0)
         var finished: [DispatchSemaphore] = []
         for r in 0..<readers {
-            finished.append(spawn {
-                _ = cell.enterBurst(reader: r)
-                started.add(1, ordering: .releasing)
-                while !stop.load(ordering: .acquiring) {
-                    let s = cell.enterBurst(reader: r)
-                    let g = s.pointee.generation
-                    var ok = s.pointee.vips[0].port == g && s.pointee.tunnelSourceV4.v4Value == UInt32(g)
-                    ok = ok && s.pointee.vips[0].backendCount == Int(g % 5 + 1)
-                    for slot in 0..<101 where Int(s.pointee.vips[0].table[slot]) >= s.pointee.vips[0].backendCount { ok = false }
-                    s.pointee.forwardedCounters(worker: r).add(0)
-                    if !ok { bad.add(1, ordering: .relaxed) }
-                    bursts.add(1, ordering: .relaxed)
-                }
-                cell.goOffline(reader: r)
-            })
+            finished.append(
+                spawn {
+                    _ = cell.enterBurst(reader: r)
+                    started.add(1, ordering: .releasing)
+                    while !stop.load(ordering: .acquiring) {
+                        let s = cell.enterBurst(reader: r)
+                        let g = s.pointee.generation
+                        var ok = s.pointee.vips[0].port == g && s.pointee.tunnelSourceV4.v4Value == UInt32(g)
+                        ok = ok && s.pointee.vips[0].backendCount == Int(g % 5 + 1)
+                        for slot in 0..<101 where Int(s.pointee.vips[0].table[slot]) >= s.pointee.vips[0].backendCount {
+                            ok = false
+                        }
+                        s.pointee.forwardedCounters(worker: r).add(0)
+                        if !ok { bad.add(1, ordering: .relaxed) }
+                        bursts.add(1, ordering: .relaxed)
+                    }
+                    cell.goOffline(reader: r)
+                })
         }
         // Readers start offline; publish only once all of them are reading.
         while started.load(ordering: .acquiring) < readers { usleep(100) }

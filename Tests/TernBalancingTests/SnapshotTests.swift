@@ -1,11 +1,11 @@
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @testable import TernBalancing
 @testable import TernWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 func service(_ address: String, _ port: UInt16, _ proto: UInt8 = IPProtocol.tcp, backends: [String] = ["10.1.0.1"])
     -> ServiceSpec
@@ -70,7 +70,8 @@ func isVIPAddress(_ s: borrowing ForwardingSnapshot, _ address: IPAddress) -> Bo
 
     @Test func manyVIPsOnOneAddressAllResolve() {
         let services = (1...500).map { service("192.0.2.10", UInt16($0)) }
-        let s = ForwardingSnapshot(SnapshotSpec(services: services, tableSize: 7, tunnelSourceV4: nil, tunnelSourceV6: nil), generation: 1)
+        let s = ForwardingSnapshot(
+            SnapshotSpec(services: services, tableSize: 7, tunnelSourceV4: nil, tunnelSourceV6: nil), generation: 1)
         for p in 1...500 { #expect(lookup(s, "192.0.2.10", UInt16(p)) == p - 1) }
     }
 }
@@ -94,7 +95,8 @@ func isVIPAddress(_ s: borrowing ForwardingSnapshot, _ address: IPAddress) -> Bo
         var longest = 0
         for (i, key) in keys.enumerated() {
             #expect(map.find(key) == i)
-            var slot = key.slot(mask: map.mask), distance = 0
+            var slot = key.slot(mask: map.mask)
+            var distance = 0
             while map.slots[slot].key != key {
                 slot = (slot + 1) & map.mask
                 distance += 1
@@ -113,7 +115,9 @@ func isVIPAddress(_ s: borrowing ForwardingSnapshot, _ address: IPAddress) -> Bo
         SnapshotSpec(services: services, tableSize: tableSize, tunnelSourceV4: IPAddress("10.0.0.1"), tunnelSourceV6: nil)
     }
 
-    func tablePointers(_ s: borrowing ForwardingSnapshot) -> [UnsafePointer<UInt16>] { (0..<s.vips.count).map { s.vips[$0].table } }
+    func tablePointers(_ s: borrowing ForwardingSnapshot) -> [UnsafePointer<UInt16>] {
+        (0..<s.vips.count).map { s.vips[$0].table }
+    }
 
     @Test func onlyChangedTablesAreBuiltAndTheRestAreTheRunningOnes() {
         let web = service("192.0.2.10", 80, backends: ["10.1.0.1", "10.1.0.2"])
@@ -126,16 +130,19 @@ func isVIPAddress(_ s: borrowing ForwardingSnapshot, _ address: IPAddress) -> Bo
 
         var lighter = dns
         lighter.backends[1].weight = 50
-        let second = ForwardingSnapshot(spec([web, tls, lighter]), generation: 2, reusing: first.tableCache, shouldStop: { false })!
+        let second = ForwardingSnapshot(
+            spec([web, tls, lighter]), generation: 2, reusing: first.tableCache, shouldStop: { false })!
         let after = tablePointers(second)
         #expect(second.tablesBuilt == 1 && after[0] == before[0] && after[2] != before[2])
         // The reused table is the one a full build makes.
         let full = ForwardingSnapshot(spec([web, tls, lighter]), generation: 3)
-        #expect(Array(second.table(vip: 0)) == Array(full.table(vip: 0)) && Array(second.table(vip: 2)) == Array(full.table(vip: 2)))
+        #expect(
+            Array(second.table(vip: 0)) == Array(full.table(vip: 0)) && Array(second.table(vip: 2)) == Array(full.table(vip: 2)))
         #expect(second.fingerprint(vip: 2) == full.fingerprint(vip: 2))
 
         // Another table size: nothing can be reused.
-        let resized = ForwardingSnapshot(spec([web, tls, lighter], tableSize: 2003), generation: 4, reusing: second.tableCache, shouldStop: { false })!
+        let resized = ForwardingSnapshot(
+            spec([web, tls, lighter], tableSize: 2003), generation: 4, reusing: second.tableCache, shouldStop: { false })!
         #expect(resized.tablesBuilt == 2)
     }
 
@@ -146,7 +153,10 @@ func isVIPAddress(_ s: borrowing ForwardingSnapshot, _ address: IPAddress) -> Bo
             var ids = 0
             return services.map { s in
                 var s = s
-                s.counterIDs = s.backends.indices.map { _ in ids += 1; return ids }
+                s.counterIDs = s.backends.indices.map { _ in
+                    ids += 1
+                    return ids
+                }
                 return s
             }
         }
@@ -158,18 +168,28 @@ func isVIPAddress(_ s: borrowing ForwardingSnapshot, _ address: IPAddress) -> Bo
         let first = ForwardingSnapshot(spec(withIDs([web, dns, gue])), generation: 1)
         var heavier = dns
         heavier.backends[0].weight = 300
-        for next in [withIDs([web, heavier, gue]), withIDs([gue, web]), withIDs([web, dns, gue, service("192.0.2.13", 80, backends: ["10.1.0.8"])])] {
-            let copied = withUnsafePointer(to: first) { ForwardingSnapshot(spec(next), generation: 2, previous: $0, shouldStop: { false })! }
+        for next in [
+            withIDs([web, heavier, gue]), withIDs([gue, web]),
+            withIDs([web, dns, gue, service("192.0.2.13", 80, backends: ["10.1.0.8"])]),
+        ] {
+            let copied = withUnsafePointer(to: first) {
+                ForwardingSnapshot(spec(next), generation: 2, previous: $0, shouldStop: { false })!
+            }
             let full = ForwardingSnapshot(spec(next), generation: 2)
-            #expect(copied.backends.map(\.address) == full.backends.map(\.address) && copied.backends.map(\.counterID) == full.backends.map(\.counterID))
+            #expect(
+                copied.backends.map(\.address) == full.backends.map(\.address)
+                    && copied.backends.map(\.counterID) == full.backends.map(\.counterID))
             #expect(copied.backends.map(\.weight) == full.backends.map(\.weight))
             #expect((0..<next.count).allSatisfy { copied.fingerprint(vip: $0) == full.fingerprint(vip: $0) })
             let bytes = copied.backends.count * EncapTemplate.size
             #expect(memcmp(copied.templates, full.templates, bytes) == 0)
         }
         // Another tunnel source changes every template: nothing is copied.
-        let moved = SnapshotSpec(services: withIDs([web, dns, gue]), tableSize: 1009, tunnelSourceV4: IPAddress("10.0.0.2"), tunnelSourceV6: nil)
-        let copied = withUnsafePointer(to: first) { ForwardingSnapshot(moved, generation: 2, previous: $0, shouldStop: { false })! }
+        let moved = SnapshotSpec(
+            services: withIDs([web, dns, gue]), tableSize: 1009, tunnelSourceV4: IPAddress("10.0.0.2"), tunnelSourceV6: nil)
+        let copied = withUnsafePointer(to: first) {
+            ForwardingSnapshot(moved, generation: 2, previous: $0, shouldStop: { false })!
+        }
         let full = ForwardingSnapshot(moved, generation: 2)
         #expect(memcmp(copied.templates, full.templates, copied.backends.count * EncapTemplate.size) == 0)
     }

@@ -70,11 +70,17 @@ func problems(_ text: String) -> [String] {
 
     @Test func unknownKeysAreErrors() {
         #expect(problems(minimal + "\n[extra]\nx = 1\n") == ["extra: unknown key"])
-        #expect(problems(minimal.replacingOccurrences(of: "name = \"t\"", with: "name = \"t\"\nnmae = 1")) == ["node.nmae: unknown key"])
+        #expect(
+            problems(minimal.replacingOccurrences(of: "name = \"t\"", with: "name = \"t\"\nnmae = 1")) == [
+                "node.nmae: unknown key"
+            ])
     }
 
     @Test func wrongTypesSayWhatWasExpected() {
-        #expect(problems(minimal.replacingOccurrences(of: "port = 80", with: "port = \"80\"")) == ["vip[0].port: wrong type: got string, expected integer"])
+        #expect(
+            problems(minimal.replacingOccurrences(of: "port = 80", with: "port = \"80\"")) == [
+                "vip[0].port: wrong type: got string, expected integer"
+            ])
     }
 
     @Test func aVIPWithMoreBackendsThanSlotsIsRefused() {
@@ -97,14 +103,16 @@ func problems(_ text: String) -> [String] {
         #expect(running.restartOnlyChanges(to: moreBackends).isEmpty)
         let resized = try ConfigLoader.parse(
             minimal.replacingOccurrences(of: "[[port]]", with: "[dataplane]\nworkers = 2\n[[port]]")
-                .replacingOccurrences(of: "gateway_mac = \"02:00:00:00:00:fe\"", with: "gateway_mac = \"02:00:00:00:00:fd\"\nmtu = 9000"),
+                .replacingOccurrences(
+                    of: "gateway_mac = \"02:00:00:00:00:fe\"", with: "gateway_mac = \"02:00:00:00:00:fd\"\nmtu = 9000"),
             file: "t.toml")
         #expect(running.restartOnlyChanges(to: resized) == ["dataplane.workers", "port[0].gateway_mac", "port[0].mtu"])
         // The same MAC written in capitals is no change; a second port is.
         let capitals = try ConfigLoader.parse(minimal.replacingOccurrences(of: "00:fe", with: "00:FE"), file: "t.toml")
         #expect(running.restartOnlyChanges(to: capitals).isEmpty)
         let twoPorts = try ConfigLoader.parse(
-            minimal.replacingOccurrences(of: "[[vip]]", with: "[[port]]\ndevice = \"net_ring1\"\ngateway_mac = \"02:00:00:00:00:fe\"\n[[vip]]"),
+            minimal.replacingOccurrences(
+                of: "[[vip]]", with: "[[port]]\ndevice = \"net_ring1\"\ngateway_mac = \"02:00:00:00:00:fe\"\n[[vip]]"),
             file: "t.toml")
         #expect(running.restartOnlyChanges(to: twoPorts).first == "port[1].device")
     }
@@ -120,7 +128,9 @@ func problems(_ text: String) -> [String] {
 
     @Test func aVIPWithMoreBackendsThanMaglevCanNumberIsRefusedNotTrapped() {
         // 65,535 backends in one VIP once passed check and hit Maglev's precondition (SIGILL).
-        let backends = (0..<65535).map { "[[vip.backend]]\naddress = \"10.\(1 + $0 / 65536).\($0 / 256 % 256).\($0 % 256 + 0)\"\n" }
+        let backends = (0..<65535).map {
+            "[[vip.backend]]\naddress = \"10.\(1 + $0 / 65536).\($0 / 256 % 256).\($0 % 256 + 0)\"\n"
+        }
         let text = minimal.replacingOccurrences(of: "[[vip.backend]]\naddress = \"10.1.0.1\"\n", with: "") + backends.joined()
         let found = problems(text)
         #expect(found.contains("vip[0].backend: 65535 backends; at most 16384 per VIP"))
@@ -150,7 +160,8 @@ func problems(_ text: String) -> [String] {
         #expect(refused.count == 1 && refused[0].hasPrefix("vip[2].port: 192.0.2.10:6080/udp covers UDP port 6080"))
         #expect(problems(minimal + gue.replacingOccurrences(of: "%ALLOW%", with: "allow_gue_port_overlap = true")).isEmpty)
         // A port-0 UDP GUE VIP covers its own gue_port: the data plane drops that (gue_in_gue).
-        let own = minimal + "[[vip]]\naddress = \"192.0.2.11\"\nport = 0\nprotocol = \"udp\"\nencap = \"gue\"\ngue_port = 6080\n"
+        let own =
+            minimal + "[[vip]]\naddress = \"192.0.2.11\"\nport = 0\nprotocol = \"udp\"\nencap = \"gue\"\ngue_port = 6080\n"
             + "[[vip.backend]]\naddress = \"10.1.0.2\"\n"
         #expect(problems(own).isEmpty)
     }
@@ -233,7 +244,8 @@ func problems(_ text: String) -> [String] {
             problems(minimal.replacingOccurrences(of: port, with: ""))
                 == ["port[0]: needs gateway_mac (the next hop's MAC) or gateway (its address, resolved on host_interface)"])
         // Both: the configured MAC wins, nothing is learned.
-        let both = try ConfigLoader.parse(minimal.replacingOccurrences(of: port, with: port + "gateway = \"10.0.0.1\"\n"), file: "t.toml")
+        let both = try ConfigLoader.parse(
+            minimal.replacingOccurrences(of: port, with: port + "gateway = \"10.0.0.1\"\n"), file: "t.toml")
         #expect(!both.ports[0].learnsGateway)
     }
 
@@ -254,7 +266,8 @@ func problems(_ text: String) -> [String] {
         for bad in ["localhost:9108", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000"] {
             #expect(problems("[metrics]\nlisten = \"\(bad)\"\n" + minimal).first?.hasPrefix("metrics.listen: ") == true, "\(bad)")
         }
-        let moved = try ConfigLoader.parse("[metrics]\nlisten = \"127.0.0.1:9109\"\n[control]\nsocket = \"/tmp/x.sock\"\n" + minimal, file: "t.toml")
+        let moved = try ConfigLoader.parse(
+            "[metrics]\nlisten = \"127.0.0.1:9109\"\n[control]\nsocket = \"/tmp/x.sock\"\n" + minimal, file: "t.toml")
         #expect(c.restartOnlyChanges(to: moved) == ["control.socket", "metrics.listen"])
         #expect(problems("[control]\nsocket = \"relative.sock\"\n" + minimal).first?.hasPrefix("control.socket: ") == true)
     }

@@ -4,7 +4,7 @@ import Testing
 @testable import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Messages of a refused import (`file:line: message`).
@@ -49,9 +49,10 @@ func importedConfig(_ result: ImportResult) throws -> TernConfig {
 
     @Test func servicesAndRealServersBecomeVIPsAndBackends() throws {
         let result = try IPVSAdm.parse(dump, file: "rules")
-        #expect(result.warnings.map(\.description) == [
-            "rules:4: persistence (-p) becomes hash = \"source\": a client's connections go to one backend as long as the backends stay (no timeout)"
-        ])
+        #expect(
+            result.warnings.map(\.description) == [
+                "rules:4: persistence (-p) becomes hash = \"source\": a client's connections go to one backend as long as the backends stay (no timeout)"
+            ])
         let c = try importedConfig(result)
         #expect(c.vips.map(\.name) == ["192.0.2.10:80/tcp", "[2001:db8::53]:53/udp"])
         #expect(c.vips[0].backends.map(\.weight) == [1, 3] && c.vips[0].encapsulation == .ipip)
@@ -70,10 +71,16 @@ func importedConfig(_ result: ImportResult) throws -> TernConfig {
     @Test func whatTernCannotDoIsRefusedWithTheLineAndWhy() {
         let cases: [(String, String)] = [
             ("-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1:80 -g -w 1\n", "rules:2: direct routing (-g"),
-            ("-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1:80 -w 1\n", "rules:2: direct routing (-g, ipvsadm's default)"),
+            (
+                "-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1:80 -w 1\n",
+                "rules:2: direct routing (-g, ipvsadm's default)"
+            ),
             ("-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1:80 -m -w 1\n", "rules:2: NAT (-m) is refused"),
             ("-A -f 7 -s mh\n", "rules:1: fwmark services are refused"),
-            ("-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1 -i --tun-type gre\n", "rules:2: tunnel type \"gre\" is refused"),
+            (
+                "-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1 -i --tun-type gre\n",
+                "rules:2: tunnel type \"gre\" is refused"
+            ),
             ("-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1 -i -w 70000\n", "rules:2: weight \"70000\""),
             ("-a -t 192.0.2.10:80 -r 10.1.0.1 -i\n", "rules:1: real server of 192.0.2.10:80/tcp, which no earlier -A adds"),
             ("-A -t 192.0.2.10:80 -s mh\n", "rules:1: service 192.0.2.10:80/tcp has no real server"),
@@ -93,7 +100,8 @@ func importedConfig(_ result: ImportResult) throws -> TernConfig {
 
     /// Found by the fuzzer: control characters in a line reached the TOML comment naming it.
     @Test func controlCharactersInTheSourceStayOutOfTheRenderedTOML() throws {
-        let result = try IPVSAdm.parse("-A -t 192.0.2.10:80 -s mh\u{0}\u{1}\r -b x\n-a -t 192.0.2.10:80 -r 10.1.0.1 -i\n", file: "rules")
+        let result = try IPVSAdm.parse(
+            "-A -t 192.0.2.10:80 -s mh\u{0}\u{1}\r -b x\n-a -t 192.0.2.10:80 -r 10.1.0.1 -i\n", file: "rules")
         #expect(try importedConfig(result).vips.count == 1)
     }
 
@@ -102,7 +110,8 @@ func importedConfig(_ result: ImportResult) throws -> TernConfig {
         let c = try importedConfig(try IPVSAdm.parse(dump, file: "rules"))
         let services = c.vips.map { v in
             IPVSAdm.Service(
-                address: v.address, port: v.port, protocolName: v.protocolName, guePort: v.encapsulation == .gue ? v.guePort : nil,
+                address: v.address, port: v.port, protocolName: v.protocolName,
+                guePort: v.encapsulation == .gue ? v.guePort : nil,
                 persistent: v.hashMode == .source, backends: v.backends.map { ($0.address, $0.weight) })
         }
         let again = try importedConfig(try IPVSAdm.parse(IPVSAdm.save(services), file: "saved"))
@@ -209,8 +218,10 @@ func files(_ contents: [String: String]) -> (read: (String) -> [UInt8]?, glob: (
         #expect(c.vips[2].backends[0].health?.check == .dns && c.vips[2].encapsulation == .ipip)
         let notes = result.warnings.map(\.description)
         for expected in [
-            "/etc/keepalived/keepalived.conf:2: global_defs is not imported", "/etc/keepalived/keepalived.conf:5: vrrp_instance is not imported",
-            "/etc/keepalived/keepalived.conf:38: MISC_CHECK is not imported", "/etc/keepalived/conf.d/dns.conf:2: scheduler \"rr\" becomes Maglev",
+            "/etc/keepalived/keepalived.conf:2: global_defs is not imported",
+            "/etc/keepalived/keepalived.conf:5: vrrp_instance is not imported",
+            "/etc/keepalived/keepalived.conf:38: MISC_CHECK is not imported",
+            "/etc/keepalived/conf.d/dns.conf:2: scheduler \"rr\" becomes Maglev",
             "/etc/keepalived/conf.d/dns.conf:7: DNS_CHECK type is not imported",
         ] {
             #expect(notes.contains { $0.hasPrefix(expected) }, "\(expected) in \(notes)")
@@ -218,21 +229,40 @@ func files(_ contents: [String: String]) -> (read: (String) -> [UInt8]?, glob: (
     }
 
     @Test func whatTernCannotDoAndWhatKeepalivedRefusesAreRefusedWithTheLine() {
-        let vs = "virtual_server 192.0.2.10 80 {\n protocol TCP\n lvs_sched mh\n METHOD\n real_server 10.1.0.1 80 {\n weight 1\n }\n}\n"
+        let vs =
+            "virtual_server 192.0.2.10 80 {\n protocol TCP\n lvs_sched mh\n METHOD\n real_server 10.1.0.1 80 {\n weight 1\n }\n}\n"
         let cases: [(String, String)] = [
             (vs.replacingOccurrences(of: "METHOD", with: "lvs_method NAT"), ":4: NAT is refused"),
             (vs.replacingOccurrences(of: "METHOD", with: "lb_kind DR"), ":4: DR is refused"),
             (vs.replacingOccurrences(of: "METHOD", with: ""), ":1: no lvs_method: keepalived's default is NAT"),
             (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN type gre"), ":4: tunnel type gre is refused"),
             (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN type gue"), ":4: type gue needs port N"),
-            (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN\n wieght 1"), ":5: unknown keyword \"wieght\" in virtual_server"),
-            (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN").replacingOccurrences(of: "weight 1", with: "weight 70000"), ":6: weight"),
-            (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN").replacingOccurrences(of: "protocol TCP", with: "protocol SCTP"), ":2: protocol SCTP is refused"),
+            (
+                vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN\n wieght 1"),
+                ":5: unknown keyword \"wieght\" in virtual_server"
+            ),
+            (
+                vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN").replacingOccurrences(
+                    of: "weight 1", with: "weight 70000"), ":6: weight"
+            ),
+            (
+                vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN").replacingOccurrences(
+                    of: "protocol TCP", with: "protocol SCTP"), ":2: protocol SCTP is refused"
+            ),
             ("virtual_server fwmark 7 {\n lvs_method TUN\n}\n", ":1: fwmark services are refused"),
             ("virtual_server 192.0.2.300 80 {\n}\n", ":1: virtual_server takes ADDR PORT"),
-            (String(vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN").dropLast(2)), ":1: the block of \"virtual_server\" is never closed"),
-            (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN").replacingOccurrences(of: "weight 1", with: "weight 1\n retry x"), ":7: retry takes 0-100"),
-            (vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN\n connect_timeout -1"), ":5: connect_timeout takes seconds"),
+            (
+                String(vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN").dropLast(2)),
+                ":1: the block of \"virtual_server\" is never closed"
+            ),
+            (
+                vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN").replacingOccurrences(
+                    of: "weight 1", with: "weight 1\n retry x"), ":7: retry takes 0-100"
+            ),
+            (
+                vs.replacingOccurrences(of: "METHOD", with: "lvs_method TUN\n connect_timeout -1"),
+                ":5: connect_timeout takes seconds"
+            ),
             ("}\n", ":1: } closes no block"),
             ("vrrp_bogus {\n}\n", ":1: unknown keyword \"vrrp_bogus\""),
             ("include missing/*.conf\n", ":1: include missing/*.conf: no such file"),
@@ -249,7 +279,9 @@ func files(_ contents: [String: String]) -> (read: (String) -> [UInt8]?, glob: (
         #expect(loop.first?.contains("includes nested deeper than 8") == true)
         let deep = String(repeating: "a {\n", count: 40) + String(repeating: "}\n", count: 40)
         #expect(refusal { () throws(ImportError) in try load(deep) }.first?.contains("blocks nested deeper than") == true)
-        #expect(refusal { () throws(ImportError) in try load("virtual_server \"192.0.2.1 80 {\n") }.first?.contains("quoted word is not closed") == true)
+        #expect(
+            refusal { () throws(ImportError) in try load("virtual_server \"192.0.2.1 80 {\n") }.first?.contains(
+                "quoted word is not closed") == true)
     }
 
     /// Follow mode: `[import] keepalived` in Tern's config adds those VIPs to its own; a broken
@@ -267,7 +299,9 @@ func files(_ contents: [String: String]) -> (read: (String) -> [UInt8]?, glob: (
             fclose(f)
         }
         write(dns)
-        let own = template + "[import]\nkeepalived = \"keepalived.conf\"\n[[vip]]\naddress = \"192.0.2.10\"\nport = 80\nprotocol = \"tcp\"\n"
+        let own =
+            template
+            + "[import]\nkeepalived = \"keepalived.conf\"\n[[vip]]\naddress = \"192.0.2.10\"\nport = 80\nprotocol = \"tcp\"\n"
             + "[[vip.backend]]\naddress = \"10.1.0.1\"\n"
         let c = try ConfigLoader.parse(own, file: directory + "/tern.toml")
         #expect(c.vips.map(\.name) == ["192.0.2.10:80/tcp", "[2001:db8::53]:53/udp"])
@@ -281,7 +315,10 @@ func files(_ contents: [String: String]) -> (read: (String) -> [UInt8]?, glob: (
             #expect(error.description.contains(directory + "/keepalived.conf:5: NAT is refused"))
         }
         // An imported VIP that clashes with Tern's own is named by its source.
-        write(dns.replacingOccurrences(of: "2001:db8::53 53", with: "192.0.2.10 80").replacingOccurrences(of: "protocol UDP", with: "protocol TCP").replacingOccurrences(of: "fd00:1::1", with: "10.1.0.9"))
+        write(
+            dns.replacingOccurrences(of: "2001:db8::53 53", with: "192.0.2.10 80").replacingOccurrences(
+                of: "protocol UDP", with: "protocol TCP"
+            ).replacingOccurrences(of: "fd00:1::1", with: "10.1.0.9"))
         do {
             _ = try ConfigLoader.parse(own, file: directory + "/tern.toml")
             Issue.record("a duplicate VIP was accepted")

@@ -15,7 +15,9 @@ import Testing
 
     @Test func setDescriptorsOutsideTheDeviceAreRefusedNamingKeyAndLimits() throws {
         for bad in [32, 8192, 1000] {
-            guard case .failure(let p) = nic.descriptors(requested: bad, key: ConfigSchema.rxDescriptors, device: "port[1] (0000:03:00.0)")
+            guard
+                case .failure(let p) = nic.descriptors(
+                    requested: bad, key: ConfigSchema.rxDescriptors, device: "port[1] (0000:03:00.0)")
             else {
                 Issue.record("\(bad) accepted")
                 continue

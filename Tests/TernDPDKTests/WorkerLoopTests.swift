@@ -45,10 +45,13 @@ func testFrames(_ n: Int) -> [[UInt8]] {
     (0..<n).map { i in
         switch i % 10 {
         case 7: return Frames.ethernet([0, 1, 8, 0, 6, 4, 0, 1], etherType: 0x0806)  // ARP: host, freed
-        case 8: return Array(Frames.flow(source: IPAddress(v4: 0xC633_6401), destination: vip, sourcePort: 1, destinationPort: 80).prefix(30))
+        case 8:
+            return Array(
+                Frames.flow(source: IPAddress(v4: 0xC633_6401), destination: vip, sourcePort: 1, destinationPort: 80).prefix(30))
         default:
             return Frames.flow(
-                source: IPAddress(v4: 0xC633_6400 + UInt32(i)), destination: vip, sourcePort: UInt16(1000 + i), destinationPort: 80,
+                source: IPAddress(v4: 0xC633_6400 + UInt32(i)), destination: vip, sourcePort: UInt16(1000 + i),
+                destinationPort: 80,
                 payload: [UInt8](repeating: UInt8(i & 0xFF), count: i % 50))
         }
     }
@@ -77,7 +80,8 @@ func runLoop(_ loop: WorkerLoop, expected: Int) {
         let frames = testFrames(500)
         let cell = SnapshotCell(ForwardingSnapshot(spec, generation: 1), readers: 1)
         let loop = WorkerLoop(
-            index: 0, queues: [WorkerQueue(rxPort: ring.port.id, queue: 0, backendPort: ring.port.id, context: context)], burstSize: 32,
+            index: 0, queues: [WorkerQueue(rxPort: ring.port.id, queue: 0, backendPort: ring.port.id, context: context)],
+            burstSize: 32,
             cell: cell, worker: makeWorker())
         var sent = 0
         while sent < frames.count { sent += ring.inject(Array(frames[sent..<min(frames.count, sent + 200)]), pool: pool) }
@@ -108,7 +112,8 @@ func runLoop(_ loop: WorkerLoop, expected: Int) {
         _ = ring.inject(frames, pool: pool)
         let cell = SnapshotCell(ForwardingSnapshot(spec, generation: 1), readers: 1)
         let loop = WorkerLoop(
-            index: 0, queues: [WorkerQueue(rxPort: ring.port.id, queue: 0, backendPort: ring.port.id, context: context)], burstSize: 32,
+            index: 0, queues: [WorkerQueue(rxPort: ring.port.id, queue: 0, backendPort: ring.port.id, context: context)],
+            burstSize: 32,
             cell: cell, worker: makeWorker())
         runLoop(loop, expected: frames.count)
         let out = ring.drain()

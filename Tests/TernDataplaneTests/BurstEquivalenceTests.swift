@@ -50,7 +50,9 @@ import Testing
                         payload: [UInt8](repeating: UInt8(round), count: c * 5), tcpFlags: flags))
                 if c % 4 == 0 {
                     frames.append(
-                        Frames.flow(source: source, destination: ip("192.0.2.10"), sourcePort: port, destinationPort: 53, udp: true, payload: [1, 2]))
+                        Frames.flow(
+                            source: source, destination: ip("192.0.2.10"), sourcePort: port, destinationPort: 53, udp: true,
+                            payload: [1, 2]))
                 }
                 if c % 5 == 0 {
                     frames.append(
@@ -60,8 +62,10 @@ import Testing
                 }
             }
             frames.append(echoRequest(from: ip("198.51.100.1"), to: ip("192.0.2.10")))
-            frames.append(Frames.flow(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 81))
-            frames.append(Frames.flow(source: ip("198.51.100.1"), destination: ip("203.0.113.1"), sourcePort: 1, destinationPort: 80))
+            frames.append(
+                Frames.flow(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 81))
+            frames.append(
+                Frames.flow(source: ip("198.51.100.1"), destination: ip("203.0.113.1"), sourcePort: 1, destinationPort: 80))
             frames.append(
                 Frames.flow(
                     source: ip("198.51.100.2"), destination: ip("192.0.2.10"), sourcePort: 7, destinationPort: 80,
@@ -93,7 +97,10 @@ import Testing
         let (burst, burstCounters) = BurstEquivalenceTests.run(frames, burstSizes: &rng, largest: largest)
         var differing: [Int] = []
         for k in frames.indices where single[k].0 != burst[k].0 || single[k].1 != burst[k].1 { differing.append(k) }
-        #expect(differing.isEmpty, "\(differing.count) frames differ, first: \(differing.first.map { "\($0): \(single[$0].0) vs \(burst[$0].0)" } ?? "")")
+        #expect(
+            differing.isEmpty,
+            "\(differing.count) frames differ, first: \(differing.first.map { "\($0): \(single[$0].0) vs \(burst[$0].0)" } ?? "")"
+        )
         for o in Outcome.allCases { #expect(singleCounters[o] == burstCounters[o], "\(o)") }
         // The table means something: it reaches forwarding, replies and drops alike.
         // 144 TCP, 36 UDP (GUE), 30 IPv6 and 6 fragment frames forwarded; 6 of each other kind.

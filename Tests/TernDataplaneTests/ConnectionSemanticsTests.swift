@@ -71,7 +71,9 @@ func segment(_ i: Int, _ flags: UInt8) -> [UInt8] {
         var sim = makeSimulator([web([("10.1.0.1", 100), ("10.1.0.2", 100)])])
         let second: UInt64 = 1_000_000_000
         _ = sim.run(segment(1, TCPFlag.syn), timestampNanoseconds: second)
-        for t in stride(from: 201, through: 1001, by: 200) { _ = sim.run(segment(1, TCPFlag.ack), timestampNanoseconds: UInt64(t) * second) }
+        for t in stride(from: 201, through: 1001, by: 200) {
+            _ = sim.run(segment(1, TCPFlag.ack), timestampNanoseconds: UInt64(t) * second)
+        }
         #expect(sim.worker.flows.counters.inserted == 1 && sim.worker.flows.counters.expired == 0)
         _ = sim.run(segment(1, TCPFlag.ack), timestampNanoseconds: 1302 * second)
         #expect(sim.worker.flows.counters.inserted == 2 && sim.worker.flows.counters.expired == 1)

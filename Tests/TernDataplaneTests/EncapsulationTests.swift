@@ -42,7 +42,9 @@ import Testing
         var sim = makeSimulator([web([("10.1.0.1", 100)])])
         let c = ip("198.51.100.1")
         let request = Frames.ethernet(
-            Frames.ipv4(source: c, destination: ip("192.0.2.10"), protocol: IPProtocol.icmp, payload: Frames.icmpEcho(source: c, destination: ip("192.0.2.10")), ttl: 3),
+            Frames.ipv4(
+                source: c, destination: ip("192.0.2.10"), protocol: IPProtocol.icmp,
+                payload: Frames.icmpEcho(source: c, destination: ip("192.0.2.10")), ttl: 3),
             etherType: EtherType.ipv4)
         let (o, reply) = sim.run(request)
         #expect(o == .replied)
@@ -53,7 +55,9 @@ import Testing
         #expect(Array(r[38...]) == Array(request[38...]))
         // Other ICMP to a VIP is not answered.
         let unreachable = Frames.ethernet(
-            Frames.ipv4(source: c, destination: ip("192.0.2.10"), protocol: IPProtocol.icmp, payload: Frames.icmpEcho(source: c, destination: ip("192.0.2.10"), type: 3)),
+            Frames.ipv4(
+                source: c, destination: ip("192.0.2.10"), protocol: IPProtocol.icmp,
+                payload: Frames.icmpEcho(source: c, destination: ip("192.0.2.10"), type: 3)),
             etherType: EtherType.ipv4)
         #expect(sim.run(unreachable).0 == .dropICMPUnsupported)
     }

@@ -15,7 +15,8 @@ import Testing
     static func simulator() -> Simulator {
         let backends = [(ip("10.1.0.1"), 100), (ip("10.1.0.2"), 100)]
         func service(_ address: IPAddress, _ port: UInt16, _ proto: UInt8) -> ServiceSpec {
-            ServiceSpec(address: address, port: port, ipProtocol: proto, encapsulation: .ipip, backends: backends.map { ($0.0, $0.1) })
+            ServiceSpec(
+                address: address, port: port, ipProtocol: proto, encapsulation: .ipip, backends: backends.map { ($0.0, $0.1) })
         }
         return makeSimulator([
             service(vip4, 80, IPProtocol.tcp), service(vip4, 53, IPProtocol.udp), service(ip("192.0.2.11"), 0, IPProtocol.tcp),
@@ -27,7 +28,8 @@ import Testing
     /// IPv4 and IPv6, padded or not, with ToS, DF or not) and what it must leave to the general
     /// parser (VLAN tags, IPv4 options, IPv6 extension headers, fragments, ICMP, other addresses).
     static func seeds() -> (fast: [[UInt8]], other: [[UInt8]]) {
-        let client4 = ip("198.51.100.7"), client6 = ip("2001:db8:1::7")
+        let client4 = ip("198.51.100.7")
+        let client6 = ip("2001:db8:1::7")
         var fast: [[UInt8]] = []
         for (client, vip) in [(client4, vip4), (client6, vip6)] {
             for (port, udp) in [(UInt16(80), false), (vip.isV6 ? 5353 : 53, true)] {
@@ -84,13 +86,15 @@ import Testing
             records.deallocate()
         }
         frame.withUnsafeBytes { (buffers + headroom).copyMemory(from: $0.baseAddress!, byteCount: frame.count) }
-        guard Worker.classifyFast(UnsafeRawPointer(buffers + headroom), length: frame.count, into: records, snapshot: sim.snapshot)
+        guard
+            Worker.classifyFast(UnsafeRawPointer(buffers + headroom), length: frame.count, into: records, snapshot: sim.snapshot)
         else { return nil }
         let data = buffers + (frame.count + 2 * headroom)
         frame.withUnsafeBytes { data.copyMemory(from: $0.baseAddress!, byteCount: frame.count) }
         var packet = Packet(data: data, length: frame.count, headroom: headroom)
         guard sim.worker.classifyGeneral(&packet, into: records + 1, snapshot: sim.snapshot) == nil else { return false }
-        let a = records[0], b = records[1]
+        let a = records[0]
+        let b = records[1]
         return a.tuple == b.tuple && a.hash == b.hash && a.vip == b.vip && a.l3Offset == b.l3Offset && a.ipLength == b.ipLength
             && a.trafficClass == b.trafficClass && a.dontFragment == b.dontFragment && a.isICMPError == b.isICMPError
             && a.tcpFlags == b.tcpFlags
@@ -110,7 +114,9 @@ import Testing
         let sim = FastPathTests.simulator()
         let (fast, other) = FastPathTests.seeds()
         var rng = SplitMix(seed: 0x7E2A)
-        var accepted = 0, declined = 0, disagreements: [[UInt8]] = []
+        var accepted = 0
+        var declined = 0
+        var disagreements: [[UInt8]] = []
         for seed in fast + other {
             for _ in 0..<400 {
                 var frame = seed
@@ -119,7 +125,9 @@ import Testing
                 } else {
                     for _ in 0..<Int.random(in: 1...3, using: &rng) {
                         let i = Int.random(in: 12..<min(frame.count, 80), using: &rng)
-                        frame[i] = Bool.random(using: &rng) ? UInt8.random(in: 0...255, using: &rng) : frame[i] ^ (1 << UInt8.random(in: 0..<8, using: &rng))
+                        frame[i] =
+                            Bool.random(using: &rng)
+                            ? UInt8.random(in: 0...255, using: &rng) : frame[i] ^ (1 << UInt8.random(in: 0..<8, using: &rng))
                     }
                 }
                 switch FastPathTests.compare(frame, sim) {

@@ -16,25 +16,29 @@ func dnsService() -> ServiceSpec {
 
 /// The fragments (payload cut at 8-byte multiples of `size`) of a UDP datagram from `client`.
 func udpFragments(client: String, port: UInt16, id: UInt16, bytes: Int = 3000, size: Int = 1200) -> [[UInt8]] {
-    let udp = Frames.udp(source: ip(client), destination: ip("192.0.2.10"), sourcePort: port, destinationPort: 53,
-                         payload: [UInt8](repeating: UInt8(id & 0xFF), count: bytes))
+    let udp = Frames.udp(
+        source: ip(client), destination: ip("192.0.2.10"), sourcePort: port, destinationPort: 53,
+        payload: [UInt8](repeating: UInt8(id & 0xFF), count: bytes))
     return stride(from: 0, to: udp.count, by: size).map { start in
         let chunk = Array(udp[start..<min(start + size, udp.count)])
         return Frames.ethernet(
-            Frames.ipv4(source: ip(client), destination: ip("192.0.2.10"), protocol: IPProtocol.udp, payload: chunk, dontFragment: false,
-                        identification: id, fragmentOffset: UInt16(start / 8), moreFragments: start + size < udp.count),
+            Frames.ipv4(
+                source: ip(client), destination: ip("192.0.2.10"), protocol: IPProtocol.udp, payload: chunk, dontFragment: false,
+                identification: id, fragmentOffset: UInt16(start / 8), moreFragments: start + size < udp.count),
             etherType: EtherType.ipv4)
     }
 }
 
 /// The fragments of an ICMP echo request (`type` 8) of 3,000 bytes from `client`.
 func echoFragments(client: String, id: UInt16, type: UInt8 = 8) -> [[UInt8]] {
-    let icmp = Frames.icmpEcho(source: ip(client), destination: ip("192.0.2.10"), type: type, payload: [UInt8](repeating: 7, count: 3000))
+    let icmp = Frames.icmpEcho(
+        source: ip(client), destination: ip("192.0.2.10"), type: type, payload: [UInt8](repeating: 7, count: 3000))
     return stride(from: 0, to: icmp.count, by: 1200).map { start in
         Frames.ethernet(
-            Frames.ipv4(source: ip(client), destination: ip("192.0.2.10"), protocol: IPProtocol.icmp,
-                        payload: Array(icmp[start..<min(start + 1200, icmp.count)]), dontFragment: false, identification: id,
-                        fragmentOffset: UInt16(start / 8), moreFragments: start + 1200 < icmp.count),
+            Frames.ipv4(
+                source: ip(client), destination: ip("192.0.2.10"), protocol: IPProtocol.icmp,
+                payload: Array(icmp[start..<min(start + 1200, icmp.count)]), dontFragment: false, identification: id,
+                fragmentOffset: UInt16(start / 8), moreFragments: start + 1200 < icmp.count),
             etherType: EtherType.ipv4)
     }
 }
@@ -45,7 +49,8 @@ func echoFragments(client: String, id: UInt16, type: UInt8 = 8) -> [[UInt8]] {
         for k in 0..<40 {
             let client = "198.51.100.\(k + 1)"
             // Where the flow's unfragmented packets go.
-            let whole = Frames.flow(source: ip(client), destination: ip("192.0.2.10"), sourcePort: 5000, destinationPort: 53, udp: true)
+            let whole = Frames.flow(
+                source: ip(client), destination: ip("192.0.2.10"), sourcePort: 5000, destinationPort: 53, udp: true)
             let backend = outerDestination(sim.run(whole).1!)
             for f in udpFragments(client: client, port: 5000, id: UInt16(k)) {
                 let (o, out) = sim.run(f)
@@ -87,7 +92,9 @@ func echoFragments(client: String, id: UInt16, type: UInt8 = 8) -> [[UInt8]] {
         for i in frames.indices {
             frames[i] = [UInt8](repeating: 0, count: Simulator.headroom) + frames[i]
             packets[i] = frames[i].withUnsafeMutableBytes {
-                Packet(data: $0.baseAddress! + Simulator.headroom, length: $0.count - Simulator.headroom, headroom: Simulator.headroom)
+                Packet(
+                    data: $0.baseAddress! + Simulator.headroom, length: $0.count - Simulator.headroom,
+                    headroom: Simulator.headroom)
             }
         }
         sim.runBurst(packets, count: frames.count, outcomes: outcomes)
@@ -162,8 +169,9 @@ func echoFragments(client: String, id: UInt16, type: UInt8 = 8) -> [[UInt8]] {
         #expect(backends.count == 1 && backends.first!.description.hasPrefix("10.1.0."))  // the DNS VIP's, not the down one's
         // Whole echo requests are still answered by Tern itself.
         let whole = Frames.ethernet(
-            Frames.ipv4(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), protocol: IPProtocol.icmp,
-                        payload: Frames.icmpEcho(source: ip("198.51.100.1"), destination: ip("192.0.2.10"))),
+            Frames.ipv4(
+                source: ip("198.51.100.1"), destination: ip("192.0.2.10"), protocol: IPProtocol.icmp,
+                payload: Frames.icmpEcho(source: ip("198.51.100.1"), destination: ip("192.0.2.10"))),
             etherType: EtherType.ipv4)
         #expect(sim.run(whole).0 == .replied)
     }
@@ -177,8 +185,9 @@ func echoFragments(client: String, id: UInt16, type: UInt8 = 8) -> [[UInt8]] {
             source: ip("192.0.2.10"), destination: ip("198.51.100.1"), protocol: IPProtocol.icmp,
             payload: Frames.icmpEcho(source: ip("192.0.2.10"), destination: ip("198.51.100.1"), type: 0), dontFragment: false)
         let error = Frames.ethernet(
-            Frames.ipv4(source: ip("203.0.113.1"), destination: ip("192.0.2.10"), protocol: IPProtocol.icmp,
-                        payload: [3, 4, 0, 0, 0, 0, 0x05, 0x78] + Array(reply.prefix(28))),
+            Frames.ipv4(
+                source: ip("203.0.113.1"), destination: ip("192.0.2.10"), protocol: IPProtocol.icmp,
+                payload: [3, 4, 0, 0, 0, 0, 0x05, 0x78] + Array(reply.prefix(28))),
             etherType: EtherType.ipv4)
         let (o, out) = sim.run(error)
         #expect(o == .forwarded && outerDestination(out!) == outerDestination(request.1!))
@@ -198,13 +207,18 @@ func echoFragments(client: String, id: UInt16, type: UInt8 = 8) -> [[UInt8]] {
         let stats = CounterBlock.allocate()
         defer { stats.deallocate() }
         var table = FragmentTable(capacity: 4, counters: stats)  // one bucket of 4
-        let t = FiveTuple(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 53, ipProtocol: 17)
+        let t = FiveTuple(
+            source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 53, ipProtocol: 17)
         for id in UInt32(0)..<4 {
             table.now = 1 + id
-            let fresh = table.insert(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), id: id, ipProtocol: 17, tuple: t, hash: 1, vip: 0, generation: 1)
+            let fresh = table.insert(
+                source: ip("198.51.100.1"), destination: ip("192.0.2.10"), id: id, ipProtocol: 17, tuple: t, hash: 1, vip: 0,
+                generation: 1)
             #expect(fresh)
         }
-        let evicting = table.insert(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), id: 9, ipProtocol: 17, tuple: t, hash: 1, vip: 0, generation: 1)
+        let evicting = table.insert(
+            source: ip("198.51.100.1"), destination: ip("192.0.2.10"), id: 9, ipProtocol: 17, tuple: t, hash: 1, vip: 0,
+            generation: 1)
         #expect(!evicting)
         let oldest = table.find(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), id: 0, ipProtocol: 17, last: false)
         let newer = table.find(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), id: 3, ipProtocol: 17, last: false)

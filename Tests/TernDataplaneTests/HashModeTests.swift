@@ -16,7 +16,10 @@ func hashed(_ mode: FlowHash.Mode) -> ServiceSpec {
 
 /// The backend a flow from `client`:`port` to the VIP (port 80, or `vipPort`) reaches.
 func backend(_ sim: inout Simulator, client: UInt32, port: UInt16, vipPort: UInt16 = 80) -> IPAddress {
-    outerDestination(sim.run(Frames.flow(source: IPAddress(v4: client), destination: ip("192.0.2.10"), sourcePort: port, destinationPort: vipPort)).1!)
+    outerDestination(
+        sim.run(
+            Frames.flow(source: IPAddress(v4: client), destination: ip("192.0.2.10"), sourcePort: port, destinationPort: vipPort)
+        ).1!)
 }
 
 @Suite struct HashModeTests {
@@ -38,7 +41,9 @@ func backend(_ sim: inout Simulator, client: UInt32, port: UInt16, vipPort: UInt
         for client in UInt32(0xC633_0001)...0xC633_0020 {
             let first = backend(&sim, client: client, port: 1024)
             for port in UInt16(2000)...2010 { #expect(backend(&sim, client: client, port: port) == first) }
-            if (2000...2010).contains(where: { backend(&fiveTuple, client: client, port: $0) != backend(&fiveTuple, client: client, port: 1024) }) {
+            if (2000...2010).contains(where: {
+                backend(&fiveTuple, client: client, port: $0) != backend(&fiveTuple, client: client, port: 1024)
+            }) {
                 moved += 1
             }
         }
@@ -47,11 +52,15 @@ func backend(_ sim: inout Simulator, client: UInt32, port: UInt16, vipPort: UInt
 
     /// Every node must compute the same pick: the masked hashes are pinned.
     @Test func theMaskedHashesArePinned() {
-        let t = FiveTuple(source: ip("198.51.100.7"), destination: ip("192.0.2.10"), sourcePort: 40000, destinationPort: 443, ipProtocol: IPProtocol.tcp)
+        let t = FiveTuple(
+            source: ip("198.51.100.7"), destination: ip("192.0.2.10"), sourcePort: 40000, destinationPort: 443,
+            ipProtocol: IPProtocol.tcp)
         var other = t
-        other.portsAndProtocol = FiveTuple(
-            source: ip("198.51.100.7"), destination: ip("192.0.2.99"), sourcePort: 1, destinationPort: 80, ipProtocol: IPProtocol.udp
-        ).portsAndProtocol
+        other.portsAndProtocol =
+            FiveTuple(
+                source: ip("198.51.100.7"), destination: ip("192.0.2.99"), sourcePort: 1, destinationPort: 80,
+                ipProtocol: IPProtocol.udp
+            ).portsAndProtocol
         other.destinationLow = ip("192.0.2.99").low
         #expect(FlowHash.hash(t, mode: .source) == FlowHash.hash(other, mode: .source))
         #expect(FlowHash.hash(t, mode: .fiveTuple) == FlowHash.hash(t))

@@ -22,7 +22,9 @@ func synFrame(mss: UInt16, flags: UInt8 = TCPFlag.syn, port: UInt16 = 40000) -> 
     let tcp = Frames.tcp(
         source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: port, destinationPort: 80, flags: flags,
         options: [2, 4, UInt8(mss >> 8), UInt8(mss & 0xFF)])
-    return Frames.ethernet(Frames.ipv4(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), protocol: IPProtocol.tcp, payload: tcp), etherType: EtherType.ipv4)
+    return Frames.ethernet(
+        Frames.ipv4(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), protocol: IPProtocol.tcp, payload: tcp),
+        etherType: EtherType.ipv4)
 }
 
 /// The MSS option of the inner segment of an IPv4-outer frame (Ethernet 14 + outer 20 + inner 20 + TCP 20, then kind and length).
@@ -71,7 +73,8 @@ func innerMSS(_ frame: [UInt8], outer: Int = 20) -> UInt16 {
         #expect(innerMSS(sim.run(synFrame(mss: 1200, port: 40002)).1!) == 1200)
         #expect(sim.worker.stats.load(CounterSlot.mssClamped) == 2)
         let tcp = Frames.tcp(
-            source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 40003, destinationPort: 8080, flags: TCPFlag.syn,
+            source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 40003, destinationPort: 8080,
+            flags: TCPFlag.syn,
             options: [2, 4, 0x05, 0xB4])
         let (o, out) = sim.run(
             Frames.ethernet(

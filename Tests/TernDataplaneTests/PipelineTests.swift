@@ -20,7 +20,8 @@ func makeSimulator(_ services: [ServiceSpec], generation: UInt32 = 1, mtu: Int =
 }
 
 func makeSimulatorWithEchoBudget(_ perSecond: UInt32) -> Simulator {
-    let spec = SnapshotSpec(services: [web([("10.1.0.1", 100)])], tableSize: 1009, tunnelSourceV4: ip("10.0.0.10"), tunnelSourceV6: nil)
+    let spec = SnapshotSpec(
+        services: [web([("10.1.0.1", 100)])], tableSize: 1009, tunnelSourceV4: ip("10.0.0.10"), tunnelSourceV6: nil)
     let worker = Worker(
         index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: 1500), flowTableEntries: 1024, tcpIdleTimeout: 300,
         udpIdleTimeout: 30, tcpClosingTimeout: 10, echoRepliesPerSecond: perSecond)
@@ -72,7 +73,8 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         var sim = makeSimulator([web([("10.1.0.1", 100), ("10.1.0.2", 100)])])
         var seen = Set<IPAddress>()
         for port in 0..<64 {
-            let f = Frames.flow(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: UInt16(2000 + port), destinationPort: 80)
+            let f = Frames.flow(
+                source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: UInt16(2000 + port), destinationPort: 80)
             seen.insert(outerDestination(sim.run(f).1!))
         }
         #expect(seen.count == 2)
@@ -204,7 +206,8 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         var sim = makeSimulator([web((1...8).map { ("10.1.0.\($0)", 100) }), v6])
         for i in 0..<50 {
             let client = "198.51.100.\(i + 1)"
-            let flow = Frames.flow(source: ip(client), destination: ip("192.0.2.10"), sourcePort: UInt16(2000 + i), destinationPort: 80)
+            let flow = Frames.flow(
+                source: ip(client), destination: ip("192.0.2.10"), sourcePort: UInt16(2000 + i), destinationPort: 80)
             let backend = outerDestination(sim.run(flow).1!)
             let error = icmpError(v6: false, vip: "192.0.2.10", client: client, vipPort: 80, clientPort: UInt16(2000 + i))
             let (outcome, out) = sim.run(error)
@@ -213,9 +216,13 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         }
         for i in 0..<50 {
             let client = "2001:db8:1::\(i + 1)"
-            let flow = Frames.flow(source: ip(client), destination: ip("2001:db8::10"), sourcePort: UInt16(3000 + i), destinationPort: 443)
-            let backend = sim.run(flow).1!.withUnsafeBytes { IPAddress(loadingFrom: $0.baseAddress!, offset: 14 + 24, isV6: true) }
-            let (outcome, out) = sim.run(icmpError(v6: true, vip: "2001:db8::10", client: client, vipPort: 443, clientPort: UInt16(3000 + i)))
+            let flow = Frames.flow(
+                source: ip(client), destination: ip("2001:db8::10"), sourcePort: UInt16(3000 + i), destinationPort: 443)
+            let backend = sim.run(flow).1!.withUnsafeBytes {
+                IPAddress(loadingFrom: $0.baseAddress!, offset: 14 + 24, isV6: true)
+            }
+            let (outcome, out) = sim.run(
+                icmpError(v6: true, vip: "2001:db8::10", client: client, vipPort: 443, clientPort: UInt16(3000 + i)))
             #expect(outcome == .forwarded)
             #expect(out!.withUnsafeBytes { IPAddress(loadingFrom: $0.baseAddress!, offset: 14 + 24, isV6: true) } == backend)
         }
@@ -228,10 +235,12 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         var other = icmpError(v6: false, vip: "192.0.2.10", client: "198.51.100.1", vipPort: 80, clientPort: 1)
         other[14 + 20 + 8 + 12 + 3] = 11  // quoted source 192.0.2.11
         #expect(sim.run(other).0 == .dropICMPUnsupported)
-        #expect(sim.run(icmpError(v6: false, vip: "192.0.2.10", client: "198.51.100.1", vipPort: 8080, clientPort: 1)).0
-            == .dropICMPUnsupported)
+        #expect(
+            sim.run(icmpError(v6: false, vip: "192.0.2.10", client: "198.51.100.1", vipPort: 8080, clientPort: 1)).0
+                == .dropICMPUnsupported)
         // Quoted header cut short before the ports.
-        let cut = Array(icmpError(v6: false, vip: "192.0.2.10", client: "198.51.100.1", vipPort: 80, clientPort: 1).prefix(14 + 20 + 8 + 22))
+        let cut = Array(
+            icmpError(v6: false, vip: "192.0.2.10", client: "198.51.100.1", vipPort: 80, clientPort: 1).prefix(14 + 20 + 8 + 22))
         var fixed = cut
         fixed[16] = 0
         fixed[17] = UInt8(20 + 8 + 22)  // IPv4 total length matching the cut frame (checksum is not checked)
@@ -244,7 +253,9 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         let tcp = Frames.tcp(
             source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 80,
             payload: [UInt8](repeating: 0, count: 1280 - 20 - 40 + 1))
-        let inner = Frames.ipv4(source: ip("198.51.100.1"), destination: ip("192.0.2.10"), protocol: IPProtocol.tcp, payload: tcp, dontFragment: false)
+        let inner = Frames.ipv4(
+            source: ip("198.51.100.1"), destination: ip("192.0.2.10"), protocol: IPProtocol.tcp, payload: tcp, dontFragment: false
+        )
         let big = Frames.ethernet(inner, etherType: EtherType.ipv4)
         var sim = makeSimulator([web([("10.1.0.1", 100)])], mtu: 1280)
         let (o, whole) = sim.run(big)
@@ -288,7 +299,8 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
 
     /// The budget is `[icmp] too_big_per_second`: 0 answers none.
     @Test func aTooBigBudgetOfZeroAnswersNone() {
-        let spec = SnapshotSpec(services: [web([("10.1.0.1", 100)])], tableSize: 1009, tunnelSourceV4: ip("10.0.0.10"), tunnelSourceV6: nil)
+        let spec = SnapshotSpec(
+            services: [web([("10.1.0.1", 100)])], tableSize: 1009, tunnelSourceV4: ip("10.0.0.10"), tunnelSourceV6: nil)
         let worker = Worker(
             index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: 1500), flowTableEntries: 1024, tcpIdleTimeout: 300,
             udpIdleTimeout: 30, tcpClosingTimeout: 10, tooBigRepliesPerSecond: 0)
@@ -297,7 +309,9 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
             source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 80,
             payload: [UInt8](repeating: 0, count: 1480))
         #expect(sim.run(big, timestampNanoseconds: 8_000_000_000).0 == .dropICMPBudget)
-        #expect(sim.run(echoRequest(from: ip("198.51.100.1"), to: ip("192.0.2.10")), timestampNanoseconds: 8_000_000_000).0 == .replied)
+        #expect(
+            sim.run(echoRequest(from: ip("198.51.100.1"), to: ip("192.0.2.10")), timestampNanoseconds: 8_000_000_000).0
+                == .replied)
     }
 
     @Test func packetsWithoutHeadroomAreDroppedNotOverrun() {

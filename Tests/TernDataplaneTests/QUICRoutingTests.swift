@@ -21,7 +21,9 @@ func quicSimulator(quic: Bool = true) -> Simulator {
 }
 
 func quicPacket(sourcePort: UInt16, _ payload: [UInt8], source: String = "198.51.100.1") -> [UInt8] {
-    Frames.flow(source: ip(source), destination: ip("192.0.2.10"), sourcePort: sourcePort, destinationPort: 443, udp: true, payload: payload)
+    Frames.flow(
+        source: ip(source), destination: ip("192.0.2.10"), sourcePort: sourcePort, destinationPort: 443, udp: true,
+        payload: payload)
 }
 
 /// A short-header packet whose destination ID carries `cid` (its first bytes).
@@ -62,7 +64,9 @@ func shortHeader(_ cid: [UInt8]) -> [UInt8] { [0x40] + cid + [UInt8](repeating: 
             #expect(outerDestination(sim.run(quicPacket(sourcePort: port, shortHeader([0x80, 0x03, 0x04, 0x02]))).1!) == placed)
         }
         #expect(spread.count == 4)
-        #expect(sim.worker.stats.load(CounterSlot.quicWithoutServerID) == 64 && sim.worker.stats.load(CounterSlot.quicByServerID) == 0)
+        #expect(
+            sim.worker.stats.load(CounterSlot.quicWithoutServerID) == 64 && sim.worker.stats.load(CounterSlot.quicByServerID) == 0
+        )
         // Server id 1092 belongs to no backend: Maglev, counted.
         _ = sim.run(quicPacket(sourcePort: 41000, shortHeader([0x41, 0x11, 0x00])))
         #expect(sim.worker.stats.load(CounterSlot.quicUnknownServerID) == 1)
@@ -71,7 +75,8 @@ func shortHeader(_ cid: [UInt8]) -> [UInt8] { [0x40] + cid + [UInt8](repeating: 
 
     @Test func aBackendLeavingTheVIPLosesItsServerID() {
         var s = ServiceSpec(
-            address: ip("192.0.2.10"), port: 443, ipProtocol: IPProtocol.udp, encapsulation: .ipip, backends: [(ip("10.1.0.2"), 100)])
+            address: ip("192.0.2.10"), port: 443, ipProtocol: IPProtocol.udp, encapsulation: .ipip,
+            backends: [(ip("10.1.0.2"), 100)])
         s.quic = true
         s.quicServerIDs = [ip("10.1.0.1"): 1024, ip("10.1.0.2"): 197_634]
         var sim = makeSimulator([s])

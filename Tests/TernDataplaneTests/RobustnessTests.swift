@@ -10,15 +10,16 @@ import Testing
     /// fields and random truncations, plus pure noise. Every one must end in exactly one counted
     /// outcome, never trap, and never write outside the frame and its headroom.
     @Test func arbitraryBytesNeverTrapAndAlwaysGetAnOutcome() {
-        var sim = makeSimulator([
-            web([("10.1.0.1", 1), ("fc00::2", 1)], encapsulation: .gue),
-            ServiceSpec(
-                address: ip("2001:db8::10"), port: 0, ipProtocol: IPProtocol.udp, encapsulation: .ipip,
-                backends: [(ip("10.1.0.1"), 1), (ip("fc00::1"), 1)]),
-            ServiceSpec(
-                address: ip("2001:db8::10"), port: 443, ipProtocol: IPProtocol.tcp, encapsulation: .gue, guePort: 6080,
-                backends: [(ip("10.1.0.1"), 1)]),
-        ], flows: 4096)
+        var sim = makeSimulator(
+            [
+                web([("10.1.0.1", 1), ("fc00::2", 1)], encapsulation: .gue),
+                ServiceSpec(
+                    address: ip("2001:db8::10"), port: 0, ipProtocol: IPProtocol.udp, encapsulation: .ipip,
+                    backends: [(ip("10.1.0.1"), 1), (ip("fc00::1"), 1)]),
+                ServiceSpec(
+                    address: ip("2001:db8::10"), port: 443, ipProtocol: IPProtocol.tcp, encapsulation: .gue, guePort: 6080,
+                    backends: [(ip("10.1.0.1"), 1)]),
+            ], flows: 4096)
         var rng = SplitMix(seed: 42)
         let total = 300_000
         var input = [UInt8](repeating: 0, count: 96)

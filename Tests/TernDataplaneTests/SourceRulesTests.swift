@@ -12,9 +12,11 @@ func echoRequest(from source: IPAddress, to vip: IPAddress) -> [UInt8] {
     let icmp = Frames.icmpEcho(source: source, destination: vip)
     if vip.isV6 {
         return Frames.ethernet(
-            Frames.ipv6(source: source, destination: vip, nextHeader: IPProtocol.icmpv6, payload: icmp), etherType: EtherType.ipv6)
+            Frames.ipv6(source: source, destination: vip, nextHeader: IPProtocol.icmpv6, payload: icmp), etherType: EtherType.ipv6
+        )
     }
-    return Frames.ethernet(Frames.ipv4(source: source, destination: vip, protocol: IPProtocol.icmp, payload: icmp), etherType: EtherType.ipv4)
+    return Frames.ethernet(
+        Frames.ipv4(source: source, destination: vip, protocol: IPProtocol.icmp, payload: icmp), etherType: EtherType.ipv4)
 }
 
 let notOneHost = [
@@ -75,9 +77,11 @@ let notOneHostV6 = ["::", "::1", "ff02::1", "ff05::2", "::ffff:198.51.100.1"]
             address: ip("192.0.2.20"), port: 0, ipProtocol: IPProtocol.udp, encapsulation: .gue, guePort: 6080,
             backends: [(ip("10.1.0.1"), 100)])
         var sim = makeSimulator([gue])
-        let inner = Frames.flow(source: ip("198.51.100.1"), destination: ip("192.0.2.20"), sourcePort: 5000, destinationPort: 6080, udp: true)
+        let inner = Frames.flow(
+            source: ip("198.51.100.1"), destination: ip("192.0.2.20"), sourcePort: 5000, destinationPort: 6080, udp: true)
         #expect(sim.run(inner).0 == .dropGUEInGUE)
-        let other = Frames.flow(source: ip("198.51.100.1"), destination: ip("192.0.2.20"), sourcePort: 5000, destinationPort: 6081, udp: true)
+        let other = Frames.flow(
+            source: ip("198.51.100.1"), destination: ip("192.0.2.20"), sourcePort: 5000, destinationPort: 6081, udp: true)
         #expect(sim.run(other).0 == .forwarded)
         #expect(sim.worker.counters[.dropGUEInGUE] == 1)
         // TCP to that port number is no GUE: a TCP GUE VIP forwards it.
@@ -98,7 +102,8 @@ let notOneHostV6 = ["::", "::1", "ff02::1", "ff05::2", "::ffff:198.51.100.1"]
                 backends: [(ip("10.1.0.1"), 100)])
         }
         var sim = makeSimulator([gue(6080)])
-        let flow = Frames.flow(source: ip("198.51.100.1"), destination: ip("192.0.2.20"), sourcePort: 5000, destinationPort: 7000, udp: true)
+        let flow = Frames.flow(
+            source: ip("198.51.100.1"), destination: ip("192.0.2.20"), sourcePort: 5000, destinationPort: 7000, udp: true)
         #expect(sim.run(flow).0 == .forwarded && sim.run(flow).0 == .forwarded)
         var next = makeSimulator([gue(7000)], generation: 2)
         swap(&next.worker, &sim.worker)

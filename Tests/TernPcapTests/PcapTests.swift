@@ -1,10 +1,10 @@
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @testable import TernPcap
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 let records = [
     PcapRecord(timestampNanoseconds: 1_700_000_000_123_456_000, data: [1, 2, 3, 4]),

@@ -1,5 +1,5 @@
-import Testing
 import TernTestSupport
+import Testing
 
 @testable import TernWire
 

@@ -33,7 +33,8 @@ let vip6 = IPAddress("2001:db8::10")!
 
     @Test func honoursIPv4HeaderLengthAboveFive() {
         let tcp = Frames.tcp(source: client4, destination: vip4, sourcePort: 1, destinationPort: 80)
-        let ip = Frames.ipv4(source: client4, destination: vip4, protocol: IPProtocol.tcp, payload: tcp, options: [1, 1, 1, 0, 1, 1, 1, 0])
+        let ip = Frames.ipv4(
+            source: client4, destination: vip4, protocol: IPProtocol.tcp, payload: tcp, options: [1, 1, 1, 0, 1, 1, 1, 0])
         let (_, net, t, l4) = parse(Frames.ethernet(ip, etherType: EtherType.ipv4))
         #expect(net.l4Offset == 14 + 28 && t == .ok && l4.destinationPort == 80)
     }
@@ -67,9 +68,12 @@ let vip6 = IPAddress("2001:db8::10")!
     }
 
     @Test func recognisesFragments() {
-        let ip4 = Frames.ipv4(source: client4, destination: vip4, protocol: IPProtocol.tcp, payload: [UInt8](repeating: 0, count: 20), moreFragments: true)
+        let ip4 = Frames.ipv4(
+            source: client4, destination: vip4, protocol: IPProtocol.tcp, payload: [UInt8](repeating: 0, count: 20),
+            moreFragments: true)
         #expect(parse(Frames.ethernet(ip4, etherType: EtherType.ipv4)).1.isFragment)
-        let later = Frames.ipv4(source: client4, destination: vip4, protocol: IPProtocol.tcp, payload: [1, 2, 3], fragmentOffset: 8)
+        let later = Frames.ipv4(
+            source: client4, destination: vip4, protocol: IPProtocol.tcp, payload: [1, 2, 3], fragmentOffset: 8)
         #expect(parse(Frames.ethernet(later, etherType: EtherType.ipv4)).1.isFragment)
         let ip6 = Frames.ipv6(
             source: client6, destination: vip6, nextHeader: IPProtocol.tcp, payload: [UInt8](repeating: 0, count: 20),

@@ -14,7 +14,7 @@ import TernTestSupport
 import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct DPDKResult {
@@ -32,7 +32,8 @@ struct DPDKBench {
 
     static func startEAL() -> Bool {
         let args = [
-            "ternbench", "-l", "0-1", "--no-huge", "-m", "1024", "--no-pci", "--no-shconf", "--file-prefix", "tern-bench-\(getpid())",
+            "ternbench", "-l", "0-1", "--no-huge", "-m", "1024", "--no-pci", "--no-shconf", "--file-prefix",
+            "tern-bench-\(getpid())",
             "--log-level", "lib.eal:error",
         ]
         do {
@@ -67,7 +68,8 @@ struct DPDKBench {
             ring.port.stopAndClose()
         }
         let feeder = try RingFeeder(
-            ring: ring, pool: pool, templates: DPDKBench.templates(s), flows: s.newFlowsEachPass ? 0 : s.flows, inFlight: inFlight)
+            ring: ring, pool: pool, templates: DPDKBench.templates(s), flows: s.newFlowsEachPass ? 0 : s.flows, inFlight: inFlight
+        )
         let lcore = EAL.workerLcores[0]
         var stop: () -> Void
         switch kind {
@@ -78,7 +80,11 @@ struct DPDKBench {
                 flowTableEntries: s.flowTableEntries, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
             let loop = WorkerLoop(
                 index: 0,
-                queues: [WorkerQueue(rxPort: ring.port.id, queue: 0, backendPort: ring.port.id, context: PortContext(mac: Frames.ourMAC, gatewayMAC: Frames.routerMAC, mtu: Scenario.backendMTU))],
+                queues: [
+                    WorkerQueue(
+                        rxPort: ring.port.id, queue: 0, backendPort: ring.port.id,
+                        context: PortContext(mac: Frames.ourMAC, gatewayMAC: Frames.routerMAC, mtu: Scenario.backendMTU))
+                ],
                 burstSize: 32, cell: cell, worker: worker)
             try Lcore.launch(loop, on: lcore)
             stop = { loop.requestStop() }

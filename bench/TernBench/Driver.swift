@@ -5,7 +5,7 @@ import TernDPDK
 import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct BenchOptions {
@@ -22,11 +22,21 @@ struct BenchOptions {
         while i < args.count {
             switch args[i] {
             case "--quick": o.quick = true
-            case "--json": i += 1; o.json = args[i]
-            case "--mode": i += 1; o.mode = args[i]
-            case "--scenario": i += 1; o.scenario = args[i]
-            case "--passes": i += 1; o.passes = Int(args[i])
-            case "--callgrind": o.callgrind = (args[i + 1], Int(args[i + 2]) ?? 1); i += 2
+            case "--json":
+                i += 1
+                o.json = args[i]
+            case "--mode":
+                i += 1
+                o.mode = args[i]
+            case "--scenario":
+                i += 1
+                o.scenario = args[i]
+            case "--passes":
+                i += 1
+                o.passes = Int(args[i])
+            case "--callgrind":
+                o.callgrind = (args[i + 1], Int(args[i + 2]) ?? 1)
+                i += 2
             default:
                 print("unknown argument \(args[i])")
                 exit(64)
@@ -55,7 +65,8 @@ struct Record {
             return String(Double(Int(x * 1000)) / 1000)
         }
         var f = [
-            "\"scenario\":\"\(scenario)\"", "\"mode\":\"\(mode)\"", "\"ns_per_packet\":\(num(nsPerPacket))", "\"mpps\":\(num(mpps))",
+            "\"scenario\":\"\(scenario)\"", "\"mode\":\"\(mode)\"", "\"ns_per_packet\":\(num(nsPerPacket))",
+            "\"mpps\":\(num(mpps))",
             "\"baseline_mpps\":\(num(baselineMpps))",
             "\"ratio_to_baseline\":\(num(baselineMpps.map { mpps / $0 }))",
             "\"instructions_per_packet\":\(num(instructionsPerPacket))", "\"zero_loss_mpps\":\(num(zeroLossMpps))",
@@ -87,7 +98,10 @@ func machineDescription() -> String {
         var line = [CChar](repeating: 0, count: 512)
         while fgets(&line, 512, f) != nil {
             let s = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if s.hasPrefix("model name") { model = String(s.split(separator: ":", maxSplits: 1)[1].trimmingPrefix(" ").dropLast()); break }
+            if s.hasPrefix("model name") {
+                model = String(s.split(separator: ":", maxSplits: 1)[1].trimmingPrefix(" ").dropLast())
+                break
+            }
         }
         fclose(f)
     }
@@ -105,7 +119,9 @@ func isoDate() -> String {
 
 func runBenchmarks(_ o: BenchOptions) -> Int32 {
     if let c = o.callgrind {
-        guard let s = (Scenario.all(quick: true) + Scenario.all(quick: false)).first(where: { $0.name == c.scenario }) else { return 64 }
+        guard let s = (Scenario.all(quick: true) + Scenario.all(quick: false)).first(where: { $0.name == c.scenario }) else {
+            return 64
+        }
         let arena = FrameArena(s)
         let r = runPipeline(s, arena: arena, passes: c.passes)
         print("\(s.name): \(r.packets) packets")
@@ -117,15 +133,23 @@ func runBenchmarks(_ o: BenchOptions) -> Int32 {
         for (m, n, skewed) in [(65537, 1000, false), (65537, 100, false), (65537, 10001, true)] {
             let ms = benchMaglev(m: m, n: n, skewed: skewed)
             let name = "maglev-\(m)x\(n)\(skewed ? "-skewed" : "")"
-            print("maglev build M=\(m) N=\(n)\(skewed ? " (one of weight 65535, the rest 1)" : ""): \(fmt(ms, 2)) ms (median of 11)")
-            records.append(Record(scenario: name, mode: "build", nsPerPacket: ms * 1e6, note: "ns_per_packet holds the build time in ns"))
+            print(
+                "maglev build M=\(m) N=\(n)\(skewed ? " (one of weight 65535, the rest 1)" : ""): \(fmt(ms, 2)) ms (median of 11)"
+            )
+            records.append(
+                Record(scenario: name, mode: "build", nsPerPacket: ms * 1e6, note: "ns_per_packet holds the build time in ns"))
         }
     }
     if o.mode == "reload" || (o.mode == "all" && o.scenario == nil) {
         for (v, b) in [(100, 100), (1000, 100)] {
             let r = benchReload(vips: v, backends: b)
-            print("reload \(v) VIPs x \(b) backends, one VIP changed: ids \(fmt(r.assign, 2)) ms + snapshot \(fmt(r.build, 2)) ms (median of 5)")
-            records.append(Record(scenario: "reload-\(v)x\(b)", mode: "build", nsPerPacket: (r.assign + r.build) * 1e6, note: "ns_per_packet holds the build time in ns"))
+            print(
+                "reload \(v) VIPs x \(b) backends, one VIP changed: ids \(fmt(r.assign, 2)) ms + snapshot \(fmt(r.build, 2)) ms (median of 5)"
+            )
+            records.append(
+                Record(
+                    scenario: "reload-\(v)x\(b)", mode: "build", nsPerPacket: (r.assign + r.build) * 1e6,
+                    note: "ns_per_packet holds the build time in ns"))
         }
     }
     if o.mode == "pipeline" || o.mode == "all" {
@@ -147,7 +171,9 @@ func runBenchmarks(_ o: BenchOptions) -> Int32 {
     if o.mode == "dpdk" || o.mode == "all" {
         guard DPDKBench.startEAL() else { return 1 }
         var bench = DPDKBench(quick: o.quick)
-        print("\n" + pad("scenario", 24) + pad("loop", 9) + pad("Mpps", 8) + pad("vs io", 7) + pad("0-loss", 8) + "latency p50/p99/p99.9 ns")
+        print(
+            "\n" + pad("scenario", 24) + pad("loop", 9) + pad("Mpps", 8) + pad("vs io", 7) + pad("0-loss", 8)
+                + "latency p50/p99/p99.9 ns")
         for s in Scenario.all(quick: o.quick) where o.scenario == nil || o.scenario == s.name {
             do {
                 var io = try bench.measure(s, kind: .io)
@@ -165,9 +191,12 @@ func runBenchmarks(_ o: BenchOptions) -> Int32 {
                 }
                 for (name, r) in [("io", io), ("macswap", swap), ("tern", tern)] {
                     let lat = r.latencyNanoseconds.map { "\(fmt($0.p50, 0))/\(fmt($0.p99, 0))/\(fmt($0.p999, 0))" } ?? "-"
-                    print(pad(s.name, 24) + pad(name, 9) + pad(fmt(r.mpps, 2), 8) + pad(fmt(r.mpps / io.mpps, 2), 7)
-                        + pad(fmt(r.zeroLossMpps, 2), 8) + lat)
-                    var rec = Record(scenario: s.name, mode: name == "tern" ? "dpdk" : "dpdk-\(name)", nsPerPacket: r.mpps > 0 ? 1000 / r.mpps : 0)
+                    print(
+                        pad(s.name, 24) + pad(name, 9) + pad(fmt(r.mpps, 2), 8) + pad(fmt(r.mpps / io.mpps, 2), 7)
+                            + pad(fmt(r.zeroLossMpps, 2), 8) + lat)
+                    var rec = Record(
+                        scenario: s.name, mode: name == "tern" ? "dpdk" : "dpdk-\(name)",
+                        nsPerPacket: r.mpps > 0 ? 1000 / r.mpps : 0)
                     rec.baselineMpps = io.mpps
                     rec.zeroLossMpps = r.zeroLossMpps
                     rec.latency = r.latencyNanoseconds
@@ -181,7 +210,8 @@ func runBenchmarks(_ o: BenchOptions) -> Int32 {
         EAL.cleanup()
     }
     if let path = o.json {
-        let body = "{\"machine\":\"\(machineDescription())\",\"date\":\"\(isoDate())\",\"records\":[\n"
+        let body =
+            "{\"machine\":\"\(machineDescription())\",\"date\":\"\(isoDate())\",\"records\":[\n"
             + records.map(\.json).joined(separator: ",\n") + "\n]}\n"
         guard let f = fopen(path, "w") else { return 1 }
         fputs(body, f)
@@ -193,7 +223,9 @@ func runBenchmarks(_ o: BenchOptions) -> Int32 {
 /// Maglev build time for M slots and N equal backends, median of 11 builds, in ms.
 /// Build time of one table; `skewed`: the last backend has weight 65535, the others 1.
 func benchMaglev(m: Int, n: Int, skewed: Bool = false) -> Double {
-    let backends = (0..<n).map { (address: IPAddress(v4: 0x0A00_0000 + UInt32($0)), weight: skewed ? ($0 == n - 1 ? 65535 : 1) : 100) }
+    let backends = (0..<n).map {
+        (address: IPAddress(v4: 0x0A00_0000 + UInt32($0)), weight: skewed ? ($0 == n - 1 ? 65535 : 1) : 100)
+    }
     let table = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: m)
     defer { table.deallocate() }
     var times: [Double] = []

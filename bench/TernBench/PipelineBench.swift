@@ -7,7 +7,7 @@ import TernTestSupport
 import TernWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 func monotonicNanoseconds() -> UInt64 {

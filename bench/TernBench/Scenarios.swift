@@ -33,7 +33,8 @@ struct Scenario {
     }
 
     static func spec(_ services: [ServiceSpec]) -> SnapshotSpec {
-        SnapshotSpec(services: services, tableSize: 65537, tunnelSourceV4: IPAddress("10.0.0.10"), tunnelSourceV6: IPAddress("fc00::10"))
+        SnapshotSpec(
+            services: services, tableSize: 65537, tunnelSourceV4: IPAddress("10.0.0.10"), tunnelSourceV6: IPAddress("fc00::10"))
     }
 
     static let vip4 = IPAddress("192.0.2.10")!
@@ -43,7 +44,9 @@ struct Scenario {
     static func all(quick: Bool) -> [Scenario] {
         let big = quick ? 10_000 : 1_000_000
         let medium = quick ? 10_000 : 100_000
-        let web = spec([ServiceSpec(address: vip4, port: 80, ipProtocol: IPProtocol.tcp, encapsulation: .ipip, backends: backends(100))])
+        let web = spec([
+            ServiceSpec(address: vip4, port: 80, ipProtocol: IPProtocol.tcp, encapsulation: .ipip, backends: backends(100))
+        ])
         let tcp: (Int) -> [UInt8] = { i in
             Frames.flow(source: client(i), destination: vip4, sourcePort: port(i), destinationPort: 80)
         }
@@ -51,38 +54,57 @@ struct Scenario {
             Frames.flow(source: client(i), destination: vip4, sourcePort: port(i), destinationPort: 80, tcpFlags: TCPFlag.syn)
         }
         var list: [Scenario] = [
-            Scenario(name: "tcp-established", spec: web, flows: big, newFlowsEachPass: false, frame: tcp, slotSize: 256, flowTableEntries: 2 * big),
-            Scenario(name: "tcp-syn", spec: web, flows: big, newFlowsEachPass: true, frame: syn, slotSize: 256, flowTableEntries: big),
+            Scenario(
+                name: "tcp-established", spec: web, flows: big, newFlowsEachPass: false, frame: tcp, slotSize: 256,
+                flowTableEntries: 2 * big),
+            Scenario(
+                name: "tcp-syn", spec: web, flows: big, newFlowsEachPass: true, frame: syn, slotSize: 256, flowTableEntries: big),
             Scenario(
                 name: "udp",
-                spec: spec([ServiceSpec(address: vip4, port: 0, ipProtocol: IPProtocol.udp, encapsulation: .ipip, backends: backends(100))]),
+                spec: spec([
+                    ServiceSpec(address: vip4, port: 0, ipProtocol: IPProtocol.udp, encapsulation: .ipip, backends: backends(100))
+                ]),
                 flows: medium, newFlowsEachPass: false,
-                frame: { i in Frames.flow(source: client(i), destination: vip4, sourcePort: port(i), destinationPort: 53, udp: true, payload: [1, 2, 3, 4]) },
+                frame: { i in
+                    Frames.flow(
+                        source: client(i), destination: vip4, sourcePort: port(i), destinationPort: 53, udp: true,
+                        payload: [1, 2, 3, 4])
+                },
                 slotSize: 256, flowTableEntries: 2 * medium),
             Scenario(
                 name: "ipv6",
                 spec: spec([
                     ServiceSpec(
                         address: vip6, port: 443, ipProtocol: IPProtocol.tcp, encapsulation: .ipip,
-                        backends: (0..<100).map { (IPAddress(high: 0xfc00_0001_0000_0000, low: UInt64($0 + 1), isV6: true), 100) })
+                        backends: (0..<100).map { (IPAddress(high: 0xfc00_0001_0000_0000, low: UInt64($0 + 1), isV6: true), 100) }
+                    )
                 ]),
                 flows: medium, newFlowsEachPass: false,
                 frame: { i in Frames.flow(source: client6(i), destination: vip6, sourcePort: port(i), destinationPort: 443) },
                 slotSize: 256, flowTableEntries: 2 * medium),
             Scenario(
                 name: "gue",
-                spec: spec([ServiceSpec(address: vip4, port: 80, ipProtocol: IPProtocol.tcp, encapsulation: .gue, guePort: 6080, backends: backends(100))]),
+                spec: spec([
+                    ServiceSpec(
+                        address: vip4, port: 80, ipProtocol: IPProtocol.tcp, encapsulation: .gue, guePort: 6080,
+                        backends: backends(100))
+                ]),
                 flows: medium, newFlowsEachPass: false, frame: tcp, slotSize: 256, flowTableEntries: 2 * medium),
             Scenario(
                 name: "multi-vip",
                 spec: spec(
                     (0..<1000).map { v in
                         ServiceSpec(
-                            address: IPAddress(v4: 0xC612_0000 &+ UInt32(v)), port: 80, ipProtocol: IPProtocol.tcp, encapsulation: .ipip,
+                            address: IPAddress(v4: 0xC612_0000 &+ UInt32(v)), port: 80, ipProtocol: IPProtocol.tcp,
+                            encapsulation: .ipip,
                             backends: backends(10, base: 0x0A00_0000 &+ UInt32(v) << 8))
                     }),
                 flows: medium, newFlowsEachPass: false,
-                frame: { i in Frames.flow(source: client(i), destination: IPAddress(v4: 0xC612_0000 &+ UInt32(i % 1000)), sourcePort: port(i), destinationPort: 80) },
+                frame: { i in
+                    Frames.flow(
+                        source: client(i), destination: IPAddress(v4: 0xC612_0000 &+ UInt32(i % 1000)), sourcePort: port(i),
+                        destinationPort: 80)
+                },
                 slotSize: 256, flowTableEntries: 2 * medium),
             Scenario(
                 name: "imix", spec: web, flows: medium, newFlowsEachPass: false,
@@ -95,7 +117,13 @@ struct Scenario {
                 },
                 slotSize: 1664, flowTableEntries: 2 * medium),
         ]
-        if quick { list = list.map { var s = $0; s.name += "-small"; return s } }
+        if quick {
+            list = list.map {
+                var s = $0
+                s.name += "-small"
+                return s
+            }
+        }
         return list
     }
 }

@@ -4,7 +4,7 @@
 //   TernBench --callgrind SCENARIO PASSES    (one scenario, for valgrind --toggle-collect=*benchBurst*)
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 var options = BenchOptions.parse(Array(CommandLine.arguments.dropFirst()))

@@ -14,7 +14,10 @@ extension ConfigLoader {
             case .ipvsadm:
                 guard let bytes = KeepalivedReader.readFile(path), bytes.count <= KeepalivedReader.maxFileBytes,
                     let text = String(validating: bytes, as: UTF8.self)
-                else { return .failure(ImportError([ImportMessage(ImportSource(file: path, line: 0), "cannot read it as UTF-8 text")])) }
+                else {
+                    return .failure(
+                        ImportError([ImportMessage(ImportSource(file: path, line: 0), "cannot read it as UTF-8 text")]))
+                }
                 result = try IPVSAdm.parse(text, file: path)
             }
         } catch {
@@ -22,7 +25,8 @@ extension ConfigLoader {
         }
         let text = ImportRenderer.toml(result.vips, warnings: &result.warnings)
         guard let document = try? TOMLParser.parse(Array(text.utf8)) else {
-            return .failure(ImportError([ImportMessage(ImportSource(file: path, line: 0), "rendered TOML does not parse (a bug)")]))
+            return .failure(
+                ImportError([ImportMessage(ImportSource(file: path, line: 0), "rendered TOML does not parse (a bug)")]))
         }
         var reader = DocumentReader()
         var vips = reader.vips(DocumentReader.Table(document, path: "")) ?? []

@@ -71,12 +71,20 @@ public enum IPVSAdm {
                 }
                 let scheduler = options["scheduler"] ?? "wlc"
                 if scheduler != "mh" {
-                    result.warnings.append(ImportMessage(source, "scheduler \"\(escapedForMessage(scheduler))\" becomes Maglev (Tern's only scheduler; IPVS calls it mh)"))
+                    result.warnings.append(
+                        ImportMessage(
+                            source,
+                            "scheduler \"\(escapedForMessage(scheduler))\" becomes Maglev (Tern's only scheduler; IPVS calls it mh)"
+                        ))
                 }
                 var vip = ImportedVIP(address: address, port: port, protocolName: proto, source: source, origin: line)
                 if options["persistent"] != nil {
                     vip.persistent = true
-                    result.warnings.append(ImportMessage(source, "persistence (-p) becomes hash = \"source\": a client's connections go to one backend as long as the backends stay (no timeout)"))
+                    result.warnings.append(
+                        ImportMessage(
+                            source,
+                            "persistence (-p) becomes hash = \"source\": a client's connections go to one backend as long as the backends stay (no timeout)"
+                        ))
                 }
                 index[name] = result.vips.count
                 result.vips.append(vip)
@@ -86,11 +94,15 @@ public enum IPVSAdm {
                     continue
                 }
                 if flags.contains("gatewaying") || !(flags.contains("ipip") || flags.contains("masquerading")) {
-                    fail("direct routing (-g, ipvsadm's default) is refused: Tern tunnels to backends (-i) and does not rewrite MACs on a shared layer 2")
+                    fail(
+                        "direct routing (-g, ipvsadm's default) is refused: Tern tunnels to backends (-i) and does not rewrite MACs on a shared layer 2"
+                    )
                     continue
                 }
                 if flags.contains("masquerading") {
-                    fail("NAT (-m) is refused: Tern's backends answer clients directly (DSR), so there is no return path to translate")
+                    fail(
+                        "NAT (-m) is refused: Tern's backends answer clients directly (DSR), so there is no return path to translate"
+                    )
                     continue
                 }
                 guard let realText = options["real-server"], let (real, realPort) = hostPort(realText) else {
@@ -98,7 +110,11 @@ public enum IPVSAdm {
                     continue
                 }
                 if let realPort, realPort != port {
-                    result.warnings.append(ImportMessage(source, "real server port \(realPort) differs from the service's \(port): tunnels keep the client's port (as IPVS does)"))
+                    result.warnings.append(
+                        ImportMessage(
+                            source,
+                            "real server port \(realPort) differs from the service's \(port): tunnels keep the client's port (as IPVS does)"
+                        ))
                 }
                 let weightText = options["weight"] ?? "1"
                 guard let weight = Int(weightText), (0...65535).contains(weight) else {
@@ -119,7 +135,9 @@ public enum IPVSAdm {
                     continue
                 }
                 if let earlier = tunnels[name], earlier.guePort != guePort {
-                    fail("tunnel differs from the real server on line \(earlier.line): Tern encapsulates all of a VIP's backends alike")
+                    fail(
+                        "tunnel differs from the real server on line \(earlier.line): Tern encapsulates all of a VIP's backends alike"
+                    )
                     continue
                 }
                 tunnels[name] = (guePort, n + 1)
@@ -194,7 +212,9 @@ public enum IPVSAdm {
     /// `192.0.2.1:80`, `[2001:db8::1]:80`, or an address alone (port nil).
     static func hostPort(_ text: String) -> (IPAddress, UInt16?)? {
         if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), let a = IPAddress(String(text[text.index(after: text.startIndex)..<close])) else {
+            guard let close = text.firstIndex(of: "]"),
+                let a = IPAddress(String(text[text.index(after: text.startIndex)..<close]))
+            else {
                 return nil
             }
             let rest = text[text.index(after: close)...]

@@ -93,7 +93,9 @@ public struct ImportedVIP: Sendable, Equatable {
         self.origin = origin
     }
 
-    public var name: String { serviceName(address: address, port: port, ipProtocol: protocolName == "tcp" ? IPProtocol.tcp : IPProtocol.udp) }
+    public var name: String {
+        serviceName(address: address, port: port, ipProtocol: protocolName == "tcp" ? IPProtocol.tcp : IPProtocol.udp)
+    }
 }
 
 public struct ImportResult: Sendable {
@@ -112,7 +114,8 @@ public enum ImportRenderer {
     public static func toml(_ vips: [ImportedVIP], warnings: inout [ImportMessage]) -> String {
         var out = ""
         for v in vips {
-            out += "# \(v.source): \(escapedForMessage(v.origin))\n[[vip]]\naddress = \(quoted(v.address.description))\nport = \(v.port)\n"
+            out +=
+                "# \(v.source): \(escapedForMessage(v.origin))\n[[vip]]\naddress = \(quoted(v.address.description))\nport = \(v.port)\n"
             out += "protocol = \(quoted(v.protocolName))\n"
             if let g = v.guePort { out += "encap = \"gue\"\ngue_port = \(g)\n" }
             if let m = v.minHealthy { out += "min_healthy = \(m)\n" }
@@ -128,7 +131,9 @@ public enum ImportRenderer {
                     out += "[vip.backend.health]\ncheck = \"none\"\n"
                     continue
                 }
-                let timing = ImportMessage(b.source, "Tern times checks per VIP: this backend's timeout and retries are the VIP's first checked backend's")
+                let timing = ImportMessage(
+                    b.source,
+                    "Tern times checks per VIP: this backend's timeout and retries are the VIP's first checked backend's")
                 if (c.timeoutMilliseconds != shared.timeoutMilliseconds || c.fall != shared.fall) && !warnings.contains(timing) {
                     warnings.append(timing)  // once, though a group repeats the virtual_server
                 }
@@ -144,11 +149,14 @@ public enum ImportRenderer {
 
     static func health(_ c: ImportedCheck, vip v: ImportedVIP, warnings: inout [ImportMessage]) -> String {
         typealias K = ConfigSchema
-        let interval = min(max(v.intervalMilliseconds ?? K.healthInterval.defaultValue!, K.healthInterval.range!.lowerBound),
-                           K.healthInterval.range!.upperBound)
+        let interval = min(
+            max(v.intervalMilliseconds ?? K.healthInterval.defaultValue!, K.healthInterval.range!.lowerBound),
+            K.healthInterval.range!.upperBound)
         var timeout = max(c.timeoutMilliseconds ?? K.healthTimeout.defaultValue!, K.healthTimeout.range!.lowerBound)
         if timeout > interval {
-            warnings.append(ImportMessage(v.source, "check timeout \(timeout) ms is longer than the interval (\(interval) ms): shortened to it"))
+            warnings.append(
+                ImportMessage(
+                    v.source, "check timeout \(timeout) ms is longer than the interval (\(interval) ms): shortened to it"))
             timeout = interval
         }
         var text = "[vip.health]\ncheck = \(quoted(c.kind.rawValue))\n"

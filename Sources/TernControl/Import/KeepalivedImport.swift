@@ -13,7 +13,8 @@ import TernWire
 public enum Keepalived {
     /// The VIPs of `path` and the files it includes.
     public static func load(
-        path: String, read: (String) -> [UInt8]? = KeepalivedReader.readFile, glob: (String) -> [String] = KeepalivedReader.globFiles
+        path: String, read: (String) -> [UInt8]? = KeepalivedReader.readFile,
+        glob: (String) -> [String] = KeepalivedReader.globFiles
     ) throws(ImportError) -> ImportResult {
         try interpret(try KeepalivedReader.read(path: path, read: read, glob: glob))
     }
@@ -49,7 +50,10 @@ struct Interpreter {
             case "virtual_server_group": break
             case "virtual_server": virtualServer(s)
             case _ where Self.notImportedBlocks.contains(s.keyword):
-                warn(s, "\(s.keyword) is not imported" + (s.keyword.hasPrefix("vrrp") ? " (Tern announces VIPs over BGP: ternctl bgp-feed)" : ""))
+                warn(
+                    s,
+                    "\(s.keyword) is not imported"
+                        + (s.keyword.hasPrefix("vrrp") ? " (Tern announces VIPs over BGP: ternctl bgp-feed)" : ""))
             default: fail(s, "unknown keyword \"\(escapedForMessage(s.keyword))\"")
             }
         }
@@ -67,7 +71,9 @@ struct Interpreter {
                 continue
             }
             guard e.words.count == 2, e.block == nil, let port = UInt16(e.words[1]), let addresses = Self.range(e.words[0]) else {
-                fail(e, "a group entry is ADDR PORT or ADDR-LAST PORT, got \"\(escapedForMessage(e.words.joined(separator: " ")))\"")
+                fail(
+                    e,
+                    "a group entry is ADDR PORT or ADDR-LAST PORT, got \"\(escapedForMessage(e.words.joined(separator: " ")))\"")
                 continue
             }
             members += addresses.map { ($0, port, e.source) }
@@ -86,7 +92,9 @@ struct Interpreter {
         let low = v6 ? first.low & 0xFFFF : UInt64(first.v4Value & 0xFF)
         guard last >= low, last - low < 256, last <= (v6 ? 0xFFFF : 0xFF) else { return nil }
         return (low...last).map { n in
-            v6 ? IPAddress(high: first.high, low: first.low & ~0xFFFF | n, isV6: true) : IPAddress(v4: first.v4Value & ~0xFF | UInt32(n))
+            v6
+                ? IPAddress(high: first.high, low: first.low & ~0xFFFF | n, isV6: true)
+                : IPAddress(v4: first.v4Value & ~0xFF | UInt32(n))
         }
     }
 
@@ -135,9 +143,11 @@ struct Interpreter {
         "mh-port", "mh-fallback", "sh-port", "sh-fallback", "flag-1", "flag-2", "flag-3", "warmup",
     ]
     static let warnedServiceKeywords: [String: String] = [
-        "persistence_granularity": "persistence_granularity is not imported: hash = \"source\" keeps each client address on one backend",
+        "persistence_granularity":
+            "persistence_granularity is not imported: hash = \"source\" keeps each client address on one backend",
         "persistence_engine": "persistence_engine is not imported",
-        "sorry_server": "sorry_server is not imported (with every backend down Tern withdraws the VIP, or keeps them all with all_down = \"keep\")",
+        "sorry_server":
+            "sorry_server is not imported (with every backend down Tern withdraws the VIP, or keeps them all with all_down = \"keep\")",
         "sorry_server_inhibit": "sorry_server is not imported",
         "sorry_server_lvs_method": "sorry_server is not imported",
         "alpha": "alpha is not imported: Tern starts backends up",
@@ -153,12 +163,17 @@ struct Interpreter {
         if args.count == 2 && args[0] == "fwmark" {
             return fail(s, "fwmark services are refused: Tern matches VIPs by address, port and protocol, not by firewall mark")
         } else if args.count == 2 && args[0] == "group" {
-            guard let members = groups[args[1]] else { return fail(s, "no virtual_server_group named \(escapedForMessage(args[1]))") }
+            guard let members = groups[args[1]] else {
+                return fail(s, "no virtual_server_group named \(escapedForMessage(args[1]))")
+            }
             targets = members
         } else if args.count == 2, let a = IPAddress(args[0]), let p = UInt16(args[1]) {
             targets = [(a, p, s.source)]
         } else {
-            return fail(s, "virtual_server takes ADDR PORT, group NAME or fwmark N, got \"\(escapedForMessage(args.joined(separator: " ")))\"")
+            return fail(
+                s,
+                "virtual_server takes ADDR PORT, group NAME or fwmark N, got \"\(escapedForMessage(args.joined(separator: " ")))\""
+            )
         }
         var service = Service()
         var scheduler: KeepalivedStatement?
@@ -181,12 +196,18 @@ struct Interpreter {
             case "retry", "nb_get_retry":
                 service.defaults.retry = retries(e)
             case "quorum":
-                guard let q = value.flatMap({ Int($0) }), (1...16384).contains(q) else { fail(e, "quorum takes 1-16384"); continue }
+                guard let q = value.flatMap({ Int($0) }), (1...16384).contains(q) else {
+                    fail(e, "quorum takes 1-16384")
+                    continue
+                }
                 service.minHealthy = q
             case "real_server": realServer(e, into: &service)
             case "persistence_timeout":
                 service.persistent = true
-                warn(e, "persistence becomes hash = \"source\": a client's connections go to one backend as long as the backends stay (no timeout)")
+                warn(
+                    e,
+                    "persistence becomes hash = \"source\": a client's connections go to one backend as long as the backends stay (no timeout)"
+                )
             case "inhibit_on_failure":
                 warn(e, Self.inhibitNote)
             case _ where Self.silentServiceKeywords.contains(e.keyword): break
@@ -195,18 +216,24 @@ struct Interpreter {
             }
         }
         if let e = scheduler, e.arguments.first != "mh" {
-            warn(e, "scheduler \"\(escapedForMessage(e.arguments.first ?? ""))\" becomes Maglev (Tern's only scheduler; IPVS calls it mh)")
+            warn(
+                e,
+                "scheduler \"\(escapedForMessage(e.arguments.first ?? ""))\" becomes Maglev (Tern's only scheduler; IPVS calls it mh)"
+            )
         } else if scheduler == nil {
             warn(s, "no lvs_sched (keepalived's default is wlc): Maglev, Tern's only scheduler")
         }
-        if let m = method { forwarding(m, into: &service) } else {
+        if let m = method {
+            forwarding(m, into: &service)
+        } else {
             fail(s, "no lvs_method: keepalived's default is NAT, which Tern refuses; Tern tunnels (lvs_method TUN)")
         }
         if service.protocolName == nil { warn(s, "no protocol: UDP, as keepalived defaults") }
         if service.backends.isEmpty { fail(s, "no real_server") }
         for t in targets {
-            var v = ImportedVIP(address: t.address, port: t.port, protocolName: service.protocolName ?? "udp", source: t.source,
-                                origin: "virtual_server \(args.joined(separator: " "))" + (args[0] == "group" ? " (\(t.address) \(t.port))" : ""))
+            var v = ImportedVIP(
+                address: t.address, port: t.port, protocolName: service.protocolName ?? "udp", source: t.source,
+                origin: "virtual_server \(args.joined(separator: " "))" + (args[0] == "group" ? " (\(t.address) \(t.port))" : ""))
             v.guePort = service.guePort
             v.intervalMilliseconds = service.intervalMilliseconds
             v.minHealthy = service.minHealthy
@@ -227,7 +254,9 @@ struct Interpreter {
         let words = Array(e.arguments)
         switch words.first {
         case "TUN": break
-        case "NAT": return fail(e, "NAT is refused: Tern's backends answer clients directly (DSR), so there is no return path to translate")
+        case "NAT":
+            return fail(
+                e, "NAT is refused: Tern's backends answer clients directly (DSR), so there is no return path to translate")
         case "DR": return fail(e, "DR is refused: Tern tunnels to backends (TUN) and does not rewrite MACs on a shared layer 2")
         default: return fail(e, "lvs_method \(escapedForMessage(words.first ?? "")) is unknown")
         }
@@ -257,9 +286,13 @@ struct Interpreter {
         service.tunnel = true
     }
 
-    static let checkKinds: [String: HealthConfig.Check] = ["TCP_CHECK": .tcp, "HTTP_GET": .http, "SSL_GET": .tcp, "DNS_CHECK": .dns]
+    static let checkKinds: [String: HealthConfig.Check] = [
+        "TCP_CHECK": .tcp, "HTTP_GET": .http, "SSL_GET": .tcp, "DNS_CHECK": .dns,
+    ]
     static let otherChecks: Set<String> = ["MISC_CHECK", "SMTP_CHECK", "BFD_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK"]
-    static let silentServerKeywords: Set<String> = ["notify_up", "notify_down", "smtp_alert", "virtualhost", "delay_before_retry", "warmup", "alpha"]
+    static let silentServerKeywords: Set<String> = [
+        "notify_up", "notify_down", "smtp_alert", "virtualhost", "delay_before_retry", "warmup", "alpha",
+    ]
 
     mutating func realServer(_ s: KeepalivedStatement, into service: inout Service) {
         let args = Array(s.arguments)
@@ -273,7 +306,10 @@ struct Interpreter {
             let value = e.arguments.first
             switch e.keyword {
             case "weight":
-                guard let w = value.flatMap({ Int($0) }), (0...65535).contains(w) else { fail(e, "weight: Tern weights are 0-65535"); continue }
+                guard let w = value.flatMap({ Int($0) }), (0...65535).contains(w) else {
+                    fail(e, "weight: Tern weights are 0-65535")
+                    continue
+                }
                 backend.weight = w
             case "inhibit_on_failure":
                 warn(e, Self.inhibitNote)
@@ -290,14 +326,19 @@ struct Interpreter {
             }
         }
         if let c = checks.first { backend.check = check(c, defaults: defaults) }
-        if checks.count > 1 { warn(checks[1], "only the first check of a real_server is imported (Tern checks a backend one way)") }
-        if let interval = defaults.intervalMilliseconds, service.intervalMilliseconds == nil { service.intervalMilliseconds = interval }
+        if checks.count > 1 {
+            warn(checks[1], "only the first check of a real_server is imported (Tern checks a backend one way)")
+        }
+        if let interval = defaults.intervalMilliseconds, service.intervalMilliseconds == nil {
+            service.intervalMilliseconds = interval
+        }
         if service.backends.contains(where: { $0.address == address }) { return fail(s, "real_server \(address) twice") }
         service.backends.append(backend)
     }
 
     static let checkKeywords: Set<String> = [
-        "connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "connect_timeout", "retry", "nb_get_retry", "delay_before_retry",
+        "connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "connect_timeout", "retry", "nb_get_retry",
+        "delay_before_retry",
         "delay_loop", "warmup", "alpha", "log_all_failures", "fwmark", "url", "virtualhost", "http_protocol", "enable_sni",
         "fast_recovery", "tls_compliant",
     ]
@@ -311,7 +352,10 @@ struct Interpreter {
             let value = e.arguments.first
             switch e.keyword {
             case "connect_port":
-                guard let p = value.flatMap({ Int($0) }), (1...65535).contains(p) else { fail(e, "connect_port takes 1-65535"); continue }
+                guard let p = value.flatMap({ Int($0) }), (1...65535).contains(p) else {
+                    fail(e, "connect_port takes 1-65535")
+                    continue
+                }
                 c.port = p
             case "connect_timeout": timeout = seconds(e)
             case "retry", "nb_get_retry": retry = retries(e)
@@ -348,7 +392,8 @@ struct Interpreter {
                     continue
                 }
                 c.expectStatus = code
-            case "digest", "regex", "regex_no_match", "regex_options", "regex_stack", "regex_min_offset", "regex_max_offset", "virtualhost":
+            case "digest", "regex", "regex_no_match", "regex_options", "regex_stack", "regex_min_offset", "regex_max_offset",
+                "virtualhost":
                 warn(e, "\(e.keyword) is not imported: Tern checks the status only")
             default: fail(e, "unknown keyword \"\(escapedForMessage(e.keyword))\" in url")
             }

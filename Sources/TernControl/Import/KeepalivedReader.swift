@@ -4,7 +4,7 @@
 // depth, file size and total lines, so a hostile file cannot exhaust the daemon.
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One statement: its words and, when a block follows, the statements inside it.
@@ -54,7 +54,9 @@ public enum KeepalivedReader {
         for raw in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
             number += 1
             let source = ImportSource(file: path, line: number)
-            guard lines.count < maxLines else { return problems.append(ImportMessage(source, "more than \(maxLines) lines in all")) }
+            guard lines.count < maxLines else {
+                return problems.append(ImportMessage(source, "more than \(maxLines) lines in all"))
+            }
             guard let text = String(validating: raw, as: UTF8.self) else {
                 problems.append(ImportMessage(source, "not UTF-8 text"))
                 continue
@@ -69,7 +71,9 @@ public enum KeepalivedReader {
                 }
                 let pattern = words[1].hasPrefix("/") ? words[1] : directory(of: path) + words[1]
                 let files = glob(pattern)
-                if files.isEmpty { problems.append(ImportMessage(source, "include \(escapedForMessage(words[1])): no such file")) }
+                if files.isEmpty {
+                    problems.append(ImportMessage(source, "include \(escapedForMessage(words[1])): no such file"))
+                }
                 for f in files {
                     collect(path: f, from: source, depth: depth + 1, read: read, glob: glob, into: &lines, problems: &problems)
                 }
@@ -83,7 +87,8 @@ public enum KeepalivedReader {
     static func split(_ line: String) -> (words: [String], unclosed: Bool) {
         var words: [String] = []
         var word = ""
-        var inWord = false, quoted = false
+        var inWord = false
+        var quoted = false
         func end() {
             if inWord { words.append(word) }
             word = ""
@@ -132,7 +137,9 @@ public enum KeepalivedReader {
                     guard let owner = stack[stack.count - 1].body.popLast(), owner.block == nil else {
                         throw ImportError([ImportMessage(source, "a block ({) with no statement before it")])
                     }
-                    guard stack.count <= maxDepth else { throw ImportError([ImportMessage(source, "blocks nested deeper than \(maxDepth)")]) }
+                    guard stack.count <= maxDepth else {
+                        throw ImportError([ImportMessage(source, "blocks nested deeper than \(maxDepth)")])
+                    }
                     stack.append((owner, []))
                 case "}":
                     finish()
@@ -148,7 +155,9 @@ public enum KeepalivedReader {
             finish()
         }
         if stack.count > 1, let owner = stack[stack.count - 1].owner {
-            throw ImportError([ImportMessage(owner.source, "the block of \"\(escapedForMessage(owner.keyword))\" is never closed (missing })")])
+            throw ImportError([
+                ImportMessage(owner.source, "the block of \"\(escapedForMessage(owner.keyword))\" is never closed (missing })")
+            ])
         }
         return stack[0].body
     }
