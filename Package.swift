@@ -1,9 +1,10 @@
 // swift-tools-version:6.2
 // Tern: an L4 load balancer (DPDK kernel bypass, Maglev, IPIP/GUE encapsulation) in Swift.
-// Module graph (a module may import only what sits to its left in a packet's path):
-//   TernMetrics -> TernWire -> TernBalancing -> TernDataplane -> TernControl (config, port plan)
-//   TernPcap stands alone ; TernAgent (control plane) sits on TernControl and TernTelemetry ;
-//   ternctl and ternd wire them together.
+// Module graph (a module may import only what it declares; the build checks it):
+//   TernMetrics, TernWire -> TernBalancing -> TernDataplane (the packet path, the port plan) -> TernDPDK
+//   TernWire, TernBalancing -> TernConfig (TOML, schema, validation, imports; knows no data plane)
+//   TernAgent (the control plane) sits on TernConfig, TernDataplane and TernTelemetry; TernPcap stands
+//   alone; ternctl and ternd wire them together.
 import PackageDescription
 
 /// Every target: Swift 6 language mode (the package default) and warnings are errors; code for
@@ -42,11 +43,9 @@ let package = Package(
         .target(name: "TernBalancing", dependencies: ["TernWire", "TernMetrics", "CFastPath"], swiftSettings: strict),
         .target(
             name: "TernDataplane", dependencies: ["TernWire", "TernBalancing", "TernMetrics", "CFastPath"], swiftSettings: strict),
-        .target(
-            name: "TernControl",
-            dependencies: ["TernWire", "TernBalancing", "TernDataplane"],
-            swiftSettings: strict),
-        // The only C: accessors for DPDK's inline functions, macros and mbuf fields, and glibc gaps.
+        // Config: the TOML parser, the schema, validation, imports. Knows nothing of the data plane.
+        .target(name: "TernConfig", dependencies: ["TernWire", "TernBalancing"], swiftSettings: strict),
+        // C for DPDK: accessors for DPDK's inline functions, macros and mbuf fields, and glibc gaps.
         .target(
             name: "CDPDK", path: "CShims/CDPDK", cSettings: [.unsafeFlags(dpdkCFlags + ["-Wall", "-Werror"])],
             linkerSettings: dpdkLibraries),
@@ -57,13 +56,16 @@ let package = Package(
         .target(
             name: "TernDPDK", dependencies: ["CDPDK", "TernWire", "TernBalancing", "TernDataplane", "TernMetrics"],
             swiftSettings: dpdkSwift),
+        // DPDK harnesses for tests and benchmarks (ring-backed ports, a feeder, io/macswap loops): never
+        // linked into ternd.
+        .target(name: "TernDPDKTestSupport", dependencies: ["CDPDK", "TernDPDK"], swiftSettings: dpdkSwift),
         .target(name: "TernTelemetry", dependencies: ["TernBalancing", "TernDataplane"], swiftSettings: strict),
         // The control plane: desired state (config + overrides), publisher, reloads, the control
         // loop. No DPDK: unit-tested on its own, wired up by ternd.
         .target(
             name: "TernAgent",
             dependencies: [
-                "TernWire", "TernBalancing", "TernControl", "TernTelemetry", "TernDataplane", "TernMetrics",
+                "TernWire", "TernBalancing", "TernConfig", "TernTelemetry", "TernDataplane", "TernMetrics",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
@@ -75,7 +77,7 @@ let package = Package(
         .executableTarget(
             name: "ternctl",
             dependencies: [
-                "TernWire", "TernBalancing", "TernDataplane", "TernControl", "TernPcap", "TernTelemetry", "TernAgent",
+                "TernWire", "TernBalancing", "TernDataplane", "TernConfig", "TernPcap", "TernTelemetry", "TernAgent",
                 "TernMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -83,7 +85,7 @@ let package = Package(
         .executableTarget(
             name: "ternd",
             dependencies: [
-                "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernControl", "TernTelemetry", "TernAgent",
+                "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernConfig", "TernTelemetry", "TernAgent",
                 "TernMetrics",
                 "TernPcap", .product(name: "Logging", package: "swift-log"),
             ],
@@ -92,13 +94,13 @@ let package = Package(
         // replayer (runs each file given on the command line once), so a plain `swift build` links it.
         .executableTarget(
             name: "TernFuzz",
-            dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernControl", "TernTestSupport"],
+            dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernConfig", "TernTestSupport"],
             swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]),
         // Benchmarks (bench/RESULTS.md records their figures).
         .executableTarget(
             name: "TernBench",
             dependencies: [
-                "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernTestSupport", "CFastPath",
+                "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernDPDKTestSupport", "TernTestSupport", "CFastPath",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "bench/TernBench", swiftSettings: dpdkSwift),
@@ -111,17 +113,20 @@ let package = Package(
             dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport", "TernMetrics"],
             swiftSettings: strict),
         .testTarget(
-            name: "TernControlTests", dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernControl"],
+            name: "TernConfigTests", dependencies: ["TernWire", "TernBalancing", "TernConfig"],
             exclude: ["toml-test"], swiftSettings: strict),
         .testTarget(
             name: "TernDPDKTests",
-            dependencies: ["CDPDK", "TernDPDK", "TernWire", "TernBalancing", "TernDataplane", "TernMetrics", "TernTestSupport"],
+            dependencies: [
+                "CDPDK", "TernDPDK", "TernDPDKTestSupport", "TernWire", "TernBalancing", "TernDataplane", "TernMetrics",
+                "TernTestSupport",
+            ],
             swiftSettings: dpdkSwift),
         .testTarget(name: "TernPcapTests", dependencies: ["TernPcap"], swiftSettings: strict),
         .testTarget(
             name: "TernAgentTests",
             dependencies: [
-                "TernWire", "TernBalancing", "TernControl", "TernTelemetry", "TernAgent", "TernDataplane", "TernTestSupport",
+                "TernWire", "TernBalancing", "TernConfig", "TernTelemetry", "TernAgent", "TernDataplane", "TernTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

@@ -4,7 +4,7 @@
 // live backends, `min_healthy`) and the data plane is not shutting down; it is withdrawn
 // otherwise, and all of them when ternd is gone.
 
-import TernControl
+import TernConfig
 import TernWire
 
 /// A prefix as a speaker should see it: whether to announce it, and with which attributes.

@@ -2,7 +2,7 @@
 // them (Maglev slots, share, fingerprint) with their packets and new flows since start.
 
 import TernBalancing
-import TernControl
+import TernConfig
 import TernTelemetry
 import TernWire
 

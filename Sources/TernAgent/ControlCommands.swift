@@ -11,7 +11,7 @@
 import Foundation
 import Logging
 import TernBalancing
-import TernControl
+import TernConfig
 import TernDataplane
 import TernTelemetry
 import TernWire

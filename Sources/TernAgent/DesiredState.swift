@@ -7,7 +7,7 @@
 // backends, Maglev moving as few as it can).
 
 import TernBalancing
-import TernControl
+import TernConfig
 import TernWire
 
 /// A backend of one VIP: overrides are per VIP, since one address may serve several VIPs.

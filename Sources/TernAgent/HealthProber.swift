@@ -5,7 +5,7 @@
 // (". NS", over UDP) gets an answer with its id. Verdicts go through `HealthState` (rise, fall);
 // changes are reported together, once per pass.
 
-import TernControl
+import TernConfig
 import TernWire
 
 public final class HealthProber {

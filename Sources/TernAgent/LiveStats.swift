@@ -9,7 +9,7 @@
 // ahead of `forwarded` by more than the packet each worker is finishing.
 
 import TernBalancing
-import TernControl
+import TernConfig
 import TernDataplane
 import TernMetrics
 import TernTelemetry

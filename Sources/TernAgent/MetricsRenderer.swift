@@ -4,7 +4,7 @@
 // thread may touch.
 
 import Prometheus
-import TernControl
+import TernConfig
 import TernDataplane
 import TernMetrics
 

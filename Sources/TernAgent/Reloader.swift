@@ -2,7 +2,7 @@
 // machine cannot hold, carry the runtime overrides over, build and publish. Any failure keeps the
 // running config. Also the way runtime overrides (drains) reach the data plane.
 
-import TernControl
+import TernConfig
 
 /// How a reload (or an override) ended: one log line, or several for a config error.
 public struct ReloadResult: Sendable {

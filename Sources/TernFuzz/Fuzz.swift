@@ -15,7 +15,7 @@
 // `fuzz` target); built plainly it replays the files named on its command line.
 
 import TernBalancing
-import TernControl
+import TernConfig
 import TernDataplane
 import TernTestSupport
 import TernWire

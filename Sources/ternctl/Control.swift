@@ -4,7 +4,7 @@
 import ArgumentParser
 import Foundation
 import TernAgent
-import TernControl
+import TernConfig
 
 #if canImport(Glibc)
     import Glibc

@@ -4,7 +4,7 @@
 
 import ArgumentParser
 import TernAgent
-import TernControl
+import TernConfig
 import TernWire
 
 #if canImport(Glibc)

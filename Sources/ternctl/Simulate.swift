@@ -1,6 +1,6 @@
 import ArgumentParser
 import TernBalancing
-import TernControl
+import TernConfig
 import TernDataplane
 import TernMetrics
 import TernPcap

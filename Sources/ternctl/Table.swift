@@ -1,6 +1,6 @@
 import ArgumentParser
 import TernBalancing
-import TernControl
+import TernConfig
 
 struct Table: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,7 +3,7 @@
 
 import ArgumentParser
 import TernAgent
-import TernControl
+import TernConfig
 
 #if canImport(Glibc)
     import Glibc

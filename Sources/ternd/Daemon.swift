@@ -6,7 +6,7 @@
 import Logging
 import TernAgent
 import TernBalancing
-import TernControl
+import TernConfig
 import TernDPDK
 import TernDataplane
 import TernTelemetry

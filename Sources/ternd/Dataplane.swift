@@ -2,7 +2,7 @@
 // the config; stopped, closed and accounted for at the end.
 
 import TernBalancing
-import TernControl
+import TernConfig
 import TernDPDK
 import TernDataplane
 import TernMetrics

@@ -1,7 +1,7 @@
 // ternd's own options (after EAL's, behind `--`).
 
 import Logging
-import TernControl
+import TernConfig
 
 struct UsageError: Error {
     /// Empty for `--help` and `--version`.

@@ -5,7 +5,7 @@ import Testing
 
 @testable import TernAgent
 @testable import TernBalancing
-@testable import TernControl
+@testable import TernConfig
 @testable import TernDataplane
 @testable import TernTelemetry
 @testable import TernTestSupport

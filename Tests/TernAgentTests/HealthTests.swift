@@ -4,7 +4,7 @@ import TernBalancing
 import Testing
 
 @testable import TernAgent
-@testable import TernControl
+@testable import TernConfig
 @testable import TernWire
 
 #if canImport(Glibc)

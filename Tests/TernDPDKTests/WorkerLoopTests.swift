@@ -1,5 +1,6 @@
 import CDPDK
 import Foundation
+import TernDPDKTestSupport
 import Testing
 
 @testable import TernBalancing

@@ -64,7 +64,7 @@ def main(out):
     for i, path in enumerate(configs):
         for target in ("toml", "config"):
             shutil.copy(path, os.path.join(out, target, f"config-{i}.toml"))
-    suite = os.path.join(ROOT, "Tests/TernControlTests/toml-test")
+    suite = os.path.join(ROOT, "Tests/TernConfigTests/toml-test")
     with open(os.path.join(suite, "files-toml-1.0.0")) as fh:
         cases = [line.strip() for line in fh if line.strip().endswith(".toml")]
     for i, case in enumerate(cases):

@@ -9,6 +9,7 @@
 import Histogram
 import TernBalancing
 import TernDPDK
+import TernDPDKTestSupport
 import TernDataplane
 import TernTestSupport
 import TernWire

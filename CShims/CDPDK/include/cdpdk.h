@@ -1,4 +1,5 @@
-// CDPDK: the only C in Tern. Static-inline accessors for what Swift cannot reach in DPDK's
+// CDPDK: Tern's C for DPDK (CFastPath holds the packet path's C helpers, which know no DPDK).
+// Static-inline accessors for what Swift cannot reach in DPDK's
 // headers (mbuf fields of a cache-aligned struct, macros, rte_errno) and the glibc functions
 // Swift cannot see (CPU sets, signalfd). Every symbol is prefixed `tern_`.
 #ifndef TERN_CDPDK_H

@@ -6,6 +6,7 @@
 // gives the latency through the loop.
 
 import CDPDK
+import TernDPDK
 
 public struct FeedTemplate: Sendable {
     public var frame: [UInt8]

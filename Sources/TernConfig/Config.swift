@@ -37,7 +37,7 @@ public struct PortConfig: Equatable, Sendable {
     /// The next hop's MAC as configured (`gateway_mac`); nil: learned for `gateway`.
     public var gatewayMAC: MACAddress?
     /// The port's own MAC, when set; otherwise the device's (`ternctl simulate` then uses
-    /// `PortConfig.simulatedMAC`).
+    /// `PortPlan.simulatedMAC`).
     public var mac: MACAddress?
     public var mtu = ConfigSchema.portMTU.defaultValue!
     /// The device encapsulated packets received here leave on (another `[[port]]`); nil: this
@@ -57,10 +57,6 @@ public struct PortConfig: Equatable, Sendable {
 
     /// Whether the next hop's MAC is learned at run time rather than configured.
     public var learnsGateway: Bool { gatewayMAC == nil && gateway != nil }
-
-    public static let simulatedMAC = MACAddress(value: 0x02_00_00_00_00_01)
-    /// What `ternctl simulate` uses for a next hop that ternd would learn.
-    public static let simulatedGatewayMAC = MACAddress(value: 0x02_00_00_00_00_FE)
 }
 
 public struct BackendConfig: Equatable, Sendable {

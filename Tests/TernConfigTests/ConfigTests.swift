@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 @testable import TernBalancing
-@testable import TernControl
+@testable import TernConfig
 @testable import TernWire
 
 let minimal = """

@@ -1,16 +1,16 @@
 import Testing
 
-@testable import TernControl
+@testable import TernDataplane
 @testable import TernWire
 
 @Suite struct PortPlanTests {
     let front = MACAddress(value: 0x02_00_00_00_00_01)
     let back = MACAddress(value: 0x02_00_00_00_01_01)
 
-    func ports(backendDevice: String?) -> [PortConfig] {
+    func ports(backendDevice: String?) -> [PortPlan.Port] {
         [
-            PortConfig(device: "p0", gatewayMAC: MACAddress(value: 0xFE), mac: nil, mtu: 1500, backendDevice: backendDevice),
-            PortConfig(device: "p1", gatewayMAC: MACAddress(value: 0x1FE), mac: back, mtu: 9000),
+            PortPlan.Port(device: "p0", backendDevice: backendDevice, mac: nil, gatewayMAC: MACAddress(value: 0xFE), mtu: 1500),
+            PortPlan.Port(device: "p1", mac: back, gatewayMAC: MACAddress(value: 0x1FE), mtu: 9000),
         ]
     }
 
@@ -34,6 +34,6 @@ import Testing
 
     @Test func simulationStandsInForDeviceMACs() {
         let plan = PortPlan(simulating: ports(backendDevice: nil))
-        #expect(plan.routes[0].context.mac == PortConfig.simulatedMAC && plan.routes[1].context.mac == back)
+        #expect(plan.routes[0].context.mac == PortPlan.simulatedMAC && plan.routes[1].context.mac == back)
     }
 }

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import TernControl
+@testable import TernConfig
 @testable import TernWire
 
 #if canImport(Glibc)

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import TernControl
+@testable import TernConfig
 
 @Suite struct TOMLParserTests {
     @Test func theConformanceComparisonNoticesADifferentValue() {

@@ -4,7 +4,7 @@
 // - input at most `maxBytes`; UTF-8 checked first, with the position of the first bad byte;
 // - arrays and inline tables nest at most `maxNesting` deep, and tables (headers, dotted keys and
 //   inline tables together) at most `maxTableDepth` deep: the only recursion is bounded by these.
-// Checked against the TOML conformance suite (toml-test) in Tests/TernControlTests.
+// Checked against the TOML conformance suite (toml-test) in Tests/TernConfigTests.
 //
 // Table rules (the part of TOML that is easy to get wrong), as this parser enforces them:
 // - `[a.b]` defines a.b once; a table created only as the parent of a header (`[a.b]` creates a)

@@ -1,7 +1,7 @@
 import Testing
 
 @testable import TernBalancing
-@testable import TernControl
+@testable import TernConfig
 @testable import TernWire
 
 @Suite struct CIDRVIPTests {

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import TernControl
+@testable import TernConfig
 
 @Suite struct PortSizingTests {
     let nic = DescriptorLimits(min: 64, max: 4096, align: 32)

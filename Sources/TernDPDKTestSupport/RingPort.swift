@@ -3,6 +3,7 @@
 // other end is in the same process, so no file or socket sits in the measured path.
 
 import CDPDK
+import TernDPDK
 
 public final class RingPort: @unchecked Sendable {
     public let rx: OpaquePointer

@@ -4,7 +4,7 @@
 import Foundation
 import Testing
 
-@testable import TernControl
+@testable import TernConfig
 
 let suiteRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("toml-test")
 

@@ -4,6 +4,7 @@
 
 import CDPDK
 import Synchronization
+import TernDPDK
 
 public final class BaselineLoop: LcoreTask, @unchecked Sendable {
     public enum Mode: String, Sendable { case io, macswap }
