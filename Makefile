@@ -131,9 +131,10 @@ netns-test: build
 	$(PYTHON) Tests/outside/test_failover.py .build/debug/ternd
 
 # Cross-thread handoffs under ThreadSanitizer: the snapshot cell (QSBR: concurrent readers and a
-# publishing writer) and live counter blocks (a worker adding, the control thread reading).
+# publishing writer), live counter blocks (a worker adding, the control thread reading) and the
+# control exchange (scrape and telemetry threads asking, the control thread answering).
 tsan-test:
-	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter "SnapshotCellTests|CounterBlockTests"
+	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter "SnapshotCellTests|CounterBlockTests|ControlExchangeTests"
 
 # swiftc's -sanitize=fuzzer links libFuzzer but does not turn on coverage by itself here: the
 # -sanitize-coverage flags are what give libFuzzer its feedback (it reports "Loaded N counters").

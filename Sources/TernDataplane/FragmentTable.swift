@@ -215,7 +215,7 @@ public struct FragmentTable: ~Copyable {
     public mutating func takeExpired(now: UInt32, all: Bool = false, into handles: UnsafeMutablePointer<UInt>) -> Int {
         for i in 0..<heldCount { held[i].selected = all || now &- held[i].since >= FragmentTable.holdSeconds }
         let n = takeSelected(into: handles)
-        counters.add(CounterSlot.outcomes &+ Int(Outcome.dropFragmentTimeout.rawValue), UInt64(n))
+        counters.add(.outcomes, offset: Int(Outcome.dropFragmentTimeout.rawValue), UInt64(n))
         return n
     }
 

@@ -98,18 +98,21 @@ public enum Outcome: UInt8, CaseIterable, Sendable {
 /// One counter per outcome, in a fixed-size tuple so counting never allocates.
 public struct OutcomeCounters: Sendable {
     public static let count = Outcome.allCases.count
-    @usableFromInline var storage:
-        (
-            UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-            UInt64, UInt64, UInt64, UInt64
-        ) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    /// One word per outcome, written through a pointer at `rawValue`: its arity must equal the
+    /// number of outcomes (`PipelineTests` checks it; a new outcome needs one more element here).
+    @usableFromInline typealias Storage = (
+        UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+        UInt64, UInt64, UInt64
+    )
+    @usableFromInline var storage: Storage = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    /// Words in `storage`.
+    static let capacity = MemoryLayout<Storage>.size / MemoryLayout<UInt64>.size
 
     public init() {}
 
     /// What a worker's block says now.
     public init(reading block: CounterBlock) {
-        for o in Outcome.allCases { add(o, block.load(CounterSlot.outcomes + Int(o.rawValue))) }
+        for o in Outcome.allCases { add(o, block.load(.outcomes, offset: Int(o.rawValue))) }
     }
 
     @inlinable @inline(__always)

@@ -39,7 +39,7 @@ public struct Packet {
 /// What the pipeline needs to know about the ports a packet leaves on: encapsulated packets go
 /// toward the backends, replies back out of the port the request came in on (the same port in a
 /// one-armed setup).
-public struct PortContext: @unchecked Sendable {  // `echoBudget`, `fragments`: set and used by one worker only
+public struct PortContext: Sendable {
     /// Source MAC of encapsulated packets.
     public var mac: MACAddress { didSet { macWords = MACWords(destination: gatewayMAC, source: mac) } }
     /// Destination MAC of encapsulated packets (the next hop toward the backends);
@@ -70,11 +70,6 @@ public struct PortContext: @unchecked Sendable {  // `echoBudget`, `fragments`: 
     /// `hasFeatures`, or the next hop is not resolved yet: packets take `forwardWithPortFeatures`
     /// (one test per packet for all of them).
     public private(set) var takesSlowForward: Bool
-    /// The worker's echo-reply budget (`Worker` points it at its own whenever the port is set):
-    /// reached from `replyToEcho` through the port it already has, so stage 1 carries nothing more.
-    public var echoBudget: UnsafeMutablePointer<ICMPBudget>? = nil
-    /// The worker's fragment table, reached the same way (`classifyFragment`).
-    public var fragments: UnsafeMutablePointer<FragmentTable>? = nil
 
     /// 00:00:00:00:00:00: a next hop not known yet (never a valid unicast MAC).
     public static let unknownMAC = MACAddress(value: 0)

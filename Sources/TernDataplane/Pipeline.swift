@@ -54,7 +54,8 @@ import TernMetrics
 import TernWire
 
 /// A packet between the stages: classified as going to a VIP, not yet forwarded. Only what stage 2
-/// needs, kept within one cache line because every packet of a burst writes one and reads it back.
+/// needs, in exactly one cache line (64 bytes, the worker's array 64-aligned; a test pins both)
+/// because every packet of a burst writes one and reads it back.
 public struct Classified {
     public var tuple: FiveTuple
     public var hash: UInt64
@@ -109,17 +110,13 @@ public struct Worker: ~Copyable {
     /// Packets per outcome so far.
     public var counters: OutcomeCounters { OutcomeCounters(reading: stats) }
     public let index: Int
-    public var port: PortContext {
-        didSet {
-            port.echoBudget = echoBudget
-            port.fragments = fragments
-        }
-    }
-    /// IP fragments' flows and held fragments (`FragmentTable`); the port points here, the worker
-    /// loop holds and releases fragments through it.
+    /// The port this burst came in on (the worker loop sets it per queue).
+    public var port: PortContext
+    /// IP fragments' flows and held fragments (`FragmentTable`); the worker loop holds and
+    /// releases fragments through it.
     public let fragments: UnsafeMutablePointer<FragmentTable>
     public static let fragmentTableEntries = 4096
-    /// Echo replies left this second (`[icmp] echo_per_second`); the port points here.
+    /// Echo replies left this second (`[icmp] echo_per_second`).
     @usableFromInline let echoBudget: UnsafeMutablePointer<ICMPBudget>
     /// Stage-1 results of the current burst; `pending[i]` says whether packet i awaits stage 2.
     @usableFromInline let classified: UnsafeMutablePointer<Classified>
@@ -157,14 +154,12 @@ public struct Worker: ~Copyable {
         self.stats = stats
         fragments = .allocate(capacity: 1)
         fragments.initialize(to: FragmentTable(capacity: Worker.fragmentTableEntries, counters: stats))
-        var port = port
-        port.echoBudget = echoBudget
-        port.fragments = fragments
         self.port = port
         flows = FlowTable(
             capacity: flowTableEntries, tcpIdleTimeout: tcpIdleTimeout, udpIdleTimeout: udpIdleTimeout,
             tcpClosingTimeout: tcpClosingTimeout, counters: stats)
-        classified = .allocate(capacity: Worker.maxBurst)
+        classified = UnsafeMutableRawPointer.allocate(byteCount: Worker.maxBurst * MemoryLayout<Classified>.stride, alignment: 64)
+            .bindMemory(to: Classified.self, capacity: Worker.maxBurst)
         pending = .allocate(capacity: Worker.maxBurst)
         pending.initialize(repeating: false, count: Worker.maxBurst)
     }
@@ -211,7 +206,7 @@ public struct Worker: ~Copyable {
         }
         for i in 0..<count {
             if pending[i] { outcomes[i] = forward(&packets[i], classified + i, snapshot: snapshot, now: now) }
-            stats.add(CounterSlot.outcomes &+ Int(outcomes[i].rawValue))
+            stats.add(.outcomes, offset: Int(outcomes[i].rawValue))
         }
     }
 
@@ -318,7 +313,10 @@ public struct Worker: ~Copyable {
         {
             vip = snapshot.findVIP(address: net.destination, port: l4.destinationPort, ipProtocol: net.ipProtocol)
         }
-        if vip < 0 { return Worker.classifyUnserved(&packet, net, port: port, snapshot: snapshot, into: out) }
+        if vip < 0 {
+            return Worker.classifyUnserved(
+                &packet, net, port: port, echoBudget: echoBudget, fragments: fragments, snapshot: snapshot, into: out)
+        }
 
         let tuple = FiveTuple(
             source: net.source, destination: net.destination, sourcePort: l4.sourcePort,
@@ -333,13 +331,14 @@ public struct Worker: ~Copyable {
     @inlinable @inline(never)
     static func classifyUnserved(
         _ packet: inout Packet, _ net: borrowing NetworkHeader, port: borrowing PortContext,
+        echoBudget: UnsafeMutablePointer<ICMPBudget>, fragments: UnsafeMutablePointer<FragmentTable>,
         snapshot: borrowing ForwardingSnapshot,
         into out: UnsafeMutablePointer<Classified>
     ) -> Outcome? {
         let addressState = snapshot.vipAddressState(net.destination)
         if addressState < 0 { return .host }
         if isOtherVLAN(UnsafeRawPointer(packet.data), l3Offset: net.l3Offset, port: port) { return .host }
-        if net.isFragment { return classifyFragment(packet, net, port: port, snapshot: snapshot, into: out) }
+        if net.isFragment { return classifyFragment(packet, net, fragments: fragments, snapshot: snapshot, into: out) }
         var l4 = TransportHeader()
         if Parser.parseTransport(UnsafeRawPointer(packet.data), net, into: &l4) != .ok { return .dropMalformed }
         let isV6 = net.isV6
@@ -351,7 +350,7 @@ public struct Worker: ~Copyable {
                 if snapshot.isVIPAddress(source) { return .dropBadSource }
                 if addressState == 0 { return .dropNoBackend }  // no VIP on it is up
                 if port.replyGatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
-                if let budget = port.echoBudget, !budget.pointee.take() { return .dropICMPBudget }
+                if !echoBudget.pointee.take() { return .dropICMPBudget }
                 return replyToEcho(&packet, net, port: port)
             }
             // Neighbour discovery (router/neighbour solicitation and advertisement, redirect) is
@@ -374,14 +373,12 @@ public struct Worker: ~Copyable {
     /// Fragments of other protocols are dropped `fragment`.
     @inlinable
     static func classifyFragment(
-        _ packet: borrowing Packet, _ net: borrowing NetworkHeader, port: borrowing PortContext,
+        _ packet: borrowing Packet, _ net: borrowing NetworkHeader, fragments table: UnsafeMutablePointer<FragmentTable>,
         snapshot: borrowing ForwardingSnapshot, into out: UnsafeMutablePointer<Classified>
     ) -> Outcome? {
         let ipProtocol = net.ipProtocol
         let isICMP = ipProtocol == IPProtocol.icmp || ipProtocol == IPProtocol.icmpv6
-        guard ipProtocol == IPProtocol.tcp || ipProtocol == IPProtocol.udp || isICMP, let table = port.fragments else {
-            return .dropFragment
-        }
+        guard ipProtocol == IPProtocol.tcp || ipProtocol == IPProtocol.udp || isICMP else { return .dropFragment }
         let p = UnsafeRawPointer(packet.data)
         guard let f = Parser.fragmentFields(p, net) else { return .dropMalformed }
         if f.offset == 0 {
@@ -514,7 +511,9 @@ public struct Worker: ~Copyable {
     }
 
     /// `chooseBackend`'s answers that are not a backend: the VIP has none to offer, or the packet
-    /// is UDP to a GUE VIP's own `gue_port` (GUE inside GUE at the backend).
+    /// is UDP to a GUE VIP's own `gue_port` (GUE inside GUE at the backend). Negative Ints rather
+    /// than an optional or an enum with a payload: the answer stays one register, tested by sign,
+    /// on the path every packet takes (`currentBackend`'s -1 and `FlowTable.liveEntry`'s likewise).
     @usableFromInline static let noBackend = -1
     @usableFromInline static let gueInGUE = -2
 

@@ -7,53 +7,57 @@
 
 import Synchronization
 
-/// The slots of a worker's block.
-public enum CounterSlot {
-    /// Packets per outcome: slot `outcomes + Outcome.rawValue` (24 slots, room to grow).
-    public static let outcomes = 0
-    public static let outcomeSlots = 24
+/// The slots of a worker's block. An enum so that two counters cannot share a slot (a duplicate
+/// raw value does not compile); `CounterBlockTests` checks every slot lies past the outcomes and
+/// inside the block.
+public enum CounterSlot: Int, CaseIterable, Sendable {
+    /// Packets per outcome: slot `outcomes + Outcome.rawValue` (`outcomeSlots` of them, room to grow).
+    case outcomes = 0
     /// Flow-table events.
-    public static let flowsInserted = 24
-    public static let flowsEvicted = 25
-    public static let flowsExpired = 26
+    case flowsInserted = 24
+    case flowsEvicted = 25
+    case flowsExpired = 26
     /// Frames received, transmitted, and refused by the TX queue (freed). Updated once per burst,
     /// after the burst's outcomes: a reader may see up to one burst per worker more verdicts than
     /// `rx`.
-    public static let rx = 27
-    public static let tx = 28
-    public static let txFailed = 29
+    case rx = 27
+    case tx = 28
+    case txFailed = 29
     /// Host-bound frames dropped because the host path's ring was full (the kernel is not
     /// keeping up; forwarding is not slowed).
-    public static let hostDropped = 30
+    case hostDropped = 30
     /// Frames the kernel sent on a host interface that this worker transmitted on the data port.
-    public static let hostRx = 31
+    case hostRx = 31
     /// TCP SYNs whose MSS option was lowered (`clamp_mss`).
-    public static let mssClamped = 32
+    case mssClamped = 32
     /// New flows of `quic` VIPs: placed on the backend their connection ID's server id names;
     /// with a server id no backend of the VIP has (Maglev); with none to read (Maglev).
-    public static let quicByServerID = 33
-    public static let quicUnknownServerID = 34
-    public static let quicWithoutServerID = 35
+    case quicByServerID = 33
+    case quicUnknownServerID = 34
+    case quicWithoutServerID = 35
     /// Later IP fragments sent after their datagram's first; first fragments whose entry took a
     /// live one's place in a full bucket of the fragment table.
-    public static let fragmentsFollowed = 36
-    public static let fragmentTableFull = 37
+    case fragmentsFollowed = 36
+    case fragmentTableFull = 37
+
+    /// Slots `outcomes` takes.
+    public static let outcomeSlots = 24
 
     /// The per-feature counters as stats, `simulate` and metrics (`tern_NAME_total`) name them.
-    public static let features: [(name: String, slot: Int, help: String)] = [
-        ("mss_clamped", mssClamped, "TCP SYNs whose MSS option was lowered (clamp_mss)."),
-        ("quic_by_server_id", quicByServerID, "New flows of quic VIPs placed on the backend their connection ID names."),
+    public static let features: [(name: String, slot: CounterSlot, help: String)] = [
+        ("mss_clamped", .mssClamped, "TCP SYNs whose MSS option was lowered (clamp_mss)."),
+        ("quic_by_server_id", .quicByServerID, "New flows of quic VIPs placed on the backend their connection ID names."),
         (
-            "quic_unknown_server_id", quicUnknownServerID,
+            "quic_unknown_server_id", .quicUnknownServerID,
             "New flows of quic VIPs whose server id no backend has (Maglev placed them)."
         ),
         (
-            "quic_without_server_id", quicWithoutServerID,
+            "quic_without_server_id", .quicWithoutServerID,
             "New flows of quic VIPs without a server id to read (Initial, 0-RTT, short ID; Maglev)."
         ),
-        ("fragments_followed", fragmentsFollowed, "Later IP fragments sent to the backend of their datagram's first fragment."),
+        ("fragments_followed", .fragmentsFollowed, "Later IP fragments sent to the backend of their datagram's first fragment."),
         (
-            "fragment_table_full", fragmentTableFull,
+            "fragment_table_full", .fragmentTableFull,
             "First fragments whose entry replaced a live one (fragment table bucket full)."
         ),
     ]
@@ -62,13 +66,13 @@ public enum CounterSlot {
 }
 
 /// The host-path thread's counters (its own block: it is their only writer).
-public enum HostSlot {
+public enum HostSlot: Int, CaseIterable, Sendable {
     /// Frames handed to the kernel (written to a TAP).
-    public static let toKernel = 0
+    case toKernel = 0
     /// Frames the TAP refused (freed).
-    public static let toKernelFailed = 1
+    case toKernelFailed = 1
     /// Frames from the kernel dropped because the ring to the transmitting worker was full.
-    public static let fromKernelDropped = 2
+    case fromKernelDropped = 2
 }
 
 /// One worker's counters. Copies share the same memory; `deallocate` once, after the worker and
@@ -81,21 +85,28 @@ public struct CounterBlock: @unchecked Sendable {
 
     public func deallocate() { slots.deallocate() }
 
-    /// The owning worker adds to a slot.
+    /// The owning worker adds to a slot (`offset` past it: an outcome's slot past `outcomes`).
     @inlinable @inline(__always)
-    public func add(_ slot: Int, _ n: UInt64 = 1) { slots.add(slot, n) }
+    public func add(_ slot: CounterSlot, offset: Int = 0, _ n: UInt64 = 1) { slots.add(slot.rawValue &+ offset, n) }
+
+    /// The host-path thread adds to one of its slots.
+    @inlinable @inline(__always)
+    public func add(_ slot: HostSlot, _ n: UInt64 = 1) { slots.add(slot.rawValue, n) }
 
     /// Any thread reads a slot.
     @inlinable @inline(__always)
-    public func load(_ slot: Int) -> UInt64 { slots.load(slot) }
+    public func load(_ slot: CounterSlot, offset: Int = 0) -> UInt64 { slots.load(slot.rawValue &+ offset) }
+
+    @inlinable @inline(__always)
+    public func load(_ slot: HostSlot) -> UInt64 { slots.load(slot.rawValue) }
 
     /// Adds after everything the worker counted before it (release): a reader that sees this
     /// value by `loadAcquiring` also sees those counts. A plain store on x86.
     @inlinable @inline(__always)
-    public func addReleasing(_ slot: Int, _ n: UInt64) { slots.addReleasing(slot, n) }
+    public func addReleasing(_ slot: CounterSlot, _ n: UInt64) { slots.addReleasing(slot.rawValue, n) }
 
     @inlinable @inline(__always)
-    public func loadAcquiring(_ slot: Int) -> UInt64 { slots.loadAcquiring(slot) }
+    public func loadAcquiring(_ slot: CounterSlot) -> UInt64 { slots.loadAcquiring(slot.rawValue) }
 }
 
 /// An array of single-writer counters, cache-line aligned: the worker blocks, and a snapshot's

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TernTestSupport
 import Testing
 
 @testable import TernMetrics
@@ -37,5 +38,13 @@ import Testing
         let n = UInt64(added.load(ordering: .relaxed))
         #expect(!wentBack && reads.load(ordering: .relaxed) >= 1000)
         #expect(block.load(CounterSlot.rx) == n && block.load(CounterSlot.outcomes) == 2 * n)
+    }
+
+    @Test func everySlotLiesPastTheOutcomesAndInsideTheBlock() {
+        for slot in CounterSlot.allCases where slot != .outcomes {
+            #expect(slot.rawValue >= CounterSlot.outcomes.rawValue + CounterSlot.outcomeSlots, "\(slot)")
+            #expect(slot.rawValue < CounterSlot.count, "\(slot)")
+        }
+        #expect(Set(CounterSlot.features.map(\.slot)).count == CounterSlot.features.count)
     }
 }

@@ -1,21 +1,10 @@
 import Foundation
 import Synchronization
+import TernTestSupport
 import Testing
 
 @testable import TernBalancing
 @testable import TernWire
-
-/// Runs `body` on a thread of its own (not Dispatch's pool, which tests running in parallel can
-/// fill with spinning work, so that a reader this test waits for would never be scheduled);
-/// the semaphore is signalled when it returns.
-func spawn(_ body: @escaping @Sendable () -> Void) -> DispatchSemaphore {
-    let finished = DispatchSemaphore(value: 0)
-    Thread {
-        body()
-        finished.signal()
-    }.start()
-    return finished
-}
 
 /// A snapshot whose contents encode its generation, so a reader can tell a torn or freed one.
 func numberedSnapshot(_ generation: UInt32, workers: Int) -> ForwardingSnapshot {

@@ -332,6 +332,21 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         let c = sim.worker.counters
         #expect(c.received == 101)
         #expect(c[.forwarded] == 25 && c[.dropNoService] == 75 && c[.dropMalformed] == 1)
-        #expect(Outcome.allCases.count <= OutcomeCounters.count && OutcomeCounters.count <= CounterSlot.outcomeSlots)
+    }
+
+    /// Outcomes index counter storage by raw value, unchecked: the raw values are 0..<n, the
+    /// reading tuple has exactly n words, and the block has a slot for each.
+    @Test func everyOutcomeHasAWordInTheCountersAndASlotInTheBlock() {
+        #expect(Outcome.allCases.map { Int($0.rawValue) } == Array(0..<Outcome.allCases.count))
+        #expect(OutcomeCounters.capacity == Outcome.allCases.count)
+        #expect(Outcome.allCases.count <= CounterSlot.outcomeSlots)
+    }
+
+    /// Stage 1 writes a record per packet and stage 2 reads it back: one cache line each, in an
+    /// array that starts on a line.
+    @Test func aClassifiedRecordFillsOneCacheLineAndTheBurstsRecordsStartOnOne() {
+        #expect(MemoryLayout<Classified>.size == 64 && MemoryLayout<Classified>.stride == 64)
+        let sim = makeSimulator([web([("10.1.0.1", 100)])])
+        #expect(UInt(bitPattern: sim.worker.classified) % 64 == 0)
     }
 }

@@ -1,0 +1,75 @@
+// A cross-thread handoff: threads that are not the control thread (SwiftNIO's event loop for a
+// Prometheus scrape, DPDK's telemetry thread) ask a question; the control thread, the only one that
+// may read snapshots, answers it on its next turn. Orderings: a question is appended under the
+// mutex and a byte written to a pipe the control loop polls; the control thread takes the list
+// under the mutex, writes each answer, then signals the asker's semaphore, whose wait makes that
+// write visible to the asker. An asker that gives up removes itself; an answer written after that
+// is never read. ThreadSanitizer checks it (ControlExchangeTests under `make tsan-test`).
+
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Hands questions from other threads (a Prometheus scrape, a DPDK telemetry command) to the
+/// control thread and the answers back.
+public final class ControlExchange: Sendable {
+    final class Waiter: @unchecked Sendable {
+        let question: String
+        let done = DispatchSemaphore(value: 0)
+        var text: [UInt8] = []  // written before `done` is signalled, read after
+        init(_ question: String) { self.question = question }
+    }
+    let waiting = Mutex<[Waiter]>([])
+    /// The control loop polls `descriptor`; a scrape writes a byte to the other end.
+    public let descriptor: Int32
+    let wake: Int32
+
+    public init() {
+        var fds: [Int32] = [-1, -1]
+        _ = pipe(&fds)
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        descriptor = fds[0]
+        wake = fds[1]
+    }
+
+    deinit {
+        close(descriptor)
+        close(wake)
+    }
+
+    /// From any thread: the control thread's answer, or nil when it did not answer in time.
+    public func ask(_ question: String, timeoutSeconds: Double = 5) -> [UInt8]? {
+        let w = Waiter(question)
+        waiting.withLock { $0.append(w) }
+        var byte: UInt8 = 1
+        _ = write(wake, &byte, 1)
+        guard w.done.wait(timeout: .now() + timeoutSeconds) == .success else {
+            waiting.withLock { list in list.removeAll { $0 === w } }
+            return nil
+        }
+        return w.text
+    }
+
+    /// On the control thread, when `descriptor` is readable: answers every waiting question (each
+    /// distinct question once).
+    public func serve(_ answer: (String) -> [UInt8]) {
+        var sink = [UInt8](repeating: 0, count: 64)
+        while read(descriptor, &sink, sink.count) > 0 {}
+        let waiters = waiting.withLock { list -> [Waiter] in
+            defer { list.removeAll() }
+            return list
+        }
+        var answers: [String: [UInt8]] = [:]
+        for w in waiters {
+            if answers[w.question] == nil { answers[w.question] = answer(w.question) }
+            w.text = answers[w.question]!
+            w.done.signal()
+        }
+    }
+}
