@@ -1,13 +1,13 @@
 // A cross-thread handoff: threads that are not the control thread (SwiftNIO's event loop for a
 // Prometheus scrape, DPDK's telemetry thread) ask a question; the control thread, the only one that
 // may read snapshots, answers it on its next turn. Orderings: a question is appended under the
-// mutex and a byte written to a pipe the control loop polls; the control thread takes the list
-// under the mutex, writes each answer, then signals the asker's semaphore, whose wait makes that
+// lock and a byte written to a pipe the control loop polls; the control thread takes the list
+// under the lock, writes each answer, then signals the asker's semaphore, whose wait makes that
 // write visible to the asker. An asker that gives up removes itself; an answer written after that
 // is never read. ThreadSanitizer checks it (ControlExchangeTests under `make tsan-test`).
 
 import Dispatch
-import Synchronization
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
     import Glibc
@@ -22,7 +22,9 @@ public final class ControlExchange: Sendable {
         var text: [UInt8] = []  // written before `done` is signalled, read after
         init(_ question: String) { self.question = question }
     }
-    let waiting = Mutex<[Waiter]>([])
+    /// A pthread mutex (NIOLock), not `Synchronization.Mutex`: the latter waits on futexes that
+    /// ThreadSanitizer cannot see, so it reported every access to the list as a race.
+    let waiting = NIOLockedValueBox<[Waiter]>([])
     /// The control loop polls `descriptor`; a scrape writes a byte to the other end.
     public let descriptor: Int32
     let wake: Int32
@@ -46,11 +48,11 @@ public final class ControlExchange: Sendable {
     /// From any thread: the control thread's answer, or nil when it did not answer in time.
     public func ask(_ question: String, timeoutSeconds: Double = 5) -> [UInt8]? {
         let w = Waiter(question)
-        waiting.withLock { $0.append(w) }
+        waiting.withLockedValue { $0.append(w) }
         var byte: UInt8 = 1
         _ = write(wake, &byte, 1)
         guard w.done.wait(timeout: .now() + timeoutSeconds) == .success else {
-            waiting.withLock { list in list.removeAll { $0 === w } }
+            waiting.withLockedValue { list in list.removeAll { $0 === w } }
             return nil
         }
         return w.text
@@ -61,7 +63,7 @@ public final class ControlExchange: Sendable {
     public func serve(_ answer: (String) -> [UInt8]) {
         var sink = [UInt8](repeating: 0, count: 64)
         while read(descriptor, &sink, sink.count) > 0 {}
-        let waiters = waiting.withLock { list -> [Waiter] in
+        let waiters = waiting.withLockedValue { list -> [Waiter] in
             defer { list.removeAll() }
             return list
         }
