@@ -10,7 +10,7 @@ extension ControlCommands {
     /// Each configured backend of a VIP (config order): its slots in the running Maglev table (0
     /// when it is down, and so not in the table), state, last health check, and the packets and
     /// new flows it has had since ternd started (across reloads).
-    func backendRows(vip: VIPConfig, index v: Int, counts: [IPAddress: PacketTotals.Entry]) -> [[String: Any]] {
+    func backendRows(vip: VIPConfig, index v: Int, counts: [IPAddress: PacketTotals.Entry]) -> [BackendRow] {
         let snapshot = reloader.publisher.cell.current
         let record = snapshot.pointee.vips[v]
         var slots: [IPAddress: Int] = [:]
@@ -26,24 +26,22 @@ extension ControlCommands {
         return vip.backends.map { b in
             let key = BackendKey(vip: vip.name, address: b.address)
             let n = slots[b.address] ?? 0
-            return [
-                "address": b.address.description, "weight": b.weight, "effective_weight": running[b.address] ?? 0,
-                "state": reloader.desired.state(of: b, of: vip).rawValue, "slots": n, "share": Double(n) / size,
-                "packets": counts[b.address]?.packets ?? 0, "new_flows": counts[b.address]?.newFlows ?? 0,
-                "health": info.health(key)?.lastResult ?? (b.health == nil ? "not checked" : ""),
-            ]
+            return BackendRow(
+                address: b.address.description, weight: b.weight, effectiveWeight: running[b.address] ?? 0,
+                state: reloader.desired.state(of: b, of: vip).rawValue, slots: n, share: Double(n) / size,
+                packets: counts[b.address]?.packets ?? 0, newFlows: counts[b.address]?.newFlows ?? 0,
+                health: info.health(key)?.lastResult ?? (b.health == nil ? "not checked" : ""))
         }
     }
 
-    func showBackends(vip: String?) -> [String: Any] {
+    func showBackends(vip: String?) -> ControlResponse {
         let vips = reloader.desired.config.vips
-        if let vip, !vips.contains(where: { $0.name == vip }) { return ControlReply.error("no VIP \(escapedForMessage(vip))") }
+        if let vip, !vips.contains(where: { $0.name == vip }) { return .failure("no VIP \(escapedForMessage(vip))") }
         let counts = info.stats.publisher.totals().byVIP
-        var out: [[String: Any]] = []
-        for (i, v) in vips.enumerated() where vip == nil || v.name == vip {
-            out.append(["vip": v.name, "backends": backendRows(vip: v, index: i, counts: counts[v.name] ?? [:])])
+        let rows = vips.enumerated().filter { vip == nil || $0.element.name == vip }.map { i, v in
+            VIPBackends(vip: v.name, backends: backendRows(vip: v, index: i, counts: counts[v.name] ?? [:]))
         }
-        return ControlReply.ok(["vips": out])
+        return .backends(BackendsReply(vips: rows))
     }
 
     /// Each running VIP's table fingerprint (`ForwardingSnapshot.fingerprint`), as 16 hex digits.
@@ -60,21 +58,19 @@ extension ControlCommands {
         return values
     }
 
-    func showVIPs() -> [String: Any] {
+    func showVIPs() -> VIPsReply {
         let c = reloader.desired.config
         let fingerprints = tableFingerprints()
         let counts = Dictionary(info.stats.publisher.totals().vips.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        let rows: [[String: Any]] = c.vips.map { v in
-            let taking = v.backends.filter { reloader.desired.effectiveWeight($0, of: v) > 0 }.count
-            return [
-                "vip": v.name, "address": v.address.description, "prefix": v.prefix, "port": Int(v.port),
-                "protocol": v.protocolName,
-                "encap": v.encapsulation == .gue ? "gue" : "ipip", "gue_port": Int(v.guePort), "backends": v.backends.count,
-                "hash": v.hashName, "quic": v.quic, "clamp_mss": v.clampMSS,
-                "backends_taking_new_flows": taking, "table_size": c.tableSize, "fingerprint": fingerprints[v.name] ?? "",
-                "packets": counts[v.name]?.packets ?? 0, "new_flows": counts[v.name]?.newFlows ?? 0,
-            ]
+        let rows = c.vips.map { v in
+            VIPRow(
+                vip: v.name, address: v.address.description, prefix: v.prefix, port: Int(v.port), protocol: v.protocolName,
+                encap: v.encapsulation == .gue ? "gue" : "ipip", guePort: Int(v.guePort), backends: v.backends.count,
+                hash: v.hashName, quic: v.quic, clampMSS: v.clampMSS,
+                backendsTakingNewFlows: v.backends.filter { reloader.desired.effectiveWeight($0, of: v) > 0 }.count,
+                tableSize: c.tableSize, fingerprint: fingerprints[v.name] ?? "", packets: counts[v.name]?.packets ?? 0,
+                newFlows: counts[v.name]?.newFlows ?? 0)
         }
-        return ControlReply.ok(["vips": rows, "generation": Int(reloader.publisher.generation)])
+        return VIPsReply(vips: rows, generation: Int(reloader.publisher.generation))
     }
 }

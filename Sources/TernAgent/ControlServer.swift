@@ -1,5 +1,6 @@
 // The control socket's server side: clients connect, send one request (a JSON object on one line)
-// and get one reply (a JSON object on one line), then the connection closes. The control loop
+// and get one reply (a JSON object on one line), then the connection closes (ControlProtocol.swift
+// defines both). The control loop
 // polls its descriptors; nothing here blocks. A client that says nothing is dropped after
 // `requestTimeout`, one that sends more than `maxRequest` bytes at once, and a bad request gets an
 // error reply: no client can stall reloads or other clients.
@@ -9,61 +10,6 @@ import Foundation
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// One request: `{"command": "drain", "backend": "10.1.0.1", "vip": "192.0.2.10:80/tcp"}`.
-public struct ControlRequest: Sendable {
-    public var command: String
-    public var arguments: [String: String]
-
-    public init(command: String, arguments: [String: String] = [:]) {
-        self.command = command
-        self.arguments = arguments
-    }
-
-    /// Parses a request line; nil with the reason when it is not a JSON object with a `command`.
-    public static func parse(_ line: [UInt8]) -> Result<ControlRequest, ControlFailure> {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
-            return .failure(ControlFailure("the request is not a JSON object"))
-        }
-        guard let command = object["command"] as? String else {
-            return .failure(ControlFailure("the request has no \"command\""))
-        }
-        var arguments: [String: String] = [:]
-        for (k, v) in object where k != "command" {
-            guard let s = v as? String else { return .failure(ControlFailure("argument \"\(k)\" must be a string")) }
-            arguments[k] = s
-        }
-        return .success(ControlRequest(command: command, arguments: arguments))
-    }
-
-    /// The line a client sends.
-    public var line: [UInt8] {
-        var object: [String: Any] = arguments
-        object["command"] = command
-        let data =
-            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
-            ?? Data("{}".utf8)
-        return Array(data) + [0x0A]
-    }
-}
-
-public struct ControlFailure: Error, Sendable {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-}
-
-/// A reply: a JSON object with `"ok"`, and `"error"` when not ok.
-public enum ControlReply {
-    public static func ok(_ fields: [String: Any] = [:]) -> [String: Any] { fields.merging(["ok": true]) { a, _ in a } }
-    public static func error(_ message: String) -> [String: Any] { ["ok": false, "error": message] }
-
-    public static func line(_ reply: [String: Any]) -> [UInt8] {
-        let data =
-            (try? JSONSerialization.data(withJSONObject: reply, options: [.sortedKeys, .withoutEscapingSlashes]))
-            ?? Data("{\"ok\":false,\"error\":\"reply not encodable\"}".utf8)
-        return Array(data) + [0x0A]
-    }
-}
 
 public final class ControlServer {
     public let path: String
@@ -89,7 +35,7 @@ public final class ControlServer {
 
     /// Accepts waiting clients, reads what they sent, answers complete requests, drops the silent
     /// and the oversized. `now` is monotonic seconds.
-    func service(now: Double, handle: (ControlRequest) -> [String: Any]) {
+    func service(now: Double, handle: (ControlCommand) -> ControlResponse) {
         while clients.count < ControlServer.maxClients {
             let fd = UnixSocket.accept(listenFD)
             guard fd >= 0 else { break }
@@ -105,20 +51,19 @@ public final class ControlServer {
                 c.buffer += bytes
             }
             if let end = c.buffer.firstIndex(of: 0x0A) {
-                let reply: [String: Any]
-                switch ControlRequest.parse(Array(c.buffer[..<end])) {
-                case .success(let request): reply = handle(request)
-                case .failure(let f): reply = ControlReply.error(f.message)
+                let reply: ControlResponse
+                do {
+                    reply = handle(try ControlCommand(line: Array(c.buffer[..<end])))
+                } catch {
+                    reply = .failure(error.message)
                 }
-                UnixSocket.writeAll(c.fd, ControlReply.line(reply))
+                UnixSocket.writeAll(c.fd, reply.line)
                 Glibc.close(c.fd)
             } else if c.buffer.count > ControlServer.maxRequest {
-                UnixSocket.writeAll(
-                    c.fd, ControlReply.line(ControlReply.error("request longer than \(ControlServer.maxRequest) bytes")))
+                UnixSocket.writeAll(c.fd, ControlResponse.failure("request longer than \(ControlServer.maxRequest) bytes").line)
                 Glibc.close(c.fd)
             } else if now >= c.deadline {
-                UnixSocket.writeAll(
-                    c.fd, ControlReply.line(ControlReply.error("no request within \(ControlServer.requestTimeout) s")))
+                UnixSocket.writeAll(c.fd, ControlResponse.failure("no request within \(ControlServer.requestTimeout) s").line)
                 Glibc.close(c.fd)
             } else {
                 open.append(c)
@@ -136,17 +81,17 @@ public final class ControlServer {
     }
 }
 
-/// The client side: sends one request and returns the reply object.
+/// The client side: sends one command and returns the reply line as it came.
 public enum ControlClient {
-    public static func send(_ request: ControlRequest, socket path: String) throws(SocketError) -> [String: Any] {
+    public static func exchange(_ command: ControlCommand, socket path: String) throws(SocketError) -> [UInt8] {
         let fd = try UnixSocket.connect(path)
         guard fd >= 0 else { throw SocketError("cannot connect to \(path)") }
         defer { Glibc.close(fd) }
-        guard UnixSocket.writeAll(fd, request.line, timeoutMilliseconds: 5000) else { throw SocketError("write to \(path)") }
+        guard UnixSocket.writeAll(fd, command.line, timeoutMilliseconds: 5000) else { throw SocketError("write to \(path)") }
         let reply = UnixSocket.readToEnd(fd)
-        guard let object = try? JSONSerialization.jsonObject(with: Data(reply)) as? [String: Any] else {
+        guard (try? ControlWire.decode(ReplyHeader.self, from: reply)) != nil else {
             throw SocketError(message: "\(path): no reply, or not JSON (\(reply.count) bytes)")
         }
-        return object
+        return reply
     }
 }

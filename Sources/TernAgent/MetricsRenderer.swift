@@ -113,9 +113,8 @@ public struct MetricsRenderer {
             }
         }
         for p in info.ports() {
-            let port = [("port", p["name"] as? String ?? "?")]
-            gauge("tern_port_link_up", "1 when the port's link is up.", port, p["link_up"] as? Bool == true ? 1 : 0)
-            let s = p["stats"] as? [String: Int] ?? [:]
+            let port = [("port", p.name)]
+            gauge("tern_port_link_up", "1 when the port's link is up.", port, p.linkUp ? 1 : 0)
             for (key, name, help) in [
                 ("ipackets", "tern_port_rx_packets_total", "Packets the device received."),
                 ("opackets", "tern_port_tx_packets_total", "Packets the device sent."),
@@ -124,7 +123,7 @@ public struct MetricsRenderer {
                 ("ierrors", "tern_port_rx_errors_total", "Erroneous received packets."),
                 ("oerrors", "tern_port_tx_errors_total", "Failed transmissions."),
             ] {
-                counter(name, help, port, UInt64(max(0, s[key] ?? 0)))
+                counter(name, help, port, p.stats[key] ?? 0)
             }
         }
         gauge(

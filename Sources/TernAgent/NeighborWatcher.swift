@@ -98,13 +98,12 @@ public final class NeighborWatcher {
     }
 
     /// For `ternctl status`: each learned gateway, its MAC ("" while unknown) and the kernel's state.
-    public var status: [[String: Any]] {
+    public var status: [GatewayStatus] {
         targets.enumerated().map { i, t in
             let mac = t.cell.mac
-            return [
-                "port": t.port, "gateway": t.gateway.description, "interface": t.interface,
-                "mac": mac == PortContext.unknownMAC ? "" : mac.description, "state": states[i],
-            ]
+            return GatewayStatus(
+                port: t.port, gateway: t.gateway.description, interface: t.interface,
+                mac: mac == PortContext.unknownMAC ? "" : mac.description, state: states[i])
         }
     }
 }

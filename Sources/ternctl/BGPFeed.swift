@@ -53,9 +53,9 @@ struct BGPFeed: ParsableCommand {
             return true
         }
         while true {
-            let reply: [String: Any]
+            let reply: [UInt8]
             do {
-                reply = try ControlClient.send(ControlRequest(command: "announcements", arguments: [:]), socket: options.socket)
+                reply = try ControlClient.exchange(.announcements, socket: options.socket)
             } catch {
                 _ = tell([:])
                 printError("ternctl bgp-feed: \(error.description): withdrew every prefix; exiting")
@@ -69,13 +69,11 @@ struct BGPFeed: ParsableCommand {
         }
     }
 
-    /// The control reply's prefixes.
-    static func announcements(_ reply: [String: Any]) -> [String: Announcement] {
+    /// The control reply's prefixes (none from a reply that is not an announcements reply).
+    static func announcements(_ line: [UInt8]) -> [String: Announcement] {
         var wanted: [String: Announcement] = [:]
-        for p in reply["prefixes"] as? [[String: Any]] ?? [] {
-            guard let prefix = p["prefix"] as? String else { continue }
-            let attributes = BGPAttributes(med: p["med"] as? Int, communities: p["communities"] as? [String] ?? [])
-            wanted[prefix] = Announcement(up: p["up"] as? Bool == true, attributes: attributes)
+        for p in (try? ControlWire.decode(AnnouncementsReply.self, from: line))?.prefixes ?? [] {
+            wanted[p.prefix] = Announcement(up: p.up, attributes: BGPAttributes(med: p.med, communities: p.communities))
         }
         return wanted
     }

@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import TernAgent
 import TernConfig
+import TernWire
 
 #if canImport(Glibc)
     import Glibc
@@ -17,28 +18,42 @@ struct SocketOptions: ParsableArguments {
     @Flag(help: "Print ternd's reply as one JSON object.")
     var json = false
 
-    /// Sends a request; exits 69 (EX_UNAVAILABLE) when ternd cannot be reached.
-    func send(_ command: String, _ arguments: [String: String] = [:]) throws -> [String: Any] {
+    /// Sends a command and returns ternd's reply line; exits 69 (EX_UNAVAILABLE) when ternd cannot
+    /// be reached.
+    func send(_ command: ControlCommand) throws -> [UInt8] {
         do {
-            return try ControlClient.send(ControlRequest(command: command, arguments: arguments), socket: socket)
+            return try ControlClient.exchange(command, socket: socket)
         } catch {
             printError("ternctl: \(error.description) (is ternd running? --socket names its control socket)")
             throw ExitCode(69)
         }
     }
 
-    /// Prints the reply (JSON, or `text` of it); a failed reply goes to stderr and exits `failure`.
-    func finish(_ reply: [String: Any], failure: Int32 = 1, text: ([String: Any]) -> String) throws {
-        if json {
-            let data =
-                (try? JSONSerialization.data(withJSONObject: reply, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-            print(String(decoding: data, as: UTF8.self))
-        }
-        guard reply["ok"] as? Bool == true else {
-            if !json { printError("ternctl: \(reply["error"] as? String ?? "ternd refused the request")") }
+    /// A reply's body: ternd's error goes to stderr (exit `failure`), as does a reply this ternctl
+    /// cannot read (exit 1).
+    func decode<R: Decodable>(_ line: [UInt8], as type: R.Type, failure: Int32 = 1) throws -> R {
+        let header = try? ControlWire.decode(ReplyHeader.self, from: line)
+        guard header?.ok == true else {
+            printError("ternctl: \(header?.error ?? "ternd refused the request")")
             throw ExitCode(failure)
         }
-        if !json { print(text(reply), terminator: "") }
+        do {
+            return try ControlWire.decode(type, from: line)
+        } catch {
+            printError("ternctl: \(error.message)")
+            throw ExitCode(1)
+        }
+    }
+
+    /// With --json prints the reply as it came (exit `failure` when it is not ok); otherwise `text`
+    /// of its body.
+    func finish<R: Decodable>(_ line: [UInt8], as type: R.Type, failure: Int32 = 1, text: (R) -> String) throws {
+        if json {
+            print(String(decoding: line.last == 0x0A ? line.dropLast() : line[...], as: UTF8.self))
+            if (try? ControlWire.decode(ReplyHeader.self, from: line))?.ok != true { throw ExitCode(failure) }
+            return
+        }
+        print(text(try decode(line, as: type, failure: failure)), terminator: "")
     }
 }
 
@@ -48,31 +63,22 @@ struct Status: ParsableCommand {
     @OptionGroup var options: SocketOptions
 
     func run() throws {
-        try options.finish(try options.send("status")) { r in
-            var s = "ternd \(r["version"] ?? "?"), up \(r["uptime_s"] ?? "?") s\n"
-            s +=
-                "config \(r["config"] ?? "?"): \(r["summary"] ?? "")\ngeneration \(r["generation"] ?? "?"), workers \(r["workers"] ?? "?")\n"
-            for p in r["ports"] as? [[String: Any]] ?? [] {
-                let stats = (p["stats"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+        try options.finish(try options.send(.status), as: StatusReply.self) { r in
+            var s = "ternd \(r.version), up \(r.uptimeSeconds) s\n"
+            s += "config \(r.config): \(r.summary)\ngeneration \(r.generation), workers \(r.workers)\n"
+            for p in r.ports {
+                let stats = p.stats.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                s += "port \(p.name): link \(p.linkUp ? "up" : "down"); \(stats.joined(separator: ", "))\n"
+            }
+            for g in r.gateways {
                 s +=
-                    "port \(p["name"] ?? "?"): link \(p["link_up"] as? Bool == true ? "up" : "down"); \(stats.joined(separator: ", "))\n"
+                    "port[\(g.port)] gateway \(g.gateway) on \(g.interface): "
+                    + (g.mac.isEmpty ? "UNKNOWN (dropping no_neighbor)" : "at \(g.mac)") + ", kernel state \(g.state)\n"
             }
-            for g in r["gateways"] as? [[String: Any]] ?? [] {
-                let mac = g["mac"] as? String ?? ""
-                s +=
-                    "port[\(g["port"] ?? "?")] gateway \(g["gateway"] ?? "?") on \(g["interface"] ?? "?"): "
-                    + (mac.isEmpty ? "UNKNOWN (dropping no_neighbor)" : "at \(mac)") + ", kernel state \(g["state"] ?? "?")\n"
-            }
-            for (vip, f) in (r["table_fingerprints"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key }) {
-                s += "table \(vip) fingerprint \(f)\n"
-            }
-            if let reloads = r["reloads"] as? [String: Any] {
-                s += "reloads ok \(reloads["ok"] ?? 0), failed \(reloads["failed"] ?? 0)\n"
-            }
-            if let last = r["last_reload"] as? [String: Any] {
-                s += "last reload: \(last["ok"] as? Bool == true ? "ok" : "FAILED"): \(last["message"] ?? "")\n"
-            }
-            return s
+            for (vip, f) in r.tableFingerprints.sorted(by: { $0.key < $1.key }) { s += "table \(vip) fingerprint \(f)\n" }
+            s += "reloads ok \(r.reloads.ok), failed \(r.reloads.failed)\n"
+            if let last = r.lastReload { s += "last reload: \(last.ok ? "ok" : "FAILED"): \(last.message)\n" }
+            return s + "control protocol \(r.protocolVersion)\n"
         }
     }
 }
@@ -92,23 +98,20 @@ struct Stats: ParsableCommand {
 
     func run() throws {
         guard let interval = watch else {
-            try options.finish(try options.send("stats")) { Stats.text($0) }
+            try options.finish(try options.send(.stats), as: StatsReply.self) { Stats.text($0) }
             return
         }
         guard interval > 0 else { throw ValidationError("--watch needs a number of seconds above 0") }
-        var previous = try options.send("stats")
+        var previous = try options.decode(try options.send(.stats), as: StatsReply.self)
         var done = 0
         while count.map({ done < $0 }) ?? true {
             usleep(UInt32(min(interval, 3600) * 1_000_000))
-            let now = try options.send("stats")
-            let seconds = max(1e-9, (now["time"] as? Double ?? 0) - (previous["time"] as? Double ?? 0))
+            let now = try options.decode(try options.send(.stats), as: StatsReply.self)
+            let seconds = max(1e-9, now.time - previous.time)
             if options.json {
-                var rates: [String: Any] = ["interval_s": seconds]
-                for key in ["rx", "forwarded", "host", "replied", "tx", "tx_failed"] {
-                    rates[key + "_per_s"] = Double(number(now[key]) - number(previous[key])) / seconds
-                }
-                let data = (try? JSONSerialization.data(withJSONObject: rates, options: [.sortedKeys])) ?? Data()
-                print(String(decoding: data, as: UTF8.self))
+                var rates: [String: JSONValue] = ["interval_s": .double(seconds)]
+                for key in Stats.rateKeys { rates[key + "_per_s"] = .double(Stats.delta(previous[key], now[key]) / seconds) }
+                print(String(decoding: ControlWire.encode(rates).dropLast(), as: UTF8.self))
             } else {
                 print(Stats.rates(previous, now, seconds: seconds), terminator: "")
             }
@@ -118,41 +121,44 @@ struct Stats: ParsableCommand {
         }
     }
 
-    func number(_ v: Any?) -> Int { (v as? Int) ?? Int((v as? Double) ?? 0) }
+    static let rateKeys = ["rx", "forwarded", "host", "replied", "tx", "tx_failed"]
 
-    static func text(_ r: [String: Any]) -> String {
+    static func delta(_ a: JSONValue?, _ b: JSONValue?) -> Double { (b?.number ?? 0) - (a?.number ?? 0) }
+
+    static func text(_ r: StatsReply) -> String {
         var s = ""
         for key in ["rx", "rx_polled", "forwarded", "host", "replied", "tx", "tx_failed", "workers"] {
-            s += "\(key) \(r[key] ?? 0)\n"
+            s += "\(key) \(r[key]?.description ?? "0")\n"
         }
         // The host path's counters, when ternd has host interfaces.
-        for key in ["host_tx", "host_rx", "host_dropped", "host_rx_dropped"] where r[key] != nil { s += "\(key) \(r[key]!)\n" }
+        for key in ["host_tx", "host_rx", "host_dropped", "host_rx_dropped"] {
+            if let v = r[key] { s += "\(key) \(v)\n" }
+        }
         for (group, label) in [("replies", "replied"), ("dropped", "dropped"), ("flows", "flows"), ("reloads", "reloads")] {
-            let pairs = (r[group] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }
-            if group == "dropped" { s += "dropped \(pairs.reduce(0) { $0 + (($1.value as? Int) ?? 0) })\n" }
+            let pairs = (r[group]?.object ?? [:]).sorted { $0.key < $1.key }
+            if group == "dropped" { s += "dropped \(Int(pairs.reduce(0) { $0 + $1.value.number }))\n" }
             for (k, v) in pairs { s += "  \(label) \(k) \(v)\n" }
         }
-        for (k, v) in (r["per_vip"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key }) { s += "vip \(k) \(v)\n" }
-        for (k, v) in (r["per_backend"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key }) { s += "backend \(k) \(v)\n" }
+        for (k, v) in (r["per_vip"]?.object ?? [:]).sorted(by: { $0.key < $1.key }) { s += "vip \(k) \(v)\n" }
+        for (k, v) in (r["per_backend"]?.object ?? [:]).sorted(by: { $0.key < $1.key }) { s += "backend \(k) \(v)\n" }
         return s
     }
 
     /// Packets per second per counter over one interval, as `ipvsadm --rate` shows them.
-    static func rates(_ a: [String: Any], _ b: [String: Any], seconds: Double) -> String {
-        func n(_ v: Any?) -> Double { Double((v as? Int) ?? 0) }
+    static func rates(_ a: StatsReply, _ b: StatsReply, seconds: Double) -> String {
         func row(_ name: String, _ perSecond: Double) -> String {
             let value = String(format: "%.1f", perSecond)
             return name.padding(toLength: max(name.count, 32), withPad: " ", startingAt: 0)
                 + String(repeating: " ", count: max(0, 14 - value.count)) + value + "\n"
         }
         var s = "counter".padding(toLength: 32, withPad: " ", startingAt: 0) + "    per second\n"
-        for key in ["rx", "forwarded", "host", "replied", "tx", "tx_failed"] { s += row(key, (n(b[key]) - n(a[key])) / seconds) }
-        let da = a["dropped"] as? [String: Any] ?? [:]
-        let db = b["dropped"] as? [String: Any] ?? [:]
-        s += row("dropped", db.keys.reduce(0.0) { $0 + n(db[$1]) - n(da[$1]) } / seconds)
-        let va = a["per_vip"] as? [String: Any] ?? [:]
-        for (k, v) in (b["per_vip"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key }) {
-            s += row("vip " + k, (n(v) - n(va[k])) / seconds)
+        for key in rateKeys { s += row(key, delta(a[key], b[key]) / seconds) }
+        let da = a["dropped"]?.object ?? [:]
+        let db = b["dropped"]?.object ?? [:]
+        s += row("dropped", db.keys.reduce(0.0) { $0 + delta(da[$1], db[$1]) } / seconds)
+        let va = a["per_vip"]?.object ?? [:]
+        for (k, v) in (b["per_vip"]?.object ?? [:]).sorted(by: { $0.key < $1.key }) {
+            s += row("vip " + k, delta(va[k], v) / seconds)
         }
         return s + "\n"
     }
@@ -164,11 +170,7 @@ struct Reload: ParsableCommand {
     @OptionGroup var options: SocketOptions
 
     func run() throws {
-        let reply = try options.send("reload")
-        if reply["ok"] as? Bool != true, !options.json { printError(reply["error"] as? String ?? "reload failed") }
-        try options.finish(reply.merging(["error": "reload failed"]) { a, _ in a }, failure: ConfigError.exitCode) {
-            "\($0["message"] ?? "")\n"
-        }
+        try options.finish(try options.send(.reload), as: MessageReply.self, failure: ConfigError.exitCode) { "\($0.message)\n" }
     }
 }
 
@@ -177,7 +179,14 @@ struct BackendSelection: ParsableArguments {
     @Argument(help: "The backend's address.") var backend: String
     @Option(help: "Only this VIP (ADDR:PORT/PROTO); default: every VIP with that backend.") var vip: String?
 
-    var arguments: [String: String] { ["backend": backend].merging(vip.map { ["vip": $0] } ?? [:]) { a, _ in a } }
+    /// The backend's address; as ternd refuses one that is not an address (exit 1).
+    func address(for command: String) throws -> IPAddress {
+        guard let a = IPAddress(backend) else {
+            printError("ternctl: \(command) needs backend=ADDRESS")
+            throw ExitCode(1)
+        }
+        return a
+    }
 }
 
 struct Drain: ParsableCommand {
@@ -188,7 +197,10 @@ struct Drain: ParsableCommand {
     @OptionGroup var options: SocketOptions
     @OptionGroup var selection: BackendSelection
 
-    func run() throws { try options.finish(try options.send("drain", selection.arguments)) { "\($0["message"] ?? "")\n" } }
+    func run() throws {
+        let command = ControlCommand.drain(backend: try selection.address(for: "drain"), vip: selection.vip)
+        try options.finish(try options.send(command), as: MessageReply.self) { "\($0.message)\n" }
+    }
 }
 
 struct Undrain: ParsableCommand {
@@ -196,7 +208,10 @@ struct Undrain: ParsableCommand {
     @OptionGroup var options: SocketOptions
     @OptionGroup var selection: BackendSelection
 
-    func run() throws { try options.finish(try options.send("undrain", selection.arguments)) { "\($0["message"] ?? "")\n" } }
+    func run() throws {
+        let command = ControlCommand.undrain(backend: try selection.address(for: "undrain"), vip: selection.vip)
+        try options.finish(try options.send(command), as: MessageReply.self) { "\($0.message)\n" }
+    }
 }
 
 struct Show: ParsableCommand {
@@ -210,13 +225,12 @@ struct ShowVIPs: ParsableCommand {
     @OptionGroup var options: SocketOptions
 
     func run() throws {
-        try options.finish(try options.send("show-vips")) { r in
-            (r["vips"] as? [[String: Any]] ?? []).map { v in
-                let flags = ["quic", "clamp_mss"].filter { v[$0] as? Bool == true }.map { " \($0)" }.joined()
-                return
-                    "\(v["vip"] ?? "?") encap=\(v["encap"] ?? "?") hash=\(v["hash"] ?? "?")\(flags) backends=\(v["backends"] ?? 0) "
-                    + "taking_new_flows=\(v["backends_taking_new_flows"] ?? 0) table_size=\(v["table_size"] ?? 0) "
-                    + "fingerprint=\(v["fingerprint"] ?? "") packets=\(v["packets"] ?? 0) new_flows=\(v["new_flows"] ?? 0)\n"
+        try options.finish(try options.send(.showVIPs), as: VIPsReply.self) { r in
+            r.vips.map { v in
+                let flags = (v.quic ? " quic" : "") + (v.clampMSS ? " clamp_mss" : "")
+                return "\(v.vip) encap=\(v.encap) hash=\(v.hash)\(flags) backends=\(v.backends) "
+                    + "taking_new_flows=\(v.backendsTakingNewFlows) table_size=\(v.tableSize) "
+                    + "fingerprint=\(v.fingerprint) packets=\(v.packets) new_flows=\(v.newFlows)\n"
             }.joined()
         }
     }
@@ -231,16 +245,14 @@ struct ShowBackends: ParsableCommand {
     @Argument(help: "Only this VIP (ADDR:PORT/PROTO).") var vip: String?
 
     func run() throws {
-        try options.finish(try options.send("show-backends", vip.map { ["vip": $0] } ?? [:])) { r in
+        try options.finish(try options.send(.showBackends(vip: vip)), as: BackendsReply.self) { r in
             var s = ""
-            for v in r["vips"] as? [[String: Any]] ?? [] {
-                s += "\(v["vip"] ?? "?")\n"
-                for b in v["backends"] as? [[String: Any]] ?? [] {
-                    let share = formatPercent((b["share"] as? Double ?? 0) * 100)
+            for v in r.vips {
+                s += "\(v.vip)\n"
+                for b in v.backends {
                     s +=
-                        "  \(b["address"] ?? "?") weight=\(b["weight"] ?? 0) effective=\(b["effective_weight"] ?? 0) "
-                        + "state=\(b["state"] ?? "?") slots=\(b["slots"] ?? 0) share=\(share) packets=\(b["packets"] ?? 0) "
-                        + "new_flows=\(b["new_flows"] ?? 0) health=\"\(b["health"] ?? "")\"\n"
+                        "  \(b.address) weight=\(b.weight) effective=\(b.effectiveWeight) state=\(b.state) slots=\(b.slots) "
+                        + "share=\(formatPercent(b.share * 100)) packets=\(b.packets) new_flows=\(b.newFlows) health=\"\(b.health)\"\n"
                 }
             }
             return s

@@ -127,27 +127,21 @@ struct Export: ParsableCommand {
 
     /// From ternd: show-vips for the VIPs, show-backends for each backend's running weight.
     func running() throws -> [IPVSAdm.Service] {
-        let vips = try options.send("show-vips")["vips"] as? [[String: Any]] ?? []
-        let rows = try options.send("show-backends")["vips"] as? [[String: Any]] ?? []
+        let vips = try options.decode(try options.send(.showVIPs), as: VIPsReply.self).vips
+        let rows = try options.decode(try options.send(.showBackends(vip: nil)), as: BackendsReply.self).vips
         var weights: [String: [(IPAddress, Int)]] = [:]
         for r in rows {
-            guard let name = r["vip"] as? String else { continue }
-            weights[name] = (r["backends"] as? [[String: Any]] ?? []).compactMap { b in
-                guard let a = (b["address"] as? String).flatMap(IPAddress.init) else { return nil }
-                return (a, b["effective_weight"] as? Int ?? 0)
-            }
+            weights[r.vip] = r.backends.compactMap { b in IPAddress(b.address).map { ($0, b.effectiveWeight) } }
         }
         return vips.flatMap { v -> [IPVSAdm.Service] in
-            guard let name = v["vip"] as? String, let address = (v["address"] as? String).flatMap(IPAddress.init),
-                let port = v["port"] as? Int, let proto = v["protocol"] as? String
-            else { return [] }
-            let gue = v["encap"] as? String == "gue" ? (v["gue_port"] as? Int).map { UInt16($0) } : nil
-            let length = (v["prefix"] as? String)?.split(separator: "/").last.flatMap { Int($0) } ?? address.bitWidth
+            guard let address = IPAddress(v.address) else { return [] }
+            let gue = v.encap == "gue" ? UInt16(v.guePort) : nil
+            let length = v.prefix.split(separator: "/").last.flatMap { Int($0) } ?? address.bitWidth
             let count = UInt64(1) << UInt64(max(0, min(8, address.bitWidth - length)))
             return (0..<count).map { i in
                 IPVSAdm.Service(
-                    address: address.advanced(by: i), port: UInt16(port), protocolName: proto, guePort: gue,
-                    persistent: v["hash"] as? String == "source", backends: weights[name] ?? [])
+                    address: address.advanced(by: i), port: UInt16(v.port), protocolName: v.protocol, guePort: gue,
+                    persistent: v.hash == "source", backends: weights[v.vip] ?? [])
             }
         }
     }

@@ -185,10 +185,9 @@ enum Daemon {
             ports: {
                 dataplane.ports.map { p in
                     let link = p.link
-                    return [
-                        "name": p.name, "link_up": link.up, "speed_mbps": Int(link.speedMbps),
-                        "stats": Dictionary(uniqueKeysWithValues: p.stats.map { ($0.0, Int($0.1)) }),
-                    ] as [String: Any]
+                    return PortStatus(
+                        name: p.name, linkUp: link.up, speedMbps: Int(link.speedMbps),
+                        stats: Dictionary(p.stats.map { ($0.0, UInt64($0.1)) }, uniquingKeysWith: { a, _ in a }))
                 }
             }, stats: LiveStats(blocks: dataplane.loops.map(\.stats), publisher: publisher, host: dataplane.hostPath?.stats),
             gateways: { watcher.status }, health: { prober.states[$0] })

@@ -278,8 +278,9 @@ final class ScriptedSignals: SignalSource {
         }
         thread.start()
         while !done.withLock({ $0 }) {
-            server.service(now: now()) { r in
-                r.command == "echo" ? ControlReply.ok(["arguments": r.arguments]) : ControlReply.error("unknown \(r.command)")
+            server.service(now: now()) { command in
+                // Echoes what it was asked, so the client can tell its own reply.
+                .message(MessageReply("\(command.name) \(command.arguments.sorted { $0.key < $1.key })"))
             }
             usleep(1000)
         }
@@ -289,8 +290,12 @@ final class ScriptedSignals: SignalSource {
         try withServer { server in
             let path = self.path
             serve(server) {
-                let reply = try? ControlClient.send(ControlRequest(command: "echo", arguments: ["a": "b"]), socket: path)
-                #expect(reply?["ok"] as? Bool == true && (reply?["arguments"] as? [String: String]) == ["a": "b"])
+                let line = try? ControlClient.exchange(
+                    .drain(backend: IPAddress("10.1.0.1")!, vip: "192.0.2.10:80/tcp"), socket: path)
+                let reply = line.flatMap { try? ControlWire.decode(MessageReply.self, from: $0) }
+                #expect(
+                    reply?.message
+                        == "drain [(key: \"backend\", value: \"10.1.0.1\"), (key: \"vip\", value: \"192.0.2.10:80/tcp\")]")
                 let fd = try! UnixSocket.connect(path)
                 UnixSocket.writeAll(fd, Array("not json\n".utf8))
                 let text = String(decoding: UnixSocket.readToEnd(fd), as: UTF8.self)
@@ -324,13 +329,14 @@ final class ScriptedSignals: SignalSource {
             let path = self.path
             let fd = try UnixSocket.connect(path)
             defer { close(fd) }
-            server.service(now: 0) { _ in ControlReply.ok() }
+            server.service(now: 0) { _ in .message(MessageReply("")) }
             #expect(server.clients.count == 1)
             serve(server, now: { 1 }) {
-                #expect((try? ControlClient.send(ControlRequest(command: "echo"), socket: path))?["ok"] as? Bool == true)
+                let line = try? ControlClient.exchange(.status, socket: path)
+                #expect(line.flatMap { try? ControlWire.decode(ReplyHeader.self, from: $0) }?.ok == true)
             }
             #expect(server.clients.count == 1)
-            server.service(now: ControlServer.requestTimeout + 0.1) { _ in ControlReply.ok() }
+            server.service(now: ControlServer.requestTimeout + 0.1) { _ in .message(MessageReply("")) }
             #expect(server.clients.isEmpty)
             #expect(String(decoding: UnixSocket.readToEnd(fd), as: UTF8.self).contains("no request within"))
         }

@@ -128,8 +128,7 @@ let doneMessage: [UInt8] = [20, 0, 0, 0, 3, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 
         watcher.poll()
         #expect(cell.mac == router && nudges == 1 && lines == ["info: port[0] gateway 10.0.0.1 is at 02:00:00:00:00:fe"])
         #expect(
-            watcher.status.first?["mac"] as? String == "02:00:00:00:00:fe"
-                && watcher.status.first?["state"] as? String == "reachable")
+            watcher.status.first?.mac == "02:00:00:00:00:fe" && watcher.status.first?.state == "reachable")
         table = [entry(Netlink.State.failed, nil)]
         watcher.poll()
         #expect(
