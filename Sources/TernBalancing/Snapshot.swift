@@ -334,10 +334,14 @@ public struct ForwardingSnapshot: ~Copyable {
         // Records and templates are mapped directly, on 2 MiB pages where they are that big (100,000
         // backends: 4 and 6 MiB), in mappings a retired snapshot left where one fits (every byte
         // is written below): no page faults for a reload, fewer TLB misses for the workers.
-        guard let b = tern_kept_alloc(Self.recordBytes(backendTotal), 0) else { fatalError("out of memory for backend records") }
+        guard let b = KeptMappings.shared.allocate(Self.recordBytes(backendTotal), zeroed: false) else {
+            fatalError("out of memory for backend records")
+        }
         backends = UnsafeMutableBufferPointer(
             start: b.bindMemory(to: BackendRecord.self, capacity: max(1, backendTotal)), count: backendTotal)
-        guard let t = tern_kept_alloc(Self.templateBytes(backendTotal), 0) else { fatalError("out of memory for templates") }
+        guard let t = KeptMappings.shared.allocate(Self.templateBytes(backendTotal), zeroed: false) else {
+            fatalError("out of memory for templates")
+        }
         templates = t
         var builtServices: [ServiceID: BuiltService] = [:]
         builtServices.reserveCapacity(services.count)
@@ -386,7 +390,7 @@ public struct ForwardingSnapshot: ~Copyable {
             })
         workerCount = workers
         counterStride = (2 * backendTotal + 7) & ~7
-        guard let c = tern_kept_alloc(Self.counterBytes(counterStride * workers), 1) else {
+        guard let c = KeptMappings.shared.allocate(Self.counterBytes(counterStride * workers), zeroed: true) else {
             fatalError("out of memory for counters")
         }
         counters = Counters(zeroedMemory: c, count: max(1, counterStride * workers))
@@ -394,20 +398,20 @@ public struct ForwardingSnapshot: ~Copyable {
 
     deinit {
         vips.deallocate()
-        tern_kept_free(backends.baseAddress, Self.recordBytes(backends.count))
-        tern_kept_free(templates, Self.templateBytes(backends.count))
+        KeptMappings.shared.free(backends.baseAddress, Self.recordBytes(backends.count))
+        KeptMappings.shared.free(templates, Self.templateBytes(backends.count))
         vipMap.deallocate()
         quicServers.deallocate()
-        tern_kept_free(counters.base, Self.counterBytes(counters.count))
+        KeptMappings.shared.free(counters.base, Self.counterBytes(counters.count))
     }
 
     /// Maps, faults in and keeps memory for one more snapshot of this one's size: the first
     /// reload after start then writes into pages that exist, as every later one does (it costs
     /// what the kept mappings hold anyway once a snapshot has been retired).
     public func reserveNextBuild() {
-        tern_kept_reserve(Self.recordBytes(backends.count))
-        tern_kept_reserve(Self.templateBytes(backends.count))
-        tern_kept_reserve(Self.counterBytes(counters.count))
+        KeptMappings.shared.reserve(Self.recordBytes(backends.count))
+        KeptMappings.shared.reserve(Self.templateBytes(backends.count))
+        KeptMappings.shared.reserve(Self.counterBytes(counters.count))
     }
 
     static func recordBytes(_ backends: Int) -> Int { max(1, backends) * MemoryLayout<BackendRecord>.stride }

@@ -103,17 +103,7 @@ static inline uint32_t tern_replacement_way(const void *seen, const void *classe
 void *tern_huge_alloc(size_t bytes);
 void tern_huge_free(void *p, size_t bytes);
 
-/// Memory for a forwarding snapshot's arrays (control side, any thread). tern_kept_free keeps
-/// the mapping (up to 8 of them and 512 MiB, oldest dropped first) and tern_kept_alloc hands back
-/// one of the same mapped size before mapping anew: a reload then writes into pages the retired
-/// snapshot used instead of faulting in fresh ones (the kernel zeroing ~10 MB for 100,000
-/// backends was ~3 ms of a 10 ms reload). Reused memory holds old bytes unless `zeroed`.
-void *tern_kept_alloc(size_t bytes, int zeroed);
-void tern_kept_free(void *p, size_t bytes);
-/// Maps `bytes`, faults every page in and keeps the mapping: a daemon's first reload then finds
-/// pages as later ones do (in this VM, first-touch pages made the first reload ~5x slower).
-void tern_kept_reserve(size_t bytes);
-/// Bytes kept for reuse now.
-size_t tern_kept_bytes(void);
+/// What tern_huge_alloc maps for `bytes`: whole 2 MiB pages from 2 MiB up, else whole 4 KiB pages.
+size_t tern_mapped_size(size_t bytes);
 
 #endif
