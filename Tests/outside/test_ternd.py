@@ -269,6 +269,39 @@ class FifoReader(threading.Thread):
                     self.runs.append([name, 1])
 
 
+class StderrLog(threading.Thread):
+    """Reads a process's stderr as it comes, so a test can wait for a line (a reload's outcome)
+    instead of sleeping, and still read everything at the end."""
+
+    OUTCOME = re.compile(r"reload (ok|failed|refused|abandoned)")
+
+    def __init__(self, proc):
+        super().__init__(daemon=True)
+        self.proc, self.lines, self.lock = proc, [], threading.Lock()
+        self.start()
+
+    def run(self):
+        for line in self.proc.stderr:
+            with self.lock:
+                self.lines.append(line)
+
+    def text(self):
+        with self.lock:
+            return "".join(self.lines)
+
+    def outcomes(self):
+        with self.lock:
+            return sum(1 for line in self.lines if self.OUTCOME.search(line))
+
+
+def wait_until(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
 def test_reload_under_load(ternd, tmp):
     backends = {"A": {"10.1.0.1", "10.1.0.2"}, "B": {"10.2.0.1", "10.2.0.2", "10.2.0.3"}}
 
@@ -290,10 +323,13 @@ def test_reload_under_load(ternd, tmp):
     reader.start()
     cmd = ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap={fifo},infinite_rx=1", config)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = StderrLog(proc)
     expected_runs = ["A"]
     try:
-        time.sleep(1.5)
-        for name in ["B", "A", "broken", "aborted-tomlkit", "restart-only", "B", "A"]:
+        # Each step waits for what it caused: frames of the running set, then one reload outcome
+        # line per SIGHUP, then (when the set changed) frames of the new set.
+        wait_until(lambda: reader.runs and reader.runs[-1][1] >= 1000, 30, "frames of backend set A")
+        for step, name in enumerate(["B", "A", "broken", "aborted-tomlkit", "restart-only", "B", "A"]):
             if name == "broken":
                 with open(config, "w") as f:
                     f.write(config_text("A").replace("port = 80", "port = 99999"))
@@ -308,9 +344,14 @@ def test_reload_under_load(ternd, tmp):
                     f.write(config_text(name))
                 expected_runs.append(name)
             proc.send_signal(signal.SIGHUP)
-            time.sleep(1.0)
+            wait_until(lambda: log.outcomes() == step + 1, 30, f"the outcome of reload {step + 1} ({name})")
+            if name in backends:
+                wait_until(lambda: reader.runs[-1][0] == name and reader.runs[-1][1] >= 1000, 30, f"frames of backend set {name}")
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        out = proc.stdout.read()
+        proc.wait(timeout=30)
+        log.join(timeout=30)
+        err = log.text()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -430,8 +471,11 @@ def test_sigterm_stops_a_long_reload(ternd, tmp):
             text = f.read()
         with open(config, "w") as f:
             f.write(text + "[maglev]\ntable_size = 10000019\n" + vips)
+        # SIGTERM once the build is under way: the tables (10 x 20 MB) grow ternd's memory.
+        rss = lambda: int(next(l for l in open(f"/proc/{proc.pid}/status") if l.startswith("VmRSS:")).split()[1])  # noqa: E731
+        before = rss()
         proc.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
+        wait_until(lambda: rss() > before + 40_000, 60, "the reload's tables to grow ternd's memory")
         proc.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         out, err = proc.communicate(timeout=60)
