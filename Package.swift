@@ -127,8 +127,8 @@ let package = Package(
         .testTarget(
             name: "TernAgentTests",
             dependencies: [
-                "TernWire", "TernBalancing", "TernConfig", "TernTelemetry", "TernAgent", "TernDataplane", "TernTestSupport",
-                .product(name: "Logging", package: "swift-log"),
+                "TernWire", "TernBalancing", "TernConfig", "TernTelemetry", "TernAgent", "TernDataplane", "TernMetrics",
+                "TernTestSupport", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
     ]

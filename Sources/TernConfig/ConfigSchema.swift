@@ -42,6 +42,13 @@ public struct ConfigKey: Sendable, Hashable {
     public let table: String
     /// The key's own name (`weight`).
     public let name: String
+
+    /// This key's path in a message, inside the table at `table` (`port[0]` gives `port[0].mtu`;
+    /// "" gives the key's own path).
+    public func at(_ table: String) -> String { table.isEmpty ? path : "\(table).\(name)" }
+
+    /// Element `i` of this array of tables, inside `parent` (`vip[1]` gives `vip[1].backend[0]`).
+    public func element(_ i: Int, in parent: String = "") -> String { "\(at(parent))[\(i)]" }
 }
 
 public enum ConfigSchema {
@@ -155,12 +162,12 @@ public enum ConfigSchema {
         backendHealthPort, backendHealthPath, backendHealthExpectStatus, bgp, bgpMED, bgpCommunities,
     ]
 
-    /// The names of the keys a table may hold ("" is the top level).
-    public static func names(in table: String) -> Set<String> { namesByTable[table] ?? [] }
+    /// The keys a table may hold ("" is the top level), in the order of `all`. Worked out once:
+    /// every table of every backend asks (a config of 100,000 backends spent most of its load
+    /// time filtering the key list).
+    public static func keys(in table: String) -> [ConfigKey] { keysByTable[table] ?? [] }
 
-    /// Worked out once: every table of every backend asks (a config of 100,000 backends spent
-    /// most of its load time filtering the key list).
-    static let namesByTable: [String: Set<String>] = Dictionary(grouping: all, by: \.table).mapValues { Set($0.map(\.name)) }
+    static let keysByTable: [String: [ConfigKey]] = Dictionary(grouping: all, by: \.table)
 
     /// Tables with restart-only keys, as a config writes them (`[dataplane]`, `[[port]]`).
     public static var restartOnlyTables: [String] {

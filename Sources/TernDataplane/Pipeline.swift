@@ -141,23 +141,19 @@ public struct Worker: ~Copyable {
     public static let icmpRepliesPerSecond: UInt32 = 1000
     public static let echoRepliesPerSecond: UInt32 = 10_000
 
-    public init(
-        index: Int, port: PortContext, flowTableEntries: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32,
-        tcpClosingTimeout: UInt32, tooBigRepliesPerSecond: UInt32 = Worker.icmpRepliesPerSecond,
-        echoRepliesPerSecond: UInt32 = Worker.echoRepliesPerSecond
-    ) {
-        self.tooBigRepliesPerSecond = tooBigRepliesPerSecond
+    public init(index: Int, port: PortContext, settings: WorkerSettings) {
+        tooBigRepliesPerSecond = settings.tooBigRepliesPerSecond
         self.index = index
         echoBudget = .allocate(capacity: 1)
-        echoBudget.initialize(to: ICMPBudget(perSecond: echoRepliesPerSecond))
+        echoBudget.initialize(to: ICMPBudget(perSecond: settings.echoRepliesPerSecond))
         let stats = CounterBlock.allocate()
         self.stats = stats
         fragments = .allocate(capacity: 1)
         fragments.initialize(to: FragmentTable(capacity: Worker.fragmentTableEntries, counters: stats))
         self.port = port
         flows = FlowTable(
-            capacity: flowTableEntries, tcpIdleTimeout: tcpIdleTimeout, udpIdleTimeout: udpIdleTimeout,
-            tcpClosingTimeout: tcpClosingTimeout, counters: stats)
+            capacity: settings.flowTableEntries, tcpIdleTimeout: settings.tcpIdleTimeout, udpIdleTimeout: settings.udpIdleTimeout,
+            tcpClosingTimeout: settings.tcpClosingTimeout, counters: stats)
         classified = UnsafeMutableRawPointer.allocate(byteCount: Worker.maxBurst * MemoryLayout<Classified>.stride, alignment: 64)
             .bindMemory(to: Classified.self, capacity: Worker.maxBurst)
         pending = .allocate(capacity: Worker.maxBurst)

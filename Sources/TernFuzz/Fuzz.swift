@@ -60,7 +60,7 @@ func makeSimulator() -> Simulator {
         index: 0,
         port: PortContext(
             mac: MACAddress(value: 2), gatewayMAC: MACAddress(value: 1), mtu: 1500, clampMSS: true, vlan: 7, replyVLAN: 7),
-        flowTableEntries: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
+        settings: WorkerSettings(flowTableEntries: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10))
     return Simulator(snapshot: ForwardingSnapshot(spec, generation: 1), worker: worker)
 }
 

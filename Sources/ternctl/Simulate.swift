@@ -57,10 +57,11 @@ struct Simulate: ParsableCommand {
         }
         let worker = Worker(
             index: 0, port: PortPlan(simulating: c.ports).routes[port].context,
-            flowTableEntries: c.dataplane.flowTableEntries,
-            tcpIdleTimeout: UInt32(c.dataplane.tcpIdleTimeoutSeconds), udpIdleTimeout: UInt32(c.dataplane.udpIdleTimeoutSeconds),
-            tcpClosingTimeout: UInt32(c.dataplane.tcpClosingTimeoutSeconds),
-            tooBigRepliesPerSecond: UInt32(c.icmp.tooBigPerSecond), echoRepliesPerSecond: UInt32(c.icmp.echoPerSecond))
+            settings: WorkerSettings(
+                flowTableEntries: c.dataplane.flowTableEntries, tcpIdleTimeout: UInt32(c.dataplane.tcpIdleTimeoutSeconds),
+                udpIdleTimeout: UInt32(c.dataplane.udpIdleTimeoutSeconds),
+                tcpClosingTimeout: UInt32(c.dataplane.tcpClosingTimeoutSeconds),
+                tooBigRepliesPerSecond: UInt32(c.icmp.tooBigPerSecond), echoRepliesPerSecond: UInt32(c.icmp.echoPerSecond)))
         var simulator = Simulator(snapshot: ForwardingSnapshot(c.snapshotSpec, generation: 1), worker: worker)
         // Streamed record by record: memory stays constant whatever the capture's size.
         var sent: UInt64 = 0

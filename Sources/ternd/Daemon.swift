@@ -158,81 +158,40 @@ enum Daemon {
         }
         log(
             "started: \(config.summary); ports \(dataplane.ports.map(\.name).joined(separator: ", ")); "
-                + (config.dataplane.mbufs == nil ? dataplane.mbufPlan.summary : "\(dataplane.mbufs) mbufs (dataplane.mbufs)")
+                + dataplane.plan.mbufSummary
                 + "; "
                 + "RSS \(dataplane.rss ? "on" : "off"); control socket \(config.control.socket)")
-        let reloader = Reloader(
-            configPath: options.config, desired: DesiredState(config: config), publisher: publisher,
-            availableMemory: { MemoryBudget.availableBytes() }, clock: monotonicSeconds, wallClock: wallSeconds)
-        // Learned next hops: the kernel's neighbour table on each host interface, every second.
-        let watcher = NeighborWatcher(
-            targets: dataplane.gateways.sorted { $0.key < $1.key }.map { i, cell in
-                NeighborWatcher.Target(
-                    port: i, gateway: config.ports[i].gateway!, interface: config.ports[i].hostInterface!, cell: cell)
-            }, log: { log($0, $1) })
-        // Health checks from the host's stack, on this thread; verdicts publish a new snapshot.
-        let prober = HealthProber { changes in
-            // Published first: once the line is out, the data plane already routes by it.
-            let result = reloader.setHealth(changes.map { ($0.key, $0.up) })
-            for c in changes { log(c.up ? .info : .warning, "health: \(c.key) is \(c.up ? "up" : "DOWN") (\(c.detail))") }
-            log(result.ok ? .info : .error, result.message)
-        }
-        prober.configure(config)
-        reloader.didReload = { prober.configure($0) }
-        let lifecycle = Lifecycle()
-        var info = DaemonInfo(
-            configPath: options.config, startedAt: wallSeconds(), workers: config.dataplane.workers,
-            ports: {
-                dataplane.ports.map { p in
-                    let link = p.link
-                    return PortStatus(
-                        name: p.name, linkUp: link.up, speedMbps: Int(link.speedMbps),
-                        stats: Dictionary(p.stats.map { ($0.0, UInt64($0.1)) }, uniquingKeysWith: { a, _ in a }))
-                }
-            }, stats: LiveStats(blocks: dataplane.loops.map(\.stats), publisher: publisher, host: dataplane.hostPath?.stats),
-            gateways: { watcher.status }, health: { prober.states[$0] })
-        // Other threads ask the control thread through one exchange: Prometheus scrapes (the metrics
-        // server's thread) and DPDK telemetry commands (its thread).
-        let exchange = ControlExchange()
-        info.lifecycle = lifecycle
-        let commands = ControlCommands(
-            reloader: reloader, info: info, wallClock: wallSeconds, shouldStop: { signals.stopPending }, log: { log($0, $1) })
-        let renderer = MetricsRenderer(stats: info.stats, reloader: reloader, info: info, commands: commands)
+        let agent = Agent(
+            config: config, configPath: options.config, publisher: publisher, dataplane: dataplane, signals: signals,
+            server: server,
+            stopWhenIdleSeconds: options.stopWhenIdleSeconds,
+            environment: AgentEnvironment(
+                log: { log($0, $1) }, clock: monotonicSeconds, wallClock: wallSeconds,
+                availableMemory: { MemoryBudget.availableBytes() }))
+        // DPDK telemetry commands (its thread) ask the control thread through the agent's exchange.
+        let exchange = agent.exchange
         Telemetry.register(
             [
                 ("/tern/stats", "Tern's counters, live. No parameters."),
                 ("/tern/vips", "Packets forwarded per VIP. No parameters."),
             ]
         ) { exchange.ask($0) }
-        var metricsServer: MetricsServer? = nil
-        if let m = config.metrics {
-            do {
-                metricsServer = try MetricsServer(host: m.host, port: m.port, exchange: exchange)
-            } catch {
-                log(.error, "\(options.config): metrics.listen: cannot listen on \(m.host):\(m.port): \(error)")
-                _ = dataplane.stop()
-                return 1
-            }
-            log("metrics: GET http://\(metricsServer!.address)/metrics")
+        do {
+            if let address = try agent.serveMetrics(config.metrics) { log("metrics: GET http://\(address)/metrics") }
+        } catch {
+            let m = config.metrics!
+            log(.error, "\(options.config): \(ConfigSchema.metricsListen.path): cannot listen on \(m.host):\(m.port): \(error)")
+            _ = dataplane.stop()
+            return 1
         }
-        defer { metricsServer?.close() }
-        let loop = ControlLoop(
-            signals: signals, reloader: reloader, log: { log($0, $1) }, clock: monotonicSeconds,
-            stopWhenIdleSeconds: options.stopWhenIdleSeconds, progress: { dataplane.progress }, server: server,
-            commands: commands,
-            exchange: exchange, answer: { $0 == "metrics" ? renderer.render() : commands.telemetry($0) },
-            periodic: (watcher.targets.isEmpty ? [] : [(0.5, watcher.poll)]) + [(0, { prober.step(now: monotonicSeconds()) })],
-            lifecycle: lifecycle)
-        log(loop.run() + ": stopping")
-        return shutdown(dataplane, stats: info.stats, reloader: reloader, statsJSON: options.statsJSON)
+        log(agent.run() + ": stopping")
+        return shutdown(dataplane, agent: agent, statsJSON: options.statsJSON)
     }
 
     /// Stops the data plane and prints the final counters as one JSON line (and to `statsJSON`).
-    static func shutdown(_ dataplane: Dataplane, stats: LiveStats, reloader: Reloader, statsJSON: String?) -> Int32 {
+    static func shutdown(_ dataplane: Dataplane, agent: Agent, statsJSON: String?) -> Int32 {
         let inUse = dataplane.stop()
-        let report = stats.report(
-            extra: [("mbufs_in_use", UInt64(inUse))],
-            extraObjects: [("reloads", [("ok", reloader.succeeded), ("failed", reloader.failed)])])
+        let report = agent.report(extra: [("mbufs_in_use", UInt64(inUse))])
         let json = report.json
         print(json)
         var status: Int32 = 0

@@ -1,6 +1,7 @@
 // The DPDK side of ternd: ports, the mbuf pool and one worker loop per worker lcore, started from
 // the config; stopped, closed and accounted for at the end.
 
+import TernAgent
 import TernBalancing
 import TernConfig
 import TernDPDK
@@ -27,119 +28,87 @@ final class Dataplane {
     let taps: [Port]
     /// Learned next hops by port index (`[[port]] gateway` without `gateway_mac`).
     let gateways: [Int: GatewayCell]
-    /// Mbufs in the pool (the plan's, or `dataplane.mbufs`) and whether the ports spread flows by
-    /// RSS, for the start-up line.
-    let mbufs: UInt32
-    let mbufPlan: MbufPlan
+    /// What the config asks of the devices (ring sizes, pool, routes, workers), and whether the
+    /// ports spread flows by RSS, for the start-up line.
+    let plan: DataplanePlan
     let rss: Bool
 
-    /// Opens the config's ports, sizes the pool, and launches a worker loop per worker lcore.
+    /// Opens the config's ports, plans them (`DataplanePlan`: every decision, unit-tested), creates
+    /// the pool, configures and starts the ports, the host path and a worker loop per worker lcore.
     init(config: TernConfig, configPath: String, cell: SnapshotCell, idleSleepMicroseconds: UInt32) throws {
-        let workers = config.dataplane.workers
-        let lcores = EAL.workerLcores
-        guard lcores.count >= workers else {
-            throw StartupError(
-                message: "\(configPath): dataplane.workers = \(workers) needs \(workers) worker lcores besides the main one; "
-                    + "EAL has \(lcores.count) (use -l 0-\(workers))",
+        func refused(_ key: String, _ message: String) -> StartupError {
+            StartupError(
+                message: ConfigError(file: configPath, problems: [ConfigProblem(key, message)]).description,
                 exitCode: ConfigError.exitCode)
         }
+        typealias K = ConfigSchema
         var ports: [Port] = []
         for (i, p) in config.ports.enumerated() {
             do {
                 ports.append(try Port(named: p.device))
             } catch {
-                throw StartupError(
-                    message: "\(configPath): port[\(i)].device: \(error.description)", exitCode: ConfigError.exitCode)
+                throw refused(K.portDevice.at(K.port.element(i)), error.description)
             }
         }
         self.ports = ports
-        let hostPorts = config.ports.indices.filter { config.ports[$0].hostInterface != nil }
-        var descriptors: [(rx: Int, tx: Int)] = []
-        // net_af_packet ports: their ring-frame size (`AFPacketFrames`); nil for other devices.
-        let frameSizes = ports.map { AFPacketFrames.frameSize(device: $0.name, devargs: $0.devargs) }
-        for (i, port) in ports.enumerated() {
+        let devices = ports.map { port in
             let limits = port.limits
-            let device = "port[\(i)] (\(port.name))"
-            let rx = DescriptorLimits(min: limits.rx.min, max: limits.rx.max, align: limits.rx.align)
-                .descriptors(requested: config.dataplane.rxDescriptors, key: ConfigSchema.rxDescriptors, device: device)
-            let tx = DescriptorLimits(min: limits.tx.min, max: limits.tx.max, align: limits.tx.align)
-                .descriptors(requested: config.dataplane.txDescriptors, key: ConfigSchema.txDescriptors, device: device)
-            switch (rx, tx) {
-            case (.success(let r), .success(let t)): descriptors.append((r, t))
-            case (.failure(let problem), _), (_, .failure(let problem)):
-                throw StartupError(
-                    message: "\(configPath): \(problem.keyPath): \(problem.message)", exitCode: ConfigError.exitCode)
-            }
-            let mtu = config.ports[i].mtu
-            if let frameSize = frameSizes[i] {
-                let needed = AFPacketFrames.frameSizeNeeded(mtu: mtu)
-                if frameSize < needed {
-                    throw StartupError(
-                        message:
-                            "\(configPath): port[\(i)].mtu: \(mtu) needs framesz=\(needed) or more on \(port.name) (it has \(frameSize))",
-                        exitCode: ConfigError.exitCode)
-                }
-            } else if mtu > limits.maxMTU {
-                throw StartupError(
-                    message: "\(configPath): port[\(i)].mtu: \(mtu) is more than \(port.name) takes (\(limits.maxMTU))",
-                    exitCode: ConfigError.exitCode)
-            }
+            return DeviceFacts(
+                name: port.name, devargs: port.devargs, mac: port.mac,
+                rxLimits: DescriptorLimits(min: limits.rx.min, max: limits.rx.max, align: limits.rx.align),
+                txLimits: DescriptorLimits(min: limits.tx.min, max: limits.tx.max, align: limits.tx.align), maxMTU: limits.maxMTU,
+                replayedPackets: Dataplane.replayedPackets(port))
         }
-        let sizes = MbufPlan.compute(
-            workers: workers, burstSize: config.dataplane.burstSize, descriptors: descriptors, hostPorts: hostPorts,
-            replayPackets: ports.reduce(0) { $0 + Dataplane.replayedPackets($1) }, heldFragments: FragmentTable.heldCapacity)
-        mbufPlan = sizes
-        mbufs = UInt32(config.dataplane.mbufs ?? sizes.total)
-        let dataRoom = frameSizes.compactMap { $0 }.reduce(MbufPlan.dataRoom(mtus: config.ports.map(\.mtu))) {
-            max($0, AFPacketFrames.dataRoom(frameSize: $1))
+        let lcores = EAL.workerLcores
+        switch DataplanePlan.make(config: config, file: configPath, devices: devices, workerLcores: lcores.count) {
+        case .success(let p): plan = p
+        case .failure(let error): throw StartupError(message: error.description, exitCode: ConfigError.exitCode)
         }
+        let workers = plan.workers
         do {
             pool = try Mempool(
-                name: "tern_mbufs", count: mbufs, cache: UInt32(MbufPlan.cachePerLcore), dataRoom: UInt16(dataRoom))
+                name: "tern_mbufs", count: UInt32(plan.mbufs), cache: UInt32(MbufPlan.cachePerLcore),
+                dataRoom: UInt16(plan.dataRoom))
         } catch {
-            throw StartupError(
-                message: "\(configPath): dataplane.mbufs: a pool of \(mbufs) mbufs of \(dataRoom) bytes: \(error.description)",
-                exitCode: ConfigError.exitCode)
+            throw refused(K.mbufs.path, "a pool of \(plan.mbufs) mbufs of \(plan.dataRoom) bytes: \(error.description)")
         }
         var rss = false
-        for (i, port) in ports.enumerated() {
+        for (i, (port, setup)) in zip(ports, plan.ports).enumerated() {
             do {
                 rss =
                     try port.configure(
                         rxQueues: UInt16(workers), txQueues: UInt16(workers),
-                        descriptors: (UInt16(descriptors[i].rx), UInt16(descriptors[i].tx)), pool: pool) || rss
+                        descriptors: (UInt16(setup.rxDescriptors), UInt16(setup.txDescriptors)), pool: pool) || rss
             } catch {
                 // Queue set-up takes mbufs (RX rings; net_pcap's replayed capture): name the key to raise.
-                let short = config.dataplane.mbufs.map { $0 < sizes.total ? " (the computed size is \(sizes.total))" : "" } ?? ""
-                throw StartupError(
-                    message: "\(configPath): port[\(i)].device: \(error.description); the pool has \(mbufs) mbufs\(short): "
-                        + "raise dataplane.mbufs or lower dataplane.rx_descriptors",
-                    exitCode: ConfigError.exitCode)
+                let total = plan.mbufPlan.total
+                let short = config.dataplane.mbufs.map { $0 < total ? " (the computed size is \(total))" : "" } ?? ""
+                throw refused(
+                    K.portDevice.at(K.port.element(i)),
+                    "\(error.description); the pool has \(plan.mbufs) mbufs\(short): raise \(K.mbufs.path) or lower \(K.rxDescriptors.path)"
+                )
             }
             do {
-                // af_packet: the kernel interface's MTU counts (checked against framesz above).
-                if frameSizes[i] == nil { _ = try port.setMTU(config.ports[i].mtu) }
+                if let mtu = setup.deviceMTU { _ = try port.setMTU(mtu) }
             } catch {
-                throw StartupError(message: "\(configPath): port[\(i)].mtu: \(error.description)", exitCode: ConfigError.exitCode)
+                throw refused(K.portMTU.at(K.port.element(i)), error.description)
             }
             try port.start()
         }
         self.rss = rss
         var links: [HostPathLoop.Link] = []
         var taps: [Port] = []
-        for i in hostPorts {
+        for i in plan.hostPorts {
             let name = config.ports[i].hostInterface!
-            let path = "\(configPath): port[\(i)].host_interface"
-            guard if_nametoindex(name) == 0 else {
-                throw StartupError(message: "\(path): an interface named \(name) exists already", exitCode: ConfigError.exitCode)
-            }
+            let key = K.portHostInterface.at(K.port.element(i))
+            guard if_nametoindex(name) == 0 else { throw refused(key, "an interface named \(name) exists already") }
             let tap: Port
             do {
                 tap = try HostInterface.create(name: name, mac: config.ports[i].mac ?? ports[i].mac)
-                _ = try tap.configure(queues: 1, descriptors: UInt16(descriptors[i].rx), pool: pool)
+                _ = try tap.configure(queues: 1, descriptors: UInt16(plan.ports[i].rxDescriptors), pool: pool)
                 try tap.start()
             } catch {
-                throw StartupError(message: "\(path): \(error.description)", exitCode: ConfigError.exitCode)
+                throw refused(key, error.description)
             }
             taps.append(tap)
             let rings = try (0..<workers).map { w throws(DPDKError) in
@@ -150,30 +119,22 @@ final class Dataplane {
         }
         self.taps = taps
         hostPath = links.isEmpty ? nil : HostPathLoop(links: links)
-        let hostLinks = Dictionary(uniqueKeysWithValues: zip(hostPorts, links))
-        let plan = PortPlan(config.ports, deviceMACs: ports.map(\.mac))
-        let gateways = Dictionary(
-            uniqueKeysWithValues: config.ports.indices.filter { config.ports[$0].learnsGateway }.map { ($0, GatewayCell()) })
+        let hostLinks = Dictionary(uniqueKeysWithValues: zip(plan.hostPorts, links))
+        let gateways = Dictionary(uniqueKeysWithValues: plan.learnedGateways.map { ($0, GatewayCell()) })
         self.gateways = gateways
         var loops: [WorkerLoop] = []
         for w in 0..<workers {
-            let queues = plan.routes.map { r in
+            let queues = plan.routes.routes.map { r in
                 WorkerQueue(
                     rxPort: ports[r.rx].id, queue: UInt16(w), backendPort: ports[r.backend].id, context: r.context,
                     hostRing: hostLinks[r.rx]?.toKernel[w].pointer,
                     fromHostRing: w == 0 ? hostLinks[r.rx]?.fromKernel.pointer : nil, gateway: gateways[r.backend]?.word,
                     replyGateway: gateways[r.rx]?.word)
             }
-            let worker = Worker(
-                index: w, port: queues[0].context, flowTableEntries: config.dataplane.flowTableEntries,
-                tcpIdleTimeout: UInt32(config.dataplane.tcpIdleTimeoutSeconds),
-                udpIdleTimeout: UInt32(config.dataplane.udpIdleTimeoutSeconds),
-                tcpClosingTimeout: UInt32(config.dataplane.tcpClosingTimeoutSeconds),
-                tooBigRepliesPerSecond: UInt32(config.icmp.tooBigPerSecond),
-                echoRepliesPerSecond: UInt32(config.icmp.echoPerSecond))
             loops.append(
                 WorkerLoop(
-                    index: w, queues: queues, burstSize: config.dataplane.burstSize, cell: cell, worker: worker,
+                    index: w, queues: queues, burstSize: plan.burstSize, cell: cell,
+                    worker: Worker(index: w, port: queues[0].context, settings: plan.worker),
                     idleSleepMicroseconds: idleSleepMicroseconds))
         }
         self.loops = loops
@@ -192,8 +153,27 @@ final class Dataplane {
         }
     }
 
+}
+
+/// What the control plane (TernAgent's `Agent`) sees of it.
+extension Dataplane: DataplaneView {
+    var portStatus: [PortStatus] {
+        ports.map { p in
+            let link = p.link
+            return PortStatus(
+                name: p.name, linkUp: link.up, speedMbps: Int(link.speedMbps),
+                stats: Dictionary(p.stats.map { ($0.0, UInt64($0.1)) }, uniquingKeysWith: { a, _ in a }))
+        }
+    }
+
+    var counterBlocks: [CounterBlock] { loops.map(\.stats) }
+    var hostCounters: CounterBlock? { hostPath?.stats }
+
     /// Packets received so far over all workers (live reads of their blocks: for the idle timer).
     var progress: UInt64 { loops.reduce(0) { $0 + $1.stats.load(CounterSlot.rx) } }
+}
+
+extension Dataplane {
 
     /// Stops the workers (they flush TX before returning) and closes the ports; returns the mbufs
     /// still in use, then frees the pool. The workers' counters stay readable (their blocks live

@@ -349,7 +349,7 @@ final class FlowSender {
     let reloader: Reloader
     var worker = Worker(
         index: 0, port: PortContext(mac: MACAddress(value: 2), gatewayMAC: MACAddress(value: 1), mtu: 1500),
-        flowTableEntries: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
+        settings: WorkerSettings(flowTableEntries: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10))
     let buffer = UnsafeMutableRawPointer.allocate(byteCount: 2048, alignment: 64)
 
     init(_ reloader: Reloader) { self.reloader = reloader }

@@ -39,7 +39,9 @@ let spec = SnapshotSpec(
 let context = PortContext(mac: Frames.ourMAC, gatewayMAC: Frames.routerMAC, mtu: 1500)
 
 func makeWorker() -> Worker {
-    Worker(index: 0, port: context, flowTableEntries: 4096, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
+    Worker(
+        index: 0, port: context,
+        settings: WorkerSettings(flowTableEntries: 4096, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10))
 }
 
 func testFrames(_ n: Int) -> [[UInt8]] {

@@ -12,8 +12,8 @@ import Testing
 func clampingSimulator(_ services: [ServiceSpec], clamp: Bool = true) -> Simulator {
     let spec = SnapshotSpec(services: services, tableSize: 65537, tunnelSourceV4: ip("10.0.0.10"), tunnelSourceV6: ip("fc00::10"))
     let worker = Worker(
-        index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: 1500, clampMSS: clamp), flowTableEntries: 1 << 12,
-        tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
+        index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: 1500, clampMSS: clamp),
+        settings: WorkerSettings(flowTableEntries: 1 << 12, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10))
     return Simulator(snapshot: ForwardingSnapshot(spec, generation: 1), worker: worker)
 }
 

@@ -14,8 +14,8 @@ let ours = MACAddress(value: 0x02_00_00_00_00_01)
 func makeSimulator(_ services: [ServiceSpec], generation: UInt32 = 1, mtu: Int = 1500, flows: Int = 1 << 16) -> Simulator {
     let spec = SnapshotSpec(services: services, tableSize: 65537, tunnelSourceV4: ip("10.0.0.10"), tunnelSourceV6: ip("fc00::10"))
     let worker = Worker(
-        index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: mtu), flowTableEntries: flows,
-        tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
+        index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: mtu),
+        settings: WorkerSettings(flowTableEntries: flows, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10))
     return Simulator(snapshot: ForwardingSnapshot(spec, generation: generation), worker: worker)
 }
 
@@ -23,8 +23,10 @@ func makeSimulatorWithEchoBudget(_ perSecond: UInt32) -> Simulator {
     let spec = SnapshotSpec(
         services: [web([("10.1.0.1", 100)])], tableSize: 1009, tunnelSourceV4: ip("10.0.0.10"), tunnelSourceV6: nil)
     let worker = Worker(
-        index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: 1500), flowTableEntries: 1024, tcpIdleTimeout: 300,
-        udpIdleTimeout: 30, tcpClosingTimeout: 10, echoRepliesPerSecond: perSecond)
+        index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: 1500),
+        settings: WorkerSettings(
+            flowTableEntries: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10,
+            echoRepliesPerSecond: perSecond))
     return Simulator(snapshot: ForwardingSnapshot(spec, generation: 1), worker: worker)
 }
 
@@ -302,8 +304,10 @@ func clientFlow(_ i: Int, port: UInt16 = 80) -> [UInt8] {
         let spec = SnapshotSpec(
             services: [web([("10.1.0.1", 100)])], tableSize: 1009, tunnelSourceV4: ip("10.0.0.10"), tunnelSourceV6: nil)
         let worker = Worker(
-            index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: 1500), flowTableEntries: 1024, tcpIdleTimeout: 300,
-            udpIdleTimeout: 30, tcpClosingTimeout: 10, tooBigRepliesPerSecond: 0)
+            index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: 1500),
+            settings: WorkerSettings(
+                flowTableEntries: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10, tooBigRepliesPerSecond: 0)
+        )
         var sim = Simulator(snapshot: ForwardingSnapshot(spec, generation: 1), worker: worker)
         let big = Frames.flow(
             source: ip("198.51.100.1"), destination: ip("192.0.2.10"), sourcePort: 1, destinationPort: 80,

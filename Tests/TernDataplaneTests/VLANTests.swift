@@ -12,7 +12,7 @@ func vlanSimulator(vlan: UInt16, replyVLAN: UInt16) -> Simulator {
         services: [web([("10.1.0.1", 100)])], tableSize: 65537, tunnelSourceV4: ip("10.0.0.10"), tunnelSourceV6: ip("fc00::10"))
     let worker = Worker(
         index: 0, port: PortContext(mac: ours, gatewayMAC: gateway, mtu: 1500, vlan: vlan, replyVLAN: replyVLAN),
-        flowTableEntries: 1 << 12, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
+        settings: WorkerSettings(flowTableEntries: 1 << 12, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10))
     return Simulator(snapshot: ForwardingSnapshot(spec, generation: 1), worker: worker)
 }
 

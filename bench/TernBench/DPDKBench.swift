@@ -78,7 +78,8 @@ struct DPDKBench {
             let cell = SnapshotCell(ForwardingSnapshot(s.spec, generation: 1), readers: 1)
             let worker = Worker(
                 index: 0, port: PortContext(mac: Frames.ourMAC, gatewayMAC: Frames.routerMAC, mtu: Scenario.backendMTU),
-                flowTableEntries: s.flowTableEntries, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
+                settings: WorkerSettings(
+                    flowTableEntries: s.flowTableEntries, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10))
             let loop = WorkerLoop(
                 index: 0,
                 queues: [

@@ -35,7 +35,8 @@ func runPipeline(_ s: Scenario, arena: FrameArena, passes: Int, burst: Int = 32)
     let snapshot = ForwardingSnapshot(s.spec, generation: 1)
     var worker = Worker(
         index: 0, port: PortContext(mac: Frames.ourMAC, gatewayMAC: Frames.routerMAC, mtu: Scenario.backendMTU),
-        flowTableEntries: s.flowTableEntries, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
+        settings: WorkerSettings(
+            flowTableEntries: s.flowTableEntries, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10))
     let packets = UnsafeMutablePointer<Packet>.allocate(capacity: burst)
     let outcomes = UnsafeMutablePointer<Outcome>.allocate(capacity: burst)
     defer {

@@ -6,7 +6,7 @@ extension ConfigLoader {
 
     /// Another tool's VIPs as Tern reads its own: imported, rendered as `[[vip]]` TOML (what
     /// `ternctl import` prints), then read back, each named by its source.
-    static func importedVIPs(_ kind: ImportKind, path: String) -> Result<([RawVIP], [String]), ImportError> {
+    static func importedVIPs(_ kind: ImportKind, path: String) -> Result<([ConfigTable], [String]), ImportError> {
         var result: ImportResult
         do {
             switch kind {
@@ -29,9 +29,9 @@ extension ConfigLoader {
                 ImportError([ImportMessage(ImportSource(file: path, line: 0), "rendered TOML does not parse (a bug)")]))
         }
         var reader = DocumentReader()
-        var vips = reader.vips(DocumentReader.Table(document, path: "")) ?? []
+        var vips = reader.read(document).tables(ConfigSchema.vip)
         for i in vips.indices where i < result.vips.count {
-            vips[i].origin = "\(result.vips[i].source) (\(result.vips[i].origin))"
+            vips[i].rename("\(result.vips[i].source) (\(result.vips[i].origin))")
         }
         return .success((vips, result.warnings.map(\.description)))
     }

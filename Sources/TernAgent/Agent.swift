@@ -1,0 +1,134 @@
+// The control plane of a running node, wired: desired state and reloads (Reloader), learned next
+// hops (NeighborWatcher), health checks (HealthProber), the control socket's commands, metrics and
+// telemetry answers (ControlExchange, MetricsRenderer, MetricsServer), and the control loop that
+// drives them all. It sees the data plane only through `DataplaneView`, so it is unit-tested with a
+// fake (AgentTests) and ternd only starts the DPDK side and hands it over.
+
+import Logging
+import TernBalancing
+import TernConfig
+import TernDataplane
+import TernMetrics
+import TernTelemetry
+
+/// What the control plane sees of the running data plane: ternd's DPDK ports and workers, or a
+/// test's fake.
+public protocol DataplaneView: AnyObject {
+    /// Each port's name, link and device counters, read when asked.
+    var portStatus: [PortStatus] { get }
+    /// Each worker's live counters.
+    var counterBlocks: [CounterBlock] { get }
+    /// The host-path thread's counters (nil without host interfaces).
+    var hostCounters: CounterBlock? { get }
+    /// Packets received so far over all workers (the idle timer's progress).
+    var progress: UInt64 { get }
+    /// Learned next hops (`[[port]] gateway`), by port index: the cells workers read.
+    var gateways: [Int: GatewayCell] { get }
+}
+
+/// The clocks and outside facts the agent runs on (ternd: the system's; tests: their own).
+public struct AgentEnvironment {
+    public var log: (Logger.Level, String) -> Void
+    /// Monotonic seconds (timeouts, periods) and wall-clock seconds (uptime, reload times).
+    public var clock: () -> Double
+    public var wallClock: () -> Double
+    /// MemAvailable, for reloads that would not fit (nil: unknown).
+    public var availableMemory: () -> Int?
+
+    public init(
+        log: @escaping (Logger.Level, String) -> Void, clock: @escaping () -> Double, wallClock: @escaping () -> Double,
+        availableMemory: @escaping () -> Int?
+    ) {
+        self.log = log
+        self.clock = clock
+        self.wallClock = wallClock
+        self.availableMemory = availableMemory
+    }
+}
+
+public final class Agent {
+    public let reloader: Reloader
+    public let commands: ControlCommands
+    public let stats: LiveStats
+    /// Other threads (a Prometheus scrape, DPDK telemetry) ask the control thread here.
+    public let exchange = ControlExchange()
+    let watcher: NeighborWatcher
+    let prober: HealthProber
+    let renderer: MetricsRenderer
+    let loop: ControlLoop
+    let environment: AgentEnvironment
+    var metricsServer: MetricsServer?
+
+    /// `config` is running (`publisher` holds its snapshot) on `dataplane`; `server` is the control
+    /// socket (nil: none), `signals` where SIGHUP and SIGTERM come from.
+    public init(
+        config: TernConfig, configPath: String, publisher: Publisher, dataplane: any DataplaneView, signals: any SignalSource,
+        server: ControlServer?, stopWhenIdleSeconds: Double? = nil, environment: AgentEnvironment,
+        neighbors: @escaping () -> Result<[Netlink.Neighbor], NetlinkError> = Netlink.neighbors
+    ) {
+        self.environment = environment
+        let log = environment.log
+        let reloader = Reloader(
+            configPath: configPath, desired: DesiredState(config: config), publisher: publisher,
+            availableMemory: environment.availableMemory, clock: environment.clock, wallClock: environment.wallClock)
+        self.reloader = reloader
+        // Learned next hops: the kernel's neighbour table on each host interface, twice a second.
+        watcher = NeighborWatcher(
+            targets: dataplane.gateways.sorted { $0.key < $1.key }.compactMap { i, cell in
+                guard config.ports.indices.contains(i), let gateway = config.ports[i].gateway,
+                    let interface = config.ports[i].hostInterface
+                else { return nil }  // a port that learns no next hop has no cell in ternd
+                return NeighborWatcher.Target(port: i, gateway: gateway, interface: interface, cell: cell)
+            }, log: log, neighbors: neighbors)
+        // Health checks from the host's stack, on this thread; verdicts publish a new snapshot.
+        let prober = HealthProber { changes in
+            // Published first: once the line is out, the data plane already routes by it.
+            let result = reloader.setHealth(changes.map { ($0.key, $0.up) })
+            for c in changes { log(c.up ? .info : .warning, "health: \(c.key) is \(c.up ? "up" : "DOWN") (\(c.detail))") }
+            log(result.ok ? .info : .error, result.message)
+        }
+        self.prober = prober
+        prober.configure(config)
+        reloader.didReload = { prober.configure($0) }
+        stats = LiveStats(blocks: dataplane.counterBlocks, publisher: publisher, host: dataplane.hostCounters)
+        let lifecycle = Lifecycle()
+        let watcher = watcher
+        var info = DaemonInfo(
+            configPath: configPath, startedAt: environment.wallClock(), workers: config.dataplane.workers,
+            ports: { dataplane.portStatus }, stats: stats, gateways: { watcher.status },
+            health: { prober.states[$0] })
+        info.lifecycle = lifecycle
+        commands = ControlCommands(
+            reloader: reloader, info: info, wallClock: environment.wallClock, shouldStop: { signals.stopPending }, log: log)
+        renderer = MetricsRenderer(stats: stats, reloader: reloader, info: info, commands: commands)
+        let (commands, renderer, clock) = (commands, renderer, environment.clock)
+        loop = ControlLoop(
+            signals: signals, reloader: reloader, log: log, clock: clock, stopWhenIdleSeconds: stopWhenIdleSeconds,
+            progress: { dataplane.progress }, server: server, commands: commands, exchange: exchange,
+            answer: { $0 == "metrics" ? renderer.render() : commands.telemetry($0) },
+            periodic: (watcher.targets.isEmpty ? [] : [(0.5, watcher.poll)]) + [(0, { prober.step(now: clock()) })],
+            lifecycle: lifecycle)
+    }
+
+    /// Serves GET /metrics on `[metrics] listen` (nothing when unset); returns the address.
+    public func serveMetrics(_ config: MetricsConfig?) throws -> String? {
+        guard let m = config else { return nil }
+        let server = try MetricsServer(host: m.host, port: m.port, exchange: exchange)
+        metricsServer = server
+        return server.address
+    }
+
+    /// Runs the control loop until a stop signal or the idle timer; returns why it stopped.
+    public func run(pollMilliseconds: Int32 = 50) -> String {
+        defer {
+            metricsServer?.close()
+            metricsServer = nil
+        }
+        return loop.run(pollMilliseconds: pollMilliseconds)
+    }
+
+    /// The final report: every counter, and the reloads.
+    public func report(extra: [(String, UInt64)] = []) -> TrafficReport {
+        stats.report(extra: extra, extraObjects: [("reloads", [("ok", reloader.succeeded), ("failed", reloader.failed)])])
+    }
+}
