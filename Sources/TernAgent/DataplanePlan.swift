@@ -90,7 +90,7 @@ public struct DataplanePlan: Sendable {
         }
         var setups: [PortSetup] = []
         for (i, (port, device)) in zip(config.ports, devices).enumerated() {
-            let name = "port[\(i)] (\(device.name))"
+            let name = "\(K.port.element(i)) (\(device.name))"
             let rx = device.rxLimits.descriptors(requested: config.dataplane.rxDescriptors, key: K.rxDescriptors, device: name)
             let tx = device.txLimits.descriptors(requested: config.dataplane.txDescriptors, key: K.txDescriptors, device: name)
             var setup = PortSetup(rxDescriptors: 0, txDescriptors: 0, deviceMTU: port.mtu)
@@ -132,5 +132,5 @@ public struct DataplanePlan: Sendable {
     }
 
     /// The start-up line's account of the pool.
-    public var mbufSummary: String { mbufsConfigured ? "\(mbufs) mbufs (dataplane.mbufs)" : mbufPlan.summary }
+    public var mbufSummary: String { mbufsConfigured ? "\(mbufs) mbufs (\(ConfigSchema.mbufs.path))" : mbufPlan.summary }
 }

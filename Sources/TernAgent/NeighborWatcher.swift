@@ -5,6 +5,7 @@
 // kernel gave up (FAILED), workers drop what would go to it (`no_neighbor`).
 
 import Logging
+import TernConfig
 import TernDataplane
 import TernWire
 
@@ -84,16 +85,18 @@ public final class NeighborWatcher {
                 if mac == PortContext.unknownMAC {
                     log(
                         .warning,
-                        "port[\(t.port)] gateway \(t.gateway): unreachable (\(states[i])); dropping what goes to it (no_neighbor)"
+                        "\(ConfigSchema.port.element(t.port)) gateway \(t.gateway): unreachable (\(states[i])); dropping what goes to it (no_neighbor)"
                     )
                 } else {
                     log(
                         .info,
-                        "port[\(t.port)] gateway \(t.gateway) is at \(mac)\(before == PortContext.unknownMAC ? "" : " (was \(before))")"
+                        "\(ConfigSchema.port.element(t.port)) gateway \(t.gateway) is at \(mac)\(before == PortContext.unknownMAC ? "" : " (was \(before))")"
                     )
                 }
             }
-            if again, let e = nudge(t.gateway, t.interface) { log(.debug, "port[\(t.port)] gateway: \(e.description)") }
+            if again, let e = nudge(t.gateway, t.interface) {
+                log(.debug, "\(ConfigSchema.port.element(t.port)) gateway: \(e.description)")
+            }
         }
     }
 

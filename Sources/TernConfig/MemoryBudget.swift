@@ -34,7 +34,7 @@ public enum MemoryBudget {
         if flows > usable {
             return [
                 ConfigProblem(
-                    "dataplane.flow_table_entries",
+                    ConfigSchema.flowTableEntries.path,
                     "\(config.dataplane.workers) worker(s) x \(config.dataplane.flowTableEntries) entries need \(mib(flows)) MiB of "
                         + "flow tables; this machine has \(mib(max(0, usable))) MiB available (MemAvailable less \(mib(reserveBytes)) MiB)"
                 )
@@ -43,7 +43,7 @@ public enum MemoryBudget {
         if flows + maglev > usable {
             return [
                 ConfigProblem(
-                    "maglev.table_size",
+                    ConfigSchema.tableSize.path,
                     "\(config.vips.count) VIPs x \(config.tableSize) slots need \(mib(maglev)) MiB of Maglev tables beside "
                         + "\(mib(flows)) MiB of flow tables; this machine has \(mib(max(0, usable))) MiB available")
             ]
@@ -57,7 +57,7 @@ public enum MemoryBudget {
         guard next.maglevTableBytes > usable else { return [] }
         return [
             ConfigProblem(
-                "maglev.table_size",
+                ConfigSchema.tableSize.path,
                 "\(next.vips.count) VIPs x \(next.tableSize) slots need \(mib(next.maglevTableBytes)) MiB of Maglev tables "
                     + "beside the running ones; this machine has \(mib(max(0, usable))) MiB available")
         ]

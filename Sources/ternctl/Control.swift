@@ -72,7 +72,7 @@ struct Status: ParsableCommand {
             }
             for g in r.gateways {
                 s +=
-                    "port[\(g.port)] gateway \(g.gateway) on \(g.interface): "
+                    "\(ConfigSchema.port.element(g.port)) gateway \(g.gateway) on \(g.interface): "
                     + (g.mac.isEmpty ? "UNKNOWN (dropping no_neighbor)" : "at \(g.mac)") + ", kernel state \(g.state)\n"
             }
             for (vip, f) in r.tableFingerprints.sorted(by: { $0.key < $1.key }) { s += "table \(vip) fingerprint \(f)\n" }
