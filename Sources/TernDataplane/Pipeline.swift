@@ -122,7 +122,7 @@ public struct Worker: ~Copyable {
     @usableFromInline let classified: UnsafeMutablePointer<Classified>
     @usableFromInline let pending: UnsafeMutablePointer<Bool>
     /// The current burst's packets (set by `processBurst`): where `placeBy` finds the frame of a
-    /// classified packet (same index).
+    /// classified packet (`frame(of:)`).
     @usableFromInline var burstPackets: UnsafeMutablePointer<Packet>? = nil
     /// This worker's forwarded-packet counters in the burst's snapshot, by backend (set with
     /// `burstPackets`): one add per packet, the row worked out once per burst.
@@ -616,6 +616,16 @@ public struct Worker: ~Copyable {
         return backend
     }
 
+    /// The frame of the packet whose stage-1 record is `c`: records and packets share the burst
+    /// index (`processBurst` writes `classified + i` for `packets[i]`). Recovered here, on the rare
+    /// placements that read the frame, rather than passed down: passing the index (or the frame)
+    /// through `chooseBackend`, `lookUpBackend` and `placeNewFlow` cost tcp-syn 5 instructions a
+    /// packet and tcp-established up to 5 (bench/compare.py, RESULTS.md).
+    @inlinable @inline(__always)
+    func frame(of c: UnsafePointer<Classified>, in packets: UnsafeMutablePointer<Packet>) -> UnsafeMutableRawPointer {
+        packets[c - UnsafePointer(classified)].data
+    }
+
     /// A new flow of a VIP with a `hash` mode, `quic` or `clamp_mss`: placed by `pick`, then a
     /// connection's SYN has its MSS clamped. The frame is found through the burst's packets
     /// (`burstPackets`), so no other placement carries it.
@@ -624,8 +634,7 @@ public struct Worker: ~Copyable {
         let record = snapshot.vips[vip]
         let slot = pick(c, vip: vip, snapshot: snapshot)
         if record.clampMSS && slot != Maglev.emptySlot, let packets = burstPackets {
-            clampMSS(
-                packets[c - UnsafePointer(classified)].data, c, backend: record.firstBackend &+ Int(slot), snapshot: snapshot)
+            clampMSS(frame(of: c, in: packets), c, backend: record.firstBackend &+ Int(slot), snapshot: snapshot)
         }
         return slot
     }
@@ -636,7 +645,7 @@ public struct Worker: ~Copyable {
     mutating func pick(_ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot) -> BackendSlot {
         let record = snapshot.vips[vip]
         if record.quic && !c.pointee.isICMPError, let packets = burstPackets {
-            let frame = UnsafeRawPointer(packets[c - UnsafePointer(classified)].data)
+            let frame = UnsafeRawPointer(frame(of: c, in: packets))
             // UDP payload: after the IP header (its length is what l3Offset + ipLength leave) and 8 bytes.
             var net = NetworkHeader()
             let end = Int(c.pointee.l3Offset) &+ Int(c.pointee.ipLength)

@@ -4,7 +4,7 @@
 // mixed traffic (new and established flows, several packets of one flow in one burst, SYN/FIN/RST,
 // UDP, IPv6, GUE, echo, fragments in order, too big, unserved, malformed, not for a VIP) once as
 // bursts of one and once as bursts of seeded random sizes, and require the same outcome and bytes
-// for every frame, and the same counters.
+// for every frame, and the same counters (per outcome, and per backend).
 
 import Testing
 
@@ -77,7 +77,9 @@ import Testing
         return frames
     }
 
-    static func run(_ frames: [[UInt8]], burstSizes: inout SplitMix, largest: Int) -> ([(Outcome, [UInt8]?)], OutcomeCounters) {
+    static func run(_ frames: [[UInt8]], burstSizes: inout SplitMix, largest: Int) -> (
+        [(Outcome, [UInt8]?)], OutcomeCounters, (packets: [UInt64], newFlows: [UInt64])
+    ) {
         var sim = simulator()
         var results: [(Outcome, [UInt8]?)] = []
         var i = 0
@@ -86,15 +88,18 @@ import Testing
             results += sim.runBurst(Array(frames[i..<(i + n)]))
             i += n
         }
-        return (results, sim.worker.counters)
+        return (results, sim.worker.counters, sim.snapshot.backendTotals())
     }
 
     @Test(arguments: [2, 8, 32, Worker.maxBurst])
     func burstsOfMixedFlowsGiveWhatSingleFramesGive(largest: Int) {
         let frames = BurstEquivalenceTests.traffic()
         var rng = SplitMix(seed: UInt64(largest))
-        let (single, singleCounters) = BurstEquivalenceTests.run(frames, burstSizes: &rng, largest: 1)
-        let (burst, burstCounters) = BurstEquivalenceTests.run(frames, burstSizes: &rng, largest: largest)
+        let (single, singleCounters, singleTotals) = BurstEquivalenceTests.run(frames, burstSizes: &rng, largest: 1)
+        let (burst, burstCounters, burstTotals) = BurstEquivalenceTests.run(frames, burstSizes: &rng, largest: largest)
+        // Per backend too: packets forwarded and flows placed land in this worker's row.
+        #expect(singleTotals.packets == burstTotals.packets && singleTotals.newFlows == burstTotals.newFlows)
+        #expect(singleTotals.newFlows.reduce(0, +) > 0)
         var differing: [Int] = []
         for k in frames.indices where single[k].0 != burst[k].0 || single[k].1 != burst[k].1 { differing.append(k) }
         #expect(
