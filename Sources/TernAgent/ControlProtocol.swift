@@ -256,14 +256,6 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var mac: String
     /// The kernel's neighbour state.
     public var state: String
-
-    public init(port: Int, gateway: String, interface: String, mac: String, state: String) {
-        self.port = port
-        self.gateway = gateway
-        self.interface = interface
-        self.mac = mac
-        self.state = state
-    }
 }
 
 public struct ReloadCounts: Codable, Sendable, Equatable {

@@ -19,29 +19,21 @@ extension WorkerSettings {
     }
 }
 
-/// What ternd learns from an opened device before it configures it.
+/// What ternd learns from an opened device before it configures it (a test sets what it needs).
 public struct DeviceFacts: Sendable, Equatable {
     public var name: String
-    /// The device's arguments (`--vdev NAME,ARGS`): net_af_packet's framesz, net_pcap's replays.
-    public var devargs: String
     public var mac: MACAddress
-    public var rxLimits: DescriptorLimits
-    public var txLimits: DescriptorLimits
-    public var maxMTU: Int
+    /// The device's arguments (`--vdev NAME,ARGS`): net_af_packet's framesz, net_pcap's replays.
+    public var devargs = ""
+    public var rxLimits = DescriptorLimits(min: 1, max: 65_535, align: 1)
+    public var txLimits = DescriptorLimits(min: 1, max: 65_535, align: 1)
+    public var maxMTU = ConfigSchema.portMTU.range!.upperBound
     /// Packets a net_pcap device replaying its capture keeps in mbufs (0 for other devices).
-    public var replayedPackets: Int
+    public var replayedPackets = 0
 
-    public init(
-        name: String, devargs: String = "", mac: MACAddress, rxLimits: DescriptorLimits, txLimits: DescriptorLimits, maxMTU: Int,
-        replayedPackets: Int = 0
-    ) {
+    public init(name: String, mac: MACAddress) {
         self.name = name
-        self.devargs = devargs
         self.mac = mac
-        self.rxLimits = rxLimits
-        self.txLimits = txLimits
-        self.maxMTU = maxMTU
-        self.replayedPackets = replayedPackets
     }
 }
 

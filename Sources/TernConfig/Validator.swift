@@ -79,25 +79,34 @@ struct Validator {
     }
 
     mutating func address(_ text: String, _ path: String) -> IPAddress? {
-        guard let a = IPAddress(text) else {
-            fail(path, "not an IPv4 or IPv6 address: \"\(escapedForMessage(text))\"")
-            return nil
-        }
-        if let reason = a.notUnicastReason {
-            fail(path, "must be a unicast address; \(a) is \(reason)")
-        }
-        return a
+        unicast(IPAddress(text), text, path, notA: "an IPv4 or IPv6 address", kind: "address", reason: \.notUnicastReason)
     }
 
     mutating func mac(_ text: String, _ path: String) -> MACAddress? {
-        guard let m = MACAddress(text) else {
-            fail(path, "not a MAC address (aa:bb:cc:dd:ee:ff): \"\(escapedForMessage(text))\"")
+        unicast(
+            MACAddress(text), text, path, notA: "a MAC address (aa:bb:cc:dd:ee:ff)", kind: "MAC address",
+            reason: \.notUnicastReason)
+    }
+
+    /// Which of `options` a string key says (the first when unset); nil, reported, for anything else.
+    mutating func oneOf(_ t: ConfigTable, _ key: ConfigKey, _ options: [String]) -> Int? {
+        let value = t.string(key) ?? options[0]
+        if let i = options.firstIndex(of: value) { return i }
+        let names = options.map { "\"\($0)\"" }.joined(separator: " or ")
+        fail(t.path(key), "must be \(names), got \"\(escapedForMessage(value))\"")
+        return nil
+    }
+
+    /// `parsed` (from `text`) when it parsed, reporting it when it is not unicast as well.
+    mutating func unicast<A: CustomStringConvertible>(
+        _ parsed: A?, _ text: String, _ path: String, notA: String, kind: String, reason: KeyPath<A, String?>
+    ) -> A? {
+        guard let a = parsed else {
+            fail(path, "not \(notA): \"\(escapedForMessage(text))\"")
             return nil
         }
-        if let reason = m.notUnicastReason {
-            fail(path, "must be a unicast MAC address; \(m) is \(reason)")
-        }
-        return m
+        if let why = a[keyPath: reason] { fail(path, "must be a unicast \(kind); \(a) is \(why)") }
+        return a
     }
 
     /// The validated config from the document as read (`vips`: its own `[[vip]]` tables and those
@@ -351,18 +360,13 @@ struct Validator {
         var vips: [VIPConfig] = []
         var paths: [String] = []
         for r in tables {
-            guard let addressText = r.string(K.vipAddress), r.has(K.vipPort), let protocolName = r.string(K.vipProtocol) else {
+            guard let addressText = r.string(K.vipAddress), r.has(K.vipPort), r.has(K.vipProtocol) else {
                 continue
             }
             let path = r.path
             let (address, prefixLength) = vipAddress(addressText, r.path(K.vipAddress))
             let port = int(r, K.vipPort)
-            var ipProtocol = IPProtocol.tcp
-            switch protocolName {
-            case "tcp": ipProtocol = IPProtocol.tcp
-            case "udp": ipProtocol = IPProtocol.udp
-            default: fail(r.path(K.vipProtocol), "must be \"tcp\" or \"udp\", got \"\(escapedForMessage(protocolName))\"")
-            }
+            let ipProtocol = oneOf(r, K.vipProtocol, ["tcp", "udp"]) == 1 ? IPProtocol.udp : IPProtocol.tcp
             var encapsulation = Encapsulation.ipip
             var guePort: UInt16 = 0
             let encap = r.string(K.vipEncap)
@@ -431,13 +435,7 @@ struct Validator {
         let rise = int(h, K.healthRise)
         let fall = int(h, K.healthFall)
         let status = int(h, K.healthExpectStatus)
-        var keep = false
-        let allDown = h.string(K.healthAllDown)
-        switch allDown ?? "withdraw" {
-        case "withdraw": break
-        case "keep": keep = true
-        default: fail(h.path(K.healthAllDown), "must be \"withdraw\" or \"keep\", got \"\(escapedForMessage(allDown ?? ""))\"")
-        }
+        let keep = oneOf(h, K.healthAllDown, ["withdraw", "keep"]) == 1
         let checkPath = h.string(K.healthPath)
         if let p = checkPath, !p.hasPrefix("/") || p.utf8.contains(where: { $0 < 0x21 || $0 == 0x7F }) {
             fail(
@@ -511,14 +509,7 @@ struct Validator {
         for (j, b) in all.enumerated() {
             guard let addressText = b.string(K.backendAddress) else { continue }
             let weight = int(b, K.backendWeight)
-            var draining = false
-            let state = b.string(K.backendState)
-            switch state ?? "active" {
-            case "active": break
-            case "draining": draining = true
-            default:
-                fail(b.path(K.backendState), "must be \"active\" or \"draining\", got \"\(escapedForMessage(state ?? ""))\"")
-            }
+            let draining = oneOf(b, K.backendState, ["active", "draining"]) == 1
             let addressPath = b.path(K.backendAddress)
             guard let a = address(addressText, addressPath) else { continue }
             if let first = seen[a] {

@@ -179,13 +179,14 @@ struct BackendSelection: ParsableArguments {
     @Argument(help: "The backend's address.") var backend: String
     @Option(help: "Only this VIP (ADDR:PORT/PROTO); default: every VIP with that backend.") var vip: String?
 
-    /// The backend's address; as ternd refuses one that is not an address (exit 1).
-    func address(for command: String) throws -> IPAddress {
+    /// Sends `name` (drain or undrain) for this backend and prints what ternd did; an address that
+    /// is not one is refused as ternd refuses it (exit 1).
+    func send(_ name: String, _ command: (IPAddress, String?) -> ControlCommand, options: SocketOptions) throws {
         guard let a = IPAddress(backend) else {
-            printError("ternctl: \(command) needs backend=ADDRESS")
+            printError("ternctl: \(name) needs backend=ADDRESS")
             throw ExitCode(1)
         }
-        return a
+        try options.finish(try options.send(command(a, vip)), as: MessageReply.self) { "\($0.message)\n" }
     }
 }
 
@@ -197,10 +198,7 @@ struct Drain: ParsableCommand {
     @OptionGroup var options: SocketOptions
     @OptionGroup var selection: BackendSelection
 
-    func run() throws {
-        let command = ControlCommand.drain(backend: try selection.address(for: "drain"), vip: selection.vip)
-        try options.finish(try options.send(command), as: MessageReply.self) { "\($0.message)\n" }
-    }
+    func run() throws { try selection.send("drain", ControlCommand.drain, options: options) }
 }
 
 struct Undrain: ParsableCommand {
@@ -208,10 +206,7 @@ struct Undrain: ParsableCommand {
     @OptionGroup var options: SocketOptions
     @OptionGroup var selection: BackendSelection
 
-    func run() throws {
-        let command = ControlCommand.undrain(backend: try selection.address(for: "undrain"), vip: selection.vip)
-        try options.finish(try options.send(command), as: MessageReply.self) { "\($0.message)\n" }
-    }
+    func run() throws { try selection.send("undrain", ControlCommand.undrain, options: options) }
 }
 
 struct Show: ParsableCommand {

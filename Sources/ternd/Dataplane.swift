@@ -53,11 +53,13 @@ final class Dataplane {
         self.ports = ports
         let devices = ports.map { port in
             let limits = port.limits
-            return DeviceFacts(
-                name: port.name, devargs: port.devargs, mac: port.mac,
-                rxLimits: DescriptorLimits(min: limits.rx.min, max: limits.rx.max, align: limits.rx.align),
-                txLimits: DescriptorLimits(min: limits.tx.min, max: limits.tx.max, align: limits.tx.align), maxMTU: limits.maxMTU,
-                replayedPackets: Dataplane.replayedPackets(port))
+            var facts = DeviceFacts(name: port.name, mac: port.mac)
+            facts.devargs = port.devargs
+            facts.rxLimits = DescriptorLimits(min: limits.rx.min, max: limits.rx.max, align: limits.rx.align)
+            facts.txLimits = DescriptorLimits(min: limits.tx.min, max: limits.tx.max, align: limits.tx.align)
+            facts.maxMTU = limits.maxMTU
+            facts.replayedPackets = Dataplane.replayedPackets(port)
+            return facts
         }
         let lcores = EAL.workerLcores
         switch DataplanePlan.make(config: config, file: configPath, devices: devices, workerLcores: lcores.count) {

@@ -16,29 +16,19 @@ import Testing
     )
         -> DeviceFacts
     {
-        DeviceFacts(
-            name: name, devargs: devargs, mac: MACAddress(value: mac), rxLimits: ring, txLimits: ring, maxMTU: maxMTU,
-            replayedPackets: replayed)
+        var facts = DeviceFacts(name: name, mac: MACAddress(value: mac))
+        (facts.devargs, facts.rxLimits, facts.txLimits, facts.maxMTU, facts.replayedPackets) = (
+            devargs, ring, ring, maxMTU, replayed
+        )
+        return facts
     }
 
+    /// AgentTests' `base` config with these ports and `[dataplane]` keys, two workers.
     static func config(_ ports: String, dataplane: String = "") throws -> TernConfig {
-        try ConfigLoader.parse(
-            """
-            [node]
-            name = "plan"
-            tunnel_source_v4 = "10.0.0.10"
-            [dataplane]
-            workers = 2
-            \(dataplane)
-            \(ports)
-            [[vip]]
-            address = "192.0.2.10"
-            port = 80
-            protocol = "tcp"
-            [[vip.backend]]
-            address = "10.1.0.1"
-
-            """, file: "plan.toml")
+        let port = "[[port]]\ndevice = \"net_ring0\"\ngateway_mac = \"02:00:00:00:00:fe\"\n"
+        precondition(base.contains(port))
+        return try ConfigLoader.parse(
+            base.replacingOccurrences(of: port, with: "[dataplane]\nworkers = 2\n\(dataplane)\n\(ports)\n"), file: "plan.toml")
     }
 
     static let twoPorts = """
