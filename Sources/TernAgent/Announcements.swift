@@ -34,6 +34,32 @@ public enum Announcements {
     }
 }
 
+extension Announcement {
+    /// What the feed takes from a control reply before anything reaches a speaker: a prefix must be
+    /// one a VIP can have (an address, or a CIDR VIP of at most 256 addresses, host bits clear),
+    /// communities `A:B` of 16-bit numbers; anything else (a squatter's `0.0.0.0/0`, a newline
+    /// that would be a second ExaBGP command) is refused with the reason.
+    public static func trusted(_ p: PrefixAnnouncement) -> Result<(String, Announcement), ControlFailure> {
+        let parts = p.prefix.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let address = IPAddress(String(parts[0])), let length = Int(parts[1]),
+            parts[1].allSatisfy(\.isASCII), parts[1].allSatisfy(\.isNumber),
+            (address.bitWidth - 8...address.bitWidth).contains(length), address.hasZeroHostBits(prefixLength: length),
+            address.notUnicastReason == nil
+        else { return .failure(ControlFailure("not a VIP prefix: \"\(escapedForMessage(p.prefix))\"")) }
+        for c in p.communities {
+            let ab = c.split(separator: ":", omittingEmptySubsequences: false)
+            guard ab.count == 2, ab.allSatisfy({ $0.allSatisfy(\.isASCII) && UInt16($0) != nil }) else {
+                return .failure(ControlFailure("not a community (A:B): \"\(escapedForMessage(c))\""))
+            }
+        }
+        if let med = p.med, !(0...Int(UInt32.max)).contains(med) {
+            return .failure(ControlFailure("not a MED: \(med)"))
+        }
+        let canonical = "\(address)/\(length)"
+        return .success((canonical, Announcement(up: p.up, attributes: BGPAttributes(med: p.med, communities: p.communities))))
+    }
+}
+
 /// The feed's memory of what it told ExaBGP, and the commands that bring ExaBGP to a new wanted
 /// state (announce what became up or changed attributes, withdraw what went down or left).
 public struct AnnouncementFeed: Sendable {

@@ -83,12 +83,30 @@ public final class ControlServer {
 
 /// The client side: sends one command and returns the reply line as it came.
 public enum ControlClient {
-    public static func exchange(_ command: ControlCommand, socket path: String) throws(SocketError) -> [UInt8] {
+    /// How long a whole exchange (connect, send, receive) may take by default: a frozen or stalled
+    /// ternd is reported as unreachable instead of holding the client.
+    public static let defaultTimeout = 5.0
+
+    /// Fails when the exchange takes longer than `timeoutSeconds`, and when the socket is served
+    /// by a process that is neither root nor this user (someone else bound the path).
+    public static func exchange(_ command: ControlCommand, socket path: String, timeoutSeconds: Double = defaultTimeout)
+        throws(SocketError) -> [UInt8]
+    {
+        let deadline = UnixSocket.monotonicSeconds() + timeoutSeconds
         let fd = try UnixSocket.connect(path)
         guard fd >= 0 else { throw SocketError("cannot connect to \(path)") }
         defer { Glibc.close(fd) }
-        guard UnixSocket.writeAll(fd, command.line, timeoutMilliseconds: 5000) else { throw SocketError("write to \(path)") }
-        let reply = UnixSocket.readToEnd(fd)
+        let owner = UnixSocket.peerUser(fd)
+        guard let owner, owner == 0 || owner == geteuid() else {
+            throw SocketError(
+                message: "\(path) is served by user \(owner.map(String.init) ?? "?"), not root or this user: not trusted")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let millis = Int32(max(1, min(timeoutSeconds, 60) * 1000))
+        guard UnixSocket.writeAll(fd, command.line, timeoutMilliseconds: millis) else { throw SocketError("write to \(path)") }
+        guard let reply = UnixSocket.readToEnd(fd, deadline: deadline) else {
+            throw SocketError(message: "\(path): no reply within \(timeoutSeconds) s")
+        }
         guard (try? ControlWire.decode(ReplyHeader.self, from: reply)) != nil else {
             throw SocketError(message: "\(path): no reply, or not JSON (\(reply.count) bytes)")
         }

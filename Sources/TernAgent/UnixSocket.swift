@@ -118,16 +118,37 @@ enum UnixSocket {
         return true
     }
 
-    /// Blocking read of everything until the peer closes, at most `limit` bytes.
-    static func readToEnd(_ fd: Int32, limit: Int = 16 << 20) -> [UInt8] {
+    /// Everything until the peer closes, at most `limit` bytes, waiting no later than `deadline`
+    /// (monotonic seconds; nil: no limit); nil when the deadline passed first.
+    static func readToEnd(_ fd: Int32, limit: Int = 16 << 20, deadline: Double? = nil) -> [UInt8]? {
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while out.count < limit {
+            if let deadline {
+                let left = deadline - monotonicSeconds()
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                if left <= 0 || poll(&p, 1, Int32(min(left * 1000 + 1, 60_000))) == 0 { return nil }
+            }
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
             if n <= 0 { break }
             out += buffer[..<n]
         }
         return out
+    }
+
+    /// The user id of the process at the other end (`SO_PEERCRED`), nil if the kernel will not say.
+    static func peerUser(_ fd: Int32) -> uid_t? {
+        // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (Glibc's module hides it behind _GNU_SOURCE).
+        var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
+        var size = socklen_t(MemoryLayout.size(ofValue: credentials))
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) == 0, size == 12 else { return nil }
+        return credentials.uid
+    }
+
+    static func monotonicSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }

@@ -6,7 +6,9 @@
 //     exabgp.api.ack is on) is read and ignored; end of input means ExaBGP is gone.
 //   BIRD (--bird-include FILE): rewrites FILE (static routes, see `BIRDRoutes`) and runs `birdc
 //     configure` whenever the wanted set changes.
-// When ternd cannot be reached it withdraws everything and exits 69 (fail closed).
+// When ternd cannot be reached, does not answer within an interval (frozen, stalled) or the socket
+// is served by another user than root or this one, it withdraws everything and exits 69 (fail
+// closed). Every field it passes on is checked first (`Announcement.trusted`).
 
 import ArgumentParser
 import TernAgent
@@ -55,7 +57,8 @@ struct BGPFeed: ParsableCommand {
         while true {
             let reply: [UInt8]
             do {
-                reply = try ControlClient.exchange(.announcements, socket: options.socket)
+                // A frozen or stalled ternd is as good as gone: no reply within an interval withdraws.
+                reply = try ControlClient.exchange(.announcements, socket: options.socket, timeoutSeconds: max(0.5, interval))
             } catch {
                 _ = tell([:])
                 printError("ternctl bgp-feed: \(error.description): withdrew every prefix; exiting")
@@ -69,11 +72,15 @@ struct BGPFeed: ParsableCommand {
         }
     }
 
-    /// The control reply's prefixes (none from a reply that is not an announcements reply).
+    /// The control reply's prefixes (none from a reply that is not an announcements reply); a
+    /// field that is not what ternd writes is refused and logged, never passed on.
     static func announcements(_ line: [UInt8]) -> [String: Announcement] {
         var wanted: [String: Announcement] = [:]
         for p in (try? ControlWire.decode(AnnouncementsReply.self, from: line))?.prefixes ?? [] {
-            wanted[p.prefix] = Announcement(up: p.up, attributes: BGPAttributes(med: p.med, communities: p.communities))
+            switch Announcement.trusted(p) {
+            case .success(let (prefix, a)): wanted[prefix] = a
+            case .failure(let f): printError("ternctl bgp-feed: refused from the control socket: \(f.message)")
+            }
         }
         return wanted
     }

@@ -298,7 +298,7 @@ final class ScriptedSignals: SignalSource {
                         == "drain [(key: \"backend\", value: \"10.1.0.1\"), (key: \"vip\", value: \"192.0.2.10:80/tcp\")]")
                 let fd = try! UnixSocket.connect(path)
                 UnixSocket.writeAll(fd, Array("not json\n".utf8))
-                let text = String(decoding: UnixSocket.readToEnd(fd), as: UTF8.self)
+                let text = String(decoding: UnixSocket.readToEnd(fd) ?? [], as: UTF8.self)
                 close(fd)
                 #expect(text.contains("\"ok\":false") && text.contains("not a JSON object"))
             }
@@ -338,7 +338,7 @@ final class ScriptedSignals: SignalSource {
             #expect(server.clients.count == 1)
             server.service(now: ControlServer.requestTimeout + 0.1) { _ in .message(MessageReply("")) }
             #expect(server.clients.isEmpty)
-            #expect(String(decoding: UnixSocket.readToEnd(fd), as: UTF8.self).contains("no request within"))
+            #expect(String(decoding: UnixSocket.readToEnd(fd) ?? [], as: UTF8.self).contains("no request within"))
         }
     }
 }

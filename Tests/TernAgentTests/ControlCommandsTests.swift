@@ -198,3 +198,27 @@ final class FakeDaemon {
                 == ReplyHeader(ok: false, error: "no"))
     }
 }
+
+@Suite struct FeedTrustTests {
+    func trusted(_ prefix: String, communities: [String] = [], med: Int? = nil) -> String? {
+        switch Announcement.trusted(PrefixAnnouncement(prefix: prefix, up: true, communities: communities, med: med)) {
+        case .success(let (p, _)): p
+        case .failure: nil
+        }
+    }
+
+    @Test func onlyPrefixesAVIPCanHaveWithWellFormedAttributesPass() {
+        #expect(trusted("192.0.2.10/32") == "192.0.2.10/32" && trusted("198.51.100.0/24") == "198.51.100.0/24")
+        #expect(trusted("2001:DB8::10/128") == "2001:db8::10/128" && trusted("2001:db8::/120") == "2001:db8::/120")
+        #expect(trusted("192.0.2.10/32", communities: ["65000:100"], med: 10) != nil)
+        for bad in [
+            "0.0.0.0/0", "10.0.0.0/8", "192.0.2.10", "192.0.2.10/33", "192.0.2.1/24", "127.0.0.1/32", "192.0.2.10/32\nannounce",
+            "192.0.2.10/+32", "x/32",
+        ] {
+            #expect(trusted(bad) == nil, "\(bad)")
+        }
+        #expect(trusted("192.0.2.10/32", communities: ["65000:100]\nannounce route 0.0.0.0/0"]) == nil)
+        #expect(trusted("192.0.2.10/32", communities: ["70000:1"]) == nil)
+        #expect(trusted("192.0.2.10/32", med: -1) == nil)
+    }
+}

@@ -723,6 +723,123 @@ def test_replay_and_jumbo(ternd, tmp):
           flush=True)
 
 
+class FeedReader(threading.Thread):
+    """Runs `ternctl bgp-feed` with a pipe for ExaBGP's side and keeps each line it writes."""
+
+    def __init__(self, ternctl, sock, interval="0.3"):
+        super().__init__(daemon=True)
+        self.proc = subprocess.Popen([ternctl, "bgp-feed", "--socket", sock, "--interval", interval], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines, self.times = [], []
+        self.start()
+
+    def run(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.strip())
+            self.times.append(time.monotonic())
+
+    def finish(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.join(timeout=10)
+        return self.proc.returncode, self.proc.stderr.read()
+
+
+def lying_socket(path, reply, user=None):
+    """A process serving one canned reply on `path` (as `user` when given): a squatter or a liar."""
+    code = ("import socket,sys,os\n"
+            "s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)\n"
+            "while True:\n c,_=s.accept(); c.recv(65536); c.sendall(sys.argv[2].encode()); c.close()\n")
+    cmd = [sys.executable, "-c", code, path, reply]
+    if user:
+        cmd = ["runuser", "-u", user, "--", *cmd]
+    proc = subprocess.Popen(cmd)
+    wait_until(lambda: os.path.exists(path), 10, f"{path} to be bound")
+    return proc
+
+
+def test_feed_fails_closed(ternd, ternctl, tmp):
+    """The feed withdraws when ternd freezes (no reply within an interval), refuses a socket served
+    by another user, and passes on nothing from a reply that is not what ternd writes; ternctl
+    status against a frozen ternd gives up instead of hanging."""
+    sockdir = f"/run/tern-feed-{os.getpid()}"
+    os.makedirs(sockdir, exist_ok=True)
+    sock = os.path.join(sockdir, "ternd.sock")
+    config = null_config(tmp, extra=f'[control]\nsocket = "{sock}"\n')
+    cmd = ternd_cmd(ternd, "net_null0", config)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = StderrLog(proc)
+    try:
+        wait_until(lambda: "started:" in log.text(), 30, "ternd to start")
+        feed = FeedReader(ternctl, sock)
+        wait_until(lambda: any(line.startswith("announce route 192.0.2.10/32") for line in feed.lines), 10, "the announcement")
+        os.kill(proc.pid, signal.SIGSTOP)
+        frozen = time.monotonic()
+        try:
+            wait_until(lambda: any(line.startswith("withdraw route 192.0.2.10/32") for line in feed.lines), 10,
+                       "the feed to withdraw from a frozen ternd")
+            withdrew = feed.times[-1] - frozen
+            rc, err = feed.finish()
+            started = time.monotonic()
+            status = ctl(ternctl, sock, "status")
+            status_took = time.monotonic() - started
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        check(withdrew < 3 * 0.3 + 0.5, f"feed: withdrew {withdrew:.2f} s after ternd froze (interval 0.3 s)")
+        check(rc == 69 and "no reply within" in err, f"feed: exit {rc}, {err[-300:]}")
+        check(status.returncode == 69 and status_took < 10, f"status against a frozen ternd: exit {status.returncode} after "
+              f"{status_took:.1f} s: {status.stderr[-200:]}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        remove_runtime_dirs(cmd)
+    # A socket someone else serves: nothing believed, everything withdrawn.
+    shared = tempfile.mkdtemp(prefix="tern-squat-")
+    os.chmod(shared, 0o1777)
+    squatted = os.path.join(shared, "ternd.sock")
+    lie = '{"ok":true,"prefixes":[{"prefix":"0.0.0.0/0","up":true,"communities":[]}]}\n'
+    squatter = lying_socket(squatted, lie, user="nobody")
+    try:
+        feed = FeedReader(ternctl, squatted)
+        rc, err = feed.finish()
+    finally:
+        squatter.kill()
+        shutil.rmtree(shared, ignore_errors=True)
+    check(rc == 69 and not any(line.startswith("announce") for line in feed.lines) and "not trusted" in err,
+          f"squatted socket: exit {rc}, lines {feed.lines}, {err[-300:]}")
+    # A root-owned liar: fields that are not VIP prefixes or communities never reach ExaBGP.
+    liar_path = os.path.join(sockdir, "liar.sock")
+    lie = ('{"ok":true,"prefixes":[{"prefix":"0.0.0.0/0","up":true,"communities":[]},'
+           '{"prefix":"192.0.2.10/32\\nannounce route 198.51.100.0/24 next-hop self","up":true,"communities":[]},'
+           '{"prefix":"192.0.2.20/32","up":true,"communities":["65000:1]\\nannounce route 203.0.113.0/24 next-hop self"]},'
+           '{"prefix":"192.0.2.30/32","up":true,"communities":["65000:1"]}]}\n')
+    liar = lying_socket(liar_path, lie)
+    try:
+        feed = FeedReader(ternctl, liar_path)
+        wait_until(lambda: len(feed.lines) >= 1, 10, "the feed's first line")
+        time.sleep(0.7)  # two more rounds of asking: what it writes must not change
+        rc, err = feed.finish()
+    finally:
+        liar.kill()
+        os.unlink(liar_path)
+    check(feed.lines == ["announce route 192.0.2.30/32 next-hop self community [65000:1]", "withdraw route 192.0.2.30/32 next-hop self"],
+          f"lying socket: the feed wrote {feed.lines}")
+    check(err.count("refused from the control socket") >= 3, f"lying socket: refusals not logged: {err[-400:]}")
+    shutil.rmtree(sockdir, ignore_errors=True)
+    print(f"ok: bgp-feed fails closed: withdrew {withdrew:.2f} s after ternd froze (interval 0.3 s), status gave up after "
+          f"{status_took:.1f} s; a socket served by nobody and a lying one announced nothing but well-formed VIP prefixes",
+          flush=True)
+
+
 def main(ternd, ternctl):
     tmp = tempfile.mkdtemp(prefix="tern-ternd-")
     try:
@@ -731,6 +848,7 @@ def main(ternd, ternctl):
         test_replay_and_jumbo(ternd, tmp)
         test_sigterm_stops_a_long_reload(ternd, tmp)
         test_control_socket(ternd, ternctl, tmp)
+        test_feed_fails_closed(ternd, ternctl, tmp)
         test_same_bytes_as_simulate(ternd, ternctl, tmp)
         test_held_fragments(ternd, ternctl, tmp)
         test_two_workers_same_multiset(ternd, ternctl, tmp)
