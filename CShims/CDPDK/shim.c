@@ -40,13 +40,16 @@ int tern_port_configure(uint16_t port, uint16_t rx_queues, uint16_t tx_queues, i
 }
 
 int tern_block_signals_fd(void) {
+    // Every signal whose default action ends the process, except the synchronous faults
+    // (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT) and SIGKILL/SIGSTOP: the control
+    // thread reads them all; SIGHUP, SIGINT and SIGTERM act, the rest are logged and ignored
+    // (SIGXCPU and SIGXFSZ may come from resource limits; write() then fails with EFBIG instead).
+    static const int terminating[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2,   SIGALRM, SIGVTALRM,
+                                      SIGPROF, SIGIO,   SIGPWR,  SIGXCPU, SIGXFSZ, SIGSTKFLT};
     sigset_t set;
     sigemptyset(&set);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGUSR1);
-    sigaddset(&set, SIGUSR2);
+    for (size_t i = 0; i < sizeof terminating / sizeof terminating[0]; i++) sigaddset(&set, terminating[i]);
+    for (int s = SIGRTMIN; s <= SIGRTMAX; s++) sigaddset(&set, s);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) return -1;
     // A peer that closes a socket must not kill the daemon: write() then fails with EPIPE.
     signal(SIGPIPE, SIG_IGN);

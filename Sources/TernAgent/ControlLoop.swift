@@ -3,7 +3,9 @@
 //   SIGTERM, SIGINT   stop: the loop returns and the daemon shuts the data plane down; with
 //                     [control] shutdown_drain_s, first report every VIP down (a BGP feed
 //                     withdraws them) and keep forwarding that long (a second signal stops at once)
-//   SIGUSR1, SIGUSR2  logged and ignored (they would otherwise kill the daemon); SIGPIPE is ignored
+//   other signals     logged and ignored: every one whose default action would end the daemon
+//                     (SIGUSR1/2, SIGQUIT, SIGALRM, SIGXCPU, SIGXFSZ, real-time ones...) but the
+//                     synchronous faults and SIGKILL/SIGSTOP; SIGPIPE is ignored silently
 //   control socket    one request per connection (ControlServer, ControlCommands): status,
 //                     reload, drain, undrain, show-backends, show-vips
 //   exchange          questions from other threads, answered here: a Prometheus scrape

@@ -7,9 +7,11 @@ public struct SignalReader: Sendable {
     /// The signalfd: readable when a signal waits.
     public let descriptor: Int32
 
-    /// Blocks SIGHUP, SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 in this thread and the threads it creates
-    /// later, opens a signalfd for them (`pthread_sigmask`, `signalfd`) and ignores SIGPIPE. Call
-    /// before `EAL.initialize`.
+    /// Blocks every signal that would end the process (all but the synchronous faults and
+    /// SIGKILL/SIGSTOP: SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1/2, SIGALRM, SIGVTALRM, SIGPROF,
+    /// SIGIO, SIGPWR, SIGXCPU, SIGXFSZ, SIGSTKFLT, the real-time ones) in this thread and the
+    /// threads it creates later, opens a signalfd for them (`pthread_sigmask`, `signalfd`) and
+    /// ignores SIGPIPE. Call before `EAL.initialize`.
     public init?() {
         let fd = tern_block_signals_fd()
         guard fd >= 0 else { return nil }

@@ -32,8 +32,9 @@ struct Options {
 
         Signals: SIGHUP reloads the config (restart-only: \(ConfigSchema.restartOnlyTables.joined(separator: ", ")));
         SIGTERM or SIGINT stop the workers, flush TX and print the final counters as one JSON line;
-        SIGUSR1 and SIGUSR2 are logged and ignored. `ternctl status|reload|drain|show` talk to a
-        running ternd over [control] socket (default /run/tern/ternd.sock).
+        other signals that would end ternd (SIGUSR1, SIGQUIT, SIGALRM, SIGXCPU, real-time...) are
+        logged and ignored. `ternctl status|reload|drain|show` talk to a running ternd over
+        [control] socket (default /run/tern/ternd.sock).
 
         EAL examples:
           virtual devices:  ternd -l 0-1 --no-huge -m 512 --no-pci --file-prefix tern \\
