@@ -4,7 +4,6 @@
 // (ranges, addresses, consistency). Follow mode's imported VIPs join before validation. Every
 // problem is collected, so one run of `ternctl check` lists them all.
 
-import Foundation
 import TernBalancing
 import TernWire
 
@@ -14,20 +13,16 @@ public enum ConfigLoader {
 
     /// Reads and validates a config file.
     public static func load(path: String) throws(ConfigError) -> TernConfig {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw ConfigError(file: path, problems: [ConfigProblem("", "cannot read the file")])
+        let bytes: [UInt8]
+        switch RegularFile.read(path, limit: maxFileBytes) {
+        case .success(let b): bytes = b
+        case .failure(.cannotOpen): throw ConfigError(file: path, problems: [ConfigProblem("", "cannot read the file")])
+        case .failure(let f): throw ConfigError(file: path, problems: [ConfigProblem("", f.description)])
         }
-        defer { try? handle.close() }
-        let data: Data
-        do {
-            data = try handle.read(upToCount: maxFileBytes + 1) ?? Data()
-        } catch {
-            throw ConfigError(file: path, problems: [ConfigProblem("", "cannot read the file: \(error.localizedDescription)")])
-        }
-        guard data.count <= maxFileBytes else {
+        guard bytes.count <= maxFileBytes else {
             throw ConfigError(file: path, problems: [ConfigProblem("", "larger than \(maxFileBytes) bytes")])
         }
-        return try parse(Array(data), file: path)
+        return try parse(bytes, file: path)
     }
 
     /// Validates config text; `file` names it in errors.

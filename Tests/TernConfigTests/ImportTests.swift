@@ -327,3 +327,39 @@ func files(_ contents: [String: String]) -> (read: (String) -> [UInt8]?, glob: (
         }
     }
 }
+
+/// A FIFO named as a config file or an include would block `open` forever: refused at once.
+@Suite struct NonRegularFileTests {
+    func fifo() -> String {
+        let dir = "/tmp/tern-fifo-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        mkdir(dir, 0o700)
+        let path = dir + "/pipe.conf"
+        mkfifo(path, 0o600)
+        return path
+    }
+
+    @Test func aFIFOConfigIsRefusedWithoutWaiting() {
+        let path = fifo()
+        defer { unlink(path) }
+        do {
+            _ = try ConfigLoader.load(path: path)
+            Issue.record("a FIFO was read as a config")
+        } catch {
+            #expect(error.description == "\(path): not a regular file (a FIFO, device or socket is not read)")
+        }
+        #expect(RegularFile.read("/dev/zero", limit: 10) == .failure(.notRegular))
+        #expect((try? RegularFile.read("/proc/self/stat", limit: 1 << 20).get())?.isEmpty == false)
+    }
+
+    @Test func anIncludeOfAFIFOIsRefusedWithoutWaiting() throws {
+        let path = fifo()
+        defer { unlink(path) }
+        let main = path.replacingOccurrences(of: "pipe.conf", with: "keepalived.conf")
+        let f = fopen(main, "w")!
+        fputs("include pipe.conf\n", f)
+        fclose(f)
+        defer { unlink(main) }
+        let messages = refusal { () throws(ImportError) in try Keepalived.load(path: main) }
+        #expect(messages.first?.hasPrefix("\(main):1: cannot read") == true, "\(messages)")
+    }
+}

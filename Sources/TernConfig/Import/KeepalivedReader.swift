@@ -169,16 +169,8 @@ public enum KeepalivedReader {
 
     /// A file's bytes (at most `maxFileBytes` + 1), or nil when it cannot be read.
     public static func readFile(_ path: String) -> [UInt8]? {
-        guard let f = fopen(path, "rb") else { return nil }
-        defer { fclose(f) }
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while out.count <= maxFileBytes {
-            let n = fread(&buffer, 1, buffer.count, f)
-            if n == 0 { break }
-            out += buffer[0..<n]
-        }
-        return ferror(f) == 0 ? out : nil
+        // Regular files only: an include naming a FIFO would otherwise block forever.
+        try? RegularFile.read(path, limit: maxFileBytes).get()
     }
 
     /// The files a pattern names, sorted (glob(3)); the name itself when it has no wildcard and exists.
