@@ -25,6 +25,8 @@ public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     public var line: Int?
     public var column: Int?
     public var problems: [ConfigProblem]
+    /// Problems found but not kept (past `DocumentReader.kept`): counted in `lines`.
+    public var omitted = 0
 
     public init(file: String, line: Int? = nil, column: Int? = nil, problems: [ConfigProblem]) {
         self.file = file
@@ -40,13 +42,19 @@ public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     /// `description`, one element per problem.
+    /// At most this many problems are listed; the rest are counted (`... and N more problems`).
+    public static let listed = 100
+
     public var lines: [String] {
-        let name = escapedForMessage(file)
-        return problems.map { p in
+        let name = escapedForMessage(file, limit: 4096)
+        var out = problems.prefix(ConfigError.listed).map { p in
             var location = name
             if let line = line ?? p.line { location += ":\(line)" }
             if let column { location += ":\(column)" }
             return "\(location): \(p)"
         }
+        let more = problems.count - out.count + omitted
+        if more > 0 { out.append("\(name): ... and \(more) more problems") }
+        return out
     }
 }

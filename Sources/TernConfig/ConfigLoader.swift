@@ -63,7 +63,11 @@ public enum ConfigLoader {
             p.line = p.line ?? reader.line(of: p.keyPath)
             return p
         }
-        guard var config, problems.isEmpty else { throw ConfigError(file: file, problems: problems) }
+        guard var config, problems.isEmpty else {
+            var error = ConfigError(file: file, problems: problems)
+            error.omitted = reader.omitted
+            throw error
+        }
         config.importWarnings = importWarnings
         return config
     }

@@ -51,7 +51,16 @@ struct DocumentReader {
         return nil
     }
 
+    /// Problems kept; past that they are only counted (a file of 2,000,000 unknown keys must not
+    /// hold 2,000,000 messages).
+    static let kept = 1000
+    var omitted = 0
+
     mutating func fail(_ path: String, _ message: String, line: Int? = nil) {
+        guard problems.count < DocumentReader.kept else {
+            omitted += 1
+            return
+        }
         var p = ConfigProblem(path, message)
         p.line = line
         problems.append(p)
@@ -113,12 +122,15 @@ struct DocumentReader {
         return nil
     }
 
-    /// A key as a message shows it: bare when TOML would take it bare, else quoted and escaped.
+    /// A key as a message shows it: bare when TOML would take it bare (and it is short), else
+    /// quoted, escaped and cut to its first characters.
     func quotedKey(_ key: String) -> String {
-        key.utf8.allSatisfy {
-            $0 < 0x80
-                && ($0 == 0x5F || $0 == 0x2D || Character(Unicode.Scalar($0)).isLetter || Character(Unicode.Scalar($0)).isNumber)
-        } && !key.isEmpty
+        key.utf8.count <= messageQuoteLimit
+            && key.utf8.allSatisfy {
+                $0 < 0x80
+                    && ($0 == 0x5F || $0 == 0x2D || Character(Unicode.Scalar($0)).isLetter
+                        || Character(Unicode.Scalar($0)).isNumber)
+            } && !key.isEmpty
             ? key : "\"\(escapedForMessage(key))\""
     }
 }

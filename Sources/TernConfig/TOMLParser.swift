@@ -793,11 +793,21 @@ func firstInvalidUTF8(_ b: [UInt8]) -> Int? {
     return nil
 }
 
+/// How much of a value a message quotes.
+public let messageQuoteLimit = 120
+
 /// Text safe to put in a one-line message: control characters, quotes and backslashes escaped,
-/// so a value cannot forge a log line.
-public func escapedForMessage(_ s: String) -> String {
+/// so a value cannot forge a log line; at most `limit` characters of it (then how long it was), so
+/// a 20 MB key or a file's contents are never echoed whole.
+public func escapedForMessage(_ s: String, limit: Int = messageQuoteLimit) -> String {
     var out = ""
+    var taken = 0
     for u in s.unicodeScalars {
+        if taken == limit {
+            out += "... (\(s.utf8.count) bytes)"
+            break
+        }
+        taken += 1
         switch u {
         case "\\": out += "\\\\"
         case "\"": out += "\\\""

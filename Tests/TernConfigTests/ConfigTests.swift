@@ -304,3 +304,27 @@ func problems(_ text: String) -> [String] {
         #expect(MemoryBudget.availableBytes(meminfo: "/nonexistent") == nil)
     }
 }
+
+@Suite struct BoundedErrorTests {
+    /// A huge key is quoted by its first characters and its size; thousands of problems are listed
+    /// up to a hundred, the rest counted, and not all kept in memory.
+    @Test func errorsQuoteAShortPrefixAndListAtMostAHundredProblems() {
+        let key = String(repeating: "k", count: 100_000)
+        do {
+            _ = try ConfigLoader.parse(minimal + "[maglev]\n\(key) = 1\n", file: "t.toml")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.lines.allSatisfy { $0.utf8.count < 300 }, "\(error.lines.map(\.count))")
+            #expect(error.description.contains("... (100000 bytes)"))
+        }
+        let many = (0..<5000).map { "x\($0) = 1\n" }.joined()
+        do {
+            _ = try ConfigLoader.parse(minimal + "[maglev]\n" + many, file: "t.toml")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.problems.count == DocumentReader.kept && error.omitted == 5000 - DocumentReader.kept)
+            #expect(error.lines.count == ConfigError.listed + 1)
+            #expect(error.lines.last == "t.toml: ... and \(5000 - ConfigError.listed) more problems")
+        }
+    }
+}
