@@ -16,7 +16,9 @@ public final class HealthProber {
 
     final class Probe {
         let fd: Int32
-        let deadline: Double
+        /// When the answer must have come: `timeout_ms` after the connect started, then (HTTP)
+        /// after the request was sent, so each step is timed from when it was made.
+        var deadline: Double
         var connected: Bool
         var request: [UInt8]
         var response: [UInt8] = []
@@ -85,7 +87,7 @@ public final class HealthProber {
         let ready = ProbeSocket.poll(waiting.map { (inFlight[$0.key]!.fd, !inFlight[$0.key]!.connected) })
         for (t, r) in zip(waiting, ready) {
             guard let p = inFlight[t.key] else { continue }
-            if r.ready || r.failed { advance(t, p, failed: r.failed, finish: finish) }
+            if r.ready || r.failed { advance(t, p, now: now, failed: r.failed, finish: finish) }
             if inFlight[t.key] != nil && now >= p.deadline {
                 finish(t, ok: false, p.connected ? "no answer within \(t.check.timeoutMilliseconds) ms" : "connect timed out")
             }
@@ -93,12 +95,27 @@ public final class HealthProber {
         if !changes.isEmpty { report(changes) }
     }
 
-    func advance(_ t: Target, _ p: Probe, failed: Bool, finish: (Target, Bool, String) -> Void) {
+    func advance(_ t: Target, _ p: Probe, now: Double, failed: Bool, finish: (Target, Bool, String) -> Void) {
+        // A success counts only if its answer came by the deadline: a loop that ran late (a long
+        // reload, a stall) must not turn a slow backend's late answer into "up".
+        func succeed(_ detail: String, data: Bool) {
+            let age = ProbeSocket.answerAge(p.fd, udp: t.check.check == .dns, dataReceived: data) ?? 0
+            if now - age > p.deadline {
+                finish(t, false, "answered after the \(t.check.timeoutMilliseconds) ms timeout")
+            } else {
+                finish(t, true, detail)
+            }
+        }
         if !p.connected {
             if let e = ProbeSocket.connectError(p.fd) { return finish(t, false, "connect: \(e)") }
             if failed { return finish(t, false, "connect failed") }
-            if t.check.check == .tcp { return finish(t, true, "connected") }
+            if t.check.check == .tcp { return succeed("connected", data: false) }
+            let connectAge = ProbeSocket.answerAge(p.fd, udp: false, dataReceived: false) ?? 0
+            if now - connectAge > p.deadline {
+                return finish(t, false, "connected after the \(t.check.timeoutMilliseconds) ms timeout")
+            }
             p.connected = true
+            p.deadline = now + Double(t.check.timeoutMilliseconds) / 1000
             if !ProbeSocket.send(p.fd, p.request) { finish(t, false, "send failed") }
             return
         }
@@ -109,16 +126,20 @@ public final class HealthProber {
         case .dns:
             let id = p.request.count >= 2 ? UInt16(p.request[0]) << 8 | UInt16(p.request[1]) : 0
             let answered = bytes.count >= 12 && UInt16(bytes[0]) << 8 | UInt16(bytes[1]) == id && bytes[2] & 0x80 != 0
-            finish(t, answered, answered ? "answered" : "bad answer")
+            if answered { succeed("answered", data: true) } else { finish(t, false, "bad answer") }
         case .http:
             p.response += bytes.prefix(4096 - p.response.count)
             if let status = HealthProber.statusCode(p.response) {
-                finish(t, status == t.check.expectStatus, "HTTP \(status)")
+                if status == t.check.expectStatus {
+                    succeed("HTTP \(status)", data: true)
+                } else {
+                    finish(t, false, "HTTP \(status)")
+                }
             } else if bytes.isEmpty || p.response.count >= 4096 {
                 finish(t, false, "no HTTP status line")
             }
         case .tcp:
-            finish(t, true, "connected")
+            succeed("connected", data: false)
         }
     }
 

@@ -59,4 +59,24 @@ enum ProbeSocket {
     }
 
     static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    /// How long ago the kernel received what settled the probe, in seconds: for TCP the last
+    /// data (`dataReceived`) or the last ACK, which for a connect is the SYN-ACK (`TCP_INFO`); for
+    /// UDP the last datagram read (`SIOCGSTAMP`, wall clock). nil when the kernel will not say. A
+    /// loop that ran late then still judges an answer by when it came, not when it was read.
+    static func answerAge(_ fd: Int32, udp: Bool, dataReceived: Bool) -> Double? {
+        if udp {
+            var stamp = timeval()
+            let siocgstamp: UInt = 0x8906  // SIOCGSTAMP (not exported by the Glibc module)
+            guard ioctl(fd, siocgstamp, &stamp) == 0 else { return nil }
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            let age = Double(now.tv_sec - stamp.tv_sec) + Double(now.tv_nsec / 1000 - Int(stamp.tv_usec)) / 1e6
+            return max(0, age)
+        }
+        var info = tcp_info()
+        var size = socklen_t(MemoryLayout<tcp_info>.size)
+        guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &size) == 0 else { return nil }
+        return Double(dataReceived ? info.tcpi_last_data_recv : info.tcpi_last_ack_recv) / 1000
+    }
 }

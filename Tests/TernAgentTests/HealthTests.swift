@@ -19,7 +19,7 @@ final class LoopbackServer: @unchecked Sendable {
     let stopped = Atomic<Bool>(false)
     let finished = DispatchSemaphore(value: 0)
 
-    init(udp: Bool = false, reply: [UInt8] = []) {
+    init(udp: Bool = false, reply: [UInt8] = [], delayMicroseconds: UInt32 = 0) {
         let sock = socket(AF_INET, udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue), 0)
         var (storage, length) = Netlink.socketAddress(IPAddress("127.0.0.1")!, port: 0)
         _ = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, length) } }
@@ -59,6 +59,7 @@ final class LoopbackServer: @unchecked Sendable {
                     if !reply.isEmpty {
                         var request = [UInt8](repeating: 0, count: 1024)
                         _ = recv(c, &request, request.count, 0)
+                        usleep(delayMicroseconds)
                         _ = send(c, reply, reply.count, 0)
                     }
                     close(c)
@@ -214,6 +215,50 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (
         prober.step(now: 1000.6)
         #expect(changes.count == 1000 && changes.allSatisfy { !$0.up && $0.detail == "no answer within 500 ms" })
         #expect(prober.inFlight.isEmpty)
+    }
+
+    /// The loop stalls after the request went out: a backend that answered late is down, one
+    /// that answered in time is up, whenever the loop gets to read them.
+    @Test func aLateAnswerIsJudgedByWhenItCameNotWhenTheLoopReadIt() {
+        let ok = Array("HTTP/1.1 200 OK\r\n\r\n".utf8)
+        let slow = LoopbackServer(reply: ok, delayMicroseconds: 300_000)
+        let fast = LoopbackServer(reply: ok)
+        defer {
+            slow.stop()
+            fast.stop()
+        }
+        var changes: [(key: BackendKey, up: Bool, detail: String)] = []
+        let prober = HealthProber { changes += $0 }
+        var text = nodeAndPort
+        for i in 0..<2 {
+            text +=
+                "[[vip]]\naddress = \"192.0.2.\(i + 1)\"\nport = 80\nprotocol = \"tcp\"\n[[vip.backend]]\naddress = \"10.1.0.1\"\n"
+        }
+        var config = try! ConfigLoader.parse(text, file: "h.toml")
+        for (i, server) in [slow, fast].enumerated() {
+            config.vips[i].backends[0].address = IPAddress("127.0.0.1")!
+            config.vips[i].backends[0].health = HealthConfig(
+                check: .http, port: server.port, intervalMilliseconds: 10_000, timeoutMilliseconds: 100, rise: 1, fall: 1)
+        }
+        prober.configure(config)
+        func now() -> Double {
+            var ts = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &ts)
+            return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        }
+        prober.step(now: now())  // connects
+        let start = now()
+        while prober.inFlight.values.contains(where: { !$0.connected }) && now() - start < 2 {  // requests sent
+            usleep(1000)
+            prober.step(now: now())
+        }
+        usleep(700_000)  // the stall: the slow answer comes 300 ms in, past its 100 ms timeout
+        prober.step(now: now())
+        let verdicts = Dictionary(changes.map { ($0.key.vip, ($0.up, $0.detail)) }, uniquingKeysWith: { a, _ in a })
+        #expect(
+            verdicts["192.0.2.1:80/tcp"]?.0 == false && verdicts["192.0.2.1:80/tcp"]?.1 == "answered after the 100 ms timeout")
+        // fall = rise = 1 and the state starts up: the fast one reports no change.
+        #expect(verdicts["192.0.2.2:80/tcp"] == nil && prober.states.values.filter(\.up).count == 1, "\(changes)")
     }
 
     @Test func parsesStatusLines() {
