@@ -217,11 +217,11 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (
         #expect(prober.inFlight.isEmpty)
     }
 
-    /// The loop stalls after the request went out: a backend that answered late is down, one
-    /// that answered in time is up, whenever the loop gets to read them.
+    /// The loop stalls (1 s) after the requests went out: a backend that answered late (600 ms,
+    /// timeout 300 ms) is down, one that answered at once is up, whenever the loop reads them.
     @Test func aLateAnswerIsJudgedByWhenItCameNotWhenTheLoopReadIt() {
         let ok = Array("HTTP/1.1 200 OK\r\n\r\n".utf8)
-        let slow = LoopbackServer(reply: ok, delayMicroseconds: 300_000)
+        let slow = LoopbackServer(reply: ok, delayMicroseconds: 600_000)
         let fast = LoopbackServer(reply: ok)
         defer {
             slow.stop()
@@ -238,7 +238,7 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (
         for (i, server) in [slow, fast].enumerated() {
             config.vips[i].backends[0].address = IPAddress("127.0.0.1")!
             config.vips[i].backends[0].health = HealthConfig(
-                check: .http, port: server.port, intervalMilliseconds: 10_000, timeoutMilliseconds: 100, rise: 1, fall: 1)
+                check: .http, port: server.port, intervalMilliseconds: 10_000, timeoutMilliseconds: 300, rise: 1, fall: 1)
         }
         prober.configure(config)
         func now() -> Double {
@@ -252,11 +252,11 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (
             usleep(1000)
             prober.step(now: now())
         }
-        usleep(700_000)  // the stall: the slow answer comes 300 ms in, past its 100 ms timeout
+        usleep(1_000_000)  // the stall: the slow answer comes 600 ms in, past its 300 ms timeout
         prober.step(now: now())
         let verdicts = Dictionary(changes.map { ($0.key.vip, ($0.up, $0.detail)) }, uniquingKeysWith: { a, _ in a })
         #expect(
-            verdicts["192.0.2.1:80/tcp"]?.0 == false && verdicts["192.0.2.1:80/tcp"]?.1 == "answered after the 100 ms timeout")
+            verdicts["192.0.2.1:80/tcp"]?.0 == false && verdicts["192.0.2.1:80/tcp"]?.1 == "answered after the 300 ms timeout")
         // fall = rise = 1 and the state starts up: the fast one reports no change.
         #expect(verdicts["192.0.2.2:80/tcp"] == nil && prober.states.values.filter(\.up).count == 1, "\(changes)")
     }
