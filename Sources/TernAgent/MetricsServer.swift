@@ -73,6 +73,7 @@ final class MetricsHandler: ChannelInboundHandler {
             let bound = NIOLoopBound((self, context), eventLoop: loop)
             let exchange = self.exchange
             let keepAlive = h.isKeepAlive
+            let headOnly = h.method == .HEAD
             DispatchQueue.global().async {
                 let text = exchange.ask("metrics")
                 loop.execute {
@@ -80,11 +81,11 @@ final class MetricsHandler: ChannelInboundHandler {
                     if let text {
                         handler.respond(
                             context, status: .ok, body: text, keepAlive: keepAlive,
-                            contentType: "text/plain; version=0.0.4; charset=utf-8")
+                            contentType: "text/plain; version=0.0.4; charset=utf-8", headOnly: headOnly)
                     } else {
                         handler.respond(
                             context, status: .serviceUnavailable, body: Array("ternd's control thread is busy\n".utf8),
-                            keepAlive: keepAlive)
+                            keepAlive: keepAlive, headOnly: headOnly)
                     }
                 }
             }
@@ -93,16 +94,19 @@ final class MetricsHandler: ChannelInboundHandler {
 
     func respond(
         _ context: ChannelHandlerContext, status: HTTPResponseStatus, body: [UInt8], keepAlive: Bool,
-        contentType: String = "text/plain; charset=utf-8"
+        contentType: String = "text/plain; charset=utf-8", headOnly: Bool = false
     ) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Content-Length", value: String(body.count))
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        var buffer = context.channel.allocator.buffer(capacity: body.count)
-        buffer.writeBytes(body)
-        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        // HEAD: the headers GET would have (Content-Length included), no body (RFC 9110 9.3.2).
+        if !headOnly {
+            var buffer = context.channel.allocator.buffer(capacity: body.count)
+            buffer.writeBytes(body)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive {
             let channel = context.channel

@@ -151,6 +151,16 @@ def main(ternd, ternctl):
             check(name in body or name.replace("{reason=", "{worker=") in body, f"/metrics lacks {name}")
         status, _ = get(f"http://127.0.0.1:{port}/other")
         check(status == 404, f"GET /other: {status}")
+        # HEAD: GET's headers, no body (read raw: http.client would not read a body after HEAD).
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            raw = b""
+            while chunk := c.recv(65536):
+                raw += chunk
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        length = int(next((line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), b"0"))
+        check(head.startswith(b"HTTP/1.1 200") and length > 1000 and rest == b"",
+              f"HEAD /metrics: {head[:80]!r}, Content-Length {length}, {len(rest)} bytes after the headers")
         # A second ternd whose metrics port is taken stops at start and says which key.
         second = os.path.join(tmp, "second.toml")
         with open(second, "w") as f:
