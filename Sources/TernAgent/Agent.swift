@@ -56,7 +56,6 @@ public final class Agent {
     let prober: HealthProber
     let renderer: MetricsRenderer
     let loop: ControlLoop
-    let environment: AgentEnvironment
     var metricsServer: MetricsServer?
 
     /// `config` is running (`publisher` holds its snapshot) on `dataplane`; `server` is the control
@@ -66,7 +65,6 @@ public final class Agent {
         server: ControlServer?, stopWhenIdleSeconds: Double? = nil, environment: AgentEnvironment,
         neighbors: @escaping () -> Result<[Netlink.Neighbor], NetlinkError> = Netlink.neighbors
     ) {
-        self.environment = environment
         let log = environment.log
         let reloader = Reloader(
             configPath: configPath, desired: DesiredState(config: config), publisher: publisher,

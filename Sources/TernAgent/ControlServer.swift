@@ -87,13 +87,13 @@ public enum ControlClient {
     /// ternd is reported as unreachable instead of holding the client.
     public static let defaultTimeout = 5.0
 
-    /// Fails when the exchange takes longer than `timeoutSeconds`, and when the socket is served
+    /// Fails when the exchange (connect included) takes longer than `timeoutSeconds`, and when the socket is served
     /// by a process that is neither root nor this user (someone else bound the path).
     public static func exchange(_ command: ControlCommand, socket path: String, timeoutSeconds: Double = defaultTimeout)
         throws(SocketError) -> [UInt8]
     {
         let deadline = UnixSocket.monotonicSeconds() + timeoutSeconds
-        let fd = try UnixSocket.connect(path)
+        let fd = try UnixSocket.connect(path, timeoutSeconds: timeoutSeconds)
         guard fd >= 0 else { throw SocketError("cannot connect to \(path)") }
         defer { Glibc.close(fd) }
         let owner = UnixSocket.peerUser(fd)

@@ -28,22 +28,32 @@ enum UnixSocket {
         return a
     }
 
-    /// `socket(AF_UNIX, SOCK_STREAM)` and `connect`; the descriptor, or -1 with errno set.
-    static func connect(_ path: String) throws(SocketError) -> Int32 {
+    /// `socket(AF_UNIX, SOCK_STREAM)` and `connect`; the (blocking) descriptor, or -1 with errno
+    /// set. The connect itself does not block: a server that stopped accepting (frozen, its
+    /// backlog full) answers EAGAIN, retried until `timeoutSeconds` have passed (then ETIMEDOUT).
+    static func connect(_ path: String, timeoutSeconds: Double = 5) throws(SocketError) -> Int32 {
         var a = try address(path)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw SocketError("socket") }
-        let rc = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        let deadline = monotonicSeconds() + timeoutSeconds
+        while true {
+            let rc = withUnsafePointer(to: &a) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
             }
-        }
-        if rc != 0 {
-            let saved = errno
+            if rc == 0 { break }
+            var saved = errno
+            if saved == EAGAIN && monotonicSeconds() < deadline {
+                usleep(10_000)
+                continue
+            }
+            if saved == EAGAIN { saved = ETIMEDOUT }
             close(fd)
             errno = saved
             return -1
         }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         return fd
     }
 
@@ -52,9 +62,10 @@ enum UnixSocket {
     static func listen(_ path: String) throws(SocketError) -> Int32 {
         var a = try address(path)
         if access(path, F_OK) == 0 {
-            let probe = try connect(path)
-            if probe >= 0 {
-                close(probe)
+            let probe = try connect(path, timeoutSeconds: 1)
+            // Connected, or a listener whose backlog stays full (frozen): alive either way.
+            if probe >= 0 || errno == ETIMEDOUT {
+                if probe >= 0 { close(probe) }
                 throw SocketError(message: "\(path): another ternd answers on this control socket")
             }
             unlink(path)

@@ -91,14 +91,11 @@ func healthConfig(_ check: HealthConfig.Check, port: UInt16, rise: Int = 1, fall
     HealthConfig(check: check, port: port, intervalMilliseconds: 100, timeoutMilliseconds: 300, rise: rise, fall: fall)
 }
 
-/// Runs the prober's passes (as the control loop does) for `seconds`; returns the changes reported.
-func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (
-    HealthProber, [(key: BackendKey, up: Bool, detail: String)]
-) {
-    var changes: [(key: BackendKey, up: Bool, detail: String)] = []
-    let prober = HealthProber { changes += $0 }
+/// One VIP (192.0.2.N:80/tcp) per target, whose one backend is the target's address with its check
+/// (set after validation: the config refuses loopback backends, and the tests have no others).
+func proberConfig(_ targets: [(String, HealthConfig)]) -> TernConfig {
     var text = nodeAndPort
-    for (i, _) in targets.enumerated() {
+    for i in targets.indices {
         text +=
             "[[vip]]\naddress = \"192.0.2.\(i + 1)\"\nport = 80\nprotocol = \"tcp\"\n[[vip.backend]]\naddress = \"10.1.0.1\"\n"
     }
@@ -107,7 +104,16 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (
         config.vips[i].backends[0].address = IPAddress(t.0)!
         config.vips[i].backends[0].health = t.1
     }
-    prober.configure(config)
+    return config
+}
+
+/// Runs the prober's passes (as the control loop does) for `seconds`; returns the changes reported.
+func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (
+    HealthProber, [(key: BackendKey, up: Bool, detail: String)]
+) {
+    var changes: [(key: BackendKey, up: Bool, detail: String)] = []
+    let prober = HealthProber { changes += $0 }
+    prober.configure(proberConfig(targets))
     let start = Date()
     while Date().timeIntervalSince(start) < seconds {
         prober.step(now: Date().timeIntervalSince1970)
@@ -229,23 +235,17 @@ func runProber(_ targets: [(String, HealthConfig)], seconds: Double) -> (
         }
         var changes: [(key: BackendKey, up: Bool, detail: String)] = []
         let prober = HealthProber { changes += $0 }
-        var text = nodeAndPort
-        for i in 0..<2 {
-            text +=
-                "[[vip]]\naddress = \"192.0.2.\(i + 1)\"\nport = 80\nprotocol = \"tcp\"\n[[vip.backend]]\naddress = \"10.1.0.1\"\n"
-        }
-        var config = try! ConfigLoader.parse(text, file: "h.toml")
-        for (i, server) in [slow, fast].enumerated() {
-            config.vips[i].backends[0].address = IPAddress("127.0.0.1")!
-            config.vips[i].backends[0].health = HealthConfig(
-                check: .http, port: server.port, intervalMilliseconds: 10_000, timeoutMilliseconds: 300, rise: 1, fall: 1)
-        }
-        prober.configure(config)
-        func now() -> Double {
-            var ts = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &ts)
-            return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-        }
+        prober.configure(
+            proberConfig(
+                [slow, fast].map { server in
+                    (
+                        "127.0.0.1",
+                        HealthConfig(
+                            check: .http, port: server.port, intervalMilliseconds: 10_000, timeoutMilliseconds: 300, rise: 1,
+                            fall: 1)
+                    )
+                }))
+        let now = UnixSocket.monotonicSeconds
         prober.step(now: now())  // connects
         let start = now()
         while prober.inFlight.values.contains(where: { !$0.connected }) && now() - start < 2 {  // requests sent

@@ -773,7 +773,7 @@ def lying_socket(path, reply, user=None):
 def test_feed_fails_closed(ternd, ternctl, tmp):
     """The feed withdraws when ternd freezes (no reply within an interval), refuses a socket served
     by another user, and passes on nothing from a reply that is not what ternd writes; ternctl
-    status against a frozen ternd gives up instead of hanging."""
+    status against a frozen ternd whose backlog is full gives up instead of hanging."""
     sockdir = f"/run/tern-feed-{os.getpid()}"
     os.makedirs(sockdir, exist_ok=True)
     sock = os.path.join(sockdir, "ternd.sock")
@@ -792,9 +792,22 @@ def test_feed_fails_closed(ternd, ternctl, tmp):
                        "the feed to withdraw from a frozen ternd")
             withdrew = feed.times[-1] - frozen
             rc, err = feed.finish()
+            # Fill the frozen ternd's listen backlog: a client's connect itself must not block.
+            fillers = []
+            for _ in range(64):
+                s = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+                s.setblocking(False)
+                try:
+                    s.connect(sock)
+                except BlockingIOError:
+                    s.close()
+                    break
+                fillers.append(s)
             started = time.monotonic()
             status = ctl(ternctl, sock, "status")
             status_took = time.monotonic() - started
+            for s in fillers:
+                s.close()
         finally:
             os.kill(proc.pid, signal.SIGCONT)
         check(withdrew < 3 * 0.3 + 0.5, f"feed: withdrew {withdrew:.2f} s after ternd froze (interval 0.3 s)")
@@ -842,7 +855,7 @@ def test_feed_fails_closed(ternd, ternctl, tmp):
     check(err.count("refused from the control socket") >= 3, f"lying socket: refusals not logged: {err[-400:]}")
     shutil.rmtree(sockdir, ignore_errors=True)
     print(f"ok: bgp-feed fails closed: withdrew {withdrew:.2f} s after ternd froze (interval 0.3 s), status gave up after "
-          f"{status_took:.1f} s; a socket served by nobody and a lying one announced nothing but well-formed VIP prefixes",
+          f"{status_took:.1f} s (backlog full); a socket served by nobody and a lying one announced nothing but well-formed VIP prefixes",
           flush=True)
 
 
