@@ -11,7 +11,7 @@ DESTDIR     ?=
 FUZZ_SECONDS ?= 15
 FUZZ_TARGETS ?= frame burst toml config keepalived ipvsadm
 
-.PHONY: all build release run install install-test import-test metrics-test test lint format unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
+.PHONY: all build release run install install-test import-test metrics-test hostile-test test lint format unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
 
 all: build
 
@@ -62,8 +62,8 @@ install-test:
 	@echo "ok: make install staged $$(find $(STAGE) -type f | wc -l) files; systemd-analyze verify passed"
 
 # Each stage runs as its own make, timed; the times are printed at the end (and at a failure).
-TEST_STAGES := lint unit-test config-test leak-test install-test outside-test ternd-test import-test metrics-test netns-test \
-	tsan-test fuzz bench-quick
+TEST_STAGES := lint unit-test config-test leak-test install-test outside-test ternd-test hostile-test import-test \
+	metrics-test netns-test tsan-test fuzz bench-quick
 test:
 	@times=""; all=$$(date +%s); \
 	for stage in $(TEST_STAGES); do \
@@ -107,6 +107,12 @@ outside-test: release
 ternd-test: build
 	$(PYTHON) Tests/outside/test_ternd.py .build/debug/ternd .build/debug/ternctl
 	$(PYTHON) Tests/outside/reload_soak.py .build/debug/ternd --reloads 40
+
+# Hostile clients against a release ternd (net_null): idle metrics connections under a low
+# descriptor limit beside a health-checked backend, never-reading control-socket clients, a
+# 10,000-backend scrape beside ten scrapers, malformed and HTTP/0.9 requests.
+hostile-test: release
+	$(PYTHON) Tests/outside/test_hostile.py .build/release/ternd .build/release/ternctl
 
 # IPVS shops' files: keepalived's own config check (keepalived -t) and ternctl import agree; a
 # 50-service keepalived.conf imports to the hand-written config's Maglev tables; export then import

@@ -98,12 +98,12 @@ public final class Agent {
         info.lifecycle = lifecycle
         commands = ControlCommands(
             reloader: reloader, info: info, wallClock: environment.wallClock, shouldStop: { signals.stopPending }, log: log)
-        renderer = MetricsRenderer(stats: stats, reloader: reloader, info: info, commands: commands)
+        renderer = MetricsRenderer(stats: stats, reloader: reloader, info: info, commands: commands, server: server)
         let (commands, renderer, clock) = (commands, renderer, environment.clock)
         loop = ControlLoop(
             signals: signals, reloader: reloader, log: log, clock: clock, stopWhenIdleSeconds: stopWhenIdleSeconds,
             progress: { dataplane.progress }, server: server, commands: commands, exchange: exchange,
-            answer: { $0 == "metrics" ? renderer.render() : commands.telemetry($0) },
+            answer: { question -> any Sendable in question == "metrics" ? renderer.sample() : commands.telemetry(question) },
             periodic: (watcher.targets.isEmpty ? [] : [(0.5, watcher.poll)]) + [(0, { prober.step(now: clock()) })],
             lifecycle: lifecycle)
     }

@@ -19,7 +19,7 @@ public final class ControlExchange: Sendable {
     final class Waiter: @unchecked Sendable {
         let question: String
         let done = DispatchSemaphore(value: 0)
-        var text: [UInt8] = []  // written before `done` is signalled, read after
+        var answer: any Sendable = [UInt8]()  // written before `done` is signalled, read after
         init(_ question: String) { self.question = question }
     }
     /// A pthread mutex (NIOLock), not `Synchronization.Mutex`: the latter waits on futexes that
@@ -45,8 +45,9 @@ public final class ControlExchange: Sendable {
         close(wake)
     }
 
-    /// From any thread: the control thread's answer, or nil when it did not answer in time.
-    public func ask(_ question: String, timeoutSeconds: Double = 5) -> [UInt8]? {
+    /// From any thread: the control thread's answer, or nil when it did not answer in time (or
+    /// answered with something other than `Answer`).
+    public func ask<Answer: Sendable>(_ question: String, as: Answer.Type = [UInt8].self, timeoutSeconds: Double = 5) -> Answer? {
         let w = Waiter(question)
         waiting.withLockedValue { $0.append(w) }
         var byte: UInt8 = 1
@@ -55,22 +56,22 @@ public final class ControlExchange: Sendable {
             waiting.withLockedValue { list in list.removeAll { $0 === w } }
             return nil
         }
-        return w.text
+        return w.answer as? Answer
     }
 
     /// On the control thread, when `descriptor` is readable: answers every waiting question (each
     /// distinct question once).
-    public func serve(_ answer: (String) -> [UInt8]) {
+    public func serve(_ answer: (String) -> any Sendable) {
         var sink = [UInt8](repeating: 0, count: 64)
         while read(descriptor, &sink, sink.count) > 0 {}
         let waiters = waiting.withLockedValue { list -> [Waiter] in
             defer { list.removeAll() }
             return list
         }
-        var answers: [String: [UInt8]] = [:]
+        var answers: [String: any Sendable] = [:]
         for w in waiters {
             if answers[w.question] == nil { answers[w.question] = answer(w.question) }
-            w.text = answers[w.question]!
+            w.answer = answers[w.question]!
             w.done.signal()
         }
     }

@@ -50,7 +50,7 @@ public final class ControlLoop {
     let server: ControlServer?
     let commands: ControlCommands?
     let exchange: ControlExchange?
-    let answer: (String) -> [UInt8]
+    let answer: (String) -> any Sendable
     /// Work to do every `interval` seconds (first at the start).
     let periodic: [(interval: Double, action: () -> Void)]
     let lifecycle: Lifecycle
@@ -59,7 +59,8 @@ public final class ControlLoop {
         signals: any SignalSource, reloader: Reloader, log: @escaping (Logger.Level, String) -> Void,
         clock: @escaping () -> Double,
         stopWhenIdleSeconds: Double? = nil, progress: @escaping () -> UInt64 = { 0 }, server: ControlServer? = nil,
-        commands: ControlCommands? = nil, exchange: ControlExchange? = nil, answer: @escaping (String) -> [UInt8] = { _ in [] },
+        commands: ControlCommands? = nil, exchange: ControlExchange? = nil,
+        answer: @escaping (String) -> any Sendable = { _ in [UInt8]() },
         periodic: [(interval: Double, action: () -> Void)] = [], lifecycle: Lifecycle = Lifecycle()
     ) {
         self.periodic = periodic
@@ -88,9 +89,10 @@ public final class ControlLoop {
                 task.action()
                 due[i] = clock() + task.interval
             }
-            var fds = ([signals.descriptor, exchange?.descriptor ?? -1] + (server?.descriptors ?? [])).filter { $0 >= 0 }.map {
-                pollfd(fd: $0, events: Int16(POLLIN), revents: 0)
-            }
+            var fds =
+                [signals.descriptor, exchange?.descriptor ?? -1].filter { $0 >= 0 }.map {
+                    pollfd(fd: $0, events: Int16(POLLIN), revents: 0)
+                } + (server?.pollRequests ?? [])
             _ = poll(&fds, nfds_t(fds.count), pollMilliseconds)
             if let server, let commands { server.service(now: clock(), handle: commands.handle) }
             exchange?.serve(answer)

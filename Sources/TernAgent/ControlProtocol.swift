@@ -55,6 +55,14 @@ public enum ControlCommand: Equatable, Sendable {
         }
     }
 
+    /// Asks without changing anything: clients asking the same in one turn can share a reply.
+    public var readOnly: Bool {
+        switch self {
+        case .reload, .drain, .undrain: false
+        default: true
+        }
+    }
+
     public var arguments: [String: String] {
         switch self {
         case .drain(let backend, let vip), .undrain(let backend, let vip):

@@ -8,8 +8,14 @@
 
 public struct SocketError: Error, CustomStringConvertible {
     public var description: String
+    /// The config names an unsafe place for the socket, or someone else serves it: fixed by the
+    /// operator, not by a restart (ternd exits 78 for these).
+    public var isConfigProblem = false
     init(_ what: String) { description = "\(what): \(String(cString: strerror(errno)))" }
-    init(message: String) { description = message }
+    init(message: String, isConfigProblem: Bool = false) {
+        description = message
+        self.isConfigProblem = isConfigProblem
+    }
 }
 
 enum UnixSocket {
@@ -57,15 +63,42 @@ enum UnixSocket {
         return fd
     }
 
+    /// Why the directory of `path` is no place for a control socket, or nil: one that users
+    /// other than root (and this user) can write lets them bind the name first, and ternctl and
+    /// the BGP feed would talk to them. A directory that does not exist yet is created 0755.
+    static func placeProblem(_ path: String) -> String? {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        var st = stat()
+        guard stat(directory, &st) == 0 else { return nil }
+        if st.st_uid != 0 && st.st_uid != geteuid() {
+            return "\(directory) belongs to user \(st.st_uid): that user could bind \(path) first; use a directory "
+                + "only root can write (the default is /run/tern)"
+        }
+        if st.st_mode & 0o022 != 0 {
+            return "\(directory) is writable by others (mode \(String(st.st_mode & 0o7777, radix: 8))): another user "
+                + "could bind \(path) first; use a directory only root can write (the default is /run/tern)"
+        }
+        return nil
+    }
+
     /// Listens at `path`, created 0600. A socket file left by a process that is gone is replaced;
-    /// one that still answers is refused (another ternd is running).
+    /// one that still answers is refused (another ternd is running), and so is one served by
+    /// another user (squatted) or in a directory others can write.
     static func listen(_ path: String) throws(SocketError) -> Int32 {
         var a = try address(path)
+        if let problem = placeProblem(path) { throw SocketError(message: problem, isConfigProblem: true) }
         if access(path, F_OK) == 0 {
             let probe = try connect(path, timeoutSeconds: 1)
             // Connected, or a listener whose backlog stays full (frozen): alive either way.
             if probe >= 0 || errno == ETIMEDOUT {
+                let owner = probe >= 0 ? peerUser(probe) : nil
                 if probe >= 0 { close(probe) }
+                if let owner, owner != 0 && owner != geteuid() {
+                    throw SocketError(
+                        message: "\(path) is served by user \(owner), not by a ternd: someone else bound it first",
+                        isConfigProblem: true)
+                }
                 throw SocketError(message: "\(path): another ternd answers on this control socket")
             }
             unlink(path)

@@ -45,7 +45,7 @@ public enum ConfigLoader {
         for (key, kind) in [(ConfigSchema.importKeepalived, ImportKind.keepalived), (ConfigSchema.importIPVSAdm, .ipvsadm)] {
             guard let path = imports?.string(key) else { continue }
             let resolved = path.hasPrefix("/") ? path : KeepalivedReader.directory(of: file) + path
-            switch importedVIPs(kind, path: resolved) {
+            switch importedVIPs(kind, path: resolved, configDirectory: KeepalivedReader.directory(of: file)) {
             case .success(let (imported, warnings)):
                 vips += imported
                 importWarnings += warnings

@@ -50,6 +50,10 @@ struct Check: ParsableCommand {
 
     func run() throws {
         let c = try loadConfig(config)
+        if let problem = ControlServer.placeProblem(c.control.socket) {
+            printError(ConfigError(file: config, problems: [ConfigProblem(ConfigSchema.controlSocket.path, problem)]).description)
+            throw ExitCode(ConfigError.exitCode)
+        }
         for w in c.importWarnings { printError("note: \(w)") }
         print("ok: \(config): \(c.summary)")
     }

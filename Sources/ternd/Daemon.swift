@@ -44,6 +44,16 @@ func seconds(_ clock: clockid_t) -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
+/// Health checks hold a descriptor per backend being checked; the soft limit (1024 under systemd)
+/// is the first to run out, the hard one is what the operator allows: take it all. Metrics and
+/// control-socket clients are capped, so they cannot use up what the checks need.
+func raiseDescriptorLimit() {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    limit.rlim_cur = limit.rlim_max
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+}
+
 enum Daemon {
     static let exitUsage: Int32 = 64
 
@@ -62,6 +72,7 @@ enum Daemon {
             log(.error, "cannot block signals: \(String(cString: strerror(errno)))")
             return 1
         }
+        raiseDescriptorLimit()
         let split = argv.firstIndex(of: "--") ?? argv.count
         let ealArguments = Array(argv[..<split])
         let options: Options
@@ -119,7 +130,7 @@ enum Daemon {
             server = try ControlServer(path: config.control.socket)
         } catch {
             log(.error, "control socket: \(error.description)")
-            return 1
+            return error.isConfigProblem ? ConfigError.exitCode : 1
         }
         defer { server.close() }
         // EAL's and the drivers' lines go through the same logger (and level filter) as ternd's.

@@ -260,7 +260,13 @@ final class ScriptedSignals: SignalSource {
 }
 
 @Suite(.serialized) struct ControlServerTests {
-    let path = "/tmp/tern-ctl-test-\(getpid()).sock"
+    /// In a directory only root writes (a socket in /tmp is refused: anyone could bind it first).
+    static let directory: String = {
+        let d = "/tmp/tern-ctl-test-\(getpid())"
+        mkdir(d, 0o700)
+        return d
+    }()
+    let path = ControlServerTests.directory + "/ternd.sock"
 
     /// Serves on a background thread until `done`; requests go through the real socket.
     func withServer(_ body: (ControlServer) throws -> Void) throws {
@@ -339,6 +345,54 @@ final class ScriptedSignals: SignalSource {
             server.service(now: ControlServer.requestTimeout + 0.1) { _ in .message(MessageReply("")) }
             #expect(server.clients.isEmpty)
             #expect(String(decoding: UnixSocket.readToEnd(fd) ?? [], as: UTF8.self).contains("no request within"))
+        }
+    }
+    @Test func aSocketInADirectoryOthersCanWriteIsRefused() throws {
+        let open = ControlServerTests.directory + "/open"
+        mkdir(open, 0o700)
+        chmod(open, 0o1777)
+        defer { rmdir(open) }
+        do {
+            _ = try ControlServer(path: open + "/ternd.sock")
+            Issue.record("a socket in a world-writable directory was accepted")
+        } catch {
+            #expect(error.isConfigProblem && error.description.contains("is writable by others (mode 1777)"))
+        }
+        #expect(ControlServer.placeProblem(path) == nil)
+    }
+
+    @Test func aClientThatNeverReadsItsReplyHoldsNoOneAndIsDroppedAfterTheReplyTimeout() throws {
+        try withServer { server in
+            let path = self.path
+            let fd = try UnixSocket.connect(path)
+            defer { close(fd) }
+            UnixSocket.writeAll(fd, ControlCommand.showVIPs.line)
+            let big = String(repeating: "x", count: 4 << 20)  // far more than a socket buffer holds
+            server.service(now: 0) { _ in .message(MessageReply(big)) }
+            #expect(server.clients.count == 1 && server.clients[0].reply != nil)
+            serve(server, now: { 1 }) {
+                let line = try? ControlClient.exchange(.status, socket: path)
+                #expect(line.flatMap { try? ControlWire.decode(ReplyHeader.self, from: $0) }?.ok == true)
+            }
+            #expect(server.clients.count == 1)
+            server.service(now: ControlServer.replyTimeout + 0.1) { _ in .message(MessageReply("")) }
+            #expect(server.clients.isEmpty && server.dropped.slowReader == 1)
+        }
+    }
+
+    @Test func clientsAskingTheSameReadOnlyQuestionInOneTurnShareOneReply() throws {
+        try withServer { server in
+            let fds = try (0..<3).map { _ in try UnixSocket.connect(path) }
+            defer { for fd in fds { close(fd) } }
+            for fd in fds { UnixSocket.writeAll(fd, ControlCommand.showVIPs.line) }
+            usleep(10_000)
+            var built = 0
+            server.service(now: 0) { _ in
+                built += 1
+                return .message(MessageReply("once"))
+            }
+            #expect(built == 1)
+            for fd in fds { #expect(String(decoding: UnixSocket.readToEnd(fd) ?? [], as: UTF8.self).contains("once")) }
         }
     }
 }

@@ -58,7 +58,7 @@ import Testing
         var asked: [String] = []
         exchange.serve { question in
             asked.append(question)
-            return []
+            return [UInt8]()
         }
         #expect(asked.isEmpty)
     }

@@ -284,6 +284,29 @@ func files(_ contents: [String: String]) -> (read: (String) -> [UInt8]?, glob: (
                 "quoted word is not closed") == true)
     }
 
+    @Test func anIncludeGlobThatMatchesItsOwnFilesIsStoppedOnceWithOneProblem() {
+        // Six files that each include all six: 6^8 reads (and as many problems) within the depth limit.
+        var contents: [String: String] = [:]
+        for i in 0..<6 { contents["conf.d/\(i).conf"] = "include *.conf\n" }
+        contents["keepalived.conf"] = "include conf.d/*.conf\n"
+        var fs = files(contents)
+        var messages = refusal { () throws(ImportError) in
+            try Keepalived.load(path: "keepalived.conf", read: fs.read, glob: fs.glob)
+        }
+        #expect(messages == ["conf.d/0.conf:1: includes nested deeper than 8"], "\(messages.prefix(3))")
+        // Wide instead of deep: 2,000 files by one glob.
+        contents = ["keepalived.conf": "include conf.d/*.conf\n"]
+        for i in 0..<2000 { contents["conf.d/\(i).conf"] = "! empty\n" }
+        fs = files(contents)
+        messages = refusal { () throws(ImportError) in try Keepalived.load(path: "keepalived.conf", read: fs.read, glob: fs.glob)
+        }
+        #expect(
+            messages == [
+                "keepalived.conf:1: more than 1000 files read in all (does an include match the file that includes it?)"
+            ],
+            "\(messages.prefix(3))")
+    }
+
     /// Follow mode: `[import] keepalived` in Tern's config adds those VIPs to its own; a broken
     /// file is a config error naming the file and line.
     @Test func aTernConfigImportsAKeepalivedFileBesideItsOwnVIPs() throws {
@@ -325,6 +348,35 @@ func files(_ contents: [String: String]) -> (read: (String) -> [UInt8]?, glob: (
         } catch {
             #expect(error.description.contains(directory + "/keepalived.conf:1 (virtual_server 192.0.2.10 80): duplicate VIP"))
         }
+    }
+}
+
+/// An include can name any file root can read; what it says is quoted only for files under the
+/// directory the import started from.
+@Suite struct OutsideFileTests {
+    @Test func theContentOfAnIncludedFileOutsideTheImportsDirectoryIsNeverQuoted() throws {
+        let top = "/tmp/tern-outside-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        mkdir(top, 0o700)
+        mkdir(top + "/keepalived", 0o700)
+        func write(_ path: String, _ text: String) {
+            let f = fopen(top + path, "w")!
+            fputs(text, f)
+            fclose(f)
+        }
+        write("/secret", "root:$6$hash:19000:0:99999:7:::\n")
+        write("/keepalived/inside.conf", "bogus_keyword 1\n")
+        write("/keepalived/keepalived.conf", "include ../secret\ninclude inside.conf\n")
+        defer {
+            for f in ["/secret", "/keepalived/inside.conf", "/keepalived/keepalived.conf"] { unlink(top + f) }
+            rmdir(top + "/keepalived")
+            rmdir(top)
+        }
+        let messages = refusal { () throws(ImportError) in try Keepalived.load(path: top + "/keepalived/keepalived.conf") }
+        #expect(messages.count == 2, "\(messages)")
+        #expect(!messages.joined().contains("root") && !messages.joined().contains("hash"), "\(messages)")
+        #expect(
+            messages.first?.hasPrefix("\(top)/keepalived/../secret:1: not understood (the file is outside the directory") == true)
+        #expect(messages.last?.contains("unknown keyword \"bogus_keyword\"") == true, "\(messages)")
     }
 }
 

@@ -5,12 +5,16 @@ extension ConfigLoader {
     public enum ImportKind: Sendable { case keepalived, ipvsadm }
 
     /// Another tool's VIPs as Tern reads its own: imported, rendered as `[[vip]]` TOML (what
-    /// `ternctl import` prints), then read back, each named by its source.
-    static func importedVIPs(_ kind: ImportKind, path: String) -> Result<([ConfigTable], [String]), ImportError> {
+    /// `ternctl import` prints), then read back, each named by its source. Messages quote only
+    /// files under `configDirectory` (the config's own): a config naming `/etc/shadow` as its
+    /// keepalived file must not print it (`ternctl import` on the file itself quotes it).
+    static func importedVIPs(_ kind: ImportKind, path: String, configDirectory: String) -> Result<
+        ([ConfigTable], [String]), ImportError
+    > {
         var result: ImportResult
         do {
             switch kind {
-            case .keepalived: result = try Keepalived.load(path: path)
+            case .keepalived: result = try Keepalived.load(path: path, quotedUnder: configDirectory)
             case .ipvsadm:
                 guard let bytes = KeepalivedReader.readFile(path), bytes.count <= KeepalivedReader.maxFileBytes,
                     let text = String(validating: bytes, as: UTF8.self)
@@ -18,7 +22,8 @@ extension ConfigLoader {
                     return .failure(
                         ImportError([ImportMessage(ImportSource(file: path, line: 0), "cannot read it as UTF-8 text")]))
                 }
-                result = try IPVSAdm.parse(text, file: path)
+                let tree = KeepalivedReader.resolved(configDirectory.isEmpty ? "." : configDirectory) + "/"
+                result = try IPVSAdm.parse(text, file: path, quotable: KeepalivedReader.resolved(path).hasPrefix(tree))
             }
         } catch {
             return .failure(error)

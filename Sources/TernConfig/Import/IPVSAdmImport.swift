@@ -10,13 +10,14 @@ import TernWire
 
 public enum IPVSAdm {
     /// Services and real servers of an ipvsadm-save dump; refusals throw, all together.
-    public static func parse(_ text: String, file: String) throws(ImportError) -> ImportResult {
+    /// `quotable`: whether messages may quote the file (false for one outside the config's directory).
+    public static func parse(_ text: String, file: String, quotable: Bool = true) throws(ImportError) -> ImportResult {
         var result = ImportResult()
         var problems: [ImportMessage] = []
         var index: [String: Int] = [:]  // VIP name to its position in result.vips
         var tunnels: [String: (guePort: UInt16?, line: Int)] = [:]
         for (n, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let source = ImportSource(file: file, line: n + 1)
+            let source = ImportSource(file: file, line: n + 1, quotable: quotable)
             let line = trimmed(rawLine)
             if line.isEmpty || line.hasPrefix("#") { continue }
             var words = ArraySlice(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init))

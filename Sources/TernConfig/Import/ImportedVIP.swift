@@ -9,10 +9,14 @@ import TernWire
 public struct ImportSource: Sendable, Equatable, CustomStringConvertible {
     public var file: String
     public var line: Int
+    /// False for a file outside the directory of the file the import started from: messages about
+    /// it never quote its content (an `include ../../etc/shadow` must not print the shadow file).
+    public var quotable: Bool
 
-    public init(file: String, line: Int) {
+    public init(file: String, line: Int, quotable: Bool = true) {
         self.file = file
         self.line = line
+        self.quotable = quotable
     }
 
     public var description: String { "\(escapedForMessage(file)):\(line)" }
@@ -25,7 +29,10 @@ public struct ImportMessage: Sendable, Equatable, CustomStringConvertible {
 
     public init(_ source: ImportSource, _ message: String) {
         self.source = source
-        self.message = message
+        self.message =
+            source.quotable
+            ? message
+            : "not understood (the file is outside the directory the import started from: its content is not quoted; `ternctl import` on the file itself quotes it)"
     }
 
     public var description: String { "\(source): \(message)" }

@@ -11,12 +11,13 @@
 import TernWire
 
 public enum Keepalived {
-    /// The VIPs of `path` and the files it includes.
+    /// The VIPs of `path` and the files it includes (messages quote files under `quotedUnder`,
+    /// default `path`'s directory).
     public static func load(
-        path: String, read: (String) -> [UInt8]? = KeepalivedReader.readFile,
+        path: String, quotedUnder: String? = nil, read: (String) -> [UInt8]? = KeepalivedReader.readFile,
         glob: (String) -> [String] = KeepalivedReader.globFiles
     ) throws(ImportError) -> ImportResult {
-        try interpret(try KeepalivedReader.read(path: path, read: read, glob: glob))
+        try interpret(try KeepalivedReader.read(path: path, quotedUnder: quotedUnder, read: read, glob: glob))
     }
 
     public static func interpret(_ top: [KeepalivedStatement]) throws(ImportError) -> ImportResult {

@@ -1,7 +1,9 @@
 // keepalived.conf syntax: lines of words (`#` and `!` start comments, "quoted words" keep their
 // spaces), `{ ... }` blocks opened after a statement (on its line or the next), and `include
 // GLOB` (relative to the including file) spliced in where it stands. Bounded: nesting, include
-// depth, file size and total lines, so a hostile file cannot exhaust the daemon.
+// depth, file size, and in all (every include counted, however often a glob matches) files,
+// bytes and lines, so a hostile file (an include that names its own directory's glob) cannot
+// exhaust the daemon. Messages never quote a file outside the first file's directory.
 
 #if canImport(Glibc)
     import Glibc
@@ -22,15 +24,31 @@ public enum KeepalivedReader {
     public static let maxLines = 1_000_000
     public static let maxDepth = 16
     public static let maxIncludeDepth = 8
+    /// Files read and bytes read in all, includes counted each time they are spliced in.
+    public static let maxFiles = 1000
+    public static let maxTotalBytes = 64 << 20
 
-    /// The statements of `path` and what it includes. `read` and `glob` are the file system's
-    /// unless a test gives its own.
+    /// What one import may still read.
+    struct Budget {
+        var files = maxFiles
+        var bytes = maxTotalBytes
+        /// The first file's directory (resolved, with a trailing slash): files outside it are not quoted.
+        var tree: String
+        /// Set once a limit was hit (and said): nothing more is read.
+        var exhausted = false
+    }
+
+    /// The statements of `path` and what it includes. Messages quote the files under
+    /// `quotedUnder` (a directory; default: `path`'s own). `read` and `glob` are the file
+    /// system's unless a test gives its own.
     public static func read(
-        path: String, read: (String) -> [UInt8]? = readFile, glob: (String) -> [String] = globFiles
+        path: String, quotedUnder: String? = nil, read: (String) -> [UInt8]? = readFile, glob: (String) -> [String] = globFiles
     ) throws(ImportError) -> [KeepalivedStatement] {
         var lines: [(words: [String], source: ImportSource)] = []
         var problems: [ImportMessage] = []
-        collect(path: path, from: nil, depth: 0, read: read, glob: glob, into: &lines, problems: &problems)
+        let tree = quotedUnder ?? directory(of: path)
+        var budget = Budget(tree: resolved(tree.isEmpty ? "." : tree) + "/")
+        collect(path: path, from: nil, depth: 0, read: read, glob: glob, into: &lines, problems: &problems, budget: &budget)
         guard problems.isEmpty else { throw ImportError(problems) }
         return try statements(lines)
     }
@@ -38,22 +56,35 @@ public enum KeepalivedReader {
     /// The words of every line of `path`, includes spliced in.
     static func collect(
         path: String, from: ImportSource?, depth: Int, read: (String) -> [UInt8]?, glob: (String) -> [String],
-        into lines: inout [(words: [String], source: ImportSource)], problems: inout [ImportMessage]
+        into lines: inout [(words: [String], source: ImportSource)], problems: inout [ImportMessage], budget: inout Budget
     ) {
         let here = from ?? ImportSource(file: path, line: 0)
         guard depth <= maxIncludeDepth else {
+            budget.exhausted = true  // said once: every other branch would say it again
             return problems.append(ImportMessage(here, "includes nested deeper than \(maxIncludeDepth)"))
         }
+        guard budget.files > 0 else {
+            budget.exhausted = true
+            return problems.append(
+                ImportMessage(here, "more than \(maxFiles) files read in all (does an include match the file that includes it?)"))
+        }
+        budget.files -= 1
         guard let bytes = read(path) else {
             return problems.append(ImportMessage(here, "cannot read \(escapedForMessage(path))"))
         }
         guard bytes.count <= maxFileBytes else {
             return problems.append(ImportMessage(here, "\(escapedForMessage(path)) is larger than \(maxFileBytes) bytes"))
         }
+        guard bytes.count <= budget.bytes else {
+            budget.exhausted = true
+            return problems.append(ImportMessage(here, "more than \(maxTotalBytes) bytes read in all"))
+        }
+        budget.bytes -= bytes.count
+        let quotable = resolved(path).hasPrefix(budget.tree)
         var number = 0
         for raw in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
             number += 1
-            let source = ImportSource(file: path, line: number)
+            let source = ImportSource(file: path, line: number, quotable: quotable)
             guard lines.count < maxLines else {
                 return problems.append(ImportMessage(source, "more than \(maxLines) lines in all"))
             }
@@ -75,7 +106,10 @@ public enum KeepalivedReader {
                     problems.append(ImportMessage(source, "include \(escapedForMessage(words[1])): no such file"))
                 }
                 for f in files {
-                    collect(path: f, from: source, depth: depth + 1, read: read, glob: glob, into: &lines, problems: &problems)
+                    collect(
+                        path: f, from: source, depth: depth + 1, read: read, glob: glob, into: &lines, problems: &problems,
+                        budget: &budget)
+                    if budget.exhausted { return }
                 }
                 continue
             }
@@ -160,6 +194,25 @@ public enum KeepalivedReader {
             ])
         }
         return stack[0].body
+    }
+
+    /// `path` absolute, with symbolic links and `..` resolved (realpath(3)); when it does not
+    /// exist (a test's in-memory files), `.` and `..` resolved by name.
+    static func resolved(_ path: String) -> String {
+        if let p = realpath(path, nil) {
+            defer { free(p) }
+            return String(cString: p)
+        }
+        var absolute = path
+        if !path.hasPrefix("/"), let cwd = getcwd(nil, 0) {
+            absolute = String(cString: cwd) + "/" + path
+            free(cwd)
+        }
+        var parts: [Substring] = []
+        for part in absolute.split(separator: "/") where part != "." {
+            if part == ".." { _ = parts.popLast() } else { parts.append(part) }
+        }
+        return "/" + parts.joined(separator: "/")
     }
 
     static func directory(of path: String) -> String {
