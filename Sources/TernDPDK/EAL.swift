@@ -8,7 +8,10 @@ import CDPDK
 
 public struct DPDKError: Error, CustomStringConvertible {
     public var description: String
+    /// The errno value the call returned (positive), when it returned one.
+    public var code: Int32?
     public init(_ what: String, code: Int32? = nil) {
+        self.code = code.map { $0 < 0 ? -$0 : $0 }
         if let code {
             let errnum = code < 0 ? -code : code
             description = "\(what): \(String(cString: rte_strerror(errnum))) (\(errnum))"

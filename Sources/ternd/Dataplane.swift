@@ -82,13 +82,18 @@ final class Dataplane {
                         rxQueues: UInt16(workers), txQueues: UInt16(workers),
                         descriptors: (UInt16(setup.rxDescriptors), UInt16(setup.txDescriptors)), pool: pool) || rss
             } catch {
-                // Queue set-up takes mbufs (RX rings; net_pcap's replayed capture): name the key to raise.
+                // Queue set-up takes mbufs (RX rings; net_pcap's replayed capture), but fails for other
+                // reasons too (net_pcap: frames over the data room with infinite_rx) with the same
+                // EINVAL: the driver's own line says which, so point at it and name the pool's key.
                 let total = plan.mbufPlan.total
                 let short = config.dataplane.mbufs.map { $0 < total ? " (the computed size is \(total))" : "" } ?? ""
+                let pool =
+                    "the pool has \(plan.mbufs) mbufs\(short): raise \(K.mbufs.path) or lower \(K.rxDescriptors.path)"
                 throw refused(
                     K.portDevice.at(K.port.element(i)),
-                    "\(error.description); the pool has \(plan.mbufs) mbufs\(short): raise \(K.mbufs.path) or lower \(K.rxDescriptors.path)"
-                )
+                    error.code == ENOMEM
+                        ? "\(error.description); \(pool)"
+                        : "\(error.description) (the driver's reason is logged above; if it asks for more mbufs, \(pool))")
             }
             do {
                 if let mtu = setup.deviceMTU { _ = try port.setMTU(mtu) }

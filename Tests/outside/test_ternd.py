@@ -684,6 +684,14 @@ def test_replay_and_jumbo(ternd, tmp):
     check(sorted(len(f) for f in sent) == sorted(len(f) + 20 for f in jumbo)
           and all(f[34:] == j[14:] for f, j in zip(sorted(sent, key=lambda f: f[-1]), sorted(jumbo, key=lambda f: f[-1]))),
           f"jumbo: {len(sent)} frames out, lengths {sorted(len(f) for f in sent)[:4]}")
+    # The same jumbo capture replayed in a loop at the default MTU: net_pcap cannot (its ring would
+    # hold multi-segment mbufs); ternd says the driver's reason stands above, not that the pool is short.
+    small_mtu = os.path.join(tmp, "replay-1500.toml")
+    with open(small_mtu, "w") as f:
+        f.write(text)
+    rc, _, err = run_ternd(ternd_cmd(ternd, f"net_pcap0,rx_pcap={inp},tx_pcap=/dev/null,infinite_rx=1", small_mtu))
+    check(rc == 78 and "infinite_rx mode" in err and "driver's reason is logged above" in err,
+          f"jumbo replayed with infinite_rx: exit {rc}: {err[-400:]}")
     # A full 9,000-byte datagram without DF at mtu 9000: two outer fragments, the second in an mbuf
     # from the pool (its data room is sized for the largest fragment frame).
     full = bytes(make_pcap.eth() / make_pcap.IP(src="198.51.100.99", dst="192.0.2.1") / make_pcap.UDP(sport=2999, dport=53) /
