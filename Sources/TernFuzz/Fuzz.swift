@@ -9,7 +9,8 @@
 // - `toml`: the TOML parser;
 // - `config`: the config loader (TOML to validated config); a config it accepts must build;
 // - `keepalived`, `ipvsadm`: the importers; what they accept must render to TOML the config loader
-//   takes (behind a fixed node and port).
+//   takes (behind a fixed node and port). keepalived's input is a sandbox directory of files
+//   (`Sandbox`), so its includes, globs and limits are fuzzed too.
 //
 // Built with -DTERN_LIBFUZZER and `--sanitize=fuzzer` it is a libFuzzer binary (see the Makefile's
 // `fuzz` target); built plainly it replays the files named on its command line.
@@ -115,8 +116,8 @@ func fuzzImport(_ input: UnsafeBufferPointer<UInt8>) {
             guard let text = String(validating: bytes, as: UTF8.self) else { return }
             result = try IPVSAdm.parse(text, file: "rules")
         } else {
-            result = try Keepalived.load(
-                path: "keepalived.conf", read: { $0 == "keepalived.conf" ? bytes : nil }, glob: { _ in [] })
+            let sandbox = Sandbox(bytes)
+            result = try Keepalived.load(path: Sandbox.top, read: sandbox.read, glob: sandbox.glob)
         }
     } catch {
         return
@@ -130,6 +131,37 @@ func fuzzImport(_ input: UnsafeBufferPointer<UInt8>) {
     } catch {
         // A refusal must be about the VIPs' meaning, never about the TOML the renderer wrote.
         if error.line != nil { fatalError("rendered TOML does not parse: \(error)\n\(text)") }
+    }
+}
+
+/// A keepalived input as a directory of files, in memory: the bytes before the first line
+/// `#file NAME` are /sandbox/keepalived.conf, each such line (a comment to keepalived, so plain
+/// configs stay valid seeds) starts /sandbox/NAME. Includes find files only here (glob patterns
+/// by fnmatch); nothing outside is read.
+struct Sandbox {
+    static let top = "/sandbox/keepalived.conf"
+    var files: [String: [UInt8]] = [:]
+
+    init(_ bytes: [UInt8]) {
+        var name = Sandbox.top
+        var current: [UInt8] = []
+        for line in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            if line.starts(with: Array("#file ".utf8)) {
+                files[name] = current
+                name = "/sandbox/" + String(decoding: line.dropFirst(6), as: UTF8.self)
+                current = []
+            } else {
+                current += line
+                current.append(0x0A)
+            }
+        }
+        files[name] = current
+    }
+
+    func read(_ path: String) -> [UInt8]? { files[path] }
+
+    func glob(_ pattern: String) -> [String] {
+        files.keys.filter { fnmatch(pattern, $0, FNM_PATHNAME) == 0 }.sorted()
     }
 }
 

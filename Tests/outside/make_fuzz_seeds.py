@@ -28,6 +28,12 @@ def main(out):
         os.makedirs(os.path.join(out, target), exist_ok=True)
     for target, name in (("keepalived", "keepalived.conf"), ("ipvsadm", "ipvsadm.rules")):
         shutil.copy(os.path.join(HERE, "import", name), os.path.join(out, target, name))
+    # A sandbox of files for the keepalived target (Sandbox in Fuzz.swift): includes by name and glob.
+    with open(os.path.join(HERE, "import", "keepalived.conf")) as fh:
+        main_conf = fh.read()
+    with open(os.path.join(out, "keepalived", "with-includes.conf"), "w") as fh:
+        fh.write("include conf.d/*.conf\ninclude extra.conf\n#file conf.d/a.conf\n" + main_conf +
+                 "#file conf.d/b.conf\ninclude ../extra.conf\n#file extra.conf\n! nothing\n")
     frames = [make_pcap.frame_bytes(c) for c in make_pcap.outside_cases()] + [bytes(f) for f in make_pcap.demo_frames(200)]
     # QUIC to the fuzz snapshot's quic VIPs (v1 and v2 connection IDs naming its server ids), and
     # frames tagged with its port's VLAN 7.
