@@ -487,11 +487,13 @@ public struct Worker: ~Copyable {
     }
 
     /// A received frame tagged with another VLAN id than its port's (`[[port]] vlan`): not Tern's.
+    /// Id 0 (priority-tagged, 802.1Q) counts as untagged: processed, as untagged frames are.
     @inlinable
     static func isOtherVLAN(_ frame: UnsafeRawPointer, l3Offset: Int, port: borrowing PortContext) -> Bool {
         let vlan = port.replyVLAN
         if vlan == 0 || l3Offset != HeaderSize.ethernet &+ HeaderSize.vlanTag { return false }
-        return frame.be16(14) & 0x0FFF != vlan
+        let id = frame.be16(14) & 0x0FFF
+        return id != vlan && id != 0
     }
 
     /// Inserts an 802.1Q tag after the MAC addresses of a built frame (4 bytes of headroom).

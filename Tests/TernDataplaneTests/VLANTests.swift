@@ -59,6 +59,14 @@ func vlanID(_ frame: [UInt8]) -> UInt16? {
         #expect(o == .forwarded && vlanID(out!) == nil && out!.count == 14 + 20 + 40)
     }
 
+    @Test func priorityTaggedFramesCountAsUntagged() {
+        // VLAN id 0 carries only a priority (802.1Q): the frame is the port's untagged traffic.
+        var sim = vlanSimulator(vlan: 100, replyVLAN: 100)
+        let (o, out) = sim.run(toWeb(vlan: 0))
+        #expect(o == .forwarded && vlanID(out!) == 100)
+        #expect(sim.run(echoRequest(vlan: 0)).0 == .replied)
+    }
+
     @Test func repliesCarryTheReceivingPortsTag() {
         // Separate ports: backends behind VLAN 300, clients on VLAN 100.
         var sim = vlanSimulator(vlan: 300, replyVLAN: 100)
