@@ -44,6 +44,11 @@ public final class MetricsServer {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 64)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            // The address may be one that appears only later (the host interface's, made by ternd
+            // itself): bind it anyway; connections arrive once it exists.
+            .serverChannelOption(
+                ChannelOptions.Types.SocketOption(level: .ip, name: .init(rawValue: IP_FREEBIND)), value: 1
+            )
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard counts.open.add(1, ordering: .relaxed).newValue <= MetricsServer.maxConnections else {

@@ -190,6 +190,29 @@ enum UnixSocket {
         return credentials.uid
     }
 
+    /// Sends `state` to systemd's notification socket ($NOTIFY_SOCKET: a path, or `@name` for an
+    /// abstract one) as one datagram; false when there is none or the send failed.
+    static func notifySystemd(_ state: String) -> Bool {
+        guard let name = getenv("NOTIFY_SOCKET").map({ String(cString: $0) }), name.count > 1,
+            var a = try? address(name.hasPrefix("@") ? " " + name.dropFirst() : name)
+        else { return false }
+        var length = socklen_t(MemoryLayout<sockaddr_un>.size)
+        if name.hasPrefix("@") {  // abstract: a leading NUL, and the length covers only the name
+            withUnsafeMutableBytes(of: &a.sun_path) { $0[0] = 0 }
+            length = socklen_t(MemoryLayout<sa_family_t>.size + name.utf8.count)
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let bytes = Array(state.utf8)
+        let sent = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                sendto(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL), $0, length)
+            }
+        }
+        return sent == bytes.count
+    }
+
     static func monotonicSeconds() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)

@@ -25,6 +25,23 @@ public enum ConfigLoader {
         return try parse(bytes, file: path)
     }
 
+    /// Only `[control] socket` of the file at `path` (the default when it has none), without
+    /// validating the rest: ternctl finds the ternd a config file belongs to even when the file it
+    /// is about to reload is broken (ternd then says what is wrong).
+    public static func controlSocket(path: String) throws(ConfigError) -> String {
+        let bytes: [UInt8]
+        switch RegularFile.read(path, limit: maxFileBytes) {
+        case .success(let b): bytes = b
+        case .failure(.cannotOpen): throw ConfigError(file: path, problems: [ConfigProblem("", "cannot read the file")])
+        case .failure(let f): throw ConfigError(file: path, problems: [ConfigProblem("", f.description)])
+        }
+        guard let document = try? TOMLParser.parse(bytes),
+            case .table(let control)? = document[ConfigSchema.control.path]?.value,
+            case .string(let socket)? = control[ConfigSchema.controlSocket.name]?.value
+        else { return ControlConfig.defaultSocket }
+        return socket
+    }
+
     /// Validates config text; `file` names it in errors.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> TernConfig {
         try parse(Array(text.utf8), file: file)

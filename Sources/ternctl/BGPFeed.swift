@@ -6,9 +6,12 @@
 //     exabgp.api.ack is on) is read and ignored; end of input means ExaBGP is gone.
 //   BIRD (--bird-include FILE): rewrites FILE (static routes, see `BIRDRoutes`) and runs `birdc
 //     configure` whenever the wanted set changes.
-// When ternd cannot be reached, does not answer within an interval (frozen, stalled) or the socket
-// is served by another user than root or this one, it withdraws everything and exits 69 (fail
-// closed). Every field it passes on is checked first (`Announcement.trusted`).
+// When ternd cannot be reached, does not answer within an interval (frozen, stalled, restarting)
+// or the socket is served by another user than root or this one, it withdraws everything (fail
+// closed), says so once, keeps asking every interval and announces again once ternd answers: it
+// outlives ternd's restarts, so ExaBGP never gives up on it. It ends only when its input closes
+// (ExaBGP gone) or on SIGTERM/SIGINT (withdrawing first). Every field it passes on is checked first
+// (`Announcement.trusted`).
 
 import ArgumentParser
 import TernAgent
@@ -18,11 +21,14 @@ import TernConfig
     import Glibc
 #endif
 
+/// The stop signal received (0: none); set by the handler, read by the loop.
+nonisolated(unsafe) var feedStop: Int32 = 0
+
 struct BGPFeed: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bgp-feed",
         abstract:
-            "Keep ExaBGP (process API) or BIRD (--bird-include) announcing the VIP prefixes this node should; withdraw all if ternd goes away."
+            "Keep ExaBGP (process API) or BIRD (--bird-include) announcing the VIP prefixes this node should; withdraw all while ternd is away, announce again when it is back."
     )
 
     @OptionGroup var options: SocketOptions
@@ -54,22 +60,38 @@ struct BGPFeed: ParsableCommand {
             if text != birdText, configureBIRD(file: file, text: text) { birdText = text }
             return true
         }
-        while true {
-            let reply: [UInt8]
+        Self.catchStopSignals()
+        var away: String?  // why ternd is unreachable, while it is
+        while feedStop == 0 {
+            let wanted: [String: Announcement]
             do {
                 // A frozen or stalled ternd is as good as gone: no reply within an interval withdraws.
-                reply = try ControlClient.exchange(.announcements, socket: options.socket, timeoutSeconds: max(0.5, interval))
+                let reply = try ControlClient.exchange(
+                    .announcements, socket: options.socket, timeoutSeconds: max(0.5, interval))
+                if away != nil { printError("ternctl bgp-feed: ternd answers again: announcing what it says") }
+                away = nil
+                wanted = Self.announcements(reply)
             } catch {
-                _ = tell([:])
-                printError("ternctl bgp-feed: \(error.description): withdrew every prefix; exiting")
-                throw ExitCode(69)
+                if away != error.description {
+                    printError(
+                        "ternctl bgp-feed: \(error.description): withdrew every prefix; asking again every \(interval) s")
+                }
+                away = error.description
+                wanted = [:]
             }
-            if !tell(Self.announcements(reply)) {
+            if !tell(wanted) {
                 emit(exabgp.withdrawAll())
                 return
             }
-            usleep(UInt32(max(0.05, interval) * 1_000_000))
+            usleep(UInt32(max(0.05, interval) * 1_000_000))  // a stop signal cuts it short
         }
+        _ = tell([:])
+        printError("ternctl bgp-feed: signal \(feedStop): withdrew every prefix; exiting")
+    }
+
+    /// SIGTERM and SIGINT end the loop (after withdrawing), not the process mid-write.
+    static func catchStopSignals() {
+        for s in [SIGTERM, SIGINT] { signal(s) { feedStop = $0 } }
     }
 
     /// The control reply's prefixes (none from a reply that is not an announcements reply); a

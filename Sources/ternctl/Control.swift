@@ -168,8 +168,17 @@ struct Reload: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reload ternd's config and wait: exit 0, or 78 with the config error (the running config stays).")
     @OptionGroup var options: SocketOptions
+    @Option(
+        help:
+            "The config file ternd runs: its [control] socket is the one to use (what the systemd unit's ExecReload passes; --socket wins when given)."
+    )
+    var config: String?
 
     func run() throws {
+        var options = self.options
+        if let config, options.socket == ControlConfig.defaultSocket {
+            options.socket = (try? ConfigLoader.controlSocket(path: config)) ?? ControlConfig.defaultSocket
+        }
         try options.finish(try options.send(.reload), as: MessageReply.self, failure: ConfigError.exitCode) { "\($0.message)\n" }
     }
 }

@@ -193,9 +193,13 @@ enum Daemon {
             let m = config.metrics!
             log(.error, "\(options.config): \(ConfigSchema.metricsListen.path): cannot listen on \(m.host):\(m.port): \(error)")
             _ = dataplane.stop()
-            return 1
+            return ConfigError.exitCode  // the file names a listener that cannot be: fix it, do not restart-loop
         }
-        log(agent.run() + ": stopping")
+        // Ports up, host interfaces made, listeners bound: units ordered after ternd may start.
+        SystemdNotify.send("READY=1\nSTATUS=forwarding: \(config.summary)")
+        let why = agent.run()
+        SystemdNotify.send("STOPPING=1\nSTATUS=\(why): stopping")
+        log(why + ": stopping")
         return shutdown(dataplane, agent: agent, statsJSON: options.statsJSON)
     }
 

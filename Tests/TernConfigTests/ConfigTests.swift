@@ -271,6 +271,18 @@ func problems(_ text: String) -> [String] {
         #expect(c.restartOnlyChanges(to: moved) == ["control.socket", "metrics.listen"])
         #expect(problems("[control]\nsocket = \"relative.sock\"\n" + minimal).first?.hasPrefix("control.socket: ") == true)
     }
+
+    @Test func theControlSocketIsFoundInAFileWhoseOtherKeysAreBroken() throws {
+        let path = "/tmp/tern-socket-key-\(getpid()).toml"
+        defer { unlink(path) }
+        for (text, socket) in [
+            ("[control]\nsocket = \"/run/tern/b.sock\"\n[node]\nname = 5\n", "/run/tern/b.sock"),
+            ("[node]\nname = \"x\"\n", ControlConfig.defaultSocket), ("not toml [", ControlConfig.defaultSocket),
+        ] {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            #expect(try ConfigLoader.controlSocket(path: path) == socket)
+        }
+    }
 }
 
 @Suite struct MemoryBudgetTests {

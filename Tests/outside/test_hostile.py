@@ -13,7 +13,9 @@ Each case fails on a ternd whose control thread can be held by a client:
    100 MB), an include of a FIFO (refused at once), includes of /etc/shadow and
    /proc/self/environ (no content echoed);
 6. a control socket in a directory others can write: `ternctl check` refuses it, and ternd exits
-   78 naming it when another user has bound the name first.
+   78 naming it when another user has bound the name first;
+7. [metrics] listen on an address that exists only after ternd started answers once it exists; a
+   port already taken stops ternd with 78 naming metrics.listen.
 
 Usage: test_hostile.py PATH/TO/ternd PATH/TO/ternctl
 """
@@ -77,7 +79,7 @@ def ternd_command(ternd, prefix, config):
 class Ternd:
     """ternd on net_null0 with a config, its stderr collected; stopped with SIGTERM."""
 
-    def __init__(self, ternd, tmp, name, text, nofile=None):
+    def __init__(self, ternd, tmp, name, text, nofile=None, env=None):
         self.config = os.path.join(tmp, f"{name}.toml")
         with open(self.config, "w") as f:
             f.write(text)
@@ -87,7 +89,8 @@ class Ternd:
         def limit():
             if nofile:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=limit,
+                                     env=env)
         self.lines = []
         threading.Thread(target=self._read, daemon=True).start()
         deadline = time.monotonic() + 60
@@ -345,7 +348,7 @@ def test_socket_in_a_shared_directory(ternd, ternctl, tmp):
     # Someone else binds the name first: ternd refuses (78, the reason) instead of exit 1.
     code = ("import socket,sys\ns=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)\n"
             "while True:\n c,_=s.accept(); c.close()\n")
-    squatter = subprocess.Popen(["runuser", "-u", "nobody", "--", sys.executable, "-c", code, sock])
+    squatter = subprocess.Popen([sys.executable, "-c", code, sock], user="nobody")  # killed directly, not via runuser
     prefix = f"tern-hostile-{os.getpid()}-shared"
     try:
         deadline = time.monotonic() + 10
@@ -361,12 +364,78 @@ def test_socket_in_a_shared_directory(ternd, ternctl, tmp):
     passed(start, "a control socket in a directory others can write: ternctl check and ternd (squatted) exit 78 naming it")
 
 
+def test_metrics_listen_before_its_address_exists(ternd, tmp):
+    """[metrics] listen may name an address that appears after ternd starts (its host interface's);
+    one that cannot be bound at all (the port taken) stops ternd with 78 naming the key."""
+    start = len(FAILURES)
+    address = "198.18.0.7"
+    port = free_port()
+    text = config_text(os.path.join(tmp, "late.sock"), port, 1, 1).replace(f"127.0.0.1:{port}", f"{address}:{port}")
+    subprocess.run(["ip", "link", "del", "tern-late0"], capture_output=True)
+    d = Ternd(ternd, tmp, "late", text)
+    try:
+        subprocess.run(["ip", "link", "add", "tern-late0", "type", "veth", "peer", "name", "tern-late1"], check=True)
+        subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "tern-late0"], check=True)
+        subprocess.run(["ip", "link", "set", "tern-late0", "up"], check=True)
+        time.sleep(0.5)
+        try:
+            with urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=10) as r:
+                code = r.status
+        except OSError as e:
+            code = str(e)
+        check(code == 200, f"metrics on an address added after start: {code}")
+    finally:
+        d.stop()
+        subprocess.run(["ip", "link", "del", "tern-late0"], capture_output=True)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    busy = taken.getsockname()[1]
+    config = os.path.join(tmp, "busy.toml")
+    with open(config, "w") as f:
+        f.write(config_text(os.path.join(tmp, "busy.sock"), busy, 1, 1))
+    prefix = f"tern-hostile-{os.getpid()}-busy"
+    p = subprocess.run(ternd_command(ternd, prefix, config), capture_output=True, text=True, timeout=60)
+    taken.close()
+    shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+    check(p.returncode == 78 and "metrics.listen: cannot listen" in p.stderr, f"metrics port taken: exit {p.returncode}: "
+          f"{p.stderr[-300:]}")
+    passed(start, "[metrics] listen on an address added after ternd started answers once it exists; a port already "
+           "taken stops ternd with 78 naming metrics.listen")
+
+
+def test_systemd_readiness(ternd, tmp):
+    """Type=notify: ternd sends READY=1 to $NOTIFY_SOCKET (here an abstract datagram socket, as
+    systemd's) once it is up, STOPPING=1 when it stops."""
+    start = len(FAILURES)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    name = f"tern-notify-{os.getpid()}"
+    listener.bind("\0" + name)
+    listener.settimeout(10)
+    d = Ternd(ternd, tmp, "notify", config_text(os.path.join(tmp, "notify.sock"), free_port(), 1, 1),
+              env=dict(os.environ, NOTIFY_SOCKET="@" + name))
+    try:
+        ready = listener.recv(4096).decode()
+        d.stop()
+        stopping = listener.recv(4096).decode()
+    except socket.timeout:
+        ready, stopping = "", ""
+    finally:
+        d.stop()
+        listener.close()
+    check(ready.startswith("READY=1\nSTATUS=forwarding: 1 VIPs") and stopping.startswith("STOPPING=1"),
+          f"sd_notify: {ready!r} then {stopping!r}")
+    passed(start, f"sd_notify: {ready.splitlines()[0] if ready else '-'} once started, STOPPING=1 at SIGTERM")
+
+
 def main(ternd, ternctl):
     tmp = tempfile.mkdtemp(prefix="tern-hostile-")
     try:
         test_import_bombs(ternctl, tmp)
         test_socket_in_a_shared_directory(ternd, ternctl, tmp)
         test_http_oddities(ternd, tmp)
+        test_metrics_listen_before_its_address_exists(ternd, tmp)
+        test_systemd_readiness(ternd, tmp)
         test_never_reading_clients(ternd, ternctl, tmp)
         test_large_scrape(ternd, ternctl, tmp)
         test_idle_metrics_connections(ternd, ternctl, tmp)

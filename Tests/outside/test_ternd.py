@@ -769,37 +769,55 @@ def lying_socket(path, reply, user=None):
     """A process serving one canned reply on `path` (as `user` when given): a squatter or a liar."""
     code = ("import socket,sys,os\n"
             "s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)\n"
-            "while True:\n c,_=s.accept(); c.recv(65536); c.sendall(sys.argv[2].encode()); c.close()\n")
-    cmd = [sys.executable, "-c", code, path, reply]
-    if user:
-        cmd = ["runuser", "-u", user, "--", *cmd]
-    proc = subprocess.Popen(cmd)
+            "while True:\n c,_=s.accept()\n try: c.recv(65536); c.sendall(sys.argv[2].encode())\n"
+            " except OSError: pass\n c.close()\n")
+    # As `user` through Popen itself: a kill then reaches the server (runuser would stay between).
+    proc = subprocess.Popen([sys.executable, "-c", code, path, reply], user=user)
     wait_until(lambda: os.path.exists(path), 10, f"{path} to be bound")
     return proc
 
 
 def test_feed_fails_closed(ternd, ternctl, tmp):
-    """The feed withdraws when ternd freezes (no reply within an interval), refuses a socket served
-    by another user, and passes on nothing from a reply that is not what ternd writes; ternctl
-    status against a frozen ternd whose backlog is full gives up instead of hanging."""
+    """The feed withdraws when ternd freezes (no reply within an interval) and announces again when
+    it thaws; it outlives a restart of ternd (withdraws while it is away, announces once the new one
+    answers) and stops only when its input closes. It refuses a socket served by another user and
+    passes on nothing from a reply that is not what ternd writes; ternctl status against a frozen
+    ternd whose backlog is full gives up instead of hanging."""
     sockdir = f"/run/tern-feed-{os.getpid()}"
     os.makedirs(sockdir, exist_ok=True)
     sock = os.path.join(sockdir, "ternd.sock")
     config = null_config(tmp, extra=f'[control]\nsocket = "{sock}"\n')
     cmd = ternd_cmd(ternd, "net_null0", config)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log = StderrLog(proc)
-    try:
+
+    def start():
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        log = StderrLog(proc)
         wait_until(lambda: "started:" in log.text(), 30, "ternd to start")
+        return proc
+
+    def stop(proc):
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        remove_runtime_dirs(cmd)
+
+    def announced():
+        return [i for i, line in enumerate(feed.lines) if line.startswith("announce route 192.0.2.10/32")]
+
+    def withdrawn():
+        return [i for i, line in enumerate(feed.lines) if line.startswith("withdraw route 192.0.2.10/32")]
+    proc = start()
+    feed = None
+    try:
         feed = FeedReader(ternctl, sock)
-        wait_until(lambda: any(line.startswith("announce route 192.0.2.10/32") for line in feed.lines), 10, "the announcement")
+        wait_until(lambda: announced(), 10, "the announcement")
         os.kill(proc.pid, signal.SIGSTOP)
         frozen = time.monotonic()
         try:
-            wait_until(lambda: any(line.startswith("withdraw route 192.0.2.10/32") for line in feed.lines), 10,
-                       "the feed to withdraw from a frozen ternd")
-            withdrew = feed.times[-1] - frozen
-            rc, err = feed.finish()
+            wait_until(lambda: withdrawn(), 10, "the feed to withdraw from a frozen ternd")
+            withdrew = feed.times[withdrawn()[0]] - frozen
             # Fill the frozen ternd's listen backlog: a client's connect itself must not block.
             fillers = []
             for _ in range(64):
@@ -818,17 +836,26 @@ def test_feed_fails_closed(ternd, ternctl, tmp):
                 s.close()
         finally:
             os.kill(proc.pid, signal.SIGCONT)
+        wait_until(lambda: announced()[-1] > withdrawn()[0], 10, "the feed to announce again after ternd thawed")
+        # A restart: withdrawn while ternd is away, announced again once the new one answers.
+        stop(proc)
+        wait_until(lambda: withdrawn()[-1] > announced()[-1], 10, "the feed to withdraw while ternd is stopped")
+        away = time.monotonic()
+        time.sleep(1)  # several intervals without ternd: the feed keeps asking
+        check(feed.proc.poll() is None, f"feed: exited while ternd was away (exit {feed.proc.returncode})")
+        proc = start()
+        wait_until(lambda: announced()[-1] > withdrawn()[-1], 10, "the feed to announce after ternd restarted")
+        back = time.monotonic() - away
+        rc, err = feed.finish()
+        feed = None
         check(withdrew < 3 * 0.3 + 0.5, f"feed: withdrew {withdrew:.2f} s after ternd froze (interval 0.3 s)")
-        check(rc == 69 and "no reply within" in err, f"feed: exit {rc}, {err[-300:]}")
+        check(rc == 0 and "no reply within" in err and "answers again" in err, f"feed: exit {rc}, {err[-300:]}")
         check(status.returncode == 69 and status_took < 10, f"status against a frozen ternd: exit {status.returncode} after "
               f"{status_took:.1f} s: {status.stderr[-200:]}")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        remove_runtime_dirs(cmd)
+        if feed:
+            feed.finish()
+        stop(proc)
     # A socket someone else serves: nothing believed, everything withdrawn.
     shared = tempfile.mkdtemp(prefix="tern-squat-")
     os.chmod(shared, 0o1777)
@@ -841,7 +868,7 @@ def test_feed_fails_closed(ternd, ternctl, tmp):
     finally:
         squatter.kill()
         shutil.rmtree(shared, ignore_errors=True)
-    check(rc == 69 and not any(line.startswith("announce") for line in feed.lines) and "not trusted" in err,
+    check(rc == 0 and not any(line.startswith("announce") for line in feed.lines) and "not trusted" in err,
           f"squatted socket: exit {rc}, lines {feed.lines}, {err[-300:]}")
     # A root-owned liar: fields that are not VIP prefixes or communities never reach ExaBGP.
     liar_path = os.path.join(sockdir, "liar.sock")
@@ -862,7 +889,8 @@ def test_feed_fails_closed(ternd, ternctl, tmp):
           f"lying socket: the feed wrote {feed.lines}")
     check(err.count("refused from the control socket") >= 3, f"lying socket: refusals not logged: {err[-400:]}")
     shutil.rmtree(sockdir, ignore_errors=True)
-    print(f"ok: bgp-feed fails closed: withdrew {withdrew:.2f} s after ternd froze (interval 0.3 s), status gave up after "
+    print(f"ok: bgp-feed fails closed: withdrew {withdrew:.2f} s after ternd froze (interval 0.3 s) and announced again when "
+          f"it thawed; outlived a restart (announced {back:.2f} s after ternd stopped, 1 s of it waiting); status gave up after "
           f"{status_took:.1f} s (backlog full); a socket served by nobody and a lying one announced nothing but well-formed VIP prefixes",
           flush=True)
 
