@@ -37,7 +37,8 @@ run: release
 	@$(PYTHON) Tests/outside/tshark_view.py $(OUT)/demo-out.pcap 12
 
 # Installs ternd, ternctl, their man pages (ternctl's generated from its argument parser), the
-# systemd units (ternd; the BGP feed with BIRD; a drop-in for Debian's exabgp.service) and the reference config (also as SYSCONFDIR/tern/tern.toml.example).
+# systemd units (ternd; the flow tables' huge-page tmpfs; the BGP feed with BIRD; a drop-in for Debian's
+# exabgp.service) and the reference config (also as SYSCONFDIR/tern/tern.toml.example).
 install: release
 	$(SWIFT) package --allow-writing-to-package-directory generate-manual --section 8
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/lib/systemd/system \
@@ -45,7 +46,7 @@ install: release
 	install -m 755 .build/release/ternd .build/release/ternctl $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 .build/plugins/GenerateManual/outputs/ternctl/*.8 configs/man/ternd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system/exabgp.service.d
-	for unit in ternd.service tern-bird-feed.service exabgp.service.d/tern.conf; do \
+	for unit in ternd.service tern-bird-feed.service run-tern-flows.mount exabgp.service.d/tern.conf; do \
 		sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' configs/systemd/$$unit \
 			> $(DESTDIR)$(PREFIX)/lib/systemd/system/$$unit || exit 1; \
 	done
@@ -60,7 +61,7 @@ install-test:
 	$(MAKE) install PREFIX=$(STAGE)/usr SYSCONFDIR=$(STAGE)/etc
 	cp $(STAGE)/etc/tern/tern.toml.example $(STAGE)/etc/tern/tern.toml
 	MANPATH=$(STAGE)/usr/share/man systemd-analyze verify $(STAGE)/usr/lib/systemd/system/ternd.service \
-		$(STAGE)/usr/lib/systemd/system/tern-bird-feed.service
+		$(STAGE)/usr/lib/systemd/system/tern-bird-feed.service $(STAGE)/usr/lib/systemd/system/run-tern-flows.mount
 	$(STAGE)/usr/bin/ternctl check $(STAGE)/etc/tern/tern.toml
 	$(STAGE)/usr/bin/ternd --version && $(STAGE)/usr/bin/ternctl --version
 	@echo "ok: make install staged $$(find $(STAGE) -type f | wc -l) files; systemd-analyze verify passed"

@@ -56,6 +56,8 @@ def ternd_rx(feed, cfg, seconds):
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     shutil.rmtree(f"/var/run/dpdk/{p}", ignore_errors=True)
+    if os.path.exists(f"/run/tern/flows/{p}"):
+        os.remove(f"/run/tern/flows/{p}")  # the flow state ternd keeps for a restart
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats["mbufs_in_use"] == 0 and stats["rx"] == stats["forwarded"], (stats, err)
     return stats["rx"]
@@ -69,6 +71,8 @@ def testpmd_rx(feed, seconds):
     time.sleep(seconds)
     out, _ = proc.communicate(input="quit\n", timeout=60)
     shutil.rmtree(f"/var/run/dpdk/{p}", ignore_errors=True)
+    if os.path.exists(f"/run/tern/flows/{p}"):
+        os.remove(f"/run/tern/flows/{p}")  # the flow state ternd keeps for a restart
     m = re.findall(r"RX-packets:\s+(\d+)", out)
     return int(m[-1]) if m else 0
 
@@ -96,6 +100,8 @@ def reload_time(vips, backends, tmp, weights=(lambda v: 50 if v == 0 else 100, l
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     shutil.rmtree(f"/var/run/dpdk/{p}", ignore_errors=True)
+    if os.path.exists(f"/run/tern/flows/{p}"):
+        os.remove(f"/run/tern/flows/{p}")  # the flow state ternd keeps for a restart
     found = re.findall(r"reload ok: .*built in ([\d.]+) ms \((\d+) Maglev tables? built.*published in ([\d.]+) ms", err)
     return [(float(b), int(n), float(pub)) for b, n, pub in found]
 

@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 
 #define TERN_HUGE_PAGE ((size_t)2 << 20)
 #define TERN_PAGE ((size_t)4096)
@@ -34,4 +36,10 @@ void *tern_huge_alloc(size_t bytes) {
 
 void tern_huge_free(void *p, size_t bytes) {
     if (p != NULL) munmap(p, tern_mapped_size(bytes));
+}
+
+int tern_is_tmpfs(const char *path) {
+    struct statfs fs;
+    if (statfs(path, &fs) != 0) return -1;
+    return fs.f_type == TMPFS_MAGIC ? 1 : 0;
 }

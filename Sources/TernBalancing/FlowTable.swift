@@ -111,7 +111,21 @@ public struct FlowTable: ~Copyable {
     /// Where inserts, evictions and expiries are counted (the worker's block).
     public let block: CounterBlock
     let ownsBlock: Bool
+    /// False when the entries and metadata live in memory the table was given (a flow-state file).
+    let ownsMemory: Bool
     public var counters: FlowTableCounters { FlowTableCounters(reading: block) }
+
+    /// Memory for a table of a given capacity made elsewhere (`FlowStateFile`): `entries` holds
+    /// `capacity` entries (64-byte aligned), `meta` one 64-byte line per bucket, both zeroed or
+    /// left by an earlier table of the same geometry.
+    public struct Memory {
+        public var entries: UnsafeMutableRawPointer
+        public var meta: UnsafeMutableRawPointer
+        public init(entries: UnsafeMutableRawPointer, meta: UnsafeMutableRawPointer) {
+            self.entries = entries
+            self.meta = meta
+        }
+    }
 
     /// Entries a table asked for `requested` has: a power of two, at least 8.
     public static func roundedCapacity(_ requested: Int) -> Int {
@@ -127,18 +141,21 @@ public struct FlowTable: ~Copyable {
     }
 
     /// `capacity` is rounded up to a power of two (at least 8). Events are counted in `counters`,
-    /// the worker's block, or a block of the table's own.
+    /// the worker's block, or a block of the table's own. `memory`: where the table lives (its
+    /// flows kept), instead of fresh anonymous memory.
     public init(
         capacity requested: Int, tcpIdleTimeout: UInt32, udpIdleTimeout: UInt32, tcpClosingTimeout: UInt32,
-        counters: CounterBlock? = nil
+        counters: CounterBlock? = nil, memory: Memory? = nil
     ) {
         block = counters ?? CounterBlock.allocate()
         ownsBlock = counters == nil
         let c = FlowTable.roundedCapacity(requested)
         capacity = c
         bucketMask = c / FlowTable.ways - 1
-        entries = FlowTable.allocateTable(bytes: c * MemoryLayout<FlowEntry>.stride).bindMemory(to: FlowEntry.self, capacity: c)
-        meta = FlowTable.allocateTable(bytes: c / FlowTable.ways * 64)
+        ownsMemory = memory == nil
+        entries = (memory?.entries ?? FlowTable.allocateTable(bytes: c * MemoryLayout<FlowEntry>.stride))
+            .bindMemory(to: FlowEntry.self, capacity: c)
+        meta = memory?.meta ?? FlowTable.allocateTable(bytes: c / FlowTable.ways * 64)
         self.tcpIdleTimeout = tcpIdleTimeout
         self.udpIdleTimeout = udpIdleTimeout
         self.tcpClosingTimeout = tcpClosingTimeout
@@ -149,6 +166,7 @@ public struct FlowTable: ~Copyable {
     deinit {
         if ownsBlock { block.deallocate() }
         timeouts.deallocate()
+        guard ownsMemory else { return }
         tern_huge_free(entries, capacity * MemoryLayout<FlowEntry>.stride)
         tern_huge_free(meta, capacity / FlowTable.ways * 64)
     }

@@ -22,6 +22,12 @@ public struct DataplaneConfig: Equatable, Sendable {
     public var txDescriptors: Int? = nil
     /// nil: computed (`MbufPlan`).
     public var mbufs: Int? = nil
+    /// The flow-state file: nil for the default (`defaultFlowState`), "" for none.
+    public var flowState: String? = nil
+
+    /// The flow-state file of a ternd on DPDK file prefix `prefix` when the config names none.
+    /// /run/tern/flows is a tmpfs with huge pages when `run-tern-flows.mount` (shipped) is active.
+    public static func defaultFlowState(prefix: String) -> String { "/run/tern/flows/\(prefix)" }
 }
 
 /// Restart-only: per worker and second, the too-big answers Tern sends.

@@ -85,6 +85,9 @@ public enum ConfigSchema {
     public static let rxDescriptors = ConfigKey("dataplane.rx_descriptors", .integer, range: 16...65_535, restartOnly: true)
     public static let txDescriptors = ConfigKey("dataplane.tx_descriptors", .integer, range: 16...65_535, restartOnly: true)
     public static let defaultDescriptors = 1024
+    /// Where the flow tables live so that the next ternd re-attaches them; unset: under /run/tern
+    /// (`DataplaneConfig.defaultFlowState`), "": off.
+    public static let flowState = ConfigKey("dataplane.flow_state", .string, restartOnly: true)
     /// The mbuf pool; unset: computed from rings, bursts, host path and net_pcap replays (`MbufPlan`).
     public static let mbufs = ConfigKey("dataplane.mbufs", .integer, range: 1024...(1 << 26), restartOnly: true)
 
@@ -151,7 +154,8 @@ public enum ConfigSchema {
     public static let all: [ConfigKey] = [
         node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, shutdownDrain, importTable, importKeepalived,
         importIPVSAdm, metrics, metricsListen, dataplane, workers,
-        burstSize, flowTableEntries, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, rxDescriptors, txDescriptors, mbufs, port,
+        burstSize, flowTableEntries, flowState, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, rxDescriptors, txDescriptors,
+        mbufs, port,
         portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
         portBackendDevice, portHostInterface, portClampMSS, portVLAN, icmp, icmpTooBig, icmpEcho, maglev, tableSize, vip,
         vipAddress, vipPort, vipProtocol, vipEncap, guePort,

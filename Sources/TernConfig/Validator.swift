@@ -26,6 +26,20 @@ struct Validator {
         if key.restartOnly { restartOnly.append(SettingValue(path: path, value: value)) }
     }
 
+    /// `[dataplane] flow_state`: nil unset (the default path), "" off, else an absolute path.
+    mutating func flowState(_ d: ConfigTable?) -> String? {
+        let key = ConfigSchema.flowState
+        guard let d, let path = d.string(key) else {
+            note(key, key.path, "default")
+            return nil
+        }
+        if !path.isEmpty && (!path.hasPrefix("/") || path.utf8.contains(0) || path.hasSuffix("/")) {
+            fail(d.path(key), "must be an absolute file path, or \"\" for none, got \"\(escapedForMessage(path))\"")
+        }
+        note(key, key.path, path)
+        return path
+    }
+
     /// An integer key without a default: nil when unset (the consumer computes it).
     mutating func optionalInt(_ t: ConfigTable?, _ key: ConfigKey) -> Int? {
         guard let t, t.has(key) else {
@@ -119,7 +133,8 @@ struct Validator {
             workers: int(d, K.workers), burstSize: int(d, K.burstSize), flowTableEntries: int(d, K.flowTableEntries),
             tcpIdleTimeoutSeconds: int(d, K.tcpIdleTimeout), udpIdleTimeoutSeconds: int(d, K.udpIdleTimeout),
             tcpClosingTimeoutSeconds: int(d, K.tcpClosingTimeout), rxDescriptors: optionalInt(d, K.rxDescriptors),
-            txDescriptors: optionalInt(d, K.txDescriptors), mbufs: optionalInt(d, K.mbufs))
+            txDescriptors: optionalInt(d, K.txDescriptors), mbufs: optionalInt(d, K.mbufs),
+            flowState: flowState(d))
         let (ports, portPaths) = validatePorts(doc)
         let maglev = doc.table(K.maglev)
         let tableSize = int(maglev, K.tableSize)

@@ -64,11 +64,15 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
     let stop: Atomic<Bool>
     /// Sleep this long after 1024 empty polls in a row (0: always busy-poll).
     let idleSleepMicroseconds: UInt32
+    /// The flow clock's value when the loop starts (seconds; 1 for a fresh flow table): a table
+    /// kept from an earlier ternd goes on from where its clock stood, so idle timeouts count the gap.
+    let clockBase: UInt32
 
     public init(
         index: Int, queues: [WorkerQueue], burstSize: Int, cell: SnapshotCell, worker: consuming Worker,
-        idleSleepMicroseconds: UInt32 = 0
+        idleSleepMicroseconds: UInt32 = 0, clockBase: UInt32 = 1
     ) {
+        self.clockBase = clockBase
         self.index = index
         self.queues = queues
         self.burstSize = burstSize
@@ -135,11 +139,12 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         var idlePolls = 0
         let stats = self.stats
         let held = worker.pointee.fragments
-        var now: UInt32 = 1
+        let clockBase = self.clockBase
+        var now = clockBase
 
         while !stop.load(ordering: .acquiring) {
             let snapshot = cell.enterBurst(reader: index)
-            now = UInt32(truncatingIfNeeded: (tern_tsc() &- start) / hz) &+ 1
+            now = UInt32(truncatingIfNeeded: (tern_tsc() &- start) / hz) &+ clockBase
             var received = 0
             for q in queues {
                 if let ring = q.fromHostRing { sendFromHost(ring, q, list: lists.toHost, burst: burst, stats: stats) }

@@ -141,7 +141,8 @@ public struct Worker: ~Copyable {
     public static let icmpRepliesPerSecond: UInt32 = 1000
     public static let echoRepliesPerSecond: UInt32 = 10_000
 
-    public init(index: Int, port: PortContext, settings: WorkerSettings) {
+    /// `flowMemory`: where the flow table lives (a flow-state file kept across restarts).
+    public init(index: Int, port: PortContext, settings: WorkerSettings, flowMemory: FlowTable.Memory? = nil) {
         tooBigRepliesPerSecond = settings.tooBigRepliesPerSecond
         self.index = index
         echoBudget = .allocate(capacity: 1)
@@ -153,7 +154,7 @@ public struct Worker: ~Copyable {
         self.port = port
         flows = FlowTable(
             capacity: settings.flowTableEntries, tcpIdleTimeout: settings.tcpIdleTimeout, udpIdleTimeout: settings.udpIdleTimeout,
-            tcpClosingTimeout: settings.tcpClosingTimeout, counters: stats)
+            tcpClosingTimeout: settings.tcpClosingTimeout, counters: stats, memory: flowMemory)
         classified = UnsafeMutableRawPointer.allocate(byteCount: Worker.maxBurst * MemoryLayout<Classified>.stride, alignment: 64)
             .bindMemory(to: Classified.self, capacity: Worker.maxBurst)
         pending = .allocate(capacity: Worker.maxBurst)

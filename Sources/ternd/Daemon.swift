@@ -151,11 +151,28 @@ enum Daemon {
         let sharedConfig = !ealArguments.contains { ["--no-huge", "--in-memory", "--no-shconf"].contains($0) }
         if sharedConfig && !EAL.enableCapture() { log(.warning, "rte_pdump_init failed: dpdk-dumpcap cannot capture") }
         let publisher = Publisher(spec: DesiredState(config: config).snapshotSpec, workers: config.dataplane.workers)
+        // Flow tables kept across restarts: re-attached when the last ternd left them (same shape, same boot).
+        let flowStatePath = config.dataplane.flowState ?? DataplaneConfig.defaultFlowState(prefix: prefix)
+        var flowState: FlowStateFile?
+        if !flowStatePath.isEmpty {
+            do {
+                let f = try FlowStateFile(
+                    path: flowStatePath, workers: config.dataplane.workers, capacity: config.dataplane.flowTableEntries,
+                    monotonicNow: monotonicSeconds())
+                log("flow state: \(f.summary)")
+                flowState = f
+            } catch  where error.onlyWarning {
+                log(.warning, "flow state: \(error.description)")
+            } catch {
+                log(.error, "\(options.config): \(ConfigSchema.flowState.path): \(error.description)")
+                return ConfigError.exitCode
+            }
+        }
         let dataplane: Dataplane
         do {
             dataplane = try Dataplane(
                 config: config, configPath: options.config, cell: publisher.cell,
-                idleSleepMicroseconds: options.idleSleepMicroseconds)
+                idleSleepMicroseconds: options.idleSleepMicroseconds, flowState: flowState)
         } catch let error as StartupError {
             log(.error, error.message)
             return error.exitCode
@@ -200,6 +217,11 @@ enum Daemon {
         let why = agent.run()
         SystemdNotify.send("STOPPING=1\nSTATUS=\(why): stopping")
         log(why + ": stopping")
+        // A replay run that went idle is over: nothing to resume, so its flows are not kept.
+        if why.hasPrefix("no packet for"), let flowState {
+            flowState.remove()
+            log("flow state: \(flowState.path) removed (stopped when idle)")
+        }
         return shutdown(dataplane, agent: agent, statsJSON: options.statsJSON)
     }
 

@@ -35,7 +35,10 @@ final class Dataplane {
 
     /// Opens the config's ports, plans them (`DataplanePlan`: every decision, unit-tested), creates
     /// the pool, configures and starts the ports, the host path and a worker loop per worker lcore.
-    init(config: TernConfig, configPath: String, cell: SnapshotCell, idleSleepMicroseconds: UInt32) throws {
+    init(
+        config: TernConfig, configPath: String, cell: SnapshotCell, idleSleepMicroseconds: UInt32,
+        flowState: FlowStateFile? = nil
+    ) throws {
         func refused(_ key: String, _ message: String) -> StartupError {
             StartupError(
                 message: ConfigError(file: configPath, problems: [ConfigProblem(key, message)]).description,
@@ -141,8 +144,9 @@ final class Dataplane {
             loops.append(
                 WorkerLoop(
                     index: w, queues: queues, burstSize: plan.burstSize, cell: cell,
-                    worker: Worker(index: w, port: queues[0].context, settings: plan.worker),
-                    idleSleepMicroseconds: idleSleepMicroseconds))
+                    worker: Worker(
+                        index: w, port: queues[0].context, settings: plan.worker, flowMemory: flowState?.memory(worker: w)),
+                    idleSleepMicroseconds: idleSleepMicroseconds, clockBase: flowState?.clockBase ?? 1))
         }
         self.loops = loops
         try hostPath?.start()

@@ -24,6 +24,15 @@ sys.path.insert(0, HERE)
 import make_pcap  # noqa: E402
 
 
+
+def remove_flow_state(prefix):
+    """ternd keeps its flow tables in /run/tern/flows/PREFIX across restarts (dataplane.flow_state's
+    default); a test's ternd runs leave nothing behind."""
+    try:
+        os.remove(f"/run/tern/flows/{prefix}")
+    except FileNotFoundError:
+        pass
+
 def config_text(vips, backends, table_size, generation):
     out = ['[node]\nname = "soak"\ntunnel_source_v4 = "10.0.0.10"\n[dataplane]\nflow_table_entries = 65536\n'
            '[[port]]\ndevice = "net_pcap0"\ngateway_mac = "02:00:00:00:00:fe"\nmac = "02:00:00:00:00:01"\n'
@@ -115,6 +124,7 @@ def soak(ternd, vips, backends, table_size, reloads, max_growth_mib, load=True, 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+        remove_flow_state(prefix)
 
 
 def main():

@@ -31,6 +31,9 @@ import threading
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reload_soak import remove_flow_state  # noqa: E402
+
 FAILURES = []
 # The health-checked backend: an address on a veth made for the test (loopback is no backend).
 CHECKED = "198.18.0.1"
@@ -111,6 +114,7 @@ class Ternd:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
+        remove_flow_state(self.prefix)
 
 
 def timed(ternctl, sock, *args):
@@ -360,6 +364,7 @@ def test_socket_in_a_shared_directory(ternd, ternctl, tmp):
         squatter.wait()
         shutil.rmtree(shared, ignore_errors=True)
         shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+        remove_flow_state(prefix)
     check(p.returncode == 78 and "writable by others" in p.stderr, f"ternd, squatted socket: exit {p.returncode}: {p.stderr[-300:]}")
     passed(start, "a control socket in a directory others can write: ternctl check and ternd (squatted) exit 78 naming it")
 
@@ -398,6 +403,7 @@ def test_metrics_listen_before_its_address_exists(ternd, tmp):
     p = subprocess.run(ternd_command(ternd, prefix, config), capture_output=True, text=True, timeout=60)
     taken.close()
     shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+    remove_flow_state(prefix)
     check(p.returncode == 78 and "metrics.listen: cannot listen" in p.stderr, f"metrics port taken: exit {p.returncode}: "
           f"{p.stderr[-300:]}")
     passed(start, "[metrics] listen on an address added after ternd started answers once it exists; a port already "

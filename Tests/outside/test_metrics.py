@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import make_pcap  # noqa: E402
-from reload_soak import wait_for  # noqa: E402
+from reload_soak import remove_flow_state, wait_for  # noqa: E402
 
 FAILURES = []
 
@@ -72,6 +72,7 @@ def stop(proc, prefix):
         proc.kill()
         proc.communicate()
     shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+    remove_flow_state(prefix)
 
 
 def ensure_hugepages(pages=256):

@@ -106,4 +106,8 @@ void tern_huge_free(void *p, size_t bytes);
 /// What tern_huge_alloc maps for `bytes`: whole 2 MiB pages from 2 MiB up, else whole 4 KiB pages.
 size_t tern_mapped_size(size_t bytes);
 
+/// 1 when `path` is on tmpfs (statfs TMPFS_MAGIC), 0 when not, -1 when statfs fails (errno):
+/// flow tables kept in a file must live in memory, never on a disk the kernel writes back to.
+int tern_is_tmpfs(const char *path);
+
 #endif
