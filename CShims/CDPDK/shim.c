@@ -62,6 +62,10 @@ int tern_read_signal(int fd, int timeout_ms) {
     if (n <= 0) return n;
     struct signalfd_siginfo info;
     if (read(fd, &info, sizeof info) != sizeof info) return -1;
+    // I/O readiness a library asked the kernel for (net_tap sets F_SETSIG to SIGRTMIN+1 on its
+    // queues): not a signal anyone sent; consumed without a word (0: nothing to act on).
+    int io = info.ssi_code >= POLL_IN && info.ssi_code <= POLL_HUP;
+    if (io && (info.ssi_signo == SIGIO || (int)info.ssi_signo >= SIGRTMIN)) return 0;
     return (int)info.ssi_signo;
 }
 

@@ -16,6 +16,21 @@ import TernWire
 #endif
 
 public enum HostInterface {
+    /// Whether the existing interface `name` is a persistent multi-queue TAP (`ip tuntap add dev
+    /// NAME mode tap multi_queue`: tun_flags has IFF_TAP, IFF_MULTI_QUEUE and IFF_PERSIST), which
+    /// ternd attaches to and leaves in place; nil when it is no tun device.
+    public static func isPersistentTAP(_ name: String) -> Bool? {
+        guard !name.contains("/"), let f = fopen("/sys/class/net/\(name)/tun_flags", "r") else { return nil }
+        defer { fclose(f) }
+        var line = [UInt8](repeating: 0, count: 32)
+        let n = fread(&line, 1, 31, f)
+        let text = String(decoding: line[..<n], as: UTF8.self).filter { !$0.isWhitespace }
+        guard text.hasPrefix("0x"), let flags = UInt32(text.dropFirst(2), radix: 16) else { return nil }
+        // IFF_TAP | IFF_MULTI_QUEUE | IFF_PERSIST (net_tap attaches without IFF_NO_PI, which clears it).
+        let wanted: UInt32 = 0x0002 | 0x0100 | 0x0800
+        return flags & wanted == wanted
+    }
+
     /// Creates the kernel interface `name` with `mac` as a DPDK port
     /// (`rte_vdev_init("net_tap_NAME", "iface=NAME,mac=MAC")`) and returns it.
     public static func create(name: String, mac: MACAddress) throws(DPDKError) -> Port {

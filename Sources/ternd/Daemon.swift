@@ -143,8 +143,12 @@ enum Daemon {
             log(.error, error.description)
             return 1
         }
+        // EAL's cleanup closes every device, and net_tap's close sets its interface down (the
+        // kernel then drops its routes): with a persistent TAP attached it is skipped, and the
+        // process's exit closes the queues, leaving the interface up with its addresses and routes.
+        var keepDevices = false
         defer {
-            EAL.cleanup()
+            if !keepDevices { EAL.cleanup() }
             StartupChecks.removeRuntimeDirectory(prefix: prefix)
         }
         // dpdk-dumpcap attaches as a secondary process: only with hugepages and shared config.
@@ -180,6 +184,7 @@ enum Daemon {
             log(.error, "\(error)")
             return 1
         }
+        keepDevices = !dataplane.persistentTAPs.isEmpty
         for w in config.importWarnings { log("import note: \(w)") }
         if config.dataplane.workers > 1 && !dataplane.rss {
             log("note: the ports offer no RSS; each worker polls its own queue (virtual devices: one rx_pcap per queue)")

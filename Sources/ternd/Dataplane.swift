@@ -26,6 +26,9 @@ final class Dataplane {
     /// The host path (TAPs and their thread), when some port has `host_interface`.
     let hostPath: HostPathLoop?
     let taps: [Port]
+    /// Host interfaces that existed before ternd (persistent TAPs): never stopped or closed, so
+    /// the kernel keeps them up with their addresses and routes when ternd exits.
+    let persistentTAPs: [Port]
     /// Learned next hops by port index (`[[port]] gateway` without `gateway_mac`).
     let gateways: [Int: GatewayCell]
     /// What the config asks of the devices (ring sizes, pool, routes, workers), and whether the
@@ -108,10 +111,19 @@ final class Dataplane {
         self.rss = rss
         var links: [HostPathLoop.Link] = []
         var taps: [Port] = []
+        var persistentTAPs: [Port] = []
         for i in plan.hostPorts {
             let name = config.ports[i].hostInterface!
             let key = K.portHostInterface.at(K.port.element(i))
-            guard if_nametoindex(name) == 0 else { throw refused(key, "an interface named \(name) exists already") }
+            // A persistent TAP is attached and left in place at exit, with its addresses, routes and
+            // sockets: a BGP session over it outlives a restart shorter than its hold time.
+            let persistent = if_nametoindex(name) != 0
+            if persistent && HostInterface.isPersistentTAP(name) != true {
+                throw refused(
+                    key,
+                    "an interface named \(name) exists already and is not a persistent multi-queue TAP (remove it, or make "
+                        + "one for ternd to attach to: ip tuntap add dev \(name) mode tap multi_queue)")
+            }
             let tap: Port
             do {
                 tap = try HostInterface.create(name: name, mac: config.ports[i].mac ?? ports[i].mac)
@@ -121,6 +133,7 @@ final class Dataplane {
                 throw refused(key, error.description)
             }
             taps.append(tap)
+            if persistent { persistentTAPs.append(tap) }
             let rings = try (0..<workers).map { w throws(DPDKError) in
                 try MbufRing(name: "tern_host_\(i)_\(w)", count: UInt32(MbufPlan.hostRingSize))
             }
@@ -128,6 +141,7 @@ final class Dataplane {
             links.append(HostPathLoop.Link(tap: tap.id, toKernel: rings, fromKernel: back))
         }
         self.taps = taps
+        self.persistentTAPs = persistentTAPs
         hostPath = links.isEmpty ? nil : HostPathLoop(links: links)
         let hostLinks = Dictionary(uniqueKeysWithValues: zip(plan.hostPorts, links))
         let gateways = Dictionary(uniqueKeysWithValues: plan.learnedGateways.map { ($0, GatewayCell()) })
@@ -193,7 +207,7 @@ extension Dataplane {
         for loop in loops { loop.requestStop() }
         Lcore.waitAll()
         hostPath?.stopAndJoin()
-        for port in ports + taps { port.stopAndClose() }
+        for port in ports + taps where !persistentTAPs.contains(where: { $0.id == port.id }) { port.stopAndClose() }
         let inUse = pool.inUse
         pool.free()
         return inUse

@@ -951,6 +951,58 @@ def test_flows_survive_a_restart(ternd, tmp):
           f"flow_state, {moved_without} of 300 without it", flush=True)
 
 
+def test_persistent_host_interface(ternd, tmp):
+    """host_interface naming a persistent multi-queue TAP: ternd attaches to it and, when it
+    stops, leaves it up with its address and routes (a BGP session over it outlives a restart);
+    the next ternd attaches again. Any other existing interface of that name is refused (78)."""
+    failures = len(FAILURES)
+    name = f"terntap{os.getpid() % 10000}"
+    subprocess.run(["ip", "link", "del", name], capture_output=True)
+    subprocess.run(["ip", "tuntap", "add", "dev", name, "mode", "tap", "multi_queue"], check=True)
+    subprocess.run(["ip", "addr", "add", "10.77.0.2/24", "dev", name], check=True)
+    config = null_config(tmp, extra=f'host_interface = "{name}"\n')
+
+    def state():
+        link = subprocess.run(["ip", "-br", "link", "show", name], capture_output=True, text=True).stdout
+        addr = subprocess.run(["ip", "-br", "addr", "show", name], capture_output=True, text=True).stdout
+        route = subprocess.run(["ip", "route", "show", "10.78.0.0/24"], capture_output=True, text=True).stdout
+        return link, addr, route
+    try:
+        for run in (1, 2):
+            cmd = ternd_cmd(ternd, "net_null0", config)
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            log = StderrLog(proc)
+            try:
+                wait_until(lambda: "started:" in log.text() or proc.poll() is not None, 30, "ternd to start")
+                if run == 1:
+                    subprocess.run(["ip", "route", "add", "10.78.0.0/24", "via", "10.77.0.1", "dev", name], check=True)
+                up = state()
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+                remove_runtime_dirs(cmd)
+            after = state()
+            check("started:" in log.text() and "LOWER_UP" in up[0], f"persistent TAP, run {run}: not attached or not up: "
+                  f"{up} {log.text()[-300:]}")
+            # net_tap's I/O signals (SIGRTMIN+1 on its queues) are consumed, never logged as sent signals.
+            check(" ignored" not in log.text(), f"persistent TAP, run {run}: signals logged: {log.text()[-300:]}")
+            # Administratively up (no carrier while no process holds a queue), address and route kept.
+            check(",UP" in after[0] and "10.77.0.2/24" in after[1] and "via 10.77.0.1" in after[2],
+                  f"persistent TAP, run {run}: after SIGTERM: {after}")
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    # Not a TAP (a veth of that name): refused naming the key and the way to make one.
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"], check=True)
+    try:
+        rc, _, err = run_ternd(ternd_cmd(ternd, "net_null0", config))
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    check(rc == 78 and "port[0].host_interface" in err and "ip tuntap add dev" in err, f"existing veth: exit {rc}: {err[-300:]}")
+    if len(FAILURES) == failures:
+        print("ok: host_interface on a persistent TAP: attached twice; after each SIGTERM it stayed up with its address and "
+              "route; an existing non-TAP interface is refused naming the key", flush=True)
+
+
 def main(ternd, ternctl):
     tmp = tempfile.mkdtemp(prefix="tern-ternd-")
     try:
@@ -961,6 +1013,7 @@ def main(ternd, ternctl):
         test_control_socket(ternd, ternctl, tmp)
         test_feed_fails_closed(ternd, ternctl, tmp)
         test_flows_survive_a_restart(ternd, tmp)
+        test_persistent_host_interface(ternd, tmp)
         test_same_bytes_as_simulate(ternd, ternctl, tmp)
         test_held_fragments(ternd, ternctl, tmp)
         test_two_workers_same_multiset(ternd, ternctl, tmp)

@@ -106,6 +106,7 @@ int tern_port_link(uint16_t port, uint32_t *speed);
 /// creates later) and ignores SIGPIPE; returns a signalfd that reads the blocked ones, or -1.
 int tern_block_signals_fd(void);
 /// Reads one signal from the signalfd within `timeout_ms`; 0 when none arrived, -1 on error.
+// (0: an I/O readiness signal a library asked for, consumed.)
 int tern_read_signal(int fd, int timeout_ms);
 /// 1 when SIGTERM or SIGINT is pending (blocked, not yet read from the signalfd), else 0
 /// (`sigpending`): lets long work give way to a stop without consuming the signal.
