@@ -29,6 +29,8 @@ final class Dataplane {
     /// Host interfaces that existed before ternd (persistent TAPs): never stopped or closed, so
     /// the kernel keeps them up with their addresses and routes when ternd exits.
     let persistentTAPs: [Port]
+    /// Mbufs the persistent TAPs' RX queues may hold at exit (their descriptors).
+    let keptTAPMbufs: Int
     /// Learned next hops by port index (`[[port]] gateway` without `gateway_mac`).
     let gateways: [Int: GatewayCell]
     /// What the config asks of the devices (ring sizes, pool, routes, workers), and whether the
@@ -112,6 +114,7 @@ final class Dataplane {
         var links: [HostPathLoop.Link] = []
         var taps: [Port] = []
         var persistentTAPs: [Port] = []
+        var keptMbufs = 0
         for i in plan.hostPorts {
             let name = config.ports[i].hostInterface!
             let key = K.portHostInterface.at(K.port.element(i))
@@ -133,7 +136,10 @@ final class Dataplane {
                 throw refused(key, error.description)
             }
             taps.append(tap)
-            if persistent { persistentTAPs.append(tap) }
+            if persistent {
+                persistentTAPs.append(tap)
+                keptMbufs += plan.ports[i].rxDescriptors
+            }
             let rings = try (0..<workers).map { w throws(DPDKError) in
                 try MbufRing(name: "tern_host_\(i)_\(w)", count: UInt32(MbufPlan.hostRingSize))
             }
@@ -142,6 +148,7 @@ final class Dataplane {
         }
         self.taps = taps
         self.persistentTAPs = persistentTAPs
+        keptTAPMbufs = keptMbufs
         hostPath = links.isEmpty ? nil : HostPathLoop(links: links)
         let hostLinks = Dictionary(uniqueKeysWithValues: zip(plan.hostPorts, links))
         let gateways = Dictionary(uniqueKeysWithValues: plan.learnedGateways.map { ($0, GatewayCell()) })

@@ -170,7 +170,8 @@ def main(ternd, ternctl):
                             "--vdev", "net_null0", "--log-level", "lib.eal:error", "--", "--config", second],
                            capture_output=True, text=True, timeout=60)
         shutil.rmtree(f"/var/run/dpdk/{prefix}-2", ignore_errors=True)
-        check(p.returncode == 1 and f"metrics.listen: cannot listen on 127.0.0.1:{port}" in p.stderr,
+        remove_flow_state(prefix + "-2")
+        check(p.returncode == 78 and f"metrics.listen: cannot listen on 127.0.0.1:{port}" in p.stderr,
               f"second ternd on a taken metrics port: exit {p.returncode}, {p.stderr[-300:]}")
 
         # DPDK's own telemetry client.

@@ -205,7 +205,8 @@ def config_text(lb, drained=()):
 class Node:
     """ternd in an LB namespace, one-armed on net_af_packet over the veth toward the router."""
 
-    def __init__(self, ternd, lb, tmp, text=None, devargs=""):
+    def __init__(self, ternd, lb, tmp, text=None, devargs="", persistent=False):
+        """`persistent`: lb1's host interface is a persistent TAP that has its addresses already."""
         self.lb, self.config = lb, os.path.join(tmp, f"{lb}.toml")
         with open(self.config, "w") as f:
             f.write(text or config_text(lb))
@@ -217,7 +218,7 @@ class Node:
         self.reader = threading.Thread(target=self.read_log, daemon=True)
         self.reader.start()
         check(self.wait_for("started:", 1), f"{lb}: ternd did not start: {''.join(self.log)[-800:]}")
-        if lb == HOST_PATH_NODE:
+        if lb == HOST_PATH_NODE and not persistent:
             address_interface(NS[lb], HOST_INTERFACE, LINKS[lb][1], LINKS[lb][2])
 
     def read_log(self):
@@ -635,10 +636,10 @@ def test_host_flood(node):
         print("ok: host flood: 200000 datagrams to the node's address; a 512 KiB VIP transfer beside them completed", flush=True)
 
 
-def test_bgp_over_host_path(node, tmp):
-    """BIRD on the router and on lb1's host side: the BGP session runs over ternd's host path (TCP
-    179 to the address on the TAP). lb1's BIRD announces what `ternctl bgp-feed --bird-include`
-    writes (the BIRD variant of the feed), and the router learns the VIP prefixes from it."""
+def start_bgp_over_host_path(node, tmp, bfd=False):
+    """BIRD on the router and on lb1 (peering over lb1's host interface; with `bfd`, BFD at 300 ms
+    x 3 on the session) and `ternctl bgp-feed --bird-include` feeding lb1's BIRD. Returns the
+    sides, their control sockets and the feed process."""
     _, v4, _ = LINKS[HOST_PATH_NODE]
     include = os.path.join(tmp, "tern-vips.conf")
     with open(include, "w") as f:
@@ -647,16 +648,99 @@ def test_bgp_over_host_path(node, tmp):
         "rt": (f"{v4}.1", 65000, f"{v4}.2", 65001, "ipv4 { import all; export none; };"),
         HOST_PATH_NODE: (f"{v4}.2", 65001, f"{v4}.1", 65000, 'ipv4 { import none; export where proto ~ "tern_vips*"; };'),
     }
+    # Detection after 3 x 300 ms: longer than a planned restart leaves the TAP without carrier, short
+    # enough that a crashed node's routes go within about a second.
+    # Multihop sessions resolve their next hop through the table: the connected networks go in.
+    detection = ('protocol bfd { interface "*" { min rx interval 300 ms; min tx interval 300 ms; multiplier 3; }; }\n'
+                 'protocol direct { ipv4; ipv6; }\n' if bfd else "")
     sockets = {}
     for side, (me, my_as, peer, peer_as, channel) in sides.items():
         conf, sockets[side] = os.path.join(tmp, f"bird-{side}.conf"), os.path.join(tmp, f"bird-{side}.ctl")
         with open(conf, "w") as f:
-            f.write(f"router id {me};\nprotocol device {{}}\n" + (f'include "{include}";\n' if side == HOST_PATH_NODE else "")
-                    + f"protocol bgp peer {{ local {me} as {my_as}; neighbor {peer} as {peer_as}; {channel} }}\n")
+            f.write(f"router id {me};\nprotocol device {{}}\n" + detection
+                    + (f'include "{include}";\n' if side == HOST_PATH_NODE else "")
+                    + f"protocol bgp peer {{ local {me} as {my_as}; neighbor {peer} as {peer_as}; "
+                    # lb1 with BFD: multihop, so its session is not tied to the TAP's carrier (gone while
+                    # ternd restarts); BFD watches the path instead.
+                    + ("bfd on; multihop 1; " if bfd else "")
+                    + f"{channel} }}\n")
         sh("bird", "-c", conf, "-s", sockets[side], "-P", os.path.join(tmp, f"bird-{side}.pid"), ns=NS[side])
     feed = subprocess.Popen(["ip", "netns", "exec", NS[HOST_PATH_NODE], ternctl_of(node), "bgp-feed", "--socket",
                              control_socket(node.lb), "--interval", "0.2", "--bird-include", include, "--bird-socket",
                              sockets[HOST_PATH_NODE]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return sides, sockets, feed
+
+
+def test_bgp_survives_restart(ternd, tmp):
+    """lb1's host_interface is a persistent TAP (addresses and routes given once): a planned
+    restart of ternd leaves the router's BGP session up (same state-change time: no flap) and the
+    VIP routes come back once the new ternd answers the feed; a SIGKILL is seen by BFD, and the
+    router drops lb1's routes within about a second."""
+    _, v4, v6 = LINKS[HOST_PATH_NODE]
+    sh("ip", "tuntap", "add", "dev", HOST_INTERFACE, "mode", "tap", "multi_queue", ns=NS[HOST_PATH_NODE])
+    address_interface(NS[HOST_PATH_NODE], HOST_INTERFACE, v4, v6)
+    node = Node(ternd, HOST_PATH_NODE, tmp, persistent=True)
+    sides, sockets, feed = start_bgp_over_host_path(node, tmp, bfd=True)
+    prefix = f"{VIPS['4in4'][0]}/32"
+
+    def router():
+        routes = router_routes(sockets["rt"], prefix)
+        state = subprocess.run(["ip", "netns", "exec", NS["rt"], "birdc", "-s", sockets["rt"], "show", "protocols", "peer"],
+                               capture_output=True, text=True).stdout
+        line = next((ln for ln in state.splitlines() if ln.startswith("peer")), "")
+        return "via" in routes, line
+
+    def wait(condition, timeout, step=0.05):
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if condition():
+                return time.monotonic() - started
+            time.sleep(step)
+        return None
+    try:
+        learned = wait(lambda: router()[0] and "Established" in router()[1], 60, 0.5)
+        _, before = router()
+        stopping = time.monotonic()
+        node.stop()
+        node = Node(ternd, HOST_PATH_NODE, tmp, persistent=True)
+        gap = time.monotonic() - stopping  # SIGTERM until the new ternd's "started:" (its TAP attached before)
+        back = wait(lambda: router()[0], 30)
+        _, after = router()
+        check(learned is not None and back is not None and "Established" in after and after == before,
+              f"planned restart over a persistent TAP ({gap:.2f} s): session {before!r} -> {after!r}, routes back after {back}; "
+              f"router: {router_routes(sockets['rt'], prefix)!r}; lb1: "
+              + subprocess.run(["ip", "netns", "exec", NS[HOST_PATH_NODE], "birdc", "-s", sockets[HOST_PATH_NODE], "show",
+                                "route"], capture_output=True, text=True).stdout)
+        node.proc.kill()
+        killed = time.monotonic()
+        gone = wait(lambda: not router()[0], 10)
+        node.proc.wait()
+        test_ternd.remove_runtime_dirs(node.cmd)
+        check(gone is not None and gone < 1.5, f"SIGKILL over a persistent TAP: the router kept lb1's route "
+              f"{'for ' + format(time.monotonic() - killed, '.1f') + ' s' if gone is None else f'{gone:.2f} s'}")
+        if gone is not None and gone < 1.5 and back is not None and after == before:
+            print(f"ok: persistent TAP: a planned restart ({gap:.2f} s from SIGTERM to started) kept the router's BGP "
+                  f"session ({' '.join(after.split()[3:5])}), "
+                  f"routes back {back:.2f} s after the new ternd started; SIGKILL: BFD took the route down in {gone:.2f} s",
+                  flush=True)
+    finally:
+        if node.proc.poll() is None:
+            node.proc.kill()
+            node.proc.wait()
+            test_ternd.remove_runtime_dirs(node.cmd)
+        feed.kill()
+        feed.wait()
+        for side in sides:
+            subprocess.run(["ip", "netns", "exec", NS[side], "birdc", "-s", sockets[side], "down"], capture_output=True)
+        subprocess.run(["ip", "netns", "exec", NS[HOST_PATH_NODE], "ip", "link", "del", HOST_INTERFACE], capture_output=True)
+
+
+def test_bgp_over_host_path(node, tmp):
+    """BIRD on the router and on lb1's host side: the BGP session runs over ternd's host path (TCP
+    179 to the address on the TAP). lb1's BIRD announces what `ternctl bgp-feed --bird-include`
+    writes (the BIRD variant of the feed), and the router learns the VIP prefixes from it."""
+    _, v4, _ = LINKS[HOST_PATH_NODE]
+    sides, sockets, feed = start_bgp_over_host_path(node, tmp)
     deadline, routes = time.monotonic() + 60, ""
     while time.monotonic() < deadline:
         routes = subprocess.run(["ip", "netns", "exec", NS["rt"], "birdc", "-s", sockets["rt"], "show", "route"],
@@ -928,6 +1012,12 @@ def main(ternd):
                 check(stats.get("mss_clamped", 0) >= 2, f"lb2: mss_clamped {stats.get('mss_clamped')}")
                 check(stats.get("reloads") == {"ok": 1, "failed": 0} and "reload ok:" in err, f"lb2: reloads {stats.get('reloads')}")
         test_jumbo(ternd, tmp)
+        # ExaBGP's test is over: its router BIRD would hold port 179 in the router's namespace.
+        if feed_router:
+            subprocess.run(["ip", "netns", "exec", NS["rt"], "birdc", "-s", feed_router, "down"], capture_output=True)
+        subprocess.run(["pkill", "-f", os.path.join(tmp, "exabgp.conf")], capture_output=True)
+        time.sleep(1)
+        test_bgp_survives_restart(ternd, tmp)
     finally:
         for node in nodes.values():
             if node.proc.poll() is None:

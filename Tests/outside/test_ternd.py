@@ -982,6 +982,7 @@ def test_persistent_host_interface(ternd, tmp):
                 proc.wait(timeout=30)
                 remove_runtime_dirs(cmd)
             after = state()
+            check(proc.returncode == 0, f"persistent TAP, run {run}: exit {proc.returncode}: {log.text()[-300:]}")
             check("started:" in log.text() and "LOWER_UP" in up[0], f"persistent TAP, run {run}: not attached or not up: "
                   f"{up} {log.text()[-300:]}")
             # net_tap's I/O signals (SIGRTMIN+1 on its queues) are consumed, never logged as sent signals.
