@@ -26,6 +26,23 @@ public enum EALLog {
         } == 0
     }
 
+    /// Lines DPDK logs as errors or warnings on every start that are not Tern's problem, and why:
+    /// such a line is logged at info with the reason, so log alerting does not fire on every start.
+    public static let harmless: [(text: String, why: String)] = [
+        // net_tap sets up a multiq qdisc and flower rules for rte_flow, which Tern does not use.
+        ("multiq qdisc", "net_tap: rte_flow on the host interface, unused by Tern"),
+        ("Specified qdisc kind is unknown", "net_tap: rte_flow on the host interface, unused by Tern"),
+        ("Disabling rte flow support", "net_tap: rte_flow on the host interface, unused by Tern"),
+        // net_tap tells DPDK secondary processes about queue changes; there are none unless a capture runs.
+        ("Failed to send start req to secondary", "net_tap: no secondary process to tell"),
+        ("No legacy callbacks, legacy socket not created", "telemetry: the legacy socket is not used"),
+    ]
+
+    /// The reason a DPDK line is harmless (`harmless`), or nil.
+    public static func harmlessReason(_ line: String) -> String? {
+        harmless.first { line.contains($0.text) }?.why
+    }
+
     /// Cuts what DPDK wrote into lines; sinks each complete one.
     static func receive(_ level: UInt32, _ bytes: UnsafeRawBufferPointer) {
         let (sink, lines) = state.withLock { s -> (Sink?, [String]) in

@@ -134,7 +134,13 @@ enum Daemon {
         }
         defer { server.close() }
         // EAL's and the drivers' lines go through the same logger (and level filter) as ternd's.
-        if !EALLog.redirect({ level, line in log(dpdkLevel(level), line) }) {
+        if !EALLog.redirect({ level, line in
+            if let why = EALLog.harmlessReason(line), (4...5).contains(level) {  // errors and warnings only
+                log(.info, "\(line) (harmless: \(why))")
+            } else {
+                log(dpdkLevel(level), line)
+            }
+        }) {
             log(.warning, "cannot redirect DPDK's log: its lines go to stderr as they are")
         }
         do {
