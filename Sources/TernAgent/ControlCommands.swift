@@ -106,8 +106,16 @@ public final class ControlCommands {
         if let vip, !reloader.desired.config.vips.contains(where: { $0.name == vip }) {
             return .failure("no VIP \(escapedForMessage(vip)) (VIPs are named like 192.0.2.10:80/tcp)")
         }
-        let keys = reloader.desired.backends(address, vip: vip)
+        var keys = reloader.desired.backends(address, vip: vip)
         guard !keys.isEmpty else { return .failure("no backend \(address)\(vip.map { " in \($0)" } ?? "")") }
+        if state == .active {
+            // Undrain only what a drain here drained: naming VIPs where nothing changes would mislead.
+            keys = keys.filter { reloader.desired.overrides[$0] == .draining }
+            guard !keys.isEmpty else {
+                return .message(
+                    MessageReply("\(address) was not drained\(vip.map { " in \($0)" } ?? "") by ternctl drain: nothing changed"))
+            }
+        }
         let result = reloader.setState(keys, to: state)
         log(result.ok ? .info : .error, result.message)
         return result.ok ? .message(MessageReply(result.message)) : .failure(result.message)

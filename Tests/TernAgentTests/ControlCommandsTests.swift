@@ -93,6 +93,18 @@ final class FakeDaemon {
         #expect(noVIP.error.hasPrefix("no VIP 192.0.2.99:80/tcp"))
     }
 
+    @Test func undrainNamesOnlyTheVIPsWhereItWasDrainedAndChangesNothingElse() throws {
+        let d = try FakeDaemon()
+        let b1 = IPAddress("10.1.0.1")!
+        guard case .message(let never) = d.run(.undrain(backend: b1, vip: nil)) else { return }
+        #expect(never.message == "10.1.0.1 was not drained by ternctl drain: nothing changed")
+        #expect(d.reloader.publisher.generation == 1)  // nothing published
+        _ = d.run(.drain(backend: b1, vip: web))
+        guard case .message(let undrained) = d.run(.undrain(backend: b1, vip: nil)) else { return }
+        #expect(undrained.message.hasPrefix("undrained \(BackendKey(vip: web, address: b1)) ("), "\(undrained.message)")
+        #expect(!undrained.message.contains(dns))
+    }
+
     @Test func showBackendsGivesWeightsSlotsHealthAndTraffic() throws {
         let d = try FakeDaemon()
         d.sender.send(30)
