@@ -61,6 +61,7 @@ extension ControlCommands {
     func showVIPs() -> VIPsReply {
         let c = reloader.desired.config
         let fingerprints = tableFingerprints()
+        let wanted = Announcements.wanted(reloader.desired, stopping: info.lifecycle.stopping)
         let counts = Dictionary(info.stats.publisher.totals().vips.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let rows = c.vips.map { v in
             VIPRow(
@@ -69,7 +70,7 @@ extension ControlCommands {
                 hash: v.hashName, quic: v.quic, clampMSS: v.clampMSS,
                 backendsTakingNewFlows: v.backends.filter { reloader.desired.effectiveWeight($0, of: v) > 0 }.count,
                 tableSize: c.tableSize, fingerprint: fingerprints[v.name] ?? "", packets: counts[v.name]?.packets ?? 0,
-                newFlows: counts[v.name]?.newFlows ?? 0)
+                newFlows: counts[v.name]?.newFlows ?? 0, announced: wanted[v.prefix]?.up == true)
         }
         return VIPsReply(vips: rows, generation: Int(reloader.publisher.generation))
     }

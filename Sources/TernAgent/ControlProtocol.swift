@@ -375,9 +375,12 @@ public struct VIPRow: Codable, Sendable, Equatable {
     public var fingerprint: String
     public var packets: UInt64
     public var newFlows: UInt64
+    /// Whether ternd asks the BGP feed to announce the VIP's prefix now (enough live backends, not
+    /// shutting down): what a speaker fed by `bgp-feed` announces.
+    public var announced: Bool
 
     enum CodingKeys: String, CodingKey {
-        case vip, address, prefix, port, `protocol`, encap, backends, hash, quic, fingerprint, packets
+        case vip, address, prefix, port, `protocol`, encap, backends, hash, quic, fingerprint, packets, announced
         case guePort = "gue_port"
         case clampMSS = "clamp_mss"
         case backendsTakingNewFlows = "backends_taking_new_flows"

@@ -41,7 +41,7 @@ public struct MetricsRenderer {
             host: stats.hostCounters, totals: stats.publisher.totals(), fingerprints: commands.tableFingerprints(),
             desired: desired, health: health, ports: info.ports(), generation: reloader.publisher.generation,
             reloadsSucceeded: reloader.succeeded, reloadsFailed: reloader.failed, lastReloadOK: reloader.last?.ok,
-            lastSuccessTime: reloader.lastSuccessTime,
+            lastSuccessTime: reloader.lastSuccessTime, stopping: info.lifecycle.stopping,
             controlDropped: server.map { d in
                 [("silent", d.dropped.silent), ("slow_reader", d.dropped.slowReader), ("oversized", d.dropped.oversized)]
             } ?? [])
@@ -76,6 +76,8 @@ public struct MetricsSample: Sendable {
     let reloadsFailed: UInt64
     let lastReloadOK: Bool?
     let lastSuccessTime: Double?
+    /// Shutdown drain under way (every VIP withdrawn).
+    let stopping: Bool
     /// Control-socket clients dropped, by reason (empty without a control socket).
     let controlDropped: [(String, UInt64)]
 
@@ -140,6 +142,13 @@ public struct MetricsSample: Sendable {
             let labels = [("vip", e.vip), ("backend", e.address.description)]
             counter("tern_backend_forwarded_packets_total", "Packets forwarded to a VIP's backend.", labels, e.packets)
             counter("tern_backend_new_flows_total", "Flows Maglev placed on a VIP's backend.", labels, e.newFlows)
+        }
+        let wanted = Announcements.wanted(desired, stopping: stopping)
+        for v in desired.config.vips {
+            gauge(
+                "tern_vip_announced",
+                "1 while ternd asks the BGP feed to announce the VIP's prefix (enough live backends, not shutting down).",
+                [("vip", v.name)], wanted[v.prefix]?.up == true ? 1 : 0)
         }
         for (vip, fingerprint) in fingerprints.sorted(by: { $0.key < $1.key }) {
             gauge(

@@ -232,7 +232,8 @@ struct ShowVIPs: ParsableCommand {
         try options.finish(try options.send(.showVIPs), as: VIPsReply.self) { r in
             r.vips.map { v in
                 let flags = (v.quic ? " quic" : "") + (v.clampMSS ? " clamp_mss" : "")
-                return "\(v.vip) encap=\(v.encap) hash=\(v.hash)\(flags) backends=\(v.backends) "
+                return
+                    "\(v.vip) \(v.announced ? "announced" : "withdrawn") encap=\(v.encap) hash=\(v.hash)\(flags) backends=\(v.backends) "
                     + "taking_new_flows=\(v.backendsTakingNewFlows) table_size=\(v.tableSize) "
                     + "fingerprint=\(v.fingerprint) packets=\(v.packets) new_flows=\(v.newFlows)\n"
             }.joined()

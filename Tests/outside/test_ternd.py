@@ -598,6 +598,8 @@ def test_control_socket(ternd, ternctl, tmp):
         check(web["packets"] > 0 and 0 < web["new_flows"] <= web["packets"]
               and sum(r["packets"] for r in rows) >= web["packets"] and sum(r["new_flows"] for r in rows) >= web["new_flows"],
               f"show vips {web} / show backends {rows}: packets and new flows")
+        # Its backends are up and take new flows: ternd asks the feed to announce it.
+        check(web["announced"] is True, f"show vips: {web}")
         # A broken config: 78 with the key path; the running config stays and traffic goes on.
         with open(config, "w") as f:
             f.write(text.replace("[node]", f'[control]\nsocket = "{sock}"\n\n[node]', 1).replace("weight = 50", "weight = 70000"))
