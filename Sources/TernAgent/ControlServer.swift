@@ -134,12 +134,6 @@ public final class ControlServer {
     }
 }
 
-/// systemd's readiness protocol (sd_notify(3)) for `Type=notify` units: nothing without $NOTIFY_SOCKET.
-public enum SystemdNotify {
-    @discardableResult
-    public static func send(_ state: String) -> Bool { UnixSocket.notifySystemd(state) }
-}
-
 /// The client side: sends one command and returns the reply line as it came.
 public enum ControlClient {
     /// How long a whole exchange (connect, send, receive) may take by default: a frozen or stalled

@@ -46,9 +46,6 @@ public struct MetricsRenderer {
                 [("silent", d.dropped.silent), ("slow_reader", d.dropped.slowReader), ("oversized", d.dropped.oversized)]
             } ?? [])
     }
-
-    /// The exposition text now (tests; ternd renders `sample()` off the control thread).
-    public func render() -> [UInt8] { sample().text(server: nil) }
 }
 
 /// The metrics server's own counters (connections it refused or closed).

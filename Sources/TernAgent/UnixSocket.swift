@@ -18,6 +18,12 @@ public struct SocketError: Error, CustomStringConvertible {
     }
 }
 
+/// systemd's readiness protocol (sd_notify(3)) for `Type=notify` units: nothing without $NOTIFY_SOCKET.
+public enum SystemdNotify {
+    @discardableResult
+    public static func send(_ state: String) -> Bool { UnixSocket.notifySystemd(state) }
+}
+
 enum UnixSocket {
     /// A `sockaddr_un` for `path` (`sun_path` holds 107 bytes and a NUL).
     static func address(_ path: String) throws(SocketError) -> sockaddr_un {

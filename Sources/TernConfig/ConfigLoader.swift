@@ -13,6 +13,11 @@ public enum ConfigLoader {
 
     /// Reads and validates a config file.
     public static func load(path: String) throws(ConfigError) -> TernConfig {
+        try parse(try read(path), file: path)
+    }
+
+    /// A config file's bytes: a regular file of at most `maxFileBytes`, or the reason it is not.
+    static func read(_ path: String) throws(ConfigError) -> [UInt8] {
         let bytes: [UInt8]
         switch RegularFile.read(path, limit: maxFileBytes) {
         case .success(let b): bytes = b
@@ -22,20 +27,14 @@ public enum ConfigLoader {
         guard bytes.count <= maxFileBytes else {
             throw ConfigError(file: path, problems: [ConfigProblem("", "larger than \(maxFileBytes) bytes")])
         }
-        return try parse(bytes, file: path)
+        return bytes
     }
 
     /// Only `[control] socket` of the file at `path` (the default when it has none), without
     /// validating the rest: ternctl finds the ternd a config file belongs to even when the file it
     /// is about to reload is broken (ternd then says what is wrong).
     public static func controlSocket(path: String) throws(ConfigError) -> String {
-        let bytes: [UInt8]
-        switch RegularFile.read(path, limit: maxFileBytes) {
-        case .success(let b): bytes = b
-        case .failure(.cannotOpen): throw ConfigError(file: path, problems: [ConfigProblem("", "cannot read the file")])
-        case .failure(let f): throw ConfigError(file: path, problems: [ConfigProblem("", f.description)])
-        }
-        guard let document = try? TOMLParser.parse(bytes),
+        guard let document = try? TOMLParser.parse(try read(path)),
             case .table(let control)? = document[ConfigSchema.control.path]?.value,
             case .string(let socket)? = control[ConfigSchema.controlSocket.name]?.value
         else { return ControlConfig.defaultSocket }
