@@ -11,14 +11,22 @@ DESTDIR     ?=
 FUZZ_SECONDS ?= 15
 FUZZ_TARGETS ?= frame burst toml config keepalived ipvsadm
 
-.PHONY: all build release run install install-test import-test metrics-test hostile-test test lint format unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
+.PHONY: all ebpf build release run install install-test import-test metrics-test hostile-test test lint format unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
 
 all: build
 
-build:
+# Tern's XDP program (AF_XDP ports), where ternd looks for it beside its bin directory.
+EBPF_OBJECTS := .build/lib/tern/tern_xdp.o
+CLANG ?= $(shell PATH=/opt/swift/usr/bin:$$PATH command -v clang)
+ebpf: $(EBPF_OBJECTS)
+.build/lib/tern/%.o: ebpf/%.c
+	@mkdir -p $(dir $@)
+	$(CLANG) -O2 -g -Wall -Werror -target bpf -I/usr/include/x86_64-linux-gnu -c $< -o $@
+
+build: ebpf
 	$(SWIFT) build $(BUILD_FLAGS)
 
-release:
+release: ebpf
 	$(SWIFT) build -c release $(BUILD_FLAGS) --product ternctl
 	$(SWIFT) build -c release $(BUILD_FLAGS) --product ternd
 
@@ -38,12 +46,14 @@ run: release
 
 # Installs ternd, ternctl, their man pages (ternctl's generated from its argument parser), the
 # systemd units (ternd; the flow tables' huge-page tmpfs; the BGP feed with BIRD; a drop-in for Debian's
-# exabgp.service) and the reference config (also as SYSCONFDIR/tern/tern.toml.example).
+# exabgp.service), Tern's XDP program (PREFIX/lib/tern, where ternd looks for it) and the reference
+# config (also as SYSCONFDIR/tern/tern.toml.example).
 install: release
 	$(SWIFT) package --allow-writing-to-package-directory generate-manual --section 8
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/lib/systemd/system \
-		$(DESTDIR)$(PREFIX)/share/doc/tern $(DESTDIR)$(SYSCONFDIR)/tern
+		$(DESTDIR)$(PREFIX)/share/doc/tern $(DESTDIR)$(SYSCONFDIR)/tern $(DESTDIR)$(PREFIX)/lib/tern
 	install -m 755 .build/release/ternd .build/release/ternctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(EBPF_OBJECTS) $(DESTDIR)$(PREFIX)/lib/tern/
 	install -m 644 .build/plugins/GenerateManual/outputs/ternctl/*.8 configs/man/ternd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system/exabgp.service.d
 	for unit in ternd.service tern-bird-feed.service run-tern-flows.mount exabgp.service.d/tern.conf; do \
@@ -63,6 +73,7 @@ install-test:
 	MANPATH=$(STAGE)/usr/share/man systemd-analyze verify $(STAGE)/usr/lib/systemd/system/ternd.service \
 		$(STAGE)/usr/lib/systemd/system/tern-bird-feed.service $(STAGE)/usr/lib/systemd/system/run-tern-flows.mount
 	$(STAGE)/usr/bin/ternctl check $(STAGE)/etc/tern/tern.toml
+	test -s $(STAGE)/usr/lib/tern/tern_xdp.o
 	$(STAGE)/usr/bin/ternd --version && $(STAGE)/usr/bin/ternctl --version
 	@echo "ok: make install staged $$(find $(STAGE) -type f | wc -l) files; systemd-analyze verify passed"
 
@@ -88,7 +99,7 @@ lint:
 format:
 	$(SWIFT) format format -i -r $(FORMATTED)
 
-unit-test:
+unit-test: ebpf
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
 	$(SWIFT) test $(BUILD_FLAGS) --skip-build; status=$$?; rm -rf /var/run/dpdk/tern-swift-test-*; exit $$status
 

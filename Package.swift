@@ -2,6 +2,7 @@
 // Tern: an L4 load balancer (DPDK kernel bypass, Maglev, IPIP/GUE encapsulation) in Swift.
 // Module graph (a module may import only what it declares; the build checks it):
 //   TernMetrics, TernWire -> TernBalancing -> TernDataplane (the packet path, the port plan) -> TernDPDK
+//   TernWire -> TernXDP (the maps of Tern's XDP program, through libbpf)
 //   TernWire, TernBalancing -> TernConfig (TOML, schema, validation, imports; knows no data plane)
 //   TernAgent (the control plane) sits on TernConfig, TernDataplane and TernTelemetry; TernPcap stands
 //   alone; ternctl and ternd wire them together.
@@ -52,6 +53,11 @@ let package = Package(
         // DPDK). DWARF 4: Debian's valgrind (bench/run.py's callgrind) cannot read clang's DWARF 5.
         .target(
             name: "CFastPath", path: "CShims/CFastPath", cSettings: [.unsafeFlags(["-Wall", "-Werror", "-gdwarf-4", "-msse4.2"])]),
+        // libbpf for ternd's side of Tern's XDP program (ebpf/tern_xdp.c): its maps on an AF_XDP port.
+        .target(
+            name: "CXDP", path: "CShims/CXDP", cSettings: [.unsafeFlags(["-Wall", "-Werror"])],
+            linkerSettings: [.linkedLibrary("bpf")]),
+        .target(name: "TernXDP", dependencies: ["CXDP", "TernWire"], swiftSettings: strict),
         .target(
             name: "TernDPDK", dependencies: ["CDPDK", "TernWire", "TernBalancing", "TernDataplane", "TernMetrics"],
             swiftSettings: dpdkSwift),
@@ -85,7 +91,7 @@ let package = Package(
             name: "ternd",
             dependencies: [
                 "TernWire", "TernBalancing", "TernDataplane", "TernDPDK", "TernConfig", "TernTelemetry", "TernAgent",
-                "TernMetrics",
+                "TernMetrics", "TernXDP",
                 "TernPcap", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: dpdkSwift),
@@ -121,6 +127,8 @@ let package = Package(
                 "TernTestSupport",
             ],
             swiftSettings: dpdkSwift),
+        .testTarget(
+            name: "TernXDPTests", dependencies: ["TernXDP", "CXDP", "TernWire", "TernTestSupport"], swiftSettings: strict),
         .testTarget(name: "TernPcapTests", dependencies: ["TernPcap"], swiftSettings: strict),
         .testTarget(
             name: "TernAgentTests",

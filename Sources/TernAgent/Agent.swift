@@ -24,6 +24,13 @@ public protocol DataplaneView: AnyObject {
     var progress: UInt64 { get }
     /// Learned next hops (`[[port]] gateway`), by port index: the cells workers read.
     var gateways: [Int: GatewayCell] { get }
+    /// A reload's config is running (the snapshot is published): device-side state follows it
+    /// (the XDP programs' VIP maps).
+    func configApplied(_ config: TernConfig)
+}
+
+extension DataplaneView {
+    public func configApplied(_ config: TernConfig) {}
 }
 
 /// The clocks and outside facts the agent runs on (ternd: the system's; tests: their own).
@@ -74,7 +81,7 @@ public final class Agent {
         watcher = NeighborWatcher(
             targets: dataplane.gateways.sorted { $0.key < $1.key }.compactMap { i, cell in
                 guard config.ports.indices.contains(i), let gateway = config.ports[i].gateway,
-                    let interface = config.ports[i].hostInterface
+                    let interface = config.ports[i].kernelInterface
                 else { return nil }  // a port that learns no next hop has no cell in ternd
                 return NeighborWatcher.Target(port: i, gateway: gateway, interface: interface, cell: cell)
             }, log: log, neighbors: neighbors)
@@ -87,7 +94,10 @@ public final class Agent {
         }
         self.prober = prober
         prober.configure(config)
-        reloader.didReload = { prober.configure($0) }
+        reloader.didReload = { [weak dataplane] in
+            prober.configure($0)
+            dataplane?.configApplied($0)
+        }
         stats = LiveStats(blocks: dataplane.counterBlocks, publisher: publisher, host: dataplane.hostCounters)
         let lifecycle = Lifecycle()
         let watcher = watcher

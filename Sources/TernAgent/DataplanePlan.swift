@@ -30,11 +30,20 @@ public struct DeviceFacts: Sendable, Equatable {
     public var maxMTU = ConfigSchema.portMTU.range!.upperBound
     /// Packets a net_pcap device replaying its capture keeps in mbufs (0 for other devices).
     public var replayedPackets = 0
+    /// A kernel interface opened with AF_XDP (net_af_xdp): the kernel's MTU counts, and each RX
+    /// queue holds `AFXDPFrames.fillRing` mbufs whatever its descriptors.
+    public var afXDP = false
 
     public init(name: String, mac: MACAddress) {
         self.name = name
         self.mac = mac
     }
+}
+
+/// DPDK 22.11's net_af_xdp fills each RX queue's fill ring with this many mbufs (the ring's
+/// default size), whatever `rx_descriptors` says, and returns them only when the process exits.
+public enum AFXDPFrames {
+    public static let fillRing = 2048
 }
 
 public struct DataplanePlan: Sendable {
@@ -91,7 +100,13 @@ public struct DataplanePlan: Sendable {
             case (.failure(let problem), _), (_, .failure(let problem)): problems.append(problem)
             }
             let mtuKey = K.portMTU.at(K.port.element(i))
-            if let frameSize = AFPacketFrames.frameSize(device: device.name, devargs: device.devargs) {
+            if device.afXDP {
+                setup.deviceMTU = nil  // the kernel's interface: its MTU is the operator's
+                if port.mtu > device.maxMTU {
+                    problems.append(
+                        ConfigProblem(mtuKey, "\(port.mtu) is more than AF_XDP takes on \(device.name) (\(device.maxMTU))"))
+                }
+            } else if let frameSize = AFPacketFrames.frameSize(device: device.name, devargs: device.devargs) {
                 setup.deviceMTU = nil
                 let needed = AFPacketFrames.frameSizeNeeded(mtu: port.mtu)
                 if frameSize < needed {
@@ -108,7 +123,9 @@ public struct DataplanePlan: Sendable {
         let hostPorts = config.ports.indices.filter { config.ports[$0].hostInterface != nil }
         let plan = MbufPlan.compute(
             workers: workers, burstSize: config.dataplane.burstSize,
-            descriptors: setups.map { ($0.rxDescriptors, $0.txDescriptors) }, hostPorts: hostPorts,
+            descriptors: zip(setups, devices).map { s, d in
+                (d.afXDP ? max(s.rxDescriptors, AFXDPFrames.fillRing) : s.rxDescriptors, s.txDescriptors)
+            }, hostPorts: hostPorts,
             replayPackets: devices.reduce(0) { $0 + $1.replayedPackets }, heldFragments: FragmentTable.heldCapacity)
         let frameSizes = devices.compactMap { AFPacketFrames.frameSize(device: $0.name, devargs: $0.devargs) }
         let dataRoom = frameSizes.reduce(MbufPlan.dataRoom(mtus: config.ports.map(\.mtu))) {

@@ -181,6 +181,14 @@ public struct MetricsSample: Sendable {
             ] {
                 counter(name, help, port, p.stats[key] ?? 0)
             }
+            // AF_XDP ports: what Tern's XDP program did with each frame (its counters, `xdp_*`).
+            for key in p.stats.keys.filter({ $0.hasPrefix("xdp_") }).sorted() {
+                counter(
+                    "tern_port_xdp_packets_total",
+                    "Frames Tern's XDP program saw on an AF_XDP port: redirected (to ternd), passed (to the kernel), "
+                        + "no_socket (for a VIP, passed: no ternd socket on the queue).",
+                    port + [("verdict", String(key.dropFirst(4)))], p.stats[key]!)
+            }
         }
         gauge(
             "tern_config_generation", "Generation of the running forwarding snapshot.", [], Double(generation))

@@ -24,10 +24,26 @@ public struct DataplaneConfig: Equatable, Sendable {
     public var mbufs: Int? = nil
     /// The flow-state file: nil for the default (`defaultFlowState`), "" for none.
     public var flowState: String? = nil
+    /// Tern's XDP program (AF_XDP ports); nil: `defaultXDPProgram`.
+    public var xdpProgram: String? = nil
 
     /// The flow-state file of a ternd on DPDK file prefix `prefix` when the config names none.
     /// /run/tern/flows is a tmpfs with huge pages when `run-tern-flows.mount` (shipped) is active.
     public static func defaultFlowState(prefix: String) -> String { "/run/tern/flows/\(prefix)" }
+
+    /// The XDP program of a ternd at `executable` when the config names none: PREFIX/lib/tern beside
+    /// PREFIX/bin (`make install`; the build tree has .build/lib/tern beside .build/debug).
+    /// Lexically (.build/debug is a link, so "debug/.." would leave the build tree).
+    public static func defaultXDPProgram(executable: String) -> String {
+        var parts = executable.split(separator: "/", omittingEmptySubsequences: false).dropLast()
+        if let bin = parts.last, !bin.isEmpty, bin != ".", bin != ".." {
+            parts = parts.dropLast()
+        } else {
+            parts.append("..")
+        }
+        let prefix = parts.joined(separator: "/")
+        return (prefix.isEmpty && executable.hasPrefix("/") ? "" : prefix.isEmpty ? "." : prefix) + "/lib/tern/tern_xdp.o"
+    }
 }
 
 /// Restart-only: per worker and second, the too-big answers Tern sends.
@@ -39,6 +55,7 @@ public struct ICMPConfig: Equatable, Sendable {
 
 /// Restart-only: a reload that changes it is refused.
 public struct PortConfig: Equatable, Sendable {
+    /// The DPDK device; for an AF_XDP port, the one ternd creates (`afXDPDevice`).
     public var device: String
     /// The next hop's MAC as configured (`gateway_mac`); nil: learned for `gateway`.
     public var gatewayMAC: MACAddress?
@@ -60,6 +77,15 @@ public struct PortConfig: Equatable, Sendable {
     /// 802.1Q VLAN id: what Tern transmits here is tagged with it, and tagged frames received here
     /// with another id go to the host path; nil: untagged.
     public var vlan: Int? = nil
+    /// The kernel interface ternd opens with net_af_xdp (`af_xdp_interface`); nil: `device` is DPDK's.
+    public var afXDPInterface: String? = nil
+
+    /// The device name ternd gives the net_af_xdp port on kernel interface `name`.
+    public static func afXDPDevice(_ name: String) -> String { "net_af_xdp_\(name)" }
+
+    /// The kernel interface whose neighbour table holds the next hop (`gateway`): the host
+    /// interface, or the AF_XDP port's own interface, which the kernel keeps.
+    public var kernelInterface: String? { hostInterface ?? afXDPInterface }
 
     /// Whether the next hop's MAC is learned at run time rather than configured.
     public var learnsGateway: Bool { gatewayMAC == nil && gateway != nil }

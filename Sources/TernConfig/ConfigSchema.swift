@@ -89,10 +89,17 @@ public enum ConfigSchema {
     /// (`DataplaneConfig.defaultFlowState`), "": off.
     public static let flowState = ConfigKey("dataplane.flow_state", .string, restartOnly: true)
     /// The mbuf pool; unset: computed from rings, bursts, host path and net_pcap replays (`MbufPlan`).
+    /// Tern's XDP program for `af_xdp_interface` ports; unset: `lib/tern/tern_xdp.o` beside ternd's
+    /// `bin` (where `make install` and the build put it).
+    public static let xdpProgram = ConfigKey("dataplane.xdp_program", .string, restartOnly: true)
     public static let mbufs = ConfigKey("dataplane.mbufs", .integer, range: 1024...(1 << 26), restartOnly: true)
 
     public static let port = ConfigKey("port", .tables, required: true)
-    public static let portDevice = ConfigKey("port.device", .string, required: true, restartOnly: true)
+    /// A DPDK device (an EAL `-a`/`--vdev` name); a port names it or `af_xdp_interface`.
+    public static let portDevice = ConfigKey("port.device", .string, restartOnly: true)
+    /// A kernel interface ternd opens through DPDK's net_af_xdp with Tern's XDP program: the kernel
+    /// keeps the NIC and gets everything that is not for a VIP.
+    public static let portAFXDPInterface = ConfigKey("port.af_xdp_interface", .string, restartOnly: true)
     public static let portGatewayMAC = ConfigKey("port.gateway_mac", .string, restartOnly: true)
     public static let portGateway = ConfigKey("port.gateway", .string, restartOnly: true)
     public static let portMAC = ConfigKey("port.mac", .string, restartOnly: true)
@@ -154,9 +161,10 @@ public enum ConfigSchema {
     public static let all: [ConfigKey] = [
         node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, shutdownDrain, importTable, importKeepalived,
         importIPVSAdm, metrics, metricsListen, dataplane, workers,
-        burstSize, flowTableEntries, flowState, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, rxDescriptors, txDescriptors,
+        burstSize, flowTableEntries, flowState, xdpProgram, tcpIdleTimeout, udpIdleTimeout, tcpClosingTimeout, rxDescriptors,
+        txDescriptors,
         mbufs, port,
-        portDevice, portGatewayMAC, portGateway, portMAC, portMTU,
+        portDevice, portAFXDPInterface, portGatewayMAC, portGateway, portMAC, portMTU,
         portBackendDevice, portHostInterface, portClampMSS, portVLAN, icmp, icmpTooBig, icmpEcho, maglev, tableSize, vip,
         vipAddress, vipPort, vipProtocol, vipEncap, guePort,
         allowGUEPortOverlap, minHealthy, vipHash, vipQUIC, vipClampMSS, health, healthCheck, healthPort, healthInterval,

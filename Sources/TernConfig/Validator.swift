@@ -26,15 +26,18 @@ struct Validator {
         if key.restartOnly { restartOnly.append(SettingValue(path: path, value: value)) }
     }
 
-    /// `[dataplane] flow_state`: nil unset (the default path), "" off, else an absolute path.
-    mutating func flowState(_ d: ConfigTable?) -> String? {
-        let key = ConfigSchema.flowState
+    /// `[dataplane] flow_state` and `xdp_program`: nil unset (the default path), "" off (where
+    /// `emptyMeans` says what it does), else an absolute file path.
+    mutating func filePath(_ d: ConfigTable?, _ key: ConfigKey, emptyMeans: String?) -> String? {
         guard let d, let path = d.string(key) else {
             note(key, key.path, "default")
             return nil
         }
-        if !path.isEmpty && (!path.hasPrefix("/") || path.utf8.contains(0) || path.hasSuffix("/")) {
-            fail(d.path(key), "must be an absolute file path, or \"\" for none, got \"\(escapedForMessage(path))\"")
+        if (path.isEmpty && emptyMeans == nil)
+            || (!path.isEmpty && (!path.hasPrefix("/") || path.utf8.contains(0) || path.hasSuffix("/")))
+        {
+            let empty = emptyMeans.map { ", or \"\" for \($0)" } ?? ""
+            fail(d.path(key), "must be an absolute file path\(empty), got \"\(escapedForMessage(path))\"")
         }
         note(key, key.path, path)
         return path
@@ -134,7 +137,7 @@ struct Validator {
             tcpIdleTimeoutSeconds: int(d, K.tcpIdleTimeout), udpIdleTimeoutSeconds: int(d, K.udpIdleTimeout),
             tcpClosingTimeoutSeconds: int(d, K.tcpClosingTimeout), rxDescriptors: optionalInt(d, K.rxDescriptors),
             txDescriptors: optionalInt(d, K.txDescriptors), mbufs: optionalInt(d, K.mbufs),
-            flowState: flowState(d))
+            flowState: filePath(d, K.flowState, emptyMeans: "none"), xdpProgram: filePath(d, K.xdpProgram, emptyMeans: nil))
         let (ports, portPaths) = validatePorts(doc)
         let maglev = doc.table(K.maglev)
         let tableSize = int(maglev, K.tableSize)
@@ -308,34 +311,58 @@ struct Validator {
         return node
     }
 
-    /// The `[[port]]` tables that name a device (the reader reported those that do not), and the
-    /// key path of each.
+    /// The `[[port]]` tables that name a device or an AF_XDP interface, and the key path of each.
     mutating func validatePorts(_ doc: ConfigTable) -> ([PortConfig], [String]) {
         typealias K = ConfigSchema
-        let tables = doc.tables(K.port).filter { $0.has(K.portDevice) }
-        if tables.isEmpty && doc.has(K.port) { fail(K.port.path, "at least one [[port]] is needed") }
+        let all = doc.tables(K.port)
+        for p in all where !p.has(K.portDevice) && !p.has(K.portAFXDPInterface) {
+            fail(p.path, "needs device (a DPDK device) or af_xdp_interface (a kernel interface ternd opens with AF_XDP)")
+        }
+        let tables = all.filter { $0.has(K.portDevice) || $0.has(K.portAFXDPInterface) }
+        if all.isEmpty && doc.has(K.port) { fail(K.port.path, "at least one [[port]] is needed") }
         var seen = Set<String>()
         var ports: [PortConfig] = []
         for (i, p) in tables.enumerated() {
-            let device = p.string(K.portDevice)!
-            if device.isEmpty { fail(p.path(K.portDevice), "must not be empty") }
-            if !seen.insert(device).inserted { fail(p.path(K.portDevice), "duplicate device \"\(escapedForMessage(device))\"") }
+            let afXDP = p.string(K.portAFXDPInterface)
+            let hostInterface = p.string(K.portHostInterface)
+            if let afXDP {
+                if p.has(K.portDevice) {
+                    fail(p.path(K.portAFXDPInterface), "set device or af_xdp_interface, not both (ternd creates the AF_XDP port)")
+                }
+                if !Validator.isInterfaceName(afXDP) {
+                    fail(
+                        p.path(K.portAFXDPInterface),
+                        "must be 1 to 15 letters, digits, '.', '-' or '_' (a Linux interface name), got \"\(escapedForMessage(afXDP))\""
+                    )
+                }
+                if hostInterface != nil {
+                    fail(
+                        p.path(K.portHostInterface),
+                        "not with af_xdp_interface: the kernel keeps \(escapedForMessage(afXDP)) and gets the node's own traffic itself"
+                    )
+                }
+            }
+            let device = afXDP.map(PortConfig.afXDPDevice) ?? p.string(K.portDevice)!
+            let devicePath = afXDP == nil ? p.path(K.portDevice) : p.path(K.portAFXDPInterface)
+            if device.isEmpty { fail(devicePath, "must not be empty") }
+            if !seen.insert(device).inserted { fail(devicePath, "duplicate device \"\(escapedForMessage(device))\"") }
             let gatewayMACText = p.string(K.portGatewayMAC)
             let gatewayText = p.string(K.portGateway)
-            let hostInterface = p.string(K.portHostInterface)
             let backendDevice = p.string(K.portBackendDevice)
             let gatewayMAC = gatewayMACText.flatMap { mac($0, p.path(K.portGatewayMAC)) }
             let gateway = gatewayText.flatMap { address($0, p.path(K.portGateway)) }
             if gatewayMACText == nil && gatewayText == nil {
                 fail(p.path, "needs gateway_mac (the next hop's MAC) or gateway (its address, resolved on host_interface)")
             }
-            if gatewayText != nil && gatewayMACText == nil && hostInterface == nil {
+            if gatewayText != nil && gatewayMACText == nil && hostInterface == nil && afXDP == nil {
                 fail(
                     p.path(K.portGateway),
-                    "needs host_interface: the next hop is resolved through the host's neighbour table on it")
+                    "needs host_interface (or an af_xdp_interface): the next hop is resolved through the host's neighbour table on it"
+                )
             }
             let own = p.string(K.portMAC).flatMap { mac($0, p.path(K.portMAC)) }
             note(K.portDevice, p.path(K.portDevice), device)
+            note(K.portAFXDPInterface, p.path(K.portAFXDPInterface), afXDP ?? "none")
             note(K.portGatewayMAC, p.path(K.portGatewayMAC), gatewayMAC?.description ?? gatewayMACText ?? "learned")
             note(K.portGateway, p.path(K.portGateway), gateway?.description ?? gatewayText ?? "none")
             note(K.portMAC, p.path(K.portMAC), own?.description ?? "the device's")
@@ -362,7 +389,7 @@ struct Validator {
             ports.append(
                 PortConfig(
                     device: device, gatewayMAC: gatewayMAC, mac: own, mtu: mtu, backendDevice: backendDevice,
-                    hostInterface: hostInterface, gateway: gateway, clampMSS: clampMSS, vlan: vlan))
+                    hostInterface: hostInterface, gateway: gateway, clampMSS: clampMSS, vlan: vlan, afXDPInterface: afXDP))
         }
         return (ports, tables.map(\.path))
     }

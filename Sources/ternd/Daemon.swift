@@ -35,6 +35,15 @@ func dpdkLevel(_ level: UInt32) -> Logger.Level {
 }
 func log(_ message: String) { log(.info, message) }
 
+/// ternd's own file as started (a path given to exec; else /proc/self/exe), for what is installed
+/// beside it. The path as given, not resolved: .build/debug is a link into the build's directory.
+func executablePath() -> String {
+    if let given = CommandLine.arguments.first, given.contains("/") { return given }
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    return n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+}
+
 func monotonicSeconds() -> Double { seconds(CLOCK_MONOTONIC) }
 func wallSeconds() -> Double { seconds(CLOCK_REALTIME) }
 
@@ -182,7 +191,8 @@ enum Daemon {
         do {
             dataplane = try Dataplane(
                 config: config, configPath: options.config, cell: publisher.cell,
-                idleSleepMicroseconds: options.idleSleepMicroseconds, flowState: flowState)
+                idleSleepMicroseconds: options.idleSleepMicroseconds, flowState: flowState,
+                xdpProgram: config.dataplane.xdpProgram ?? DataplaneConfig.defaultXDPProgram(executable: executablePath()))
         } catch let error as StartupError {
             log(.error, error.message)
             return error.exitCode
@@ -258,13 +268,14 @@ enum Daemon {
             status = 1
         }
         // A persistent TAP is left open (never stopped: that would set it down), so its RX queue
-        // keeps the mbufs it was filled with until the process exits.
-        let keptInTAPs = dataplane.keptTAPMbufs
-        if inUse > keptInTAPs {
+        // keeps the mbufs it was filled with until the process exits; net_af_xdp keeps its fill
+        // rings' mbufs likewise.
+        let kept = dataplane.keptMbufs
+        if inUse > kept {
             log(.error, "BUG: \(inUse) mbufs still in use after stop")
             status = 1
         } else if inUse > 0 {
-            log("\(inUse) mbufs stay in the persistent host interfaces' RX queues until exit")
+            log("\(inUse) mbufs stay in drivers' queues until exit (persistent host interfaces, AF_XDP fill rings)")
         }
         return status
     }

@@ -9,6 +9,7 @@ import TernDataplane
 import TernMetrics
 import TernPcap
 import TernWire
+import TernXDP
 
 #if canImport(Glibc)
     import Glibc
@@ -29,8 +30,11 @@ final class Dataplane {
     /// Host interfaces that existed before ternd (persistent TAPs): never stopped or closed, so
     /// the kernel keeps them up with their addresses and routes when ternd exits.
     let persistentTAPs: [Port]
-    /// Mbufs the persistent TAPs' RX queues may hold at exit (their descriptors).
-    let keptTAPMbufs: Int
+    /// Mbufs drivers may hold until the process exits: persistent TAPs' RX queues (their
+    /// descriptors), AF_XDP fill rings (`AFXDPFrames.fillRing` per queue).
+    let keptMbufs: Int
+    /// The XDP program's maps on each AF_XDP port (`af_xdp_interface`), by port index.
+    let xdpFilters: [Int: XDPFilter]
     /// Learned next hops by port index (`[[port]] gateway` without `gateway_mac`).
     let gateways: [Int: GatewayCell]
     /// What the config asks of the devices (ring sizes, pool, routes, workers), and whether the
@@ -42,7 +46,7 @@ final class Dataplane {
     /// the pool, configures and starts the ports, the host path and a worker loop per worker lcore.
     init(
         config: TernConfig, configPath: String, cell: SnapshotCell, idleSleepMicroseconds: UInt32,
-        flowState: FlowStateFile? = nil
+        flowState: FlowStateFile? = nil, xdpProgram: String = ""
     ) throws {
         func refused(_ key: String, _ message: String) -> StartupError {
             StartupError(
@@ -52,6 +56,25 @@ final class Dataplane {
         typealias K = ConfigSchema
         var ports: [Port] = []
         for (i, p) in config.ports.enumerated() {
+            if let interface = p.afXDPInterface {
+                let key = K.portAFXDPInterface.at(K.port.element(i))
+                let workers = config.dataplane.workers
+                if let problem = AFXDPPort.problem(interface: interface, workers: workers, program: xdpProgram) {
+                    throw refused(key, problem)
+                }
+                do {
+                    if let note = try XDPAttachment.clearStale(interface) { log(.warning, note) }
+                } catch {
+                    throw refused(key, error.description)
+                }
+                do {
+                    ports.append(
+                        try AFXDPPort.create(device: p.device, interface: interface, workers: workers, program: xdpProgram))
+                } catch {
+                    throw refused(key, error.description)
+                }
+                continue
+            }
             do {
                 ports.append(try Port(named: p.device))
             } catch {
@@ -67,6 +90,7 @@ final class Dataplane {
             facts.txLimits = DescriptorLimits(min: limits.tx.min, max: limits.tx.max, align: limits.tx.align)
             facts.maxMTU = limits.maxMTU
             facts.replayedPackets = Dataplane.replayedPackets(port)
+            facts.afXDP = port.name.hasPrefix("net_af_xdp")
             return facts
         }
         let lcores = EAL.workerLcores
@@ -98,7 +122,7 @@ final class Dataplane {
                 let pool =
                     "the pool has \(plan.mbufs) mbufs\(short): raise \(K.mbufs.path) or lower \(K.rxDescriptors.path)"
                 throw refused(
-                    K.portDevice.at(K.port.element(i)),
+                    (config.ports[i].afXDPInterface == nil ? K.portDevice : K.portAFXDPInterface).at(K.port.element(i)),
                     error.code == ENOMEM
                         ? "\(error.description); \(pool)"
                         : "\(error.description) (the driver's reason is logged above; if it asks for more mbufs, \(pool))")
@@ -111,10 +135,23 @@ final class Dataplane {
             try port.start()
         }
         self.rss = rss
+        // The XDP program's VIP map, equal to the config before any socket takes packets.
+        var filters: [Int: XDPFilter] = [:]
+        for (i, p) in config.ports.enumerated() {
+            guard let interface = p.afXDPInterface else { continue }
+            do {
+                let filter = try XDPFilter(interface: interface)
+                try filter.sync(Dataplane.xdpVIPs(config))
+                filters[i] = filter
+            } catch {
+                throw StartupError(message: "\(configPath): \(K.portAFXDPInterface.at(K.port.element(i))): \(error)", exitCode: 1)
+            }
+        }
+        xdpFilters = filters
         var links: [HostPathLoop.Link] = []
         var taps: [Port] = []
         var persistentTAPs: [Port] = []
-        var keptMbufs = 0
+        var kept = config.ports.filter { $0.afXDPInterface != nil }.count * workers * AFXDPFrames.fillRing
         for i in plan.hostPorts {
             let name = config.ports[i].hostInterface!
             let key = K.portHostInterface.at(K.port.element(i))
@@ -138,7 +175,7 @@ final class Dataplane {
             taps.append(tap)
             if persistent {
                 persistentTAPs.append(tap)
-                keptMbufs += plan.ports[i].rxDescriptors
+                kept += plan.ports[i].rxDescriptors
             }
             let rings = try (0..<workers).map { w throws(DPDKError) in
                 try MbufRing(name: "tern_host_\(i)_\(w)", count: UInt32(MbufPlan.hostRingSize))
@@ -148,7 +185,7 @@ final class Dataplane {
         }
         self.taps = taps
         self.persistentTAPs = persistentTAPs
-        keptTAPMbufs = keptMbufs
+        keptMbufs = kept
         hostPath = links.isEmpty ? nil : HostPathLoop(links: links)
         let hostLinks = Dictionary(uniqueKeysWithValues: zip(plan.hostPorts, links))
         let gateways = Dictionary(uniqueKeysWithValues: plan.learnedGateways.map { ($0, GatewayCell()) })
@@ -174,6 +211,11 @@ final class Dataplane {
         for (w, loop) in loops.enumerated() { try Lcore.launch(loop, on: lcores[w]) }
     }
 
+    /// What the XDP programs redirect: every VIP of `config`.
+    static func xdpVIPs(_ config: TernConfig) -> [XDPVIP] {
+        config.vips.map { XDPVIP(address: $0.address, prefixLength: $0.prefixLength, port: $0.port, ipProtocol: $0.ipProtocol) }
+    }
+
     /// Packets a net_pcap device replaying its capture (`infinite_rx=1`) holds in mbufs: the
     /// capture's records. 0 for other devices, or when the file cannot be read (DPDK says why).
     static func replayedPackets(_ port: Port) -> Int {
@@ -190,11 +232,26 @@ final class Dataplane {
 /// What the control plane (TernAgent's `Agent`) sees of it.
 extension Dataplane: DataplaneView {
     var portStatus: [PortStatus] {
-        ports.map { p in
+        ports.enumerated().map { i, p in
             let link = p.link
+            let xdp = xdpFilters[i]?.counters.map { ("xdp_\($0.name)", $0.value) } ?? []
             return PortStatus(
                 name: p.name, linkUp: link.up, speedMbps: Int(link.speedMbps),
-                stats: Dictionary(p.stats.map { ($0.0, UInt64($0.1)) }, uniquingKeysWith: { a, _ in a }))
+                stats: Dictionary(p.stats.map { ($0.0, UInt64($0.1)) } + xdp, uniquingKeysWith: { a, _ in a }))
+        }
+    }
+
+    /// A reload's VIPs reach the XDP programs (VIPs added before removed ones go).
+    func configApplied(_ config: TernConfig) {
+        for (i, filter) in xdpFilters.sorted(by: { $0.key < $1.key }) {
+            do {
+                let change = try filter.sync(Dataplane.xdpVIPs(config))
+                if change.added + change.removed > 0 {
+                    log("\(config.ports[i].device): XDP program: \(change.added) VIP keys added, \(change.removed) removed")
+                }
+            } catch {
+                log(.error, "\(config.ports[i].device): XDP program not updated, VIP traffic may go to the kernel: \(error)")
+            }
         }
     }
 

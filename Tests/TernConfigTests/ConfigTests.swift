@@ -239,7 +239,9 @@ func problems(_ text: String) -> [String] {
         #expect(c.ports[0].learnsGateway && c.ports[0].gateway == IPAddress("10.0.0.1") && c.ports[0].hostInterface == "tern0")
         #expect(
             problems(minimal.replacingOccurrences(of: port, with: "gateway = \"10.0.0.1\"\n"))
-                == ["port[0].gateway: needs host_interface: the next hop is resolved through the host's neighbour table on it"])
+                == [
+                    "port[0].gateway: needs host_interface (or an af_xdp_interface): the next hop is resolved through the host's neighbour table on it"
+                ])
         #expect(
             problems(minimal.replacingOccurrences(of: port, with: ""))
                 == ["port[0]: needs gateway_mac (the next hop's MAC) or gateway (its address, resolved on host_interface)"])
@@ -255,6 +257,44 @@ func problems(_ text: String) -> [String] {
             #expect(problems(text).first?.contains("port[0].host_interface: must be 1 to 15") == true, "\(bad)")
         }
         #expect(problems(minimal.replacingOccurrences(of: port, with: port + "host_interface = \"tern-0.v_1\"\n")).isEmpty)
+    }
+}
+
+@Suite struct AFXDPKeyTests {
+    let device = "device = \"net_ring0\"\n"
+
+    @Test func anAFXDPPortNamesItsInterfaceInsteadOfADeviceAndLearnsItsGatewayThere() throws {
+        let text = minimal.replacingOccurrences(
+            of: device + "gateway_mac = \"02:00:00:00:00:fe\"\n", with: "af_xdp_interface = \"eth1\"\ngateway = \"10.0.0.1\"\n")
+        let c = try ConfigLoader.parse(text, file: "t.toml")
+        #expect(c.ports[0].device == "net_af_xdp_eth1" && c.ports[0].afXDPInterface == "eth1")
+        #expect(c.ports[0].learnsGateway && c.ports[0].kernelInterface == "eth1")
+        #expect(c.dataplane.xdpProgram == nil)
+    }
+
+    @Test func aPortNeedsExactlyOneOfDeviceAndAFXDPInterfaceAndNoHostInterfaceBeside() {
+        #expect(
+            problems(minimal.replacingOccurrences(of: device, with: ""))
+                == ["port[0]: needs device (a DPDK device) or af_xdp_interface (a kernel interface ternd opens with AF_XDP)"])
+        #expect(
+            problems(minimal.replacingOccurrences(of: device, with: device + "af_xdp_interface = \"eth1\"\n"))
+                == ["port[0].af_xdp_interface: set device or af_xdp_interface, not both (ternd creates the AF_XDP port)"])
+        let both = problems(
+            minimal.replacingOccurrences(of: device, with: "af_xdp_interface = \"eth1\"\nhost_interface = \"tern0\"\n"))
+        #expect(both.count == 1 && both[0].hasPrefix("port[0].host_interface: not with af_xdp_interface"))
+        #expect(
+            problems(minimal.replacingOccurrences(of: device, with: "af_xdp_interface = \"a,b\"\n")).first?.hasPrefix(
+                "port[0].af_xdp_interface: must be 1 to 15") == true)
+        #expect(
+            problems(
+                minimal.replacingOccurrences(of: "[[port]]\n", with: "[dataplane]\nxdp_program = \"tern_xdp.o\"\n[[port]]\n"))
+                == ["dataplane.xdp_program: must be an absolute file path, got \"tern_xdp.o\""])
+    }
+
+    @Test func theDefaultXDPProgramIsLibTernBesideTheBinDirectory() {
+        #expect(DataplaneConfig.defaultXDPProgram(executable: "/usr/local/bin/ternd") == "/usr/local/lib/tern/tern_xdp.o")
+        #expect(DataplaneConfig.defaultXDPProgram(executable: ".build/debug/ternd") == ".build/lib/tern/tern_xdp.o")
+        #expect(DataplaneConfig.defaultXDPProgram(executable: "./ternd") == "./../lib/tern/tern_xdp.o")
     }
 }
 
