@@ -11,7 +11,7 @@ DESTDIR     ?=
 FUZZ_SECONDS ?= 15
 FUZZ_TARGETS ?= frame burst toml config keepalived ipvsadm
 
-.PHONY: all ebpf build release run install install-test import-test metrics-test hostile-test test lint format unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
+.PHONY: disruption-test all ebpf build release run install install-test import-test metrics-test hostile-test test lint format unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
 
 all: build
 
@@ -79,7 +79,7 @@ install-test:
 
 # Each stage runs as its own make, timed; the times are printed at the end (and at a failure).
 TEST_STAGES := lint unit-test config-test leak-test install-test outside-test ternd-test hostile-test import-test \
-	metrics-test netns-test tsan-test fuzz bench-quick
+	metrics-test netns-test disruption-test tsan-test fuzz bench-quick
 test:
 	@times=""; all=$$(date +%s); \
 	for stage in $(TEST_STAGES); do \
@@ -151,6 +151,13 @@ metrics-test: build
 netns-test: build
 	$(PYTHON) Tests/outside/test_netns.py .build/debug/ternd
 	$(PYTHON) Tests/outside/test_failover.py .build/debug/ternd
+
+# What clients see while a site changes: two nodes behind a BIRD router with ECMP (one in NIC mode
+# with a persistent TAP and BFD, one in AF_XDP mode), three nginx backends, 50 keep-alive
+# connections, new connections every 50 ms and 50 ms pings, through planned restarts, crashes,
+# reloads, drains, health changes and an ECMP move; prints per event what broke.
+disruption-test: build
+	$(PYTHON) Tests/outside/test_disruption.py .build/debug/ternd
 
 # Cross-thread handoffs under ThreadSanitizer: the snapshot cell (QSBR: concurrent readers and a
 # publishing writer), live counter blocks (a worker adding, the control thread reading) and the

@@ -1,7 +1,8 @@
 // Which VIP prefixes this node should announce, and the lines that tell an existing BGP speaker
 // to do so: ExaBGP's process API, or an include file of static routes for BIRD. Tern speaks no
 // BGP itself. A prefix (an address: /32 or /128) is announced while some VIP on it is up (enough
-// live backends, `min_healthy`) and the data plane is not shutting down; it is withdrawn
+// live backends, `min_healthy`) and the node can forward (not shutting down, every learned next
+// hop known: a restarted ternd announces only once it can reach the router); it is withdrawn
 // otherwise, and all of them when ternd is gone.
 
 import TernConfig
@@ -21,12 +22,13 @@ public struct Announcement: Equatable, Sendable {
 public enum Announcements {
     /// Prefix (`192.0.2.10/32`) to what should be announced now. The attributes are those of the
     /// first VIP on the address that sets `[vip.bgp]` (the config check refuses two that differ).
-    public static func wanted(_ desired: DesiredState, stopping: Bool) -> [String: Announcement] {
+    /// `withdrawAll`: the node cannot forward now (`DaemonInfo.withdrawing`).
+    public static func wanted(_ desired: DesiredState, withdrawAll: Bool) -> [String: Announcement] {
         var out: [String: Announcement] = [:]
         for v in desired.config.vips {
             let prefix = v.prefix
             var a = out[prefix] ?? Announcement(up: false)
-            a.up = a.up || (!stopping && desired.isUp(v))
+            a.up = a.up || (!withdrawAll && desired.isUp(v))
             if a.attributes == BGPAttributes() { a.attributes = v.bgp }
             out[prefix] = a
         }

@@ -61,7 +61,7 @@ extension ControlCommands {
     func showVIPs() -> VIPsReply {
         let c = reloader.desired.config
         let fingerprints = tableFingerprints()
-        let wanted = Announcements.wanted(reloader.desired, stopping: info.lifecycle.stopping)
+        let wanted = Announcements.wanted(reloader.desired, withdrawAll: info.withdrawing)
         let counts = Dictionary(info.stats.publisher.totals().vips.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let rows = c.vips.map { v in
             VIPRow(

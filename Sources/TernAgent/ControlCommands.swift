@@ -29,6 +29,10 @@ public struct DaemonInfo {
     /// Shutdown drain under way.
     public var lifecycle = Lifecycle()
 
+    /// Whether the node asks for every VIP to be withdrawn: shutting down, or some learned next
+    /// hop not known yet (packets toward it would be dropped `no_neighbor`).
+    public var withdrawing: Bool { lifecycle.stopping || gateways().contains { $0.mac.isEmpty } }
+
     public init(
         configPath: String, startedAt: Double, workers: Int, ports: @escaping () -> [PortStatus], stats: LiveStats,
         gateways: @escaping () -> [GatewayStatus] = { [] }, health: @escaping (BackendKey) -> HealthState? = { _ in nil }
@@ -77,7 +81,7 @@ public final class ControlCommands {
         case .showBackends(let vip): return showBackends(vip: vip)
         case .showVIPs: return .vips(showVIPs())
         case .announcements:
-            let wanted = Announcements.wanted(reloader.desired, stopping: info.lifecycle.stopping)
+            let wanted = Announcements.wanted(reloader.desired, withdrawAll: info.withdrawing)
             let prefixes = wanted.sorted { $0.key < $1.key }.map { prefix, a in
                 PrefixAnnouncement(prefix: prefix, up: a.up, communities: a.attributes.communities, med: a.attributes.med)
             }

@@ -41,7 +41,7 @@ public struct MetricsRenderer {
             host: stats.hostCounters, totals: stats.publisher.totals(), fingerprints: commands.tableFingerprints(),
             desired: desired, health: health, ports: info.ports(), generation: reloader.publisher.generation,
             reloadsSucceeded: reloader.succeeded, reloadsFailed: reloader.failed, lastReloadOK: reloader.last?.ok,
-            lastSuccessTime: reloader.lastSuccessTime, stopping: info.lifecycle.stopping,
+            lastSuccessTime: reloader.lastSuccessTime, withdrawing: info.withdrawing,
             controlDropped: server.map { d in
                 [("silent", d.dropped.silent), ("slow_reader", d.dropped.slowReader), ("oversized", d.dropped.oversized)]
             } ?? [])
@@ -74,7 +74,8 @@ public struct MetricsSample: Sendable {
     let lastReloadOK: Bool?
     let lastSuccessTime: Double?
     /// Shutdown drain under way (every VIP withdrawn).
-    let stopping: Bool
+    /// Every VIP withdrawn: shutting down, or a learned next hop unknown.
+    let withdrawing: Bool
     /// Control-socket clients dropped, by reason (empty without a control socket).
     let controlDropped: [(String, UInt64)]
 
@@ -140,7 +141,7 @@ public struct MetricsSample: Sendable {
             counter("tern_backend_forwarded_packets_total", "Packets forwarded to a VIP's backend.", labels, e.packets)
             counter("tern_backend_new_flows_total", "Flows Maglev placed on a VIP's backend.", labels, e.newFlows)
         }
-        let wanted = Announcements.wanted(desired, stopping: stopping)
+        let wanted = Announcements.wanted(desired, withdrawAll: withdrawing)
         for v in desired.config.vips {
             gauge(
                 "tern_vip_announced",

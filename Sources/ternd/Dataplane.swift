@@ -31,7 +31,7 @@ final class Dataplane {
     /// the kernel keeps them up with their addresses and routes when ternd exits.
     let persistentTAPs: [Port]
     /// Mbufs drivers may hold until the process exits: persistent TAPs' RX queues (their
-    /// descriptors), AF_XDP fill rings (`AFXDPFrames.fillRing` per queue).
+    /// descriptors), AF_XDP fill rings (`AFXDPFrames.fillRing` per queue) and TX completions.
     let keptMbufs: Int
     /// The XDP program's maps on each AF_XDP port (`af_xdp_interface`), by port index.
     let xdpFilters: [Int: XDPFilter]
@@ -151,7 +151,10 @@ final class Dataplane {
         var links: [HostPathLoop.Link] = []
         var taps: [Port] = []
         var persistentTAPs: [Port] = []
-        var kept = config.ports.filter { $0.afXDPInterface != nil }.count * workers * AFXDPFrames.fillRing
+        // net_af_xdp: its fill rings, and what its TX rings sent but the kernel has not completed.
+        var kept = zip(config.ports, plan.ports).filter { $0.0.afXDPInterface != nil }.reduce(0) {
+            $0 + workers * (AFXDPFrames.fillRing + $1.1.txDescriptors)
+        }
         for i in plan.hostPorts {
             let name = config.ports[i].hostInterface!
             let key = K.portHostInterface.at(K.port.element(i))

@@ -232,7 +232,7 @@ final class ScriptedSignals: SignalSource {
                 return now
             }, periodic: [(0, { if lifecycle.stopping && stoppingAt == nil { stoppingAt = now } })], lifecycle: lifecycle)
         #expect(loop.run(pollMilliseconds: 0) == "shutdown drain over")
-        #expect(Announcements.wanted(r.desired, stopping: lifecycle.stopping).values.allSatisfy { !$0.up })
+        #expect(Announcements.wanted(r.desired, withdrawAll: lifecycle.stopping).values.allSatisfy { !$0.up })
         #expect(stoppingAt != nil && now - stoppingAt! >= 4.9)
         let again = ControlLoop(
             signals: ScriptedSignals([SIGTERM, nil, SIGTERM]), reloader: r, log: { _, _ in }, clock: { 0 }, lifecycle: Lifecycle()

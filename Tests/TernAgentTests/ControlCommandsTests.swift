@@ -18,14 +18,16 @@ final class FakeDaemon {
     let sender: FlowSender
     let commands: ControlCommands
 
-    init() throws {
+    /// `gatewayKnown`: whether the learned gateway's MAC is known (else the node withdraws all).
+    init(gatewayKnown: Bool = true) throws {
         reloader = try makeReloader(file)
+        let mac = gatewayKnown ? "02:00:00:00:00:fe" : ""
         sender = FlowSender(reloader)
         let info = DaemonInfo(
             configPath: file.path, startedAt: 100, workers: 1,
             ports: { [PortStatus(name: "net_ring0", linkUp: true, speedMbps: 10_000, stats: ["ipackets": 7, "opackets": 5])] },
             stats: LiveStats(blocks: [sender.worker.stats], publisher: reloader.publisher),
-            gateways: { [GatewayStatus(port: 0, gateway: "10.0.0.1", interface: "tern0", mac: "", state: "incomplete")] },
+            gateways: { [GatewayStatus(port: 0, gateway: "10.0.0.1", interface: "tern0", mac: mac, state: "incomplete")] },
             health: { $0.address == IPAddress("10.1.0.2")! ? HealthState() : nil })
         commands = ControlCommands(reloader: reloader, info: info, wallClock: { 142.5 }, shouldStop: { false }, log: { _, _ in })
     }
@@ -144,6 +146,18 @@ final class FakeDaemon {
             return
         }
         #expect(r.prefixes.map(\.prefix) == ["192.0.2.10/32", "192.0.2.11/32"] && r.prefixes.allSatisfy(\.up))
+    }
+
+    /// A restarted ternd that does not know its router's MAC yet would drop every packet routed to
+    /// it: it asks for nothing to be announced until it does.
+    @Test func nothingIsAnnouncedWhileALearnedGatewayIsUnknown() throws {
+        let d = try FakeDaemon(gatewayKnown: false)
+        guard case .announcements(let r) = d.run(.announcements), case .vips(let v) = d.run(.showVIPs) else {
+            Issue.record("not announcements")
+            return
+        }
+        #expect(r.prefixes.count == 2 && r.prefixes.allSatisfy { !$0.up })
+        #expect(v.vips.allSatisfy { !$0.announced })
     }
 }
 

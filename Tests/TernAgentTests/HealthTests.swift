@@ -361,7 +361,7 @@ func problems(_ text: String) -> [String] {
     /// shutdown drain reports everything down.
     @Test func prefixesFollowLiveBackendsAndTheShutdownDrain() throws {
         var d = DesiredState(config: try ConfigLoader.parse(text, file: "a.toml"))
-        func up(_ stopping: Bool = false) -> [String: Bool] { Announcements.wanted(d, stopping: stopping).mapValues(\.up) }
+        func up(_ stopping: Bool = false) -> [String: Bool] { Announcements.wanted(d, withdrawAll: stopping).mapValues(\.up) }
         #expect(up() == ["192.0.2.10/32": true, "2001:db8::10/128": false])
         d.setHealth(BackendKey(vip: "192.0.2.10:80/tcp", address: IPAddress("10.1.0.2")!), up: false)
         #expect(up()["192.0.2.10/32"] == true)  // :443 still has its one
@@ -404,7 +404,7 @@ func problems(_ text: String) -> [String] {
                 of: "port = 443\nprotocol = \"tcp\"\n",
                 with: "port = 443\nprotocol = \"tcp\"\n[vip.bgp]\nmed = 50\ncommunities = \"65000:100 65000:7\"\n"),
             file: "a.toml")
-        let wanted = Announcements.wanted(DesiredState(config: config), stopping: false)
+        let wanted = Announcements.wanted(DesiredState(config: config), withdrawAll: false)
         #expect(wanted["192.0.2.10/32"]?.attributes == BGPAttributes(med: 50, communities: ["65000:100", "65000:7"]))
         var feed = AnnouncementFeed(nextHop: "10.0.0.1")
         #expect(feed.update(wanted) == ["announce route 192.0.2.10/32 next-hop 10.0.0.1 med 50 community [65000:100 65000:7]"])
@@ -417,7 +417,7 @@ func problems(_ text: String) -> [String] {
     @Test func aCIDRVIPIsAnnouncedAsItsPrefix() throws {
         let config = try ConfigLoader.parse(
             text.replacingOccurrences(of: "address = \"192.0.2.10\"", with: "address = \"192.0.2.16/28\""), file: "a.toml")
-        let wanted = Announcements.wanted(DesiredState(config: config), stopping: false)
+        let wanted = Announcements.wanted(DesiredState(config: config), withdrawAll: false)
         #expect(wanted.mapValues(\.up) == ["192.0.2.16/28": true, "2001:db8::10/128": false])
         var feed = AnnouncementFeed(nextHop: "self")
         #expect(feed.update(wanted).contains("announce route 192.0.2.16/28 next-hop self"))
