@@ -474,12 +474,14 @@ final class FlowSender {
 }
 
 @Suite struct LoggingTests {
-    @Test func everyLineIsPrefixedAndTheJournalGetsPriorities() {
-        let plain = TernLogHandler(level: .info, journal: false)
-        #expect(plain.lines(level: .info, message: "reload ok") == "ternd: reload ok\n")
+    @Test func everyLineIsPrefixedWithItsTimeOrForTheJournalItsPriority() {
+        // 2026-12-06 06:20:01.042 UTC.
+        let plain = TernLogHandler(level: .info, journal: false, clock: { 1_796_538_001.042 })
+        #expect(plain.lines(level: .info, message: "reload ok") == "2026-12-06T06:20:01.042Z ternd: reload ok\n")
         #expect(
             plain.lines(level: .error, message: "reload failed:\nt.toml:3: x")
-                == "ternd: error: reload failed:\nternd: error: t.toml:3: x\n")
+                == "2026-12-06T06:20:01.042Z ternd: error: reload failed:\n2026-12-06T06:20:01.042Z ternd: error: t.toml:3: x\n")
+        #expect(TernLogHandler.timestamp(0) == "1970-01-01T00:00:00.000Z")
         let journal = TernLogHandler(level: .info, journal: true)
         #expect(journal.lines(level: .warning, message: "signal 10 ignored") == "<4>ternd: warning: signal 10 ignored\n")
         #expect(journal.lines(level: .info, message: "started") == "<6>ternd: started\n")

@@ -39,6 +39,10 @@ FAILURES = []
 RUN = 0
 
 
+# ternd's stderr lines: `2026-12-06T06:20:01.042Z ternd: ...` (no time stamp under journald).
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z )?ternd: ")
+
+
 def check(condition, message):
     if not condition:
         FAILURES.append(message)
@@ -366,9 +370,9 @@ def test_reload_under_load(ternd, tmp):
     check(stats["mbufs_in_use"] == 0, f"reload: mbufs in use {stats['mbufs_in_use']}")
     check(stats["reloads"] == {"ok": 4, "failed": 3}, f"reload: reload counters {stats['reloads']}")
     check("reload failed, keeping the running config" in err and "vip[0].port" in err, "reload: the broken config was not reported")
-    check(any(line.startswith("ternd: ") and "live.toml:20:2: expected a key" in line for line in err.splitlines()),
+    check(any(LOG_LINE.match(line) and "live.toml:20:2: expected a key" in line for line in err.splitlines()),
           f"reload: the [\u00e9] header was not reported with its line: {err[-600:]}")
-    check(all(line.startswith("ternd: ") for line in err.splitlines() if "live.toml" in line),
+    check(all(LOG_LINE.match(line) for line in err.splitlines() if "live.toml" in line),
           "reload: a line of a multi-line error lost its 'ternd: ' prefix")
     check("restart-only keys changed: dataplane.flow_table_entries" in err, "reload: the restart-only change was not named")
     check(err.count("reload ok:") == 4, "reload: expected four 'reload ok' lines")
@@ -388,7 +392,7 @@ def test_startup_errors(ternd, tmp):
     # DPDK's own lines go through ternd's logger: prefixed, with their level.
     rc, _, err = run_ternd(ternd_cmd(ternd, "net_bogus0", os.path.join(ROOT, "configs/example.toml")))
     check(rc == 1 and "ternd: error: EAL: failed to parse device \"net_bogus0\"" in err
-          and all(line.startswith("ternd: ") for line in err.splitlines()), f"EAL's log: exit {rc}, stderr {err[-400:]}")
+          and all(LOG_LINE.match(line) for line in err.splitlines()), f"EAL's log: exit {rc}, stderr {err[-400:]}")
     p = subprocess.run([ternd, "--", "--config", bad, "--bogus"], capture_output=True, text=True)
     check(p.returncode == 64 and "unknown option --bogus" in p.stderr and "usage: ternd" in p.stdout,
           f"unknown option: exit {p.returncode}, stderr {p.stderr[-200:]}")
