@@ -16,7 +16,7 @@ FUZZ_TARGETS ?= frame burst toml config keepalived ipvsadm
 all: build
 
 # Tern's XDP program (AF_XDP ports), where ternd looks for it beside its bin directory.
-EBPF_OBJECTS := .build/lib/tern/tern_xdp.o
+EBPF_OBJECTS := .build/lib/tern/tern_xdp.o .build/lib/tern/tern_backend.o
 CLANG ?= $(shell PATH=/opt/swift/usr/bin:$$PATH command -v clang)
 ebpf: $(EBPF_OBJECTS)
 .build/lib/tern/%.o: ebpf/%.c

@@ -83,7 +83,7 @@ let package = Package(
             name: "ternctl",
             dependencies: [
                 "TernWire", "TernBalancing", "TernDataplane", "TernConfig", "TernPcap", "TernTelemetry", "TernAgent",
-                "TernMetrics",
+                "TernMetrics", "TernXDP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/if_link.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,58 @@ int tern_xdp_attached(unsigned ifindex, uint32_t *id, char name[16]) {
 
 int tern_xdp_detach(unsigned ifindex) { return bpf_xdp_detach((int)ifindex, 0, NULL); }
 
+int tern_xdp_detach_any(unsigned ifindex) {
+    LIBBPF_OPTS(bpf_xdp_query_opts, query);
+    int rc = bpf_xdp_query((int)ifindex, 0, &query);
+    if (rc < 0) return rc;
+    __u32 mode = query.attach_mode == XDP_ATTACHED_SKB ? XDP_FLAGS_SKB_MODE
+        : query.attach_mode == XDP_ATTACHED_DRV        ? XDP_FLAGS_DRV_MODE
+        : query.attach_mode == XDP_ATTACHED_HW         ? XDP_FLAGS_HW_MODE
+                                                       : 0;
+    if (query.attach_mode == XDP_ATTACHED_NONE) return 0;
+    return bpf_xdp_detach((int)ifindex, mode, NULL);
+}
+
+int tern_xdp_attach(void *object, const char *name, unsigned ifindex, uint32_t replace_id, int *generic) {
+    struct bpf_program *program = bpf_object__find_program_by_name((struct bpf_object *)object, name);
+    if (!program) return -ENOENT;
+    int fd = bpf_program__fd(program);
+    LIBBPF_OPTS(bpf_xdp_attach_opts, options);
+    __u32 flags = 0;
+    if (replace_id) {
+        int old = bpf_prog_get_fd_by_id(replace_id);
+        if (old < 0) return -errno;
+        options.old_prog_fd = old;
+        flags |= XDP_FLAGS_REPLACE;
+    } else {
+        flags |= XDP_FLAGS_UPDATE_IF_NOEXIST;
+    }
+    *generic = 0;
+    int rc = bpf_xdp_attach((int)ifindex, fd, flags | XDP_FLAGS_DRV_MODE, &options);
+    if (rc < 0) {
+        *generic = 1;
+        rc = bpf_xdp_attach((int)ifindex, fd, flags | XDP_FLAGS_SKB_MODE, &options);
+    }
+    if (options.old_prog_fd > 0) close(options.old_prog_fd);
+    return rc;
+}
+
+void *tern_bpf_object_open_load(const char *path, int *error) {
+    struct bpf_object *object = bpf_object__open_file(path, NULL);
+    long rc = libbpf_get_error(object);
+    if (!object || rc) {
+        *error = rc ? (int)rc : -ENOENT;
+        return NULL;
+    }
+    rc = bpf_object__load(object);
+    if (rc < 0) {
+        *error = (int)rc;
+        bpf_object__close(object);
+        return NULL;
+    }
+    return object;
+}
+
 int tern_bpf_map_update(int fd, const void *key, const void *value) {
     return bpf_map_update_elem(fd, key, value, BPF_ANY) < 0 ? -errno : 0;
 }
@@ -104,6 +157,16 @@ int tern_bpf_test_run(int prog_fd, const void *frame, uint32_t length, uint32_t 
     LIBBPF_OPTS(bpf_test_run_opts, options, .data_in = frame, .data_size_in = length, .repeat = 1);
     if (bpf_prog_test_run_opts(prog_fd, &options) < 0) return -errno;
     *verdict = options.retval;
+    return 0;
+}
+
+int tern_bpf_test_run_out(
+    int prog_fd, const void *frame, uint32_t length, void *out, uint32_t capacity, uint32_t *out_length, uint32_t *verdict) {
+    LIBBPF_OPTS(bpf_test_run_opts, options, .data_in = frame, .data_size_in = length, .data_out = out,
+                .data_size_out = capacity, .repeat = 1);
+    if (bpf_prog_test_run_opts(prog_fd, &options) < 0) return -errno;
+    *verdict = options.retval;
+    *out_length = options.data_size_out;
     return 0;
 }
 

@@ -31,19 +31,8 @@ public struct DataplaneConfig: Equatable, Sendable {
     /// /run/tern/flows is a tmpfs with huge pages when `run-tern-flows.mount` (shipped) is active.
     public static func defaultFlowState(prefix: String) -> String { "/run/tern/flows/\(prefix)" }
 
-    /// The XDP program of a ternd at `executable` when the config names none: PREFIX/lib/tern beside
-    /// PREFIX/bin (`make install`; the build tree has .build/lib/tern beside .build/debug).
-    /// Lexically (.build/debug is a link, so "debug/.." would leave the build tree).
-    public static func defaultXDPProgram(executable: String) -> String {
-        var parts = executable.split(separator: "/", omittingEmptySubsequences: false).dropLast()
-        if let bin = parts.last, !bin.isEmpty, bin != ".", bin != ".." {
-            parts = parts.dropLast()
-        } else {
-            parts.append("..")
-        }
-        let prefix = parts.joined(separator: "/")
-        return (prefix.isEmpty && executable.hasPrefix("/") ? "" : prefix.isEmpty ? "." : prefix) + "/lib/tern/tern_xdp.o"
-    }
+    /// The XDP program of a ternd at `executable` when the config names none (`Installed.libFile`).
+    public static func defaultXDPProgram(executable: String) -> String { Installed.libFile("tern_xdp.o", executable: executable) }
 }
 
 /// Restart-only: per worker and second, the too-big answers Tern sends.

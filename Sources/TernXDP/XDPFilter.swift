@@ -90,6 +90,53 @@ public enum XDPAttachment {
     }
 }
 
+/// A BPF map's keys, made equal to a set.
+public struct BPFMap {
+    public let fd: Int32
+    public let keySize: Int
+    /// For errors: which map of which interface.
+    public let name: String
+
+    public init(fd: Int32, keySize: Int, name: String) {
+        self.fd = fd
+        self.keySize = keySize
+        self.name = name
+    }
+
+    /// Adds the missing keys (with `value`) first, then removes the rest.
+    @discardableResult
+    public func sync(_ wanted: Set<[UInt8]>, value: [UInt8]) throws(XDPError) -> (added: Int, removed: Int) {
+        let present = try keys()
+        var added = 0
+        for key in wanted.subtracting(present) {
+            let rc = key.withUnsafeBytes { k in value.withUnsafeBytes { tern_bpf_map_update(fd, k.baseAddress, $0.baseAddress) } }
+            guard rc == 0 else { throw XDPError("\(name): adding a key", code: rc) }
+            added += 1
+        }
+        var removed = 0
+        for key in present.subtracting(wanted) {
+            let rc = key.withUnsafeBytes { tern_bpf_map_delete(fd, $0.baseAddress) }
+            guard rc == 0 || rc == -ENOENT else { throw XDPError("\(name): removing a key", code: rc) }
+            removed += 1
+        }
+        return (added, removed)
+    }
+
+    /// Every key in the map.
+    public func keys() throws(XDPError) -> Set<[UInt8]> {
+        var keys = Set<[UInt8]>()
+        var next = [UInt8](repeating: 0, count: keySize)
+        var rc = tern_bpf_map_next_key(fd, nil, &next)
+        while rc == 0 {
+            keys.insert(next)
+            let current = next
+            rc = current.withUnsafeBytes { tern_bpf_map_next_key(fd, $0.baseAddress, &next) }
+        }
+        guard rc == -ENOENT else { throw XDPError("\(name): reading its keys", code: rc) }
+        return keys
+    }
+}
+
 /// The program's maps on one interface: `tern_vips` (kept equal to the config) and its counters.
 public final class XDPFilter {
     public let interface: String
@@ -128,39 +175,13 @@ public final class XDPFilter {
     /// a reload is never absent), then removes the rest. Returns how many were added and removed.
     @discardableResult
     public func sync(_ vips: [XDPVIP]) throws(XDPError) -> (added: Int, removed: Int) {
-        let wanted = XDPVIP.keys(vips)
-        let present = try keys()
-        let value: UInt32 = 1
-        var added = 0
-        for key in wanted.subtracting(present) {
-            let rc = key.withUnsafeBytes { k in
-                withUnsafeBytes(of: value) { tern_bpf_map_update(self.vips, k.baseAddress, $0.baseAddress) }
-            }
-            guard rc == 0 else { throw XDPError("\(interface): adding a VIP to tern_vips", code: rc) }
-            added += 1
-        }
-        var removed = 0
-        for key in present.subtracting(wanted) {
-            let rc = key.withUnsafeBytes { tern_bpf_map_delete(self.vips, $0.baseAddress) }
-            guard rc == 0 || rc == -ENOENT else { throw XDPError("\(interface): removing a VIP from tern_vips", code: rc) }
-            removed += 1
-        }
-        return (added, removed)
+        try map.sync(XDPVIP.keys(vips), value: [1, 0, 0, 0])
     }
 
     /// Every key in `tern_vips`.
-    public func keys() throws(XDPError) -> Set<[UInt8]> {
-        var keys = Set<[UInt8]>()
-        var next = [UInt8](repeating: 0, count: XDPVIP.keySize)
-        var rc = tern_bpf_map_next_key(vips, nil, &next)
-        while rc == 0 {
-            keys.insert(next)
-            let current = next
-            rc = current.withUnsafeBytes { tern_bpf_map_next_key(vips, $0.baseAddress, &next) }
-        }
-        guard rc == -ENOENT else { throw XDPError("\(interface): reading tern_vips", code: rc) }
-        return keys
-    }
+    public func keys() throws(XDPError) -> Set<[UInt8]> { try map.keys() }
+
+    var map: BPFMap { BPFMap(fd: vips, keySize: XDPVIP.keySize, name: "\(interface): tern_vips") }
 
     /// The program's counters (summed over CPUs), in the order of its enum.
     public static let counterNames = ["redirected", "passed", "no_socket"]

@@ -21,7 +21,7 @@ struct Ternctl: ParsableCommand {
         version: TernVersion.string,
         subcommands: [
             Check.self, Simulate.self, Table.self, Status.self, Stats.self, Reload.self, Drain.self, Undrain.self, Show.self,
-            BGPFeed.self, Import.self, Export.self,
+            BGPFeed.self, Import.self, Export.self, Backend.self,
         ])
 }
 

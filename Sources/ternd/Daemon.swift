@@ -35,15 +35,6 @@ func dpdkLevel(_ level: UInt32) -> Logger.Level {
 }
 func log(_ message: String) { log(.info, message) }
 
-/// ternd's own file as started (a path given to exec; else /proc/self/exe), for what is installed
-/// beside it. The path as given, not resolved: .build/debug is a link into the build's directory.
-func executablePath() -> String {
-    if let given = CommandLine.arguments.first, given.contains("/") { return given }
-    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-    return n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
-}
-
 func monotonicSeconds() -> Double { seconds(CLOCK_MONOTONIC) }
 func wallSeconds() -> Double { seconds(CLOCK_REALTIME) }
 
@@ -192,7 +183,8 @@ enum Daemon {
             dataplane = try Dataplane(
                 config: config, configPath: options.config, cell: publisher.cell,
                 idleSleepMicroseconds: options.idleSleepMicroseconds, flowState: flowState,
-                xdpProgram: config.dataplane.xdpProgram ?? DataplaneConfig.defaultXDPProgram(executable: executablePath()))
+                xdpProgram: config.dataplane.xdpProgram
+                    ?? DataplaneConfig.defaultXDPProgram(executable: Installed.executablePath()))
         } catch let error as StartupError {
             log(.error, error.message)
             return error.exitCode

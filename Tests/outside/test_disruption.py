@@ -42,7 +42,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_netns as net  # noqa: E402  (sh, build_xdp, mac_of, in_netns)
+import test_netns as net  # noqa: E402  (sh, attach_backend, in_netns)
 import test_ternd  # noqa: E402
 from test_ternd import check  # noqa: E402
 
@@ -68,7 +68,7 @@ def teardown():
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
-def setup(xdp_obj, tmp):
+def setup(ternctl, tmp):
     for ns in NS:
         sh("ip", "netns", "add", NS[ns])
         sh("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0", ns=ns)
@@ -97,7 +97,7 @@ def setup(xdp_obj, tmp):
         sh("ip", "addr", "add", f"{address}/24", "dev", "cl", ns="cl")
     for b in ("b1", "b2", "b3"):
         sh("ip", "addr", "add", f"{VIP}/32", "dev", "lo", ns=b)
-        sh("ip", "link", "set", "dev", b, "xdpdrv", "obj", xdp_obj, "sec", "xdp", ns=b)
+        net.attach_backend(ternctl, NS[b], b)
         with open(os.path.join(tmp, f"{b}.health"), "w") as f:
             f.write("ok\n")
 
@@ -362,7 +362,7 @@ def main(ternd):
     teardown()
     nodes, speakers, servers, traffic = {}, [], {}, None
     try:
-        setup(net.build_xdp(tmp), tmp)
+        setup(ternctl, tmp)
         for b in ("b1", "b2", "b3"):
             servers[b] = start_nginx(b, tmp)
         router = Router(tmp)

@@ -249,13 +249,14 @@ def main(ternd):
     net.teardown()
     nodes, backends, speakers = {}, {}, []
     try:
-        net.setup(net.build_xdp(tmp))
+        net.setup(ternctl)
         rt = net.NS["rt"]
         # Only BGP routes the VIPs here; the router hashes flows on ports too (as ECMP routers do).
         net.sh("ip", "route", "del", "192.0.2.0/24", ns=rt)
         net.sh("sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1", ns=rt)
         for b in BACKENDS:
             net.sh("ip", "addr", "add", f"{DNS}/32", "dev", "lo", ns=net.NS[b])  # the web VIP is one of test_netns's
+            net.attach_backend(ternctl, net.NS[b], b)  # again: the DNS VIP is a local address now
             backends[b] = Backend(b, tmp)
             backends[b].start_nginx()
             backends[b].start_unbound()

@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """Real clients and servers talk through ternd across network namespaces (L3 DSR end to end).
 
-    client ── router ─┬─ lb1 (ternd on net_af_packet)      backends decapsulate with xdp_decap.c,
+    client ── router ─┬─ lb1 (ternd on net_af_packet)      backends decapsulate with Tern's backend program,
       (tn-cl)  (tn-rt) ├─ lb2 (ternd, the same config)     hold the VIPs on lo and answer the
-                       ├─ b1  (XDP decap, servers)          client directly through the router
-                       └─ b2  (XDP decap, servers)
+                       ├─ b1  (ternctl backend, servers)    client directly through the router
+                       └─ b2  (ternctl backend, servers)
 
 The router sends the VIP prefixes to an LB node; ternd (one-armed) tunnels each packet back to the
 router toward the chosen backend; the backend's kernel sees the inner packet and replies straight
@@ -101,19 +101,17 @@ def teardown():
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
-def build_xdp(tmp):
-    clang = shutil.which("clang", path="/opt/swift/usr/bin") or shutil.which("clang")
-    obj = os.path.join(tmp, "xdp_decap.o")
-    sh(clang, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c",
-       os.path.join(HERE, "xdp_decap.c"), "-o", obj)
-    return obj
+def attach_backend(ternctl, ns, interface):
+    """Tern's backend program on a backend's link (`ternctl backend attach`): it strips the tunnels
+    for the addresses the namespace has now (the VIPs on lo: add them first)."""
+    sh(ternctl, "backend", "attach", "--interface", interface, "--gue-port", str(GUE_PORT), ns=ns)
 
 
 def mac_of(ns, ifname):
     return json.loads(sh("ip", "-j", "link", "show", ifname, ns=ns))[0]["address"]
 
 
-def setup(xdp_obj):
+def setup(ternctl):
     for name in NS.values():
         sh("ip", "netns", "add", name)
         for key in ("net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad", "net.ipv4.conf.all.rp_filter",
@@ -155,7 +153,7 @@ def setup(xdp_obj):
     for b in ("b1", "b2"):
         for address, _ in VIPS.values():
             sh("ip", "addr", "add", f"{address}/{128 if ':' in address else 32}", "dev", "lo", ns=NS[b])
-        sh("ip", "link", "set", "dev", b, "xdpdrv", "obj", xdp_obj, "sec", "xdp", ns=NS[b])
+        attach_backend(ternctl, NS[b], b)
     route_vips_via("lb1")
 
 
@@ -509,8 +507,9 @@ def test_jumbo(ternd, tmp):
     at mtu 9000 on net_af_packet (framesz 9216: a 9,014-byte frame and af_packet's header), no
     clamp_mss. The client's 9,000-byte packets do not fit the tunnel; ternd tells it (ICMP),
     its kernel settles on 8,980 (4in4) and 8,960 (6in6), and 1 MiB uploads arrive whole."""
+    ternctl = os.path.join(os.path.dirname(ternd), "ternctl")
     for b in BACKENDS:
-        sh("ip", "link", "set", "dev", b, "xdpdrv", "off", ns=NS[b])
+        sh(ternctl, "backend", "detach", "--interface", b, ns=NS[b])
     for ns, link in [("cl", "cl"), ("lb2", "lb2"), ("b1", "b1"), ("b2", "b2")]:
         sh("ip", "link", "set", "dev", link, "mtu", "9000", ns=NS[ns])
         sh("ip", "link", "set", "dev", f"rt-{link}", "mtu", "9000", ns=NS["rt"])
@@ -519,8 +518,9 @@ def test_jumbo(ternd, tmp):
     for ns in ("cl", "b1", "b2"):
         forget_path_mtus(ns)
     for b in BACKENDS:
-        # Above a page, veth runs only XDP programs that take multi-buffer frames.
-        sh("ip", "link", "set", "dev", b, "xdpdrv", "obj", os.path.join(tmp, "xdp_decap.o"), "sec", "xdp.frags", ns=NS[b])
+        # Above a page, veth runs only XDP programs that take multi-buffer frames: attach picks
+        # that variant by the MTU.
+        attach_backend(ternctl, NS[b], b)
     text = config_text("lb2").replace("mtu = 1500\n", "mtu = 9000\n").replace("clamp_mss = true\n", "")
     node = Node(ternd, "lb2", tmp, text=text, devargs=",framesz=9216,blocksz=36864")
     try:
@@ -975,7 +975,7 @@ def main(ternd):
     teardown()
     servers, nodes = {}, {}
     try:
-        setup(build_xdp(tmp))
+        setup(os.path.join(os.path.dirname(ternd), "ternctl"))
         for b in ("b1", "b2"):
             servers[b] = start_servers(b)
         servers[HOST_PATH_NODE] = subprocess.Popen(
