@@ -56,10 +56,10 @@ public enum BackendProgram {
         var generic: Int32 = 0
         let attached = tern_xdp_attach(loaded, frags ? programs.frags : programs.plain, index, current?.id ?? 0, &generic)
         guard attached == 0 else { throw XDPError("attaching to \(interface)", code: attached) }
-        let ports_ = guePorts.isEmpty ? "no GUE port" : "GUE on UDP \(guePorts.map(String.init).joined(separator: ", "))"
+        let gue = guePorts.isEmpty ? "no GUE port" : "GUE on UDP \(guePorts.map(String.init).joined(separator: ", "))"
         return "\(current == nil ? "attached" : "replaced Tern's backend program") on \(interface) ("
             + "\(generic != 0 ? "generic XDP: the driver has none" : "in the driver")\(frags ? ", multi-buffer" : ""); "
-            + "\(ports_); \(addresses.count) local addresses)"
+            + "\(gue); \(addresses.count) local addresses)"
     }
 
     /// A local address as the program's `tern_be_local` keys it: IPv6, or IPv4-mapped.
