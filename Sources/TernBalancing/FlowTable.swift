@@ -26,8 +26,12 @@ public struct FlowEntry: Sendable {
     /// The snapshot generation `backendSlot` refers to (32 bits: it does not wrap in any lifetime).
     public var generation: UInt32
     public var backendSlot: BackendSlot
-    /// 1 when the backend is IPv6 (kept out of the key words, so a lookup compares them as they are).
-    public var backendIsV6: UInt16
+    /// `v6Flag` when the backend is IPv6 (kept out of the key words, so a lookup compares them as
+    /// they are); `secondHopFlag` when the flow's packets carry a second hop (second chance).
+    public var backendFlags: UInt16
+
+    public static let v6Flag: UInt16 = 1
+    public static let secondHopFlag: UInt16 = 2
 
     @inlinable @inline(__always)
     public init(
@@ -43,7 +47,7 @@ public struct FlowEntry: Sendable {
         self.backendLow = backendLow
         self.generation = generation
         self.backendSlot = backendSlot
-        self.backendIsV6 = backendIsV6 ? 1 : 0
+        self.backendFlags = backendIsV6 ? FlowEntry.v6Flag : 0
     }
 
     @inlinable @inline(__always)
@@ -55,7 +59,7 @@ public struct FlowEntry: Sendable {
 
     @inlinable
     public var backendAddress: IPAddress {
-        IPAddress(high: backendHigh, low: backendLow, isV6: backendIsV6 != 0)
+        IPAddress(high: backendHigh, low: backendLow, isV6: backendFlags & FlowEntry.v6Flag != 0)
     }
 }
 

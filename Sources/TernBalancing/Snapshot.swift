@@ -36,6 +36,9 @@ public struct ServiceSpec: Sendable {
     public var quicServerIDs: [IPAddress: UInt32] = [:]
     /// TCP SYNs opening a connection have their MSS option lowered to what the tunnel carries (`vip.clamp_mss`).
     public var clampMSS = false
+    /// Second chance (`vip.second_chance`, GUE TCP VIPs): a packet of a flow this node does not
+    /// know, which the VIP's previous table gave another backend, carries that one as a second hop.
+    public var secondChance = false
 
     public init(
         address: IPAddress, port: UInt16, ipProtocol: UInt8, encapsulation: Encapsulation, guePort: UInt16 = 0,
@@ -116,6 +119,27 @@ public struct MaglevTableKey: Hashable, Sendable {
     }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(digest) }
+}
+
+/// A VIP's Maglev table before the last change of its backends, weights or states, and the
+/// addresses its slots name (the backends of then, in address order): second chance.
+public final class PreviousTable: @unchecked Sendable {
+    let table: MaglevTable
+    let addresses: UnsafeMutableBufferPointer<IPAddress>
+
+    init(table: MaglevTable, key: MaglevTableKey) {
+        self.table = table
+        addresses = .allocate(capacity: max(1, key.backends.count))
+        for (i, b) in key.backends.enumerated() { addresses.initializeElement(at: i, to: b.address) }
+    }
+
+    deinit { addresses.deallocate() }
+}
+
+/// What the packet path reads of a VIP's previous table (both nil: none, or second chance off).
+public struct SecondChanceRecord: @unchecked Sendable {
+    public var table: UnsafePointer<UInt16>?
+    public var addresses: UnsafePointer<IPAddress>?
 }
 
 /// A VIP's identity across snapshots: (address, port, protocol).
@@ -257,6 +281,11 @@ public struct ForwardingSnapshot: ~Copyable {
     /// What each VIP's part was built from (the next build's `previous` copies unchanged VIPs).
     /// Control side only.
     public let builtServices: [ServiceID: BuiltService]
+    /// Per VIP (same index as `vips`): its previous table, for second chance. Read only by the
+    /// placement of flows the node does not know.
+    public let secondChances: UnsafeMutableBufferPointer<SecondChanceRecord>
+    /// The previous tables by VIP, kept alive here; the next build carries them. Control side only.
+    public let previousTables: [ServiceID: PreviousTable]
     /// Per backend (same index as `backends`), its `EncapTemplate`: 64 bytes, cache-line aligned.
     public let templates: UnsafeMutableRawPointer
     public let vipMap: VIPMap
@@ -378,6 +407,27 @@ public struct ForwardingSnapshot: ~Copyable {
             next += count
         }
         self.builtServices = builtServices
+        // Second chance: a VIP whose table changed keeps the running one as its previous; one
+        // whose table did not keeps the previous it had.
+        var previousTables: [ServiceID: PreviousTable] = [:]
+        secondChances = .allocate(capacity: max(1, services.count))
+        for (i, service) in services.enumerated() {
+            let id = ServiceID(service)
+            var kept: PreviousTable?
+            if let p = previous, p.pointee.tableSize == spec.tableSize, let old = p.pointee.builtServices[id] {
+                kept =
+                    old.tableKey == tableKeys[i]
+                    ? p.pointee.previousTables[id] : PreviousTable(table: old.table, key: old.tableKey)
+            }
+            previousTables[id] = kept
+            let used = service.secondChance ? kept : nil
+            secondChances.initializeElement(
+                at: i,
+                to: SecondChanceRecord(
+                    table: used.map { UnsafePointer($0.table.slots.baseAddress!) },
+                    addresses: used.map { UnsafePointer($0.addresses.baseAddress!) }))
+        }
+        self.previousTables = previousTables
         vipMap = VIPMap(services)
         // (VIP, server id) to the backend's slot among the VIP's (sorted) backends.
         quicServers = KeyMap(
@@ -398,6 +448,7 @@ public struct ForwardingSnapshot: ~Copyable {
 
     deinit {
         vips.deallocate()
+        secondChances.deallocate()
         KeptMappings.shared.free(backends.baseAddress, Self.recordBytes(backends.count))
         KeptMappings.shared.free(templates, Self.templateBytes(backends.count))
         vipMap.deallocate()
@@ -452,6 +503,16 @@ public struct ForwardingSnapshot: ~Copyable {
     @inlinable @inline(__always)
     public func maglevSlot(vip: Int, hash: UInt64) -> BackendSlot {
         vips[vip].table[Maglev.slot(forHash: hash, tableSize: tableSize)]
+    }
+
+    /// The backend a VIP's previous table gave a flow hash, when the VIP has second chance and a
+    /// previous table (else nil).
+    @inlinable
+    public func previousBackend(vip: Int, hash: UInt64) -> IPAddress? {
+        let record = secondChances[vip]
+        guard let table = record.table, let addresses = record.addresses else { return nil }
+        let slot = table[Maglev.slot(forHash: hash, tableSize: tableSize)]
+        return slot == Maglev.emptySlot ? nil : addresses[Int(slot)]
     }
 
     /// Starts loading the Maglev table slot a new flow will read.

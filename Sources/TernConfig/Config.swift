@@ -150,6 +150,8 @@ public struct VIPConfig: Equatable, Sendable {
     public var quic = false
     /// TCP SYNs opening a connection to it have their MSS option lowered to what the tunnel carries.
     public var clampMSS = false
+    /// Second chance (`second_chance`): on for GUE TCP VIPs unless set false; IPIP cannot carry it.
+    public var secondChance = false
 
     public var protocolName: String { ipProtocol == IPProtocol.tcp ? "tcp" : "udp" }
 
@@ -213,6 +215,8 @@ public struct TernConfig: Equatable, Sendable {
     public var restartOnly: [SettingValue] = []
     /// What `[import]` brought in but not exactly as its source meant (`file:line: ...`), for the log.
     public var importWarnings: [String] = []
+    /// What `ternctl check` notes about a valid config (a key that cannot take effect as written).
+    public var notes: [String] = []
 
     public var backendCount: Int { vips.reduce(0) { $0 + $1.backends.count } }
 
@@ -240,6 +244,7 @@ public struct TernConfig: Equatable, Sendable {
                 s.addresses = v.addresses
                 s.quic = v.quic
                 s.clampMSS = v.clampMSS
+                s.secondChance = v.secondChance
                 if v.quic {
                     s.quicServerIDs = Dictionary(
                         v.backends.compactMap { b in b.quicServerID.map { (b.address, $0) } }, uniquingKeysWith: { a, _ in a })

@@ -85,6 +85,7 @@ public enum ConfigLoader {
             throw error
         }
         config.importWarnings = importWarnings
+        config.notes = v.notes
         return config
     }
 }

@@ -129,6 +129,9 @@ public enum ConfigSchema {
     public static let vipHash = ConfigKey("vip.hash", .string)
     public static let vipQUIC = ConfigKey("vip.quic", .boolean)
     public static let vipClampMSS = ConfigKey("vip.clamp_mss", .boolean)
+    /// Packets of connections this node never saw carry the backend the VIP's previous table
+    /// named, for Tern's backend program to send them on (GUE TCP VIPs; default on for those).
+    public static let vipSecondChance = ConfigKey("vip.second_chance", .boolean)
 
     public static let health = ConfigKey("vip.health", .table)
     public static let healthCheck = ConfigKey("vip.health.check", .string)
@@ -167,7 +170,8 @@ public enum ConfigSchema {
         portDevice, portAFXDPInterface, portGatewayMAC, portGateway, portMAC, portMTU,
         portBackendDevice, portHostInterface, portClampMSS, portVLAN, icmp, icmpTooBig, icmpEcho, maglev, tableSize, vip,
         vipAddress, vipPort, vipProtocol, vipEncap, guePort,
-        allowGUEPortOverlap, minHealthy, vipHash, vipQUIC, vipClampMSS, health, healthCheck, healthPort, healthInterval,
+        allowGUEPortOverlap, minHealthy, vipHash, vipQUIC, vipClampMSS, vipSecondChance, health, healthCheck, healthPort,
+        healthInterval,
         healthTimeout, healthRise, healthFall, healthPath,
         healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState, backendQUICServerID,
         backendHealth, backendHealthCheck,

@@ -8,6 +8,8 @@ import TernWire
 
 struct Validator {
     var problems: [ConfigProblem] = []
+    /// Valid but worth saying (`TernConfig.notes`).
+    var notes: [String] = []
     /// The value in force of every restart-only key, by key path, in file order.
     var restartOnly: [SettingValue] = []
 
@@ -441,6 +443,13 @@ struct Validator {
             vip.clampMSS = r.bool(K.vipClampMSS) ?? false
             if vip.clampMSS && vip.ipProtocol != IPProtocol.tcp {
                 fail(r.path(K.vipClampMSS), "MSS is a TCP option: needs protocol = \"tcp\"")
+            }
+            let secondChance = r.bool(K.vipSecondChance)
+            vip.secondChance = (secondChance ?? true) && encapsulation == .gue && ipProtocol == IPProtocol.tcp
+            if secondChance == true && !vip.secondChance {
+                notes.append(
+                    "\(r.path(K.vipSecondChance)): only GUE TCP VIPs carry a second hop (\(encapsulation == .gue ? "UDP has no SYN to tell a new flow" : "IP in IP has no room for it")): off"
+                )
             }
             vip.health = health
             if let g = r.table(K.bgp) { vip.bgp = validateBGP(g) }

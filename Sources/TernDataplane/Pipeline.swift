@@ -124,6 +124,8 @@ public struct Worker: ~Copyable {
     /// The current burst's packets (set by `processBurst`): where `placeBy` finds the frame of a
     /// classified packet (`frame(of:)`).
     @usableFromInline var burstPackets: UnsafeMutablePointer<Packet>? = nil
+    /// The backend and second hop of the `secondHop` answer just given (second chance).
+    @usableFromInline var pendingHop = (backend: 0, hop: IPAddress(v4: 0))
     /// This worker's forwarded-packet counters in the burst's snapshot, by backend (set with
     /// `burstPackets`): one add per packet, the row worked out once per burst.
     @usableFromInline var forwardedCounters: Counters? = nil
@@ -462,7 +464,7 @@ public struct Worker: ~Copyable {
         let vip = Int(c.pointee.vip)
         if _slowPath(port.takesSlowForward) { return forwardWithPortFeatures(&packet, c, vip: vip, snapshot: snapshot, now: now) }
         let backend = chooseBackend(c, vip: vip, snapshot: snapshot, now: now)
-        if backend < 0 { return Worker.noBackendOutcome(backend) }
+        if backend < 0 { return answer(&packet, c, backend, snapshot: snapshot, now: now) }
         let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
         if outcome == .forwarded { forwardedCounters.unsafelyUnwrapped.add(backend) }
         return outcome
@@ -479,7 +481,7 @@ public struct Worker: ~Copyable {
         if port.gatewayMAC == PortContext.unknownMAC { return .dropNoNeighbor }
         if Worker.isOtherVLAN(UnsafeRawPointer(packet.data), l3Offset: Int(c.pointee.l3Offset), port: port) { return .host }
         let backend = chooseBackend(c, vip: vip, snapshot: snapshot, now: now)
-        if backend < 0 { return Worker.noBackendOutcome(backend) }
+        if backend < 0 { return answer(&packet, c, backend, snapshot: snapshot, now: now) }
         if port.clampMSS { clampMSS(packet.data, c, backend: backend, snapshot: snapshot) }
         var outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
         if outcome.verdict == .forwarded && port.vlan != 0 { outcome = Worker.pushVLANTag(&packet, port.vlan, outcome) }
@@ -515,9 +517,63 @@ public struct Worker: ~Copyable {
     /// on the path every packet takes (`currentBackend`'s -1 and `FlowTable.liveEntry`'s likewise).
     @usableFromInline static let noBackend = -1
     @usableFromInline static let gueInGUE = -2
+    /// A backend whose packet carries a second hop (second chance): both in `pendingHop`.
+    @usableFromInline static let secondHop = -3
 
     @inlinable
     static func noBackendOutcome(_ answer: Int) -> Outcome { answer == gueInGUE ? .dropGUEInGUE : .dropNoBackend }
+
+    /// What a negative `chooseBackend` answer does to the packet: dropped, or sent with a second
+    /// hop. Out of line: no established flow of the table comes here.
+    @inlinable @inline(never)
+    mutating func answer(
+        _ packet: inout Packet, _ c: UnsafePointer<Classified>, _ answer: Int, snapshot: borrowing ForwardingSnapshot, now: UInt32
+    ) -> Outcome {
+        guard answer == Worker.secondHop else { return Worker.noBackendOutcome(answer) }
+        let (backend, hop) = pendingHop
+        let kind = EncapTemplate.kind(snapshot.template(backend: backend))
+        let extra = SecondHop.length(hop)
+        // Without the hop when it cannot be carried: the tunnel has no room for it, or the hop is
+        // of the other family than the outer header (Tern's backend program then delivers it).
+        let carries =
+            (kind == .ipv4GUE || kind == .ipv6GUE) && kind.outerIsV6 == hop.isV6
+            && Int(c.pointee.ipLength) &+ kind.headerLength &+ extra <= port.mtu
+        var outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
+        if carries && outcome == .forwarded && packet.headroom >= extra {
+            let start = SecondHop.insert(into: packet.data, frameStart: 0, outerIsV6: kind.outerIsV6, hop: hop)
+            packet.reframe(start: start, length: packet.length &+ extra)
+            stats.add(CounterSlot.secondHop)
+        }
+        if outcome.verdict == .forwarded && port.vlan != 0 { outcome = Worker.pushVLANTag(&packet, port.vlan, outcome) }
+        if outcome == .forwarded { forwardedCounters.unsafelyUnwrapped.add(backend) }
+        return outcome
+    }
+
+    /// Second chance: a packet of a flow this node did not know (`isNew`), or of one that carries
+    /// a hop already, whose VIP's previous table names another backend than `backend`: the answer
+    /// `secondHop` (with `pendingHop` set, and the flow marked to come back here), else `backend`.
+    /// SYNs open connections here and ICMP errors are no connection's packets: never a hop.
+    @inlinable @inline(never)
+    mutating func withSecondHop(
+        _ entry: UnsafeMutablePointer<FlowEntry>, _ c: UnsafePointer<Classified>, vip: Int, backend: Int,
+        snapshot: borrowing ForwardingSnapshot
+    ) -> Int {
+        guard c.pointee.tcpFlags & TCPFlag.syn == 0, !c.pointee.isICMPError else { return backend }
+        let record = snapshot.vips[vip]
+        let hash = record.hashMode == .fiveTuple ? c.pointee.hash : FlowHash.hash(c.pointee.tuple, mode: record.hashMode)
+        guard let hop = snapshot.previousBackend(vip: vip, hash: hash), hop != snapshot.backends[backend].address else {
+            if entry.pointee.backendFlags & FlowEntry.secondHopFlag != 0 {
+                entry.pointee.backendFlags &= ~FlowEntry.secondHopFlag  // no hop any more: back to the fast path
+                entry.pointee.generation = snapshot.generation
+            }
+            return backend
+        }
+        // Generation 0 names no snapshot: every packet of the flow comes back through `refind`.
+        entry.pointee.backendFlags |= FlowEntry.secondHopFlag
+        entry.pointee.generation = 0
+        pendingHop = (backend, hop)
+        return Worker.secondHop
+    }
 
     /// Whether a flow is UDP to its GUE VIP's own `gue_port`. Asked only where a flow is placed (a
     /// new one, or one remembered from an older snapshot, which may have had another gue_port):
@@ -587,12 +643,16 @@ public struct Worker: ~Copyable {
     /// anew), `gueInGUE` when a reload made the flow's port its VIP's gue_port. Out of line: the
     /// first packet of each flow after a reload.
     @inlinable @inline(never)
-    func refind(
+    mutating func refind(
         _ entry: UnsafeMutablePointer<FlowEntry>, _ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot
     ) -> Int {
         let record = snapshot.vips[vip]
         if Worker.isGUEInGUE(c, record) { return Worker.gueInGUE }
         guard let slot = snapshot.slot(of: entry.pointee.backendAddress, vip: vip) else { return Worker.noBackend }
+        if entry.pointee.backendFlags & FlowEntry.secondHopFlag != 0 {
+            entry.pointee.backendSlot = slot
+            return withSecondHop(entry, c, vip: vip, backend: record.firstBackend &+ Int(slot), snapshot: snapshot)
+        }
         entry.pointee.generation = snapshot.generation
         entry.pointee.backendSlot = slot
         return record.firstBackend &+ Int(slot)
@@ -616,6 +676,9 @@ public struct Worker: ~Copyable {
             generation: snapshot.generation, now: now)
         if c.pointee.tcpFlags & (TCPFlag.fin | TCPFlag.rst) != 0 { flows.markClosing(probe.index) }
         snapshot.countNewFlow(worker: index, backend: backend)
+        if snapshot.secondChances[vip].table != nil {
+            return withSecondHop(flows.entries + probe.index, c, vip: vip, backend: backend, snapshot: snapshot)
+        }
         return backend
     }
 

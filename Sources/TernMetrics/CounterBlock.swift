@@ -39,6 +39,9 @@ public enum CounterSlot: Int, CaseIterable, Sendable {
     /// live one's place in a full bucket of the fragment table.
     case fragmentsFollowed = 36
     case fragmentTableFull = 37
+    /// Packets sent carrying a second hop (second chance): of flows this node did not know, which
+    /// the VIP's previous table gave another backend.
+    case secondHop = 38
 
     /// Slots `outcomes` takes.
     public static let outcomeSlots = 24
@@ -59,6 +62,10 @@ public enum CounterSlot: Int, CaseIterable, Sendable {
         (
             "fragment_table_full", .fragmentTableFull,
             "First fragments whose entry replaced a live one (fragment table bucket full)."
+        ),
+        (
+            "second_hop", .secondHop,
+            "Packets sent carrying a second hop: flows this node did not know that the VIP's previous table gave another backend."
         ),
     ]
     /// Slots in a block: five cache lines.

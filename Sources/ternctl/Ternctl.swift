@@ -54,7 +54,7 @@ struct Check: ParsableCommand {
             printError(ConfigError(file: config, problems: [ConfigProblem(ConfigSchema.controlSocket.path, problem)]).description)
             throw ExitCode(ConfigError.exitCode)
         }
-        for w in c.importWarnings { printError("note: \(w)") }
+        for w in c.importWarnings + c.notes { printError("note: \(w)") }
         print("ok: \(config): \(c.summary)")
     }
 }
