@@ -115,7 +115,7 @@ let package = Package(
             dependencies: ["TernWire", "TernBalancing", "TernMetrics", "TernTestSupport", "CFastPath"], swiftSettings: strict),
         .testTarget(
             name: "TernDataplaneTests",
-            dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport", "TernMetrics"],
+            dependencies: ["TernWire", "TernBalancing", "TernDataplane", "TernTestSupport", "TernMetrics", "TernPcap"],
             swiftSettings: strict),
         .testTarget(
             name: "TernConfigTests", dependencies: ["TernWire", "TernBalancing", "TernConfig"],

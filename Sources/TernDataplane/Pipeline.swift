@@ -549,29 +549,49 @@ public struct Worker: ~Copyable {
         return outcome
     }
 
-    /// Second chance: a packet of a flow this node did not know (`isNew`), or of one that carries
-    /// a hop already, whose VIP's previous table names another backend than `backend`: the answer
-    /// `secondHop` (with `pendingHop` set, and the flow marked to come back here), else `backend`.
-    /// SYNs open connections here and ICMP errors are no connection's packets: never a hop.
+    /// Second chance for a flow just placed on `backend`: its owner is the backend it had if that
+    /// one left the VIP (`left`: removed, or down), else, for a flow this node did not know, the
+    /// one the VIP's previous table gave it (the owner if the connection is older than the
+    /// change). When the owner is another backend, the flow remembers it and this packet and its
+    /// next ones go to `backend` carrying it as a second hop (`secondHop`, with `pendingHop` set);
+    /// Tern's backend program there sends them on unless the connection is its own. SYNs open
+    /// connections here and ICMP errors are no connection's packets: never a hop.
     @inlinable @inline(never)
     mutating func withSecondHop(
-        _ entry: UnsafeMutablePointer<FlowEntry>, _ c: UnsafePointer<Classified>, vip: Int, backend: Int,
+        _ entry: UnsafeMutablePointer<FlowEntry>, _ c: UnsafePointer<Classified>, vip: Int, backend: Int, left: IPAddress?,
         snapshot: borrowing ForwardingSnapshot
     ) -> Int {
-        guard c.pointee.tcpFlags & TCPFlag.syn == 0, !c.pointee.isICMPError else { return backend }
+        guard !c.pointee.isICMPError else { return backend }
         let record = snapshot.vips[vip]
         let hash = record.hashMode == .fiveTuple ? c.pointee.hash : FlowHash.hash(c.pointee.tuple, mode: record.hashMode)
-        guard let hop = snapshot.previousBackend(vip: vip, hash: hash), hop != snapshot.backends[backend].address else {
-            if entry.pointee.backendFlags & FlowEntry.secondHopFlag != 0 {
-                entry.pointee.backendFlags &= ~FlowEntry.secondHopFlag  // no hop any more: back to the fast path
-                entry.pointee.generation = snapshot.generation
-            }
+        guard let owner = left ?? snapshot.previousBackend(vip: vip, hash: hash), owner != snapshot.backends[backend].address
+        else {
             return backend
         }
-        // Generation 0 names no snapshot: every packet of the flow comes back through `refind`.
-        entry.pointee.backendFlags |= FlowEntry.secondHopFlag
+        // The entry names the owner; generation 0 names no snapshot, so every packet of the flow
+        // comes back through `refind` (`viaSecondHop`).
+        entry.pointee.backendHigh = owner.high
+        entry.pointee.backendLow = owner.low
+        entry.pointee.backendFlags = FlowEntry.secondHopFlag | (owner.isV6 ? FlowEntry.v6Flag : 0)
         entry.pointee.generation = 0
-        pendingHop = (backend, hop)
+        pendingHop = (backend, owner)
+        return Worker.secondHop
+    }
+
+    /// A packet of a flow that carries a second hop: to Maglev's pick today, with the flow's owner
+    /// as the hop, or to the owner itself when it is the pick.
+    @inlinable @inline(never)
+    mutating func viaSecondHop(
+        _ entry: UnsafeMutablePointer<FlowEntry>, _ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot
+    ) -> Int {
+        let record = snapshot.vips[vip]
+        let hash = record.hashMode == .fiveTuple ? c.pointee.hash : FlowHash.hash(c.pointee.tuple, mode: record.hashMode)
+        let slot = snapshot.maglevSlot(vip: vip, hash: hash)
+        if slot == Maglev.emptySlot { return Worker.noBackend }
+        let via = record.firstBackend &+ Int(slot)
+        let owner = entry.pointee.backendAddress
+        if snapshot.backends[via].address == owner { return via }
+        pendingHop = (via, owner)
         return Worker.secondHop
     }
 
@@ -648,11 +668,10 @@ public struct Worker: ~Copyable {
     ) -> Int {
         let record = snapshot.vips[vip]
         if Worker.isGUEInGUE(c, record) { return Worker.gueInGUE }
-        guard let slot = snapshot.slot(of: entry.pointee.backendAddress, vip: vip) else { return Worker.noBackend }
         if entry.pointee.backendFlags & FlowEntry.secondHopFlag != 0 {
-            entry.pointee.backendSlot = slot
-            return withSecondHop(entry, c, vip: vip, backend: record.firstBackend &+ Int(slot), snapshot: snapshot)
+            return viaSecondHop(entry, c, vip: vip, snapshot: snapshot)
         }
+        guard let slot = snapshot.slot(of: entry.pointee.backendAddress, vip: vip) else { return Worker.noBackend }
         entry.pointee.generation = snapshot.generation
         entry.pointee.backendSlot = slot
         return record.firstBackend &+ Int(slot)
@@ -671,15 +690,29 @@ public struct Worker: ~Copyable {
         let slot = record.plainPlacement ? snapshot.maglevSlot(vip: vip, hash: hash) : placeBy(c, vip: vip, snapshot: snapshot)
         if slot == Maglev.emptySlot { return Worker.noBackend }
         let backend = record.firstBackend &+ Int(slot)
+        // Second chance: not for SYNs (they open connections here), only where the VIP has a previous table.
+        if c.pointee.tcpFlags & TCPFlag.syn == 0 && snapshot.secondChances[vip].table != nil {
+            // A flow the table knew, whose backend left the VIP (removed, or down): that backend owns it.
+            let left = probe.found ? flows.entries[probe.index].backendAddress : nil
+            remember(c, at: probe, backend: backend, slot: slot, snapshot: snapshot, now: now)
+            return withSecondHop(flows.entries + probe.index, c, vip: vip, backend: backend, left: left, snapshot: snapshot)
+        }
+        remember(c, at: probe, backend: backend, slot: slot, snapshot: snapshot, now: now)
+        return backend
+    }
+
+    /// A new flow's entry, its closing state and its count.
+    @inlinable @inline(__always)
+    mutating func remember(
+        _ c: UnsafePointer<Classified>, at probe: FlowProbe, backend: Int, slot: BackendSlot,
+        snapshot: borrowing ForwardingSnapshot,
+        now: UInt32
+    ) {
         flows.insert(
-            c.pointee.tuple, at: probe, hash: hash, backend: snapshot.backends[backend].address, slot: slot,
+            c.pointee.tuple, at: probe, hash: c.pointee.hash, backend: snapshot.backends[backend].address, slot: slot,
             generation: snapshot.generation, now: now)
         if c.pointee.tcpFlags & (TCPFlag.fin | TCPFlag.rst) != 0 { flows.markClosing(probe.index) }
         snapshot.countNewFlow(worker: index, backend: backend)
-        if snapshot.secondChances[vip].table != nil {
-            return withSecondHop(flows.entries + probe.index, c, vip: vip, backend: backend, snapshot: snapshot)
-        }
-        return backend
     }
 
     /// The frame of the packet whose stage-1 record is `c`: records and packets share the burst

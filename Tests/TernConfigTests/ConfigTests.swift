@@ -260,6 +260,26 @@ func problems(_ text: String) -> [String] {
     }
 }
 
+@Suite struct SecondChanceKeyTests {
+    let vip = "protocol = \"tcp\"\n"
+
+    @Test func secondChanceIsOnForGUETCPVIPsAndNotedWhereItCannotWork() throws {
+        let gue = try ConfigLoader.parse(
+            minimal.replacingOccurrences(of: vip, with: vip + "encap = \"gue\"\ngue_port = 6080\n"), file: "t.toml")
+        #expect(gue.vips[0].secondChance && gue.snapshotSpec.services[0].secondChance && gue.notes.isEmpty)
+        let off = try ConfigLoader.parse(
+            minimal.replacingOccurrences(of: vip, with: vip + "encap = \"gue\"\ngue_port = 6080\nsecond_chance = false\n"),
+            file: "t.toml")
+        #expect(!off.vips[0].secondChance)
+        let ipip = try ConfigLoader.parse(minimal, file: "t.toml")
+        #expect(!ipip.vips[0].secondChance && ipip.notes.isEmpty)
+        let asked = try ConfigLoader.parse(
+            minimal.replacingOccurrences(of: vip, with: vip + "second_chance = true\n"), file: "t.toml")
+        #expect(!asked.vips[0].secondChance)
+        #expect(asked.notes == ["vip[0].second_chance: only GUE TCP VIPs carry a second hop (IP in IP has no room for it): off"])
+    }
+}
+
 @Suite struct AFXDPKeyTests {
     let device = "device = \"net_ring0\"\n"
 

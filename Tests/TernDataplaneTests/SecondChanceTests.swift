@@ -3,7 +3,9 @@
 // another backend, is sent to today's backend with the previous one as a second hop (GUE private
 // data, `SecondHop`). Flows in the table and SYNs never carry one.
 
+import Foundation
 import TernMetrics
+import TernPcap
 import Testing
 
 @testable import TernBalancing
@@ -98,6 +100,29 @@ let hashes = (0..<2000).map { UInt64($0) &* 0x9E37_79B9_7F4A_7C15 }
         #expect(sim.worker.stats.load(CounterSlot.secondHop) >= UInt64(2 * carried))
     }
 
+    /// A flow that carries a hop remembers its owner: after a later change it still goes to the
+    /// owner (directly, once Maglev picks it again; else by way of today's pick).
+    @Test func aFlowKeepsItsOwnerAsTheHopAcrossLaterChanges() throws {
+        let two = [("10.1.0.1", 100), ("10.1.0.2", 100)]
+        let three = two + [("10.1.0.3", 100)]
+        let a = ForwardingSnapshot(spec([gueWeb(two)]), generation: 1)
+        let b = after(a, [gueWeb(three)], generation: 2)
+        let c = after(b, [gueWeb(two)], generation: 3)  // b3 goes again: the previous table is b's
+        var sim = simulator(b)
+        var owners: [Int: IPAddress] = [:]
+        for i in 0..<200 {
+            if let hop = SecondChanceTests.hop(try #require(sim.run(segment(i, TCPFlag.ack)).1)) { owners[i] = hop }
+        }
+        #expect(!owners.isEmpty)
+        var next = simulator(c)
+        swap(&next.worker, &sim.worker)
+        for (i, owner) in owners {
+            let frame = try #require(next.run(segment(i, TCPFlag.ack)).1)
+            // a's pick was the owner; c has a's backends, so Maglev picks the owner again: no hop.
+            #expect(outerDestination(frame) == owner && SecondChanceTests.hop(frame) == nil, "flow \(i)")
+        }
+    }
+
     @Test func synsAndFlowsTheTableKnowsNeverCarryAHop() throws {
         let two = [("10.1.0.1", 100), ("10.1.0.2", 100)]
         let a = ForwardingSnapshot(spec([gueWeb(two)]), generation: 1)
@@ -112,6 +137,73 @@ let hashes = (0..<2000).map { UInt64($0) &* 0x9E37_79B9_7F4A_7C15 }
             after(ForwardingSnapshot(spec([web(two)]), generation: 1), [web(two + [("10.1.0.3", 100)])], generation: 2))
         for i in 0..<100 { _ = ipip.run(segment(i, TCPFlag.ack)) }
         #expect(ipip.worker.stats.load(CounterSlot.secondHop) == 0)
+    }
+
+    /// From outside: tshark (with the tree's GUE dissector, which skips `hlen` words) decodes the
+    /// inner TCP packet behind the hop and finds every checksum good; scapy reads the private data.
+    @Test func theHopOnTheWireIsWhatTsharkAndScapyRead() throws {
+        let two = [("10.1.0.1", 100), ("10.1.0.2", 100)]
+        var sim = simulator(
+            after(ForwardingSnapshot(spec([gueWeb(two)]), generation: 1), [gueWeb(two + [("10.1.0.3", 100)])], generation: 2))
+        let frames = (0..<100).compactMap { i in sim.run(segment(i, TCPFlag.ack)).1 }.filter { SecondChanceTests.hop($0) != nil }
+        #expect(!frames.isEmpty)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tern-second-hop-\(getpid()).pcap").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let writer = try PcapWriter(path: path)
+        for f in frames { try writer.append(PcapRecord(timestampNanoseconds: 0, data: f)) }
+        try writer.close()
+        let here = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+        let tshark = try run(
+            "/usr/bin/tshark",
+            [
+                "-r", path, "-X", "lua_script:/\(here)/Tests/outside/gue.lua", "-o", "ip.check_checksum:TRUE",
+                "-T", "fields", "-E", "separator=;", "-e", "frame.protocols", "-e", "gue.hlen", "-e", "gue.flags", "-e", "ip.dst",
+                "-e", "ip.checksum.status", "-e", "tcp.dstport",
+            ])
+        let lines = tshark.split(separator: "\n")
+        #expect(lines.count == frames.count)
+        for line in lines {
+            let f = line.split(separator: ";", omittingEmptySubsequences: false).map(String.init)
+            #expect(f[0] == "eth:ethertype:ip:udp:gue:ip:tcp" && f[1] == "2" && f[2] == "0x0001", "\(line)")
+            #expect(f[3].hasSuffix(",192.0.2.10") && f[4] == "1,1" && f[5] == "80", "\(line)")
+        }
+        let scapy = try run(
+            "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import sys
+                from scapy.all import rdpcap, IP, UDP
+                for p in rdpcap(sys.argv[1]):
+                    g = bytes(p[UDP].payload)
+                    words = g[0] & 0x1f
+                    assert g[3] & 1 and g[4:8] == bytes([0x54, 1, 4, 1]), g[:8]
+                    inner = IP(g[4 + 4 * words:])
+                    assert inner.dst == "192.0.2.10" and IP(bytes(inner)).chksum == inner.chksum
+                    print(".".join(str(b) for b in g[8:12]))
+                """, path,
+            ])
+        #expect(scapy.split(separator: "\n").map(String.init) == frames.map { SecondChanceTests.hop($0)!.description })
+    }
+
+    /// A program's standard output; throws when it exits non-zero.
+    func run(_ program: String, _ arguments: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: program)
+        p.arguments = arguments
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw ProcessFailed("\(program) exited \(p.terminationStatus)") }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    struct ProcessFailed: Error, CustomStringConvertible {
+        var description: String
+        init(_ d: String) { description = d }
     }
 
     /// The hop a GUE-over-IPv4 frame carries in Tern's private data, or nil.

@@ -48,7 +48,9 @@ from test_ternd import check  # noqa: E402
 
 NS = {n: f"td-{n}" for n in ("cl", "rt", "lb1", "lb2", "b1", "b2", "b3")}
 LINKS = {"cl": "10.98.1", "lb1": "10.98.2", "lb2": "10.98.5", "b1": "10.98.3", "b2": "10.98.4", "b3": "10.98.6"}
-VIP = "192.0.2.10"
+# The VIP under test: GUE, so second chance is on. The IP-in-IP VIP beside it (same backends) is
+# measured in the ECMP move only: IP in IP cannot carry a second hop.
+VIP, VIP_IPIP = "192.0.2.10", "192.0.2.12"
 TAP = "tern0"
 AS_ROUTER, AS_NODES = 65000, 65001
 KEEPALIVE, REQUEST_EVERY, NEW_EVERY, PING_EVERY, STALL = 50, 0.1, 0.05, 0.05, 1.0
@@ -96,7 +98,11 @@ def setup(ternctl, tmp):
     for address in PROBES:
         sh("ip", "addr", "add", f"{address}/24", "dev", "cl", ns="cl")
     for b in ("b1", "b2", "b3"):
-        sh("ip", "addr", "add", f"{VIP}/32", "dev", "lo", ns=b)
+        # A frame the backend program sends back (XDP_TX: a second hop) enters the router's veth
+        # only when that end runs NAPI: GRO on, as a NIC would take it.
+        sh("ethtool", "-K", f"rt-{b}", "gro", "on", ns="rt")
+        for address in (VIP, VIP_IPIP):
+            sh("ip", "addr", "add", f"{address}/32", "dev", "lo", ns=b)
         net.attach_backend(ternctl, NS[b], b)
         with open(os.path.join(tmp, f"{b}.health"), "w") as f:
             f.write("ok\n")
@@ -109,11 +115,12 @@ def config_text(lb, tmp, backends=("b1", "b2"), drained=()):
             f'[dataplane]\nflow_table_entries = 4096\nflow_state = "/dev/shm/tern-td-{os.getpid()}-{lb}"\n'
             '[[port]]\n' + ('device = "net_af_packet0"\nhost_interface = "tern0"\n' if lb == "lb1"
                             else 'af_xdp_interface = "lb2"\n')
-            + f'gateway = "{v4}.1"\n[maglev]\ntable_size = 1009\n'
-            f'[[vip]]\naddress = "{VIP}"\nport = 80\nprotocol = "tcp"\n'
-            '[vip.health]\ncheck = "http"\npath = "/health"\ninterval_ms = 200\ntimeout_ms = 150\nrise = 2\nfall = 2\n')
-    for b in backends:
-        text += f'[[vip.backend]]\naddress = "{LINKS[b]}.2"\n' + ('state = "draining"\n' if b in drained else "")
+            + f'gateway = "{v4}.1"\n[maglev]\ntable_size = 1009\n')
+    for address, encap in ((VIP, 'encap = "gue"\ngue_port = 6080\n'), (VIP_IPIP, "")):
+        text += (f'[[vip]]\naddress = "{address}"\nport = 80\nprotocol = "tcp"\n{encap}'
+                 '[vip.health]\ncheck = "http"\npath = "/health"\ninterval_ms = 200\ntimeout_ms = 150\nrise = 2\nfall = 2\n')
+        for b in backends:
+            text += f'[[vip.backend]]\naddress = "{LINKS[b]}.2"\n' + ('state = "draining"\n' if b in drained else "")
     return text
 
 
@@ -232,24 +239,27 @@ def start_nginx(b, tmp):
 class Traffic:
     """The client's load and what went wrong, with times (time.monotonic())."""
 
-    def __init__(self):
+    def __init__(self, vip=VIP, keepalive=KEEPALIVE, probes=True):
+        """`probes`: new connections and pings besides the keep-alive connections."""
+        self.vip = vip
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.broken, self.failed, self.replies = [], [], []
         self.generation, self.connections = 0, {}
-        self.threads = [threading.Thread(target=self.keepalive, daemon=True) for _ in range(KEEPALIVE)]
-        self.threads.append(threading.Thread(target=self.new_connections, daemon=True))
+        self.threads = [threading.Thread(target=self.keepalive, daemon=True) for _ in range(keepalive)]
+        if probes:
+            self.threads.append(threading.Thread(target=self.new_connections, daemon=True))
         self.pings = [subprocess.Popen(["ip", "netns", "exec", NS["cl"], "ping", "-n", "-I", a, "-i", str(PING_EVERY), "-W", "1",
-                                        VIP], stdout=subprocess.PIPE, text=True) for a in PROBES]
-        self.replies = [[] for _ in PROBES]
-        self.threads += [threading.Thread(target=self.read_ping, args=(i,), daemon=True) for i in range(len(PROBES))]
+                                        vip], stdout=subprocess.PIPE, text=True) for a in (PROBES if probes else [])]
+        self.replies = [[] for _ in self.pings]
+        self.threads += [threading.Thread(target=self.read_ping, args=(i,), daemon=True) for i in range(len(self.pings))]
         for t in self.threads:
             t.start()
 
     def connect(self):
-        c = http.client.HTTPConnection(VIP, 80, timeout=STALL)
+        c = http.client.HTTPConnection(self.vip, 80, timeout=STALL)
         with net.in_netns(NS["cl"]):
-            c.sock = socket.create_connection((VIP, 80), timeout=STALL)
+            c.sock = socket.create_connection((self.vip, 80), timeout=STALL)
         return c
 
     def keepalive(self):
@@ -354,13 +364,14 @@ def event(traffic, name, action, settle=4.0, established=0, new=0, new_within=No
         check(len(failed) <= new, f"{name}: new connections failed: {failed[:5]}")
     if new_within is not None:
         check(not late, f"{name}: new connections failed more than {new_within} s after it: {late[:5]}")
+    return start, end
 
 
 def main(ternd):
     tmp = tempfile.mkdtemp(prefix="tern-disruption-")
     ternctl = os.path.abspath(os.path.join(os.path.dirname(ternd), "ternctl"))
     teardown()
-    nodes, speakers, servers, traffic = {}, [], {}, None
+    nodes, speakers, servers, traffic, side_traffic = {}, [], {}, None, []
     try:
         setup(ternctl, tmp)
         for b in ("b1", "b2", "b3"):
@@ -422,24 +433,36 @@ def main(ternd):
                 word = "is up" if up else "is DOWN"
                 wait_until(lambda: all(any(f"{LINKS[b]}.2" in ln and word in ln for ln in n.log[-50:]) for n in nodes.values()), 10)
             return go
-        # A backend its checks call DOWN leaves the table, and its flows move (README): measured.
-        event(traffic, "b2's health check fails (b2 DOWN)", health("b2", False), established=None)
+        # A backend its checks call DOWN (its server still runs) leaves the table; its flows go by
+        # way of another backend, which sends them on to it (second chance).
+        event(traffic, "b2's health check fails (b2 DOWN)", health("b2", False))
         event(traffic, "b2's health check passes again", health("b2", True))
-        event(traffic, "reload removing backend b3", reload_all(backends=("b1", "b2")), established=None)
+        event(traffic, "reload removing backend b3 (its server still runs)", reload_all(backends=("b1", "b2")))
 
         # lb1 withdrawn after a backend change: connections placed before the change, through lb1,
-        # move to lb2, which places them by its new table.
+        # move to lb2, which never saw them and places them by its new table. On the GUE VIP second
+        # chance sends them on to their backend; the IP-in-IP VIP beside it shows what breaks without.
         traffic.reconnect_all()
+        ipip = Traffic(VIP_IPIP, keepalive=30, probes=False)
+        side_traffic.append(ipip)
         time.sleep(2)
         reload_all(backends=("b1", "b2", "b3"))()
 
         def withdraw_lb1():
             subprocess.run(["ip", "netns", "exec", NS["rt"], "birdc", "-s", router.ctl, "disable", "lb1"], capture_output=True)
             wait_until(lambda: router.next_hops() == [f"{LINKS['lb2']}.2"], 10, 0.02)
-        event(traffic, "lb1 withdrawn after adding b3 (ECMP moves its flows to lb2)", withdraw_lb1, established=None)
+        start, end = event(traffic, "lb1 withdrawn after adding b3, GUE VIP (second chance)", withdraw_lb1)
+        broken = ipip.window(start, end)[0]
+        RESULTS.append(("the same, IP-in-IP VIP (no second chance)", len(broken), 0, 0.0))
+        print(f"event: the same on the IP-in-IP VIP: {len(broken)} of its 30 keep-alive connections broken", flush=True)
+        check(broken, "the IP-in-IP VIP lost no connection when lb1 was withdrawn: the event moved nothing to test")
+        forwarded = sum(int(m) for b in ("b1", "b2", "b3") for m in re.findall(
+            r"hop_(?:forwarded|reflected) (\d+)", sh(ternctl, "backend", "status", ns=b)))
+        print(f"ok: second chance: the backends sent {forwarded} packets on to their second hop", flush=True)
+        check(forwarded > 0, "second chance: no backend sent a packet on to a second hop")
     finally:
-        if traffic:
-            traffic.close()
+        for t in ([traffic] if traffic else []) + side_traffic:
+            t.close()
         for n in nodes.values():
             if n.proc and n.proc.poll() is None:
                 n.proc.kill()
