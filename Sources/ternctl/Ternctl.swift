@@ -13,7 +13,11 @@ import TernConfig
 struct Ternctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ternctl",
-        abstract: "Tern load balancer tools: validate configs, simulate the data plane on pcap files, show Maglev tables.",
+        abstract: """
+            Tern load balancer tools: check configs, simulate the data plane on pcap files, show Maglev tables; \
+            operate a running ternd (status, stats, reload, drain, show, the BGP feed); import and export IPVS \
+            and keepalived files; set up backends (Tern's decapsulating XDP program).
+            """,
         discussion: """
             Exit status: 0 success, 78 bad config (EX_CONFIG), 66 unreadable input (EX_NOINPUT), 69 ternd not reachable \
             (EX_UNAVAILABLE), 1 other errors.
