@@ -51,7 +51,8 @@ func importedConfig(_ result: ImportResult) throws -> TernConfig {
         let result = try IPVSAdm.parse(dump, file: "rules")
         #expect(
             result.warnings.map(\.description) == [
-                "rules:4: persistence (-p) becomes hash = \"source\": a client's connections go to one backend as long as the backends stay (no timeout)"
+                "rules:1: scheduler flags (-b flag-1) are not imported: Maglev over the 5-tuple takes none (hash = \"source\" is Tern's source hashing)",
+                "rules:4: persistence (-p) becomes hash = \"source\": a client's connections go to one backend as long as the backends stay (no timeout)",
             ])
         let c = try importedConfig(result)
         #expect(c.vips.map(\.name) == ["192.0.2.10:80/tcp", "[2001:db8::53]:53/udp"])
@@ -66,6 +67,18 @@ func importedConfig(_ result: ImportResult) throws -> TernConfig {
         #expect(result.warnings.count == 2 && result.warnings[1].message.hasPrefix("persistence (-p) becomes hash = \"source\""))
         #expect(try importedConfig(result).vips[0].hashMode == .source)
         #expect(result.vips[0].backends[0].weight == 1)  // ipvsadm's default weight
+    }
+
+    /// A refused line is reported once: a service whose only real server was refused is not also
+    /// reported as having none.
+    @Test func aRefusedRealServerIsOneError() throws {
+        do {
+            _ = try IPVSAdm.parse("-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1:80 -g -w 1\n", file: "rules")
+            Issue.record("-g accepted")
+        } catch {
+            #expect(
+                error.problems.count == 1 && error.problems[0].description.hasPrefix("rules:2: direct routing (-g"), "\(error)")
+        }
     }
 
     @Test func whatTernCannotDoIsRefusedWithTheLineAndWhy() {
@@ -214,7 +227,8 @@ func files(_ contents: [String: String]) -> (read: (String) -> [UInt8]?, glob: (
         #expect(h.check == .http && h.path == "/healthz" && h.expectStatus == 204 && h.port == 80)
         #expect(h.intervalMilliseconds == 2000 && h.timeoutMilliseconds == 1000 && h.fall == 3 && h.rise == 1)
         #expect(web.backends[1].health?.check == .tcp && web.backends[1].health?.port == 8080)
-        #expect(web.backends[2].health == nil)  // MISC_CHECK: not imported, so not checked
+        // MISC_CHECK cannot be imported: unchecked, the backend is imported drained (no new flows).
+        #expect(web.backends[2].health == nil && web.backends[2].draining)
         #expect(c.vips[2].backends[0].health?.check == .dns && c.vips[2].encapsulation == .ipip)
         let notes = result.warnings.map(\.description)
         for expected in [

@@ -116,7 +116,8 @@ def realistic(tmp):
             backend = f"fd00:{i + 1:x}::{b + 1}" if (v6 and i % 2 == 0) else f"10.{i + 1}.0.{b + 1}"
             weight = 1 + (i * 7 + b * 3) % 10
             reals.append(real(backend, port, weight, check_text))
-            tern += f'[[vip.backend]]\naddress = "{backend}"\nweight = {weight}\n'
+            # MISC_CHECK cannot be imported: such backends come in drained (unchecked, no new flows).
+            tern += f'[[vip.backend]]\naddress = "{backend}"\nweight = {weight}\n' + ('state = "draining"\n' if kind == "misc" else "")
         method = "TUN type gue port 6080" if gue else "TUN"
         conf += vs(address, port, "", reals, protocol="UDP" if udp else "TCP", method=method)
         vips.append(f"[{address}]:{port}/{'udp' if udp else 'tcp'}" if v6 else f"{address}:{port}/{'udp' if udp else 'tcp'}")

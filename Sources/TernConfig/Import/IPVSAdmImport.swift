@@ -16,6 +16,7 @@ public enum IPVSAdm {
         var problems: [ImportMessage] = []
         var index: [String: Int] = [:]  // VIP name to its position in result.vips
         var tunnels: [String: (guePort: UInt16?, line: Int)] = [:]
+        var refusedServers = Set<String>()  // services whose real servers were refused (each reported on its line)
         for (n, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let source = ImportSource(file: file, line: n + 1, quotable: quotable)
             let line = trimmed(rawLine)
@@ -87,6 +88,13 @@ public enum IPVSAdm {
                             "persistence (-p) becomes hash = \"source\": a client's connections go to one backend as long as the backends stay (no timeout)"
                         ))
                 }
+                if let flags = options["sched-flags"] {
+                    result.warnings.append(
+                        ImportMessage(
+                            source,
+                            "scheduler flags (-b \(escapedForMessage(flags))) are not imported: Maglev over the 5-tuple takes none (hash = \"source\" is Tern's source hashing)"
+                        ))
+                }
                 index[name] = result.vips.count
                 result.vips.append(vip)
             case "-a", "--add-server":
@@ -94,6 +102,8 @@ public enum IPVSAdm {
                     fail("real server of \(name), which no earlier -A adds")
                     continue
                 }
+                // A refused real server is reported once: not again as a service without one.
+                refusedServers.insert(name)
                 if flags.contains("gatewaying") || !(flags.contains("ipip") || flags.contains("masquerading")) {
                     fail(
                         "direct routing (-g, ipvsadm's default) is refused: Tern tunnels to backends (-i) and does not rewrite MACs on a shared layer 2"
@@ -142,13 +152,14 @@ public enum IPVSAdm {
                     continue
                 }
                 tunnels[name] = (guePort, n + 1)
+                refusedServers.remove(name)
                 result.vips[i].guePort = guePort
                 result.vips[i].backends.append(ImportedBackend(address: real, weight: weight, source: source))
             default:
                 fail("\"\(escapedForMessage(command))\" is not -A or -a (an ipvsadm-save line)")
             }
         }
-        for v in result.vips where v.backends.isEmpty {
+        for v in result.vips where v.backends.isEmpty && !refusedServers.contains(v.name) {
             problems.append(ImportMessage(v.source, "service \(v.name) has no real server (-a)"))
         }
         guard problems.isEmpty else { throw ImportError(problems) }

@@ -66,6 +66,8 @@ public struct ImportedBackend: Sendable, Equatable {
     /// nil: not checked.
     public var check: ImportedCheck?
     public var source: ImportSource
+    /// Imported with `state = "draining"` (its check could not be imported: it takes no new flows).
+    public var draining = false
 
     public init(address: IPAddress, weight: Int, check: ImportedCheck? = nil, source: ImportSource) {
         self.address = address
@@ -133,6 +135,7 @@ public enum ImportRenderer {
             }
             for b in v.backends {
                 out += "[[vip.backend]]\naddress = \(quoted(b.address.description))\nweight = \(b.weight)\n"
+                if b.draining { out += "state = \"draining\"\n" }
                 guard let shared, b.check != shared else { continue }
                 guard let c = b.check else {
                     out += "[vip.backend.health]\ncheck = \"none\"\n"

@@ -140,9 +140,11 @@ struct Interpreter {
     }
 
     static let silentServiceKeywords: Set<String> = [
-        "ha_suspend", "virtualhost", "hysteresis", "quorum_up", "quorum_down", "smtp_alert", "ip_family", "delay_before_retry",
+        "ha_suspend", "virtualhost", "hysteresis", "quorum_up", "quorum_down", "smtp_alert", "ip_family",
         "mh-port", "mh-fallback", "sh-port", "sh-fallback", "flag-1", "flag-2", "flag-3", "warmup",
     ]
+    /// Said wherever it appears (service, real server or check): Tern's checks have one period.
+    static let delayBeforeRetryNote = "delay_before_retry is not imported: Tern checks again every interval_ms (delay_loop)"
     static let warnedServiceKeywords: [String: String] = [
         "persistence_granularity":
             "persistence_granularity is not imported: hash = \"source\" keeps each client address on one backend",
@@ -211,6 +213,7 @@ struct Interpreter {
                 )
             case "inhibit_on_failure":
                 warn(e, Self.inhibitNote)
+            case "delay_before_retry": warn(e, Self.delayBeforeRetryNote)
             case _ where Self.silentServiceKeywords.contains(e.keyword): break
             case _ where Self.warnedServiceKeywords[e.keyword] != nil: warn(e, Self.warnedServiceKeywords[e.keyword]!)
             default: fail(e, "unknown keyword \"\(escapedForMessage(e.keyword))\" in virtual_server")
@@ -292,7 +295,7 @@ struct Interpreter {
     ]
     static let otherChecks: Set<String> = ["MISC_CHECK", "SMTP_CHECK", "BFD_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK"]
     static let silentServerKeywords: Set<String> = [
-        "notify_up", "notify_down", "smtp_alert", "virtualhost", "delay_before_retry", "warmup", "alpha",
+        "notify_up", "notify_down", "smtp_alert", "virtualhost", "warmup", "alpha",
     ]
 
     mutating func realServer(_ s: KeepalivedStatement, into service: inout Service) {
@@ -303,6 +306,7 @@ struct Interpreter {
         var backend = ImportedBackend(address: address, weight: 1, source: s.source)
         var defaults = service.defaults
         var checks: [KeepalivedStatement] = []
+        var drainedForCheck = false
         for e in s.block ?? [] {
             let value = e.arguments.first
             switch e.keyword {
@@ -321,12 +325,22 @@ struct Interpreter {
             case "lvs_method": forwarding(e, into: &service)
             case _ where Self.checkKinds[e.keyword] != nil: checks.append(e)
             case _ where Self.otherChecks.contains(e.keyword):
-                warn(e, "\(e.keyword) is not imported: Tern checks with TCP, HTTP or DNS (this check is left out)")
+                // Unchecked, the backend would take traffic whatever the script says: imported drained.
+                warn(
+                    e,
+                    "\(e.keyword) is not imported (Tern checks with TCP, HTTP or DNS): \(address) is imported drained; give it "
+                        + "a check and undrain it")
+                drainedForCheck = true
+            case "delay_before_retry": warn(e, Self.delayBeforeRetryNote)
             case _ where Self.silentServerKeywords.contains(e.keyword): break
             default: fail(e, "unknown keyword \"\(escapedForMessage(e.keyword))\" in real_server")
             }
         }
-        if let c = checks.first { backend.check = check(c, defaults: defaults) }
+        if let c = checks.first {
+            backend.check = check(c, defaults: defaults)
+        } else if drainedForCheck {
+            backend.draining = true
+        }
         if checks.count > 1 {
             warn(checks[1], "only the first check of a real_server is imported (Tern checks a backend one way)")
         }
@@ -339,7 +353,6 @@ struct Interpreter {
 
     static let checkKeywords: Set<String> = [
         "connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "connect_timeout", "retry", "nb_get_retry",
-        "delay_before_retry",
         "delay_loop", "warmup", "alpha", "log_all_failures", "fwmark", "url", "virtualhost", "http_protocol", "enable_sni",
         "fast_recovery", "tls_compliant",
     ]
@@ -373,6 +386,7 @@ struct Interpreter {
                 } else {
                     fail(e, "unknown keyword \"\(e.keyword)\" in \(s.keyword)")
                 }
+            case "delay_before_retry": warn(e, Self.delayBeforeRetryNote)
             case _ where Self.checkKeywords.contains(e.keyword): break
             default: fail(e, "unknown keyword \"\(escapedForMessage(e.keyword))\" in \(s.keyword)")
             }
