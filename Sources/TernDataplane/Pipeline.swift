@@ -563,7 +563,7 @@ public struct Worker: ~Copyable {
     ) -> Int {
         guard !c.pointee.isICMPError else { return backend }
         let record = snapshot.vips[vip]
-        let hash = record.hashMode == .fiveTuple ? c.pointee.hash : FlowHash.hash(c.pointee.tuple, mode: record.hashMode)
+        let hash = Worker.placementHash(c, record)
         guard let owner = left ?? snapshot.previousBackend(vip: vip, hash: hash), owner != snapshot.backends[backend].address
         else {
             return backend
@@ -578,6 +578,12 @@ public struct Worker: ~Copyable {
         return Worker.secondHop
     }
 
+    /// What Maglev hashes to place a flow of this VIP: the 5-tuple's hash, or the VIP's `hash` mode's.
+    @inlinable @inline(__always)
+    static func placementHash(_ c: UnsafePointer<Classified>, _ record: VIPRecord) -> UInt64 {
+        record.hashMode == .fiveTuple ? c.pointee.hash : FlowHash.hash(c.pointee.tuple, mode: record.hashMode)
+    }
+
     /// A packet of a flow that carries a second hop: to Maglev's pick today, with the flow's owner
     /// as the hop, or to the owner itself when it is the pick.
     @inlinable @inline(never)
@@ -585,7 +591,7 @@ public struct Worker: ~Copyable {
         _ entry: UnsafeMutablePointer<FlowEntry>, _ c: UnsafePointer<Classified>, vip: Int, snapshot: borrowing ForwardingSnapshot
     ) -> Int {
         let record = snapshot.vips[vip]
-        let hash = record.hashMode == .fiveTuple ? c.pointee.hash : FlowHash.hash(c.pointee.tuple, mode: record.hashMode)
+        let hash = Worker.placementHash(c, record)
         let slot = snapshot.maglevSlot(vip: vip, hash: hash)
         if slot == Maglev.emptySlot { return Worker.noBackend }
         let via = record.firstBackend &+ Int(slot)
@@ -763,7 +769,7 @@ public struct Worker: ~Copyable {
                 }
             }
         }
-        let hash = record.hashMode == .fiveTuple ? c.pointee.hash : FlowHash.hash(c.pointee.tuple, mode: record.hashMode)
+        let hash = Worker.placementHash(c, record)
         return snapshot.maglevSlot(vip: vip, hash: hash)
     }
 

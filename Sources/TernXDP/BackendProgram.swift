@@ -83,9 +83,7 @@ public enum BackendProgram {
             let index = if_nametoindex(name)
             let stats = tern_xdp_map_fd(index, statsMap)
             defer { tern_close_fd(stats) }
-            let counters = counterNames.enumerated().map { i, n in
-                (n, stats >= 0 ? UInt64(max(0, tern_bpf_percpu_sum(stats, UInt32(i)))) : 0)
-            }
+            let counters = BPFMap.percpuCounters(stats, names: counterNames)
             return (name, counters)
         }
     }

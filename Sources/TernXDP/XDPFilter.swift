@@ -122,6 +122,11 @@ public struct BPFMap {
         return (added, removed)
     }
 
+    /// A per-CPU array of 64-bit counters, summed over CPUs, named in slot order (0 where unreadable).
+    public static func percpuCounters(_ fd: Int32, names: [String]) -> [(name: String, value: UInt64)] {
+        names.enumerated().map { i, name in (name, fd >= 0 ? UInt64(max(0, tern_bpf_percpu_sum(fd, UInt32(i)))) : 0) }
+    }
+
     /// Every key in the map.
     public func keys() throws(XDPError) -> Set<[UInt8]> {
         var keys = Set<[UInt8]>()
@@ -186,9 +191,5 @@ public final class XDPFilter {
     /// The program's counters (summed over CPUs), in the order of its enum.
     public static let counterNames = ["redirected", "passed", "no_socket"]
 
-    public var counters: [(name: String, value: UInt64)] {
-        XDPFilter.counterNames.enumerated().map { i, name in
-            (name, UInt64(max(0, tern_bpf_percpu_sum(stats, UInt32(i)))))
-        }
-    }
+    public var counters: [(name: String, value: UInt64)] { BPFMap.percpuCounters(stats, names: XDPFilter.counterNames) }
 }

@@ -82,7 +82,7 @@ final class Dataplane {
             }
         }
         self.ports = ports
-        let devices = ports.map { port in
+        let devices = zip(ports, config.ports).map { port, portConfig in
             let limits = port.limits
             var facts = DeviceFacts(name: port.name, mac: port.mac)
             facts.devargs = port.devargs
@@ -90,7 +90,7 @@ final class Dataplane {
             facts.txLimits = DescriptorLimits(min: limits.tx.min, max: limits.tx.max, align: limits.tx.align)
             facts.maxMTU = limits.maxMTU
             facts.replayedPackets = Dataplane.replayedPackets(port)
-            facts.afXDP = port.name.hasPrefix("net_af_xdp")
+            facts.afXDP = portConfig.afXDPInterface != nil
             return facts
         }
         let lcores = EAL.workerLcores

@@ -126,6 +126,41 @@ def config_text(lb, tmp, backends=("b1", "b2"), drained=()):
     return text
 
 
+def check_refusals(ternd, ternctl, tmp):
+    """Another XDP program on an interface is never replaced: ternd refuses lb2 (exit 78, naming the
+    key and the program), `ternctl backend attach` refuses b3 (exit 1). `ternctl backend check`
+    on b1 names what a backend still lacks."""
+    lib = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(ternd))), "lib", "tern")
+    foreign = {"lb2": os.path.join(lib, "tern_backend.o"), "b3": os.path.join(lib, "tern_xdp.o")}
+    detached = sh(ternctl, "backend", "detach", "--interface", "b3", ns="b3").strip()
+    check(detached == "detached from b3", f"ternctl backend detach: {detached!r}")
+    for link, obj in foreign.items():
+        sh("ip", "link", "set", "dev", link, "xdpgeneric", "obj", obj, "sec", "xdp", ns=link)
+    node = Node(ternd, "lb2", tmp)
+    node.write()
+    p = subprocess.run(["ip", "netns", "exec", NS["lb2"], ternd, "-l", "0-1", "--no-huge", "-m", "256", "--no-pci",
+                        "--no-shconf", "--file-prefix", node.prefix + "-refused", "--log-level", "lib.eal:error", "--",
+                        "--config", node.config], capture_output=True, text=True, timeout=60)
+    shutil.rmtree(f"/var/run/dpdk/{node.prefix}-refused", ignore_errors=True)
+    check(p.returncode == 78 and "port[0].af_xdp_interface: lb2 has another XDP program attached (tern_backend" in p.stderr,
+          f"ternd beside a foreign XDP program: exit {p.returncode}: {p.stderr[-600:]}")
+    attach = subprocess.run(["ip", "netns", "exec", NS["b3"], ternctl, "backend", "attach", "--interface", "b3"],
+                            capture_output=True, text=True)
+    check(attach.returncode == 1 and "b3 has another XDP program attached (tern_xdp" in attach.stderr,
+          f"ternctl backend attach beside a foreign XDP program: exit {attach.returncode}: {attach.stderr}")
+    for link in foreign:
+        sh("ip", "link", "set", "dev", link, "xdpgeneric", "off", ns=link)
+    net.attach_backend(ternctl, NS["b3"], "b3")
+    report = subprocess.run(["ip", "netns", "exec", NS["b1"], ternctl, "backend", "check", "--vip", VIP, "--vip", "192.0.2.99"],
+                            capture_output=True, text=True)
+    lines = report.stdout.splitlines()
+    check(report.returncode == 1 and "ok: Tern's backend program attached (b1)" in lines and f"ok: VIP {VIP} on this host" in lines
+          and "MISSING: VIP 192.0.2.99 on this host: ip addr add 192.0.2.99/32 dev lo" in lines
+          and any(ln.startswith("MISSING: arp_ignore") for ln in lines), f"ternctl backend check: exit {report.returncode}: {lines}")
+    print("ok: a foreign XDP program is never replaced (ternd exit 78 naming port[0].af_xdp_interface; ternctl backend "
+          "attach exit 1); ternctl backend check names what b1 lacks (arp_ignore, a VIP not on lo)", flush=True)
+
+
 def control_socket(lb):
     return f"/run/tern/td-{os.getpid()}-{lb}.sock"
 
@@ -383,6 +418,7 @@ def main(ternd):
         setup(ternctl, tmp)
         for b in ("b1", "b2", "b3"):
             servers[b] = start_nginx(b, tmp)
+        check_refusals(ternd, ternctl, tmp)
         router = Router(tmp)
         for lb in ("lb1", "lb2"):
             nodes[lb] = Node(ternd, lb, tmp)
