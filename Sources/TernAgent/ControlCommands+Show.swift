@@ -30,6 +30,7 @@ extension ControlCommands {
                 address: b.address.description, weight: b.weight, effectiveWeight: running[b.address] ?? 0,
                 state: reloader.desired.state(of: b, of: vip).rawValue, slots: n, share: Double(n) / size,
                 packets: counts[b.address]?.packets ?? 0, newFlows: counts[b.address]?.newFlows ?? 0,
+                bytes: counts[b.address]?.bytes ?? 0,
                 health: info.health(key)?.lastResult ?? (b.health == nil ? "not checked" : ""))
         }
     }
@@ -70,7 +71,8 @@ extension ControlCommands {
                 hash: v.hashName, quic: v.quic, clampMSS: v.clampMSS,
                 backendsTakingNewFlows: v.backends.filter { reloader.desired.effectiveWeight($0, of: v) > 0 }.count,
                 tableSize: c.tableSize, fingerprint: fingerprints[v.name] ?? "", packets: counts[v.name]?.packets ?? 0,
-                newFlows: counts[v.name]?.newFlows ?? 0, announced: wanted[v.prefix]?.up == true)
+                newFlows: counts[v.name]?.newFlows ?? 0, bytes: counts[v.name]?.bytes ?? 0,
+                announced: wanted[v.prefix]?.up == true)
         }
         return VIPsReply(vips: rows, generation: Int(reloader.publisher.generation))
     }

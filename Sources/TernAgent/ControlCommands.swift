@@ -98,12 +98,14 @@ public final class ControlCommands {
     }
 
     func status() -> StatusReply {
-        StatusReply(
+        let wanted = Announcements.wanted(reloader.desired, withdrawAll: info.withdrawing)
+        return StatusReply(
             version: TernVersion.string, uptimeSeconds: Int(wallClock() - info.startedAt), config: info.configPath,
             generation: Int(reloader.publisher.generation), workers: info.workers, ports: info.ports(),
             reloads: ReloadCounts(ok: reloader.succeeded, failed: reloader.failed), summary: reloader.desired.config.summary,
             tableFingerprints: tableFingerprints(), gateways: info.gateways(),
-            lastReload: reloader.last.map { LastReload(time: $0.time, ok: $0.ok, message: $0.message) })
+            lastReload: reloader.last.map { LastReload(time: $0.time, ok: $0.ok, message: $0.message) },
+            announced: reloader.desired.config.vips.filter { wanted[$0.prefix]?.up == true }.map(\.name))
     }
 
     func setState(_ address: IPAddress, vip: String?, to state: BackendState, command: ControlCommand) -> ControlResponse {

@@ -292,9 +292,11 @@ public struct StatusReply: Codable, Sendable, Equatable {
     public var tableFingerprints: [String: String]
     public var gateways: [GatewayStatus]
     public var lastReload: LastReload?
+    /// The VIPs this node asks the BGP feed to announce now, by name (`tern_vip_announced`).
+    public var announced: [String]
 
     enum CodingKeys: String, CodingKey {
-        case ok, version, config, generation, workers, ports, reloads, summary, gateways
+        case ok, version, config, generation, workers, ports, reloads, summary, gateways, announced
         case protocolVersion = "protocol"
         case uptimeSeconds = "uptime_s"
         case tableFingerprints = "table_fingerprints"
@@ -339,10 +341,12 @@ public struct BackendRow: Codable, Sendable, Equatable {
     public var share: Double
     public var packets: UInt64
     public var newFlows: UInt64
+    /// IP bytes of the clients' packets forwarded.
+    public var bytes: UInt64
     public var health: String
 
     enum CodingKeys: String, CodingKey {
-        case address, weight, state, slots, share, packets, health
+        case address, weight, state, slots, share, packets, bytes, health
         case effectiveWeight = "effective_weight"
         case newFlows = "new_flows"
     }
@@ -375,12 +379,14 @@ public struct VIPRow: Codable, Sendable, Equatable {
     public var fingerprint: String
     public var packets: UInt64
     public var newFlows: UInt64
+    /// IP bytes of the clients' packets forwarded.
+    public var bytes: UInt64
     /// Whether ternd asks the BGP feed to announce the VIP's prefix now (enough live backends, not
     /// shutting down): what a speaker fed by `bgp-feed` announces.
     public var announced: Bool
 
     enum CodingKeys: String, CodingKey {
-        case vip, address, prefix, port, `protocol`, encap, backends, hash, quic, fingerprint, packets, announced
+        case vip, address, prefix, port, `protocol`, encap, backends, hash, quic, fingerprint, packets, bytes, announced
         case guePort = "gue_port"
         case clampMSS = "clamp_mss"
         case backendsTakingNewFlows = "backends_taking_new_flows"

@@ -80,140 +80,85 @@ public struct MetricsSample: Sendable {
     let controlDropped: [(String, UInt64)]
 
     /// The exposition text (format 0.0.4), with the metrics server's counters when it has one.
+    /// Families and labels are `MetricsCatalog`'s.
     public func text(server: MetricsServerFigures?) -> [UInt8] {
+        typealias M = MetricsCatalog
         var r = MetricsText()
-        func counter(_ name: String, _ help: String, _ labels: [(String, String)], _ value: UInt64) {
-            r.counter(name, help, labels, value)
-        }
-        func gauge(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Double) {
-            r.gauge(name, help, labels, value)
-        }
-        gauge("tern_build_info", "Tern's version.", [("version", TernVersion.string)], 1)
-        gauge("tern_start_time_seconds", "When ternd started (Unix time).", [], startedAt)
+        r.add(M.buildInfo, [TernVersion.string], 1.0)
+        r.add(M.startTime, [], startedAt)
         for (w, block) in workers.enumerated() {
-            let worker = [("worker", String(w))]
+            let worker = [String(w)]
             var outcomes = OutcomeCounters()
             for o in Outcome.allCases { outcomes.add(o, block[CounterSlot.outcomes.rawValue + Int(o.rawValue)]) }
             func load(_ slot: CounterSlot) -> UInt64 { block[slot.rawValue] }
-            counter("tern_rx_packets_total", "Packets the worker took from its RX queues.", worker, load(CounterSlot.rx))
-            counter("tern_forwarded_packets_total", "Packets encapsulated to a backend.", worker, outcomes.forwarded)
-            counter(
-                "tern_forwarded_in_fragments_packets_total",
-                "Packets encapsulated to a backend as outer IPv4 fragments (no DF, too big).",
-                worker, outcomes[.forwardedInFragments])
-            counter("tern_host_packets_total", "Packets not for a VIP (the host's).", worker, outcomes[.host])
-            for (kind, o) in Outcome.replies {
-                counter("tern_replied_packets_total", "Packets answered by Tern (ICMP).", worker + [("kind", kind)], outcomes[o])
-            }
-            counter(
-                "tern_fragments_held_total",
-                "IP fragments held until their datagram's first fragment passed (then counted by their outcome).",
-                worker, outcomes[.held])
-            for o in Outcome.dropReasons {
-                counter(
-                    "tern_dropped_packets_total", "Packets dropped, by reason.", worker + [("reason", o.dropReason!)], outcomes[o]
-                )
-            }
-            counter("tern_tx_packets_total", "Frames transmitted.", worker, load(CounterSlot.tx))
-            counter(
-                "tern_tx_failed_packets_total", "Frames the TX queue refused (freed).", worker, load(CounterSlot.txFailed))
-            counter(
-                "tern_flows_inserted_total", "Flows inserted into the worker's flow table.", worker,
-                load(CounterSlot.flowsInserted))
-            counter("tern_flows_evicted_total", "Flows evicted from a full bucket.", worker, load(CounterSlot.flowsEvicted))
-            for f in CounterSlot.features { counter("tern_\(f.name)_total", f.help, worker, load(f.slot)) }
+            r.add(M.rx, worker, load(.rx))
+            r.add(M.forwarded, worker, outcomes.forwarded)
+            r.add(M.forwardedInFragments, worker, outcomes[.forwardedInFragments])
+            r.add(M.host, worker, outcomes[.host])
+            for (kind, o) in Outcome.replies { r.add(M.replied, worker + [kind], outcomes[o]) }
+            r.add(M.held, worker, outcomes[.held])
+            for o in Outcome.dropReasons { r.add(M.dropped, worker + [o.dropReason!], outcomes[o]) }
+            r.add(M.tx, worker, load(.tx))
+            r.add(M.txFailed, worker, load(.txFailed))
+            r.add(M.flowsInserted, worker, load(.flowsInserted))
+            r.add(M.flowsEvicted, worker, load(.flowsEvicted))
+            r.add(M.flowsExpired, worker, load(.flowsExpired))
+            r.add(M.flowTableEntries, worker, Double(load(.flowTableLive)))
+            for (f, family) in zip(CounterSlot.features, M.features) { r.add(family, worker, load(f.slot)) }
         }
-        let hostHelp = [
-            "host_tx": "Frames handed to the kernel's host interfaces.", "host_rx": "Frames from the host interfaces sent out.",
-            "host_dropped": "Host-bound frames lost: a worker's ring to the host path full, or the TAP refused them.",
-            "host_rx_dropped": "Frames from the host interfaces lost on the way to the transmitting worker (ring full).",
-        ]
-        for (name, n) in host {
-            counter("tern_\(name)_packets_total", hostHelp[name] ?? name, [], n)
-        }
+        r.add(M.flowTableCapacity, [], Double(FlowTable.roundedCapacity(desired.config.dataplane.flowTableEntries)))
+        let hostFigures = Dictionary(host, uniquingKeysWith: +)
+        for (stat, family) in M.hostPath { if let n = hostFigures[stat] { r.add(family, [], n) } }
         for v in totals.vips {
-            counter("tern_vip_forwarded_packets_total", "Packets forwarded for a VIP.", [("vip", v.name)], v.packets)
-            counter(
-                "tern_vip_new_flows_total", "Flows Maglev placed for a VIP (flow-table misses).", [("vip", v.name)], v.newFlows)
+            let labels = M.vipLabels(v.name)
+            r.add(M.vipPackets, labels, v.packets)
+            r.add(M.vipBytes, labels, v.bytes)
+            r.add(M.vipNewFlows, labels, v.newFlows)
         }
         for case let e? in totals.entries {
-            let labels = [("vip", e.vip), ("backend", e.address.description)]
-            counter("tern_backend_forwarded_packets_total", "Packets forwarded to a VIP's backend.", labels, e.packets)
-            counter("tern_backend_new_flows_total", "Flows Maglev placed on a VIP's backend.", labels, e.newFlows)
+            let labels = M.vipLabels(e.vip) + [e.address.description]
+            r.add(M.backendPackets, labels, e.packets)
+            r.add(M.backendBytes, labels, e.bytes)
+            r.add(M.backendNewFlows, labels, e.newFlows)
         }
         let wanted = Announcements.wanted(desired, withdrawAll: withdrawing)
         for v in desired.config.vips {
-            gauge(
-                "tern_vip_announced",
-                "1 while ternd asks the BGP feed to announce the VIP's prefix (enough live backends, not shutting down).",
-                [("vip", v.name)], wanted[v.prefix]?.up == true ? 1 : 0)
+            r.add(M.vipAnnounced, M.vipLabels(v.name), wanted[v.prefix]?.up == true ? 1.0 : 0.0)
         }
         for (vip, fingerprint) in fingerprints.sorted(by: { $0.key < $1.key }) {
-            gauge(
-                "tern_vip_table_info", "The running Maglev table's fingerprint: equal on every node means equal routing.",
-                [("vip", vip), ("fingerprint", fingerprint)], 1)
+            r.add(M.vipTable, M.vipLabels(vip) + [fingerprint], 1.0)
         }
         for v in desired.config.vips {
             for b in v.backends where b.health != nil {
-                let labels = [("vip", v.name), ("backend", b.address.description)]
+                let labels = M.vipLabels(v.name) + [b.address.description]
                 let h = health[BackendKey(vip: v.name, address: b.address)] ?? HealthState()
-                gauge("tern_backend_up", "1 while the backend passes its health checks.", labels, h.up ? 1 : 0)
-                counter(
-                    "tern_backend_health_transitions_total", "Health changes (up to down, down to up).", labels, h.transitions)
+                r.add(M.backendUp, labels, h.up ? 1.0 : 0.0)
+                r.add(M.backendTransitions, labels, h.transitions)
             }
         }
         for v in desired.config.vips {
             for b in v.backends {
-                gauge(
-                    "tern_backend_weight", "The weight a backend has now (0 while drained).",
-                    [("vip", v.name), ("backend", b.address.description)], Double(desired.effectiveWeight(b, of: v)))
+                r.add(M.backendWeight, M.vipLabels(v.name) + [b.address.description], Double(desired.effectiveWeight(b, of: v)))
             }
         }
         for p in ports {
-            let port = [("port", p.name)]
-            gauge("tern_port_link_up", "1 when the port's link is up.", port, p.linkUp ? 1 : 0)
-            for (key, name, help) in [
-                ("ipackets", "tern_port_rx_packets_total", "Packets the device received."),
-                ("opackets", "tern_port_tx_packets_total", "Packets the device sent."),
-                ("imissed", "tern_port_rx_missed_packets_total", "Packets the device dropped: RX queues full."),
-                ("rx_nombuf", "tern_port_rx_nombuf_total", "RX mbuf allocation failures."),
-                ("ierrors", "tern_port_rx_errors_total", "Erroneous received packets."),
-                ("oerrors", "tern_port_tx_errors_total", "Failed transmissions."),
-            ] {
-                counter(name, help, port, p.stats[key] ?? 0)
-            }
+            r.add(M.portLinkUp, [p.name], p.linkUp ? 1.0 : 0.0)
+            for (stat, family) in M.portStats { r.add(family, [p.name], p.stats[stat] ?? 0) }
             // AF_XDP ports: what Tern's XDP program did with each frame (its counters, `xdp_*`).
             for key in p.stats.keys.filter({ $0.hasPrefix("xdp_") }).sorted() {
-                counter(
-                    "tern_port_xdp_packets_total",
-                    "Frames Tern's XDP program saw on an AF_XDP port: redirected (to ternd), passed (to the kernel), "
-                        + "no_socket (for a VIP, passed: no ternd socket on the queue).",
-                    port + [("verdict", String(key.dropFirst(4)))], p.stats[key]!)
+                r.add(M.portXDP, [p.name, String(key.dropFirst(4))], p.stats[key]!)
             }
         }
-        gauge(
-            "tern_config_generation", "Generation of the running forwarding snapshot.", [], Double(generation))
-        counter("tern_config_reloads_total", "Reloads and runtime changes, by result.", [("result", "ok")], reloadsSucceeded)
-        counter("tern_config_reloads_total", "Reloads and runtime changes, by result.", [("result", "failed")], reloadsFailed)
-        gauge(
-            "tern_config_last_reload_successful", "1 when the last reload succeeded (or none was tried).", [],
-            lastReloadOK.map { $0 ? 1 : 0 } ?? 1)
-        gauge(
-            "tern_config_last_reload_success_timestamp_seconds", "When the running config was loaded (Unix time).", [],
-            lastSuccessTime ?? startedAt)
-        for (reason, n) in controlDropped {
-            counter(
-                "tern_control_clients_dropped_total",
-                "Control-socket clients dropped: no request in time, a reply not taken in time, a request too long.",
-                [("reason", reason)], n)
-        }
+        r.add(M.generation, [], Double(generation))
+        r.add(M.reloads, ["ok"], reloadsSucceeded)
+        r.add(M.reloads, ["failed"], reloadsFailed)
+        r.add(M.lastReloadOK, [], lastReloadOK.map { $0 ? 1.0 : 0.0 } ?? 1.0)
+        r.add(M.lastReloadTime, [], lastSuccessTime ?? startedAt)
+        for (reason, n) in controlDropped { r.add(M.controlDropped, [reason], n) }
         if let server {
-            gauge("tern_metrics_connections", "Open connections to [metrics] listen.", [], Double(server.open))
+            r.add(M.metricsConnections, [], Double(server.open))
             for (reason, n) in [("limit", server.refused), ("timeout", server.timedOut), ("malformed", server.malformed)] {
-                counter(
-                    "tern_metrics_connections_closed_total",
-                    "Metrics connections ternd closed: over the connection limit, idle or slow, or a malformed request.",
-                    [("reason", reason)], n)
+                r.add(M.metricsClosed, [reason], n)
             }
         }
         return r.bytes

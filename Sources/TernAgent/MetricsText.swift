@@ -8,41 +8,37 @@
 
 /// One exposition, built family by family.
 struct MetricsText {
-    enum Kind: String {
-        case counter, gauge
-    }
     private struct Family {
-        let name: String
-        let kind: Kind
-        let help: String
+        let family: MetricFamily
         var series: [UInt8] = []
     }
     private var families: [Family] = []
     private var index: [String: Int] = [:]
 
-    /// Adds a series of counter `name`; its family is created on first use. A name used with two
-    /// kinds or helps keeps the first (a programming error the tests catch with promtool).
-    mutating func counter(_ name: String, _ help: String, _ labels: [(String, String)], _ value: UInt64) {
-        append(name, .counter, help, labels, String(value))
+    /// Adds a series of a counter family: one value per label of the family, in its order.
+    mutating func add(_ family: MetricFamily, _ labels: [String], _ value: UInt64) {
+        append(family, labels, String(value))
     }
 
-    mutating func gauge(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Double) {
-        append(name, .gauge, help, labels, MetricsText.format(value))
+    /// Adds a series of a gauge family.
+    mutating func add(_ family: MetricFamily, _ labels: [String], _ value: Double) {
+        append(family, labels, MetricsText.format(value))
     }
 
-    private mutating func append(_ name: String, _ kind: Kind, _ help: String, _ labels: [(String, String)], _ value: String) {
+    private mutating func append(_ family: MetricFamily, _ labels: [String], _ value: String) {
+        precondition(labels.count == family.labels.count, "\(family.name): labels \(family.labels), values \(labels)")
         let i: Int
-        if let known = index[name] {
+        if let known = index[family.name] {
             i = known
         } else {
             i = families.count
-            index[name] = i
-            families.append(Family(name: name, kind: kind, help: help))
+            index[family.name] = i
+            families.append(Family(family: family))
         }
-        families[i].series.append(contentsOf: name.utf8)
+        families[i].series.append(contentsOf: family.name.utf8)
         if !labels.isEmpty {
             families[i].series.append(UInt8(ascii: "{"))
-            for (n, (label, v)) in labels.enumerated() {
+            for (n, (label, v)) in zip(family.labels, labels).enumerated() {
                 if n > 0 { families[i].series.append(UInt8(ascii: ",")) }
                 families[i].series.append(contentsOf: label.utf8)
                 families[i].series.append(contentsOf: "=\"".utf8)
@@ -59,11 +55,11 @@ struct MetricsText {
     /// The whole text.
     var bytes: [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(families.reduce(0) { $0 + $1.series.count + $1.help.utf8.count + 64 })
+        out.reserveCapacity(families.reduce(0) { $0 + $1.series.count + $1.family.help.utf8.count + 64 })
         for f in families {
-            out.append(contentsOf: "# HELP \(f.name) ".utf8)
-            MetricsText.escape(f.help, quotes: false, into: &out)
-            out.append(contentsOf: "\n# TYPE \(f.name) \(f.kind.rawValue)\n".utf8)
+            out.append(contentsOf: "# HELP \(f.family.name) ".utf8)
+            MetricsText.escape(f.family.help, quotes: false, into: &out)
+            out.append(contentsOf: "\n# TYPE \(f.family.name) \(f.family.kind.rawValue)\n".utf8)
             out.append(contentsOf: f.series)
         }
         return out

@@ -118,6 +118,9 @@ public struct FlowTable: ~Copyable {
     /// False when the entries and metadata live in memory the table was given (a flow-state file).
     let ownsMemory: Bool
     public var counters: FlowTableCounters { FlowTableCounters(reading: block) }
+    /// `survey`'s place in its pass over the buckets and its count so far.
+    var surveyCursor = 0
+    var surveyTally = 0
 
     /// Memory for a table of a given capacity made elsewhere (`FlowStateFile`): `entries` holds
     /// `capacity` entries (64-byte aligned), `meta` one 64-byte line per bucket, both zeroed or
@@ -318,9 +321,12 @@ public struct FlowTable: ~Copyable {
     }
 
     /// Live flows (walks the whole table; for stats, not the packet path).
-    public func liveCount(now: UInt32) -> Int {
+    public func liveCount(now: UInt32) -> Int { liveCount(buckets: 0..<(bucketMask + 1), now: now) }
+
+    /// Live flows in some buckets.
+    func liveCount(buckets: Range<Int>, now: UInt32) -> Int {
         var n = 0
-        for b in 0...bucketMask {
+        for b in buckets {
             let m = metadata(b)
             for way in 0..<FlowTable.ways where m.load(fromByteOffset: way * 2, as: UInt16.self) != 0 {
                 let seen = m.load(fromByteOffset: FlowTable.seenOffset + way * 4, as: UInt32.self)
@@ -328,5 +334,19 @@ public struct FlowTable: ~Copyable {
             }
         }
         return n
+    }
+
+    /// One step of a pass over the table counting live flows: the next `step` buckets. Returns the
+    /// pass's count when this step ends it. The table's own worker runs it between bursts
+    /// (`tern_flow_table_entries`), so no other thread reads the table.
+    public mutating func survey(step: Int, now: UInt32) -> Int? {
+        let end = min(surveyCursor + step, bucketMask + 1)
+        surveyTally += liveCount(buckets: surveyCursor..<end, now: now)
+        guard end > bucketMask else {
+            surveyCursor = end
+            return nil
+        }
+        defer { (surveyCursor, surveyTally) = (0, 0) }
+        return surveyTally
     }
 }

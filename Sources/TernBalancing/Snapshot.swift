@@ -291,7 +291,8 @@ public struct ForwardingSnapshot: ~Copyable {
     public let vipMap: VIPMap
     /// QUIC server ids of the VIPs' backends.
     @usableFromInline let quicServers: KeyMap
-    /// Per worker: packets then new flows per backend (same index as `backends`), each worker's
+    /// Per worker: packets and bytes side by side per backend (`2b`, `2b + 1`; `b` indexes
+    /// `backends`: one cache line for both), then new flows per backend (`2n + b`), each worker's
     /// block on its own cache lines. A VIP's figures are the sums over its backends.
     public let counters: Counters
     public let counterStride: Int
@@ -439,7 +440,7 @@ public struct ForwardingSnapshot: ~Copyable {
                 }
             })
         workerCount = workers
-        counterStride = (2 * backendTotal + 7) & ~7
+        counterStride = (3 * backendTotal + 7) & ~7
         guard let c = KeptMappings.shared.allocate(Self.counterBytes(counterStride * workers), zeroed: true) else {
             fatalError("out of memory for counters")
         }
@@ -560,30 +561,41 @@ public struct ForwardingSnapshot: ~Copyable {
         return h
     }
 
-    /// `worker`'s forwarded-packet counters, by backend: a worker takes them once per burst.
+    /// `worker`'s forwarded packets and bytes, by backend (`countForwarded`): a worker takes them
+    /// once per burst.
     @inlinable @inline(__always)
     public func forwardedCounters(worker: Int) -> Counters { counters.dropFirst(worker &* counterStride) }
+
+    /// Adds one packet forwarded to `backend` and its IP length (the client's packet, before
+    /// encapsulation, as IPVS counts) to a worker's `forwardedCounters`.
+    @inlinable @inline(__always)
+    public static func countForwarded(_ counters: Counters, backend: Int, bytes: Int32) {
+        counters.add(backend &<< 1)
+        counters.add(backend &<< 1 &+ 1, UInt64(truncatingIfNeeded: bytes))
+    }
 
     /// Adds one flow Maglev placed on a backend (a flow-table miss) in `worker`'s block.
     @inlinable @inline(__always)
     public func countNewFlow(worker: Int, backend: Int) {
-        counters.add(worker &* counterStride &+ backends.count &+ backend)
+        counters.add(worker &* counterStride &+ 2 &* backends.count &+ backend)
     }
 
-    /// Packets forwarded and flows placed per backend (index into `backends`), summed over workers;
-    /// live while workers run.
-    public func backendTotals() -> (packets: [UInt64], newFlows: [UInt64]) {
+    /// Packets forwarded, flows placed and bytes forwarded per backend (index into `backends`),
+    /// summed over workers; live while workers run.
+    public func backendTotals() -> (packets: [UInt64], newFlows: [UInt64], bytes: [UInt64]) {
         let n = backends.count
         var packets = [UInt64](repeating: 0, count: n)
         var newFlows = [UInt64](repeating: 0, count: n)
+        var bytes = [UInt64](repeating: 0, count: n)
         for w in 0..<workerCount {
             let block = w * counterStride
             for i in 0..<n {
-                packets[i] += counters.load(block + i)
-                newFlows[i] += counters.load(block + n + i)
+                packets[i] += counters.load(block + 2 * i)
+                bytes[i] += counters.load(block + 2 * i + 1)
+                newFlows[i] += counters.load(block + 2 * n + i)
             }
         }
-        return (packets, newFlows)
+        return (packets, newFlows, bytes)
     }
 }
 

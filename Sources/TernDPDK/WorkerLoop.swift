@@ -137,6 +137,7 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         let hz = EAL.tscHz
         let start = tern_tsc()
         var idlePolls = 0
+        var polls = 0
         let stats = self.stats
         let held = worker.pointee.fragments
         let clockBase = self.clockBase
@@ -165,6 +166,12 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
                 if held.pointee.heldCount > 0 { releaseHeld(q, lists, snapshot: snapshot, now: now) }
             }
             if held.pointee.heldCount > 0 { freeHeld(held.pointee.takeExpired(now: now, into: lists.handles), lists) }
+            // The flow-table gauge: a step of its survey on every idle poll, and every 1,024th poll
+            // under load (a pass then takes 16M packets at 128 buckets a step and bursts of 32).
+            polls &+= 1
+            if received == 0 || polls & 1023 == 0, let live = worker.pointee.flows.survey(step: 128, now: now) {
+                stats.set(.flowTableLive, UInt64(live))
+            }
             if received > 0 {
                 stats.addReleasing(CounterSlot.rx, UInt64(received))  // after the burst's outcomes (LiveStats)
                 idlePolls = 0

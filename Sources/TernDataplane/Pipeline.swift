@@ -466,8 +466,14 @@ public struct Worker: ~Copyable {
         let backend = chooseBackend(c, vip: vip, snapshot: snapshot, now: now)
         if backend < 0 { return answer(&packet, c, backend, snapshot: snapshot, now: now) }
         let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
-        if outcome == .forwarded { forwardedCounters.unsafelyUnwrapped.add(backend) }
+        if outcome == .forwarded { countForwarded(backend, c) }
         return outcome
+    }
+
+    /// A packet of `c` forwarded to `backend`: its packet and byte counters.
+    @inlinable @inline(__always)
+    func countForwarded(_ backend: Int, _ c: UnsafePointer<Classified>) {
+        ForwardingSnapshot.countForwarded(forwardedCounters.unsafelyUnwrapped, backend: backend, bytes: c.pointee.ipLength)
     }
 
     /// `forward` on a port with `clamp_mss` or a VLAN, or whose learned next hop is not resolved
@@ -485,7 +491,7 @@ public struct Worker: ~Copyable {
         if port.clampMSS { clampMSS(packet.data, c, backend: backend, snapshot: snapshot) }
         var outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now)
         if outcome.verdict == .forwarded && port.vlan != 0 { outcome = Worker.pushVLANTag(&packet, port.vlan, outcome) }
-        if outcome == .forwarded { forwardedCounters.unsafelyUnwrapped.add(backend) }
+        if outcome == .forwarded { countForwarded(backend, c) }
         return outcome
     }
 
@@ -545,7 +551,7 @@ public struct Worker: ~Copyable {
             stats.add(CounterSlot.secondHop)
         }
         if outcome.verdict == .forwarded && port.vlan != 0 { outcome = Worker.pushVLANTag(&packet, port.vlan, outcome) }
-        if outcome == .forwarded { forwardedCounters.unsafelyUnwrapped.add(backend) }
+        if outcome == .forwarded { countForwarded(backend, c) }
         return outcome
     }
 
@@ -858,7 +864,7 @@ public struct Worker: ~Copyable {
             guard OuterFragments.count(payload: payload, mtu: port.mtu) <= OuterFragments.maxCount else { return .dropTooBig }
             let outcome = encapsulate(&packet, c, backend: backend, snapshot: snapshot, now: now, fragmenting: true)
             guard outcome == .forwarded else { return outcome }
-            forwardedCounters.unsafelyUnwrapped.add(backend)
+            countForwarded(backend, c)
             return .forwardedInFragments
         }
         if c.pointee.isICMPError { return .dropTooBig }  // no ICMP error about an ICMP error (RFC 1122)

@@ -42,6 +42,9 @@ public enum CounterSlot: Int, CaseIterable, Sendable {
     /// Packets sent carrying a second hop (second chance): of flows this node did not know, which
     /// the VIP's previous table gave another backend.
     case secondHop = 38
+    /// A gauge: live flows in the worker's flow table at the end of its last survey (a pass over
+    /// the table a few buckets at a time between bursts).
+    case flowTableLive = 39
 
     /// Slots `outcomes` takes.
     public static let outcomeSlots = 24
@@ -95,6 +98,12 @@ public struct CounterBlock: @unchecked Sendable {
     /// The owning worker adds to a slot (`offset` past it: an outcome's slot past `outcomes`).
     @inlinable @inline(__always)
     public func add(_ slot: CounterSlot, offset: Int = 0, _ n: UInt64 = 1) { slots.add(slot.rawValue &+ offset, n) }
+
+    /// The owning worker sets a gauge slot.
+    @inlinable @inline(__always)
+    public func set(_ slot: CounterSlot, _ value: UInt64) {
+        (slots.base + slot.rawValue).pointee.store(value, ordering: .relaxed)
+    }
 
     /// The host-path thread adds to one of its slots.
     @inlinable @inline(__always)

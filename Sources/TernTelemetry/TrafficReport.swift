@@ -14,6 +14,8 @@ public struct PacketTotals: Sendable {
         public var address: IPAddress
         public var packets: UInt64 = 0
         public var newFlows: UInt64 = 0
+        /// IP bytes of the clients' packets (before encapsulation).
+        public var bytes: UInt64 = 0
     }
 
     /// By counter id; `nil` for an id no snapshot added yet.
@@ -24,7 +26,7 @@ public struct PacketTotals: Sendable {
     /// Adds a snapshot's per-worker counters. Exact once no worker can still write them (after a
     /// grace period or after the workers stopped); a live read may lag by packets in flight.
     public mutating func add(_ snapshot: borrowing ForwardingSnapshot) {
-        let (packets, newFlows) = snapshot.backendTotals()
+        let (packets, newFlows, bytes) = snapshot.backendTotals()
         for v in 0..<snapshot.vips.count {
             let record = snapshot.vips[v]
             let name = record.name
@@ -34,23 +36,25 @@ public struct PacketTotals: Sendable {
                 var e = entries[id] ?? Entry(vip: name, address: snapshot.backends[b].address)
                 e.packets += packets[b]
                 e.newFlows += newFlows[b]
+                e.bytes += bytes[b]
                 entries[id] = e
             }
         }
     }
 
-    /// Per VIP, in order of first appearance: packets and new flows over all its backends, past
-    /// and present.
-    public var vips: [(name: String, packets: UInt64, newFlows: UInt64)] {
-        var out: [(name: String, packets: UInt64, newFlows: UInt64)] = []
+    /// Per VIP, in order of first appearance: packets, new flows and bytes over all its backends,
+    /// past and present.
+    public var vips: [(name: String, packets: UInt64, newFlows: UInt64, bytes: UInt64)] {
+        var out: [(name: String, packets: UInt64, newFlows: UInt64, bytes: UInt64)] = []
         var index: [String: Int] = [:]
         for case let e? in entries {
             if let i = index[e.vip] {
                 out[i].packets += e.packets
                 out[i].newFlows += e.newFlows
+                out[i].bytes += e.bytes
             } else {
                 index[e.vip] = out.count
-                out.append((e.vip, e.packets, e.newFlows))
+                out.append((e.vip, e.packets, e.newFlows, e.bytes))
             }
         }
         return out

@@ -75,7 +75,10 @@ struct Status: ParsableCommand {
                     "\(ConfigSchema.port.element(g.port)) gateway \(g.gateway) on \(g.interface): "
                     + (g.mac.isEmpty ? "UNKNOWN (dropping no_neighbor)" : "at \(g.mac)") + ", kernel state \(g.state)\n"
             }
-            for (vip, f) in r.tableFingerprints.sorted(by: { $0.key < $1.key }) { s += "table \(vip) fingerprint \(f)\n" }
+            let announced = Set(r.announced)
+            for (vip, f) in r.tableFingerprints.sorted(by: { $0.key < $1.key }) {
+                s += "table \(vip) fingerprint \(f), \(announced.contains(vip) ? "announced" : "withdrawn")\n"
+            }
             s += "reloads ok \(r.reloads.ok), failed \(r.reloads.failed)\n"
             if let last = r.lastReload { s += "last reload: \(last.ok ? "ok" : "FAILED"): \(last.message)\n" }
             return s + "control protocol \(r.protocolVersion)\n"
@@ -235,7 +238,7 @@ struct ShowVIPs: ParsableCommand {
                 return
                     "\(v.vip) \(v.announced ? "announced" : "withdrawn") encap=\(v.encap) hash=\(v.hash)\(flags) backends=\(v.backends) "
                     + "taking_new_flows=\(v.backendsTakingNewFlows) table_size=\(v.tableSize) "
-                    + "fingerprint=\(v.fingerprint) packets=\(v.packets) new_flows=\(v.newFlows)\n"
+                    + "fingerprint=\(v.fingerprint) packets=\(v.packets) bytes=\(v.bytes) new_flows=\(v.newFlows)\n"
             }.joined()
         }
     }
@@ -257,7 +260,7 @@ struct ShowBackends: ParsableCommand {
                 for b in v.backends {
                     s +=
                         "  \(b.address) weight=\(b.weight) effective=\(b.effectiveWeight) state=\(b.state) slots=\(b.slots) "
-                        + "share=\(formatPercent(b.share * 100)) packets=\(b.packets) new_flows=\(b.newFlows) health=\"\(b.health)\"\n"
+                        + "share=\(formatPercent(b.share * 100)) packets=\(b.packets) bytes=\(b.bytes) new_flows=\(b.newFlows) health=\"\(b.health)\"\n"
                 }
             }
             return s

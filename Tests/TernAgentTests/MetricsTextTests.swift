@@ -5,9 +5,10 @@ import Testing
 @Suite struct MetricsTextTests {
     @Test func seriesOfOneFamilyStayTogetherUnderOneHelpAndType() {
         var t = MetricsText()
-        t.counter("tern_a_total", "A.", [("vip", "v1")], 1)
-        t.gauge("tern_b", "B.", [], 2)
-        t.counter("tern_a_total", "A.", [("vip", "v2")], 3)
+        let a = MetricFamily("tern_a_total", .counter, ["vip"], "A.")
+        t.add(a, ["v1"], 1 as UInt64)
+        t.add(MetricFamily("tern_b", .gauge, [], "B."), [], 2.0)
+        t.add(a, ["v2"], 3 as UInt64)
         #expect(
             String(decoding: t.bytes, as: UTF8.self) == """
                 # HELP tern_a_total A.
@@ -23,7 +24,7 @@ import Testing
 
     @Test func labelValuesAndHelpAreEscapedAsTheFormatSays() {
         var t = MetricsText()
-        t.gauge("tern_x", "back\\slash\nnew \"quoted\"", [("a", "q\"b\\n\nz")], 0.5)
+        t.add(MetricFamily("tern_x", .gauge, ["a"], "back\\slash\nnew \"quoted\""), ["q\"b\\n\nz"], 0.5)
         #expect(
             String(decoding: t.bytes, as: UTF8.self) == """
                 # HELP tern_x back\\\\slash\\nnew "quoted"
@@ -31,6 +32,26 @@ import Testing
                 tern_x{a="q\\"b\\\\n\\nz"} 0.5
 
                 """)
+    }
+
+    /// A VIP's name splits into IPVS exporter's labels, IPv6 without its brackets.
+    @Test func vipNamesSplitIntoAddressPortAndProtocol() {
+        #expect(MetricsCatalog.vipLabels("192.0.2.10:80/tcp") == ["192.0.2.10", "80", "tcp"])
+        #expect(MetricsCatalog.vipLabels("[2001:db8::1]:443/udp") == ["2001:db8::1", "443", "udp"])
+        #expect(MetricsCatalog.vipLabels("198.51.100.0:0/tcp") == ["198.51.100.0", "0", "tcp"])
+    }
+
+    /// Every family has a distinct name, Prometheus-valid names and labels, and a counter's name
+    /// ends in `_total`: the reference generated from the catalog is the whole exposition.
+    @Test func catalogNamesAreUniqueAndValid() {
+        let names = MetricsCatalog.all.map(\.name)
+        #expect(Set(names).count == names.count)
+        for f in MetricsCatalog.all {
+            #expect(f.name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }, "\(f.name)")
+            #expect(f.kind == .gauge || f.name.hasSuffix("_total"), "\(f.name)")
+            #expect(!f.help.isEmpty)
+        }
+        #expect(MetricsCatalog.reference().contains("| `tern_flow_table_entries` | gauge | `worker` |"))
     }
 
     @Test func gaugeValuesAreGoFloats() {

@@ -61,6 +61,28 @@ let backendA = IPAddress("10.1.0.1")!
         for o in others { #expect(!table.probe(o, hash: 7, now: 2).found) }
     }
 
+    /// The worker's survey (tern_flow_table_entries) counts what a whole walk counts, a few buckets
+    /// a step, and starts over after each pass; flows idled out are not counted.
+    @Test func surveyCountsLiveFlowsInStepsAndStartsOver() {
+        var table = FlowTable(capacity: 1024, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
+        for i in 0..<300 {
+            let t = tuple(i, proto: i % 3 == 0 ? IPProtocol.udp : IPProtocol.tcp)
+            let h = FlowHash.hash(t)
+            table.insert(t, at: table.probe(t, hash: h, now: 1), hash: h, backend: backendA, slot: 0, generation: 1, now: 1)
+        }
+        func pass(now: UInt32) -> (count: Int, steps: Int) {
+            for step in 1...1000 {
+                if let n = table.survey(step: 5, now: now) { return (n, step) }
+            }
+            return (-1, 0)
+        }
+        let first = pass(now: 2)
+        #expect(first.count == table.liveCount(now: 2) && first.count == 300)
+        #expect(first.steps == (1024 / FlowTable.ways + 4) / 5)
+        // After UDP's 30 s only the TCP flows are live.
+        #expect(pass(now: 40).count == 200)
+    }
+
     @Test func forgetsTCPAndUDPFlowsAfterTheirOwnIdleTimeouts() {
         var table = FlowTable(capacity: 64, tcpIdleTimeout: 300, udpIdleTimeout: 30, tcpClosingTimeout: 10)
         let tcp = tuple(1)

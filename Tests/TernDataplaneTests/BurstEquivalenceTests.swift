@@ -78,7 +78,7 @@ import Testing
     }
 
     static func run(_ frames: [[UInt8]], burstSizes: inout SplitMix, largest: Int) -> (
-        [(Outcome, [UInt8]?)], OutcomeCounters, (packets: [UInt64], newFlows: [UInt64])
+        [(Outcome, [UInt8]?)], OutcomeCounters, (packets: [UInt64], newFlows: [UInt64], bytes: [UInt64])
     ) {
         var sim = simulator()
         var results: [(Outcome, [UInt8]?)] = []
@@ -99,7 +99,15 @@ import Testing
         let (burst, burstCounters, burstTotals) = BurstEquivalenceTests.run(frames, burstSizes: &rng, largest: largest)
         // Per backend too: packets forwarded and flows placed land in this worker's row.
         #expect(singleTotals.packets == burstTotals.packets && singleTotals.newFlows == burstTotals.newFlows)
+        #expect(singleTotals.bytes == burstTotals.bytes)
         #expect(singleTotals.newFlows.reduce(0, +) > 0)
+        // Bytes are the clients' IP lengths (before encapsulation) of the frames forwarded.
+        var ipBytes: UInt64 = 0
+        for k in frames.indices where single[k].0 == .forwarded || single[k].0 == .forwardedInFragments {
+            let f = frames[k]
+            ipBytes += f[12] == 0x86 ? 40 + UInt64(f[18]) << 8 + UInt64(f[19]) : UInt64(f[16]) << 8 + UInt64(f[17])
+        }
+        #expect(singleTotals.bytes.reduce(0, +) == ipBytes && ipBytes > 0)
         var differing: [Int] = []
         for k in frames.indices where single[k].0 != burst[k].0 || single[k].1 != burst[k].1 { differing.append(k) }
         #expect(
