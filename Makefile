@@ -11,7 +11,7 @@ DESTDIR     ?=
 FUZZ_SECONDS ?= 15
 FUZZ_TARGETS ?= frame burst toml config keepalived ipvsadm
 
-.PHONY: disruption-test all ebpf build release run install install-test import-test metrics-test hostile-test test lint format unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
+.PHONY: docs docs-check lab lab-down lab-test disruption-test all ebpf build release run install install-test import-test metrics-test hostile-test test lint format unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
 
 all: build
 
@@ -54,13 +54,15 @@ install: release
 		$(DESTDIR)$(PREFIX)/share/doc/tern $(DESTDIR)$(SYSCONFDIR)/tern $(DESTDIR)$(PREFIX)/lib/tern
 	install -m 755 .build/release/ternd .build/release/ternctl $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(EBPF_OBJECTS) $(DESTDIR)$(PREFIX)/lib/tern/
-	install -m 644 .build/plugins/GenerateManual/outputs/ternctl/*.8 configs/man/ternd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 .build/plugins/GenerateManual/outputs/ternctl/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	sed -e 's|@DOCDIR@|$(PREFIX)/share/doc/tern|g' -e "s|@RESTART_ONLY@|$$(.build/release/ternctl reference restart-only)|g" \
+		configs/man/ternd.8 > $(DESTDIR)$(PREFIX)/share/man/man8/ternd.8
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system/exabgp.service.d
 	for unit in ternd.service tern-bird-feed.service run-tern-flows.mount exabgp.service.d/tern.conf; do \
 		sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' configs/systemd/$$unit \
 			> $(DESTDIR)$(PREFIX)/lib/systemd/system/$$unit || exit 1; \
 	done
-	install -m 644 configs/reference.toml $(DESTDIR)$(PREFIX)/share/doc/tern/
+	install -m 644 configs/reference.toml docs/*.md $(DESTDIR)$(PREFIX)/share/doc/tern/
 	install -m 644 configs/reference.toml $(DESTDIR)$(SYSCONFDIR)/tern/tern.toml.example
 
 # make install into a staging prefix (absolute, so the unit's paths exist here); the unit must pass
@@ -75,11 +77,14 @@ install-test:
 	$(STAGE)/usr/bin/ternctl check $(STAGE)/etc/tern/tern.toml
 	test -s $(STAGE)/usr/lib/tern/tern_xdp.o
 	$(STAGE)/usr/bin/ternd --version && $(STAGE)/usr/bin/ternctl --version
+	! grep -n '@[A-Z_]*@' $(STAGE)/usr/share/man/man8/ternd.8
+	grep -q '$(STAGE)/usr/share/doc/tern/reference.toml' $(STAGE)/usr/share/man/man8/ternd.8
+	test -s $(STAGE)/usr/share/doc/tern/config-reference.md
 	@echo "ok: make install staged $$(find $(STAGE) -type f | wc -l) files; systemd-analyze verify passed"
 
 # Each stage runs as its own make, timed; the times are printed at the end (and at a failure).
 TEST_STAGES := lint unit-test config-test leak-test install-test outside-test ternd-test hostile-test import-test \
-	metrics-test netns-test disruption-test tsan-test fuzz bench-quick
+	metrics-test netns-test lab-test disruption-test tsan-test fuzz bench-quick
 test:
 	@times=""; all=$$(date +%s); \
 	for stage in $(TEST_STAGES); do \
@@ -104,8 +109,23 @@ unit-test: ebpf
 	$(SWIFT) test $(BUILD_FLAGS) --skip-build; status=$$?; rm -rf /var/run/dpdk/tern-swift-test-*; exit $$status
 
 # Every file in configs/ must pass `ternctl check`; every file in Tests/outside/bad-configs must fail with 78.
+# The generated references must equal what the sources generate.
 config-test: build
 	Tests/outside/check_configs.sh .build/debug/ternctl
+	$(MAKE) --no-print-directory docs-check
+
+# docs/config-reference.md (from ConfigSchema and configs/reference.toml's comments) and
+# docs/metrics-reference.md (from MetricsCatalog) are generated: `make docs` writes them,
+# docs-check fails when the checked-in files differ.
+docs: build
+	.build/debug/ternctl reference config configs/reference.toml > docs/config-reference.md
+	.build/debug/ternctl reference metrics > docs/metrics-reference.md
+
+docs-check: build
+	.build/debug/ternctl reference config configs/reference.toml | diff -u docs/config-reference.md - \
+		|| { echo "docs/config-reference.md is stale: run make docs"; exit 1; }
+	.build/debug/ternctl reference metrics | diff -u docs/metrics-reference.md - \
+		|| { echo "docs/metrics-reference.md is stale: run make docs"; exit 1; }
 
 # `ternctl check` under AddressSanitizer and LeakSanitizer over every config file, good and bad:
 # any leak or memory error fails (config loads leaked with the TOML library Tern used before).
@@ -151,6 +171,21 @@ metrics-test: build
 netns-test: build
 	$(PYTHON) Tests/outside/test_netns.py .build/debug/ternd
 	$(PYTHON) Tests/outside/test_failover.py .build/debug/ternd
+
+# The lab (docs/operator-guide.md's tutorial): client, BIRD router with ECMP, two Tern nodes fed
+# by ExaBGP, nginx and unbound backends, Prometheus, in network namespaces lab-*; left running.
+# lab-test builds it, runs every command of the tutorial and checks its output, and removes it.
+lab: build
+	$(PYTHON) Tests/outside/lab.py up .build/debug/ternd
+
+lab-down:
+	$(PYTHON) Tests/outside/lab.py down
+
+lab-test: build
+	@mkdir -p $(OUT)
+	$(PYTHON) Tests/outside/lab.py up .build/debug/ternd > $(OUT)/lab-up.log 2>&1 || { cat $(OUT)/lab-up.log; $(PYTHON) Tests/outside/lab.py down; exit 1; }
+	$(PYTHON) Tests/outside/lab.py tutorial docs/operator-guide.md .build/debug; status=$$?; \
+		$(PYTHON) Tests/outside/lab.py down; exit $$status
 
 # What clients see while a site changes: two nodes behind a BIRD router with ECMP (one in NIC mode
 # with a persistent TAP and BFD, one in AF_XDP mode), three nginx backends, 50 keep-alive

@@ -25,7 +25,7 @@ struct Ternctl: ParsableCommand {
         version: TernVersion.string,
         subcommands: [
             Check.self, Simulate.self, Table.self, Status.self, Stats.self, Reload.self, Drain.self, Undrain.self, Show.self,
-            BGPFeed.self, Import.self, Export.self, Backend.self,
+            BGPFeed.self, Import.self, Export.self, Backend.self, Reference.self,
         ])
 }
 
@@ -37,8 +37,17 @@ func printError(_ message: String) {
 
 /// Loads a config or exits 78 with every problem on stderr.
 func loadConfig(_ path: String) throws -> TernConfig {
+    try exitingOnConfigError { () throws(ConfigError) in try ConfigLoader.load(path: path) }
+}
+
+/// `ConfigLoader.loadVIPs`, or exit 78 with every problem on stderr.
+func loadVIPs(_ path: String) throws -> [VIPConfig] {
+    try exitingOnConfigError { () throws(ConfigError) in try ConfigLoader.loadVIPs(path: path) }
+}
+
+func exitingOnConfigError<T>(_ load: () throws(ConfigError) -> T) throws -> T {
     do {
-        return try ConfigLoader.load(path: path)
+        return try load()
     } catch {
         printError(error.description)
         throw ExitCode(ConfigError.exitCode)
@@ -60,5 +69,37 @@ struct Check: ParsableCommand {
         }
         for w in c.importWarnings + c.notes { printError("note: \(w)") }
         print("ok: \(config): \(c.summary)")
+    }
+}
+
+struct Reference: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print Tern's generated references in Markdown (docs/config-reference.md, docs/metrics-reference.md).",
+        subcommands: [Config.self, Metrics.self, RestartOnly.self])
+
+    struct Config: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Every config key: type, range, default, restart-only, and its meaning from the reference config.")
+        @Argument(help: "configs/reference.toml (installed as PREFIX/share/doc/tern/reference.toml).")
+        var referenceConfig: String
+
+        func run() throws {
+            guard case .success(let bytes) = RegularFile.read(referenceConfig, limit: 1 << 20) else {
+                printError("ternctl: cannot read \(referenceConfig)")
+                throw ExitCode(66)
+            }
+            print(ConfigReference.markdown(referenceTOML: String(decoding: bytes, as: UTF8.self)), terminator: "")
+        }
+    }
+
+    struct Metrics: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every metric ternd serves: type, labels, meaning.")
+        func run() { print(MetricsCatalog.reference(), terminator: "") }
+    }
+
+    struct RestartOnly: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "restart-only", abstract: "The config tables a reload may not change, one line.")
+        func run() { print(ConfigSchema.restartOnlyTables.joined(separator: ", ")) }
     }
 }

@@ -183,28 +183,7 @@ func problems(_ text: String) -> [String] {
     /// them, and a table with restart-only keys says "Restart-only".
     @Test func theReferenceConfigDocumentsEveryKeyAsTheSchemaDefinesIt() throws {
         let text = try String(contentsOfFile: "configs/reference.toml", encoding: .utf8)
-        var table = ""
-        var comments: [String] = []
-        var seen: [String: String] = [:]  // key path: the comment lines above it
-        var tableComments: [String: String] = [:]
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("[") {
-                table = line.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-                tableComments[table, default: ""] += comments.joined(separator: " ")
-                comments = []
-                continue
-            }
-            // `key = value` or `# key = value` (an optional key shown commented out).
-            let body = line.hasPrefix("# ") ? String(line.dropFirst(2)) : line
-            let key = body.prefix { $0.isLowercase || $0 == "_" || $0.isNumber }
-            if let first = key.first, first.isLetter, body.dropFirst(key.count).hasPrefix(" = ") {
-                if seen["\(table).\(key)"] == nil { seen["\(table).\(key)"] = comments.joined(separator: " ") }
-                comments = []
-            } else if line.hasPrefix("#") {
-                comments.append(String(line.dropFirst()))
-            }
-        }
+        let (seen, tableComments) = ConfigReference.descriptions(of: text)
         for key in ConfigSchema.all where key.kind != .table && key.kind != .tables {
             guard let doc = seen[key.path] else {
                 Issue.record("configs/reference.toml does not document \(key.path)")
@@ -220,6 +199,19 @@ func problems(_ text: String) -> [String] {
                 #expect(tableComments[key.table]?.contains("Restart-only") == true, "[\(key.table)] is not marked Restart-only")
             }
         }
+    }
+
+    /// The generated reference (docs/config-reference.md) has a row for every key, with the
+    /// comment that documents it, and lists the restart-only tables.
+    @Test func theGeneratedReferenceHasEveryKeyAndItsMeaning() throws {
+        let md = ConfigReference.markdown(referenceTOML: try String(contentsOfFile: "configs/reference.toml", encoding: .utf8))
+        for key in ConfigSchema.all where key.kind != .table && key.kind != .tables {
+            #expect(md.contains("| `\(key.name)` | \(key.kind) |"), "\(key.path)")
+        }
+        #expect(
+            md.contains(
+                "| `flow_table_entries` | integer | 1024-268435456 | 1048576 | restart only | Flow-table entries per worker"))
+        #expect(md.contains("Restart-only tables: [control], [metrics], [dataplane], [[port]], [icmp]"))
     }
 
     /// The reload diff compares every restart-only key (none forgotten by the validator).
