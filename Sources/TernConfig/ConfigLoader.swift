@@ -41,6 +41,28 @@ public enum ConfigLoader {
         return socket
     }
 
+    /// The VIPs of a whole config, or of a file holding only `[[vip]]` tables (what `ternctl import`
+    /// prints): then the node-local tables a config needs are supplied after the file's text, so
+    /// errors keep their line numbers.
+    public static func loadVIPs(path: String) throws(ConfigError) -> [VIPConfig] {
+        let bytes = try read(path)
+        guard let document = try? TOMLParser.parse(bytes), document[ConfigSchema.node.path] == nil,
+            document[ConfigSchema.port.path] == nil
+        else { return try parse(bytes, file: path).vips }
+        let nodeLocal = """
+
+            [node]
+            name = "vips-only"
+            tunnel_source_v4 = "198.18.255.254"
+            tunnel_source_v6 = "2001:2::fffe"
+            [[port]]
+            device = "net_null0"
+            gateway_mac = "02:00:00:00:00:01"
+
+            """
+        return try parse(bytes + Array(nodeLocal.utf8), file: path).vips
+    }
+
     /// Validates config text; `file` names it in errors.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> TernConfig {
         try parse(Array(text.utf8), file: file)

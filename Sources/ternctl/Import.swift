@@ -18,7 +18,8 @@ struct Import: ParsableCommand {
             ternctl import ipvsadm [FILE|-]      the `ipvsadm -S -n` format
             ternctl import keepalived FILE        keepalived.conf, includes followed
             What is imported with a difference is noted on stderr with its line; what Tern cannot do \
-            (direct routing, NAT, fwmark, ...) is refused. --template FILE puts the template's tables \
+            (direct routing, NAT, fwmark, ...) is refused: the import fails, or with --skip-refused that service is left \
+            out with a note (and a comment in the output). --template FILE puts the template's tables \
             ([node], [[port]], ...) first and checks the whole config.
             """)
 
@@ -30,6 +31,9 @@ struct Import: ParsableCommand {
 
     @Option(help: "A Tern config whose tables ([node], [[port]], ...) go before the imported VIPs; the result is checked.")
     var template: String?
+
+    @Flag(help: "Import what can be imported: leave out each refused service, with a note saying why, instead of failing.")
+    var skipRefused = false
 
     func run() throws {
         var result: ImportResult
@@ -43,9 +47,9 @@ struct Import: ParsableCommand {
                     printError("ternctl import: cannot read \(name) as UTF-8 text")
                     throw ExitCode(66)
                 }
-                result = try IPVSAdm.parse(text, file: name)
+                result = try IPVSAdm.parse(text, file: name, skipRefused: skipRefused)
             case "keepalived":
-                result = try Keepalived.load(path: file)
+                result = try Keepalived.load(path: file, skipRefused: skipRefused)
             default:
                 printError("ternctl import: the format is ipvsadm or keepalived, not \(escapedForMessage(format))")
                 throw ExitCode(64)
@@ -57,6 +61,10 @@ struct Import: ParsableCommand {
         let vips = ImportRenderer.toml(result.vips, warnings: &result.warnings)
         for w in result.warnings { printError("note: \(w)") }
         var text = "# Imported by ternctl import \(format) \(file == "-" ? "" : file)\n"
+        for (service, problem) in result.refused {
+            printError("skipped: \(service): \(problem)")
+            text += "# skipped (refused): \(service): \(problem)\n".split(separator: "\n").joined(separator: " ") + "\n"
+        }
         if let template {
             guard let bytes = KeepalivedReader.readFile(template), let t = String(validating: bytes, as: UTF8.self) else {
                 printError("ternctl import: cannot read the template \(template)")
@@ -100,7 +108,10 @@ struct Export: ParsableCommand {
 
     @OptionGroup var options: SocketOptions
 
-    @Option(help: "Export this config file's VIPs (their configured weights) instead of asking ternd.")
+    @Option(
+        help:
+            "Export this config file's VIPs (their configured weights) instead of asking ternd: a whole config or what ternctl import printed."
+    )
     var config: String?
 
     func run() throws {
@@ -111,7 +122,7 @@ struct Export: ParsableCommand {
         let services: [IPVSAdm.Service]
         if let config {
             // ipvsadm has no prefixes: a CIDR VIP is one service per address.
-            services = try loadConfig(config).vips.flatMap { v in
+            services = try loadVIPs(config).flatMap { v in
                 v.addresses.map { address in
                     IPVSAdm.Service(
                         address: address, port: v.port, protocolName: v.protocolName,

@@ -81,6 +81,49 @@ func importedConfig(_ result: ImportResult) throws -> TernConfig {
         }
     }
 
+    /// --skip-refused: the services Tern can take are imported, each refused one is left out with
+    /// its reasons; a line that names no service still fails the import.
+    @Test func skipRefusedImportsTheRestAndSaysWhatWasLeftOut() throws {
+        let rules = """
+            -A -t 192.0.2.10:80 -s mh
+            -a -t 192.0.2.10:80 -r 10.1.0.1:80 -g -w 1
+            -A -f 7 -s mh
+            -A -t 192.0.2.11:80 -s mh
+            -a -t 192.0.2.11:80 -r 10.1.0.2:80 -i -w 1
+
+            """
+        let result = try IPVSAdm.parse(rules, file: "rules", skipRefused: true)
+        #expect(result.vips.map(\.name) == ["192.0.2.11:80/tcp"])
+        #expect(result.refused.map(\.service) == ["192.0.2.10:80/tcp", "fwmark 7"])
+        #expect(result.refused[0].problem.description.hasPrefix("rules:2: direct routing (-g"))
+        #expect(throws: ImportError.self) { try IPVSAdm.parse(rules + "-X\n", file: "rules", skipRefused: true) }
+
+        let conf = """
+            virtual_server 192.0.2.10 80 {
+                lvs_method DR
+                protocol TCP
+                real_server 10.1.0.1 80 {
+                }
+            }
+            virtual_server 192.0.2.11 80 {
+                lvs_method TUN
+                protocol TCP
+                real_server 10.1.0.2 80 {
+                }
+            }
+
+            """
+        let statements = try KeepalivedReader.statements(
+            conf.split(separator: "\n", omittingEmptySubsequences: false).enumerated().map { n, line in
+                (line.split(whereSeparator: { $0 == " " }).map(String.init), ImportSource(file: "k.conf", line: n + 1))
+            }.filter { !$0.0.isEmpty })
+        let k = try Keepalived.interpret(statements, skipRefused: true)
+        #expect(k.vips.map(\.name) == ["192.0.2.11:80/tcp"])
+        #expect(k.refused.count == 1 && k.refused[0].service == "virtual_server 192.0.2.10 80")
+        #expect(k.refused[0].problem.description.hasPrefix("k.conf:2: DR is refused"))
+        #expect(throws: ImportError.self) { try Keepalived.interpret(statements) }
+    }
+
     @Test func whatTernCannotDoIsRefusedWithTheLineAndWhy() {
         let cases: [(String, String)] = [
             ("-A -t 192.0.2.10:80 -s mh\n-a -t 192.0.2.10:80 -r 10.1.0.1:80 -g -w 1\n", "rules:2: direct routing (-g"),

@@ -11,9 +11,14 @@ import TernWire
 public enum IPVSAdm {
     /// Services and real servers of an ipvsadm-save dump; refusals throw, all together.
     /// `quotable`: whether messages may quote the file (false for one outside the config's directory).
-    public static func parse(_ text: String, file: String, quotable: Bool = true) throws(ImportError) -> ImportResult {
+    /// With `skipRefused`, a service with a problem (on its -A line or one of its -a lines) is left
+    /// out (`result.refused` says why) instead of failing the import; a line that names no service
+    /// still fails it.
+    public static func parse(
+        _ text: String, file: String, quotable: Bool = true, skipRefused: Bool = false
+    ) throws(ImportError) -> ImportResult {
         var result = ImportResult()
-        var problems: [ImportMessage] = []
+        var problems: [(service: String?, problem: ImportMessage)] = []
         var index: [String: Int] = [:]  // VIP name to its position in result.vips
         var tunnels: [String: (guePort: UInt16?, line: Int)] = [:]
         var refusedServers = Set<String>()  // services whose real servers were refused (each reported on its line)
@@ -22,7 +27,8 @@ public enum IPVSAdm {
             let line = trimmed(rawLine)
             if line.isEmpty || line.hasPrefix("#") { continue }
             var words = ArraySlice(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init))
-            func fail(_ message: String) { problems.append(ImportMessage(source, message)) }
+            var lineService: String? = nil
+            func fail(_ message: String) { problems.append((lineService, ImportMessage(source, message))) }
             guard let command = words.popFirst() else { continue }
             var options: [String: String] = [:]
             var flags: Set<String> = []
@@ -48,10 +54,12 @@ public enum IPVSAdm {
             }
             if bad { continue }
             if flags.contains("fwmark") || options["fwmark"] != nil {
+                lineService = "fwmark \(options["fwmark"] ?? "")"
                 fail("fwmark services are refused: Tern matches VIPs by address, port and protocol, not by firewall mark")
                 continue
             }
-            if options["sctp"] != nil {
+            if let sctp = options["sctp"] {
+                lineService = "sctp \(sctp)"
                 fail("SCTP services are refused: Tern balances TCP and UDP")
                 continue
             }
@@ -65,6 +73,7 @@ public enum IPVSAdm {
                 continue
             }
             let name = serviceName(address: address, port: port, ipProtocol: proto == "tcp" ? IPProtocol.tcp : IPProtocol.udp)
+            lineService = name
             switch command {
             case "-A", "--add-service":
                 if index[name] != nil {
@@ -160,9 +169,15 @@ public enum IPVSAdm {
             }
         }
         for v in result.vips where v.backends.isEmpty && !refusedServers.contains(v.name) {
-            problems.append(ImportMessage(v.source, "service \(v.name) has no real server (-a)"))
+            problems.append((v.name, ImportMessage(v.source, "service \(v.name) has no real server (-a)")))
         }
-        guard problems.isEmpty else { throw ImportError(problems) }
+        if skipRefused && problems.allSatisfy({ $0.service != nil }) {
+            let refused = Set(problems.compactMap(\.service))
+            result.refused = problems.map { ($0.service!, $0.problem) }
+            result.vips.removeAll { refused.contains($0.name) }
+            return result
+        }
+        guard problems.isEmpty else { throw ImportError(problems.map(\.problem)) }
         return result
     }
 

@@ -111,6 +111,8 @@ public struct ImportResult: Sendable {
     public var vips: [ImportedVIP] = []
     /// Imported, but not exactly as the source meant (said with its line).
     public var warnings: [ImportMessage] = []
+    /// With `skipRefused`: why each service left out was refused, by its name.
+    public var refused: [(service: String, problem: ImportMessage)] = []
 
     public init() {}
 }

@@ -15,13 +15,18 @@ public enum Keepalived {
     /// default `path`'s directory).
     public static func load(
         path: String, quotedUnder: String? = nil, read: (String) -> [UInt8]? = KeepalivedReader.readFile,
-        glob: (String) -> [String] = KeepalivedReader.globFiles
+        glob: (String) -> [String] = KeepalivedReader.globFiles, skipRefused: Bool = false
     ) throws(ImportError) -> ImportResult {
-        try interpret(try KeepalivedReader.read(path: path, quotedUnder: quotedUnder, read: read, glob: glob))
+        try interpret(
+            try KeepalivedReader.read(path: path, quotedUnder: quotedUnder, read: read, glob: glob), skipRefused: skipRefused)
     }
 
-    public static func interpret(_ top: [KeepalivedStatement]) throws(ImportError) -> ImportResult {
+    /// The VIPs of keepalived's statements. With `skipRefused`, a virtual_server with a problem is
+    /// left out (`result.refused` says why) instead of failing the import; problems outside any
+    /// virtual_server still fail it.
+    public static func interpret(_ top: [KeepalivedStatement], skipRefused: Bool = false) throws(ImportError) -> ImportResult {
         var r = Interpreter()
+        r.skipRefused = skipRefused
         r.run(top)
         guard r.problems.isEmpty else { throw ImportError(r.problems) }
         return r.result
@@ -34,6 +39,7 @@ struct Interpreter {
     var problems: [ImportMessage] = []
     var groups: [String: [(address: IPAddress, port: UInt16, source: ImportSource)]] = [:]
     var seen: [String: ImportSource] = [:]
+    var skipRefused = false
 
     mutating func fail(_ s: KeepalivedStatement, _ message: String) { problems.append(ImportMessage(s.source, message)) }
     mutating func warn(_ s: KeepalivedStatement, _ message: String) { result.warnings.append(ImportMessage(s.source, message)) }
@@ -49,6 +55,15 @@ struct Interpreter {
         for s in top {
             switch s.keyword {
             case "virtual_server_group": break
+            case "virtual_server" where skipRefused:
+                let (problemsBefore, vipsBefore) = (problems.count, result.vips.count)
+                virtualServer(s)
+                guard problems.count > problemsBefore else { break }
+                let name = "virtual_server \(s.arguments.joined(separator: " "))"
+                result.refused += problems[problemsBefore...].map { (name, $0) }
+                problems.removeSubrange(problemsBefore...)
+                for v in result.vips[vipsBefore...] { seen[v.name] = nil }
+                result.vips.removeSubrange(vipsBefore...)
             case "virtual_server": virtualServer(s)
             case _ where Self.notImportedBlocks.contains(s.keyword):
                 warn(
