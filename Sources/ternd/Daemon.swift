@@ -125,6 +125,8 @@ enum Daemon {
             log(.error, "cannot read the capture given to --vdev:\n" + unreadable.joined(separator: "\n"))
             return 1
         }
+        let kernelLinks = StartupChecks.kernelPortInterfaces(ealArguments, afXDP: config.ports.compactMap(\.afXDPInterface))
+        for warning in StartupChecks.checksumOffloadWarnings(kernelLinks) { log(.warning, warning) }
         let server: ControlServer
         do {
             server = try ControlServer(path: config.control.socket)
