@@ -49,7 +49,7 @@ public struct FiveTuple: Hashable, Sendable {
 /// Version 1 (`hashV1`, every release before) took five multiply-xor rounds and a finalizer:
 /// about 30 instructions more per packet. Nodes must run the same version.
 public enum FlowHash {
-    /// The version every node of a fleet must share (README, "Choosing a backend").
+    /// The version every node of a fleet must share (docs/design.md, "Choosing a backend").
     public static let version = 2
 
     @inlinable @inline(__always)

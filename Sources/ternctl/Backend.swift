@@ -18,7 +18,7 @@ struct Backend: ParsableCommand {
         discussion: """
             A backend answers clients directly (DSR): it needs the VIPs on lo, ARP kept off them (arp_ignore 1, \
             arp_announce 2), reverse-path filtering off or loose, and Tern's program on the interface that \
-            receives the tunnels. README's backend guide has the whole list; `ternctl backend check` tells what is missing.
+            receives the tunnels. docs/backend-guide.md has the whole list; `ternctl backend check` tells what is missing.
             """,
         subcommands: [Attach.self, Detach.self, Status.self, Check.self])
 
