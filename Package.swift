@@ -4,8 +4,8 @@
 //   TernMetrics, TernWire -> TernBalancing -> TernDataplane (the packet path, the port plan) -> TernDPDK
 //   TernWire -> TernXDP (the maps of Tern's XDP program, through libbpf)
 //   TernWire, TernBalancing -> TernConfig (TOML, schema, validation, imports; knows no data plane)
-//   TernAgent (the control plane) sits on TernConfig, TernDataplane and TernTelemetry; TernPcap stands
-//   alone; ternctl and ternd wire them together.
+//   TernAgent (the control plane) sits on TernConfig, TernDataplane, TernTelemetry and TernPcap (its
+//   captures' files); TernPcap stands alone; ternctl and ternd wire them together.
 import PackageDescription
 
 /// Every target: Swift 6 language mode (the package default) and warnings are errors; code for
@@ -58,8 +58,12 @@ let package = Package(
             name: "CXDP", path: "CShims/CXDP", cSettings: [.unsafeFlags(["-Wall", "-Werror"])],
             linkerSettings: [.linkedLibrary("bpf")]),
         .target(name: "TernXDP", dependencies: ["CXDP", "TernWire"], swiftSettings: strict),
+        // libpcap's filter language for packet capture (ternctl capture --filter).
         .target(
-            name: "TernDPDK", dependencies: ["CDPDK", "TernWire", "TernBalancing", "TernDataplane", "TernMetrics"],
+            name: "CPcap", path: "CShims/CPcap", cSettings: [.unsafeFlags(["-Wall", "-Werror"])],
+            linkerSettings: [.linkedLibrary("pcap")]),
+        .target(
+            name: "TernDPDK", dependencies: ["CDPDK", "CPcap", "TernWire", "TernBalancing", "TernDataplane", "TernMetrics"],
             swiftSettings: dpdkSwift),
         // DPDK harnesses for tests and benchmarks (ring-backed ports, a feeder, io/macswap loops): never
         // linked into ternd.
@@ -70,7 +74,7 @@ let package = Package(
         .target(
             name: "TernAgent",
             dependencies: [
-                "TernWire", "TernBalancing", "TernConfig", "TernTelemetry", "TernDataplane", "TernMetrics",
+                "TernWire", "TernBalancing", "TernConfig", "TernTelemetry", "TernDataplane", "TernMetrics", "TernPcap", "CPcap",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -134,7 +138,7 @@ let package = Package(
             name: "TernAgentTests",
             dependencies: [
                 "TernWire", "TernBalancing", "TernConfig", "TernTelemetry", "TernAgent", "TernDataplane", "TernMetrics",
-                "TernTestSupport", .product(name: "Logging", package: "swift-log"),
+                "TernTestSupport", "TernPcap", "CPcap", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
     ]

@@ -3,9 +3,12 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+// rte_pcapng_copy (tern_pcapng_prime) is experimental in DPDK 22.11.
+#define ALLOW_EXPERIMENTAL_API 1
 #include "cdpdk.h"
 
 #include <rte_log.h>
+#include <rte_pcapng.h>
 #include <stdio.h>
 
 #include <fcntl.h>
@@ -109,4 +112,28 @@ int tern_log_to(tern_log_sink sink) {
     if (f == NULL) return -1;
     setvbuf(f, NULL, _IOLBF, 0);  // each line reaches the sink as soon as it is complete
     return rte_openlog_stream(f);
+}
+
+/* DPDK 22.11's pcapng converts TSC cycles to time against a base it takes lazily, on its first
+ * conversion, with its own rdtsc. pdump reads the burst's TSC before calling it, so the first
+ * packet ever captured is older than the base: the difference wraps, about 2^64 cycles are
+ * counted as whole seconds and moved into the base, and every later capture of the process is
+ * stamped centuries ahead (year 2251-2281 at 2-3 GHz). One conversion at start-up, with a time half
+ * a second ahead of now (under a second: the base is left where it is), sets the base before any
+ * burst is captured. */
+int tern_pcapng_prime(uint16_t port, struct rte_mempool *pool) {
+    struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+    if (m == NULL) return -1;
+    char *data = rte_pktmbuf_append(m, 64);
+    if (data == NULL) {
+        rte_pktmbuf_free(m);
+        return -1;
+    }
+    memset(data, 0, 64);
+    uint64_t ahead = rte_get_tsc_cycles() + rte_get_tsc_hz() / 2;
+    struct rte_mbuf *copy = rte_pcapng_copy(port, 0, m, pool, 64, ahead, RTE_PCAPNG_DIRECTION_IN);
+    rte_pktmbuf_free(m);
+    if (copy == NULL) return -1;
+    rte_pktmbuf_free(copy);
+    return 0;
 }

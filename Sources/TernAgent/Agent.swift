@@ -27,6 +27,12 @@ public protocol DataplaneView: AnyObject {
     /// A reload's config is running (the snapshot is published): device-side state follows it
     /// (the XDP programs' VIP maps).
     func configApplied(_ config: TernConfig)
+    /// Where the workers look for a running capture (nil: the data plane cannot capture).
+    var packetTap: PacketTap? { get }
+}
+
+extension DataplaneView {
+    public var packetTap: PacketTap? { nil }
 }
 
 extension DataplaneView {
@@ -64,6 +70,8 @@ public final class Agent {
     let renderer: MetricsRenderer
     let loop: ControlLoop
     var metricsServer: MetricsServer?
+    /// `ternctl capture` (nil when the data plane has no tap).
+    let capture: PacketCapture?
 
     /// `config` is running (`publisher` holds its snapshot) on `dataplane`; `server` is the control
     /// socket (nil: none), `signals` where SIGHUP and SIGTERM come from.
@@ -108,13 +116,21 @@ public final class Agent {
         info.lifecycle = lifecycle
         commands = ControlCommands(
             reloader: reloader, info: info, wallClock: environment.wallClock, shouldStop: { signals.stopPending }, log: log)
+        let capture = dataplane.packetTap.map { tap in
+            PacketCapture(
+                tap: tap, cell: publisher.cell, workers: config.dataplane.workers, ports: config.ports.count,
+                clock: environment.clock, log: log)
+        }
+        commands.capture = capture
+        self.capture = capture
         renderer = MetricsRenderer(stats: stats, reloader: reloader, info: info, commands: commands, server: server)
         let (commands, renderer, clock) = (commands, renderer, environment.clock)
         loop = ControlLoop(
             signals: signals, reloader: reloader, log: log, clock: clock, stopWhenIdleSeconds: stopWhenIdleSeconds,
             progress: { dataplane.progress }, server: server, commands: commands, exchange: exchange,
             answer: { question -> any Sendable in question == "metrics" ? renderer.sample() : commands.telemetry(question) },
-            periodic: (watcher.targets.isEmpty ? [] : [(0.5, watcher.poll)]) + [(0, { prober.step(now: clock()) })],
+            periodic: (watcher.targets.isEmpty ? [] : [(0.5, watcher.poll)]) + [(0, { prober.step(now: clock()) })]
+                + (capture.map { [(0.02, $0.tick)] } ?? []),
             lifecycle: lifecycle)
     }
 
@@ -131,6 +147,7 @@ public final class Agent {
         defer {
             metricsServer?.close()
             metricsServer = nil
+            capture?.close()
         }
         return loop.run(pollMilliseconds: pollMilliseconds)
     }

@@ -56,6 +56,8 @@ public final class ControlCommands {
     let shouldStop: () -> Bool
     /// Called with every change's log line (reloads and drains asked over the socket).
     let log: (Logger.Level, String) -> Void
+    /// Packet capture (`ternctl capture`); set by the daemon once its workers exist.
+    public var capture: PacketCapture?
 
     public init(
         reloader: Reloader, info: DaemonInfo, wallClock: @escaping () -> Double, shouldStop: @escaping () -> Bool,
@@ -86,6 +88,13 @@ public final class ControlCommands {
                 PrefixAnnouncement(prefix: prefix, up: a.up, communities: a.attributes.communities, med: a.attributes.med)
             }
             return .announcements(AnnouncementsReply(prefixes: prefixes))
+        case .capture(let request):
+            guard let capture else { return .failure("this ternd has no data plane to capture") }
+            return capture.start(request)
+        case .captureStatus: return .capture(capture?.status() ?? PacketCapture.none)
+        case .captureStop:
+            guard let capture else { return .failure("no capture is running") }
+            return capture.stop()
         }
     }
 

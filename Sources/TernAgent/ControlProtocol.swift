@@ -38,9 +38,15 @@ public enum ControlCommand: Equatable, Sendable {
     case showBackends(vip: String?)
     case showVIPs
     case announcements
+    case capture(CaptureRequest)
+    case captureStatus
+    case captureStop
 
     /// Every command's wire name, in the order errors list them.
-    public static let names = ["status", "stats", "reload", "drain", "undrain", "show-backends", "show-vips", "announcements"]
+    public static let names = [
+        "status", "stats", "reload", "drain", "undrain", "show-backends", "show-vips", "announcements", "capture",
+        "capture-status", "capture-stop",
+    ]
 
     public var name: String {
         switch self {
@@ -52,13 +58,16 @@ public enum ControlCommand: Equatable, Sendable {
         case .showBackends: "show-backends"
         case .showVIPs: "show-vips"
         case .announcements: "announcements"
+        case .capture: "capture"
+        case .captureStatus: "capture-status"
+        case .captureStop: "capture-stop"
         }
     }
 
     /// Asks without changing anything: clients asking the same in one turn can share a reply.
     public var readOnly: Bool {
         switch self {
-        case .reload, .drain, .undrain: false
+        case .reload, .drain, .undrain, .capture, .captureStop: false
         default: true
         }
     }
@@ -68,6 +77,7 @@ public enum ControlCommand: Equatable, Sendable {
         case .drain(let backend, let vip), .undrain(let backend, let vip):
             ["backend": backend.description].merging(vip.map { ["vip": $0] } ?? [:]) { a, _ in a }
         case .showBackends(let vip): vip.map { ["vip": $0] } ?? [:]
+        case .capture(let r): r.arguments
         default: [:]
         }
     }
@@ -88,6 +98,9 @@ public enum ControlCommand: Equatable, Sendable {
         case "show-backends": self = .showBackends(vip: arguments["vip"])
         case "show-vips": self = .showVIPs
         case "announcements": self = .announcements
+        case "capture": self = .capture(try CaptureRequest(arguments: arguments))
+        case "capture-status": self = .captureStatus
+        case "capture-stop": self = .captureStop
         default:
             throw ControlFailure(
                 "unknown command \"\(escapedForMessage(name))\" (\(ControlCommand.names.joined(separator: ", ")))")
@@ -422,6 +435,7 @@ public enum ControlResponse: Sendable, Equatable {
     case backends(BackendsReply)
     case vips(VIPsReply)
     case announcements(AnnouncementsReply)
+    case capture(CaptureStatus)
     case error(ErrorReply)
 
     public static func failure(_ message: String) -> ControlResponse { .error(ErrorReply(message)) }
@@ -434,6 +448,7 @@ public enum ControlResponse: Sendable, Equatable {
         case .backends(let r): ControlWire.encode(r)
         case .vips(let r): ControlWire.encode(r)
         case .announcements(let r): ControlWire.encode(r)
+        case .capture(let r): ControlWire.encode(r)
         case .error(let r): ControlWire.encode(r)
         }
     }

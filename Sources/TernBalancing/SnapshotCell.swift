@@ -96,8 +96,15 @@ public final class SnapshotCell: @unchecked Sendable {
     }
 
     /// Whether every online worker has entered a burst (or gone offline) since `grace` began.
-    public func hasElapsed(_ grace: Grace) -> Bool {
-        for i in 0..<readerCount where readers[i].seenEpoch.load(ordering: .acquiring) < grace.epoch { return false }
+    public func hasElapsed(_ grace: Grace) -> Bool { hasPassed(grace.epoch) }
+
+    /// A grace period with no new snapshot: once `hasPassed` says so for what this returns, no
+    /// worker still uses what it read (before this call) from another shared cell, such as a
+    /// capture session cleared just before.
+    public func beginGrace() -> UInt64 { epoch.add(1, ordering: .acquiringAndReleasing).newValue }
+
+    public func hasPassed(_ target: UInt64) -> Bool {
+        for i in 0..<readerCount where readers[i].seenEpoch.load(ordering: .acquiring) < target { return false }
         return true  // `offline` is above every epoch
     }
 

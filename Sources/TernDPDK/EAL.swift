@@ -43,6 +43,10 @@ public enum EAL {
     /// Needs a primary with shared config on hugepages: not --no-huge, --in-memory or --no-shconf.
     public static func enableCapture() -> Bool { rte_pdump_init() == 0 }
 
+    /// Sets the time base of DPDK 22.11's pcapng before dpdk-dumpcap captures: without it, every
+    /// capture of the process is stamped centuries ahead (`tern_pcapng_prime` says why).
+    public static func primeCaptureClock(port: UInt16, pool: Mempool) -> Bool { tern_pcapng_prime(port, pool.pointer) == 0 }
+
     /// Calls `rte_pdump_uninit` and `rte_eal_cleanup`.
     public static func cleanup() {
         _ = rte_pdump_uninit()

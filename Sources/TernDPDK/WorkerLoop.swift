@@ -3,6 +3,7 @@
 // frames to TX and free the rest. Every mbuf is either sent or freed on every path.
 
 import CDPDK
+import CPcap
 import Synchronization
 import TernBalancing
 import TernDataplane
@@ -67,11 +68,14 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
     /// The flow clock's value when the loop starts (seconds; 1 for a fresh flow table): a table
     /// kept from an earlier ternd goes on from where its clock stood, so idle timeouts count the gap.
     let clockBase: UInt32
+    /// Where a running capture (`ternctl capture`) is found; one load per burst.
+    let tap: PacketTap?
 
     public init(
         index: Int, queues: [WorkerQueue], burstSize: Int, cell: SnapshotCell, worker: consuming Worker,
-        idleSleepMicroseconds: UInt32 = 0, clockBase: UInt32 = 1
+        idleSleepMicroseconds: UInt32 = 0, clockBase: UInt32 = 1, tap: PacketTap? = nil
     ) {
+        self.tap = tap
         self.clockBase = clockBase
         self.index = index
         self.queues = queues
@@ -106,6 +110,8 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         let fragments: UnsafeMutablePointer<OpaquePointer?>
         /// Held IP fragments given back (`FragmentTable`).
         let handles: UnsafeMutablePointer<UInt>
+        /// Frames of the burst a running capture selected (its filter, on the frame as received).
+        let selected: UnsafeMutablePointer<Bool>
 
         init(burst: Int) {
             let n = max(burst, FragmentTable.heldCapacity)
@@ -118,6 +124,7 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
             toHost = .allocate(capacity: n)
             fragments = .allocate(capacity: OuterFragments.maxCount)
             handles = .allocate(capacity: FragmentTable.heldCapacity)
+            selected = .allocate(capacity: n)
         }
 
         func deallocate() {
@@ -125,6 +132,7 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
             packets.deallocate()
             outcomes.deallocate()
             handles.deallocate()
+            selected.deallocate()
         }
     }
 
@@ -160,8 +168,11 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
                 worker.pointee.port = q.context
                 if let g = q.gateway { worker.pointee.port.gatewayMAC = GatewayCell.load(g) }
                 if let g = q.replyGateway { worker.pointee.port.replyGatewayMAC = GatewayCell.load(g) }
+                let capture = tap?.current()
+                if let capture { selectForCapture(capture, q, count: n, lists) }
                 worker.pointee.processBurst(
                     lists.packets, count: n, outcomes: lists.outcomes, snapshot: snapshot.pointee, now: now)
+                if let capture { copyForCapture(capture, count: n, lists) }
                 finishBurst(count: n, q, lists, stats: stats)
                 if held.pointee.heldCount > 0 { releaseHeld(q, lists, snapshot: snapshot, now: now) }
             }
@@ -185,6 +196,31 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         }
         freeHeld(held.pointee.takeExpired(now: now, all: true, into: lists.handles), lists)
         cell.goOffline(reader: index)
+    }
+
+    /// A capture runs: marks the frames its filter selects, as they were received (on its port).
+    @inline(never)
+    func selectForCapture(_ capture: UnsafeMutablePointer<CaptureSession>, _ q: WorkerQueue, count n: Int, _ lists: Lists) {
+        let port = capture.pointee.port
+        let filter = capture.pointee.filter
+        for i in 0..<n {
+            let p = lists.packets[i]
+            lists.selected[i] =
+                (port < 0 || port == Int(q.rxPort))
+                && tern_filter_match(UnsafeRawPointer(filter), p.data, UInt32(p.length), UInt32(p.length)) != 0
+        }
+    }
+
+    /// Copies the selected frames as the burst left them (encapsulated toward a backend, answered,
+    /// or as received when dropped or for the host) into this worker's ring.
+    @inline(never)
+    func copyForCapture(_ capture: UnsafeMutablePointer<CaptureSession>, count n: Int, _ lists: Lists) {
+        let ring = capture.pointee.rings[index]
+        let nanoseconds = CaptureSession.now()
+        for i in 0..<n where lists.selected[i] {
+            let p = lists.packets[i]
+            ring.push(p.data, length: p.length, snapLength: capture.pointee.snapLength, nanoseconds: nanoseconds)
+        }
     }
 
     /// Sends, frees or passes to the host each packet of a processed burst, by its outcome; keeps

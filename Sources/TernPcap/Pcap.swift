@@ -59,7 +59,8 @@ public enum Pcap {
         return out
     }
 
-    static func header(nanosecond: Bool, snapLength: UInt32) -> [UInt8] {
+    /// A file's 24-byte header (write it, then records: a capture written as it goes).
+    public static func header(nanosecond: Bool, snapLength: UInt32) -> [UInt8] {
         var out: [UInt8] = []
         put32(nanosecond ? magicNano : magicMicro, &out)
         put16(2, &out)
@@ -71,7 +72,8 @@ public enum Pcap {
         return out
     }
 
-    static func recordBytes(_ r: PcapRecord, nanosecond: Bool) -> [UInt8] {
+    /// One record's header and bytes.
+    public static func recordBytes(_ r: PcapRecord, nanosecond: Bool) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(16 + r.data.count)
         let seconds = r.timestampNanoseconds / 1_000_000_000

@@ -195,6 +195,9 @@ enum Daemon {
             return 1
         }
         keepDevices = !dataplane.persistentTAPs.isEmpty
+        if sharedConfig, let port = dataplane.ports.first, !EAL.primeCaptureClock(port: port.id, pool: dataplane.pool) {
+            log(.warning, "cannot set pcapng's time base: dpdk-dumpcap's timestamps may be wrong")
+        }
         for w in config.importWarnings { log("import note: \(w)") }
         if config.dataplane.workers > 1 && !dataplane.rss {
             log("note: the ports offer no RSS; each worker polls its own queue (virtual devices: one rx_pcap per queue)")

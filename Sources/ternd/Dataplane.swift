@@ -37,6 +37,8 @@ final class Dataplane {
     let xdpFilters: [Int: XDPFilter]
     /// Learned next hops by port index (`[[port]] gateway` without `gateway_mac`).
     let gateways: [Int: GatewayCell]
+    /// Where the workers look for a running capture (`ternctl capture`).
+    let packetTap: PacketTap?
     /// What the config asks of the devices (ring sizes, pool, routes, workers), and whether the
     /// ports spread flows by RSS, for the start-up line.
     let plan: DataplanePlan
@@ -194,6 +196,8 @@ final class Dataplane {
         let gateways = Dictionary(uniqueKeysWithValues: plan.learnedGateways.map { ($0, GatewayCell()) })
         self.gateways = gateways
         var loops: [WorkerLoop] = []
+        let tap = PacketTap()
+        packetTap = tap
         for w in 0..<workers {
             let queues = plan.routes.routes.map { r in
                 WorkerQueue(
@@ -207,7 +211,7 @@ final class Dataplane {
                     index: w, queues: queues, burstSize: plan.burstSize, cell: cell,
                     worker: Worker(
                         index: w, port: queues[0].context, settings: plan.worker, flowMemory: flowState?.memory(worker: w)),
-                    idleSleepMicroseconds: idleSleepMicroseconds, clockBase: flowState?.clockBase ?? 1))
+                    idleSleepMicroseconds: idleSleepMicroseconds, clockBase: flowState?.clockBase ?? 1, tap: tap))
         }
         self.loops = loops
         try hostPath?.start()

@@ -170,10 +170,15 @@ final class FakeDaemon {
         for command in [
             ControlCommand.status, .stats, .reload, drain, .undrain(backend: IPAddress("fc00::1")!, vip: nil),
             .showBackends(vip: nil), .showBackends(vip: dns), .showVIPs, .announcements,
+            .capture(try CaptureRequest(arguments: ["file": "/tmp/x.pcap", "filter": "tcp port 80", "count": "5"])),
+            .captureStatus, .captureStop,
         ] {
             #expect(try ControlCommand(line: command.line) == command)
         }
-        #expect(ControlCommand.names.count == 8)
+        #expect(ControlCommand.names.count == 11)
+        #expect(throws: ControlFailure("capture: count must be 1-10000000, got 0")) {
+            try ControlCommand(line: Array("{\"command\":\"capture\",\"file\":\"/tmp/x\",\"count\":\"0\"}".utf8))
+        }
     }
 
     @Test func badRequestsSayWhatIsWrong() {
@@ -200,7 +205,7 @@ final class FakeDaemon {
         #expect(
             try keys(d.run(.status)) == [
                 "ok", "protocol", "version", "uptime_s", "config", "generation", "workers", "ports", "reloads", "summary",
-                "table_fingerprints", "gateways",
+                "table_fingerprints", "gateways", "announced",
             ])
         let port = try ControlWire.decode(StatusReply.self, from: d.run(.status).line).ports[0]
         #expect(port == PortStatus(name: "net_ring0", linkUp: true, speedMbps: 10_000, stats: ["ipackets": 7, "opackets": 5]))
@@ -215,7 +220,7 @@ final class FakeDaemon {
         }
         #expect(
             Set(backends[0].object.keys) == [
-                "address", "weight", "effective_weight", "state", "slots", "share", "packets", "new_flows", "health",
+                "address", "weight", "effective_weight", "state", "slots", "share", "packets", "bytes", "new_flows", "health",
             ])
         #expect(try keys(d.run(.stats)).isSuperset(of: ["ok", "time", "rx", "forwarded", "dropped", "per_vip"]))
         #expect(try keys(.failure("no")) == ["ok", "error"])

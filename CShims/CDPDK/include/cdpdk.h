@@ -115,6 +115,9 @@ int tern_stop_signal_pending(void);
 /// cannot be opened.
 int tern_lock_holder(const char *path);
 
+/// Sets DPDK pcapng's time base before dpdk-dumpcap captures anything (shim.c says why); 0 on success.
+int tern_pcapng_prime(uint16_t port, struct rte_mempool *pool);
+
 // ---- EAL's log --------------------------------------------------------------------------------
 
 /// Receives what DPDK logs: the level of the message (RTE_LOG_EMERG 1 ... RTE_LOG_DEBUG 8) and
