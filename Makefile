@@ -11,7 +11,7 @@ DESTDIR     ?=
 FUZZ_SECONDS ?= 15
 FUZZ_TARGETS ?= frame burst toml config keepalived ipvsadm
 
-.PHONY: docs docs-check lab lab-down lab-test disruption-test all ebpf build release run install install-test import-test metrics-test hostile-test test lint format unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
+.PHONY: docs docs-check lab lab-down lab-test fleet-test disruption-test all ebpf build release run install install-test import-test metrics-test hostile-test test lint format unit-test outside-test config-test leak-test ternd-test netns-test tsan-test fuzz fuzz-long fuzz-build bench bench-build bench-quick clean
 
 all: build
 
@@ -84,7 +84,7 @@ install-test:
 
 # Each stage runs as its own make, timed; the times are printed at the end (and at a failure).
 TEST_STAGES := lint unit-test config-test leak-test install-test outside-test ternd-test hostile-test import-test \
-	metrics-test netns-test lab-test disruption-test tsan-test fuzz bench-quick
+	metrics-test netns-test lab-test fleet-test disruption-test tsan-test fuzz bench-quick
 test:
 	@times=""; all=$$(date +%s); \
 	for stage in $(TEST_STAGES); do \
@@ -186,6 +186,11 @@ lab-test: build
 	$(PYTHON) Tests/outside/lab.py up .build/debug/ternd > $(OUT)/lab-up.log 2>&1 || { cat $(OUT)/lab-up.log; $(PYTHON) Tests/outside/lab.py down; exit 1; }
 	$(PYTHON) Tests/outside/lab.py tutorial docs/operator-guide.md .build/debug; status=$$?; \
 		$(PYTHON) Tests/outside/lab.py down; exit $$status
+
+# A fleet from etcd: a three-member etcd cluster and three ternd nodes in namespaces; puts, fleet
+# drains, invalid documents, a member down, quorum lost and back, a node killed, health by quorum.
+fleet-test: build
+	$(PYTHON) Tests/outside/test_fleet.py .build/debug/ternd
 
 # What clients see while a site changes: two nodes behind a BIRD router with ECMP (one in NIC mode
 # with a persistent TAP and BFD, one in AF_XDP mode), three nginx backends, 50 keep-alive

@@ -72,18 +72,22 @@ public final class Agent {
     var metricsServer: MetricsServer?
     /// `ternctl capture` (nil when the data plane has no tap).
     let capture: PacketCapture?
+    /// The fleet thread (nil without `[fleet]`).
+    let fleet: FleetFollower?
 
     /// `config` is running (`publisher` holds its snapshot) on `dataplane`; `server` is the control
     /// socket (nil: none), `signals` where SIGHUP and SIGTERM come from.
     public init(
         config: TernConfig, configPath: String, publisher: Publisher, dataplane: any DataplaneView, signals: any SignalSource,
-        server: ControlServer?, stopWhenIdleSeconds: Double? = nil, environment: AgentEnvironment,
-        neighbors: @escaping () -> Result<[Netlink.Neighbor], NetlinkError> = Netlink.neighbors
+        server: ControlServer?, site: (document: [UInt8], name: String, revision: Int64)? = nil,
+        stopWhenIdleSeconds: Double? = nil,
+        environment: AgentEnvironment, neighbors: @escaping () -> Result<[Netlink.Neighbor], NetlinkError> = Netlink.neighbors
     ) {
         let log = environment.log
         let reloader = Reloader(
             configPath: configPath, desired: DesiredState(config: config), publisher: publisher,
             availableMemory: environment.availableMemory, clock: environment.clock, wallClock: environment.wallClock)
+        reloader.site = site.map { ($0.document, $0.name) }
         self.reloader = reloader
         // Learned next hops: the kernel's neighbour table on each host interface, twice a second.
         watcher = NeighborWatcher(
@@ -95,9 +99,19 @@ public final class Agent {
             }, log: log, neighbors: neighbors)
         // Health checks from the host's stack, on this thread; verdicts publish a new snapshot.
         let prober = HealthProber { changes in
+            // A VIP whose verdicts the fleet agrees on (`quorum = "fleet"`): this node's verdict is
+            // only reported (FleetApplier publishes it); the quorum changes the table.
+            let quorum = Set(reloader.desired.config.vips.filter(\.fleetHealthQuorum).map(\.name))
+            let (agreed, own) = (changes.filter { quorum.contains($0.key.vip) }, changes.filter { !quorum.contains($0.key.vip) })
+            for c in agreed {
+                log(
+                    c.up ? .info : .warning,
+                    "health: \(c.key) is \(c.up ? "up" : "DOWN") here (\(c.detail)); the fleet's quorum decides")
+            }
+            guard !own.isEmpty else { return }
             // Published first: once the line is out, the data plane already routes by it.
-            let result = reloader.setHealth(changes.map { ($0.key, $0.up) })
-            for c in changes { log(c.up ? .info : .warning, "health: \(c.key) is \(c.up ? "up" : "DOWN") (\(c.detail))") }
+            let result = reloader.setHealth(own.map { ($0.key, $0.up) })
+            for c in own { log(c.up ? .info : .warning, "health: \(c.key) is \(c.up ? "up" : "DOWN") (\(c.detail))") }
             log(result.ok ? .info : .error, result.message)
         }
         self.prober = prober
@@ -123,12 +137,29 @@ public final class Agent {
         }
         commands.capture = capture
         self.capture = capture
+        // The fleet: etcd's site document and drains applied here; this node's report written there.
+        if let f = config.fleet {
+            let applier = FleetApplier(
+                config: f, reloader: reloader, commands: commands, log: log, wallClock: environment.wallClock,
+                startedWith: site?.revision ?? 0)
+            commands.fleet = applier
+            fleet = FleetFollower(config: f, node: FleetStart.nodeName(f), applier: applier, exchange: exchange)
+        } else {
+            fleet = nil
+        }
         renderer = MetricsRenderer(stats: stats, reloader: reloader, info: info, commands: commands, server: server)
         let (commands, renderer, clock) = (commands, renderer, environment.clock)
+        let fleetNode = config.fleet.map(FleetStart.nodeName) ?? ""
         loop = ControlLoop(
             signals: signals, reloader: reloader, log: log, clock: clock, stopWhenIdleSeconds: stopWhenIdleSeconds,
             progress: { dataplane.progress }, server: server, commands: commands, exchange: exchange,
-            answer: { question -> any Sendable in question == "metrics" ? renderer.sample() : commands.telemetry(question) },
+            answer: { question -> any Sendable in
+                switch question {
+                case "metrics": renderer.sample()
+                case "fleet-sync": commands.fleet?.sync(node: fleetNode) ?? [UInt8]()
+                default: commands.telemetry(question)
+                }
+            },
             periodic: (watcher.targets.isEmpty ? [] : [(0.5, watcher.poll)]) + [(0, { prober.step(now: clock()) })]
                 + (capture.map { [(0.02, $0.tick)] } ?? []),
             lifecycle: lifecycle)
@@ -144,10 +175,12 @@ public final class Agent {
 
     /// Runs the control loop until a stop signal or the idle timer; returns why it stopped.
     public func run(pollMilliseconds: Int32 = 50) -> String {
+        fleet?.start()
         defer {
             metricsServer?.close()
             metricsServer = nil
             capture?.close()
+            fleet?.stopAndWithdraw()
         }
         return loop.run(pollMilliseconds: pollMilliseconds)
     }

@@ -58,6 +58,8 @@ public final class ControlCommands {
     let log: (Logger.Level, String) -> Void
     /// Packet capture (`ternctl capture`); set by the daemon once its workers exist.
     public var capture: PacketCapture?
+    /// The fleet (`[fleet]`): what this node applied from etcd.
+    public var fleet: FleetApplier?
 
     public init(
         reloader: Reloader, info: DaemonInfo, wallClock: @escaping () -> Double, shouldStop: @escaping () -> Bool,
@@ -114,7 +116,8 @@ public final class ControlCommands {
             reloads: ReloadCounts(ok: reloader.succeeded, failed: reloader.failed), summary: reloader.desired.config.summary,
             tableFingerprints: tableFingerprints(), gateways: info.gateways(),
             lastReload: reloader.last.map { LastReload(time: $0.time, ok: $0.ok, message: $0.message) },
-            announced: reloader.desired.config.vips.filter { wanted[$0.prefix]?.up == true }.map(\.name))
+            announced: reloader.desired.config.vips.filter { wanted[$0.prefix]?.up == true }.map(\.name),
+            fleet: fleet?.state)
     }
 
     func setState(_ address: IPAddress, vip: String?, to state: BackendState, command: ControlCommand) -> ControlResponse {

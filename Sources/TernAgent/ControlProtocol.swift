@@ -307,14 +307,25 @@ public struct StatusReply: Codable, Sendable, Equatable {
     public var lastReload: LastReload?
     /// The VIPs this node asks the BGP feed to announce now, by name (`tern_vip_announced`).
     public var announced: [String]
+    /// With `[fleet]`: the site revision running and whether etcd answers.
+    public var fleet: FleetState?
 
     enum CodingKeys: String, CodingKey {
-        case ok, version, config, generation, workers, ports, reloads, summary, gateways, announced
+        case ok, version, config, generation, workers, ports, reloads, summary, gateways, announced, fleet
         case protocolVersion = "protocol"
         case uptimeSeconds = "uptime_s"
         case tableFingerprints = "table_fingerprints"
         case lastReload = "last_reload"
     }
+}
+
+/// A fleet node's standing (`status`, metrics).
+public struct FleetState: Codable, Sendable, Equatable {
+    public var revision: Int64
+    public var reachable: Bool
+    /// etcd's last error while unreachable; why the newest document was refused.
+    public var error: String
+    public var refused: String
 }
 
 /// Every counter (the keys of ternd's final JSON line) and `time`, when they were read.

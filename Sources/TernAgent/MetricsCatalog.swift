@@ -142,6 +142,13 @@ public enum MetricsCatalog {
         "Metrics connections ternd closed: over the connection limit, idle or slow, or a malformed request.",
         values: ["reason": ["limit", "timeout", "malformed"]])
 
+    static let fleetRevision = MetricFamily(
+        "tern_fleet_revision", .gauge, [],
+        "With [fleet]: the etcd revision of the site document this node runs (0: the file's VIPs).")
+    static let fleetReachable = MetricFamily(
+        "tern_fleet_reachable", .gauge, [],
+        "With [fleet]: 1 while etcd answers this node's polls; 0: it forwards with what it has.")
+
     /// Every family, in exposition order.
     public static let all: [MetricFamily] =
         [buildInfo, startTime, rx, forwarded, forwardedInFragments, host, replied, held, dropped, tx, txFailed]
@@ -150,6 +157,7 @@ public enum MetricsCatalog {
         + [vipPackets, vipBytes, vipNewFlows, backendPackets, backendBytes, backendNewFlows, vipAnnounced, vipTable]
         + [backendUp, backendTransitions, backendWeight, portLinkUp] + portStats.map(\.family)
         + [portXDP, generation, reloads, lastReloadOK, lastReloadTime, controlDropped, metricsConnections, metricsClosed]
+        + [fleetRevision, fleetReachable]
 
     /// A VIP's label values from its name (`192.0.2.10:80/tcp`, `[2001:db8::1]:443/udp`): the
     /// counters of a VIP gone from the config are kept by name only.

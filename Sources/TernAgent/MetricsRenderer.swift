@@ -42,6 +42,7 @@ public struct MetricsRenderer {
             desired: desired, health: health, ports: info.ports(), generation: reloader.publisher.generation,
             reloadsSucceeded: reloader.succeeded, reloadsFailed: reloader.failed, lastReloadOK: reloader.last?.ok,
             lastSuccessTime: reloader.lastSuccessTime, withdrawing: info.withdrawing,
+            fleet: commands.fleet?.state,
             controlDropped: server.map { d in
                 [("silent", d.dropped.silent), ("slow_reader", d.dropped.slowReader), ("oversized", d.dropped.oversized)]
             } ?? [])
@@ -76,6 +77,8 @@ public struct MetricsSample: Sendable {
     /// Shutdown drain under way (every VIP withdrawn).
     /// Every VIP withdrawn: shutting down, or a learned next hop unknown.
     let withdrawing: Bool
+    /// With `[fleet]`: what this node runs from etcd.
+    let fleet: FleetState?
     /// Control-socket clients dropped, by reason (empty without a control socket).
     let controlDropped: [(String, UInt64)]
 
@@ -160,6 +163,10 @@ public struct MetricsSample: Sendable {
             for (reason, n) in [("limit", server.refused), ("timeout", server.timedOut), ("malformed", server.malformed)] {
                 r.add(M.metricsClosed, [reason], n)
             }
+        }
+        if let fleet {
+            r.add(M.fleetRevision, [], Double(fleet.revision))
+            r.add(M.fleetReachable, [], fleet.reachable ? 1.0 : 0.0)
         }
         return r.bytes
     }

@@ -27,6 +27,9 @@ public final class Reloader {
     public private(set) var lastSuccessTime: Double?
     /// Told the new config after each successful reload (the health checker follows it).
     public var didReload: ((TernConfig) -> Void)?
+    /// A fleet node's site document (from etcd, or its cache) and the name errors give it: a
+    /// reload then takes the file's node-local tables and the document's VIPs.
+    public var site: (document: [UInt8], name: String)?
 
     public init(
         configPath: String, desired: DesiredState, publisher: Publisher, availableMemory: @escaping () -> Int?,
@@ -45,7 +48,11 @@ public final class Reloader {
     public func reload(shouldStop: () -> Bool = { false }) -> ReloadResult {
         let next: TernConfig
         do {
-            next = try ConfigLoader.load(path: configPath)
+            if let site {
+                next = try ConfigLoader.load(path: configPath, site: site.document, siteName: site.name)
+            } else {
+                next = try ConfigLoader.load(path: configPath)
+            }
         } catch {
             return finish(false, "reload failed, keeping the running config:\n" + error.description)
         }

@@ -152,6 +152,9 @@ public struct VIPConfig: Equatable, Sendable {
     public var clampMSS = false
     /// Second chance (`second_chance`): on for GUE TCP VIPs unless set false; IPIP cannot carry it.
     public var secondChance = false
+    /// `[vip.health] quorum = "fleet"`: a backend is down when more than half of the fleet's live
+    /// nodes see it down, so every node builds the same table.
+    public var fleetHealthQuorum = false
 
     public var protocolName: String { ipProtocol == IPProtocol.tcp ? "tcp" : "udp" }
 
@@ -201,10 +204,47 @@ public struct MetricsConfig: Equatable, Sendable {
     public var port: Int
 }
 
+/// `[fleet]`: the site's VIPs and drains come from etcd (a document under `prefix`), and this node
+/// reports there what it runs.
+public struct FleetConfig: Equatable, Sendable {
+    /// etcd client URLs (`http://HOST:PORT`), tried in order.
+    public var endpoints: [Endpoint]
+    /// Keys live under it: `PREFIX/config` (the site document), `PREFIX/drains/...`, `PREFIX/nodes/NAME`.
+    public var prefix: String
+    /// This node's name under `PREFIX/nodes/` (default: the host name).
+    public var node: String?
+    /// Where the last applied site document is kept, for a start while etcd is away.
+    public var cache: String
+    public var pollMilliseconds: Int
+    public var leaseSeconds: Int
+
+    public struct Endpoint: Equatable, Sendable {
+        public var host: String
+        public var port: Int
+        public var description: String { "http://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
+    }
+
+    public static let defaultCache = "/var/lib/tern/fleet-cache.toml"
+
+    /// `http://HOST:PORT` (IPv6 in brackets; https is refused: TLS is not supported yet).
+    public static func endpoint(_ text: String) -> Endpoint? {
+        guard text.hasPrefix("http://") else { return nil }
+        var rest = text.dropFirst("http://".count)
+        if rest.hasSuffix("/") { rest = rest.dropLast() }
+        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]), (1...65535).contains(port)
+        else { return nil }
+        var host = rest[..<colon]
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        guard !host.isEmpty, !host.contains("/"), !host.contains("@") else { return nil }
+        return Endpoint(host: String(host), port: port)
+    }
+}
+
 public struct TernConfig: Equatable, Sendable {
     public var node: NodeConfig
     public var control = ControlConfig()
     public var metrics: MetricsConfig? = nil
+    public var fleet: FleetConfig? = nil
     public var dataplane: DataplaneConfig
     public var icmp = ICMPConfig()
     public var ports: [PortConfig]

@@ -16,8 +16,13 @@ public enum ConfigLoader {
         try parse(try read(path), file: path)
     }
 
+    /// A fleet node's config: its file with the site document in place of its VIPs.
+    public static func load(path: String, site: [UInt8], siteName: String) throws(ConfigError) -> TernConfig {
+        try parse(node: try read(path), file: path, site: site, siteName: siteName)
+    }
+
     /// A config file's bytes: a regular file of at most `maxFileBytes`, or the reason it is not.
-    static func read(_ path: String) throws(ConfigError) -> [UInt8] {
+    public static func read(_ path: String) throws(ConfigError) -> [UInt8] {
         let bytes: [UInt8]
         switch RegularFile.read(path, limit: maxFileBytes) {
         case .success(let b): bytes = b
@@ -69,12 +74,51 @@ public enum ConfigLoader {
     }
 
     public static func parse(_ bytes: [UInt8], file: String) throws(ConfigError) -> TernConfig {
-        let document: TOMLTable
+        try parse(document: try document(bytes, file: file), file: file)
+    }
+
+    /// The tables a fleet's site document holds (in etcd); every other table is node-local.
+    public static let siteTables = [ConfigSchema.vip.path, ConfigSchema.maglev.path]
+
+    /// A fleet node's config: its own file's node-local tables ([node], [[port]], [fleet], ...)
+    /// with the site document's `[[vip]]` and `[maglev]` in place of the file's. Errors in the site
+    /// document name `siteName` and its lines.
+    public static func parse(node: [UInt8], file: String, site: [UInt8], siteName: String) throws(ConfigError) -> TernConfig {
+        let own = try document(node, file: file)
+        let shared = try siteDocument(site, name: siteName)
+        var merged = TOMLTable()
+        for key in own.keys where !siteTables.contains(key) { merged.append(key, own[key]!) }
+        for key in shared.keys { merged.append(key, shared[key]!) }
+        return try parse(document: merged, file: siteName)
+    }
+
+    /// A site document by itself: TOML with only site tables (what `ternctl fleet put` checks
+    /// before the VIPs are validated against a node).
+    public static func siteDocument(_ bytes: [UInt8], name: String) throws(ConfigError) -> TOMLTable {
+        let shared = try document(bytes, file: name)
+        let local = shared.keys.filter { !siteTables.contains($0) }
+        guard local.isEmpty else {
+            throw ConfigError(
+                file: name,
+                problems: local.map { key in
+                    var p = ConfigProblem(
+                        key, "is node-local: it belongs in each node's file; a site document holds only [[vip]] and [maglev]")
+                    p.line = shared[key]?.line
+                    return p
+                })
+        }
+        return shared
+    }
+
+    static func document(_ bytes: [UInt8], file: String) throws(ConfigError) -> TOMLTable {
         do {
-            document = try TOMLParser.parse(bytes)
+            return try TOMLParser.parse(bytes)
         } catch {
             throw ConfigError(file: file, line: error.line, column: error.column, problems: [ConfigProblem("", error.message)])
         }
+    }
+
+    static func parse(document: TOMLTable, file: String) throws(ConfigError) -> TernConfig {
         var reader = DocumentReader()
         let doc = reader.read(document)
         var vips = doc.tables(ConfigSchema.vip)

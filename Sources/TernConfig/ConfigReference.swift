@@ -13,7 +13,11 @@ public enum ConfigReference {
         var keys: [String: String] = [:]
         var tables: [String: String] = [:]
         for raw in toml.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = raw.drop { $0 == " " }
+            var line = raw.drop { $0 == " " }
+            // An optional table shown commented out (`# [fleet]`) is a table header too.
+            if line.hasPrefix("# ["), ConfigSchema.all.contains(where: { "[\($0.path)]" == line.dropFirst(2) }) {
+                line = line.dropFirst(2)
+            }
             if line.hasPrefix("[") {
                 table = String(line.filter { $0 != "[" && $0 != "]" })
                 if tables[table] == nil { tables[table] = comments.joined(separator: " ") }

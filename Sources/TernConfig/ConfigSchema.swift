@@ -6,6 +6,8 @@
 public struct ConfigKey: Sendable, Hashable {
     public enum Kind: Sendable, Hashable {
         case string, integer, boolean, table, tables
+        /// An array of strings (`endpoints = ["http://...", ...]`).
+        case strings
     }
 
     /// Dotted, without array indices: `vip.backend.weight`.
@@ -143,6 +145,7 @@ public enum ConfigSchema {
     public static let healthPath = ConfigKey("vip.health.path", .string)
     public static let healthExpectStatus = ConfigKey("vip.health.expect_status", .integer, range: 100...599, default: 200)
     public static let healthAllDown = ConfigKey("vip.health.all_down", .string)
+    public static let healthQuorum = ConfigKey("vip.health.quorum", .string)
 
     public static let backend = ConfigKey("vip.backend", .tables)
     public static let backendAddress = ConfigKey("vip.backend.address", .string, required: true)
@@ -161,6 +164,15 @@ public enum ConfigSchema {
     public static let bgpMED = ConfigKey("vip.bgp.med", .integer, range: 0...4_294_967_295)
     public static let bgpCommunities = ConfigKey("vip.bgp.communities", .string)
 
+    /// The fleet store (etcd): where the site's VIPs and drains live and this node reports.
+    public static let fleet = ConfigKey("fleet", .table)
+    public static let fleetEndpoints = ConfigKey("fleet.endpoints", .strings, required: true, restartOnly: true)
+    public static let fleetPrefix = ConfigKey("fleet.prefix", .string, required: true, restartOnly: true)
+    public static let fleetNode = ConfigKey("fleet.node", .string, restartOnly: true)
+    public static let fleetCache = ConfigKey("fleet.cache", .string, restartOnly: true)
+    public static let fleetPoll = ConfigKey("fleet.poll_ms", .integer, range: 50...10_000, default: 250, restartOnly: true)
+    public static let fleetLease = ConfigKey("fleet.lease_s", .integer, range: 2...60, default: 5, restartOnly: true)
+
     public static let all: [ConfigKey] = [
         node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, shutdownDrain, importTable, importKeepalived,
         importIPVSAdm, metrics, metricsListen, dataplane, workers,
@@ -173,9 +185,11 @@ public enum ConfigSchema {
         allowGUEPortOverlap, minHealthy, vipHash, vipQUIC, vipClampMSS, vipSecondChance, health, healthCheck, healthPort,
         healthInterval,
         healthTimeout, healthRise, healthFall, healthPath,
-        healthExpectStatus, healthAllDown, backend, backendAddress, backendWeight, backendState, backendQUICServerID,
+        healthExpectStatus, healthAllDown, healthQuorum, backend, backendAddress, backendWeight, backendState,
+        backendQUICServerID,
         backendHealth, backendHealthCheck,
-        backendHealthPort, backendHealthPath, backendHealthExpectStatus, bgp, bgpMED, bgpCommunities,
+        backendHealthPort, backendHealthPath, backendHealthExpectStatus, bgp, bgpMED, bgpCommunities, fleet, fleetEndpoints,
+        fleetPrefix, fleetNode, fleetCache, fleetPoll, fleetLease,
     ]
 
     /// The keys a table may hold ("" is the top level), in the order of `all`. Worked out once:

@@ -17,6 +17,7 @@ struct ConfigTable {
     func string(_ key: ConfigKey) -> String? { if case .string(let s)? = values[key.name] { s } else { nil } }
     func int(_ key: ConfigKey) -> Int? { if case .integer(let n)? = values[key.name] { n } else { nil } }
     func bool(_ key: ConfigKey) -> Bool? { if case .boolean(let b)? = values[key.name] { b } else { nil } }
+    func strings(_ key: ConfigKey) -> [String]? { if case .strings(let s)? = values[key.name] { s } else { nil } }
     func table(_ key: ConfigKey) -> ConfigTable? { if case .table(let t)? = values[key.name] { t } else { nil } }
     func tables(_ key: ConfigKey) -> [ConfigTable] { if case .tables(let t)? = values[key.name] { t } else { [] } }
     func has(_ key: ConfigKey) -> Bool { values[key.name] != nil }
@@ -32,6 +33,7 @@ indirect enum ConfigValue {
     case string(String)
     case integer(Int)
     case boolean(Bool)
+    case strings([String])
     case table(ConfigTable)
     case tables([ConfigTable])
 }
@@ -95,6 +97,13 @@ struct DocumentReader {
         case (.string, .string(let s)): return .string(s)
         case (.integer, .integer(let n)): return .integer(Int(n))
         case (.boolean, .boolean(let b)): return .boolean(b)
+        case (.strings, .array(let items)):
+            var out: [String] = []
+            for item in items {
+                guard case .string(let s) = item else { return wrongType(e, key, keyPath) }
+                out.append(s)
+            }
+            return .strings(out)
         case (.table, .table(let inner)): return .table(read(inner, path: keyPath, schemaPath: key.path))
         case (.tables, .array(let items)):
             var out: [ConfigTable] = []
@@ -115,6 +124,7 @@ struct DocumentReader {
             case .string: "string"
             case .integer: "integer"
             case .boolean: "boolean"
+            case .strings: "array of strings"
             case .table: "table ([\(keyPath)])"
             case .tables: "array of tables ([[\(keyPath)]])"
             }

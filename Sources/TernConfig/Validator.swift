@@ -159,6 +159,16 @@ struct Validator {
         config.control.shutdownDrainSeconds = int(control, K.shutdownDrain)
         if let listen = doc.table(K.metrics)?.string(K.metricsListen) { config.metrics = metricsListen(listen) }
         note(K.metricsListen, K.metricsListen.path, config.metrics.map { "\($0.host) \($0.port)" } ?? "off")
+        if let f = doc.table(K.fleet) {
+            config.fleet = validateFleet(f)
+        } else {
+            for k in [K.fleetEndpoints, K.fleetPrefix, K.fleetNode, K.fleetCache, K.fleetPoll, K.fleetLease] {
+                note(k, k.path, "none")
+            }
+        }
+        for (v, path) in zip(config.vips, vipPaths) where v.fleetHealthQuorum && config.fleet == nil {
+            fail("\(path).health.quorum", "\"fleet\" needs a [fleet] table: the verdicts are agreed through etcd")
+        }
         checkMemory(config)
         checkLoops(config, vipPaths)
         checkBGPAttributes(config, vipPaths)
@@ -167,6 +177,40 @@ struct Validator {
         guard problems.isEmpty else { return nil }
         config.restartOnly = restartOnly
         return config
+    }
+
+    /// `[fleet]`: endpoints as URLs, a prefix etcd keys can live under.
+    mutating func validateFleet(_ f: ConfigTable) -> FleetConfig? {
+        typealias K = ConfigSchema
+        var endpoints: [FleetConfig.Endpoint] = []
+        for text in f.strings(K.fleetEndpoints) ?? [] {
+            guard let e = FleetConfig.endpoint(text) else {
+                fail(
+                    f.path(K.fleetEndpoints),
+                    "\"\(escapedForMessage(text))\" is not http://HOST:PORT (TLS is not supported: keep etcd's client port on a management network)"
+                )
+                continue
+            }
+            endpoints.append(e)
+        }
+        if endpoints.isEmpty && f.strings(K.fleetEndpoints) != nil {
+            fail(f.path(K.fleetEndpoints), "needs at least one etcd endpoint")
+        }
+        let prefix = f.string(K.fleetPrefix) ?? ""
+        if !prefix.hasPrefix("/") || prefix.hasSuffix("/") || prefix.count < 2 || prefix.utf8.contains(0) {
+            fail(
+                f.path(K.fleetPrefix),
+                "must start with / and not end with one (\"/tern/site1\"), got \"\(escapedForMessage(prefix))\"")
+        }
+        let node = f.string(K.fleetNode)
+        if let node, node.isEmpty || node.contains("/") { fail(f.path(K.fleetNode), "must be a name without /") }
+        let cache = filePath(f, K.fleetCache, emptyMeans: nil) ?? FleetConfig.defaultCache
+        note(K.fleetEndpoints, K.fleetEndpoints.path, endpoints.map(\.description).joined(separator: ","))
+        note(K.fleetPrefix, K.fleetPrefix.path, prefix)
+        note(K.fleetNode, K.fleetNode.path, node ?? "default")
+        return FleetConfig(
+            endpoints: endpoints, prefix: prefix, node: node, cache: cache, pollMilliseconds: int(f, K.fleetPoll),
+            leaseSeconds: int(f, K.fleetLease))
     }
 
     /// `HOST:PORT` (IPv6 in brackets): an address of this machine and a port.
@@ -452,6 +496,7 @@ struct Validator {
                 )
             }
             vip.health = health
+            if let h = healthTable { vip.fleetHealthQuorum = oneOf(h, K.healthQuorum, ["node", "fleet"]) == 1 }
             if let g = r.table(K.bgp) { vip.bgp = validateBGP(g) }
             vip.minHealthy = int(r, K.minHealthy)
             if let h = r.string(K.vipHash) {

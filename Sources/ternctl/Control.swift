@@ -79,6 +79,12 @@ struct Status: ParsableCommand {
             for (vip, f) in r.tableFingerprints.sorted(by: { $0.key < $1.key }) {
                 s += "table \(vip) fingerprint \(f), \(announced.contains(vip) ? "announced" : "withdrawn")\n"
             }
+            if let f = r.fleet {
+                s += "fleet: site revision \(f.revision), etcd \(f.reachable ? "reachable" : "UNREACHABLE (\(f.error))")"
+                s +=
+                    f.refused.isEmpty
+                    ? "\n" : "; newest document refused: \(f.refused.split(separator: "\n").joined(separator: " | "))\n"
+            }
             s += "reloads ok \(r.reloads.ok), failed \(r.reloads.failed)\n"
             if let last = r.lastReload { s += "last reload: \(last.ok ? "ok" : "FAILED"): \(last.message)\n" }
             return s + "control protocol \(r.protocolVersion)\n"

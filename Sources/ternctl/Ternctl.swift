@@ -15,7 +15,7 @@ struct Ternctl: ParsableCommand {
         commandName: "ternctl",
         abstract: """
             Tern load balancer tools: check configs, simulate the data plane on pcap files, show Maglev tables; \
-            operate a running ternd (status, stats, reload, drain, show, capture, the BGP feed); import and export IPVS \
+            operate a running ternd (status, stats, reload, drain, show, capture, the BGP feed); run a fleet from etcd; import and export IPVS \
             and keepalived files; set up backends (Tern's decapsulating XDP program).
             """,
         discussion: """
@@ -25,7 +25,7 @@ struct Ternctl: ParsableCommand {
         version: TernVersion.string,
         subcommands: [
             Check.self, Simulate.self, Table.self, Status.self, Stats.self, Reload.self, Drain.self, Undrain.self, Show.self,
-            BGPFeed.self, Capture.self, Import.self, Export.self, Backend.self, Reference.self,
+            BGPFeed.self, Capture.self, Fleet.self, Import.self, Export.self, Backend.self, Reference.self,
         ])
 }
 

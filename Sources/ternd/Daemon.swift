@@ -89,13 +89,17 @@ enum Daemon {
             print(Options.usage)
             return error.message.isEmpty ? 0 : exitUsage
         }
-        let config: TernConfig
+        let fileConfig: TernConfig
         do {
-            config = try ConfigLoader.load(path: options.config)
+            fileConfig = try ConfigLoader.load(path: options.config)
         } catch {
             log(.error, "config refused:\n" + error.description)
             return ConfigError.exitCode
         }
+        // A fleet node's VIPs come from etcd (or its cache, or the file when neither can be used).
+        let start = FleetStart.choose(fileConfig, path: options.config) { log($0, $1) }
+        let config = start.config
+        if config.fleet != nil { log("fleet: site VIPs from \(start.source)") }
         if let available = MemoryBudget.availableBytes() {
             let problems = MemoryBudget.startProblems(config, available: available)
             if !problems.isEmpty {
@@ -209,7 +213,7 @@ enum Daemon {
                 + "RSS \(dataplane.rss ? "on" : "off"); control socket \(config.control.socket)")
         let agent = Agent(
             config: config, configPath: options.config, publisher: publisher, dataplane: dataplane, signals: signals,
-            server: server,
+            server: server, site: start.site.map { ($0.document, $0.name, start.revision) },
             stopWhenIdleSeconds: options.stopWhenIdleSeconds,
             environment: AgentEnvironment(
                 log: { log($0, $1) }, clock: monotonicSeconds, wallClock: wallSeconds,

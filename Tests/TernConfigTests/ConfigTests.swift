@@ -211,7 +211,7 @@ func problems(_ text: String) -> [String] {
         #expect(
             md.contains(
                 "| `flow_table_entries` | integer | 1024-268435456 | 1048576 | restart only | Flow-table entries per worker"))
-        #expect(md.contains("Restart-only tables: [control], [metrics], [dataplane], [[port]], [icmp]"))
+        #expect(md.contains("Restart-only tables: [control], [metrics], [dataplane], [[port]], [icmp], [fleet]"))
     }
 
     /// The reload diff compares every restart-only key (none forgotten by the validator).
