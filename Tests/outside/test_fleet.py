@@ -11,13 +11,13 @@ Checked:
    with etcdctl, every node refuses it, keeps running and says why (status, fleet status).
 4. One etcd member killed: a put still reaches every node.
 5. etcd's quorum lost: the nodes keep forwarding (lb1 replays a capture: its forwarded counter
-   keeps rising), status and metrics say etcd is unreachable; a node started meanwhile runs the
+   keeps rising), status and metrics (promtool-clean) say etcd is unreachable; a node started meanwhile runs the
    cached document and says so; quorum back: a change made then arrives everywhere.
 6. A node killed (SIGKILL): its PREFIX/nodes/ entry goes when its lease ends.
 7. Health by quorum: one node's checks failing alone change no node's table; two of three take the
    backend out on every node.
 
-Needs root, etcd-server, etcd-client, iproute2, nftables, python3.
+Needs root, etcd-server, etcd-client, iproute2, nftables, curl, prometheus (promtool), python3.
 Usage: test_fleet.py PATH/TO/ternd
 """
 import json
@@ -111,7 +111,7 @@ class Node:
         endpoints = ", ".join(f'"http://{self.link}.1:{p}"' for p in etcd.client.values())
         with open(self.config, "w") as f:
             f.write(f'[node]\nname = "{name}"\ntunnel_source_v4 = "10.0.0.{index + 10}"\n'
-                    f'[control]\nsocket = "{self.sock}"\n[dataplane]\nflow_table_entries = 4096\nflow_state = ""\n'
+                    f'[control]\nsocket = "{self.sock}"\n[metrics]\nlisten = "{self.link}.2:9108"\n[dataplane]\nflow_table_entries = 4096\nflow_state = ""\n'
                     f'[[port]]\ndevice = "{"net_pcap0" if replay else "net_null0"}"\ngateway_mac = "02:00:00:00:00:fe"\n'
                     f'[fleet]\nendpoints = [{endpoints}]\nprefix = "{PREFIX}"\nnode = "{name}"\ncache = "{self.cache}"\n'
                     'poll_ms = 100\nlease_s = 2\n'
@@ -144,6 +144,11 @@ class Node:
     def status(self):
         p = subprocess.run([TERNCTL, "status", "--json", "--socket", self.sock], capture_output=True, text=True)
         return json.loads(p.stdout) if p.returncode == 0 else {}
+
+    def metrics(self):
+        p = subprocess.run(["ip", "netns", "exec", self.ns, "curl", "-s", "--max-time", "5", f"http://{self.link}.2:9108/metrics"],
+                           capture_output=True, text=True)
+        return p.stdout
 
     def backends(self):
         p = subprocess.run([TERNCTL, "show", "backends", "--json", "--socket", self.sock], capture_output=True, text=True)
@@ -329,6 +334,11 @@ def main(ternd):
         text = subprocess.run([TERNCTL, "status", "--socket", nodes["lb3"].sock], capture_output=True, text=True).stdout
         check(f1 > f0 and "etcd UNREACHABLE" in text and before.get("table_fingerprints"),
               f"quorum lost: forwarded {f0} -> {f1}; status: {text}")
+        body = nodes["lb1"].metrics()
+        p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True)
+        check("tern_fleet_reachable 0" in body and f"tern_fleet_revision {revision}" in body and p.returncode == 0,
+              f"quorum lost: metrics: promtool exit {p.returncode} {p.stdout[-300:]}; fleet lines: "
+              f"{[line for line in body.splitlines() if line.startswith('tern_fleet')]}")
         nodes["lb3"].stop(signal.SIGKILL)
         nodes["lb3"].start(ternd)
         check(f"fleet: site VIPs from the cache {nodes['lb3'].cache}, revision {revision}" in nodes["lb3"].text(),
@@ -342,6 +352,7 @@ def main(ternd):
         revision = put(etcd, tmp, site(backends=(BACKEND, SECOND)))
         check(wait(lambda: agree(all_nodes, revision), 10), f"quorum back: {[n.status().get('fleet') for n in all_nodes]}")
         check(all(n.status().get("fleet", {}).get("reachable") for n in all_nodes), "quorum back: a node still says unreachable")
+        check("tern_fleet_reachable 1" in nodes["lb1"].metrics(), "quorum back: tern_fleet_reachable is not 1")
         print("ok: quorum back: every node reachable again, and a change made then arrived everywhere", flush=True)
 
         # 7. Health by quorum (before 6: it needs all three nodes).
