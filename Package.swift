@@ -58,9 +58,10 @@ let package = Package(
             name: "CXDP", path: "CShims/CXDP", cSettings: [.unsafeFlags(["-Wall", "-Werror"])],
             linkerSettings: [.linkedLibrary("bpf")]),
         .target(name: "TernXDP", dependencies: ["CXDP", "TernWire"], swiftSettings: strict),
-        // libpcap's filter language for packet capture (ternctl capture --filter).
+        // libpcap's filter language for packet capture (ternctl capture --filter). DWARF 4: TernBench links it
+        // and Debian's valgrind cannot read DWARF 5.
         .target(
-            name: "CPcap", path: "CShims/CPcap", cSettings: [.unsafeFlags(["-Wall", "-Werror"])],
+            name: "CPcap", path: "CShims/CPcap", cSettings: [.unsafeFlags(["-Wall", "-Werror", "-gdwarf-4"])],
             linkerSettings: [.linkedLibrary("pcap")]),
         .target(
             name: "TernDPDK", dependencies: ["CDPDK", "CPcap", "TernWire", "TernBalancing", "TernDataplane", "TernMetrics"],
