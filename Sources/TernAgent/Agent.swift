@@ -138,12 +138,12 @@ public final class Agent {
         commands.capture = capture
         self.capture = capture
         // The fleet: etcd's site document and drains applied here; this node's report written there.
-        if let f = config.fleet {
+        if let f = config.fleet, let client = try? EtcdClient(f) {
             let applier = FleetApplier(
                 config: f, reloader: reloader, commands: commands, log: log, wallClock: environment.wallClock,
                 startedWith: site?.revision ?? 0)
             commands.fleet = applier
-            fleet = FleetFollower(config: f, node: FleetStart.nodeName(f), applier: applier, exchange: exchange)
+            fleet = FleetFollower(config: f, node: FleetStart.nodeName(f), applier: applier, exchange: exchange, client: client)
         } else {
             fleet = nil
         }

@@ -1,14 +1,17 @@
 // etcd's v3 API through its JSON gateway: HTTP/1.1 POSTs of JSON, keys and values in base64,
 // 64-bit numbers as strings (etcd 3.4: /v3/kv/range, /v3/kv/put, /v3/kv/txn, /v3/kv/deleterange,
-// /v3/lease/grant, /v3/lease/keepalive). HTTP framing is SwiftNIO's HTTP/1 codec; each call opens a
-// connection, has a deadline, and moves to the next endpoint when one fails. Calls block: they run
-// on the fleet thread and in ternctl, never on the control thread.
+// /v3/lease/grant, /v3/lease/keepalive). HTTP framing is SwiftNIO's HTTP/1 codec, TLS (https
+// endpoints, with a client certificate for etcd's --client-cert-auth) swift-nio-ssl's; each call
+// opens a connection, has a deadline, and moves to the next endpoint when one fails. Calls block:
+// they run on the fleet thread and in ternctl, never on the control thread.
 
 import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import TernConfig
+import TernWire
 
 public struct EtcdError: Error, CustomStringConvertible, Sendable {
     public var description: String
@@ -27,14 +30,38 @@ public final class EtcdClient: @unchecked Sendable {
     let endpoints: [FleetConfig.Endpoint]
     let timeout: TimeAmount
     let group: MultiThreadedEventLoopGroup
+    /// For https endpoints: the CA and client certificate, loaded once.
+    let tls: NIOSSLContext?
     /// The endpoint that answered last (tried first next time).
     var preferred = 0
 
-    public init(endpoints: [FleetConfig.Endpoint], timeoutSeconds: Double = 1.5) {
+    /// Throws when the TLS files cannot be loaded (their problem named).
+    public init(endpoints: [FleetConfig.Endpoint], tls files: FleetConfig.TLSFiles = .init(), timeoutSeconds: Double = 1.5)
+        throws(EtcdError)
+    {
         self.endpoints = endpoints
         timeout = .milliseconds(Int64(timeoutSeconds * 1000))
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        guard endpoints.contains(where: \.tls) else {
+            tls = nil
+            return
+        }
+        do {
+            var c = TLSConfiguration.makeClientConfiguration()
+            if let ca = files.ca { c.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca)) }
+            if let cert = files.certificate, let key = files.key {
+                c.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
+                c.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+            }
+            tls = try NIOSSLContext(configuration: c)
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw EtcdError("TLS: \(error)")
+        }
     }
+
+    /// A client for a node's `[fleet]`.
+    public convenience init(_ fleet: FleetConfig) throws(EtcdError) { try self.init(endpoints: fleet.endpoints, tls: fleet.tls) }
 
     deinit { try? group.syncShutdownGracefully() }
 
@@ -117,10 +144,17 @@ public final class EtcdClient: @unchecked Sendable {
     func post(_ e: FleetConfig.Endpoint, _ path: String, _ body: [UInt8]) throws(EtcdError) -> (Int, [UInt8]) {
         let loop = group.next()
         let promise = loop.makePromise(of: (Int, [UInt8]).self)
+        let context = e.tls ? tls : nil
+        // A name is checked against the certificate; an IP address against its IP SANs.
+        let serverName = IPAddress(e.host) == nil ? e.host : nil
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let context {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: context, serverHostname: serverName))
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(ReplyCollector(promise: promise))
                 }

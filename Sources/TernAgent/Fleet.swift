@@ -232,12 +232,12 @@ public final class FleetFollower: @unchecked Sendable {
     var published: FleetNodeReport?
     var thread: Thread?
 
-    public init(config: FleetConfig, node: String, applier: FleetApplier, exchange: ControlExchange) {
+    public init(config: FleetConfig, node: String, applier: FleetApplier, exchange: ControlExchange, client: EtcdClient) {
         self.config = config
         self.node = node
         self.applier = applier
         self.exchange = exchange
-        client = EtcdClient(endpoints: config.endpoints)
+        self.client = client
     }
 
     public func start() {
@@ -322,7 +322,7 @@ public enum FleetStart {
         guard let fleet = file.fleet else { return Choice(config: file, site: nil, revision: 0, source: "the file") }
         var candidates: [(document: [UInt8], revision: Int64, source: String)] = []
         do {
-            let (kvs, _) = try EtcdClient(endpoints: fleet.endpoints).range(FleetApplier.documentKey(fleet.prefix))
+            let (kvs, _) = try EtcdClient(fleet).range(FleetApplier.documentKey(fleet.prefix))
             if let kv = kvs.first { candidates.append((kv.value, kv.modRevision, "etcd")) }
         } catch {
             log(.warning, "fleet: etcd unreachable at start (\(error.description))")

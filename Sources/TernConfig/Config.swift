@@ -217,26 +217,42 @@ public struct FleetConfig: Equatable, Sendable {
     public var cache: String
     public var pollMilliseconds: Int
     public var leaseSeconds: Int
+    /// For https endpoints: the CA that signed etcd's certificate (nil: the system's roots) and
+    /// this node's client certificate and key (etcd's --client-cert-auth), PEM files.
+    public var tls = TLSFiles()
+
+    public struct TLSFiles: Equatable, Sendable {
+        public var ca: String? = nil
+        public var certificate: String? = nil
+        public var key: String? = nil
+        public init(ca: String? = nil, certificate: String? = nil, key: String? = nil) {
+            self.ca = ca
+            self.certificate = certificate
+            self.key = key
+        }
+    }
 
     public struct Endpoint: Equatable, Sendable {
         public var host: String
         public var port: Int
-        public var description: String { "http://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
+        public var tls = false
+        public var description: String { "\(tls ? "https" : "http")://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
     }
 
     public static let defaultCache = "/var/lib/tern/fleet-cache.toml"
 
-    /// `http://HOST:PORT` (IPv6 in brackets; https is refused: TLS is not supported yet).
+    /// `http://HOST:PORT` or `https://HOST:PORT` (IPv6 in brackets).
     public static func endpoint(_ text: String) -> Endpoint? {
-        guard text.hasPrefix("http://") else { return nil }
-        var rest = text.dropFirst("http://".count)
+        let tls = text.hasPrefix("https://")
+        guard tls || text.hasPrefix("http://") else { return nil }
+        var rest = text.dropFirst(tls ? "https://".count : "http://".count)
         if rest.hasSuffix("/") { rest = rest.dropLast() }
         guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]), (1...65535).contains(port)
         else { return nil }
         var host = rest[..<colon]
         if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
         guard !host.isEmpty, !host.contains("/"), !host.contains("@") else { return nil }
-        return Endpoint(host: String(host), port: port)
+        return Endpoint(host: String(host), port: port, tls: tls)
     }
 }
 

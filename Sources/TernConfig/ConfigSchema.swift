@@ -172,6 +172,9 @@ public enum ConfigSchema {
     public static let fleetCache = ConfigKey("fleet.cache", .string, restartOnly: true)
     public static let fleetPoll = ConfigKey("fleet.poll_ms", .integer, range: 50...10_000, default: 250, restartOnly: true)
     public static let fleetLease = ConfigKey("fleet.lease_s", .integer, range: 2...60, default: 5, restartOnly: true)
+    public static let fleetCA = ConfigKey("fleet.ca_file", .string, restartOnly: true)
+    public static let fleetCert = ConfigKey("fleet.cert_file", .string, restartOnly: true)
+    public static let fleetKey = ConfigKey("fleet.key_file", .string, restartOnly: true)
 
     public static let all: [ConfigKey] = [
         node, nodeName, tunnelSourceV4, tunnelSourceV6, control, controlSocket, shutdownDrain, importTable, importKeepalived,
@@ -189,7 +192,7 @@ public enum ConfigSchema {
         backendQUICServerID,
         backendHealth, backendHealthCheck,
         backendHealthPort, backendHealthPath, backendHealthExpectStatus, bgp, bgpMED, bgpCommunities, fleet, fleetEndpoints,
-        fleetPrefix, fleetNode, fleetCache, fleetPoll, fleetLease,
+        fleetPrefix, fleetNode, fleetCache, fleetPoll, fleetLease, fleetCA, fleetCert, fleetKey,
     ]
 
     /// The keys a table may hold ("" is the top level), in the order of `all`. Worked out once:

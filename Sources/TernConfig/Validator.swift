@@ -162,7 +162,10 @@ struct Validator {
         if let f = doc.table(K.fleet) {
             config.fleet = validateFleet(f)
         } else {
-            for k in [K.fleetEndpoints, K.fleetPrefix, K.fleetNode, K.fleetCache, K.fleetPoll, K.fleetLease] {
+            for k in [
+                K.fleetEndpoints, K.fleetPrefix, K.fleetNode, K.fleetCache, K.fleetPoll, K.fleetLease, K.fleetCA, K.fleetCert,
+                K.fleetKey,
+            ] {
                 note(k, k.path, "none")
             }
         }
@@ -187,7 +190,7 @@ struct Validator {
             guard let e = FleetConfig.endpoint(text) else {
                 fail(
                     f.path(K.fleetEndpoints),
-                    "\"\(escapedForMessage(text))\" is not http://HOST:PORT (TLS is not supported: keep etcd's client port on a management network)"
+                    "\"\(escapedForMessage(text))\" is not http://HOST:PORT or https://HOST:PORT"
                 )
                 continue
             }
@@ -205,12 +208,30 @@ struct Validator {
         let node = f.string(K.fleetNode)
         if let node, node.isEmpty || node.contains("/") { fail(f.path(K.fleetNode), "must be a name without /") }
         let cache = filePath(f, K.fleetCache, emptyMeans: nil) ?? FleetConfig.defaultCache
+        let tls = FleetConfig.TLSFiles(
+            ca: filePath(f, K.fleetCA, emptyMeans: nil), certificate: filePath(f, K.fleetCert, emptyMeans: nil),
+            key: filePath(f, K.fleetKey, emptyMeans: nil))
+        if (tls.certificate == nil) != (tls.key == nil) {
+            fail(f.path(tls.certificate == nil ? K.fleetCert : K.fleetKey), "cert_file and key_file go together")
+        }
+        let usesTLS = endpoints.contains(where: \.tls)
+        if !usesTLS && (tls.ca != nil || tls.certificate != nil) {
+            fail(f.path(K.fleetEndpoints), "ca_file, cert_file and key_file need https:// endpoints")
+        }
+        if usesTLS && endpoints.contains(where: { !$0.tls }) {
+            fail(f.path(K.fleetEndpoints), "all http:// or all https://, not both")
+        }
+        for (key, path) in [(K.fleetCA, tls.ca), (K.fleetCert, tls.certificate), (K.fleetKey, tls.key)] {
+            if let path, case .failure(let why) = RegularFile.read(path, limit: 1 << 20) {
+                fail(f.path(key), "cannot read \(path): \(why.description)")
+            }
+        }
         note(K.fleetEndpoints, K.fleetEndpoints.path, endpoints.map(\.description).joined(separator: ","))
         note(K.fleetPrefix, K.fleetPrefix.path, prefix)
         note(K.fleetNode, K.fleetNode.path, node ?? "default")
         return FleetConfig(
             endpoints: endpoints, prefix: prefix, node: node, cache: cache, pollMilliseconds: int(f, K.fleetPoll),
-            leaseSeconds: int(f, K.fleetLease))
+            leaseSeconds: int(f, K.fleetLease), tls: tls)
     }
 
     /// `HOST:PORT` (IPv6 in brackets): an address of this machine and a port.

@@ -11,19 +11,23 @@ struct StoreOptions: ParsableArguments {
     @Option(help: "A node's config file: the store is its [fleet] table.") var config: String?
     @Option(help: "etcd endpoints, comma-separated (http://HOST:PORT,...), with --prefix.") var endpoints: String?
     @Option(help: "The site's key prefix (/tern/SITE), with --endpoints.") var prefix: String?
+    @Option(help: "With https endpoints: the CA of etcd's certificate (PEM).") var cacert: String?
+    @Option(help: "With https endpoints: a client certificate (PEM), with --key.") var cert: String?
+    @Option(help: "The client certificate's key (PEM).") var key: String?
 
     func store() throws -> (client: EtcdClient, prefix: String) {
         if let config {
             guard let fleet = try loadConfig(config).fleet else { throw ValidationError("\(config) has no [fleet] table") }
-            return (EtcdClient(endpoints: fleet.endpoints), fleet.prefix)
+            return (try etcd { () throws(EtcdError) in try EtcdClient(fleet) }, fleet.prefix)
         }
         guard let endpoints, let prefix else { throw ValidationError("give --config NODE.toml, or --endpoints and --prefix") }
         let parsed = endpoints.split(separator: ",").map { FleetConfig.endpoint(String($0)) }
         guard !parsed.isEmpty, parsed.allSatisfy({ $0 != nil }) else {
-            throw ValidationError("--endpoints: http://HOST:PORT,... (got \(endpoints))")
+            throw ValidationError("--endpoints: http(s)://HOST:PORT,... (got \(endpoints))")
         }
         guard prefix.hasPrefix("/"), !prefix.hasSuffix("/") else { throw ValidationError("--prefix: /tern/SITE") }
-        return (EtcdClient(endpoints: parsed.map { $0! }), prefix)
+        let files = FleetConfig.TLSFiles(ca: cacert, certificate: cert, key: key)
+        return (try etcd { () throws(EtcdError) in try EtcdClient(endpoints: parsed.map { $0! }, tls: files) }, prefix)
     }
 }
 

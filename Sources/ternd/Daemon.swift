@@ -97,6 +97,14 @@ enum Daemon {
             return ConfigError.exitCode
         }
         // A fleet node's VIPs come from etcd (or its cache, or the file when neither can be used).
+        if let fleet = fileConfig.fleet {
+            do {
+                _ = try EtcdClient(fleet)
+            } catch {
+                log(.error, "\(options.config): [fleet]: \(error.description)")
+                return ConfigError.exitCode
+            }
+        }
         let start = FleetStart.choose(fileConfig, path: options.config) { log($0, $1) }
         let config = start.config
         if config.fleet != nil { log("fleet: site VIPs from \(start.source)") }

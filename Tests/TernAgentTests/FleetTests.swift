@@ -31,15 +31,35 @@ func siteDocument(_ backends: [String], quorum: Bool = false) -> [UInt8] {
         let c = try ConfigLoader.parse(fleetNode, file: "n.toml")
         #expect(c.fleet?.endpoints.map(\.description) == ["http://127.0.0.1:2379", "http://[::1]:2379"])
         #expect(c.fleet?.prefix == "/tern/t" && c.fleet?.node == "lb1" && c.fleet?.pollMilliseconds == 250)
-        let bad = fleetNode.replacingOccurrences(of: "\"http://127.0.0.1:2379\"", with: "\"https://127.0.0.1:2379\"")
+        let bad = fleetNode.replacingOccurrences(of: "\"http://127.0.0.1:2379\"", with: "\"ftp://127.0.0.1:2379\"")
             .replacingOccurrences(of: "prefix = \"/tern/t\"", with: "prefix = \"tern/\"")
         #expect(throws: ConfigError.self) { try ConfigLoader.parse(bad, file: "n.toml") }
         do {
             _ = try ConfigLoader.parse(bad, file: "n.toml")
         } catch {
-            #expect(error.description.contains("fleet.endpoints: \"https://127.0.0.1:2379\" is not http://HOST:PORT"))
+            #expect(
+                error.description.contains(
+                    "fleet.endpoints: \"ftp://127.0.0.1:2379\" is not http://HOST:PORT or https://HOST:PORT"))
             #expect(error.description.contains("fleet.prefix: must start with / and not end with one"))
         }
+    }
+
+    /// https endpoints take TLS files (readable, a certificate with its key); http ones take none.
+    @Test func tlsFilesGoWithHTTPSEndpoints() throws {
+        let https = fleetNode.replacingOccurrences(of: "http://", with: "https://")
+        #expect(try ConfigLoader.parse(https, file: "n.toml").fleet?.endpoints.allSatisfy(\.tls) == true)
+        func problems(_ text: String) -> String {
+            do {
+                _ = try ConfigLoader.parse(text, file: "n.toml")
+                return ""
+            } catch { return error.description }
+        }
+        #expect(
+            problems(https + "cert_file = \"/etc/hostname\"\n").contains("fleet.key_file: cert_file and key_file go together"))
+        #expect(problems(https + "ca_file = \"/no/such/ca.pem\"\n").contains("fleet.ca_file: cannot read /no/such/ca.pem"))
+        #expect(problems(fleetNode + "ca_file = \"/etc/hostname\"\n").contains("need https:// endpoints"))
+        let mixed = fleetNode.replacingOccurrences(of: "\"http://127.0.0.1:2379\"", with: "\"https://127.0.0.1:2379\"")
+        #expect(problems(mixed).contains("all http:// or all https://"))
     }
 
     /// The site document's VIPs replace the file's; its errors name it and its own lines; a

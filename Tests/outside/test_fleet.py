@@ -16,8 +16,11 @@ Checked:
 6. A node killed (SIGKILL): its PREFIX/nodes/ entry goes when its lease ends.
 7. Health by quorum: one node's checks failing alone change no node's table; two of three take the
    backend out on every node.
+8. TLS: an etcd member that requires client certificates (--client-cert-auth; certificates made
+   with openssl): ternctl fleet put with them works and without them is refused; a node with
+   https endpoints and its certificate files runs the document.
 
-Needs root, etcd-server, etcd-client, iproute2, nftables, curl, prometheus (promtool), python3.
+Needs root, etcd-server, etcd-client, openssl, iproute2, nftables, curl, prometheus (promtool), python3.
 Usage: test_fleet.py PATH/TO/ternd
 """
 import json
@@ -250,6 +253,76 @@ def cut(node, on):
         sh("nft", "delete", "table", "inet", "tf_cut", ns=node.ns)
 
 
+def certificates(tmp):
+    """A CA, a server certificate for etcd (IP SANs: loopback and every node's side of its veth) and a client one.
+    etcd 3.4's JSON gateway dials etcd's own gRPC port with the server certificate, so with
+    --client-cert-auth that certificate must be good for client authentication too (else every
+    gateway request answers 503)."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=tern-test-ca")
+    sans = ",".join(["IP:127.0.0.1"] + [f"IP:10.79.{i}.1" for i in range(1, len(NODES) + 1)])
+    for name, ext in (("server", f"subjectAltName={sans}\nextendedKeyUsage=serverAuth,clientAuth\n"),
+                      ("client", "extendedKeyUsage=clientAuth\n")):
+        with open(os.path.join(tmp, f"{name}.ext"), "w") as f:
+            f.write(ext)
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=tern-{name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", f"{name}.pem",
+            "-days", "1", "-extfile", f"{name}.ext")
+    return {k: os.path.join(tmp, f) for k, f in (("ca", "ca.pem"), ("cert", "client.pem"), ("key", "client.key"),
+                                                  ("server", "server.pem"), ("server_key", "server.key"))}
+
+
+def test_tls(ternd, tmp, node):
+    """8: etcd with --client-cert-auth; ternctl and a node speak to it over TLS."""
+    certs = certificates(tmp)
+    client, peer = free_ports(2)
+    etcd = subprocess.Popen(
+        ["etcd", "--name", "tls", "--data-dir", os.path.join(tmp, "tls"),
+         "--listen-client-urls", f"https://0.0.0.0:{client}", "--advertise-client-urls", f"https://127.0.0.1:{client}",
+         "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-cluster", f"tls=http://127.0.0.1:{peer}", "--cert-file", certs["server"], "--key-file", certs["server_key"],
+         "--client-cert-auth", "--trusted-ca-file", certs["ca"]],
+        stdout=open(os.path.join(tmp, "tls.log"), "w"), stderr=subprocess.STDOUT)
+    try:
+        args = ["--endpoints", f"https://127.0.0.1:{client}", "--prefix", PREFIX, "--cacert", certs["ca"]]
+        with open(os.path.join(tmp, "tls-site.toml"), "w") as f:
+            f.write(site())
+        put = lambda extra: subprocess.run([TERNCTL, "fleet", "put", os.path.join(tmp, "tls-site.toml"), *args, *extra],
+                                           capture_output=True, text=True, timeout=60)
+        p = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            p = put(["--cert", certs["cert"], "--key", certs["key"]])
+            if p.returncode == 0:
+                break
+            time.sleep(0.5)
+        check(p.returncode == 0, f"TLS: fleet put with a client certificate: exit {p.returncode}: {p.stdout} {p.stderr}")
+        revision = int(p.stdout.split("revision")[-1]) if p.returncode == 0 else -1
+        anonymous = subprocess.run([TERNCTL, "fleet", "get", *args], capture_output=True, text=True, timeout=60)
+        check(anonymous.returncode == 69, f"TLS: fleet get without a client certificate: exit {anonymous.returncode}")
+        node.stop()
+        with open(node.config) as f:
+            text = f.read()
+        start = text.index("[fleet]")
+        end = text.index("[[vip]]")
+        text = (text[:start] + f'[fleet]\nendpoints = ["https://{node.link}.1:{client}"]\nprefix = "{PREFIX}"\nnode = "{node.name}"\n'
+                f'cache = "{node.cache}-tls"\nca_file = "{certs["ca"]}"\ncert_file = "{certs["cert"]}"\nkey_file = "{certs["key"]}"\n'
+                + text[end:])
+        with open(node.config, "w") as f:
+            f.write(text)
+        node.start(ternd)
+        check(wait(lambda: node.status().get("fleet", {}).get("revision") == revision, 10) and
+              f"fleet: site VIPs from etcd, revision {revision}" in node.text(),
+              f"TLS: the node did not run revision {revision}: {node.status().get('fleet')} {node.text()[-500:]}")
+        if p.returncode == 0 and anonymous.returncode == 69:
+            print(f"ok: TLS with client certificates (openssl-made, etcd --client-cert-auth): fleet put with them wrote "
+                  f"revision {revision}, without them etcd refused; {node.name} over https runs it", flush=True)
+    finally:
+        etcd.kill()
+        etcd.wait()
+
+
 def main(ternd):
     global TERNCTL
     TERNCTL = os.path.abspath(os.path.join(os.path.dirname(ternd), "ternctl"))
@@ -378,6 +451,9 @@ def main(ternd):
         gone = wait(lambda: "2 live node(s)" in fleet(etcd, "status").stdout, 10, 0.2)
         check(gone, f"lb2 killed: {fleet(etcd, 'status').stdout}")
         print(f"ok: lb2 killed: its nodes/ entry went {time.monotonic() - started:.1f} s later (lease 2 s)", flush=True)
+
+        # 8. TLS.
+        test_tls(ternd, tmp, nodes["lb1"])
     finally:
         for n in nodes.values():
             n.stop()
