@@ -165,3 +165,20 @@ func siteDocument(_ backends: [String], quorum: Bool = false) -> [UInt8] {
         #expect(!reloader.desired.down.contains(key))
     }
 }
+
+@Suite struct EtcdEncodingTests {
+    /// A prefix's range end is the prefix with its last byte raised (etcd's convention).
+    @Test func aPrefixRangeEndsWhereTheNextPrefixBegins() {
+        #expect(EtcdClient.prefixEnd("/tern/t/nodes/") == "/tern/t/nodes0")
+        #expect(EtcdClient.unbase64(EtcdClient.base64("/tern/t/config")) == Array("/tern/t/config".utf8))
+        #expect(EtcdClient.int("42") == 42 && EtcdClient.int(nil) == 0)
+    }
+
+    @Test func endpointsAreHTTPOrHTTPSWithAPort() {
+        #expect(FleetConfig.endpoint("http://10.0.0.5:2379") == .init(host: "10.0.0.5", port: 2379, tls: false))
+        #expect(FleetConfig.endpoint("https://[fd00::5]:2379/") == .init(host: "fd00::5", port: 2379, tls: true))
+        for bad in ["10.0.0.5:2379", "http://10.0.0.5", "http://user@h:1", "http://h:0", "unix:///run/etcd.sock"] {
+            #expect(FleetConfig.endpoint(bad) == nil, "\(bad)")
+        }
+    }
+}
