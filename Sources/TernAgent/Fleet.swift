@@ -230,6 +230,8 @@ public final class FleetFollower: @unchecked Sendable {
     /// The report last written (its time aside): an unchanged one only has its lease kept alive,
     /// so a quiet site adds no revisions to etcd's history.
     var published: FleetNodeReport?
+    /// When the lease was last renewed.
+    var renewed = Date.distantPast
     var thread: Thread?
 
     public init(config: FleetConfig, node: String, applier: FleetApplier, exchange: ControlExchange, client: EtcdClient) {
@@ -273,15 +275,16 @@ public final class FleetFollower: @unchecked Sendable {
     func poll() -> FleetSnapshot {
         var s = applier.inbox.withLockedValue { $0 }
         do {
-            let (kvs, _) = try client.range(FleetApplier.documentKey(config.prefix))
-            let (drains, _) = try client.range("\(config.prefix)/drains/", prefix: true)
-            let (nodes, _) = try client.range("\(config.prefix)/nodes/", prefix: true)
-            s.reports = nodes.compactMap { try? JSONDecoder().decode(FleetNodeReport.self, from: Data($0.value)) }
-            if let kv = kvs.first {
+            // One read of everything under the prefix: one request (and one TLS handshake) a poll.
+            let (kvs, _) = try client.range("\(config.prefix)/", prefix: true)
+            let decoder = JSONDecoder()
+            let under = { (folder: String) in kvs.filter { $0.key.hasPrefix("\(self.config.prefix)/\(folder)/") } }
+            s.reports = under("nodes").compactMap { try? decoder.decode(FleetNodeReport.self, from: Data($0.value)) }
+            if let kv = kvs.first(where: { $0.key == FleetApplier.documentKey(config.prefix) }) {
                 s.document = kv.value
                 s.revision = kv.modRevision
             }
-            s.drains = Set(drains.compactMap { try? JSONDecoder().decode(FleetDrain.self, from: Data($0.value)) })
+            s.drains = Set(under("drains").compactMap { try? decoder.decode(FleetDrain.self, from: Data($0.value)) })
             s.reachable = true
             s.error = ""
         } catch {
@@ -295,7 +298,11 @@ public final class FleetFollower: @unchecked Sendable {
         var unchanged = published
         unchanged?.time = report.time
         do {
-            let alive = lease != 0 ? try client.keepAlive(lease) : false
+            // The lease is renewed three times per TTL, not every poll.
+            let renew = Date().timeIntervalSince(renewed) >= Double(config.leaseSeconds) / 3
+            if lease != 0 && !renew && unchanged == report { return }
+            let alive = lease != 0 ? (renew ? try client.keepAlive(lease) : true) : false
+            if renew { renewed = Date() }
             if alive && unchanged == report { return }
             if !alive { lease = try client.grantLease(ttl: config.leaseSeconds) }
             guard let json = try? JSONEncoder().encode(report) else { return }
