@@ -141,11 +141,15 @@ def test_ternctl_capture(ternctl, sock, tmp):
     t = subprocess.run(["tshark", "-r", out, "-T", "fields", "-E", "separator=;", "-e", "frame.time_epoch", "-e", "ip.proto",
                         "-e", "ip.dst", "-e", "tcp.dstport"], capture_output=True, text=True)
     rows = [line.split(";") for line in t.stdout.splitlines() if line.strip()]
-    # Encapsulated: two IP headers (outer protocol 4, then TCP), the inner one to the VIP's port 80.
-    # (The demo's oversized segments to port 80 are answered "too big" instead: selected as received too.)
+    # Every frame selected was to the VIP's port 80 as received; as written, it is encapsulated
+    # toward a backend (outer IP protocol 4, then the inner TCP to 192.0.2.10:80), answered (ICMP
+    # quoting it) or as received (dropped): the VIP is the innermost destination in each. Which mix
+    # of the demo's frames a capture catches depends on where the endless replay stands.
     good = [r for r in rows if r[1].startswith("4,6") and r[2].endswith(",192.0.2.10") and r[3] == "80"]
+    strays = [r for r in rows if "192.0.2.10" not in r[2]]
     stamps = [float(r[0]) for r in rows]
-    check(len(rows) == 40 and len(good) >= 20, f"ternctl capture: tshark read {len(rows)} frames, {len(good)} IPIP to 192.0.2.10:80: {rows[:3]}")
+    check(len(rows) == 40 and len(good) >= 1 and not strays,
+          f"ternctl capture: tshark read {len(rows)} frames, {len(good)} IPIP to 192.0.2.10:80, not to the VIP: {strays[:3]}")
     check(stamps and started - 1 <= min(stamps) <= max(stamps) <= time.time() + 1 and stamps == sorted(stamps),
           f"ternctl capture: timestamps {stamps[:3]}..{stamps[-3:]} not within the capture's time ({started})")
     bad = subprocess.run([ternctl, "capture", "--socket", sock, "-w", os.path.join(tmp, "bad.pcap"), "--filter", "tcp prot 80"],
@@ -154,7 +158,7 @@ def test_ternctl_capture(ternctl, sock, tmp):
     check(bad.returncode == 1 and "filter \"tcp prot 80\":" in bad.stderr and not os.path.exists(os.path.join(tmp, "bad.pcap")),
           f"bad filter: exit {bad.returncode}: {bad.stderr}")
     check(again.returncode == 1 and "it exists" in again.stderr, f"existing file: exit {again.returncode}: {again.stderr}")
-    if p.returncode == 0 and len(good) >= 20:
+    if p.returncode == 0 and good and not strays:
         print(f"ok: ternctl capture: 40 frames selected by \"tcp dst port 80\" as received, written as sent ({len(good)} "
               f"IP in IP to the backend), timestamps within the capture's {time.time() - started:.1f} s; a bad filter and an existing "
               "file refused", flush=True)
