@@ -109,7 +109,8 @@ public final class EtcdClient: @unchecked Sendable {
         return id
     }
 
-    /// Renews a lease; false when it is gone (expired): grant another.
+    /// Renews a lease; false when it is gone (expired): grant another. The gateway streams this
+    /// call's replies, each wrapped in "result"; one request gets one.
     public func keepAlive(_ lease: Int64) throws(EtcdError) -> Bool {
         let r = try call("/v3/lease/keepalive", ["ID": String(lease)])
         return Self.int((r["result"] as? [String: Any])?["TTL"]) > 0
@@ -131,7 +132,6 @@ public final class EtcdClient: @unchecked Sendable {
                     // An answer from etcd itself (a failed request, no quorum): another member may do better.
                     throw EtcdError("HTTP \(status): \(object["error"] ?? object["message"] ?? "")")
                 }
-                // A streamed reply (lease keepalive) wraps its message in "result".
                 preferred = i
                 return object
             } catch {

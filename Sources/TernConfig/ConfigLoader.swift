@@ -47,25 +47,36 @@ public enum ConfigLoader {
     }
 
     /// The VIPs of a whole config, or of a file holding only `[[vip]]` tables (what `ternctl import`
-    /// prints): then the node-local tables a config needs are supplied after the file's text, so
-    /// errors keep their line numbers.
+    /// prints), validated over a stand-in node.
     public static func loadVIPs(path: String) throws(ConfigError) -> [VIPConfig] {
         let bytes = try read(path)
         guard let document = try? TOMLParser.parse(bytes), document[ConfigSchema.node.path] == nil,
             document[ConfigSchema.port.path] == nil
         else { return try parse(bytes, file: path).vips }
-        let nodeLocal = """
+        return try parseVIPs(bytes, name: path).vips
+    }
 
-            [node]
-            name = "vips-only"
-            tunnel_source_v4 = "198.18.255.254"
-            tunnel_source_v6 = "2001:2::fffe"
-            [[port]]
-            device = "net_null0"
-            gateway_mac = "02:00:00:00:00:01"
+    /// Node-local tables of no node in particular (both tunnel families, a port, a fleet), so that
+    /// VIPs alone can be validated as any node would take them.
+    static let standInNode = Array(
+        """
+        [node]
+        name = "stand-in"
+        tunnel_source_v4 = "198.18.255.254"
+        tunnel_source_v6 = "2001:2::fffe"
+        [[port]]
+        device = "net_null0"
+        gateway_mac = "02:00:00:00:00:01"
+        [fleet]
+        endpoints = ["http://127.0.0.1:2379"]
+        prefix = "/stand-in"
 
-            """
-        return try parse(bytes + Array(nodeLocal.utf8), file: path).vips
+        """.utf8)
+
+    /// A document of site tables alone (`[[vip]]`, `[maglev]`: a fleet's site document, an
+    /// import's output), validated over the stand-in node; errors name `name` and its lines.
+    public static func parseVIPs(_ bytes: [UInt8], name: String) throws(ConfigError) -> TernConfig {
+        try parse(node: standInNode, file: "(stand-in node)", site: bytes, siteName: name)
     }
 
     /// Validates config text; `file` names it in errors.

@@ -147,6 +147,7 @@ public final class WorkerLoop: LcoreTask, @unchecked Sendable {
         var idlePolls = 0
         var polls = 0
         let stats = self.stats
+        let tap = self.tap
         let held = worker.pointee.fragments
         let clockBase = self.clockBase
         var now = clockBase

@@ -84,7 +84,7 @@ struct Fleet: ParsableCommand {
                 printError("ternctl: cannot read \(file)")
                 throw ExitCode(66)
             }
-            _ = try exitingOnConfigError { () throws(ConfigError) in try Fleet.check(bytes, name: file) }
+            _ = try exitingOnConfigError { () throws(ConfigError) in try ConfigLoader.parseVIPs(bytes, name: file) }
             let (client, prefix) = try store.store()
             let expected = revision ?? Fleet.revision(in: bytes) ?? 0
             let written = try etcd { () throws(EtcdError) in
@@ -100,24 +100,6 @@ struct Fleet: ParsableCommand {
             }
             print("put \(FleetApplier.documentKey(prefix)): revision \(now)")
         }
-    }
-
-    /// A site document validated as every node will: its VIPs over a stand-in node's tables.
-    static func check(_ bytes: [UInt8], name: String) throws(ConfigError) -> TernConfig {
-        let node = """
-            [node]
-            name = "fleet-put"
-            tunnel_source_v4 = "198.18.255.254"
-            tunnel_source_v6 = "2001:2::fffe"
-            [[port]]
-            device = "net_null0"
-            gateway_mac = "02:00:00:00:00:01"
-            [fleet]
-            endpoints = ["http://127.0.0.1:2379"]
-            prefix = "/check"
-
-            """
-        return try ConfigLoader.parse(node: Array(node.utf8), file: "(stand-in node)", site: bytes, siteName: name)
     }
 
     static func revision(in bytes: [UInt8]) -> Int64? {

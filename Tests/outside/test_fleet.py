@@ -9,7 +9,7 @@ Checked:
 2. `ternctl fleet drain` reaches every node; `fleet undrain` ends it.
 3. An invalid document is refused by `fleet put` (exit 78, nothing written); written around it
    with etcdctl, every node refuses it, keeps running and says why (status, fleet status).
-4. One etcd member killed: a put still reaches every node.
+4. One etcd member frozen (SIGSTOP: it never answers), then killed: puts still reach every node.
 5. etcd's quorum lost: the nodes keep forwarding (lb1 replays a capture: its forwarded counter
    keeps rising), status and metrics (promtool-clean) say etcd is unreachable; a node started meanwhile runs the
    cached document and says so; quorum back: a change made then arrives everywhere.
@@ -353,6 +353,13 @@ def main(ternd):
         st = fleet(etcd, "status")
         check(st.returncode == 0 and f"vip {VIP}: fingerprint" in st.stdout and "3 live node(s)" in st.stdout,
               f"fleet status: exit {st.returncode}: {st.stdout} {st.stderr}")
+        # A put from a copy edited at an older revision is refused: it would overwrite a change unseen.
+        stale = os.path.join(tmp, "stale.toml")
+        with open(stale, "w") as f:
+            f.write(f"# tern fleet revision {revision - 1}\n" + site())
+        p = fleet(etcd, "put", stale)
+        check(p.returncode == 1 and f"changed since revision {revision - 1} (now {revision})" in p.stderr
+              and agree(all_nodes, revision), f"stale put: exit {p.returncode}: {p.stderr}")
         print(f"ok: fleet put of revision {revision} ran on all three nodes {took:.2f} s after the put (equal fingerprints); "
               "fleet status agrees", flush=True)
 
@@ -387,11 +394,15 @@ def main(ternd):
         print("ok: an invalid document: fleet put refused it (78, the key and line named); written around it with "
               "etcdctl, every node refused it, kept running its revision and said why; the next good put arrived", flush=True)
 
-        # 4. One member down: nothing changes.
-        etcd.kill("e3")
+        # 4. One member frozen (it takes connections and never answers: calls to it time out), then
+        # killed: nothing changes.
+        os.kill(etcd.procs["e3"].pid, signal.SIGSTOP)
         revision = put(etcd, tmp, site(backends=(BACKEND, SECOND), extra='hash = "source"\n'))
+        check(wait(lambda: agree(all_nodes, revision), 10), f"one member frozen: {[n.status().get('fleet') for n in all_nodes]}")
+        etcd.kill("e3")
+        revision = put(etcd, tmp, site(backends=(BACKEND, SECOND)))
         check(wait(lambda: agree(all_nodes, revision), 8), f"one member down: {[n.status().get('fleet') for n in all_nodes]}")
-        print("ok: one etcd member killed: a put still reached every node", flush=True)
+        print("ok: one etcd member frozen (SIGSTOP), then killed: puts still reached every node", flush=True)
 
         # 5. Quorum lost: forwarding goes on, status says so; a node started meanwhile uses its cache.
         etcd.kill("e2")
@@ -422,7 +433,7 @@ def main(ternd):
         etcd.start("e2")
         etcd.start("e3")
         check(wait(lambda: fleet(etcd, "status").returncode in (0, 1), 30, 0.3), "etcd quorum did not come back")
-        revision = put(etcd, tmp, site(backends=(BACKEND, SECOND)))
+        revision = put(etcd, tmp, site(backends=(BACKEND, SECOND), extra='hash = "source"\n'))
         check(wait(lambda: agree(all_nodes, revision), 10), f"quorum back: {[n.status().get('fleet') for n in all_nodes]}")
         check(all(n.status().get("fleet", {}).get("reachable") for n in all_nodes), "quorum back: a node still says unreachable")
         check("tern_fleet_reachable 1" in nodes["lb1"].metrics(), "quorum back: tern_fleet_reachable is not 1")

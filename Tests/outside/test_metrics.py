@@ -155,6 +155,8 @@ def test_ternctl_capture(ternctl, sock, tmp):
     bad = subprocess.run([ternctl, "capture", "--socket", sock, "-w", os.path.join(tmp, "bad.pcap"), "--filter", "tcp prot 80"],
                          capture_output=True, text=True, timeout=30)
     again = subprocess.run([ternctl, "capture", "--socket", sock, "-w", out], capture_output=True, text=True, timeout=30)
+    idle = subprocess.run([ternctl, "capture", "--socket", sock, "--stop"], capture_output=True, text=True, timeout=30)
+    check(idle.returncode == 1 and "no capture is running" in idle.stderr, f"capture --stop with none: {idle.returncode} {idle.stderr}")
     check(bad.returncode == 1 and "filter \"tcp prot 80\":" in bad.stderr and not os.path.exists(os.path.join(tmp, "bad.pcap")),
           f"bad filter: exit {bad.returncode}: {bad.stderr}")
     check(again.returncode == 1 and "it exists" in again.stderr, f"existing file: exit {again.returncode}: {again.stderr}")
