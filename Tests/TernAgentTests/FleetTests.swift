@@ -107,7 +107,9 @@ func siteDocument(_ backends: [String], quorum: Bool = false) -> [UInt8] {
             configPath: file.path, startedAt: 0, workers: 1, ports: { [] },
             stats: LiveStats(blocks: [], publisher: reloader.publisher))
         let commands = ControlCommands(reloader: reloader, info: info, wallClock: { 0 }, shouldStop: { false }, log: { _, _ in })
-        let config = try ConfigLoader.load(path: file.path).fleet!
+        // A cache of its own: the tests run in parallel.
+        var config = try ConfigLoader.load(path: file.path).fleet!
+        config.cache = NSTemporaryDirectory() + "tern-fleet-cache-\(UUID().uuidString).toml"
         let a = FleetApplier(
             config: config, reloader: reloader, commands: commands, log: { _, _ in }, wallClock: { 0 }, startedWith: 0)
         return (a, reloader, file)
